@@ -1,0 +1,78 @@
+# mailward: `make` builds, `make run` runs a demo on loopback, `make test` runs
+# every test (installing what it needs first), `make lint` checks the style.
+
+VERSION    := 0.1.0
+CC         ?= cc
+PKGS       := libuv wolfssl inih libcap
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
+CFLAGS     ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DMAILWARD_VERSION='"$(VERSION)"' $(WARN) \
+              -Ilib $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS     := $(PKG_LIBS)
+
+# The test build: AddressSanitizer and UndefinedBehaviorSanitizer, no recovery.
+SAN        := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TEST_FLAGS := CFLAGS="-O1 -g $(SAN) -DMAILWARD_SANITIZE" LDFLAGS="$(SAN)" BUILD=build-test
+
+BUILD      ?= build
+LIB_SRC    := $(wildcard lib/*.c)
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+PROXY_SRC  := $(wildcard proxy/*.c)
+PROXY_OBJ  := $(PROXY_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   := $(wildcard test/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
+
+.PHONY: all deps run test unit integration lint format bench clean
+
+all: $(BUILD)/mailward
+
+$(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libmailward.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/mailward: $(PROXY_OBJ) $(BUILD)/libmailward.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit/%: test/unit/%.c $(BUILD)/libmailward.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmailward.a $(LDLIBS) -lcmocka
+
+units: $(UNIT_BIN)
+
+# Install the packages every target needs (Debian, as root); quick when done.
+deps:
+	@scripts/install-deps
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-demo
+
+test: deps
+	@$(MAKE) --no-print-directory $(TEST_FLAGS) build-test/mailward units
+	@scripts/run-tests
+
+unit: deps
+	@$(MAKE) --no-print-directory $(TEST_FLAGS) units
+	@scripts/run-tests unit
+
+integration: deps
+	@$(MAKE) --no-print-directory $(TEST_FLAGS) build-test/mailward
+	@scripts/run-tests integration
+
+FORMAT_SRC := $(wildcard lib/*.[ch] proxy/*.[ch] test/unit/*.[ch] test/fuzz/*.c test/bench/*.c)
+
+lint:
+	clang-format --dry-run -Werror $(FORMAT_SRC)
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
+	        --inline-suppr --suppress=missingIncludeSystem -Ilib lib proxy
+
+format:
+	clang-format -i $(FORMAT_SRC)
+
+clean:
+	rm -rf build build-test

@@ -1,0 +1,79 @@
+/*
+ * alert: structured security events and their sinks.
+ *
+ * An alert is one event (type, severity, session, listener, client, action,
+ * and where they apply domain, server, expected, observed, reason). Each is
+ * written to every sink configured: the log (one key=value line at warning
+ * level), a JSON-lines file (one object per line, appended with a single
+ * write(2) so concurrent writers never interleave), an external command
+ * (optional; JSON on its standard input) and per-event counters.
+ *
+ * struct alert_sink is owned by the daemon; the file is opened before the
+ * privilege drop. Nothing here blocks for long: the file write is a single
+ * append.
+ */
+#ifndef MAILWARD_ALERT_H
+#define MAILWARD_ALERT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+
+enum alert_event {
+        ALERT_PLAINTEXT_REFUSED,
+        ALERT_PLAINTEXT_RELAYED,
+        ALERT_STARTTLS_INJECTION,
+        ALERT_TLS_HANDSHAKE_FAILED,
+        ALERT_STARTTLS_STRIPPED,
+        ALERT_STARTTLS_REFUSED,
+        ALERT_TLS_VERSION_TOO_LOW,
+        ALERT_CERTIFICATE_INVALID,
+        ALERT_TLS_ABSENT,
+        ALERT_EVENT_COUNT,
+};
+
+enum alert_severity {
+        ALERT_SEV_INFO,
+        ALERT_SEV_WARNING,
+        ALERT_SEV_CRITICAL,
+};
+
+/* Every string may be NULL (then it is left out of the JSON object). */
+struct alert {
+        enum alert_event event;
+        enum alert_severity severity;
+        const char *session;
+        const char *listener;
+        const char *client; /* address:port */
+        const char *server; /* address:port */
+        const char *action; /* "rejected", "relayed", "closed", "deferred" */
+        const char *domain;
+        const char *expected;
+        const char *observed;
+        const char *reason;
+};
+
+struct alert_sink {
+        const struct log *log;
+        int fd; /* JSON-lines file, -1 for none */
+        unsigned long count[ALERT_EVENT_COUNT];
+};
+
+/* Open (create, append) the JSON-lines file if path is not NULL. 0 or -errno. */
+int alert_sink_init(struct alert_sink *s, const struct log *log, const char *path);
+void alert_sink_cleanup(struct alert_sink *s);
+
+void alert_emit(struct alert_sink *s, const struct alert *a);
+
+const char *alert_event_str(enum alert_event e);
+const char *alert_severity_str(enum alert_severity s);
+
+/*
+ * Format one alert as a JSON object followed by "\n" into out (NUL-terminated),
+ * with "time" (RFC 3339) first. Returns the length, or -1 if it does not fit.
+ * Exposed for tests.
+ */
+int alert_format_json(const struct alert *a, const char *time, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * config: the INI configuration file (parsed with inih), checked as a whole.
+ *
+ * [mailward] holds global settings; every other section is a listener named by
+ * its section. config_load() reads a file, fills in defaults, checks every
+ * value and every cross-setting rule, and reports each problem as
+ * "file:line: message" (the line of the offending key, or of the section
+ * header for a missing key) on the FILE given. It does not open sockets, resolve
+ * host names or read certificates: those belong to start-up.
+ *
+ * The returned struct config is owned by the caller: config_free() it.
+ */
+#ifndef MAILWARD_CONFIG_H
+#define MAILWARD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "log.h"
+
+enum config_tls {
+        CONFIG_TLS_NONE,
+        CONFIG_TLS_STARTTLS,
+        CONFIG_TLS_IMPLICIT,
+        CONFIG_TLS_POLICY, /* forward_tls only: decided per domain (outbound) */
+};
+
+enum config_identity {
+        CONFIG_IDENTITY_NONE,
+        CONFIG_IDENTITY_XCLIENT,
+        CONFIG_IDENTITY_PROXY, /* PROXY protocol v2 */
+};
+
+struct config_listener {
+        char *name;   /* section name */
+        int line;     /* line of the section header */
+        char *listen; /* "host:port" as written */
+        enum config_tls accept_tls;
+        bool require_tls;
+        char *cert, *key; /* PEM files; required when accept_tls != none */
+        char *forward;    /* "host:port" as written */
+        enum config_tls forward_tls;
+        enum config_identity client_identity;
+        char *hostname;      /* name in our greeting; default: the system's */
+        char *forward_ca;    /* CA file for forward_tls; default system bundle */
+        bool forward_verify; /* verify the backend's certificate (default yes) */
+
+        unsigned max_sessions;   /* per listener; default 1000 */
+        unsigned max_per_client; /* per client address; default 20 */
+        unsigned max_line;       /* command line, CRLF included; default 512, min 512 */
+        unsigned max_text_line;  /* DATA line, CRLF included; default 1000, min 1000 */
+
+        /* Seconds. */
+        unsigned timeout_greeting;  /* backend greeting and setup; default 60 */
+        unsigned timeout_command;   /* client command or backend reply; default 300 */
+        unsigned timeout_handshake; /* TLS handshake; default 30 */
+        unsigned timeout_data;      /* between DATA/BDAT reads; default 180 */
+        unsigned timeout_idle;      /* whole-session idle before TLS; default 60 */
+        unsigned timeout_final;     /* backend reply to end of data; default 600 */
+        unsigned probe_interval;    /* backend EHLO refresh; default 300 */
+
+        struct config_listener *next;
+};
+
+struct config {
+        char *path;
+        char *user;       /* default "mailward"; used only when started as root */
+        bool allow_root;  /* keep running as root (default no) */
+        char *alert_log;  /* JSON lines file; NULL: none */
+        char *alert_command; /* NULL: none */
+        char *state_dir;  /* default /var/lib/mailward */
+        enum log_level log_level; /* default info */
+        bool syslog;      /* log = syslog | stderr (default stderr) */
+        unsigned drain_timeout; /* seconds; default 30 */
+        struct config_listener *listeners;
+};
+
+/* NULL on any error (each reported on errs as file:line: message). */
+struct config *config_load(const char *path, FILE *errs);
+void config_free(struct config *cfg);
+
+const char *config_tls_str(enum config_tls t);
+const char *config_identity_str(enum config_identity id);
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * tls: wolfSSL driven sans-I/O. The only module that includes wolfSSL headers.
+ *
+ * A struct tls never touches a socket: ciphertext from the network goes in with
+ * tls_feed(), ciphertext to send comes out of tls_output() (a buf the caller
+ * drains and consumes). After every call that can produce output (handshake,
+ * read, write, shutdown) the caller must flush tls_output().
+ *
+ * Policy (invariant 7): TLS 1.2 and 1.3 only; TLS 1.2 suites are ECDHE with
+ * AES-GCM or ChaCha20-Poly1305; TLS 1.3 suites are its AEADs; key exchange
+ * groups are X25519, P-256, P-384 and, for TLS 1.3 peers that insist on them,
+ * ffdhe2048/ffdhe3072; no static RSA, no CBC, no RC4, no DH group under 2048
+ * bits, no renegotiation, no compression.
+ *
+ * Ownership: a tls_ctx holds certificates and policy and is shared read-only
+ * by all struct tls made from it; free the ctx only after every tls made from
+ * it. Errors: functions return an enum tls_result; tls_error() says why in
+ * words for the log. Nothing here logs.
+ */
+#ifndef MAILWARD_TLS_H
+#define MAILWARD_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+struct tls_ctx;
+struct tls;
+
+enum tls_role {
+        TLS_ROLE_SERVER,
+        TLS_ROLE_CLIENT,
+};
+
+enum tls_result {
+        TLS_OK,     /* done (handshake complete, bytes read or written) */
+        TLS_WANT,   /* needs more input from the peer: feed and call again */
+        TLS_CLOSED, /* the peer sent close_notify */
+        TLS_ERROR,  /* fatal; see tls_error() */
+};
+
+struct tls_ctx_conf {
+        const char *cert_file; /* PEM chain; required for the server role */
+        const char *key_file;  /* PEM key; required for the server role */
+        const char *ca_file;   /* client role: trust anchors (NULL: none loaded) */
+        bool verify_peer;      /* client role: fail the handshake on a bad chain */
+};
+
+/* Call once before anything else (wolfSSL_Init). 0 or -1. */
+int tls_global_init(void);
+void tls_global_cleanup(void);
+
+/*
+ * Load certificates and set the policy above. NULL on error, with a message
+ * naming the file and the reason in err.
+ */
+struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf, char *err,
+                            size_t errlen);
+void tls_ctx_free(struct tls_ctx *ctx);
+
+/* servername: client role, for SNI and name checks (may be NULL). */
+struct tls *tls_new(struct tls_ctx *ctx, const char *servername);
+void tls_free(struct tls *t);
+
+/* Queue ciphertext received from the peer. */
+void tls_feed(struct tls *t, const void *p, size_t n);
+/* Bytes fed but not yet taken by wolfSSL. */
+size_t tls_input_pending(const struct tls *t);
+/* Ciphertext waiting to be sent; the caller writes it out and consumes it. */
+struct buf *tls_output(struct tls *t);
+
+enum tls_result tls_handshake(struct tls *t);
+bool tls_handshake_done(const struct tls *t);
+
+/*
+ * Decrypt into p (room for n bytes); *got is set on TLS_OK. TLS_WANT when
+ * no whole record is buffered. Loop until TLS_WANT: wolfSSL may hold more
+ * plaintext than one call returns.
+ */
+enum tls_result tls_read(struct tls *t, void *p, size_t n, size_t *got);
+/* Encrypt all n bytes into tls_output(). TLS_OK or TLS_ERROR. */
+enum tls_result tls_write(struct tls *t, const void *p, size_t n);
+/* Queue close_notify into tls_output(). */
+void tls_shutdown(struct tls *t);
+
+/* After the handshake: "TLSv1.3", "TLS_AES_128_GCM_SHA256", key bits. */
+const char *tls_version(const struct tls *t);
+const char *tls_cipher(const struct tls *t);
+int tls_cipher_bits(const struct tls *t);
+/* Why the last call failed, for a log line ("" if it did not). */
+const char *tls_error(const struct tls *t);
+
+#endif

@@ -1,0 +1,109 @@
+#include "util.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *xmalloc(size_t n)
+{
+        void *p = malloc(n ? n : 1);
+
+        if (p == NULL)
+                fatalx("out of memory (%zu bytes)", n);
+        return p;
+}
+
+void *xcalloc(size_t nmemb, size_t size)
+{
+        void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+
+        if (p == NULL)
+                fatalx("out of memory (%zu x %zu bytes)", nmemb, size);
+        return p;
+}
+
+void *xrealloc(void *old, size_t n)
+{
+        void *p = realloc(old, n ? n : 1);
+
+        if (p == NULL)
+                fatalx("out of memory (%zu bytes)", n);
+        return p;
+}
+
+char *xstrdup(const char *s)
+{
+        return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+        char *p = xmalloc(n + 1);
+
+        memcpy(p, s, n);
+        p[n] = '\0';
+        return p;
+}
+
+void fatalx(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("mailward: fatal: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        abort();
+}
+
+bool util_prefix_ci(const char *s, size_t n, const char *p)
+{
+        size_t i;
+
+        for (i = 0; p[i] != '\0'; i++) {
+                if (i >= n || tolower((unsigned char)s[i]) != tolower((unsigned char)p[i]))
+                        return false;
+        }
+        return true;
+}
+
+void util_rfc3339(char out[32], const struct timespec *t)
+{
+        struct tm tm;
+
+        gmtime_r(&t->tv_sec, &tm);
+        snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 t->tv_nsec / 1000000);
+}
+
+int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+        const char *colon, *h = s, *hend;
+        char *end;
+        unsigned long p;
+
+        if (*s == '[') {
+                hend = strchr(s, ']');
+                if (hend == NULL || hend[1] != ':')
+                        return -1;
+                h = s + 1;
+                colon = hend + 1;
+        } else {
+                colon = strrchr(s, ':');
+                if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+                        return -1;
+                hend = colon;
+        }
+        if ((size_t)(hend - h) >= hostlen)
+                return -1;
+        memcpy(host, h, (size_t)(hend - h));
+        host[hend - h] = '\0';
+        p = strtoul(colon + 1, &end, 10);
+        if (colon[1] == '\0' || *end != '\0' || p == 0 || p > 65535)
+                return -1;
+        *port = (unsigned)p;
+        return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * util: allocation that cannot fail (out of memory aborts), fatal errors for
+ * broken invariants, the magic-number check used by every callback-driven
+ * struct, and small string helpers.
+ *
+ * Nothing here has state. fatalx() never returns.
+ */
+#ifndef MAILWARD_UTIL_H
+#define MAILWARD_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Print "mailward: fatal: ..." to stderr and abort(). For broken invariants. */
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * Magic numbers: a struct driven by callbacks keeps `unsigned magic` as its
+ * first member, set at creation and cleared at free. UTIL_CHECK_MAGIC aborts
+ * naming the function when a callback finds a freed or foreign object.
+ */
+#define UTIL_CHECK_MAGIC(obj, value)                                                     \
+        do {                                                                             \
+                if ((obj) == NULL || (obj)->magic != (value))                            \
+                        fatalx("%s: bad magic (use after free?)", __func__);             \
+        } while (0)
+
+/* Case-insensitive ASCII prefix test; returns true if s (length n) starts with p. */
+bool util_prefix_ci(const char *s, size_t n, const char *p);
+
+/* Write t as RFC 3339 UTC with milliseconds ("2026-11-23T19:40:00.123Z"). */
+void util_rfc3339(char out[32], const struct timespec *t);
+
+/* Parse "host:port", "[v6]:port"; host may be empty for "any". 0 or -1. */
+int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port);
+
+#endif
