@@ -47,6 +47,10 @@ struct tls_ctx_conf {
         bool verify_peer;      /* client role: fail the handshake on a bad chain */
 };
 
+/* The wolfSSL version running, and how it was built (for mailward -V). */
+const char *tls_library_version(void);
+const char *tls_library_build(void);
+
 /* Call once before anything else (wolfSSL_Init). 0 or -1. */
 int tls_global_init(void);
 void tls_global_cleanup(void);

@@ -1,0 +1,577 @@
+/*
+ * conn: TCP (libuv) + optional TLS (struct tls over memory). See conn.h.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "util.h"
+
+#define CONN_MAGIC 0x636f6e6eU
+#define CONN_READ_SIZE 65536
+#define CONN_CLOSE_FLUSH_MS 5000
+#define CONN_TLS_RECORD_START 0x16 /* handshake record type */
+
+struct conn {
+        unsigned magic;
+        uv_tcp_t tcp;
+        uv_timer_t timer;
+        uv_connect_t connect_req;
+        conn_cb cb;
+        void *arg;
+
+        struct buf in;   /* plaintext read, waiting for the owner */
+        struct buf out;  /* bytes waiting for conn_flush() (ciphertext under TLS) */
+        size_t inflight; /* bytes in uv_write requests */
+        char *readbuf;   /* ciphertext read buffer while a read is under way */
+
+        struct tls *tls;
+        bool tls_done;
+        bool tls_plaintext;
+        bool tls_seen_input;
+        char tls_err[160];
+
+        bool reading;
+        bool closing;
+        bool closed_handles; /* uv_close() called */
+        bool flush_on_close;
+        int pending_error; /* reported from the timer, never from inside a call */
+        int err;
+        int handles_open;
+
+        struct sockaddr_storage peer_addr, local_addr;
+        char peer[64];
+        char peer_ip[48];
+        unsigned peer_port;
+};
+
+struct conn_write_req {
+        uv_write_t req;
+        struct conn *c;
+        char *mem;
+        size_t len;
+};
+
+static const char *const conn_event_names[] = {
+    "connected", "read", "drained", "tls_done", "tls_failed",
+    "eof",       "error", "timeout", "closed",
+};
+
+const char *conn_event_str(enum conn_event ev)
+{
+        if ((size_t)ev < UTIL_ARRAY_LEN(conn_event_names))
+                return conn_event_names[ev];
+        return "?";
+}
+
+static void conn_emit(struct conn *c, enum conn_event ev)
+{
+        c->cb(c, ev, c->arg);
+}
+
+void conn_addr_str(const struct sockaddr *sa, char *out, size_t outlen)
+{
+        char ip[INET6_ADDRSTRLEN] = "?";
+
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+                inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+                snprintf(out, outlen, "%s:%u", ip, ntohs(s4->sin_port));
+        } else if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+                inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+                snprintf(out, outlen, "[%s]:%u", ip, ntohs(s6->sin6_port));
+        } else {
+                snprintf(out, outlen, "?");
+        }
+}
+
+static void conn_fill_addrs(struct conn *c)
+{
+        int len = sizeof(c->peer_addr);
+
+        memset(&c->peer_addr, 0, sizeof(c->peer_addr));
+        memset(&c->local_addr, 0, sizeof(c->local_addr));
+        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_addr, &len);
+        len = sizeof(c->local_addr);
+        uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local_addr, &len);
+        conn_addr_str((struct sockaddr *)&c->peer_addr, c->peer, sizeof(c->peer));
+        if (c->peer_addr.ss_family == AF_INET) {
+                const struct sockaddr_in *s4 = (const struct sockaddr_in *)&c->peer_addr;
+
+                inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+                c->peer_port = ntohs(s4->sin_port);
+        } else if (c->peer_addr.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&c->peer_addr;
+
+                inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+                c->peer_port = ntohs(s6->sin6_port);
+        }
+}
+
+static struct conn *conn_alloc(uv_loop_t *loop, conn_cb cb, void *arg)
+{
+        struct conn *c = xcalloc(1, sizeof(*c));
+
+        c->magic = CONN_MAGIC;
+        c->cb = cb;
+        c->arg = arg;
+        buf_init(&c->in);
+        buf_init(&c->out);
+        uv_tcp_init(loop, &c->tcp);
+        uv_timer_init(loop, &c->timer);
+        c->tcp.data = c;
+        c->timer.data = c;
+        c->connect_req.data = c;
+        c->handles_open = 2;
+        return c;
+}
+
+static void conn_close_cb(uv_handle_t *h)
+{
+        struct conn *c = h->data;
+
+        UTIL_CHECK_MAGIC(c, CONN_MAGIC);
+        if (--c->handles_open == 0)
+                conn_emit(c, CONN_EV_CLOSED);
+}
+
+/* Close the handles now; CONN_EV_CLOSED follows from the loop. */
+static void conn_close_handles(struct conn *c)
+{
+        if (c->closed_handles)
+                return;
+        c->closed_handles = true;
+        uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+        uv_close((uv_handle_t *)&c->timer, conn_close_cb);
+}
+
+static void conn_timer_cb(uv_timer_t *t);
+
+/* Report an error from the loop (via the timer), never from inside a call. */
+static void conn_defer_error(struct conn *c, int err)
+{
+        if (c->pending_error != 0 || c->closing)
+                return;
+        c->pending_error = err;
+        c->err = err;
+        uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+}
+
+/* The owner of a conn that never reached it: free it once closed. */
+static void conn_free_when_closed(struct conn *c, enum conn_event ev, void *arg)
+{
+        (void)arg;
+        if (ev == CONN_EV_CLOSED)
+                conn_free(c);
+}
+
+struct conn *conn_accept(struct uv_stream_s *server, conn_cb cb, void *arg, int *err)
+{
+        struct conn *c = conn_alloc(server->loop, cb, arg);
+        int r = uv_accept(server, (uv_stream_t *)&c->tcp);
+
+        if (r < 0) {
+                *err = r;
+                c->closing = true;
+                c->cb = conn_free_when_closed;
+                conn_close_handles(c);
+                return NULL;
+        }
+        uv_tcp_nodelay(&c->tcp, 1);
+        conn_fill_addrs(c);
+        return c;
+}
+
+static void conn_connect_cb(uv_connect_t *req, int status)
+{
+        struct conn *c = req->data;
+
+        UTIL_CHECK_MAGIC(c, CONN_MAGIC);
+        if (c->closing)
+                return;
+        if (status < 0) {
+                c->err = status;
+                conn_emit(c, CONN_EV_ERROR);
+                return;
+        }
+        uv_tcp_nodelay(&c->tcp, 1);
+        conn_fill_addrs(c);
+        conn_emit(c, CONN_EV_CONNECTED);
+}
+
+struct conn *conn_connect(struct uv_loop_s *loop, const struct sockaddr *addr, conn_cb cb,
+                          void *arg)
+{
+        struct conn *c = conn_alloc(loop, cb, arg);
+        int r;
+
+        conn_addr_str(addr, c->peer, sizeof(c->peer));
+        r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, conn_connect_cb);
+        if (r < 0) {
+                c->err = r;
+                conn_defer_error(c, r);
+        }
+        return c;
+}
+
+void conn_free(struct conn *c)
+{
+        if (c == NULL)
+                return;
+        UTIL_CHECK_MAGIC(c, CONN_MAGIC);
+        if (c->handles_open != 0)
+                fatalx("conn_free: handles still open");
+        tls_free(c->tls);
+        buf_cleanup(&c->in);
+        buf_cleanup(&c->out);
+        free(c->readbuf);
+        c->magic = 0;
+        free(c);
+}
+
+struct buf *conn_input(struct conn *c)
+{
+        return &c->in;
+}
+
+size_t conn_queued(const struct conn *c)
+{
+        return c->inflight + buf_len(&c->out);
+}
+
+/* Move whatever TLS produced into the output queue. */
+static void conn_take_tls_output(struct conn *c)
+{
+        struct buf *o = tls_output(c->tls);
+
+        if (buf_len(o) > 0) {
+                buf_append(&c->out, buf_data(o), buf_len(o));
+                buf_consume(o, buf_len(o));
+                buf_shrink(o);
+        }
+}
+
+static void conn_write_cb(uv_write_t *req, int status)
+{
+        struct conn_write_req *w = (struct conn_write_req *)req;
+        struct conn *c = w->c;
+
+        UTIL_CHECK_MAGIC(c, CONN_MAGIC);
+        c->inflight -= w->len;
+        free(w->mem);
+        free(w);
+        if (status < 0) {
+                if (status == UV_ECANCELED || c->closing) {
+                        if (c->closing && c->inflight == 0)
+                                conn_close_handles(c);
+                        return;
+                }
+                c->err = status;
+                conn_emit(c, CONN_EV_ERROR);
+                return;
+        }
+        if (c->inflight == 0 && buf_len(&c->out) == 0) {
+                if (c->closing)
+                        conn_close_handles(c);
+                else
+                        conn_emit(c, CONN_EV_DRAINED);
+        }
+}
+
+void conn_flush(struct conn *c)
+{
+        struct conn_write_req *w;
+        uv_buf_t b;
+        int r;
+
+        if (buf_len(&c->out) == 0 || c->closed_handles || c->pending_error)
+                return;
+        w = xmalloc(sizeof(*w));
+        w->c = c;
+        w->len = buf_len(&c->out);
+        /* Hand the buffer's storage over instead of copying it. */
+        if (c->out.off == 0) {
+                w->mem = c->out.data;
+                buf_init(&c->out);
+        } else {
+                w->mem = xmalloc(w->len);
+                memcpy(w->mem, buf_data(&c->out), w->len);
+                buf_reset(&c->out);
+        }
+        b = uv_buf_init(w->mem, (unsigned)w->len);
+        c->inflight += w->len;
+        r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb);
+        if (r < 0) {
+                c->inflight -= w->len;
+                free(w->mem);
+                free(w);
+                conn_defer_error(c, r);
+        }
+}
+
+void conn_write(struct conn *c, const void *p, size_t n)
+{
+        if (c->closing || n == 0)
+                return;
+        if (c->tls != NULL) {
+                if (!c->tls_done || tls_write(c->tls, p, n) != TLS_OK)
+                        fatalx("conn_write: TLS not ready");
+                conn_take_tls_output(c);
+        } else {
+                buf_append(&c->out, p, n);
+        }
+}
+
+/* Decrypt everything available; emit events. Returns false if the owner
+ * closed the conn from a callback. */
+static void conn_tls_pump(struct conn *c)
+{
+        enum tls_result r;
+        size_t before = buf_len(&c->in), got;
+
+        if (!c->tls_done) {
+                r = tls_handshake(c->tls);
+                conn_take_tls_output(c);
+                conn_flush(c);
+                if (r == TLS_WANT)
+                        return;
+                if (r != TLS_OK) {
+                        snprintf(c->tls_err, sizeof(c->tls_err), "%s", tls_error(c->tls));
+                        c->reading = false;
+                        uv_read_stop((uv_stream_t *)&c->tcp);
+                        conn_emit(c, CONN_EV_TLS_FAILED);
+                        return;
+                }
+                c->tls_done = true;
+                conn_emit(c, CONN_EV_TLS_DONE);
+                if (c->closing)
+                        return;
+                before = buf_len(&c->in);
+        }
+        for (;;) {
+                char *p = buf_reserve(&c->in, 16384);
+
+                r = tls_read(c->tls, p, 16384, &got);
+                buf_unreserve(&c->in, r == TLS_OK ? 16384 - got : 16384);
+                if (r != TLS_OK)
+                        break;
+        }
+        /* wolfSSL may answer (key updates, alerts): send it. */
+        conn_take_tls_output(c);
+        conn_flush(c);
+        if (buf_len(&c->in) > before) {
+                conn_emit(c, CONN_EV_READ);
+                if (c->closing)
+                        return;
+        }
+        if (r == TLS_CLOSED) {
+                conn_emit(c, CONN_EV_EOF);
+        } else if (r == TLS_ERROR) {
+                snprintf(c->tls_err, sizeof(c->tls_err), "%s", tls_error(c->tls));
+                c->err = UV_EPROTO;
+                conn_emit(c, CONN_EV_ERROR);
+        }
+}
+
+static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+        struct conn *c = h->data;
+
+        (void)suggested;
+        UTIL_CHECK_MAGIC(c, CONN_MAGIC);
+        if (c->tls != NULL) {
+                if (c->readbuf == NULL)
+                        c->readbuf = xmalloc(CONN_READ_SIZE);
+                *b = uv_buf_init(c->readbuf, CONN_READ_SIZE);
+        } else {
+                *b = uv_buf_init(buf_reserve(&c->in, CONN_READ_SIZE), CONN_READ_SIZE);
+        }
+}
+
+static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+        struct conn *c = s->data;
+
+        UTIL_CHECK_MAGIC(c, CONN_MAGIC);
+        if (c->tls == NULL && b->base != NULL)
+                buf_unreserve(&c->in, CONN_READ_SIZE - (nread > 0 ? (size_t)nread : 0));
+        if (c->closing)
+                goto out;
+        if (nread == UV_EOF) {
+                conn_emit(c, CONN_EV_EOF);
+                goto out;
+        }
+        if (nread < 0) {
+                c->err = (int)nread;
+                conn_emit(c, CONN_EV_ERROR);
+                goto out;
+        }
+        if (nread == 0)
+                goto out;
+        if (c->tls == NULL) {
+                conn_emit(c, CONN_EV_READ);
+                goto out;
+        }
+        if (!c->tls_seen_input) {
+                c->tls_seen_input = true;
+                if ((unsigned char)b->base[0] != CONN_TLS_RECORD_START) {
+                        c->tls_plaintext = true;
+                        snprintf(c->tls_err, sizeof(c->tls_err),
+                                 "plaintext received where a TLS handshake was due");
+                        c->reading = false;
+                        uv_read_stop(s);
+                        conn_emit(c, CONN_EV_TLS_FAILED);
+                        goto out;
+                }
+        }
+        tls_feed(c->tls, b->base, (size_t)nread);
+        conn_tls_pump(c);
+out:
+        if (c->magic == CONN_MAGIC && c->readbuf != NULL && c->tls != NULL) {
+                free(c->readbuf);
+                c->readbuf = NULL;
+        }
+}
+
+void conn_read(struct conn *c, bool on)
+{
+        if (c->closing || c->closed_handles || c->reading == on)
+                return;
+        c->reading = on;
+        if (on)
+                uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+        else
+                uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *servername)
+{
+        if (c->tls != NULL)
+                fatalx("conn_start_tls: TLS already started");
+        c->tls = tls_new(ctx, servername);
+        if (c->tls == NULL)
+                return -1;
+        /* A client speaks first: send the ClientHello now. */
+        if (tls_handshake(c->tls) == TLS_ERROR) {
+                snprintf(c->tls_err, sizeof(c->tls_err), "%s", tls_error(c->tls));
+                return -1;
+        }
+        conn_take_tls_output(c);
+        conn_flush(c);
+        return 0;
+}
+
+bool conn_tls_active(const struct conn *c)
+{
+        return c->tls != NULL && c->tls_done;
+}
+
+struct tls *conn_tls(const struct conn *c)
+{
+        return c->tls;
+}
+
+const char *conn_tls_error(const struct conn *c)
+{
+        return c->tls_err;
+}
+
+bool conn_tls_plaintext(const struct conn *c)
+{
+        return c->tls_plaintext;
+}
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+        struct conn *c = t->data;
+
+        UTIL_CHECK_MAGIC(c, CONN_MAGIC);
+        if (c->closing) {
+                conn_close_handles(c);
+                return;
+        }
+        if (c->pending_error) {
+                c->pending_error = 0;
+                conn_emit(c, CONN_EV_ERROR);
+                return;
+        }
+        conn_emit(c, CONN_EV_TIMEOUT);
+}
+
+void conn_timeout(struct conn *c, uint64_t ms)
+{
+        if (c->closed_handles || c->closing)
+                return;
+        if (ms == 0)
+                uv_timer_stop(&c->timer);
+        else
+                uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
+void conn_close(struct conn *c, bool flush)
+{
+        if (c->closing)
+                return;
+        c->closing = true;
+        c->flush_on_close = flush;
+        if (c->reading) {
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                c->reading = false;
+        }
+        if (flush && c->tls != NULL && c->tls_done) {
+                tls_shutdown(c->tls);
+                conn_take_tls_output(c);
+        }
+        if (flush && !c->pending_error)
+                conn_flush(c);
+        if (flush && c->inflight > 0) {
+                uv_timer_start(&c->timer, conn_timer_cb, CONN_CLOSE_FLUSH_MS, 0);
+                return;
+        }
+        conn_close_handles(c);
+}
+
+bool conn_closing(const struct conn *c)
+{
+        return c->closing;
+}
+
+const char *conn_error(const struct conn *c)
+{
+        if (c->err == UV_EPROTO && c->tls_err[0] != '\0')
+                return c->tls_err;
+        return c->err ? uv_strerror(c->err) : "";
+}
+
+const char *conn_peer(const struct conn *c)
+{
+        return c->peer;
+}
+
+const char *conn_peer_ip(const struct conn *c)
+{
+        return c->peer_ip;
+}
+
+unsigned conn_peer_port(const struct conn *c)
+{
+        return c->peer_port;
+}
+
+const struct sockaddr_storage *conn_peer_addr(const struct conn *c)
+{
+        return &c->peer_addr;
+}
+
+const struct sockaddr_storage *conn_local_addr(const struct conn *c)
+{
+        return &c->local_addr;
+}

@@ -1,0 +1,100 @@
+/*
+ * conn: one leg of a session: a TCP connection (libuv) with an optional TLS
+ * layer (struct tls) and one timer. The only module in lib/ that includes uv.h.
+ *
+ * Owner interface: one callback, `conn_cb`, with an event code; plaintext that
+ * was read waits in conn_input() until the owner consumes it. Writes are
+ * buffered with conn_write() and handed to the kernel by conn_flush(), one
+ * uv_write for everything queued (the owner calls it once at the end of each
+ * event). When TLS is on, conn_write() encrypts.
+ *
+ * Reading: conn_read(c, true) starts reading; every read decrypts at once all
+ * it can, so no plaintext hides inside wolfSSL; the owner stops reading when it
+ * cannot take more (backpressure) and processes conn_input() itself when it
+ * resumes: no event comes for bytes already buffered.
+ *
+ * TLS: conn_start_tls() begins a handshake; CONN_EV_TLS_DONE or
+ * CONN_EV_TLS_FAILED follows. As a TLS server, a first byte that cannot begin
+ * a TLS handshake record fails at once with conn_tls_plaintext() true: a peer
+ * that spoke plaintext where TLS was due (STARTTLS injection, a plaintext
+ * client on an implicit-TLS port).
+ *
+ * Lifetime: conn_close() closes the handles (after flushing what was written,
+ * when `flush` is set, bounded by the timer); CONN_EV_CLOSED is the last
+ * event, after which the owner frees with conn_free(). Never free inside a
+ * callback chain before CONN_EV_CLOSED. Callbacks never re-enter: they come
+ * from the event loop only, never from inside a conn_* call.
+ */
+#ifndef MAILWARD_CONN_H
+#define MAILWARD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "tls.h"
+
+struct uv_loop_s;
+struct uv_stream_s;
+struct conn;
+
+enum conn_event {
+        CONN_EV_CONNECTED,  /* outgoing connect succeeded */
+        CONN_EV_READ,       /* new plaintext in conn_input() */
+        CONN_EV_DRAINED,    /* every queued byte was written */
+        CONN_EV_TLS_DONE,   /* handshake complete */
+        CONN_EV_TLS_FAILED, /* handshake failed: see conn_tls_error() */
+        CONN_EV_EOF,        /* the peer closed (TCP FIN or TLS close_notify) */
+        CONN_EV_ERROR,      /* connect, read or write failed: conn_error() */
+        CONN_EV_TIMEOUT,    /* the timer set with conn_timeout() expired */
+        CONN_EV_CLOSED,     /* handles closed; conn_free() may be called now */
+};
+
+typedef void (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
+
+const char *conn_event_str(enum conn_event ev);
+
+/* Accept a pending connection on a listening stream. NULL (and errno-style
+ * code in *err) if accept fails. */
+struct conn *conn_accept(struct uv_stream_s *server, conn_cb cb, void *arg, int *err);
+/* Start connecting to addr; CONN_EV_CONNECTED or CONN_EV_ERROR follows
+ * (from the loop, even when the connect fails at once). */
+struct conn *conn_connect(struct uv_loop_s *loop, const struct sockaddr *addr, conn_cb cb,
+                          void *arg);
+void conn_free(struct conn *c);
+
+void conn_read(struct conn *c, bool on);
+struct buf *conn_input(struct conn *c);
+
+void conn_write(struct conn *c, const void *p, size_t n);
+void conn_flush(struct conn *c);
+/* Bytes handed to the kernel path or waiting for flush, not yet written. */
+size_t conn_queued(const struct conn *c);
+
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *servername);
+bool conn_tls_active(const struct conn *c);
+struct tls *conn_tls(const struct conn *c);
+const char *conn_tls_error(const struct conn *c);
+bool conn_tls_plaintext(const struct conn *c);
+
+/* Arm (ms > 0) or stop (ms == 0) the single timer. */
+void conn_timeout(struct conn *c, uint64_t ms);
+
+void conn_close(struct conn *c, bool flush);
+bool conn_closing(const struct conn *c);
+
+/* The last libuv error as text (uv_strerror), or "". */
+const char *conn_error(const struct conn *c);
+/* "ip:port" of the peer and the local end, and the peer's IP alone. */
+const char *conn_peer(const struct conn *c);
+const char *conn_peer_ip(const struct conn *c);
+unsigned conn_peer_port(const struct conn *c);
+const struct sockaddr_storage *conn_peer_addr(const struct conn *c);
+const struct sockaddr_storage *conn_local_addr(const struct conn *c);
+
+/* Write a sockaddr as "ip:port" ("[v6]:port"). */
+void conn_addr_str(const struct sockaddr *sa, char *out, size_t outlen);
+
+#endif

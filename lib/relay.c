@@ -1,0 +1,1597 @@
+/*
+ * relay: the SMTP session state machine. See relay.h and DESIGN.md.
+ *
+ * One function per event source (relay_client_cb, relay_server_cb) changes
+ * state and buffers; relay_run(), called at the end of every event, is the
+ * one strategy function that decides what each leg does next: which replies
+ * go out, whether each side reads, which timer runs, whether the session ends.
+ */
+#include "relay.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "smtp.h"
+#include "tls.h"
+#include "util.h"
+
+#define RELAY_SESSION_MAGIC 0x72656c61U
+#define RELAY_HIGH_WATER (256 * 1024) /* bytes queued towards a slow peer */
+#define RELAY_REPLY_MAX (64 * 1024)   /* one backend reply, all lines */
+#define RELAY_FIFO_MAX 100            /* pipelined commands awaiting replies */
+#define RELAY_MS 1000ULL
+
+enum relay_state {
+        RELAY_S_HANDSHAKE, /* implicit TLS: handshake before the greeting */
+        RELAY_S_COMMAND,   /* reading command lines */
+        RELAY_S_STARTTLS,  /* 220 to STARTTLS queued or sent; handshake under way */
+        RELAY_S_WAIT,      /* a reply decides how to read on (DATA, AUTH) */
+        RELAY_S_DATA,      /* message text, up to CRLF.CRLF */
+        RELAY_S_BDAT,      /* a BDAT chunk's bytes */
+        RELAY_S_AUTH,      /* the next line is an AUTH response */
+        RELAY_S_CLOSING,
+};
+
+enum relay_bstate {
+        RELAY_B_NONE,       /* no backend connection */
+        RELAY_B_CONNECTING, /* TCP (and implicit TLS) under way */
+        RELAY_B_SETUP,      /* greeting, STARTTLS, XCLIENT, EHLO replay */
+        RELAY_B_READY,      /* commands flow */
+};
+
+enum relay_step {
+        RELAY_STEP_TLS,       /* TLS handshake with the backend */
+        RELAY_STEP_GREETING,  /* 220 */
+        RELAY_STEP_EHLO_OURS, /* 250 to EHLO <our hostname> */
+        RELAY_STEP_STARTTLS,  /* 220 to STARTTLS */
+        RELAY_STEP_XCLIENT,   /* 220 to XCLIENT */
+        RELAY_STEP_HELO,      /* 250 to the client's replayed EHLO/HELO */
+        RELAY_STEP_QUIT,      /* probe: 221 */
+};
+
+/* What to do with a backend reply; RELAY_A_LOCAL entries are made by us. */
+enum relay_action {
+        RELAY_A_LOCAL,
+        RELAY_A_FORWARD,
+        RELAY_A_EHLO,     /* edit the capability list */
+        RELAY_A_DATA,     /* 354 switches the client to message text */
+        RELAY_A_AUTH,     /* 334 means another AUTH line follows */
+        RELAY_A_MESSAGE,  /* the final reply to a message (end of DATA, BDAT LAST) */
+        RELAY_A_QUIT,     /* close after forwarding */
+        RELAY_A_STARTTLS, /* local 220: start TLS once it is written */
+};
+
+struct relay_pending {
+        enum relay_action action;
+        bool ready;
+        char *text;
+        size_t len;
+        struct relay_pending *next;
+};
+
+struct relay_listener {
+        struct relay_env *env;
+        const struct config_listener *conf;
+        struct tls_ctx *tls_server;
+        struct tls_ctx *tls_client;
+        struct sockaddr_storage fwd_addr;
+        char fwd_host[256];
+        struct smtp_caps caps;
+        bool caps_known;
+        bool draining;
+        bool probing;
+        unsigned nsessions;
+        struct relay_session *sessions;
+};
+
+struct relay_session {
+        unsigned magic;
+        struct relay_listener *l;
+        struct relay_session *prev, *next;
+        char id[32];
+        struct conn *client;
+        struct conn *server;
+        int open; /* conns not yet CLOSED */
+        bool probe;
+        bool counted;
+        const char *refuse;
+        enum relay_state state;
+        enum relay_bstate bstate;
+        enum relay_step step;
+        bool tls;
+        bool server_tls;
+        enum smtp_verb helo_verb;
+        char *helo;
+        struct smtp_lines clines, dlines, slines;
+        struct smtp_reply sreply;
+        struct buf sreply_buf;
+        struct relay_pending *head, *tail;
+        unsigned fifo_len;
+        struct buf to_server; /* commands waiting until the backend is ready */
+        uint64_t bdat_left;
+        bool bdat_discard;
+        const char *poison; /* DATA refused: the reply due at its end */
+        bool plaintext_alerted;
+        bool quit;
+        unsigned messages;
+        uint64_t started_ms;
+        char reason[128];
+};
+
+static void relay_run(struct relay_session *s);
+static void relay_backend_connect(struct relay_session *s);
+static void relay_close(struct relay_session *s, const char *reason);
+
+static const char *const relay_state_names[] = {
+    "handshake", "command", "starttls", "wait", "data", "bdat", "auth", "closing",
+};
+
+static uint64_t relay_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void relay_log(struct relay_session *s, enum log_level lvl, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void relay_log(struct relay_session *s, enum log_level lvl, const char *fmt, ...)
+{
+        char line[1024];
+        va_list ap;
+
+        if (!log_enabled(s->l->env->log, lvl))
+                return;
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        log_emit(s->l->env->log, lvl, s->id, "%s", line);
+}
+
+static void relay_enter_state(struct relay_session *s, enum relay_state st)
+{
+        if (s->state == st)
+                return;
+        relay_log(s, LOG_LVL_DEBUG, "event=state from=%s to=%s", relay_state_names[s->state],
+                  relay_state_names[st]);
+        s->state = st;
+}
+
+static void relay_alert(struct relay_session *s, enum alert_event ev, enum alert_severity sev,
+                        const char *action, const char *domain, const char *observed,
+                        const char *reason)
+{
+        struct alert a = {
+            .event = ev,
+            .severity = sev,
+            .session = s->id,
+            .listener = s->l->conf->name,
+            .client = s->client ? conn_peer(s->client) : NULL,
+            .server = s->server ? conn_peer(s->server) : NULL,
+            .action = action,
+            .domain = domain,
+            .observed = observed,
+            .reason = reason,
+        };
+
+        alert_emit(s->l->env->alerts, &a);
+}
+
+/* ---- the reply FIFO ---- */
+
+static struct relay_pending *relay_fifo_push(struct relay_session *s, enum relay_action a)
+{
+        struct relay_pending *p = xcalloc(1, sizeof(*p));
+
+        p->action = a;
+        if (s->tail)
+                s->tail->next = p;
+        else
+                s->head = p;
+        s->tail = p;
+        s->fifo_len++;
+        return p;
+}
+
+static void relay_pending_set(struct relay_pending *p, const char *text, size_t len)
+{
+        free(p->text);
+        p->text = xstrndup(text, len);
+        p->len = len;
+        p->ready = true;
+}
+
+/* Queue a reply of our own; it goes out when every earlier reply has. */
+static void relay_reply(struct relay_session *s, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void relay_reply(struct relay_session *s, const char *fmt, ...)
+{
+        struct relay_pending *p = relay_fifo_push(s, RELAY_A_LOCAL);
+        char line[600];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n > sizeof(line) - 3)
+                n = (int)sizeof(line) - 3;
+        memcpy(line + n, "\r\n", 2);
+        relay_pending_set(p, line, (size_t)n + 2);
+}
+
+static struct relay_pending *relay_fifo_unanswered(const struct relay_session *s)
+{
+        struct relay_pending *p;
+
+        for (p = s->head; p != NULL; p = p->next) {
+                if (!p->ready)
+                        return p;
+        }
+        return NULL;
+}
+
+static void relay_fifo_pop(struct relay_session *s)
+{
+        struct relay_pending *p = s->head;
+
+        s->head = p->next;
+        if (s->head == NULL)
+                s->tail = NULL;
+        s->fifo_len--;
+        free(p->text);
+        free(p);
+}
+
+static void relay_fifo_clear(struct relay_session *s)
+{
+        while (s->head)
+                relay_fifo_pop(s);
+}
+
+/* ---- the client side ---- */
+
+static const char *const relay_caps_allowed[] = {
+    "SIZE",  "8BITMIME",           "SMTPUTF8", "PIPELINING", "CHUNKING", "BINARYMIME",
+    "DSN",   "ENHANCEDSTATUSCODES", "AUTH",    NULL,
+};
+
+static const char *relay_hostname(const struct relay_session *s)
+{
+        return s->l->conf->hostname;
+}
+
+/* The EHLO reply the client sees: the backend's list, edited for this leg. */
+static void relay_ehlo_text(struct relay_session *s, const struct smtp_caps *from,
+                            struct buf *out)
+{
+        struct smtp_caps c;
+
+        if (from != NULL) {
+                c = *from;
+        } else {
+                memset(&c, 0, sizeof(c));
+                smtp_caps_add(&c, "PIPELINING");
+                smtp_caps_add(&c, "8BITMIME");
+                smtp_caps_add(&c, "ENHANCEDSTATUSCODES");
+        }
+        smtp_caps_filter(&c, relay_caps_allowed);
+        if (!s->tls)
+                smtp_caps_remove(&c, "AUTH");
+        if (s->l->conf->accept_tls == CONFIG_TLS_STARTTLS && !s->tls)
+                smtp_caps_add(&c, "STARTTLS");
+        smtp_caps_print(&c, relay_hostname(s), out);
+}
+
+static void relay_forget_helo(struct relay_session *s)
+{
+        free(s->helo);
+        s->helo = NULL;
+        s->helo_verb = SMTP_VERB_UNKNOWN;
+}
+
+static void relay_to_server(struct relay_session *s, const char *p, size_t n)
+{
+        if (s->bstate == RELAY_B_READY)
+                conn_write(s->server, p, n);
+        else
+                buf_append(&s->to_server, p, n);
+}
+
+static void relay_to_server_line(struct relay_session *s, const char *line, size_t len)
+{
+        relay_to_server(s, line, len);
+        relay_to_server(s, "\r\n", 2);
+}
+
+static void relay_need_backend(struct relay_session *s)
+{
+        if (s->bstate == RELAY_B_NONE)
+                relay_backend_connect(s);
+}
+
+/* Plaintext or established TLS: not in the middle of a handshake. */
+static bool relay_client_writable(const struct relay_session *s)
+{
+        return s->client != NULL && !conn_closing(s->client) &&
+               (conn_tls(s->client) == NULL || conn_tls_active(s->client));
+}
+
+/* Abort the backend connection: a message in progress there is discarded. */
+static void relay_backend_abort(struct relay_session *s)
+{
+        if (s->server != NULL) {
+                conn_close(s->server, false);
+                s->server = NULL;
+        }
+        s->bstate = RELAY_B_NONE;
+        s->server_tls = false;
+        buf_cleanup(&s->to_server);
+        buf_cleanup(&s->sreply_buf);
+        memset(&s->sreply, 0, sizeof(s->sreply));
+        memset(&s->slines, 0, sizeof(s->slines));
+        s->slines.max = SMTP_REPLY_LINE_MAX;
+}
+
+/*
+ * Fail the session: replies already made go out, those still due from the
+ * backend are replaced by `text`, and the session ends.
+ */
+static void relay_fail(struct relay_session *s, const char *reason, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void relay_fail(struct relay_session *s, const char *reason, const char *fmt, ...)
+{
+        char line[600];
+        va_list ap;
+        int n;
+
+        if (s->state == RELAY_S_CLOSING)
+                return;
+        if (relay_client_writable(s)) {
+                while (s->head && s->head->ready) {
+                        conn_write(s->client, s->head->text, s->head->len);
+                        relay_fifo_pop(s);
+                }
+                va_start(ap, fmt);
+                n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+                va_end(ap);
+                if (n < 0 || (size_t)n > sizeof(line) - 3)
+                        n = (int)sizeof(line) - 3;
+                memcpy(line + n, "\r\n", 2);
+                conn_write(s->client, line, (size_t)n + 2);
+        }
+        relay_close(s, reason);
+}
+
+static void relay_close(struct relay_session *s, const char *reason)
+{
+        if (s->state == RELAY_S_CLOSING)
+                return;
+        snprintf(s->reason, sizeof(s->reason), "%s", reason);
+        relay_enter_state(s, RELAY_S_CLOSING);
+        relay_fifo_clear(s);
+        if (s->client != NULL)
+                conn_close(s->client, true);
+        if (s->server != NULL) {
+                conn_close(s->server, false);
+                s->server = NULL;
+        }
+        s->bstate = RELAY_B_NONE;
+}
+
+static void relay_plaintext_refused(struct relay_session *s, const struct smtp_cmd *cmd)
+{
+        const char *path, *params, *dom;
+        size_t plen, prlen, dlen;
+        char domain[256] = "";
+        char observed[64];
+
+        if (cmd->verb == SMTP_VERB_MAIL &&
+            smtp_path_parse(cmd->args, cmd->args_len, "FROM:", &path, &plen, &params, &prlen) ==
+                0 &&
+            smtp_addr_domain(path, plen, &dom, &dlen) == 0)
+                log_escape(domain, sizeof(domain), dom, dlen);
+        snprintf(observed, sizeof(observed), "%s before STARTTLS", smtp_verb_str(cmd->verb));
+        relay_log(s, LOG_LVL_WARN, "event=refused reason=plaintext command=%s domain=%s",
+                  smtp_verb_str(cmd->verb), domain[0] ? domain : "-");
+        relay_alert(s, ALERT_PLAINTEXT_REFUSED, ALERT_SEV_WARNING, "rejected",
+                    domain[0] ? domain : NULL, observed, "TLS required before mail");
+}
+
+static bool relay_starttls_injected(struct relay_session *s)
+{
+        if (buf_len(conn_input(s->client)) == 0)
+                return false;
+        relay_log(s, LOG_LVL_WARN, "event=starttls_injection bytes=%zu",
+                  buf_len(conn_input(s->client)));
+        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL, "closed", NULL,
+                    "data pipelined after STARTTLS", "commands after STARTTLS before TLS");
+        buf_reset(conn_input(s->client));
+        relay_fail(s, "starttls_injection",
+                   "554 5.7.0 Error: commands pipelined after STARTTLS, closing connection");
+        return true;
+}
+
+static void relay_cmd_starttls(struct relay_session *s, const struct smtp_cmd *cmd)
+{
+        if (s->l->conf->accept_tls != CONFIG_TLS_STARTTLS) {
+                if (s->tls)
+                        relay_reply(s, "503 5.5.1 Error: TLS already active");
+                else
+                        relay_reply(s, "502 5.5.1 Error: command not implemented");
+                return;
+        }
+        if (s->tls) {
+                relay_reply(s, "503 5.5.1 Error: TLS already active");
+                return;
+        }
+        if (cmd->args_len > 0) {
+                relay_reply(s, "501 5.5.4 Syntax: STARTTLS");
+                return;
+        }
+        if (relay_starttls_injected(s))
+                return;
+        relay_pending_set(relay_fifo_push(s, RELAY_A_STARTTLS), "", 0);
+        relay_enter_state(s, RELAY_S_STARTTLS);
+}
+
+/* Forward a command line to the backend and await its reply. */
+static void relay_forward(struct relay_session *s, const char *line, size_t len,
+                          enum relay_action a)
+{
+        if (!s->tls && !s->plaintext_alerted) {
+                s->plaintext_alerted = true;
+                relay_log(s, LOG_LVL_WARN, "event=plaintext_relayed");
+                relay_alert(s, ALERT_PLAINTEXT_RELAYED, ALERT_SEV_WARNING, "relayed", NULL,
+                            "plaintext session", "require_tls = no");
+        }
+        relay_fifo_push(s, a);
+        relay_to_server_line(s, line, len);
+        relay_need_backend(s);
+}
+
+static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
+                           const char *line, size_t len)
+{
+        struct buf b;
+
+        if (cmd->args_len == 0) {
+                relay_reply(s, "501 5.5.4 Syntax: %s hostname", smtp_verb_str(cmd->verb));
+                return;
+        }
+        relay_forget_helo(s);
+        s->helo = xstrndup(cmd->args, cmd->args_len);
+        s->helo_verb = cmd->verb;
+        if (s->bstate != RELAY_B_NONE) {
+                relay_forward(s, line, len,
+                              cmd->verb == SMTP_VERB_EHLO ? RELAY_A_EHLO : RELAY_A_FORWARD);
+                return;
+        }
+        if (cmd->verb == SMTP_VERB_HELO) {
+                relay_reply(s, "250 %s", relay_hostname(s));
+                return;
+        }
+        buf_init(&b);
+        relay_ehlo_text(s, s->l->caps_known ? &s->l->caps : NULL, &b);
+        relay_pending_set(relay_fifo_push(s, RELAY_A_LOCAL), buf_data(&b), buf_len(&b));
+        buf_cleanup(&b);
+}
+
+static void relay_cmd_bdat(struct relay_session *s, const struct smtp_cmd *cmd,
+                           const char *line, size_t len)
+{
+        uint64_t size;
+        bool last;
+
+        if (smtp_bdat_parse(cmd->args, cmd->args_len, &size, &last) != 0) {
+                relay_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+                return;
+        }
+        s->bdat_left = size;
+        s->bdat_discard = false;
+        if (!s->l->caps_known || !smtp_caps_has(&s->l->caps, "CHUNKING")) {
+                relay_reply(s, "502 5.5.1 Error: BDAT not supported");
+                s->bdat_discard = true;
+        } else {
+                relay_forward(s, line, len, last ? RELAY_A_MESSAGE : RELAY_A_FORWARD);
+        }
+        if (s->bdat_left > 0)
+                relay_enter_state(s, RELAY_S_BDAT);
+}
+
+static void relay_command(struct relay_session *s, const char *line, size_t len)
+{
+        const struct config_listener *lc = s->l->conf;
+        struct smtp_cmd cmd;
+        char esc[128];
+
+        smtp_cmd_parse(line, len, &cmd);
+        if (cmd.verb == SMTP_VERB_AUTH)
+                relay_log(s, LOG_LVL_DEBUG, "event=command verb=AUTH");
+        else if (log_enabled(s->l->env->log, LOG_LVL_DEBUG))
+                relay_log(s, LOG_LVL_DEBUG, "event=command line=\"%s\"",
+                          log_escape(esc, sizeof(esc), line, len));
+
+        switch (cmd.verb) {
+        case SMTP_VERB_EHLO:
+        case SMTP_VERB_HELO:
+                relay_cmd_helo(s, &cmd, line, len);
+                return;
+        case SMTP_VERB_STARTTLS:
+                relay_cmd_starttls(s, &cmd);
+                return;
+        case SMTP_VERB_QUIT:
+                if (s->bstate != RELAY_B_NONE) {
+                        relay_forward(s, line, len, RELAY_A_QUIT);
+                } else {
+                        relay_fifo_push(s, RELAY_A_QUIT);
+                        relay_pending_set(s->tail, "221 2.0.0 Bye\r\n", 15);
+                }
+                return;
+        case SMTP_VERB_NOOP:
+        case SMTP_VERB_RSET:
+                if (s->bstate != RELAY_B_NONE)
+                        relay_forward(s, line, len, RELAY_A_FORWARD);
+                else
+                        relay_reply(s, "250 2.0.0 Ok");
+                return;
+        case SMTP_VERB_XCLIENT:
+        case SMTP_VERB_XFORWARD:
+                /* Only mailward speaks for the client to the backend. */
+                relay_reply(s, "502 5.5.1 Error: command not implemented");
+                return;
+        default:
+                break;
+        }
+
+        if (!s->tls && (lc->require_tls || cmd.verb == SMTP_VERB_AUTH) &&
+            lc->accept_tls != CONFIG_TLS_NONE) {
+                relay_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+                if (cmd.verb == SMTP_VERB_MAIL || cmd.verb == SMTP_VERB_RCPT ||
+                    cmd.verb == SMTP_VERB_AUTH)
+                        relay_plaintext_refused(s, &cmd);
+                if (cmd.verb == SMTP_VERB_BDAT) {
+                        uint64_t size;
+                        bool last;
+
+                        if (smtp_bdat_parse(cmd.args, cmd.args_len, &size, &last) == 0 &&
+                            size > 0) {
+                                s->bdat_left = size;
+                                s->bdat_discard = true;
+                                relay_enter_state(s, RELAY_S_BDAT);
+                        }
+                }
+                return;
+        }
+        if (s->helo == NULL) {
+                relay_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+                return;
+        }
+        switch (cmd.verb) {
+        case SMTP_VERB_BDAT:
+                relay_cmd_bdat(s, &cmd, line, len);
+                return;
+        case SMTP_VERB_DATA:
+                relay_forward(s, line, len, RELAY_A_DATA);
+                relay_enter_state(s, RELAY_S_WAIT);
+                return;
+        case SMTP_VERB_AUTH:
+                relay_forward(s, line, len, RELAY_A_AUTH);
+                relay_enter_state(s, RELAY_S_WAIT);
+                return;
+        default:
+                relay_forward(s, line, len, RELAY_A_FORWARD);
+                return;
+        }
+}
+
+static bool relay_backpressure(struct relay_session *s)
+{
+        if (conn_queued(s->client) > RELAY_HIGH_WATER)
+                return true;
+        return s->server != NULL &&
+               conn_queued(s->server) + buf_len(&s->to_server) > RELAY_HIGH_WATER;
+}
+
+/* Command lines; returns true if it consumed input. */
+static bool relay_client_commands(struct relay_session *s)
+{
+        struct buf *in = conn_input(s->client);
+        struct smtp_line ln;
+        enum smtp_line_result r;
+        bool progress = false;
+
+        while (s->state == RELAY_S_COMMAND && !s->quit && buf_len(in) > 0 &&
+               s->fifo_len < RELAY_FIFO_MAX && !relay_backpressure(s)) {
+                r = smtp_lines_next(&s->clines, buf_data(in), buf_len(in), &ln);
+                if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
+                        break;
+                progress = true;
+                switch (r) {
+                case SMTP_LINE_OK: {
+                        /* Copy: handlers may look at what follows in the buffer. */
+                        char *line = xstrndup(ln.p, ln.len);
+
+                        buf_consume(in, ln.consumed);
+                        relay_command(s, line, ln.len);
+                        free(line);
+                        continue;
+                }
+                case SMTP_LINE_TOO_LONG:
+                        relay_reply(s, "500 5.5.2 Error: line too long");
+                        break;
+                case SMTP_LINE_BARE_LF:
+                        relay_reply(s, "500 5.5.2 Error: bare <LF> received");
+                        break;
+                case SMTP_LINE_BARE_CR:
+                        relay_reply(s, "500 5.5.2 Error: bare <CR> received");
+                        break;
+                case SMTP_LINE_NEED_MORE:
+                        break;
+                }
+                buf_consume(in, ln.consumed);
+        }
+        return progress;
+}
+
+/* Message text up to CRLF.CRLF, forwarded in spans of whole, clean lines. */
+static bool relay_client_data(struct relay_session *s)
+{
+        struct buf *in = conn_input(s->client);
+        const char *p = buf_data(in);
+        size_t n = buf_len(in), off = 0, span = 0;
+        struct smtp_line ln;
+        enum smtp_line_result r;
+        bool end = false;
+
+        while (off < n && !end) {
+                r = smtp_lines_next(&s->dlines, p + off, n - off, &ln);
+                if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
+                        break;
+                if (r == SMTP_LINE_OK && ln.len == 1 && ln.p[0] == '.')
+                        end = true;
+                if (r != SMTP_LINE_OK && r != SMTP_LINE_NEED_MORE && s->poison == NULL) {
+                        s->poison = r == SMTP_LINE_TOO_LONG
+                                        ? "500 5.5.2 Error: line too long"
+                                    : r == SMTP_LINE_BARE_LF
+                                        ? "550 5.6.0 Error: bare <LF> received in message"
+                                        : "550 5.6.0 Error: bare <CR> received in message";
+                        relay_log(s, LOG_LVL_WARN, "event=message_refused reason=%s",
+                                  smtp_line_result_str(r));
+                }
+                if (s->poison == NULL && !end && r == SMTP_LINE_OK) {
+                        span += ln.consumed;
+                } else if (span > 0) {
+                        relay_to_server(s, p + off - span, span);
+                        span = 0;
+                }
+                off += ln.consumed;
+        }
+        if (span > 0 && s->poison == NULL)
+                relay_to_server(s, p + off - span, span);
+        buf_consume(in, off);
+        if (s->poison != NULL && s->bstate != RELAY_B_NONE) {
+                /* The backend must never see this message end: drop it there. */
+                relay_backend_abort(s);
+        }
+        if (end) {
+                if (s->poison != NULL) {
+                        relay_reply(s, "%s", s->poison);
+                        s->poison = NULL;
+                } else {
+                        relay_fifo_push(s, RELAY_A_MESSAGE);
+                        relay_to_server(s, ".\r\n", 3);
+                }
+                relay_enter_state(s, RELAY_S_COMMAND);
+        }
+        return off > 0;
+}
+
+static bool relay_client_bdat(struct relay_session *s)
+{
+        struct buf *in = conn_input(s->client);
+        size_t n = buf_len(in);
+
+        if (n > s->bdat_left)
+                n = (size_t)s->bdat_left;
+        if (n == 0)
+                return false;
+        if (!s->bdat_discard)
+                relay_to_server(s, buf_data(in), n);
+        buf_consume(in, n);
+        s->bdat_left -= n;
+        if (s->bdat_left == 0)
+                relay_enter_state(s, RELAY_S_COMMAND);
+        return true;
+}
+
+/* One AUTH response line, relayed verbatim and never logged. */
+static bool relay_client_auth(struct relay_session *s)
+{
+        struct buf *in = conn_input(s->client);
+        struct smtp_line ln;
+        enum smtp_line_result r;
+
+        r = smtp_lines_next(&s->clines, buf_data(in), buf_len(in), &ln);
+        if (r == SMTP_LINE_NEED_MORE) {
+                buf_consume(in, ln.consumed);
+                return ln.consumed > 0;
+        }
+        if (r != SMTP_LINE_OK) {
+                buf_consume(in, ln.consumed);
+                relay_fail(s, "auth_line", "501 5.5.2 Error: bad AUTH response line");
+                return true;
+        }
+        relay_fifo_push(s, RELAY_A_AUTH);
+        relay_to_server(s, ln.p, ln.len);
+        relay_to_server(s, "\r\n", 2);
+        buf_consume(in, ln.consumed);
+        relay_enter_state(s, RELAY_S_WAIT);
+        return true;
+}
+
+static bool relay_client_process(struct relay_session *s)
+{
+        if (s->client == NULL || relay_backpressure(s))
+                return false;
+        switch (s->state) {
+        case RELAY_S_COMMAND:
+                return relay_client_commands(s);
+        case RELAY_S_DATA:
+                return relay_client_data(s);
+        case RELAY_S_BDAT:
+                return relay_client_bdat(s);
+        case RELAY_S_AUTH:
+                return relay_client_auth(s);
+        default:
+                return false;
+        }
+}
+
+static void relay_tls_up(struct relay_session *s)
+{
+        struct tls *t = conn_tls(s->client);
+
+        s->tls = true;
+        relay_forget_helo(s);
+        memset(&s->clines, 0, sizeof(s->clines));
+        s->clines.max = s->l->conf->max_line;
+        /* A backend session from before TLS (monitor mode) knows too much. */
+        if (s->bstate != RELAY_B_NONE)
+                relay_backend_abort(s);
+        relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d", tls_version(t),
+                  tls_cipher(t), tls_cipher_bits(t));
+}
+
+static void relay_greet(struct relay_session *s)
+{
+        if (s->refuse != NULL) {
+                relay_fail(s, "limit", "%s", s->refuse);
+                return;
+        }
+        relay_reply(s, "220 %s ESMTP mailward", relay_hostname(s));
+        relay_enter_state(s, RELAY_S_COMMAND);
+}
+
+/* Write out every reply whose turn has come. */
+static void relay_fifo_flush(struct relay_session *s)
+{
+        struct relay_pending *p;
+
+        while ((p = s->head) != NULL && p->ready && s->state != RELAY_S_CLOSING &&
+               relay_client_writable(s)) {
+                if (p->action == RELAY_A_STARTTLS) {
+                        /* Bytes that came while the 220 waited its turn: injection. */
+                        relay_fifo_pop(s);
+                        if (relay_starttls_injected(s))
+                                return;
+                        conn_write(s->client, "220 2.0.0 Ready to start TLS\r\n", 30);
+                        if (conn_start_tls(s->client, s->l->tls_server, NULL) != 0)
+                                relay_close(s, "tls_start_failed");
+                        return;
+                }
+                conn_write(s->client, p->text, p->len);
+                if (p->action == RELAY_A_QUIT)
+                        s->quit = true;
+                relay_fifo_pop(s);
+        }
+}
+
+/* ---- the server side ---- */
+
+static void relay_server_send(struct relay_session *s, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void relay_server_send(struct relay_session *s, const char *fmt, ...)
+{
+        char line[600];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= sizeof(line) - 2)
+                fatalx("relay_server_send: line too long");
+        memcpy(line + n, "\r\n", 2);
+        conn_write(s->server, line, (size_t)n + 2);
+}
+
+/* xtext (RFC 3461) for XCLIENT values. */
+static void relay_xtext(char *out, size_t outlen, const char *in)
+{
+        static const char hex[] = "0123456789ABCDEF";
+        size_t o = 0;
+
+        for (; *in != '\0' && o + 4 < outlen; in++) {
+                unsigned char c = (unsigned char)*in;
+
+                if (c < 33 || c > 126 || c == '+' || c == '=') {
+                        out[o++] = '+';
+                        out[o++] = hex[c >> 4];
+                        out[o++] = hex[c & 15];
+                } else {
+                        out[o++] = (char)c;
+                }
+        }
+        out[o] = '\0';
+}
+
+static void relay_send_xclient(struct relay_session *s)
+{
+        const struct sockaddr_storage *pa = conn_peer_addr(s->client);
+        char helo[300];
+
+        relay_xtext(helo, sizeof(helo), s->helo);
+        relay_server_send(s, "XCLIENT NAME=[UNAVAILABLE] ADDR=%s%s PORT=%u PROTO=%s HELO=%s",
+                          pa->ss_family == AF_INET6 ? "IPV6:" : "", conn_peer_ip(s->client),
+                          conn_peer_port(s->client),
+                          s->helo_verb == SMTP_VERB_EHLO ? "ESMTP" : "SMTP", helo);
+}
+
+/* PROXY protocol v2 header, with the TLS version and cipher in PP2_TYPE_SSL. */
+static void relay_send_proxy(struct relay_session *s)
+{
+        static const unsigned char sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                              0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+        unsigned char h[600];
+        size_t n = 16, lenpos = 14;
+
+        memcpy(h, sig, 12);
+        if (s->probe) {
+                h[12] = 0x20; /* version 2, LOCAL: a health check */
+                h[13] = 0x00;
+        } else {
+                const struct sockaddr_storage *src = conn_peer_addr(s->client);
+                const struct sockaddr_storage *dst = conn_local_addr(s->client);
+
+                h[12] = 0x21; /* version 2, PROXY */
+                if (src->ss_family == AF_INET) {
+                        const struct sockaddr_in *a = (const void *)src;
+                        const struct sockaddr_in *b = (const void *)dst;
+
+                        h[13] = 0x11;
+                        memcpy(h + n, &a->sin_addr, 4);
+                        memcpy(h + n + 4, &b->sin_addr, 4);
+                        memcpy(h + n + 8, &a->sin_port, 2);
+                        memcpy(h + n + 10, &b->sin_port, 2);
+                        n += 12;
+                } else {
+                        const struct sockaddr_in6 *a = (const void *)src;
+                        const struct sockaddr_in6 *b = (const void *)dst;
+
+                        h[13] = 0x21;
+                        memcpy(h + n, &a->sin6_addr, 16);
+                        memcpy(h + n + 16, &b->sin6_addr, 16);
+                        memcpy(h + n + 32, &a->sin6_port, 2);
+                        memcpy(h + n + 34, &b->sin6_port, 2);
+                        n += 36;
+                }
+                if (s->tls) {
+                        struct tls *t = conn_tls(s->client);
+                        const char *ver = tls_version(t), *ciph = tls_cipher(t);
+                        size_t vl = strlen(ver), cl = strlen(ciph);
+                        size_t tlv = 5 + 3 + vl + 3 + cl;
+
+                        if (vl > 64 || cl > 128)
+                                fatalx("relay_send_proxy: TLS names too long");
+                        h[n++] = 0x20; /* PP2_TYPE_SSL */
+                        h[n++] = (unsigned char)(tlv >> 8);
+                        h[n++] = (unsigned char)tlv;
+                        h[n++] = 0x01;                 /* PP2_CLIENT_SSL */
+                        memcpy(h + n, "\0\0\0\1", 4); /* verify: no client certificate */
+                        n += 4;
+                        h[n++] = 0x21; /* PP2_SUBTYPE_SSL_VERSION */
+                        h[n++] = (unsigned char)(vl >> 8);
+                        h[n++] = (unsigned char)vl;
+                        memcpy(h + n, ver, vl);
+                        n += vl;
+                        h[n++] = 0x23; /* PP2_SUBTYPE_SSL_CIPHER */
+                        h[n++] = (unsigned char)(cl >> 8);
+                        h[n++] = (unsigned char)cl;
+                        memcpy(h + n, ciph, cl);
+                        n += cl;
+                }
+        }
+        h[lenpos] = (unsigned char)((n - 16) >> 8);
+        h[lenpos + 1] = (unsigned char)(n - 16);
+        conn_write(s->server, h, n);
+}
+
+static void relay_backend_failed(struct relay_session *s, const char *why)
+{
+        relay_log(s, LOG_LVL_WARN, "event=backend_failed server=%s reason=\"%s\"",
+                  s->l->conf->forward, why);
+        if (s->probe) {
+                relay_close(s, why);
+                return;
+        }
+        relay_fail(s, "backend_failed", "421 4.4.2 %s Error: backend unavailable, closing connection",
+                   relay_hostname(s));
+}
+
+static void relay_backend_ready(struct relay_session *s)
+{
+        s->bstate = RELAY_B_READY;
+        relay_log(s, LOG_LVL_DEBUG, "event=backend_ready queued=%zu", buf_len(&s->to_server));
+        if (buf_len(&s->to_server) > 0) {
+                conn_write(s->server, buf_data(&s->to_server), buf_len(&s->to_server));
+                buf_cleanup(&s->to_server);
+        }
+}
+
+static void relay_setup_helo(struct relay_session *s)
+{
+        relay_server_send(s, "%s %s", s->helo_verb == SMTP_VERB_HELO ? "HELO" : "EHLO",
+                          s->helo);
+        s->step = RELAY_STEP_HELO;
+}
+
+static void relay_store_caps(struct relay_session *s, const struct smtp_caps *c)
+{
+        s->l->caps = *c;
+        s->l->caps_known = true;
+}
+
+/* A complete backend reply while setting the backend session up. */
+static void relay_setup_reply(struct relay_session *s, int code)
+{
+        const struct config_listener *lc = s->l->conf;
+        struct smtp_caps caps;
+
+        switch (s->step) {
+        case RELAY_STEP_GREETING:
+                if (code != 220)
+                        break;
+                if (s->probe || lc->client_identity == CONFIG_IDENTITY_XCLIENT ||
+                    (lc->forward_tls == CONFIG_TLS_STARTTLS && !s->server_tls)) {
+                        relay_server_send(s, "EHLO %s", relay_hostname(s));
+                        s->step = RELAY_STEP_EHLO_OURS;
+                } else {
+                        relay_setup_helo(s);
+                }
+                return;
+        case RELAY_STEP_EHLO_OURS:
+                if (code != 250 || smtp_caps_parse(&caps, buf_data(&s->sreply_buf),
+                                                   buf_len(&s->sreply_buf)) != 0)
+                        break;
+                if (lc->forward_tls == CONFIG_TLS_STARTTLS && !s->server_tls) {
+                        if (!smtp_caps_has(&caps, "STARTTLS")) {
+                                relay_backend_failed(s, "backend does not offer STARTTLS");
+                                return;
+                        }
+                        relay_server_send(s, "STARTTLS");
+                        s->step = RELAY_STEP_STARTTLS;
+                } else if (s->probe) {
+                        relay_store_caps(s, &caps);
+                        relay_server_send(s, "QUIT");
+                        s->step = RELAY_STEP_QUIT;
+                } else if (lc->client_identity == CONFIG_IDENTITY_XCLIENT) {
+                        if (!smtp_caps_has(&caps, "XCLIENT")) {
+                                relay_backend_failed(s, "backend does not offer XCLIENT");
+                                return;
+                        }
+                        relay_send_xclient(s);
+                        s->step = RELAY_STEP_XCLIENT;
+                } else {
+                        relay_setup_helo(s);
+                }
+                return;
+        case RELAY_STEP_STARTTLS:
+                if (code != 220)
+                        break;
+                if (buf_len(conn_input(s->server)) > 0) {
+                        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL, "closed",
+                                    NULL, "data after the backend's 220 to STARTTLS", NULL);
+                        relay_backend_failed(s, "backend sent data after 220 to STARTTLS");
+                        return;
+                }
+                s->step = RELAY_STEP_TLS;
+                if (conn_start_tls(s->server, s->l->tls_client, s->l->fwd_host) != 0)
+                        relay_backend_failed(s, conn_tls_error(s->server));
+                return;
+        case RELAY_STEP_XCLIENT:
+                if (code != 220)
+                        break;
+                relay_setup_helo(s);
+                return;
+        case RELAY_STEP_HELO:
+                if (code != 250)
+                        break;
+                if (s->helo_verb == SMTP_VERB_EHLO &&
+                    smtp_caps_parse(&caps, buf_data(&s->sreply_buf),
+                                    buf_len(&s->sreply_buf)) == 0)
+                        relay_store_caps(s, &caps);
+                relay_backend_ready(s);
+                return;
+        case RELAY_STEP_QUIT:
+                relay_close(s, "probe_done");
+                return;
+        case RELAY_STEP_TLS:
+                break;
+        }
+        {
+                char why[160], esc[100];
+
+                snprintf(why, sizeof(why), "unexpected reply in setup: %s",
+                         log_escape(esc, sizeof(esc), buf_data(&s->sreply_buf),
+                                    buf_len(&s->sreply_buf) > 60 ? 60
+                                                                 : buf_len(&s->sreply_buf)));
+                relay_backend_failed(s, why);
+        }
+}
+
+/* A complete backend reply to a client's command. */
+static void relay_backend_reply(struct relay_session *s, int code)
+{
+        struct relay_pending *p = relay_fifo_unanswered(s);
+        struct smtp_caps caps;
+        struct buf b;
+
+        if (p == NULL) {
+                /* Unsolicited: a backend closing an idle session says 421. */
+                if (code == 421 && s->state == RELAY_S_COMMAND) {
+                        relay_log(s, LOG_LVL_INFO, "event=backend_closed_idle");
+                        relay_backend_abort(s);
+                        return;
+                }
+                relay_backend_failed(s, "unsolicited reply");
+                return;
+        }
+        switch (p->action) {
+        case RELAY_A_EHLO:
+                if (code == 250 && smtp_caps_parse(&caps, buf_data(&s->sreply_buf),
+                                                   buf_len(&s->sreply_buf)) == 0) {
+                        relay_store_caps(s, &caps);
+                        buf_init(&b);
+                        relay_ehlo_text(s, &caps, &b);
+                        relay_pending_set(p, buf_data(&b), buf_len(&b));
+                        buf_cleanup(&b);
+                        return;
+                }
+                break;
+        case RELAY_A_DATA:
+                if (code == 354) {
+                        memset(&s->dlines, 0, sizeof(s->dlines));
+                        s->dlines.max = s->l->conf->max_text_line;
+                        s->poison = NULL;
+                        relay_enter_state(s, RELAY_S_DATA);
+                } else {
+                        relay_enter_state(s, RELAY_S_COMMAND);
+                }
+                break;
+        case RELAY_A_AUTH:
+                relay_enter_state(s, code == 334 ? RELAY_S_AUTH : RELAY_S_COMMAND);
+                break;
+        case RELAY_A_MESSAGE:
+                if (code / 100 == 2) {
+                        s->messages++;
+                        relay_log(s, LOG_LVL_INFO, "event=delivered reply=%d", code);
+                } else {
+                        relay_log(s, LOG_LVL_INFO, "event=message_refused reply=%d", code);
+                }
+                break;
+        default:
+                break;
+        }
+        relay_pending_set(p, buf_data(&s->sreply_buf), buf_len(&s->sreply_buf));
+}
+
+static void relay_server_process(struct relay_session *s)
+{
+        struct buf *in;
+        struct smtp_line ln;
+        enum smtp_line_result r;
+        enum smtp_reply_result rr;
+
+        while (s->server != NULL && s->state != RELAY_S_CLOSING &&
+               s->step != RELAY_STEP_TLS) {
+                in = conn_input(s->server);
+                r = smtp_lines_next(&s->slines, buf_data(in), buf_len(in), &ln);
+                if (r == SMTP_LINE_NEED_MORE) {
+                        buf_consume(in, ln.consumed);
+                        if (ln.consumed == 0)
+                                break;
+                        continue;
+                }
+                if (r != SMTP_LINE_OK) {
+                        buf_consume(in, ln.consumed);
+                        relay_backend_failed(s, smtp_line_result_str(r));
+                        return;
+                }
+                rr = smtp_reply_feed(&s->sreply, ln.p, ln.len);
+                if (rr == SMTP_REPLY_BAD ||
+                    buf_len(&s->sreply_buf) + ln.len + 2 > RELAY_REPLY_MAX) {
+                        buf_consume(in, ln.consumed);
+                        relay_backend_failed(s, "malformed reply");
+                        return;
+                }
+                buf_append(&s->sreply_buf, ln.p, ln.len);
+                buf_append(&s->sreply_buf, "\r\n", 2);
+                buf_consume(in, ln.consumed);
+                if (rr == SMTP_REPLY_MORE)
+                        continue;
+                if (s->bstate == RELAY_B_SETUP)
+                        relay_setup_reply(s, s->sreply.code);
+                else
+                        relay_backend_reply(s, s->sreply.code);
+                buf_reset(&s->sreply_buf);
+                buf_shrink(&s->sreply_buf);
+                memset(&s->sreply, 0, sizeof(s->sreply));
+        }
+        if (s->server != NULL)
+                buf_shrink(conn_input(s->server));
+}
+
+static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
+{
+        struct relay_session *s = arg;
+        const struct config_listener *lc = s->l->conf;
+
+        UTIL_CHECK_MAGIC(s, RELAY_SESSION_MAGIC);
+        if (ev == CONN_EV_CLOSED) {
+                if (c == s->server)
+                        s->server = NULL;
+                conn_free(c);
+                s->open--;
+                relay_run(s);
+                return;
+        }
+        if (c != s->server)
+                return; /* an aborted connection on its way out */
+        switch (ev) {
+        case CONN_EV_CONNECTED:
+                relay_log(s, LOG_LVL_DEBUG, "event=backend_connect server=%s", conn_peer(c));
+                s->bstate = RELAY_B_SETUP;
+                if (lc->client_identity == CONFIG_IDENTITY_PROXY)
+                        relay_send_proxy(s);
+                if (lc->forward_tls == CONFIG_TLS_IMPLICIT) {
+                        s->step = RELAY_STEP_TLS;
+                        if (conn_start_tls(c, s->l->tls_client, s->l->fwd_host) != 0) {
+                                relay_backend_failed(s, conn_tls_error(c));
+                                break;
+                        }
+                } else {
+                        s->step = RELAY_STEP_GREETING;
+                }
+                conn_read(c, true);
+                break;
+        case CONN_EV_READ:
+                relay_server_process(s);
+                break;
+        case CONN_EV_TLS_DONE:
+                s->server_tls = true;
+                relay_log(s, LOG_LVL_DEBUG, "event=backend_tls version=%s cipher=%s",
+                          tls_version(conn_tls(c)), tls_cipher(conn_tls(c)));
+                if (lc->forward_tls == CONFIG_TLS_IMPLICIT) {
+                        s->step = RELAY_STEP_GREETING;
+                } else {
+                        relay_server_send(s, "EHLO %s", relay_hostname(s));
+                        s->step = RELAY_STEP_EHLO_OURS;
+                }
+                relay_server_process(s);
+                break;
+        case CONN_EV_TLS_FAILED:
+                relay_backend_failed(s, conn_tls_error(c));
+                break;
+        case CONN_EV_EOF:
+        case CONN_EV_ERROR:
+                if (s->bstate == RELAY_B_READY && relay_fifo_unanswered(s) == NULL &&
+                    s->state == RELAY_S_COMMAND) {
+                        relay_log(s, LOG_LVL_INFO, "event=backend_closed_idle");
+                        relay_backend_abort(s);
+                } else {
+                        relay_backend_failed(s, ev == CONN_EV_EOF ? "connection closed"
+                                                                  : conn_error(c));
+                }
+                break;
+        case CONN_EV_TIMEOUT:
+                relay_log(s, LOG_LVL_WARN, "event=backend_timeout server=%s", lc->forward);
+                if (s->probe)
+                        relay_close(s, "backend_timeout");
+                else
+                        relay_fail(s, "backend_timeout",
+                                   "421 4.4.2 %s Error: backend timeout, closing connection",
+                                   relay_hostname(s));
+                break;
+        default:
+                break;
+        }
+        relay_run(s);
+}
+
+static void relay_backend_connect(struct relay_session *s)
+{
+        s->bstate = RELAY_B_CONNECTING;
+        s->server_tls = false;
+        memset(&s->slines, 0, sizeof(s->slines));
+        s->slines.max = SMTP_REPLY_LINE_MAX;
+        s->server = conn_connect(s->l->env->loop, (const struct sockaddr *)&s->l->fwd_addr,
+                                 relay_server_cb, s);
+        s->open++;
+}
+
+/* ---- the strategy ---- */
+
+static void relay_free(struct relay_session *s)
+{
+        struct relay_listener *l = s->l;
+
+        if (s->probe) {
+                l->probing = false;
+                if (!l->caps_known)
+                        log_emit(l->env->log, LOG_LVL_WARN, s->id,
+                                 "event=probe_failed listener=%s server=%s reason=%s",
+                                 l->conf->name, l->conf->forward, s->reason);
+        } else {
+                relay_log(s, LOG_LVL_INFO, "event=close reason=%s messages=%u duration_ms=%llu",
+                          s->reason[0] ? s->reason : "-", s->messages,
+                          (unsigned long long)(relay_now_ms() - s->started_ms));
+        }
+        if (s->counted)
+                l->nsessions--;
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                l->sessions = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        relay_fifo_clear(s);
+        relay_forget_helo(s);
+        buf_cleanup(&s->sreply_buf);
+        buf_cleanup(&s->to_server);
+        s->magic = 0;
+        free(s);
+}
+
+static uint64_t relay_client_timeout(const struct relay_session *s)
+{
+        const struct config_listener *lc = s->l->conf;
+
+        switch (s->state) {
+        case RELAY_S_HANDSHAKE:
+        case RELAY_S_STARTTLS:
+                return lc->timeout_handshake * RELAY_MS;
+        case RELAY_S_DATA:
+        case RELAY_S_BDAT:
+                return lc->timeout_data * RELAY_MS;
+        case RELAY_S_COMMAND:
+        case RELAY_S_AUTH:
+                if (relay_fifo_unanswered(s) != NULL || s->bstate == RELAY_B_CONNECTING ||
+                    s->bstate == RELAY_B_SETUP)
+                        return 0; /* the backend's turn */
+                return (s->tls ? lc->timeout_command : lc->timeout_idle) * RELAY_MS;
+        default:
+                return 0;
+        }
+}
+
+static uint64_t relay_server_timeout(const struct relay_session *s)
+{
+        const struct config_listener *lc = s->l->conf;
+        const struct relay_pending *p;
+
+        if (s->bstate == RELAY_B_CONNECTING || s->bstate == RELAY_B_SETUP)
+                return lc->timeout_greeting * RELAY_MS;
+        for (p = s->head; p != NULL; p = p->next) {
+                if (!p->ready)
+                        return (p->action == RELAY_A_MESSAGE ? lc->timeout_final
+                                                             : lc->timeout_command) *
+                               RELAY_MS;
+        }
+        return 0;
+}
+
+static void relay_run(struct relay_session *s)
+{
+        bool reading;
+
+        if (s->state != RELAY_S_CLOSING) {
+                while (relay_client_process(s) && s->state != RELAY_S_CLOSING)
+                        ;
+        }
+        if (s->state != RELAY_S_CLOSING && s->client != NULL)
+                relay_fifo_flush(s);
+        if (s->quit && s->state != RELAY_S_CLOSING)
+                relay_close(s, "quit");
+        if (s->client != NULL)
+                conn_flush(s->client);
+        if (s->server != NULL)
+                conn_flush(s->server);
+        if (s->state == RELAY_S_CLOSING) {
+                if (s->open == 0)
+                        relay_free(s);
+                return;
+        }
+        if (s->client != NULL) {
+                reading = s->state != RELAY_S_WAIT && !relay_backpressure(s) &&
+                          s->fifo_len < RELAY_FIFO_MAX;
+                conn_read(s->client, reading);
+                conn_timeout(s->client, relay_client_timeout(s));
+                if (buf_len(conn_input(s->client)) == 0)
+                        buf_shrink(conn_input(s->client));
+        }
+        if (s->server != NULL) {
+                conn_timeout(s->server, relay_server_timeout(s));
+                if (s->bstate != RELAY_B_CONNECTING)
+                        conn_read(s->server, true);
+        }
+}
+
+static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
+{
+        struct relay_session *s = arg;
+
+        UTIL_CHECK_MAGIC(s, RELAY_SESSION_MAGIC);
+        switch (ev) {
+        case CONN_EV_READ:
+                break;
+        case CONN_EV_TLS_DONE:
+                relay_tls_up(s);
+                if (s->state == RELAY_S_HANDSHAKE)
+                        relay_greet(s);
+                else
+                        relay_enter_state(s, RELAY_S_COMMAND);
+                break;
+        case CONN_EV_TLS_FAILED:
+                if (conn_tls_plaintext(c)) {
+                        relay_log(s, LOG_LVL_WARN, "event=starttls_injection where=%s",
+                                  s->state == RELAY_S_HANDSHAKE ? "implicit" : "starttls");
+                        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL, "closed",
+                                    NULL, "plaintext where a TLS handshake was due",
+                                    conn_tls_error(c));
+                } else {
+                        relay_log(s, LOG_LVL_WARN, "event=tls_handshake_failed reason=\"%s\"",
+                                  conn_tls_error(c));
+                        relay_alert(s, ALERT_TLS_HANDSHAKE_FAILED, ALERT_SEV_WARNING, "closed",
+                                    NULL, "handshake failed", conn_tls_error(c));
+                }
+                relay_close(s, "tls_handshake_failed");
+                break;
+        case CONN_EV_EOF:
+                relay_close(s, "client_closed");
+                break;
+        case CONN_EV_ERROR:
+                relay_close(s, "client_error");
+                break;
+        case CONN_EV_TIMEOUT:
+                relay_log(s, LOG_LVL_INFO, "event=timeout state=%s",
+                          relay_state_names[s->state]);
+                if (s->state == RELAY_S_HANDSHAKE || s->state == RELAY_S_STARTTLS)
+                        relay_close(s, "handshake_timeout");
+                else
+                        relay_fail(s, "timeout", "421 4.4.2 %s Error: timeout exceeded",
+                                   relay_hostname(s));
+                break;
+        case CONN_EV_CLOSED:
+                s->client = NULL;
+                conn_free(c);
+                s->open--;
+                break;
+        default:
+                break;
+        }
+        relay_run(s);
+}
+
+static struct relay_session *relay_session_new(struct relay_listener *l)
+{
+        struct relay_session *s = xcalloc(1, sizeof(*s));
+        struct relay_env *env = l->env;
+
+        s->magic = RELAY_SESSION_MAGIC;
+        s->l = l;
+        snprintf(s->id, sizeof(s->id), "%s%06llx", env->id_prefix,
+                 (unsigned long long)(env->next_session++ & 0xffffff));
+        s->started_ms = relay_now_ms();
+        s->clines.max = l->conf->max_line;
+        s->slines.max = SMTP_REPLY_LINE_MAX;
+        buf_init(&s->sreply_buf);
+        buf_init(&s->to_server);
+        s->next = l->sessions;
+        if (l->sessions)
+                l->sessions->prev = s;
+        l->sessions = s;
+        return s;
+}
+
+static unsigned relay_count_client(const struct relay_listener *l, const char *ip)
+{
+        const struct relay_session *s;
+        unsigned n = 0;
+
+        for (s = l->sessions; s != NULL; s = s->next) {
+                if (s->counted && s->client && strcmp(conn_peer_ip(s->client), ip) == 0)
+                        n++;
+        }
+        return n;
+}
+
+void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
+{
+        const struct config_listener *lc = l->conf;
+        struct relay_session *s = relay_session_new(l);
+        int err = 0;
+
+        s->client = conn_accept(server, relay_client_cb, s, &err);
+        if (s->client == NULL) {
+                log_emit(l->env->log, LOG_LVL_WARN, s->id, "event=accept_failed error=%d",
+                         err);
+                s->state = RELAY_S_CLOSING;
+                relay_free(s);
+                return;
+        }
+        s->open = 1;
+        relay_log(s, LOG_LVL_INFO, "event=connect listener=%s client=%s", lc->name,
+                  conn_peer(s->client));
+        if (l->nsessions >= lc->max_sessions) {
+                s->refuse = "421 4.7.0 Error: too many connections";
+        } else if (relay_count_client(l, conn_peer_ip(s->client)) >= lc->max_per_client) {
+                s->refuse = "421 4.7.0 Error: too many connections from your address";
+        } else {
+                s->counted = true;
+                l->nsessions++;
+        }
+        if (s->refuse != NULL)
+                relay_log(s, LOG_LVL_WARN, "event=refused reason=\"%s\"", s->refuse);
+        if (lc->accept_tls == CONFIG_TLS_IMPLICIT) {
+                s->state = RELAY_S_HANDSHAKE;
+                if (conn_start_tls(s->client, l->tls_server, NULL) != 0) {
+                        relay_close(s, "tls_start_failed");
+                        relay_run(s);
+                        return;
+                }
+        } else {
+                relay_greet(s);
+        }
+        relay_run(s);
+}
+
+void relay_listener_probe(struct relay_listener *l)
+{
+        struct relay_session *s;
+
+        if (l->probing || l->draining)
+                return;
+        l->probing = true;
+        s = relay_session_new(l);
+        s->probe = true;
+        s->state = RELAY_S_COMMAND;
+        relay_backend_connect(s);
+        relay_run(s);
+}
+
+static int relay_resolve(struct relay_listener *l, char *err, size_t errlen)
+{
+        struct addrinfo hints, *res = NULL;
+        char port[8];
+        unsigned p;
+        int r;
+
+        if (util_split_hostport(l->conf->forward, l->fwd_host, sizeof(l->fwd_host), &p) != 0) {
+                snprintf(err, errlen, "[%s]: forward: bad host:port '%s'", l->conf->name,
+                         l->conf->forward);
+                return -1;
+        }
+        snprintf(port, sizeof(port), "%u", p);
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        r = getaddrinfo(l->fwd_host, port, &hints, &res);
+        if (r != 0 || res == NULL) {
+                snprintf(err, errlen, "[%s]: forward: cannot resolve '%s': %s", l->conf->name,
+                         l->fwd_host, gai_strerror(r));
+                return -1;
+        }
+        memcpy(&l->fwd_addr, res->ai_addr, res->ai_addrlen);
+        freeaddrinfo(res);
+        return 0;
+}
+
+struct relay_listener *relay_listener_new(struct relay_env *env,
+                                          const struct config_listener *conf, char *err,
+                                          size_t errlen)
+{
+        struct relay_listener *l = xcalloc(1, sizeof(*l));
+        char terr[256];
+
+        l->env = env;
+        l->conf = conf;
+        if (relay_resolve(l, err, errlen) != 0)
+                goto fail;
+        if (conf->accept_tls != CONFIG_TLS_NONE) {
+                struct tls_ctx_conf tc = {.cert_file = conf->cert, .key_file = conf->key};
+
+                l->tls_server = tls_ctx_new(TLS_ROLE_SERVER, &tc, terr, sizeof(terr));
+                if (l->tls_server == NULL) {
+                        snprintf(err, errlen, "[%s]: %s", conf->name, terr);
+                        goto fail;
+                }
+        }
+        if (conf->forward_tls == CONFIG_TLS_STARTTLS || conf->forward_tls == CONFIG_TLS_IMPLICIT) {
+                struct tls_ctx_conf tc = {.ca_file = conf->forward_ca,
+                                          .verify_peer = conf->forward_verify};
+
+                l->tls_client = tls_ctx_new(TLS_ROLE_CLIENT, &tc, terr, sizeof(terr));
+                if (l->tls_client == NULL) {
+                        snprintf(err, errlen, "[%s]: %s", conf->name, terr);
+                        goto fail;
+                }
+        }
+        return l;
+fail:
+        relay_listener_free(l);
+        return NULL;
+}
+
+void relay_listener_free(struct relay_listener *l)
+{
+        if (l == NULL)
+                return;
+        if (l->sessions != NULL)
+                fatalx("relay_listener_free: sessions still running");
+        tls_ctx_free(l->tls_server);
+        tls_ctx_free(l->tls_client);
+        free(l);
+}
+
+void relay_listener_drain(struct relay_listener *l)
+{
+        l->draining = true;
+}
+
+void relay_listener_shutdown(struct relay_listener *l)
+{
+        struct relay_session *s, *next;
+
+        for (s = l->sessions; s != NULL; s = next) {
+                next = s->next;
+                if (s->probe)
+                        relay_close(s, "shutdown");
+                else
+                        relay_fail(s, "shutdown", "421 4.3.2 %s Service shutting down",
+                                   relay_hostname(s));
+                relay_run(s);
+        }
+}
+
+unsigned relay_listener_sessions(const struct relay_listener *l)
+{
+        const struct relay_session *s;
+        unsigned n = 0;
+
+        for (s = l->sessions; s != NULL; s = s->next)
+                n++;
+        return n;
+}

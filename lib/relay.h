@@ -1,0 +1,65 @@
+/*
+ * relay: the SMTP session state machine between a client leg and a server leg.
+ *
+ * A struct relay_listener is the run-time side of one configured listener: its
+ * TLS contexts, the backend's address, the cached backend capabilities, the
+ * sessions in progress and their limits. The daemon (proxy/) owns it, accepts
+ * connections on its socket and hands each to relay_accept().
+ *
+ * Inbound lifecycle (DESIGN.md): mailward answers the greeting, EHLO and
+ * STARTTLS itself and connects to the backend only when the client first needs
+ * it, after the TLS requirement is met; it then sends the PROXY v2 header or
+ * XCLIENT, replays the client's EHLO, and forwards the waiting commands.
+ * Replies are paired with commands by a FIFO; replies that mailward makes
+ * itself wait their turn behind replies still due from the backend.
+ *
+ * The relay never touches sockets or TLS directly: it sees bytes through
+ * struct conn. Sessions free themselves once both legs are closed; nothing is
+ * freed inside a callback chain.
+ */
+#ifndef MAILWARD_RELAY_H
+#define MAILWARD_RELAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "alert.h"
+#include "config.h"
+#include "log.h"
+
+struct uv_loop_s;
+struct uv_stream_s;
+struct relay_listener;
+
+/* What every listener of one process shares; owned by the daemon. */
+struct relay_env {
+        struct uv_loop_s *loop;
+        const struct log *log;
+        struct alert_sink *alerts;
+        uint64_t next_session; /* session id counter */
+        char id_prefix[12];    /* makes ids unique across restarts */
+};
+
+/*
+ * Load TLS material and resolve the backend for one listener (done before the
+ * privilege drop). NULL with a message in err on failure.
+ */
+struct relay_listener *relay_listener_new(struct relay_env *env,
+                                          const struct config_listener *conf, char *err,
+                                          size_t errlen);
+void relay_listener_free(struct relay_listener *l);
+
+/* Accept one pending connection from `server` and start a session on it. */
+void relay_accept(struct relay_listener *l, struct uv_stream_s *server);
+
+/* Ask the backend for its EHLO capabilities (start-up and periodic refresh). */
+void relay_listener_probe(struct relay_listener *l);
+
+/* Refuse new sessions from now on (SIGTERM). */
+void relay_listener_drain(struct relay_listener *l);
+/* End every session still running with 421 4.3.2 (drain timeout). */
+void relay_listener_shutdown(struct relay_listener *l);
+/* Sessions (and probes) not yet freed. */
+unsigned relay_listener_sessions(const struct relay_listener *l);
+
+#endif

@@ -1,0 +1,362 @@
+/*
+ * mailward: command line, configuration, listeners, signals, drain and the
+ * privilege drop. Everything else lives in lib/.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "alert.h"
+#include "config.h"
+#include "log.h"
+#include "privdrop.h"
+#include "relay.h"
+#include "tls.h"
+#include "util.h"
+
+#define MAIN_DEFAULT_CONFIG "/etc/mailward/mailward.conf"
+#define MAIN_BACKLOG 511
+#define MAIN_WATCH_MS 100
+
+struct main_listener {
+        uv_tcp_t tcp;
+        struct relay_listener *relay;
+        const struct config_listener *conf;
+        bool open;
+};
+
+struct main_state {
+        uv_loop_t *loop;
+        struct config *cfg;
+        struct log log;
+        struct alert_sink alerts;
+        struct relay_env env;
+        struct main_listener *listeners;
+        size_t nlisteners;
+        uv_signal_t sig_term, sig_int, sig_hup;
+        uv_timer_t probe_timer, drain_timer, watch_timer;
+        bool draining;
+        bool shut_down;
+};
+
+static void main_usage(FILE *f)
+{
+        fprintf(f, "usage: mailward [-d] [-c FILE]   run in the foreground\n"
+                   "       mailward -t [-c FILE]     check the configuration\n"
+                   "       mailward -V               print the version\n"
+                   "       mailward -h               print this help\n"
+                   "  -c FILE  configuration file (default " MAIN_DEFAULT_CONFIG ")\n"
+                   "  -d       log at debug level\n"
+                   "SIGTERM or SIGINT drains: listeners close, sessions finish.\n"
+                   "See mailward(8) and mailward.conf(5).\n");
+}
+
+static void main_version(void)
+{
+        printf("mailward %s\n", MAILWARD_VERSION);
+        printf("wolfSSL %s (%s)\n", tls_library_version(), tls_library_build());
+}
+
+/* Load TLS material and resolve backends: what -t checks beyond syntax. */
+static int main_make_listeners(struct main_state *m, FILE *errs)
+{
+        const struct config_listener *lc;
+        char err[512];
+        size_t i = 0;
+        int bad = 0;
+
+        for (lc = m->cfg->listeners; lc != NULL; lc = lc->next)
+                m->nlisteners++;
+        m->listeners = xcalloc(m->nlisteners, sizeof(*m->listeners));
+        for (lc = m->cfg->listeners; lc != NULL; lc = lc->next, i++) {
+                m->listeners[i].conf = lc;
+                m->listeners[i].relay = relay_listener_new(&m->env, lc, err, sizeof(err));
+                if (m->listeners[i].relay == NULL) {
+                        fprintf(errs, "%s:%d: %s\n", m->cfg->path, lc->line, err);
+                        bad++;
+                }
+        }
+        return bad ? -1 : 0;
+}
+
+static void main_free_listeners(struct main_state *m)
+{
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++)
+                relay_listener_free(m->listeners[i].relay);
+        free(m->listeners);
+        m->listeners = NULL;
+        m->nlisteners = 0;
+}
+
+static void main_on_connection(uv_stream_t *server, int status)
+{
+        struct main_listener *ml = server->data;
+
+        if (status < 0)
+                return;
+        relay_accept(ml->relay, server);
+}
+
+static int main_bind(struct main_state *m)
+{
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++) {
+                struct main_listener *ml = &m->listeners[i];
+                struct sockaddr_storage ss;
+                char host[256];
+                unsigned port;
+                int r;
+
+                if (util_split_hostport(ml->conf->listen, host, sizeof(host), &port) != 0)
+                        fatalx("listen address was checked by config");
+                if (host[0] == '\0')
+                        strcpy(host, "0.0.0.0");
+                if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss) != 0 &&
+                    uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss) != 0) {
+                        fprintf(stderr, "mailward: [%s] listen: '%s' is not an IP address\n",
+                                ml->conf->name, host);
+                        return -1;
+                }
+                uv_tcp_init(m->loop, &ml->tcp);
+                ml->tcp.data = ml;
+                ml->open = true;
+                r = uv_tcp_bind(&ml->tcp, (struct sockaddr *)&ss, 0);
+                if (r == 0)
+                        r = uv_listen((uv_stream_t *)&ml->tcp, MAIN_BACKLOG, main_on_connection);
+                if (r != 0) {
+                        fprintf(stderr, "mailward: [%s] cannot listen on %s: %s\n",
+                                ml->conf->name, ml->conf->listen, uv_strerror(r));
+                        return -1;
+                }
+                log_emit(&m->log, LOG_LVL_INFO, NULL,
+                         "event=listening listener=%s listen=%s accept_tls=%s require_tls=%s "
+                         "forward=%s identity=%s",
+                         ml->conf->name, ml->conf->listen, config_tls_str(ml->conf->accept_tls),
+                         ml->conf->require_tls ? "yes" : "no", ml->conf->forward,
+                         config_identity_str(ml->conf->client_identity));
+        }
+        return 0;
+}
+
+static void main_close_listeners(struct main_state *m)
+{
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++) {
+                if (m->listeners[i].open) {
+                        m->listeners[i].open = false;
+                        uv_close((uv_handle_t *)&m->listeners[i].tcp, NULL);
+                }
+                relay_listener_drain(m->listeners[i].relay);
+        }
+}
+
+static unsigned main_sessions(const struct main_state *m)
+{
+        unsigned n = 0;
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++)
+                n += relay_listener_sessions(m->listeners[i].relay);
+        return n;
+}
+
+static void main_close_all(struct main_state *m)
+{
+        uv_close((uv_handle_t *)&m->sig_term, NULL);
+        uv_close((uv_handle_t *)&m->sig_int, NULL);
+        uv_close((uv_handle_t *)&m->sig_hup, NULL);
+        uv_close((uv_handle_t *)&m->probe_timer, NULL);
+        uv_close((uv_handle_t *)&m->drain_timer, NULL);
+        uv_close((uv_handle_t *)&m->watch_timer, NULL);
+}
+
+static void main_on_watch(uv_timer_t *t)
+{
+        struct main_state *m = t->data;
+
+        if (main_sessions(m) == 0) {
+                log_emit(&m->log, LOG_LVL_INFO, NULL, "event=stopped");
+                main_close_all(m);
+        }
+}
+
+static void main_on_drain_timeout(uv_timer_t *t)
+{
+        struct main_state *m = t->data;
+        size_t i;
+
+        log_emit(&m->log, LOG_LVL_WARN, NULL, "event=drain_timeout sessions=%u",
+                 main_sessions(m));
+        for (i = 0; i < m->nlisteners; i++)
+                relay_listener_shutdown(m->listeners[i].relay);
+}
+
+static void main_on_signal(uv_signal_t *h, int signum)
+{
+        struct main_state *m = h->data;
+
+        if (signum == SIGHUP) {
+                log_emit(&m->log, LOG_LVL_INFO, NULL,
+                         "event=sighup action=ignored reason=\"reload is not supported; "
+                         "restart to apply a new configuration\"");
+                return;
+        }
+        if (m->draining)
+                return;
+        m->draining = true;
+        log_emit(&m->log, LOG_LVL_INFO, NULL, "event=draining signal=%d sessions=%u timeout=%u",
+                 signum, main_sessions(m), m->cfg->drain_timeout);
+        main_close_listeners(m);
+        uv_timer_stop(&m->probe_timer);
+        uv_timer_start(&m->drain_timer, main_on_drain_timeout,
+                       (uint64_t)m->cfg->drain_timeout * 1000, 0);
+        uv_timer_start(&m->watch_timer, main_on_watch, 0, MAIN_WATCH_MS);
+}
+
+static void main_on_probe(uv_timer_t *t)
+{
+        struct main_state *m = t->data;
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++)
+                relay_listener_probe(m->listeners[i].relay);
+}
+
+static unsigned main_probe_interval(const struct config *cfg)
+{
+        const struct config_listener *lc;
+        unsigned ival = 0;
+
+        for (lc = cfg->listeners; lc != NULL; lc = lc->next) {
+                if (ival == 0 || lc->probe_interval < ival)
+                        ival = lc->probe_interval;
+        }
+        return ival ? ival : 300;
+}
+
+static void main_handles(struct main_state *m)
+{
+        uv_signal_init(m->loop, &m->sig_term);
+        uv_signal_init(m->loop, &m->sig_int);
+        uv_signal_init(m->loop, &m->sig_hup);
+        m->sig_term.data = m->sig_int.data = m->sig_hup.data = m;
+        uv_signal_start(&m->sig_term, main_on_signal, SIGTERM);
+        uv_signal_start(&m->sig_int, main_on_signal, SIGINT);
+        uv_signal_start(&m->sig_hup, main_on_signal, SIGHUP);
+        uv_timer_init(m->loop, &m->probe_timer);
+        uv_timer_init(m->loop, &m->drain_timer);
+        uv_timer_init(m->loop, &m->watch_timer);
+        m->probe_timer.data = m->drain_timer.data = m->watch_timer.data = m;
+        uv_timer_start(&m->probe_timer, main_on_probe, 0,
+                       (uint64_t)main_probe_interval(m->cfg) * 1000);
+}
+
+static void main_id_prefix(struct relay_env *env)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(env->id_prefix, sizeof(env->id_prefix), "%05llx",
+                 (unsigned long long)((ts.tv_sec ^ (getpid() << 8)) & 0xfffff));
+}
+
+int main(int argc, char **argv)
+{
+        struct main_state m;
+        const char *path = MAIN_DEFAULT_CONFIG;
+        bool check = false, debug = false;
+        char err[512];
+        int opt, rc = 1;
+
+        memset(&m, 0, sizeof(m));
+        while ((opt = getopt(argc, argv, "c:dhtV")) != -1) {
+                switch (opt) {
+                case 'c':
+                        path = optarg;
+                        break;
+                case 'd':
+                        debug = true;
+                        break;
+                case 't':
+                        check = true;
+                        break;
+                case 'V':
+                        main_version();
+                        return 0;
+                case 'h':
+                        main_usage(stdout);
+                        return 0;
+                default:
+                        main_usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind != argc) {
+                main_usage(stderr);
+                return 2;
+        }
+        signal(SIGPIPE, SIG_IGN);
+        m.cfg = config_load(path, stderr);
+        if (m.cfg == NULL)
+                return 1;
+        m.log.level = debug ? LOG_LVL_DEBUG : m.cfg->log_level;
+        if (tls_global_init() != 0)
+                fatalx("wolfSSL initialisation failed");
+        m.loop = uv_default_loop();
+        m.env.loop = m.loop;
+        m.env.log = &m.log;
+        m.env.alerts = &m.alerts;
+        main_id_prefix(&m.env);
+        if (main_make_listeners(&m, stderr) != 0)
+                goto out;
+        if (check) {
+                printf("%s: configuration OK\n", path);
+                rc = 0;
+                goto out;
+        }
+        if (m.cfg->alert_command != NULL) {
+                fprintf(stderr, "%s: alert_command is not supported yet\n", path);
+                goto out;
+        }
+        if (m.cfg->syslog)
+                log_use_syslog(&m.log, "mailward");
+        if (alert_sink_init(&m.alerts, &m.log, m.cfg->alert_log) != 0) {
+                fprintf(stderr, "mailward: alert_log %s: %s\n", m.cfg->alert_log,
+                        strerror(errno));
+                goto out;
+        }
+        if (main_bind(&m) != 0)
+                goto out_alerts;
+        if (privdrop(m.cfg->user, m.cfg->allow_root, err, sizeof(err)) != 0) {
+                fprintf(stderr, "mailward: %s\n", err);
+                goto out_alerts;
+        }
+        log_emit(&m.log, LOG_LVL_INFO, NULL, "event=start version=%s uid=%d listeners=%zu",
+                 MAILWARD_VERSION, (int)getuid(), m.nlisteners);
+        main_handles(&m);
+        uv_run(m.loop, UV_RUN_DEFAULT);
+        rc = 0;
+out_alerts:
+        if (rc != 0) {
+                /* Failed start: close what was opened so the loop can be closed. */
+                main_close_listeners(&m);
+                uv_run(m.loop, UV_RUN_DEFAULT);
+        }
+        alert_sink_cleanup(&m.alerts);
+out:
+        main_free_listeners(&m);
+        uv_loop_close(m.loop);
+        config_free(m.cfg);
+        tls_global_cleanup();
+        return rc;
+}

@@ -1,0 +1,20 @@
+/*
+ * privdrop: become the configured user and give up every capability.
+ *
+ * Called once, after the listeners are bound and keys and files are open.
+ * Started as root: setgroups/setgid/setuid to `user`, bounding set emptied,
+ * then effective, permitted, inheritable and ambient sets cleared with
+ * libcap, and no_new_privs set. Refuses to keep running as root unless
+ * allow_root is set. Started as another user: capabilities cleared and
+ * no_new_privs set. The result is checked by reading the sets back.
+ */
+#ifndef MAILWARD_PRIVDROP_H
+#define MAILWARD_PRIVDROP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* 0, or -1 with the reason in err. */
+int privdrop(const char *user, bool allow_root, char *err, size_t errlen);
+
+#endif
