@@ -508,7 +508,7 @@ static void conn_timer_cb(uv_timer_t *t)
 
 void conn_timeout(struct conn *c, uint64_t ms)
 {
-        if (c->closed_handles || c->closing)
+        if (c->closed_handles || c->closing || c->pending_error)
                 return;
         if (ms == 0)
                 uv_timer_stop(&c->timer);
