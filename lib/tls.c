@@ -1,0 +1,558 @@
+/*
+ * tls: wolfSSL over two memory buffers. See tls.h for the contract.
+ *
+ * wolfSSL never sees a socket: its receive callback takes bytes from t->in
+ * (filled by tls_feed) and says WANT_READ when that is empty; its send
+ * callback appends to t->out, which the caller drains. Every wolfSSL call is
+ * therefore non-blocking and every outcome is one of TLS_OK, TLS_WANT,
+ * TLS_CLOSED or TLS_ERROR.
+ */
+#include "tls.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/rsa.h>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define TLS_CTX_MAGIC 0x746c7363u /* "tlsc" */
+#define TLS_MAGIC     0x746c7373u /* "tlss" */
+
+/* Largest key file read for the key/certificate check, and largest public key. */
+#define TLS_KEY_FILE_MAX (64 * 1024)
+#define TLS_SPKI_MAX     4096
+
+/*
+ * Invariant 7, in server preference order: TLS 1.3 AEADs first, then TLS 1.2
+ * ECDHE with AEADs, ECDSA before RSA, AES-128 before AES-256 (as fast and as
+ * strong in practice), ChaCha20 last (for peers without AES in hardware).
+ */
+static const char tls_cipher_list[] = "TLS13-AES128-GCM-SHA256:"
+                                      "TLS13-AES256-GCM-SHA384:"
+                                      "TLS13-CHACHA20-POLY1305-SHA256:"
+                                      "ECDHE-ECDSA-AES128-GCM-SHA256:"
+                                      "ECDHE-RSA-AES128-GCM-SHA256:"
+                                      "ECDHE-ECDSA-AES256-GCM-SHA384:"
+                                      "ECDHE-RSA-AES256-GCM-SHA384:"
+                                      "ECDHE-ECDSA-CHACHA20-POLY1305:"
+                                      "ECDHE-RSA-CHACHA20-POLY1305";
+
+/* The ECC curves a TLS 1.2 peer may use (the rest are disabled). */
+static const char tls_curve_list[] = "X25519:P-256:P-384";
+
+/* Key exchange groups, in preference order (TLS 1.3 key shares, supported_groups). */
+static const int tls_groups[] = {
+    WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1,
+    WOLFSSL_FFDHE_2048, WOLFSSL_FFDHE_3072,
+};
+
+struct tls_ctx {
+        unsigned magic;
+        enum tls_role role;
+        bool verify_peer;
+        WOLFSSL_CTX *wctx;
+};
+
+struct tls {
+        unsigned magic;
+        struct tls_ctx *ctx;
+        WOLFSSL *ssl;
+        struct buf in;  /* ciphertext fed, not yet taken by wolfSSL */
+        struct buf out; /* ciphertext wolfSSL produced, for the caller to send */
+        bool done;      /* handshake complete */
+        char err[160];
+};
+
+int tls_global_init(void)
+{
+        return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : -1;
+}
+
+void tls_global_cleanup(void)
+{
+        wolfSSL_Cleanup();
+}
+
+/* wolfSSL's receive callback: hand over what tls_feed() queued. */
+static int tls_io_recv(WOLFSSL *ssl, char *p, int sz, void *arg)
+{
+        struct tls *t = arg;
+        size_t n;
+
+        (void)ssl;
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        if (sz < 0)
+                return WOLFSSL_CBIO_ERR_GENERAL;
+        n = buf_len(&t->in);
+        if (n == 0)
+                return WOLFSSL_CBIO_ERR_WANT_READ;
+        if (n > (size_t)sz)
+                n = (size_t)sz;
+        memcpy(p, buf_data(&t->in), n);
+        buf_consume(&t->in, n);
+        buf_shrink(&t->in);
+        return (int)n;
+}
+
+/* wolfSSL's send callback: everything goes to the output buffer at once. */
+static int tls_io_send(WOLFSSL *ssl, char *p, int sz, void *arg)
+{
+        struct tls *t = arg;
+
+        (void)ssl;
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        if (sz < 0)
+                return WOLFSSL_CBIO_ERR_GENERAL;
+        buf_append(&t->out, p, (size_t)sz);
+        return sz;
+}
+
+/* "what: reason" for a wolfSSL error code. */
+static void tls_errstr(char *out, size_t outlen, const char *what, int code)
+{
+        char reason[WOLFSSL_MAX_ERROR_SZ];
+
+        wolfSSL_ERR_error_string_n((unsigned long)code, reason, sizeof(reason));
+        snprintf(out, outlen, "%s: %s (%d)", what, reason, code);
+}
+
+/* Fail early with errno's words when a file cannot be read at all. */
+static bool tls_file_readable(const char *kind, const char *path, char *err,
+                              size_t errlen)
+{
+        FILE *f;
+
+        if (path == NULL || *path == '\0') {
+                snprintf(err, errlen, "no %s given", kind);
+                return false;
+        }
+        f = fopen(path, "r");
+        if (f == NULL) {
+                snprintf(err, errlen, "%s %s: %s", kind, path, strerror(errno));
+                return false;
+        }
+        fclose(f);
+        return true;
+}
+
+static bool tls_ctx_policy(WOLFSSL_CTX *wctx, char *err, size_t errlen)
+{
+        int ret;
+
+        if ((ret = wolfSSL_CTX_SetMinVersion(wctx, WOLFSSL_TLSV1_2)) != WOLFSSL_SUCCESS) {
+                tls_errstr(err, errlen, "cannot set minimum TLS version", ret);
+                return false;
+        }
+        if (wolfSSL_CTX_set_cipher_list(wctx, tls_cipher_list) != WOLFSSL_SUCCESS) {
+                snprintf(err, errlen, "cannot set cipher list");
+                return false;
+        }
+        if (wolfSSL_CTX_set1_curves_list(wctx, tls_curve_list) != WOLFSSL_SUCCESS) {
+                snprintf(err, errlen, "cannot set ECC curves");
+                return false;
+        }
+        ret = wolfSSL_CTX_set_groups(wctx, (int *)tls_groups,
+                                     (int)UTIL_ARRAY_LEN(tls_groups));
+        if (ret != WOLFSSL_SUCCESS) {
+                tls_errstr(err, errlen, "cannot set key exchange groups", ret);
+                return false;
+        }
+        if ((ret = wolfSSL_CTX_SetMinDhKey_Sz(wctx, 2048)) != WOLFSSL_SUCCESS ||
+            (ret = wolfSSL_CTX_SetMinRsaKey_Sz(wctx, 2048)) != WOLFSSL_SUCCESS ||
+            (ret = wolfSSL_CTX_SetMinEccKey_Sz(wctx, 256)) != WOLFSSL_SUCCESS) {
+                tls_errstr(err, errlen, "cannot set minimum key sizes", ret);
+                return false;
+        }
+        wolfSSL_CTX_set_options(wctx, WOLFSSL_OP_CIPHER_SERVER_PREFERENCE |
+                                          WOLFSSL_OP_NO_COMPRESSION);
+        return true;
+}
+
+/* Read a whole file of at most max bytes into b. */
+static bool tls_read_file(const char *path, size_t max, struct buf *b)
+{
+        FILE *f = fopen(path, "rb");
+        size_t n;
+        bool ok;
+
+        if (f == NULL)
+                return false;
+        do {
+                n = fread(buf_reserve(b, 4096), 1, 4096, f);
+                buf_unreserve(b, 4096 - n);
+        } while (n == 4096 && buf_len(b) <= max);
+        ok = !ferror(f) && buf_len(b) <= max;
+        fclose(f);
+        return ok;
+}
+
+/*
+ * The key's public half as SubjectPublicKeyInfo DER, computed from the private
+ * key (EC: the point is recomputed from the scalar). Length or -1.
+ */
+static int tls_key_spki(const char *key_file, int type, unsigned char *out, word32 outlen)
+{
+        struct buf pem;
+        unsigned char *der;
+        word32 idx = 0;
+        int dersz, n = -1;
+        ecc_key ecc;
+        RsaKey rsa;
+
+        buf_init(&pem);
+        if (!tls_read_file(key_file, TLS_KEY_FILE_MAX, &pem) || buf_len(&pem) == 0) {
+                buf_cleanup(&pem);
+                return -1;
+        }
+        der = xmalloc(buf_len(&pem));
+        dersz = wc_KeyPemToDer((const unsigned char *)buf_data(&pem), (int)buf_len(&pem),
+                               der, (int)buf_len(&pem), NULL);
+        if (dersz > 0 && wc_GetPkcs8TraditionalOffset(der, &idx, (word32)dersz) < 0)
+                idx = 0;
+        if (dersz > 0 && type == ECDSAk && wc_ecc_init(&ecc) == 0) {
+                if (wc_EccPrivateKeyDecode(der, &idx, &ecc, (word32)dersz) == 0 &&
+                    wc_ecc_make_pub(&ecc, NULL) == 0)
+                        n = wc_EccPublicKeyToDer(&ecc, out, outlen, 1);
+                wc_ecc_free(&ecc);
+        } else if (dersz > 0 && type == RSAk && wc_InitRsaKey(&rsa, NULL) == 0) {
+                if (wc_RsaPrivateKeyDecode(der, &idx, &rsa, (word32)dersz) == 0)
+                        n = wc_RsaKeyToPublicDer(&rsa, out, outlen);
+                wc_FreeRsaKey(&rsa);
+        }
+        /* Leave no copy of the private key behind. */
+        explicit_bzero(der, buf_len(&pem));
+        free(der);
+        explicit_bzero((char *)buf_data(&pem), buf_len(&pem));
+        buf_cleanup(&pem);
+        return n > 0 ? n : -1;
+}
+
+/*
+ * wolfSSL_CTX_check_private_key() in wolfSSL 5.5.4 passes any EC key on the
+ * certificate's curve: it never checks that the private scalar gives the
+ * certificate's public point. So for EC and RSA keys compare the public key
+ * computed from the key file with the certificate's; other key types keep
+ * wolfSSL's check alone.
+ */
+static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const char *key_file)
+{
+        WOLFSSL_X509 *cert = wolfSSL_CTX_get0_certificate(wctx);
+        unsigned char cspki[TLS_SPKI_MAX], kspki[TLS_SPKI_MAX];
+        int clen = (int)sizeof(cspki), klen, type;
+
+        if (wolfSSL_CTX_check_private_key(wctx) != WOLFSSL_SUCCESS)
+                return false;
+        if (cert == NULL)
+                return false;
+        type = wolfSSL_X509_get_pubkey_type(cert);
+        if (type != ECDSAk && type != RSAk)
+                return true;
+        if (wolfSSL_X509_get_pubkey_buffer(cert, cspki, &clen) != WOLFSSL_SUCCESS)
+                return false;
+        klen = tls_key_spki(key_file, type, kspki, sizeof(kspki));
+        return klen == clen && memcmp(cspki, kspki, (size_t)klen) == 0;
+}
+
+static bool tls_ctx_server(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, char *err,
+                           size_t errlen)
+{
+        int ret;
+
+        if (!tls_file_readable("certificate", conf->cert_file, err, errlen) ||
+            !tls_file_readable("key", conf->key_file, err, errlen))
+                return false;
+        ret = wolfSSL_CTX_use_certificate_chain_file(wctx, conf->cert_file);
+        if (ret != WOLFSSL_SUCCESS) {
+                snprintf(err, errlen, "certificate %s: ", conf->cert_file);
+                tls_errstr(err + strlen(err), errlen - strlen(err), "cannot load", ret);
+                return false;
+        }
+        ret = wolfSSL_CTX_use_PrivateKey_file(wctx, conf->key_file, WOLFSSL_FILETYPE_PEM);
+        if (ret != WOLFSSL_SUCCESS) {
+                snprintf(err, errlen, "key %s: ", conf->key_file);
+                tls_errstr(err + strlen(err), errlen - strlen(err), "cannot load", ret);
+                return false;
+        }
+        if (!tls_key_matches_cert(wctx, conf->key_file)) {
+                snprintf(err, errlen, "key %s does not match certificate %s",
+                         conf->key_file, conf->cert_file);
+                return false;
+        }
+        return true;
+}
+
+static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, char *err,
+                           size_t errlen)
+{
+        int ret;
+
+        if (conf->ca_file != NULL) {
+                if (!tls_file_readable("CA file", conf->ca_file, err, errlen))
+                        return false;
+                ret = wolfSSL_CTX_load_verify_locations(wctx, conf->ca_file, NULL);
+                if (ret != WOLFSSL_SUCCESS) {
+                        snprintf(err, errlen, "CA file %s: ", conf->ca_file);
+                        tls_errstr(err + strlen(err), errlen - strlen(err), "cannot load",
+                                   ret);
+                        return false;
+                }
+        } else if (conf->verify_peer) {
+                snprintf(err, errlen, "verify_peer needs a CA file");
+                return false;
+        }
+        wolfSSL_CTX_set_verify(
+            wctx, conf->verify_peer ? WOLFSSL_VERIFY_PEER : WOLFSSL_VERIFY_NONE, NULL);
+        return true;
+}
+
+struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
+                            char *err, size_t errlen)
+{
+        struct tls_ctx *ctx;
+        WOLFSSL_CTX *wctx;
+        bool ok;
+
+        if (errlen > 0)
+                err[0] = '\0';
+        wctx = wolfSSL_CTX_new(role == TLS_ROLE_SERVER ? wolfSSLv23_server_method()
+                                                       : wolfSSLv23_client_method());
+        if (wctx == NULL) {
+                snprintf(err, errlen, "cannot create a wolfSSL context");
+                return NULL;
+        }
+        /* Key size limits come first: they also apply to our own certificate. */
+        ok = tls_ctx_policy(wctx, err, errlen);
+        if (ok)
+                ok = role == TLS_ROLE_SERVER ? tls_ctx_server(wctx, conf, err, errlen)
+                                             : tls_ctx_client(wctx, conf, err, errlen);
+        if (!ok) {
+                wolfSSL_ERR_clear_error();
+                wolfSSL_CTX_free(wctx);
+                return NULL;
+        }
+        wolfSSL_CTX_SetIORecv(wctx, tls_io_recv);
+        wolfSSL_CTX_SetIOSend(wctx, tls_io_send);
+
+        ctx = xcalloc(1, sizeof(*ctx));
+        ctx->magic = TLS_CTX_MAGIC;
+        ctx->role = role;
+        ctx->verify_peer = role == TLS_ROLE_CLIENT && conf->verify_peer;
+        ctx->wctx = wctx;
+        return ctx;
+}
+
+void tls_ctx_free(struct tls_ctx *ctx)
+{
+        if (ctx == NULL)
+                return;
+        UTIL_CHECK_MAGIC(ctx, TLS_CTX_MAGIC);
+        wolfSSL_CTX_free(ctx->wctx);
+        ctx->magic = 0;
+        free(ctx);
+}
+
+/* True if name is an IP address literal: those never go into SNI (RFC 6066). */
+static bool tls_is_ip_literal(const char *name)
+{
+        unsigned char addr[16];
+
+        return inet_pton(AF_INET, name, addr) == 1 ||
+               inet_pton(AF_INET6, name, addr) == 1;
+}
+
+struct tls *tls_new(struct tls_ctx *ctx, const char *servername)
+{
+        struct tls *t;
+
+        UTIL_CHECK_MAGIC(ctx, TLS_CTX_MAGIC);
+        t = xcalloc(1, sizeof(*t));
+        t->magic = TLS_MAGIC;
+        t->ctx = ctx;
+        buf_init(&t->in);
+        buf_init(&t->out);
+        t->ssl = wolfSSL_new(ctx->wctx);
+        if (t->ssl == NULL)
+                fatalx("tls_new: wolfSSL_new failed");
+        wolfSSL_SetIOReadCtx(t->ssl, t);
+        wolfSSL_SetIOWriteCtx(t->ssl, t);
+        if (ctx->role == TLS_ROLE_CLIENT && servername != NULL && *servername != '\0') {
+                if (!tls_is_ip_literal(servername) &&
+                    wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, servername,
+                                   (unsigned short)strlen(servername)) != WOLFSSL_SUCCESS)
+                        fatalx("tls_new: wolfSSL_UseSNI failed");
+                if (ctx->verify_peer &&
+                    wolfSSL_check_domain_name(t->ssl, servername) != WOLFSSL_SUCCESS)
+                        fatalx("tls_new: wolfSSL_check_domain_name failed");
+        }
+        return t;
+}
+
+void tls_free(struct tls *t)
+{
+        if (t == NULL)
+                return;
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        wolfSSL_free(t->ssl);
+        buf_cleanup(&t->in);
+        buf_cleanup(&t->out);
+        t->magic = 0;
+        free(t);
+}
+
+void tls_feed(struct tls *t, const void *p, size_t n)
+{
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        buf_append(&t->in, p, n);
+}
+
+size_t tls_input_pending(const struct tls *t)
+{
+        return buf_len(&t->in);
+}
+
+struct buf *tls_output(struct tls *t)
+{
+        return &t->out;
+}
+
+/*
+ * Classify the result ret of a wolfSSL call: TLS_WANT for more input,
+ * TLS_CLOSED for close_notify, otherwise TLS_ERROR with the reason kept.
+ */
+static enum tls_result tls_fail(struct tls *t, int ret, const char *what)
+{
+        int code = wolfSSL_get_error(t->ssl, ret);
+
+        switch (code) {
+        case WOLFSSL_ERROR_WANT_READ:
+        case WOLFSSL_ERROR_WANT_WRITE:
+                return TLS_WANT;
+        case WOLFSSL_ERROR_ZERO_RETURN:
+                return TLS_CLOSED;
+        default:
+                tls_errstr(t->err, sizeof(t->err), what, code);
+                wolfSSL_ERR_clear_error();
+                return TLS_ERROR;
+        }
+}
+
+enum tls_result tls_handshake(struct tls *t)
+{
+        int ret;
+
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        if (t->done)
+                return TLS_OK;
+        t->err[0] = '\0';
+        ret = t->ctx->role == TLS_ROLE_SERVER ? wolfSSL_accept(t->ssl)
+                                              : wolfSSL_connect(t->ssl);
+        if (ret == WOLFSSL_SUCCESS) {
+                t->done = true;
+                return TLS_OK;
+        }
+        return tls_fail(t, ret, "handshake");
+}
+
+bool tls_handshake_done(const struct tls *t)
+{
+        return t->done;
+}
+
+enum tls_result tls_read(struct tls *t, void *p, size_t n, size_t *got)
+{
+        int ret;
+
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        *got = 0;
+        t->err[0] = '\0';
+        if (n == 0)
+                return TLS_OK;
+        if (n > INT_MAX)
+                n = INT_MAX;
+        ret = wolfSSL_read(t->ssl, p, (int)n);
+        if (ret > 0) {
+                *got = (size_t)ret;
+                t->done = true;
+                return TLS_OK;
+        }
+        return tls_fail(t, ret, "read");
+}
+
+enum tls_result tls_write(struct tls *t, const void *p, size_t n)
+{
+        const char *s = p;
+        int chunk, ret;
+
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        t->err[0] = '\0';
+        while (n > 0) {
+                chunk = n > INT_MAX ? INT_MAX : (int)n;
+                ret = wolfSSL_write(t->ssl, s, chunk);
+                if (ret <= 0) {
+                        /* Our send callback never blocks: this is fatal. */
+                        if (tls_fail(t, ret, "write") != TLS_ERROR)
+                                snprintf(t->err, sizeof(t->err),
+                                         "write: not possible now");
+                        return TLS_ERROR;
+                }
+                s += ret;
+                n -= (size_t)ret;
+        }
+        return TLS_OK;
+}
+
+void tls_shutdown(struct tls *t)
+{
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        /* Not waiting for the peer's close_notify: 2 (not done) is expected. */
+        (void)wolfSSL_shutdown(t->ssl);
+}
+
+const char *tls_version(const struct tls *t)
+{
+        return t->done ? wolfSSL_get_version(t->ssl) : "";
+}
+
+const char *tls_cipher(const struct tls *t)
+{
+        const char *name = NULL;
+        int suite;
+
+        if (!t->done)
+                return "";
+        /*
+         * OpenSSL's names, as MTA logs show them: wolfSSL's own for TLS 1.2
+         * ("ECDHE-RSA-AES128-GCM-SHA256") are the same, but for TLS 1.3 it says
+         * "TLS13-AES128-GCM-SHA256" where everyone else says the IANA name.
+         */
+        if (wolfSSL_GetVersion(t->ssl) == WOLFSSL_TLSV1_3) {
+                suite = wolfSSL_get_current_cipher_suite(t->ssl);
+                name = wolfSSL_get_cipher_name_iana_from_suite(
+                    (unsigned char)(suite >> 8), (unsigned char)suite);
+        }
+        if (name == NULL)
+                name = wolfSSL_get_cipher_name(t->ssl);
+        return name != NULL ? name : "";
+}
+
+int tls_cipher_bits(const struct tls *t)
+{
+        WOLFSSL_CIPHER *c = t->done ? wolfSSL_get_current_cipher(t->ssl) : NULL;
+
+        return c != NULL ? wolfSSL_CIPHER_get_bits(c, NULL) : 0;
+}
+
+const char *tls_error(const struct tls *t)
+{
+        return t->err;
+}
