@@ -11,6 +11,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/version.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/rsa.h>
@@ -555,4 +556,28 @@ int tls_cipher_bits(const struct tls *t)
 const char *tls_error(const struct tls *t)
 {
         return t->err;
+}
+
+const char *tls_library_version(void)
+{
+        return wolfSSL_lib_version();
+}
+
+const char *tls_library_build(void)
+{
+        /* What matters for speed: the assembly paths (see README, wolfSSL). */
+        return "built for " LIBWOLFSSL_VERSION_STRING
+#if defined(WOLFSSL_AESNI)
+               ", aesni"
+#endif
+#if defined(USE_INTEL_SPEEDUP)
+               ", intelasm"
+#endif
+#if defined(WOLFSSL_SP_X86_64_ASM) || defined(WOLFSSL_SP_ASM)
+               ", sp-asm"
+#endif
+#if !defined(WOLFSSL_AESNI) && !defined(USE_INTEL_SPEEDUP) && !defined(WOLFSSL_SP_ASM)
+               ", no assembly (C code paths only)"
+#endif
+                ;
 }

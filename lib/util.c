@@ -72,11 +72,11 @@ bool util_prefix_ci(const char *s, size_t n, const char *p)
 void util_rfc3339(char out[32], const struct timespec *t)
 {
         struct tm tm;
+        size_t n;
 
         gmtime_r(&t->tv_sec, &tm);
-        snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 t->tv_nsec / 1000000);
+        n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(out + n, 32 - n, ".%03dZ", (int)(t->tv_nsec / 1000000) % 1000);
 }
 
 int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port)
