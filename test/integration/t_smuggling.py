@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""SMTP smuggling: only CRLF.CRLF ends DATA, bare LF/CR are refused, never
+normalised, never passed on.
+
+For each smuggling separator ("\\n.\\n", "\\r.\\r\\n", "\\n.\\r\\n", a bare LF
+line, a bare CR in a line) followed by a smuggled MAIL/RCPT/DATA: the client
+gets "550 5.6.0" after its real CRLF.CRLF (and no other reply), the backend
+receives no message and never sees the smuggled commands; then a clean
+message in the same session is delivered (mailward reconnects the backend),
+byte-exact.  A command line with a bare LF gets "500 5.5.2".
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+from rawsmtp import Client, session_commands  # noqa: E402
+
+NAME = "mw.test.example"
+
+SMUGGLED = (b"MAIL FROM:<x@y.test>\r\nRCPT TO:<z@w.test>\r\nDATA\r\n"
+            b"From: x@y.test\r\nSubject: smuggled\r\n\r\nevil\r\n")
+
+CASES = [
+    ("LF.LF", b"\n.\n"),
+    ("CR.CRLF", b"\r.\r\n"),
+    ("LF.CRLF", b"\n.\r\n"),
+    ("bare LF line", b"\r\nsome text\nmore text\r\n"),
+    ("bare CR in line", b"\r\nsome text\rmore text\r\n"),
+]
+
+
+def clean(n):
+    return (b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: clean %d\r\n\r\n"
+            b"clean body %d\r\n" % (n, n))
+
+
+def session(env, mw):
+    ctx = mwtest.ssl_client_context(env)
+    c = Client(mw.port("smtp"))
+    mwtest.eq(c.reply().code, 220, "greeting")
+    c.cmd("EHLO client.test")
+    c.starttls(ctx)
+    mwtest.eq(c.cmd("EHLO client.test").code, 250, "EHLO after TLS")
+    return c
+
+
+def transaction(c, body, what):
+    for line, code in (("MAIL FROM:<a@sender.test>", 250), ("RCPT TO:<b@rcpt.test>", 250),
+                       ("DATA", 354)):
+        r = c.cmd(line)
+        mwtest.check(r.code == code, "%s: %s answered %r" % (what, line, r))
+    c.send(body + b".\r\n")
+    return c.reply(15)
+
+
+def main():
+    with mwtest.Env("smuggling") as env:
+        be = env.recorder()
+        mw = env.mailward(listeners={"smtp": {
+            "accept_tls": "starttls", "hostname": NAME,
+            "forward": "127.0.0.1:%d" % be.port}})
+        failures = []
+        for n, (what, sep) in enumerate(CASES, 1):
+            before = len(be.messages)
+            c = session(env, mw)
+            body = b"From: a@sender.test\r\nSubject: carrier %d\r\n\r\nhello" % n + sep + SMUGGLED
+            r = transaction(c, body, what)
+            extra = c.pending(1.0)
+            print("%s: end of data -> %r, then %r" % (what, r, extra))
+            if not r.starts("550 5.6.0"):
+                failures.append("%s: expected 550 5.6.0 after the end of data, got %r" % (what, r))
+            if extra:
+                failures.append("%s: extra replies after the end of data (smuggled commands "
+                                "answered?): %r" % (what, extra))
+            r2 = transaction(c, clean(n), what + " (clean follow-up)")
+            if r2.code != 250:
+                failures.append("%s: clean message in the same session got %r" % (what, r2))
+            c.cmd("QUIT")
+            c.close()
+            got = be.wait_messages(before + 1, 10)
+            time.sleep(0.5)
+            got = list(be.messages)
+            new = got[before:]
+            if len(new) != 1 or new[0].data != clean(n):
+                failures.append("%s: backend received %r, expected exactly the clean message"
+                                % (what, [m.data[:80] for m in new]))
+            cmds = session_commands(be, NAME)
+            if any("y.test" in x or "w.test" in x for x in cmds):
+                failures.append("%s: smuggled commands reached the backend: %r" % (what, cmds))
+            for m in got:
+                if b"smuggled" in m.data or b"carrier" in m.data:
+                    failures.append("%s: backend received %r" % (what, m.data[:120]))
+                    break
+
+        # Bare LF in a command line.
+        c = session(env, mw)
+        c.send(b"MAIL FROM:<lf@bare.test>\nRCPT TO:<z@w.test>\r\n")
+        r = c.reply()
+        print("bare LF command: %r" % r)
+        if not r.starts("500 5.5.2"):
+            failures.append("bare LF in a command line: expected 500 5.5.2, got %r" % r)
+        extra = c.pending(1.0)
+        if extra:
+            failures.append("bare LF in a command line: extra replies %r" % extra)
+        c.close()
+        time.sleep(0.5)
+        cmds = session_commands(be, NAME)
+        if any("bare.test" in x for x in cmds):
+            failures.append("a command with a bare LF reached the backend: %r" % cmds)
+
+        for f in failures:
+            print("FAIL: " + f)
+        mwtest.check(not failures, "%d smuggling checks failed" % len(failures))
+        mw.stop()
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
