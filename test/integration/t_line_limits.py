@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""Line limits (invariant 4).
+
+Command lines: 512 octets including CRLF are accepted, 513 get
+"500 5.5.2" and the session goes on; with max_line = 1024 a 1000-octet
+command is accepted.  DATA text lines: 1000 octets including CRLF are
+delivered byte-exact, 1001 get "500 5.5.2" after the end of data and the
+message is not delivered; the next message in the session is.
+HELO is used for the command lines because mailward answers it itself, so
+the backend's own limits play no part.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+from rawsmtp import Client  # noqa: E402
+
+NAME = "mw.test.example"
+
+
+def helo_of(total):
+    """'HELO <domain-like name>\\r\\n' of exactly `total` octets."""
+    n = total - len("HELO \r\n")
+    labels, left = [], n
+    while left > 0:
+        k = min(60, left)
+        if left - k == 1:      # never leave a 1-char remainder (would be a lone dot)
+            k -= 1
+        labels.append("a" * (k - 1) + ("." if left - k > 0 else "a"))
+        left -= k
+    name = "".join(labels)
+    line = "HELO " + name + "\r\n"
+    assert len(line) == total, (len(line), total)
+    return line
+
+
+def msg_with_line(total, tag):
+    """A message with one text line of exactly `total` octets incl. CRLF."""
+    long_line = b"L" * (total - 2) + b"\r\n"
+    return (b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: %s\r\n\r\n" % tag.encode()
+            + long_line + b"short line\r\n")
+
+
+def session(env, port):
+    c = Client(port)
+    mwtest.eq(c.reply().code, 220, "greeting")
+    return c
+
+
+def tls_session(env, port):
+    c = session(env, port)
+    c.cmd("EHLO client.test")
+    c.starttls(mwtest.ssl_client_context(env))
+    mwtest.eq(c.cmd("EHLO client.test").code, 250, "EHLO after TLS")
+    return c
+
+
+def send_msg(c, data):
+    for line, code in (("MAIL FROM:<a@sender.test>", 250), ("RCPT TO:<b@rcpt.test>", 250),
+                       ("DATA", 354)):
+        r = c.cmd(line)
+        mwtest.check(r.code == code, "%s answered %r" % (line, r))
+    c.send(data + b".\r\n")
+    return c.reply(15)
+
+
+def main():
+    failures = []
+    with mwtest.Env("line_limits") as env:
+        be = env.recorder()
+        fwd = "127.0.0.1:%d" % be.port
+        mw = env.mailward(listeners={
+            "smtp": {"accept_tls": "starttls", "hostname": NAME, "forward": fwd},
+            "wide": {"accept_tls": "starttls", "hostname": NAME, "forward": fwd,
+                     "max_line": "1024"},
+        })
+
+        c = session(env, mw.port("smtp"))
+        r = c.cmd(helo_of(512).rstrip("\r\n"))
+        print("512-octet HELO: %r" % r)
+        if r.code != 250:
+            failures.append("512-octet command line: expected 250, got %r" % r)
+        r = c.cmd(helo_of(513).rstrip("\r\n"))
+        print("513-octet HELO: %r" % r)
+        if not r.starts("500 5.5.2"):
+            failures.append("513-octet command line: expected 500 5.5.2, got %r" % r)
+        r = c.cmd("NOOP")
+        if r.code != 250:
+            failures.append("session did not go on after an over-long line: NOOP got %r" % r)
+        # Far longer than any buffer: still one 500, still a live session.
+        r = c.cmd("HELO " + "b" * 100000)
+        print("100000-octet HELO: %r" % r)
+        if not r.starts("500 5.5.2"):
+            failures.append("100000-octet command line: expected 500 5.5.2, got %r" % r)
+        extra = c.pending(0.5)
+        if extra:
+            failures.append("more than one reply to one over-long line: %r" % extra)
+        r = c.cmd("NOOP")
+        if r.code != 250:
+            failures.append("after a 100000-octet line NOOP got %r" % r)
+        c.close()
+
+        c = session(env, mw.port("wide"))
+        r = c.cmd(helo_of(1000).rstrip("\r\n"))
+        print("1000-octet HELO with max_line = 1024: %r" % r)
+        if r.code != 250:
+            failures.append("max_line = 1024, 1000-octet command: expected 250, got %r" % r)
+        r = c.cmd(helo_of(1025).rstrip("\r\n"))
+        if not r.starts("500 5.5.2"):
+            failures.append("max_line = 1024, 1025-octet command: expected 500 5.5.2, got %r" % r)
+        c.close()
+
+        c = tls_session(env, mw.port("smtp"))
+        ok_msg = msg_with_line(1000, "line 1000")
+        r = send_msg(c, ok_msg)
+        print("1000-octet text line: %r" % r)
+        if r.code != 250:
+            failures.append("1000-octet text line: expected 250, got %r" % r)
+        got = be.wait_messages(1, 10)
+        if len(got) != 1 or got[0].data != ok_msg:
+            failures.append("1000-octet text line: backend got %r" % [m.data[:60] for m in got])
+
+        bad = msg_with_line(1001, "line 1001")
+        r = send_msg(c, bad)
+        print("1001-octet text line: %r" % r)
+        if not r.starts("500 5.5.2"):
+            failures.append("1001-octet text line: expected 500 5.5.2 after end of data, got %r" % r)
+        extra = c.pending(0.5)
+        if extra:
+            failures.append("1001-octet text line: extra replies %r" % extra)
+        follow = msg_with_line(10, "follow-up")
+        r = send_msg(c, follow)
+        if r.code != 250:
+            failures.append("message after a refused one got %r" % r)
+        c.cmd("QUIT")
+        c.close()
+        be.wait_messages(2, 10)
+        time.sleep(0.5)
+        datas = [m.data for m in be.messages]
+        if any(b"line 1001" in d for d in datas):
+            failures.append("the message with a 1001-octet line was delivered")
+        if datas[1:] != [follow]:
+            failures.append("follow-up message: backend has %r" % [d[:60] for d in datas])
+
+        for f in failures:
+            print("FAIL: " + f)
+        mwtest.check(not failures, "%d line limit checks failed" % len(failures))
+        mw.stop()
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
