@@ -1,0 +1,1075 @@
+"""mwtest: the harness every mailward integration test uses.
+
+A test is a Python 3 script test/integration/t_*.py, one scenario per file,
+run with /usr/bin/python3 (Debian's, which has python3-aiosmtpd) from the
+repository root.  It exits 0 on pass, non-zero on failure (printing why) and
+77 when it cannot run here (printing the reason as its last line).
+
+    import mwtest
+    with mwtest.Env("name") as env:
+        be = env.recorder()                    # aiosmtpd recording backend
+        pf = env.postfix(identity="xclient")   # a private Postfix instance
+        sink = env.smtp_sink()                 # Postfix's smtp-sink
+        mw = env.mailward(listeners={"smtp": {"forward": "127.0.0.1:%d" % be.port}})
+        ...
+        mw.stop()
+
+Env owns a temporary directory (env.dir) and every process and server it
+started; leaving the `with` block stops them all, also on failure, on an
+exception and on SIGTERM (run-tests' timeout).  The directory is removed when
+the test passed and kept (its path printed) when it failed, or always with
+MWTEST_KEEP=1.  MWTEST_DEBUG=1 starts mailward with -d.  MAILWARD=PATH tests
+another binary than build-test/mailward.
+
+Real software: the recorder is aiosmtpd (its SMTP class, with the reader
+wrapped only to record raw command lines), Postfix and smtp-sink are Debian's.
+Fixtures that are not real software are named as such:
+MisbehavingBackend, and the recorder's optional XCLIENT support
+(recorder(xclient=True); aiosmtpd has none, use env.postfix() to test
+against a real XCLIENT implementation).
+"""
+
+import asyncio
+import fcntl
+import json
+import os
+import pwd
+import grp
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MAILWARD = os.environ.get("MAILWARD") or os.path.join(REPO, "build-test", "mailward")
+MKCERT = os.path.join(REPO, "scripts", "mkcert")
+CERT_CACHE = os.path.join(REPO, "build-test", "certs")
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer",
+                     "ERROR: UndefinedBehaviorSanitizer")
+
+
+# -- assertions ------------------------------------------------------------
+class Failure(SystemExit):
+    """Raised by check()/eq(): exits the test with status 1."""
+
+
+def fail(msg):
+    print("FAIL: %s" % msg, flush=True)
+    raise Failure(1)
+
+
+def check(cond, msg):
+    """Fail the test with msg unless cond."""
+    if not cond:
+        fail(msg)
+
+
+def eq(a, b, msg):
+    """Fail the test unless a == b, showing both."""
+    if a != b:
+        fail("%s: got %r, expected %r" % (msg, a, b))
+
+
+def skip(reason):
+    """End the test as skipped (exit status 77), reason on the last line."""
+    print("SKIP: %s" % reason, flush=True)
+    raise SystemExit(77)
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+# -- ports -------------------------------------------------------------------
+def free_port(host="127.0.0.1"):
+    """A TCP port nobody listens on right now (bind :0 and close)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def _listening_ports():
+    """Ports in LISTEN state on this host (from /proc/net/tcp and tcp6)."""
+    ports = set()
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(f) as fh:
+                next(fh)
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) > 3 and parts[3] == "0A":
+                        ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports
+
+
+def is_listening(port):
+    """True if something listens on TCP port (checked without connecting, so
+    that mailward sees no session and writes no alert)."""
+    return port in _listening_ports()
+
+
+def wait_listening(ports, timeout, alive=None):
+    """Wait until every port listens. alive(): False stops waiting early.
+    Returns the ports still not listening."""
+    end = time.monotonic() + timeout
+    while True:
+        missing = [p for p in ports if p not in _listening_ports()]
+        if not missing or time.monotonic() > end or (alive and not alive()):
+            return missing
+        time.sleep(0.05)
+
+
+def split_hostport(s):
+    """"127.0.0.1:25" -> ("127.0.0.1", 25); "[::1]:25" -> ("::1", 25)."""
+    host, _, port = s.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def ssl_client_context(env):
+    """An SSLContext that trusts the test CA (env.certs/ca.pem) and checks
+    names (the server certificate has localhost, mx.test, 127.0.0.1, ::1)."""
+    return ssl.create_default_context(cafile=os.path.join(env.certs, "ca.pem"))
+
+
+def ssl_server_context(env, name="server"):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(env.certs, name + ".pem"),
+                        os.path.join(env.certs, name + ".key"))
+    return ctx
+
+
+def make_certs(directory=CERT_CACHE):
+    """Run scripts/mkcert once into directory (shared by all tests, under a
+    lock: mkcert is not safe against itself running in parallel)."""
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    with open(directory + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(directory, "ca.pem")):
+            if not os.path.exists(MKCERT):
+                fail("scripts/mkcert is missing")
+            r = subprocess.run([MKCERT, directory], capture_output=True, text=True)
+            check(r.returncode == 0, "mkcert failed: %s%s" % (r.stdout, r.stderr))
+    return directory
+
+
+def _ids(user):
+    pw = pwd.getpwnam(user)
+    return pw.pw_uid, pw.pw_gid
+
+
+def _chown(path, user):
+    if is_root():
+        uid, gid = _ids(user)
+        os.chown(path, uid, gid)
+
+
+# -- the environment -----------------------------------------------------------
+class Env:
+    def __init__(self, name):
+        self.name = name
+        self.dir = None
+        self.certs = None
+        self._cleanups = []          # callables, run in reverse order
+        self._mailwards = []
+        self._count = {}
+        self._old_sigterm = None
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="mwtest-%s-" % self.name)
+        # Postfix's delivery agents and mailward after its privilege drop
+        # (nobody) must be able to reach what is inside.
+        os.chmod(self.dir, 0o755)
+        self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            self.certs = make_certs()
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        print("mwtest: %s in %s" % (self.name, self.dir), flush=True)
+        return self
+
+    @staticmethod
+    def _on_sigterm(signum, frame):
+        print("mwtest: SIGTERM, cleaning up", flush=True)
+        raise SystemExit(143)
+
+    def _next(self, kind):
+        n = self._count.get(kind, 0) + 1
+        self._count[kind] = n
+        return n
+
+    def on_exit(self, fn):
+        """Run fn() when the environment is left (reverse order)."""
+        self._cleanups.append(fn)
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def __exit__(self, etype, evalue, tb):
+        failed = etype is not None and not (etype is SystemExit and evalue.code in (0, None))
+        while self._cleanups:
+            fn = self._cleanups.pop()
+            try:
+                fn()
+            except Exception as e:       # keep cleaning up
+                print("mwtest: cleanup error: %r" % (e,), flush=True)
+        # A sanitizer report anywhere fails the test, even one that passed.
+        if not failed:
+            for mw in self._mailwards:
+                rep = mw.sanitizer_report()
+                if rep:
+                    print("FAIL: sanitizer report in mailward's log (%s):\n%s" % (mw.logfile, rep))
+                    failed = True
+            if failed:
+                self._finish(True)
+                raise Failure(1)
+        self._finish(failed)
+        return False
+
+    def _finish(self, failed):
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+        if self.dir is None:
+            return
+        if failed or os.environ.get("MWTEST_KEEP"):
+            print("mwtest: kept %s" % self.dir, flush=True)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- processes ----------------------------------------------------------
+    def spawn(self, argv, log=None, **kw):
+        """Start a process in its own process group; it (and its group) is
+        killed when the environment is left. Output to log (a path) if given."""
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True, **kw)
+        if log:
+            out.close()
+        self.on_exit(lambda: kill_group(p))
+        return p
+
+    # -- servers ------------------------------------------------------------
+    def recorder(self, port=None, tls=None, **kw):
+        """An aiosmtpd backend that records what it receives. tls: None,
+        "starttls" (offer STARTTLS with the test server certificate) or
+        "implicit". Other keywords: see Recorder."""
+        r = Recorder(self, port=port, tls=tls, **kw)
+        self.on_exit(r.stop)
+        return r
+
+    def postfix(self, identity="xclient", **kw):
+        """A private Postfix instance; identity: "xclient", "proxy" or None."""
+        pf = Postfix(self, identity=identity, **kw)
+        self.on_exit(pf.stop)
+        pf.start()
+        return pf
+
+    def smtp_sink(self, port=None, args=()):
+        """Postfix's smtp-sink on 127.0.0.1 (accepts and discards mail)."""
+        return SmtpSink(self, port=port, args=args)
+
+    def mailward_config(self, listeners, globals=None):
+        """Write a mailward.conf (see Mailward) without starting mailward.
+        Returns (path, listeners as written)."""
+        n = self._next("mwconf")
+        return write_config(self, self.path("mailward-%d.conf" % n), listeners,
+                            globals, self.path("alerts-%d.json" % n))
+
+    def mailward(self, listeners, globals=None, args=(), wait=True, binary=None):
+        """Write a configuration and start mailward on it; see Mailward."""
+        mw = Mailward(self, listeners, globals or {}, args, binary or MAILWARD)
+        self._mailwards.append(mw)
+        self.on_exit(mw.kill)
+        mw.start(wait)
+        return mw
+
+
+def kill_group(p, grace=3.0):
+    """SIGTERM p's process group, then SIGKILL whatever is left."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+# -- mailward ---------------------------------------------------------------------
+def _conf_value(v):
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def write_config(env, path, listeners, globals, alert_log):
+    """mailward.conf: [mailward] from globals, one section per listener.
+
+    Filled in unless given: listen (127.0.0.1:<free port>), cert and key
+    (env.certs/server.pem/.key, unless accept_tls = none), forward_ca
+    (env.certs/ca.pem when forward_tls is not none); in [mailward]: user
+    (nobody when running as root), alert_log (in env.dir), drain_timeout
+    (10). A value of None leaves the key out."""
+    g = {"alert_log": alert_log, "drain_timeout": 10}
+    if is_root():
+        g["user"] = "nobody"
+    g.update(globals or {})
+    out = ["# written by mwtest for %s" % env.name, "[mailward]"]
+    out += ["%s = %s" % (k, _conf_value(v)) for k, v in g.items() if v is not None]
+    written = {}
+    for name, opts in listeners.items():
+        o = dict(opts)
+        if "listen" not in o:
+            o["listen"] = "127.0.0.1:%d" % free_port()
+        if o.get("accept_tls", "starttls") != "none":
+            o.setdefault("cert", os.path.join(env.certs, "server.pem"))
+            o.setdefault("key", os.path.join(env.certs, "server.key"))
+        if o.get("forward_tls", "none") != "none":
+            o.setdefault("forward_ca", os.path.join(env.certs, "ca.pem"))
+        o = {k: v for k, v in o.items() if v is not None}
+        written[name] = o
+        out += ["", "[%s]" % name] + ["%s = %s" % (k, _conf_value(v)) for k, v in o.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return path, written
+
+
+class Mailward:
+    """build-test/mailward on a written configuration.
+
+    mw.port(name), mw.addr(name) -> (host, port), mw.alerts(), mw.log(),
+    mw.stop(), mw.pid, mw.conf (the file), mw.listeners (what was written)."""
+
+    def __init__(self, env, listeners, globals, args, binary):
+        self.env = env
+        n = env._next("mailward")
+        self.n = n
+        self.binary = binary
+        self.alert_log = globals.get("alert_log", env.path("alerts-%d.json" % n))
+        self.conf, self.listeners = write_config(
+            env, env.path("mailward-%d.conf" % n), listeners, globals,
+            env.path("alerts-%d.json" % n))
+        self.logfile = env.path("mailward-%d.log" % n)
+        self.args = list(args)
+        self.proc = None
+        self.pid = None
+        self.returncode = None
+        g = {"drain_timeout": 10}
+        g.update(globals)
+        try:
+            self.drain_timeout = float(g.get("drain_timeout") or 30)
+        except ValueError:
+            self.drain_timeout = 30
+
+    def start(self, wait=True):
+        if not os.access(self.binary, os.X_OK):
+            fail("%s is not built (make BUILD=build-test ... build-test/mailward)" % self.binary)
+        argv = [self.binary, "-c", self.conf] + self.args
+        if os.environ.get("MWTEST_DEBUG") and "-d" not in argv:
+            argv.append("-d")
+        envv = dict(os.environ)
+        envv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        envv.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        self.proc = self.env.spawn(argv, log=self.logfile, env=envv, cwd=self.env.dir)
+        self.pid = self.proc.pid
+        if not wait:
+            return
+        ports = [self.port(name) for name in self.listeners]
+        missing = wait_listening(ports, 30, alive=lambda: self.proc.poll() is None)
+        if self.proc.poll() is not None:
+            self.returncode = self.proc.returncode
+            fail("mailward exited with status %s at start-up; its log:\n%s"
+                 % (self.returncode, self.log()))
+        check(not missing, "mailward not listening on %r after 30 s; its log:\n%s"
+              % (missing, self.log()))
+
+    def port(self, name):
+        return split_hostport(self.listeners[name]["listen"])[1]
+
+    def addr(self, name):
+        return split_hostport(self.listeners[name]["listen"])
+
+    def log(self):
+        try:
+            with open(self.logfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def alerts(self):
+        """Alert log entries (complete JSON lines) as dicts."""
+        try:
+            with open(self.alert_log, "rb") as f:
+                data = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in data.split("\n")[:-1]:
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    fail("alert log line is not JSON: %r" % line)
+        return out
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout):
+        """Wait for exit; returns the exit status or None."""
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def sanitizer_report(self):
+        text = self.log()
+        for m in SANITIZER_MARKERS:
+            i = text.find(m)
+            if i >= 0:
+                return text[max(0, text.rfind("\n", 0, max(0, i - 2000)) + 1):][:8000]
+        return None
+
+    def stop(self, timeout=None):
+        """SIGTERM; wait for the drain (drain_timeout + 15 s); fail unless
+        mailward exited 0 with no sanitizer report. Returns its log."""
+        if self.proc is None:
+            return ""
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        limit = timeout if timeout is not None else self.drain_timeout + 15
+        rc = self.wait(limit)
+        if rc is None:
+            kill_group(self.proc)
+            fail("mailward did not exit within %.0f s of SIGTERM; its log:\n%s"
+                 % (limit, self.log()[-6000:]))
+        rep = self.sanitizer_report()
+        check(rep is None, "sanitizer report in mailward's log:\n%s" % rep)
+        check(rc == 0, "mailward exited with status %d after SIGTERM; its log:\n%s"
+              % (rc, self.log()[-6000:]))
+        return self.log()
+
+    def kill(self):
+        if self.proc is not None:
+            kill_group(self.proc)
+            self.returncode = self.proc.returncode
+
+
+def run_mailward(args, timeout=30, **kw):
+    """Run mailward with args to completion (for -t, -V, -h and start-up
+    refusals). Returns subprocess.CompletedProcess with text stdout/stderr."""
+    check(os.access(MAILWARD, os.X_OK), "%s is not built" % MAILWARD)
+    envv = dict(os.environ)
+    envv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    return subprocess.run([MAILWARD] + list(args), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=envv, **kw)
+
+
+# -- the recorder (aiosmtpd) ------------------------------------------------------
+class Message:
+    """One message the recorder accepted."""
+
+    def __init__(self, mail_from, rcpt_tos, data, peer, helo, xclient,
+                 proxy=None, tls=None, mail_options=(), rcpt_options=()):
+        self.mail_from = mail_from
+        self.rcpt_tos = rcpt_tos
+        self.data = data
+        self.peer = peer
+        self.helo = helo
+        self.xclient = xclient
+        self.proxy = proxy
+        self.tls = tls
+        self.mail_options = mail_options
+        self.rcpt_options = rcpt_options
+
+    def __repr__(self):
+        return ("<Message from=%r to=%r helo=%r xclient=%r %d bytes: %r>"
+                % (self.mail_from, self.rcpt_tos, self.helo, self.xclient,
+                   len(self.data), self.data[:60]))
+
+
+def _xtext_decode(s):
+    out, i = "", 0
+    while i < len(s):
+        if s[i] == "+" and i + 2 < len(s) + 0 and len(s[i + 1:i + 3]) == 2:
+            try:
+                out += chr(int(s[i + 1:i + 3], 16))
+                i += 3
+                continue
+            except ValueError:
+                pass
+        out += s[i]
+        i += 1
+    return out
+
+
+def _aiosmtpd():
+    try:
+        import aiosmtpd.controller
+        import aiosmtpd.smtp
+    except ImportError:
+        skip("aiosmtpd is not importable by %s (use /usr/bin/python3, apt-get install "
+             "python3-aiosmtpd)" % sys.executable)
+    return aiosmtpd
+
+
+class Recorder:
+    """aiosmtpd (real software) on 127.0.0.1:port recording:
+      messages  list of Message (envelope, exact message bytes, HELO name,
+                XCLIENT attributes, PROXY data, peer)
+      commands  every raw command line received (bytes, line end included),
+                in order, over all connections; DATA content is not included
+      sessions  number of connections accepted
+    Options: tls None|"starttls"|"implicit"; xclient=True adds a small XCLIENT
+    extension (a fixture: aiosmtpd has none); proxy=True expects a PROXY
+    header (aiosmtpd's own support, v1 and v2); hostname (greeting name,
+    default "recorder.test"); reply: the reply to the end of data; other
+    keywords go to aiosmtpd's SMTP class (e.g. data_size_limit)."""
+
+    def __init__(self, env, port=None, tls=None, xclient=False, proxy=False,
+                 hostname="recorder.test", reply=None, **smtp_kw):
+        aio = _aiosmtpd()
+        self.env = env
+        self.port = port or free_port()
+        self.tls = tls
+        self.xclient = xclient
+        self.messages = []
+        self.commands = []
+        self.sessions = 0
+        self.lock = threading.Lock()
+        self._reply = reply
+        kw = dict(smtp_kw)
+        if proxy:
+            kw["proxy_protocol_timeout"] = 10
+        ssl_ctx = None
+        if tls == "starttls":
+            kw["tls_context"] = ssl_server_context(env)
+        elif tls == "implicit":
+            ssl_ctx = ssl_server_context(env)
+        elif tls is not None:
+            raise ValueError("tls must be None, 'starttls' or 'implicit'")
+        SMTP = _recording_smtp_class(aio.smtp.SMTP)
+        rec = self
+
+        class _Controller(aio.controller.Controller):
+            def factory(self):
+                return SMTP(self.handler, recorder=rec, **self.SMTP_kwargs)
+
+            def _trigger_server(self):
+                # aiosmtpd's start() connects once to make sure the factory
+                # works; that connection is not a session to record.
+                rec._trigger = True
+                try:
+                    super()._trigger_server()
+                finally:
+                    rec._trigger = False
+
+        self._trigger = False
+        self.controller = _Controller(_RecordingHandler(self), hostname="127.0.0.1",
+                                      port=self.port, ssl_context=ssl_ctx,
+                                      server_hostname=hostname, **kw)
+        self.controller.start()
+
+    def stop(self):
+        if self.controller is not None:
+            try:
+                self.controller.stop()
+            finally:
+                self.controller = None
+
+    def wait_messages(self, n, timeout=10):
+        """Wait until at least n messages arrived; returns the messages (maybe
+        fewer than n after the timeout)."""
+        end = time.monotonic() + timeout
+        while len(self.messages) < n and time.monotonic() < end:
+            time.sleep(0.05)
+        return list(self.messages)
+
+    def command_strings(self):
+        """commands as str without line ends."""
+        return [c.decode("utf-8", "replace").rstrip("\r\n") for c in self.commands]
+
+
+class _RecordingHandler:
+    def __init__(self, rec):
+        self.rec = rec
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if server._mw_xclient_enabled:
+            responses.insert(-1, "250-XCLIENT ADDR PORT NAME PROTO HELO LOGIN DESTADDR DESTPORT")
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        session.host_name = hostname
+        return "250 %s" % server.hostname
+
+    async def handle_PROXY(self, server, session, envelope, proxy_data):
+        return True
+
+    async def handle_DATA(self, server, session, envelope):
+        m = Message(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content),
+                    session.peer, session.host_name,
+                    dict(server._mw_xclient) if server._mw_xclient is not None else None,
+                    proxy=getattr(session, "proxy_data", None),
+                    tls=session.ssl is not None,
+                    mail_options=list(envelope.mail_options),
+                    rcpt_options=list(envelope.rcpt_options))
+        with self.rec.lock:
+            self.rec.messages.append(m)
+            n = len(self.rec.messages)
+        return self.rec._reply or "250 2.0.0 Ok: queued as REC%d" % n
+
+
+def _recording_smtp_class(base):
+    """aiosmtpd's SMTP, recording every command line it reads.
+
+    aiosmtpd reads command lines with StreamReader.readuntil() (separator
+    b"\\n") and DATA lines with readuntil(b"\\r\\n"); the reader's class is
+    swapped for a subclass that records the former."""
+
+    class _RecordingReader(asyncio.StreamReader):
+        async def readuntil(self, separator=b"\n"):
+            if separator != b"\n":
+                return await super().readuntil(separator)
+            try:
+                line = await super().readuntil(separator)
+            except asyncio.LimitOverrunError as e:
+                self._mw_rec.commands.append(bytes(self._buffer[:e.consumed]) + b"[overlong]")
+                raise
+            except asyncio.IncompleteReadError as e:
+                if e.partial:
+                    self._mw_rec.commands.append(bytes(e.partial))
+                raise
+            self._mw_rec.commands.append(bytes(line))
+            return line
+
+    class RecordingSMTP(base):
+        def __init__(self, handler, recorder, **kw):
+            super().__init__(handler, **kw)
+            self._mw_rec = recorder
+            self._mw_xclient_enabled = recorder.xclient
+            self._mw_xclient = None
+            reader = self._stream_reader
+            reader.__class__ = _RecordingReader
+            reader._mw_rec = recorder
+
+        def connection_made(self, transport):
+            if self.transport is None and not self._mw_rec._trigger:
+                self._mw_rec.sessions += 1
+            super().connection_made(transport)
+
+        async def smtp_XCLIENT(self, arg):
+            """Postfix's XCLIENT, minimally: attributes recorded, the session
+            reset, "220" greeting in reply (fixture, not aiosmtpd)."""
+            if not self._mw_xclient_enabled:
+                await self.push('500 Error: command "XCLIENT" not recognized')
+                return
+            if not arg:
+                await self.push("501 5.5.4 Syntax: XCLIENT attribute=value...")
+                return
+            attrs = dict(self._mw_xclient or {})
+            for item in arg.split():
+                k, sep, v = item.partition("=")
+                if not sep:
+                    await self.push("501 5.5.4 Bad XCLIENT attribute syntax: %s" % item)
+                    return
+                attrs[k.upper()] = _xtext_decode(v)
+            self._mw_xclient = attrs
+            self.session.host_name = None
+            self.session.extended_smtp = False
+            self._set_rset_state()
+            await self.push("220 %s ESMTP %s" % (self.hostname, self.__ident__))
+
+    return RecordingSMTP
+
+
+# -- Postfix ----------------------------------------------------------------------
+POSTFIX_SERVICES = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class Postfix:
+    """A private Postfix instance (real software) under env.dir/postfix-N:
+    its own config_directory (etc), queue_directory (queue), data_directory
+    (data), maillog_file (maillog) and virtual Maildirs (mail/<local>/) for
+    the addresses <users>@test.example (Postfix.USERS by default), delivered
+    as nobody; nothing is ever delivered elsewhere.  Its smtpd listens on
+    127.0.0.1:pf.port and trusts XCLIENT (identity="xclient") or requires a
+    PROXY header (identity="proxy", haproxy mode, v1 or v2) from 127.0.0.0/8.
+
+    pf.wait_mailbox(addr, n) -> list of message bytes (Maildir files, LF line
+    ends), pf.maillog() -> text, pf.wait_maillog(text) -> bool."""
+
+    USERS = ("user", "alice", "bob", "carol", "dave", "b", "c", "rcpt", "postmaster")
+
+    def __init__(self, env, identity="xclient", port=None, hostname="pf.test.example",
+                 smtpd_options=None, main=None, users=USERS):
+        if identity not in ("xclient", "proxy", None):
+            raise ValueError("identity must be 'xclient', 'proxy' or None")
+        if not shutil.which("postfix") and not os.path.exists("/usr/sbin/postfix"):
+            skip("postfix is not installed")
+        check(is_root(), "a private Postfix instance needs root")
+        self.env = env
+        self.identity = identity
+        self.port = port or free_port()
+        self.n = env._next("postfix")
+        self.dir = env.path("postfix-%d" % self.n)
+        self.conf = os.path.join(self.dir, "etc")
+        self.queue = os.path.join(self.dir, "queue")
+        self.data = os.path.join(self.dir, "data")
+        self.mail = os.path.join(self.dir, "mail")
+        self.logfile = os.path.join(self.dir, "maillog")
+        self.hostname = hostname
+        self.started = False
+        for d in (self.dir, self.conf, self.queue, self.data, self.mail):
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o755)
+        _chown(self.data, "postfix")
+        _chown(self.mail, "nobody")
+        uid, gid = _ids("nobody")
+        opts = {"smtpd_upstream_proxy_timeout": "10s"}
+        if identity == "xclient":
+            opts["smtpd_authorized_xclient_hosts"] = "127.0.0.0/8"
+        elif identity == "proxy":
+            opts["smtpd_upstream_proxy_protocol"] = "haproxy"
+        opts.update(smtpd_options or {})
+        master = "127.0.0.1:%d inet n - n - - smtpd\n" % self.port
+        master += "".join("  -o %s=%s\n" % kv for kv in opts.items())
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(master + POSTFIX_SERVICES)
+        with open(os.path.join(self.conf, "vmailbox"), "w") as f:
+            f.write("".join("%s@test.example %s/\n" % (u, u) for u in users))
+        cfg = {
+            "compatibility_level": "3.6",
+            "queue_directory": self.queue,
+            "data_directory": self.data,
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "myhostname": hostname,
+            "mydomain": "pf.test.example",
+            "mydestination": "",
+            "inet_interfaces": "loopback-only",
+            "inet_protocols": "ipv4",
+            "mynetworks": "127.0.0.0/8",
+            "maillog_file": self.logfile,
+            "maillog_file_prefixes": self.dir,
+            "alias_maps": "",
+            "alias_database": "",
+            "local_recipient_maps": "",
+            "relay_domains": "",
+            "biff": "no",
+            "append_dot_mydomain": "no",
+            "smtpd_banner": "$myhostname ESMTP Postfix",
+            "virtual_mailbox_domains": "test.example",
+            "virtual_mailbox_base": self.mail,
+            "virtual_mailbox_maps": "texthash:" + os.path.join(self.conf, "vmailbox"),
+            "virtual_uid_maps": "static:%d" % uid,
+            "virtual_gid_maps": "static:%d" % gid,
+            "virtual_minimum_uid": "1",
+            "message_size_limit": "104857600",
+            "virtual_mailbox_limit": "0",
+            # Nothing leaves the instance (bounces included).
+            "default_transport": "error:no outside delivery in mwtest",
+            "relay_transport": "error:no outside delivery in mwtest",
+            "smtp_dns_support_level": "disabled",
+            "smtpd_peername_lookup": "no",
+            "queue_run_delay": "10s",
+            "minimal_backoff_time": "10s",
+            # One log record per message with the client, its HELO name,
+            # sender and recipient (access(5) INFO action).
+            "smtpd_data_restrictions": "check_client_access static:INFO",
+        }
+        cfg.update(main or {})
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write("# written by mwtest\n")
+            f.write("".join("%s = %s\n" % kv for kv in cfg.items()))
+
+    def _postfix(self, *args, timeout=60):
+        return subprocess.run(["postfix", "-c", self.conf] + list(args), capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def start(self):
+        r = self._postfix("check")
+        check(r.returncode == 0, "postfix check failed (%s): %s%s"
+              % (self.conf, r.stdout, r.stderr))
+        r = self._postfix("start")
+        if r.returncode != 0:
+            fail("postfix start failed (%s): %s%s\n%s"
+                 % (self.conf, r.stdout, r.stderr, self.maillog()))
+        self.started = True
+        missing = wait_listening([self.port], 20)
+        check(not missing, "Postfix not listening on %d after 20 s; maillog:\n%s"
+              % (self.port, self.maillog()))
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self):
+        if not self.started:
+            return
+        self.started = False
+        pid = self.master_pid()
+        try:
+            self._postfix("stop", timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        end = time.monotonic() + 10
+        while pid and time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def maillog(self):
+        try:
+            with open(self.logfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_maillog(self, text, timeout=10):
+        """Wait until text appears in the maillog; True if it did."""
+        end = time.monotonic() + timeout
+        while text not in self.maillog():
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def mailbox(self, addr):
+        """Paths of the messages delivered to addr (oldest first)."""
+        local = addr.split("@", 1)[0].lower()
+        box = os.path.join(self.mail, local)
+        files = []
+        for sub in ("new", "cur"):
+            d = os.path.join(box, sub)
+            if os.path.isdir(d):
+                files += [os.path.join(d, f) for f in os.listdir(d)]
+        return sorted(files, key=lambda p: (os.stat(p).st_mtime, p))
+
+    def wait_mailbox(self, addr, n=1, timeout=30):
+        """Wait until addr's Maildir holds at least n messages; returns their
+        bytes (maybe fewer than n after the timeout)."""
+        end = time.monotonic() + timeout
+        while len(self.mailbox(addr)) < n and time.monotonic() < end:
+            time.sleep(0.1)
+        out = []
+        for p in self.mailbox(addr):
+            with open(p, "rb") as f:
+                out.append(f.read())
+        return out
+
+
+class SmtpSink:
+    """Postfix's smtp-sink (real software) on 127.0.0.1:port."""
+
+    def __init__(self, env, port=None, args=()):
+        exe = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+        if not os.path.exists(exe):
+            skip("smtp-sink (postfix) is not installed")
+        self.port = port or free_port()
+        self.logfile = env.path("smtp-sink-%d.log" % env._next("sink"))
+        argv = [exe] + (["-u", "nobody"] if is_root() else []) + list(args) + \
+            ["127.0.0.1:%d" % self.port, "64"]
+        self.proc = env.spawn(argv, log=self.logfile)
+        missing = wait_listening([self.port], 10, alive=lambda: self.proc.poll() is None)
+        check(not missing and self.proc.poll() is None,
+              "smtp-sink did not start: %s" % open(self.logfile, errors="replace").read())
+
+    def stop(self):
+        kill_group(self.proc)
+
+
+# -- fixtures that are not real software ---------------------------------------
+class MisbehavingBackend:
+    """A raw-socket SMTP server following a script (a fixture, NOT real
+    software), on 127.0.0.1:port.
+
+    mode:
+      "normal"          behaves (EHLO, MAIL, RCPT, DATA, QUIT, anything else 250)
+      "refuse"          accepts and closes at once
+      "silent"          accepts and never says anything
+      "greet_hang"      greets, then never answers
+      "slow_greeting"   greets after `delay` seconds
+      "drop_after_354"  closes right after its 354 to DATA
+      "drop_after_data" reads the message, closes instead of answering it
+      "slow_final"      answers the end of data after `delay` seconds
+      "reject_data"     answers the end of data with `final`
+    Probes (EHLO + QUIT, no MAIL) are answered normally in every mode except
+    refuse, silent, greet_hang and slow_greeting.
+    Attributes: port, commands (raw lines), sessions, delivered (messages
+    it answered with 250), data (message bytes it read)."""
+
+    MODES = ("normal", "refuse", "silent", "greet_hang", "slow_greeting", "drop_after_354",
+             "drop_after_data", "slow_final", "reject_data")
+
+    def __init__(self, mode="normal", delay=6.0, final=b"554 5.7.1 rejected by fixture",
+                 env=None, port=None, caps=(b"PIPELINING", b"8BITMIME", b"SIZE 10485760")):
+        if mode not in self.MODES:
+            raise ValueError("unknown mode %r" % mode)
+        self.mode, self.delay, self.final, self.caps = mode, delay, final, caps
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", port or 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.conns = []
+        self.commands = []
+        self.data = []
+        self.sessions = 0
+        self.delivered = 0
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+        if env is not None:
+            env.on_exit(self.stop)
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            self.sessions += 1
+            self.conns.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _close(self, s):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+    def _serve(self, s):
+        mode = self.mode
+        try:
+            if mode == "refuse":
+                self._close(s)
+                return
+            if mode == "silent":
+                return
+            if mode == "slow_greeting":
+                time.sleep(self.delay)
+            s.sendall(b"220 misbehaving.test ESMTP fixture\r\n")
+            if mode == "greet_hang":
+                return
+            buf = b""
+            while True:
+                while b"\n" not in buf:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                line, buf = buf.split(b"\n", 1)
+                self.commands.append(line + b"\n")
+                verb = line.rstrip(b"\r").split(b" ")[0].upper()
+                if verb == b"EHLO":
+                    caps = [b"misbehaving.test"] + list(self.caps)
+                    s.sendall(b"".join(b"250-" + c + b"\r\n" for c in caps[:-1]) +
+                              b"250 " + caps[-1] + b"\r\n")
+                elif verb == b"HELO":
+                    s.sendall(b"250 misbehaving.test\r\n")
+                elif verb == b"QUIT":
+                    s.sendall(b"221 2.0.0 bye\r\n")
+                    self._close(s)
+                    return
+                elif verb == b"DATA":
+                    s.sendall(b"354 go ahead\r\n")
+                    if mode == "drop_after_354":
+                        self._close(s)
+                        return
+                    while b"\r\n.\r\n" not in b"\r\n" + buf:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    msg, buf = (b"\r\n" + buf).split(b"\r\n.\r\n", 1)
+                    self.data.append(msg[2:] + b"\r\n" if msg != b"\r\n" else b"")
+                    if mode == "drop_after_data":
+                        self._close(s)
+                        return
+                    if mode == "slow_final":
+                        time.sleep(self.delay)
+                    if mode == "reject_data":
+                        s.sendall(self.final + b"\r\n")
+                    else:
+                        self.delivered += 1
+                        s.sendall(b"250 2.0.0 Ok: delivered by fixture\r\n")
+                else:
+                    s.sendall(b"250 2.0.0 Ok\r\n")
+        except OSError:
+            pass
+
+    def stop(self):
+        if self.stopped:
+            return
+        self.stopped = True
+        self.ls.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
