@@ -64,14 +64,14 @@ struct config_listener {
 
 struct config {
         char *path;
-        char *user;       /* default "mailward"; used only when started as root */
-        bool allow_root;  /* keep running as root (default no) */
-        char *alert_log;  /* JSON lines file; NULL: none */
-        char *alert_command; /* NULL: none */
-        char *state_dir;  /* default /var/lib/mailward */
+        char *user;               /* default "mailward"; used only when started as root */
+        bool allow_root;          /* keep running as root (default no) */
+        char *alert_log;          /* JSON lines file; NULL: none */
+        char *alert_command;      /* NULL: none */
+        char *state_dir;          /* default /var/lib/mailward */
         enum log_level log_level; /* default info */
-        bool syslog;      /* log = syslog | stderr (default stderr) */
-        unsigned drain_timeout; /* seconds; default 30 */
+        bool syslog;              /* log = syslog | stderr (default stderr) */
+        unsigned drain_timeout;   /* seconds; default 30 */
         struct config_listener *listeners;
 };
 

@@ -12,9 +12,9 @@
 
 #include "util.h"
 
-#define CONN_MAGIC 0x636f6e6eU
-#define CONN_READ_SIZE 65536
-#define CONN_CLOSE_FLUSH_MS 5000
+#define CONN_MAGIC            0x636f6e6eU
+#define CONN_READ_SIZE        65536
+#define CONN_CLOSE_FLUSH_MS   5000
 #define CONN_TLS_RECORD_START 0x16 /* handshake record type */
 
 struct conn {
@@ -58,7 +58,7 @@ struct conn_write_req {
 };
 
 static const char *const conn_event_names[] = {
-    "connected", "read", "drained", "tls_done", "tls_failed",
+    "connected", "read",  "drained", "tls_done", "tls_failed",
     "eof",       "error", "timeout", "closed",
 };
 
@@ -109,7 +109,8 @@ static void conn_fill_addrs(struct conn *c)
                 inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
                 c->peer_port = ntohs(s4->sin_port);
         } else if (c->peer_addr.ss_family == AF_INET6) {
-                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&c->peer_addr;
+                const struct sockaddr_in6 *s6 =
+                    (const struct sockaddr_in6 *)&c->peer_addr;
 
                 inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
                 c->peer_port = ntohs(s6->sin6_port);

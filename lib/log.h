@@ -36,8 +36,8 @@ int log_level_parse(const char *s, enum log_level *out);
 void log_use_syslog(struct log *lg, const char *ident);
 
 /* sid may be NULL for lines that belong to no session ("-" is printed). */
-void log_emit(const struct log *lg, enum log_level level, const char *sid, const char *fmt,
-              ...) __attribute__((format(printf, 4, 5)));
+void log_emit(const struct log *lg, enum log_level level, const char *sid,
+              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static inline bool log_enabled(const struct log *lg, enum log_level level)
 {

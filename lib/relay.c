@@ -24,10 +24,10 @@
 #include "util.h"
 
 #define RELAY_SESSION_MAGIC 0x72656c61U
-#define RELAY_HIGH_WATER (256 * 1024) /* bytes queued towards a slow peer */
-#define RELAY_REPLY_MAX (64 * 1024)   /* one backend reply, all lines */
-#define RELAY_FIFO_MAX 100            /* pipelined commands awaiting replies */
-#define RELAY_MS 1000ULL
+#define RELAY_HIGH_WATER    (256 * 1024) /* bytes queued towards a slow peer */
+#define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
+#define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
+#define RELAY_MS            1000ULL
 
 enum relay_state {
         RELAY_S_HANDSHAKE, /* implicit TLS: handshake before the greeting */
@@ -143,7 +143,7 @@ static uint64_t relay_now_ms(void)
 }
 
 static void relay_log(struct relay_session *s, enum log_level lvl, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void relay_log(struct relay_session *s, enum log_level lvl, const char *fmt, ...)
 {
@@ -162,14 +162,14 @@ static void relay_enter_state(struct relay_session *s, enum relay_state st)
 {
         if (s->state == st)
                 return;
-        relay_log(s, LOG_LVL_DEBUG, "event=state from=%s to=%s", relay_state_names[s->state],
-                  relay_state_names[st]);
+        relay_log(s, LOG_LVL_DEBUG, "event=state from=%s to=%s",
+                  relay_state_names[s->state], relay_state_names[st]);
         s->state = st;
 }
 
-static void relay_alert(struct relay_session *s, enum alert_event ev, enum alert_severity sev,
-                        const char *action, const char *domain, const char *observed,
-                        const char *reason)
+static void relay_alert(struct relay_session *s, enum alert_event ev,
+                        enum alert_severity sev, const char *action, const char *domain,
+                        const char *observed, const char *reason)
 {
         struct alert a = {
             .event = ev,
@@ -213,7 +213,7 @@ static void relay_pending_set(struct relay_pending *p, const char *text, size_t 
 
 /* Queue a reply of our own; it goes out when every earlier reply has. */
 static void relay_reply(struct relay_session *s, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void relay_reply(struct relay_session *s, const char *fmt, ...)
 {
@@ -263,8 +263,9 @@ static void relay_fifo_clear(struct relay_session *s)
 /* ---- the client side ---- */
 
 static const char *const relay_caps_allowed[] = {
-    "SIZE",  "8BITMIME",           "SMTPUTF8", "PIPELINING", "CHUNKING", "BINARYMIME",
-    "DSN",   "ENHANCEDSTATUSCODES", "AUTH",    NULL,
+    "SIZE",     "8BITMIME",   "SMTPUTF8", "PIPELINING",
+    "CHUNKING", "BINARYMIME", "DSN",      "ENHANCEDSTATUSCODES",
+    "AUTH",     NULL,
 };
 
 static const char *relay_hostname(const struct relay_session *s)
@@ -349,7 +350,7 @@ static void relay_backend_abort(struct relay_session *s)
  * backend are replaced by `text`, and the session ends.
  */
 static void relay_fail(struct relay_session *s, const char *reason, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void relay_fail(struct relay_session *s, const char *reason, const char *fmt, ...)
 {
@@ -399,11 +400,12 @@ static void relay_plaintext_refused(struct relay_session *s, const struct smtp_c
         char observed[64];
 
         if (cmd->verb == SMTP_VERB_MAIL &&
-            smtp_path_parse(cmd->args, cmd->args_len, "FROM:", &path, &plen, &params, &prlen) ==
-                0 &&
+            smtp_path_parse(cmd->args, cmd->args_len, "FROM:", &path, &plen, &params,
+                            &prlen) == 0 &&
             smtp_addr_domain(path, plen, &dom, &dlen) == 0)
                 log_escape(domain, sizeof(domain), dom, dlen);
-        snprintf(observed, sizeof(observed), "%s before STARTTLS", smtp_verb_str(cmd->verb));
+        snprintf(observed, sizeof(observed), "%s before STARTTLS",
+                 smtp_verb_str(cmd->verb));
         relay_log(s, LOG_LVL_WARN, "event=refused reason=plaintext command=%s domain=%s",
                   smtp_verb_str(cmd->verb), domain[0] ? domain : "-");
         relay_alert(s, ALERT_PLAINTEXT_REFUSED, ALERT_SEV_WARNING, "rejected",
@@ -417,10 +419,12 @@ static bool relay_starttls_injected(struct relay_session *s)
         relay_log(s, LOG_LVL_WARN, "event=starttls_injection bytes=%zu",
                   buf_len(conn_input(s->client)));
         relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL, "closed", NULL,
-                    "data pipelined after STARTTLS", "commands after STARTTLS before TLS");
+                    "data pipelined after STARTTLS",
+                    "commands after STARTTLS before TLS");
         buf_reset(conn_input(s->client));
-        relay_fail(s, "starttls_injection",
-                   "554 5.7.0 Error: commands pipelined after STARTTLS, closing connection");
+        relay_fail(
+            s, "starttls_injection",
+            "554 5.7.0 Error: commands pipelined after STARTTLS, closing connection");
         return true;
 }
 
@@ -454,8 +458,8 @@ static void relay_forward(struct relay_session *s, const char *line, size_t len,
         if (!s->tls && !s->plaintext_alerted) {
                 s->plaintext_alerted = true;
                 relay_log(s, LOG_LVL_WARN, "event=plaintext_relayed");
-                relay_alert(s, ALERT_PLAINTEXT_RELAYED, ALERT_SEV_WARNING, "relayed", NULL,
-                            "plaintext session", "require_tls = no");
+                relay_alert(s, ALERT_PLAINTEXT_RELAYED, ALERT_SEV_WARNING, "relayed",
+                            NULL, "plaintext session", "require_tls = no");
         }
         relay_fifo_push(s, a);
         relay_to_server_line(s, line, len);
@@ -476,7 +480,8 @@ static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
         s->helo_verb = cmd->verb;
         if (s->bstate != RELAY_B_NONE) {
                 relay_forward(s, line, len,
-                              cmd->verb == SMTP_VERB_EHLO ? RELAY_A_EHLO : RELAY_A_FORWARD);
+                              cmd->verb == SMTP_VERB_EHLO ? RELAY_A_EHLO
+                                                          : RELAY_A_FORWARD);
                 return;
         }
         if (cmd->verb == SMTP_VERB_HELO) {
@@ -663,11 +668,11 @@ static bool relay_client_data(struct relay_session *s)
                 if (r == SMTP_LINE_OK && ln.len == 1 && ln.p[0] == '.')
                         end = true;
                 if (r != SMTP_LINE_OK && r != SMTP_LINE_NEED_MORE && s->poison == NULL) {
-                        s->poison = r == SMTP_LINE_TOO_LONG
-                                        ? "500 5.5.2 Error: line too long"
-                                    : r == SMTP_LINE_BARE_LF
-                                        ? "550 5.6.0 Error: bare <LF> received in message"
-                                        : "550 5.6.0 Error: bare <CR> received in message";
+                        s->poison =
+                            r == SMTP_LINE_TOO_LONG ? "500 5.5.2 Error: line too long"
+                            : r == SMTP_LINE_BARE_LF
+                                ? "550 5.6.0 Error: bare <LF> received in message"
+                                : "550 5.6.0 Error: bare <CR> received in message";
                         relay_log(s, LOG_LVL_WARN, "event=message_refused reason=%s",
                                   smtp_line_result_str(r));
                 }
@@ -771,8 +776,8 @@ static void relay_tls_up(struct relay_session *s)
         /* A backend session from before TLS (monitor mode) knows too much. */
         if (s->bstate != RELAY_B_NONE)
                 relay_backend_abort(s);
-        relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d", tls_version(t),
-                  tls_cipher(t), tls_cipher_bits(t));
+        relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d",
+                  tls_version(t), tls_cipher(t), tls_cipher_bits(t));
 }
 
 static void relay_greet(struct relay_session *s)
@@ -812,7 +817,7 @@ static void relay_fifo_flush(struct relay_session *s)
 /* ---- the server side ---- */
 
 static void relay_server_send(struct relay_session *s, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void relay_server_send(struct relay_session *s, const char *fmt, ...)
 {
@@ -855,9 +860,10 @@ static void relay_send_xclient(struct relay_session *s)
         char helo[300];
 
         relay_xtext(helo, sizeof(helo), s->helo);
-        relay_server_send(s, "XCLIENT NAME=[UNAVAILABLE] ADDR=%s%s PORT=%u PROTO=%s HELO=%s",
-                          pa->ss_family == AF_INET6 ? "IPV6:" : "", conn_peer_ip(s->client),
-                          conn_peer_port(s->client),
+        relay_server_send(s,
+                          "XCLIENT NAME=[UNAVAILABLE] ADDR=%s%s PORT=%u PROTO=%s HELO=%s",
+                          pa->ss_family == AF_INET6 ? "IPV6:" : "",
+                          conn_peer_ip(s->client), conn_peer_port(s->client),
                           s->helo_verb == SMTP_VERB_EHLO ? "ESMTP" : "SMTP", helo);
 }
 
@@ -910,7 +916,7 @@ static void relay_send_proxy(struct relay_session *s)
                         h[n++] = 0x20; /* PP2_TYPE_SSL */
                         h[n++] = (unsigned char)(tlv >> 8);
                         h[n++] = (unsigned char)tlv;
-                        h[n++] = 0x01;                 /* PP2_CLIENT_SSL */
+                        h[n++] = 0x01;                /* PP2_CLIENT_SSL */
                         memcpy(h + n, "\0\0\0\1", 4); /* verify: no client certificate */
                         n += 4;
                         h[n++] = 0x21; /* PP2_SUBTYPE_SSL_VERSION */
@@ -938,14 +944,16 @@ static void relay_backend_failed(struct relay_session *s, const char *why)
                 relay_close(s, why);
                 return;
         }
-        relay_fail(s, "backend_failed", "421 4.4.2 %s Error: backend unavailable, closing connection",
+        relay_fail(s, "backend_failed",
+                   "421 4.4.2 %s Error: backend unavailable, closing connection",
                    relay_hostname(s));
 }
 
 static void relay_backend_ready(struct relay_session *s)
 {
         s->bstate = RELAY_B_READY;
-        relay_log(s, LOG_LVL_DEBUG, "event=backend_ready queued=%zu", buf_len(&s->to_server));
+        relay_log(s, LOG_LVL_DEBUG, "event=backend_ready queued=%zu",
+                  buf_len(&s->to_server));
         if (buf_len(&s->to_server) > 0) {
                 conn_write(s->server, buf_data(&s->to_server), buf_len(&s->to_server));
                 buf_cleanup(&s->to_server);
@@ -989,7 +997,8 @@ static void relay_setup_reply(struct relay_session *s, int code)
                         break;
                 if (lc->forward_tls == CONFIG_TLS_STARTTLS && !s->server_tls) {
                         if (!smtp_caps_has(&caps, "STARTTLS")) {
-                                relay_backend_failed(s, "backend does not offer STARTTLS");
+                                relay_backend_failed(s,
+                                                     "backend does not offer STARTTLS");
                                 return;
                         }
                         relay_server_send(s, "STARTTLS");
@@ -1013,9 +1022,11 @@ static void relay_setup_reply(struct relay_session *s, int code)
                 if (code != 220)
                         break;
                 if (buf_len(conn_input(s->server)) > 0) {
-                        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL, "closed",
-                                    NULL, "data after the backend's 220 to STARTTLS", NULL);
-                        relay_backend_failed(s, "backend sent data after 220 to STARTTLS");
+                        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL,
+                                    "closed", NULL,
+                                    "data after the backend's 220 to STARTTLS", NULL);
+                        relay_backend_failed(s,
+                                             "backend sent data after 220 to STARTTLS");
                         return;
                 }
                 s->step = RELAY_STEP_TLS;
@@ -1047,8 +1058,9 @@ static void relay_setup_reply(struct relay_session *s, int code)
 
                 snprintf(why, sizeof(why), "unexpected reply in setup: %s",
                          log_escape(esc, sizeof(esc), buf_data(&s->sreply_buf),
-                                    buf_len(&s->sreply_buf) > 60 ? 60
-                                                                 : buf_len(&s->sreply_buf)));
+                                    buf_len(&s->sreply_buf) > 60
+                                        ? 60
+                                        : buf_len(&s->sreply_buf)));
                 relay_backend_failed(s, why);
         }
 }
@@ -1100,7 +1112,8 @@ static void relay_backend_reply(struct relay_session *s, int code)
                         s->messages++;
                         relay_log(s, LOG_LVL_INFO, "event=delivered reply=%d", code);
                 } else {
-                        relay_log(s, LOG_LVL_INFO, "event=message_refused reply=%d", code);
+                        relay_log(s, LOG_LVL_INFO, "event=message_refused reply=%d",
+                                  code);
                 }
                 break;
         default:
@@ -1173,7 +1186,8 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 return; /* an aborted connection on its way out */
         switch (ev) {
         case CONN_EV_CONNECTED:
-                relay_log(s, LOG_LVL_DEBUG, "event=backend_connect server=%s", conn_peer(c));
+                relay_log(s, LOG_LVL_DEBUG, "event=backend_connect server=%s",
+                          conn_peer(c));
                 s->bstate = RELAY_B_SETUP;
                 if (lc->client_identity == CONFIG_IDENTITY_PROXY)
                         relay_send_proxy(s);
@@ -1218,13 +1232,15 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 }
                 break;
         case CONN_EV_TIMEOUT:
-                relay_log(s, LOG_LVL_WARN, "event=backend_timeout server=%s", lc->forward);
+                relay_log(s, LOG_LVL_WARN, "event=backend_timeout server=%s",
+                          lc->forward);
                 if (s->probe)
                         relay_close(s, "backend_timeout");
                 else
-                        relay_fail(s, "backend_timeout",
-                                   "421 4.4.2 %s Error: backend timeout, closing connection",
-                                   relay_hostname(s));
+                        relay_fail(
+                            s, "backend_timeout",
+                            "421 4.4.2 %s Error: backend timeout, closing connection",
+                            relay_hostname(s));
                 break;
         default:
                 break;
@@ -1238,8 +1254,9 @@ static void relay_backend_connect(struct relay_session *s)
         s->server_tls = false;
         memset(&s->slines, 0, sizeof(s->slines));
         s->slines.max = SMTP_REPLY_LINE_MAX;
-        s->server = conn_connect(s->l->env->loop, (const struct sockaddr *)&s->l->fwd_addr,
-                                 relay_server_cb, s);
+        s->server =
+            conn_connect(s->l->env->loop, (const struct sockaddr *)&s->l->fwd_addr,
+                         relay_server_cb, s);
         s->open++;
 }
 
@@ -1256,7 +1273,8 @@ static void relay_free(struct relay_session *s)
                                  "event=probe_failed listener=%s server=%s reason=%s",
                                  l->conf->name, l->conf->forward, s->reason);
         } else {
-                relay_log(s, LOG_LVL_INFO, "event=close reason=%s messages=%u duration_ms=%llu",
+                relay_log(s, LOG_LVL_INFO,
+                          "event=close reason=%s messages=%u duration_ms=%llu",
                           s->reason[0] ? s->reason : "-", s->messages,
                           (unsigned long long)(relay_now_ms() - s->started_ms));
         }
@@ -1368,15 +1386,19 @@ static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
         case CONN_EV_TLS_FAILED:
                 if (conn_tls_plaintext(c)) {
                         relay_log(s, LOG_LVL_WARN, "event=starttls_injection where=%s",
-                                  s->state == RELAY_S_HANDSHAKE ? "implicit" : "starttls");
-                        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL, "closed",
-                                    NULL, "plaintext where a TLS handshake was due",
+                                  s->state == RELAY_S_HANDSHAKE ? "implicit"
+                                                                : "starttls");
+                        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL,
+                                    "closed", NULL,
+                                    "plaintext where a TLS handshake was due",
                                     conn_tls_error(c));
                 } else {
-                        relay_log(s, LOG_LVL_WARN, "event=tls_handshake_failed reason=\"%s\"",
+                        relay_log(s, LOG_LVL_WARN,
+                                  "event=tls_handshake_failed reason=\"%s\"",
                                   conn_tls_error(c));
-                        relay_alert(s, ALERT_TLS_HANDSHAKE_FAILED, ALERT_SEV_WARNING, "closed",
-                                    NULL, "handshake failed", conn_tls_error(c));
+                        relay_alert(s, ALERT_TLS_HANDSHAKE_FAILED, ALERT_SEV_WARNING,
+                                    "closed", NULL, "handshake failed",
+                                    conn_tls_error(c));
                 }
                 relay_close(s, "tls_handshake_failed");
                 break;
@@ -1500,7 +1522,8 @@ static int relay_resolve(struct relay_listener *l, char *err, size_t errlen)
         unsigned p;
         int r;
 
-        if (util_split_hostport(l->conf->forward, l->fwd_host, sizeof(l->fwd_host), &p) != 0) {
+        if (util_split_hostport(l->conf->forward, l->fwd_host, sizeof(l->fwd_host), &p) !=
+            0) {
                 snprintf(err, errlen, "[%s]: forward: bad host:port '%s'", l->conf->name,
                          l->conf->forward);
                 return -1;
@@ -1510,8 +1533,8 @@ static int relay_resolve(struct relay_listener *l, char *err, size_t errlen)
         hints.ai_socktype = SOCK_STREAM;
         r = getaddrinfo(l->fwd_host, port, &hints, &res);
         if (r != 0 || res == NULL) {
-                snprintf(err, errlen, "[%s]: forward: cannot resolve '%s': %s", l->conf->name,
-                         l->fwd_host, gai_strerror(r));
+                snprintf(err, errlen, "[%s]: forward: cannot resolve '%s': %s",
+                         l->conf->name, l->fwd_host, gai_strerror(r));
                 return -1;
         }
         memcpy(&l->fwd_addr, res->ai_addr, res->ai_addrlen);
@@ -1539,7 +1562,8 @@ struct relay_listener *relay_listener_new(struct relay_env *env,
                         goto fail;
                 }
         }
-        if (conf->forward_tls == CONFIG_TLS_STARTTLS || conf->forward_tls == CONFIG_TLS_IMPLICIT) {
+        if (conf->forward_tls == CONFIG_TLS_STARTTLS ||
+            conf->forward_tls == CONFIG_TLS_IMPLICIT) {
                 struct tls_ctx_conf tc = {.ca_file = conf->forward_ca,
                                           .verify_peer = conf->forward_verify};
 

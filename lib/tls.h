@@ -59,8 +59,8 @@ void tls_global_cleanup(void);
  * Load certificates and set the policy above. NULL on error, with a message
  * naming the file and the reason in err.
  */
-struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf, char *err,
-                            size_t errlen);
+struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
+                            char *err, size_t errlen);
 void tls_ctx_free(struct tls_ctx *ctx);
 
 /* servername: client role, for SNI and name checks (may be NULL). */

@@ -63,7 +63,8 @@ bool util_prefix_ci(const char *s, size_t n, const char *p)
         size_t i;
 
         for (i = 0; p[i] != '\0'; i++) {
-                if (i >= n || tolower((unsigned char)s[i]) != tolower((unsigned char)p[i]))
+                if (i >= n ||
+                    tolower((unsigned char)s[i]) != tolower((unsigned char)p[i]))
                         return false;
         }
         return true;

@@ -21,8 +21,8 @@
 #include "util.h"
 
 #define MAIN_DEFAULT_CONFIG "/etc/mailward/mailward.conf"
-#define MAIN_BACKLOG 511
-#define MAIN_WATCH_MS 100
+#define MAIN_BACKLOG        511
+#define MAIN_WATCH_MS       100
 
 struct main_listener {
         uv_tcp_t tcp;
@@ -122,7 +122,8 @@ static int main_bind(struct main_state *m)
                         strcpy(host, "0.0.0.0");
                 if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss) != 0 &&
                     uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss) != 0) {
-                        fprintf(stderr, "mailward: [%s] listen: '%s' is not an IP address\n",
+                        fprintf(stderr,
+                                "mailward: [%s] listen: '%s' is not an IP address\n",
                                 ml->conf->name, host);
                         return -1;
                 }
@@ -131,18 +132,21 @@ static int main_bind(struct main_state *m)
                 ml->open = true;
                 r = uv_tcp_bind(&ml->tcp, (struct sockaddr *)&ss, 0);
                 if (r == 0)
-                        r = uv_listen((uv_stream_t *)&ml->tcp, MAIN_BACKLOG, main_on_connection);
+                        r = uv_listen((uv_stream_t *)&ml->tcp, MAIN_BACKLOG,
+                                      main_on_connection);
                 if (r != 0) {
                         fprintf(stderr, "mailward: [%s] cannot listen on %s: %s\n",
                                 ml->conf->name, ml->conf->listen, uv_strerror(r));
                         return -1;
                 }
-                log_emit(&m->log, LOG_LVL_INFO, NULL,
-                         "event=listening listener=%s listen=%s accept_tls=%s require_tls=%s "
-                         "forward=%s identity=%s",
-                         ml->conf->name, ml->conf->listen, config_tls_str(ml->conf->accept_tls),
-                         ml->conf->require_tls ? "yes" : "no", ml->conf->forward,
-                         config_identity_str(ml->conf->client_identity));
+                log_emit(
+                    &m->log, LOG_LVL_INFO, NULL,
+                    "event=listening listener=%s listen=%s accept_tls=%s require_tls=%s "
+                    "forward=%s identity=%s",
+                    ml->conf->name, ml->conf->listen,
+                    config_tls_str(ml->conf->accept_tls),
+                    ml->conf->require_tls ? "yes" : "no", ml->conf->forward,
+                    config_identity_str(ml->conf->client_identity));
         }
         return 0;
 }
@@ -214,8 +218,9 @@ static void main_on_signal(uv_signal_t *h, int signum)
         if (m->draining)
                 return;
         m->draining = true;
-        log_emit(&m->log, LOG_LVL_INFO, NULL, "event=draining signal=%d sessions=%u timeout=%u",
-                 signum, main_sessions(m), m->cfg->drain_timeout);
+        log_emit(&m->log, LOG_LVL_INFO, NULL,
+                 "event=draining signal=%d sessions=%u timeout=%u", signum,
+                 main_sessions(m), m->cfg->drain_timeout);
         main_close_listeners(m);
         uv_timer_stop(&m->probe_timer);
         uv_timer_start(&m->drain_timer, main_on_drain_timeout,
@@ -341,8 +346,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mailward: %s\n", err);
                 goto out_alerts;
         }
-        log_emit(&m.log, LOG_LVL_INFO, NULL, "event=start version=%s uid=%d listeners=%zu",
-                 MAILWARD_VERSION, (int)getuid(), m.nlisteners);
+        log_emit(&m.log, LOG_LVL_INFO, NULL,
+                 "event=start version=%s uid=%d listeners=%zu", MAILWARD_VERSION,
+                 (int)getuid(), m.nlisteners);
         main_handles(&m);
         uv_run(m.loop, UV_RUN_DEFAULT);
         rc = 0;

@@ -61,10 +61,11 @@ int privdrop(const char *user, bool allow_root, char *err, size_t errlen)
                         return -1;
                 }
                 if (pw->pw_uid == 0 && !allow_root) {
-                        snprintf(err, errlen,
-                                 "refusing to run as root (user = %s); set allow_root = yes "
-                                 "to insist",
-                                 user);
+                        snprintf(
+                            err, errlen,
+                            "refusing to run as root (user = %s); set allow_root = yes "
+                            "to insist",
+                            user);
                         return -1;
                 }
                 /* The bounding set can only be emptied while we hold CAP_SETPCAP. */
@@ -80,7 +81,8 @@ int privdrop(const char *user, bool allow_root, char *err, size_t errlen)
                         if (setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0)
                                 return privdrop_fail(err, errlen, "setresuid");
                         if (setuid(0) == 0) {
-                                snprintf(err, errlen, "could regain root after dropping it");
+                                snprintf(err, errlen,
+                                         "could regain root after dropping it");
                                 return -1;
                         }
                 }
