@@ -41,8 +41,8 @@ void log_use_syslog(struct log *lg, const char *ident)
         lg->syslog = true;
 }
 
-void log_emit(const struct log *lg, enum log_level level, const char *sid, const char *fmt,
-              ...)
+void log_emit(const struct log *lg, enum log_level level, const char *sid,
+              const char *fmt, ...)
 {
         static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
         char line[2048];
@@ -68,24 +68,28 @@ void log_emit(const struct log *lg, enum log_level level, const char *sid, const
         }
 }
 
+static size_t log_escaped_len(unsigned char c)
+{
+        return (c >= 0x21 && c <= 0x7e && c != '"' && c != '\\') ? 1 : 4;
+}
+
 char *log_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
 {
         static const char hex[] = "0123456789abcdef";
-        size_t i, o = 0;
+        size_t i, o = 0, total = 0, room;
 
         if (dstlen == 0)
                 return dst;
+        for (i = 0; i < srclen; i++)
+                total += log_escaped_len((unsigned char)src[i]);
+        /* All of it when it fits; else leave room for "..." and the NUL. */
+        room = total < dstlen ? dstlen - 1 : (dstlen > 4 ? dstlen - 4 : 0);
         for (i = 0; i < srclen; i++) {
                 unsigned char c = (unsigned char)src[i];
-                size_t need = (c >= 0x21 && c <= 0x7e && c != '"' && c != '\\') ? 1 : 4;
+                size_t need = log_escaped_len(c);
 
-                if (o + need + 4 > dstlen) {
-                        if (o + 4 <= dstlen) {
-                                memcpy(dst + o, "...", 3);
-                                o += 3;
-                        }
+                if (o + need > room)
                         break;
-                }
                 if (need == 1) {
                         dst[o++] = (char)c;
                 } else {
@@ -94,6 +98,10 @@ char *log_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
                         dst[o++] = hex[c >> 4];
                         dst[o++] = hex[c & 15];
                 }
+        }
+        if (i < srclen && o + 4 <= dstlen) {
+                memcpy(dst + o, "...", 3);
+                o += 3;
         }
         dst[o] = '\0';
         return dst;

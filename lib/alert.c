@@ -1,0 +1,236 @@
+/*
+ * alert: format an event once as JSON, once as a log line, and count it.
+ *
+ * The JSON writer measures as it goes (like snprintf), so alert_emit() can
+ * size the buffer exactly and append the whole line with one write(2) on an
+ * O_APPEND descriptor: lines from concurrent writers never interleave.
+ */
+#include "alert.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define ALERT_STACK_BUF 2048
+#define ALERT_LOG_VALUE 256 /* escaped value in the log line */
+
+static const char *const alert_event_names[] = {
+    "plaintext_refused",    "plaintext_relayed",   "starttls_injection",
+    "tls_handshake_failed", "starttls_stripped",   "starttls_refused",
+    "tls_version_too_low",  "certificate_invalid", "tls_absent",
+};
+
+_Static_assert(UTIL_ARRAY_LEN(alert_event_names) == ALERT_EVENT_COUNT,
+               "alert_event_names");
+
+static const char *const alert_severity_names[] = {"info", "warning", "critical"};
+
+const char *alert_event_str(enum alert_event e)
+{
+        if ((size_t)e < UTIL_ARRAY_LEN(alert_event_names))
+                return alert_event_names[e];
+        return "?";
+}
+
+const char *alert_severity_str(enum alert_severity s)
+{
+        if ((size_t)s < UTIL_ARRAY_LEN(alert_severity_names))
+                return alert_severity_names[s];
+        return "?";
+}
+
+/* A writer that keeps counting past the end of out, so it can measure. */
+struct alert_out {
+        char *buf;
+        size_t size;
+        size_t len; /* bytes wanted so far, may exceed size */
+};
+
+static void alert_put(struct alert_out *o, const char *s, size_t n)
+{
+        if (o->len < o->size)
+                memcpy(o->buf + o->len, s, n <= o->size - o->len ? n : o->size - o->len);
+        o->len += n;
+}
+
+static void alert_puts(struct alert_out *o, const char *s)
+{
+        alert_put(o, s, strlen(s));
+}
+
+/*
+ * A JSON string. '"' and '\\' are escaped, control characters and DEL become
+ * \u00XX. The peer data that reaches alerts (domains, replies, reasons) is
+ * not known to be UTF-8, and invalid UTF-8 would make the whole line invalid
+ * JSON, so every byte >= 0x80 is also written as \u00XX: the string reads as
+ * Latin-1, which is lossless (a consumer gets each original byte back as one
+ * code point) and always valid.
+ */
+static void alert_put_json_string(struct alert_out *o, const char *s)
+{
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *p;
+
+        alert_put(o, "\"", 1);
+        for (p = (const unsigned char *)s; *p != '\0'; p++) {
+                if (*p == '"' || *p == '\\') {
+                        char esc[2] = {'\\', (char)*p};
+
+                        alert_put(o, esc, 2);
+                } else if (*p < 0x20 || *p >= 0x7f) {
+                        char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+
+                        alert_put(o, esc, 6);
+                } else {
+                        alert_put(o, (const char *)p, 1);
+                }
+        }
+        alert_put(o, "\"", 1);
+}
+
+static void alert_put_field(struct alert_out *o, const char *key, const char *value)
+{
+        if (value == NULL)
+                return;
+        alert_put(o, ",\"", 2);
+        alert_puts(o, key);
+        alert_put(o, "\":", 2);
+        alert_put_json_string(o, value);
+}
+
+/* The line with its "\n" into o; o->len is its length. */
+static void alert_json(struct alert_out *o, const struct alert *a, const char *when)
+{
+        alert_puts(o, "{\"time\":");
+        alert_put_json_string(o, when);
+        alert_put_field(o, "event", alert_event_str(a->event));
+        alert_put_field(o, "severity", alert_severity_str(a->severity));
+        alert_put_field(o, "session", a->session);
+        alert_put_field(o, "listener", a->listener);
+        alert_put_field(o, "client", a->client);
+        alert_put_field(o, "server", a->server);
+        alert_put_field(o, "action", a->action);
+        alert_put_field(o, "domain", a->domain);
+        alert_put_field(o, "expected", a->expected);
+        alert_put_field(o, "observed", a->observed);
+        alert_put_field(o, "reason", a->reason);
+        alert_put(o, "}\n", 2);
+}
+
+int alert_format_json(const struct alert *a, const char *when, char *out, size_t outlen)
+{
+        struct alert_out o = {out, outlen, 0};
+
+        alert_json(&o, a, when);
+        if (o.len >= outlen) {
+                if (outlen > 0)
+                        out[0] = '\0';
+                return -1;
+        }
+        out[o.len] = '\0';
+        return (int)o.len;
+}
+
+int alert_sink_init(struct alert_sink *s, const struct log *log, const char *path)
+{
+        memset(s, 0, sizeof(*s));
+        s->log = log;
+        s->fd = -1;
+        if (path == NULL)
+                return 0;
+        s->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (s->fd < 0)
+                return -errno;
+        return 0;
+}
+
+void alert_sink_cleanup(struct alert_sink *s)
+{
+        if (s->fd >= 0)
+                close(s->fd);
+        s->fd = -1;
+}
+
+static void alert_write_file(struct alert_sink *s, const struct alert *a,
+                             const char *when)
+{
+        char stack[ALERT_STACK_BUF], *buf = stack;
+        struct alert_out o = {stack, sizeof(stack), 0};
+        ssize_t w;
+
+        alert_json(&o, a, when);
+        if (o.len > sizeof(stack)) {
+                buf = xmalloc(o.len);
+                o = (struct alert_out){buf, o.len, 0};
+                alert_json(&o, a, when);
+        }
+        w = write(s->fd, buf, o.len);
+        if (w < 0)
+                log_emit(s->log, LOG_LVL_ERR, a->session,
+                         "event=alert_log_failed error=%s", strerror(errno));
+        else if ((size_t)w != o.len)
+                log_emit(s->log, LOG_LVL_ERR, a->session,
+                         "event=alert_log_failed error=short_write wrote=%zd of=%zu", w,
+                         o.len);
+        if (buf != stack)
+                free(buf);
+}
+
+/* " key=value" with the value escaped, or nothing for NULL. */
+static void alert_put_log_field(struct alert_out *o, const char *key, const char *value)
+{
+        char esc[ALERT_LOG_VALUE];
+
+        if (value == NULL)
+                return;
+        alert_put(o, " ", 1);
+        alert_puts(o, key);
+        alert_put(o, "=", 1);
+        alert_puts(o, log_escape(esc, sizeof(esc), value, strlen(value)));
+}
+
+static void alert_log_line(const struct alert_sink *s, const struct alert *a)
+{
+        char line[1536];
+        struct alert_out o = {line, sizeof(line) - 1, 0};
+
+        if (!log_enabled(s->log, LOG_LVL_WARN))
+                return;
+        alert_puts(&o, "event=alert type=");
+        alert_puts(&o, alert_event_str(a->event));
+        alert_puts(&o, " severity=");
+        alert_puts(&o, alert_severity_str(a->severity));
+        alert_put_log_field(&o, "listener", a->listener);
+        alert_put_log_field(&o, "client", a->client);
+        alert_put_log_field(&o, "server", a->server);
+        alert_put_log_field(&o, "action", a->action);
+        alert_put_log_field(&o, "domain", a->domain);
+        alert_put_log_field(&o, "expected", a->expected);
+        alert_put_log_field(&o, "observed", a->observed);
+        alert_put_log_field(&o, "reason", a->reason);
+        line[o.len < o.size ? o.len : o.size] = '\0';
+        log_emit(s->log, LOG_LVL_WARN, a->session, "%s", line);
+}
+
+void alert_emit(struct alert_sink *s, const struct alert *a)
+{
+        struct timespec ts;
+        char when[32];
+
+        if (s == NULL)
+                return;
+        if ((size_t)a->event >= ALERT_EVENT_COUNT)
+                fatalx("alert_emit: bad event %d", (int)a->event);
+        s->count[a->event]++;
+        alert_log_line(s, a);
+        if (s->fd >= 0) {
+                clock_gettime(CLOCK_REALTIME, &ts);
+                util_rfc3339(when, &ts);
+                alert_write_file(s, a, when);
+        }
+}

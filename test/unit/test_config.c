@@ -1,0 +1,569 @@
+/*
+ * config: a full file read back with every value and every default, and each
+ * error message exactly as a user sees it, with its line number.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+struct test_config_state {
+        char path[64];
+        struct config *cfg;
+        char *errs; /* what config_load printed, with the path replaced by "F" */
+};
+
+static int test_config_setup(void **state)
+{
+        struct test_config_state *t = calloc(1, sizeof(*t));
+        int fd;
+
+        assert_non_null(t);
+        strcpy(t->path, "/tmp/test_config_XXXXXX");
+        fd = mkstemp(t->path);
+        assert_true(fd >= 0);
+        close(fd);
+        *state = t;
+        return 0;
+}
+
+static int test_config_teardown(void **state)
+{
+        struct test_config_state *t = *state;
+
+        unlink(t->path);
+        config_free(t->cfg);
+        free(t->errs);
+        free(t);
+        return 0;
+}
+
+/* Every occurrence of the file name in s becomes "F". */
+static char *test_config_unpath(const char *s, const char *path)
+{
+        size_t plen = strlen(path), o = 0;
+        char *out = malloc(strlen(s) + 1);
+        const char *hit;
+
+        assert_non_null(out);
+        while ((hit = strstr(s, path)) != NULL) {
+                memcpy(out + o, s, (size_t)(hit - s));
+                o += (size_t)(hit - s);
+                out[o++] = 'F';
+                s = hit + plen;
+        }
+        strcpy(out + o, s);
+        return out;
+}
+
+/* Write text to the test file and load it; t->cfg and t->errs hold the result. */
+static void test_config_load(struct test_config_state *t, const char *text)
+{
+        FILE *f = fopen(t->path, "w"), *errs;
+        char *buf = NULL;
+        size_t len = 0;
+
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        config_free(t->cfg);
+        free(t->errs);
+        errs = open_memstream(&buf, &len);
+        assert_non_null(errs);
+        t->cfg = config_load(t->path, errs);
+        fclose(errs);
+        t->errs = test_config_unpath(buf, t->path);
+        free(buf);
+}
+
+/* The file must be refused with exactly these messages. */
+static void test_config_refused(struct test_config_state *t, const char *text,
+                                const char *expected)
+{
+        test_config_load(t, text);
+        assert_null(t->cfg);
+        assert_string_equal(t->errs, expected);
+}
+
+#define TEST_CONFIG_GOOD_LISTENER                                                        \
+        "listen = 127.0.0.1:2525\n"                                                      \
+        "cert = /c.pem\n"                                                                \
+        "key = /k.pem\n"                                                                 \
+        "forward = 127.0.0.1:10025\n"
+
+static void test_config_full(void **state)
+{
+        struct test_config_state *t = *state;
+        const struct config_listener *l;
+
+        test_config_load(t, "; mailward test\n"
+                            "[mailward]\n"
+                            "user = mw\n"
+                            "allow_root = on\n"
+                            "alert_log = /var/log/a.json\n"
+                            "alert_command = /bin/true\n"
+                            "state_dir = /st\n"
+                            "log_level = Debug\n"
+                            "log = syslog\n"
+                            "drain_timeout = 0\n"
+                            "\n"
+                            "[smtp]\n"
+                            "listen = [::1]:25\n"
+                            "accept_tls = implicit\n"
+                            "require_tls = false\n"
+                            "cert = /etc/c.pem\n"
+                            "key = /etc/k.pem\n"
+                            "forward = backend.example:10025\n"
+                            "forward_tls = starttls\n"
+                            "forward_ca = /ca.pem\n"
+                            "forward_verify = 0\n"
+                            "client_identity = proxy\n"
+                            "hostname = mx.example.org\n"
+                            "max_sessions = 7\n"
+                            "max_per_client = 3\n"
+                            "max_line = 2048\n"
+                            "max_text_line = 4096\n"
+                            "timeout_greeting = 1\n"
+                            "timeout_command = 2\n"
+                            "timeout_handshake = 3\n"
+                            "timeout_data = 4\n"
+                            "timeout_idle = 5\n"
+                            "timeout_final = 6\n"
+                            "probe_interval = 7\n");
+        assert_string_equal(t->errs, "");
+        assert_non_null(t->cfg);
+        assert_string_equal(t->cfg->path, t->path);
+        assert_string_equal(t->cfg->user, "mw");
+        assert_true(t->cfg->allow_root);
+        assert_string_equal(t->cfg->alert_log, "/var/log/a.json");
+        assert_string_equal(t->cfg->alert_command, "/bin/true");
+        assert_string_equal(t->cfg->state_dir, "/st");
+        assert_int_equal(t->cfg->log_level, LOG_LVL_DEBUG);
+        assert_true(t->cfg->syslog);
+        assert_int_equal(t->cfg->drain_timeout, 0);
+
+        l = t->cfg->listeners;
+        assert_non_null(l);
+        assert_null(l->next);
+        assert_string_equal(l->name, "smtp");
+        assert_int_equal(l->line, 12);
+        assert_string_equal(l->listen, "[::1]:25");
+        assert_int_equal(l->accept_tls, CONFIG_TLS_IMPLICIT);
+        assert_false(l->require_tls);
+        assert_string_equal(l->cert, "/etc/c.pem");
+        assert_string_equal(l->key, "/etc/k.pem");
+        assert_string_equal(l->forward, "backend.example:10025");
+        assert_int_equal(l->forward_tls, CONFIG_TLS_STARTTLS);
+        assert_string_equal(l->forward_ca, "/ca.pem");
+        assert_false(l->forward_verify);
+        assert_int_equal(l->client_identity, CONFIG_IDENTITY_PROXY);
+        assert_string_equal(l->hostname, "mx.example.org");
+        assert_int_equal(l->max_sessions, 7);
+        assert_int_equal(l->max_per_client, 3);
+        assert_int_equal(l->max_line, 2048);
+        assert_int_equal(l->max_text_line, 4096);
+        assert_int_equal(l->timeout_greeting, 1);
+        assert_int_equal(l->timeout_command, 2);
+        assert_int_equal(l->timeout_handshake, 3);
+        assert_int_equal(l->timeout_data, 4);
+        assert_int_equal(l->timeout_idle, 5);
+        assert_int_equal(l->timeout_final, 6);
+        assert_int_equal(l->probe_interval, 7);
+}
+
+static void test_config_defaults(void **state)
+{
+        struct test_config_state *t = *state;
+        const struct config_listener *l;
+        char host[256] = "";
+
+        test_config_load(t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER);
+        assert_string_equal(t->errs, "");
+        assert_non_null(t->cfg);
+        assert_string_equal(t->cfg->user, "mailward");
+        assert_false(t->cfg->allow_root);
+        assert_null(t->cfg->alert_log);
+        assert_null(t->cfg->alert_command);
+        assert_string_equal(t->cfg->state_dir, "/var/lib/mailward");
+        assert_int_equal(t->cfg->log_level, LOG_LVL_INFO);
+        assert_false(t->cfg->syslog);
+        assert_int_equal(t->cfg->drain_timeout, 30);
+
+        l = t->cfg->listeners;
+        assert_non_null(l);
+        assert_null(l->next);
+        assert_string_equal(l->name, "smtp");
+        assert_int_equal(l->line, 1);
+        assert_string_equal(l->listen, "127.0.0.1:2525");
+        assert_int_equal(l->accept_tls, CONFIG_TLS_STARTTLS);
+        assert_true(l->require_tls);
+        assert_string_equal(l->forward, "127.0.0.1:10025");
+        assert_int_equal(l->forward_tls, CONFIG_TLS_NONE);
+        assert_string_equal(l->forward_ca, "/etc/ssl/certs/ca-certificates.crt");
+        assert_true(l->forward_verify);
+        assert_int_equal(l->client_identity, CONFIG_IDENTITY_NONE);
+        assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+        assert_string_equal(l->hostname, host);
+        assert_int_equal(l->max_sessions, 1000);
+        assert_int_equal(l->max_per_client, 20);
+        assert_int_equal(l->max_line, 512);
+        assert_int_equal(l->max_text_line, 1000);
+        assert_int_equal(l->timeout_greeting, 60);
+        assert_int_equal(l->timeout_command, 300);
+        assert_int_equal(l->timeout_handshake, 30);
+        assert_int_equal(l->timeout_data, 180);
+        assert_int_equal(l->timeout_idle, 60);
+        assert_int_equal(l->timeout_final, 600);
+        assert_int_equal(l->probe_interval, 300);
+}
+
+/* Listeners in file order; every boolean spelling; indentation, comments, CRLF. */
+static void test_config_syntax_accepted(void **state)
+{
+        struct test_config_state *t = *state;
+        const struct config_listener *l;
+
+        test_config_load(t, "\xef\xbb\xbf# comment\r\n"
+                            "[zeta]\r\n"
+                            "  listen = :25 ; any address\r\n"
+                            "  cert = /c.pem\r\n"
+                            "  key = /k.pem\r\n"
+                            "\tforward = 127.0.0.1:10025\r\n"
+                            "  require_tls = ON\r\n"
+                            "[alpha]\n"
+                            "listen: 127.0.0.1:2526\n"
+                            "accept_tls = none\n"
+                            "require_tls = off\n"
+                            "forward = original-dst\n"
+                            "forward_tls = policy\n"
+                            "client_identity = xclient\n"
+                            "[mid]\n" TEST_CONFIG_GOOD_LISTENER "require_tls = 1\n"
+                            "forward_verify = no\n"
+                            "[last]\n" TEST_CONFIG_GOOD_LISTENER "require_tls = true\n"
+                            "forward_verify = yes\n"
+                            "accept_tls = STARTTLS\n");
+        assert_string_equal(t->errs, "");
+        assert_non_null(t->cfg);
+        l = t->cfg->listeners;
+        assert_string_equal(l->name, "zeta");
+        assert_int_equal(l->line, 2);
+        assert_string_equal(l->listen, ":25");
+        assert_string_equal(l->forward, "127.0.0.1:10025");
+        assert_true(l->require_tls);
+        l = l->next;
+        assert_string_equal(l->name, "alpha");
+        assert_string_equal(l->listen, "127.0.0.1:2526");
+        assert_int_equal(l->accept_tls, CONFIG_TLS_NONE);
+        assert_false(l->require_tls);
+        assert_null(l->cert);
+        assert_string_equal(l->forward, "original-dst");
+        assert_int_equal(l->forward_tls, CONFIG_TLS_POLICY);
+        assert_int_equal(l->client_identity, CONFIG_IDENTITY_XCLIENT);
+        l = l->next;
+        assert_string_equal(l->name, "mid");
+        assert_true(l->require_tls);
+        assert_false(l->forward_verify);
+        l = l->next;
+        assert_string_equal(l->name, "last");
+        assert_true(l->require_tls);
+        assert_true(l->forward_verify);
+        assert_int_equal(l->accept_tls, CONFIG_TLS_STARTTLS);
+        assert_null(l->next);
+}
+
+static void test_config_missing_file(void **state)
+{
+        struct test_config_state *t = *state;
+        FILE *errs;
+        char *buf = NULL;
+        size_t len = 0;
+
+        unlink(t->path);
+        errs = open_memstream(&buf, &len);
+        assert_non_null(errs);
+        t->cfg = config_load(t->path, errs);
+        fclose(errs);
+        t->errs = test_config_unpath(buf, t->path);
+        free(buf);
+        assert_null(t->cfg);
+        assert_string_equal(t->errs, "F: cannot open: No such file or directory\n");
+}
+
+static void test_config_no_listener(void **state)
+{
+        test_config_refused(*state, "[mailward]\nuser = mw\n",
+                            "F: no listener defined\n");
+        test_config_refused(*state, "", "F: no listener defined\n");
+}
+
+static void test_config_unknown_key(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_refused(t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "foo = 1\n",
+                            "F:6: unknown key 'foo' in [smtp]\n");
+        test_config_refused(
+            t, "[mailward]\nlisten = :25\n[smtp]\n" TEST_CONFIG_GOOD_LISTENER,
+            "F:2: unknown key 'listen' in [mailward]\n");
+        test_config_refused(t, "user = x\n[smtp]\n" TEST_CONFIG_GOOD_LISTENER,
+                            "F:1: key 'user' outside of any section\n");
+}
+
+static void test_config_bad_values(void **state)
+{
+        struct test_config_state *t = *state;
+        static const struct {
+                const char *line, *msg;
+        } cases[] = {
+            {"accept_tls = tls",
+             "accept_tls: expected starttls, implicit or none, got 'tls'"},
+            {"require_tls = maybe", "require_tls: expected yes or no, got 'maybe'"},
+            {"forward_verify = 2", "forward_verify: expected yes or no, got '2'"},
+            {"forward_tls = ssl",
+             "forward_tls: expected none, starttls, implicit or policy, got 'ssl'"},
+            {"client_identity = haproxy",
+             "client_identity: expected none, xclient or proxy, got 'haproxy'"},
+            {"max_line = 511", "max_line: must be from 512 to 65536, got '511'"},
+            {"max_text_line = 999",
+             "max_text_line: must be from 1000 to 1048576, got '999'"},
+            {"max_sessions = 0", "max_sessions: must be from 1 to 1000000, got '0'"},
+            {"max_sessions = -1", "max_sessions: expected a number, got '-1'"},
+            {"max_sessions = 10k", "max_sessions: expected a number, got '10k'"},
+            {"timeout_idle = 99999999999999999999999",
+             "timeout_idle: expected a number, got '99999999999999999999999'"},
+            {"timeout_final = 86401",
+             "timeout_final: must be from 1 to 86400, got '86401'"},
+            {"hostname = mx example", "hostname: 'mx example' is not a valid host name"},
+            {"forward_ca =", "forward_ca: empty value"},
+        };
+        char text[512], expected[512];
+        size_t i;
+
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                snprintf(text, sizeof(text), "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "%s\n",
+                         cases[i].line);
+                snprintf(expected, sizeof(expected), "F:6: %s\n", cases[i].msg);
+                test_config_refused(t, text, expected);
+        }
+}
+
+static void test_config_bad_globals(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_refused(
+            t,
+            "[mailward]\n"
+            "log_level = loud\n"
+            "log = file\n"
+            "allow_root = sometimes\n"
+            "drain_timeout = x\n"
+            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER,
+            "F:2: log_level: expected err, warning, info or debug, got 'loud'\n"
+            "F:3: log: expected stderr or syslog, got 'file'\n"
+            "F:4: allow_root: expected yes or no, got 'sometimes'\n"
+            "F:5: drain_timeout: expected a number, got 'x'\n");
+}
+
+static void test_config_hostport(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_refused(
+            t,
+            "[smtp]\n"
+            "listen = 127.0.0.1\n"
+            "cert = /c.pem\n"
+            "key = /k.pem\n"
+            "forward = :10025\n",
+            "F:2: listen: expected host:port, got '127.0.0.1'\n"
+            "F:5: forward: expected host:port or original-dst, got ':10025'\n");
+        test_config_refused(t,
+                            "[smtp]\n"
+                            "listen = ::1:25\n"
+                            "cert = /c.pem\n"
+                            "key = /k.pem\n"
+                            "forward = localhost:99999\n",
+                            "F:2: listen: expected host:port, got '::1:25'\n"
+                            "F:5: forward: expected host:port or original-dst, got "
+                            "'localhost:99999'\n");
+}
+
+static void test_config_missing_keys(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_refused(t,
+                            "[mailward]\n"
+                            "\n"
+                            "\n"
+                            "\n"
+                            "[smtp]\n"
+                            "listen = :25\n"
+                            "cert = /c.pem\n"
+                            "key = /k.pem\n",
+                            "F:5: [smtp]: missing 'forward'\n");
+        test_config_refused(
+            t,
+            "[smtp]\n"
+            "forward = 127.0.0.1:10025\n",
+            "F:1: [smtp]: missing 'listen'\n"
+            "F:1: [smtp]: missing 'cert' (required unless accept_tls = none)\n"
+            "F:1: [smtp]: missing 'key' (required unless accept_tls = none)\n");
+        /* A bad value is reported once, not again as missing. */
+        test_config_refused(t,
+                            "[smtp]\n"
+                            "listen = nowhere\n"
+                            "cert = /c.pem\n"
+                            "key = /k.pem\n"
+                            "forward = 127.0.0.1:10025\n",
+                            "F:2: listen: expected host:port, got 'nowhere'\n");
+}
+
+static void test_config_rules(void **state)
+{
+        struct test_config_state *t = *state;
+
+        /* require_tls defaults to yes: reported at accept_tls. */
+        test_config_refused(
+            t,
+            "[out]\n"
+            "listen = :25\n"
+            "accept_tls = none\n"
+            "forward = 127.0.0.1:10025\n",
+            "F:3: require_tls = yes needs accept_tls starttls or implicit\n");
+        /* Said explicitly: reported at require_tls. */
+        test_config_refused(
+            t,
+            "[out]\n"
+            "listen = :25\n"
+            "require_tls = yes\n"
+            "accept_tls = none\n"
+            "forward = 127.0.0.1:10025\n",
+            "F:3: require_tls = yes needs accept_tls starttls or implicit\n");
+        test_config_refused(t,
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_tls = policy\n",
+                            "F:6: forward_tls = policy needs forward = original-dst\n");
+}
+
+static void test_config_duplicates(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_refused(t,
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "\n"
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER,
+                            "F:7: duplicate listener [smtp] (first on line 1)\n");
+        test_config_refused(t,
+                            "[mailward]\n"
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "[mailward]\n",
+                            "F:7: duplicate section [mailward] (first on line 1)\n");
+        test_config_refused(t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "listen = :26\n",
+                            "F:6: duplicate key 'listen' in [smtp] (first on line 2)\n");
+}
+
+static void test_config_syntax_errors(void **state)
+{
+        struct test_config_state *t = *state;
+        char text[1024];
+
+        test_config_refused(t,
+                            "[smtp\n"
+                            "[smtp] trailing\n"
+                            "[bad name]\n"
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "just words\n",
+                            "F:1: syntax error: section header without ']'\n"
+                            "F:2: syntax error: text after section header\n"
+                            "F:3: listener name 'bad name': use 1 to 49 letters, digits, "
+                            "'-', '.' or '_'\n"
+                            "F:9: syntax error: expected 'key = value'\n");
+        /* Over inih's 200-byte line buffer: refused, and the rest of the line
+         * is not read as a line of its own. */
+        snprintf(text, sizeof(text),
+                 "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "hostname = %0300d\n", 0);
+        test_config_refused(t, text,
+                            "F:6: line too long (the limit is 198 characters)\n");
+}
+
+/* Every error in the file, in file order, then the per-section rules. */
+static void test_config_many_errors(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_refused(
+            t,
+            "[mailward]\n"                /* 1 */
+            "log_level = chatty\n"        /* 2 */
+            "[smtp]\n"                    /* 3 */
+            "listen = 127.0.0.1:25\n"     /* 4 */
+            "accept_tls = tls\n"          /* 5 */
+            "color = blue\n"              /* 6 */
+            "max_line = 100\n"            /* 7 */
+            "garbage\n"                   /* 8 */
+            "[submission]\n"              /* 9 */
+            "listen = 127.0.0.1:587\n"    /* 10 */
+            "accept_tls = none\n"         /* 11 */
+            "forward_tls = policy\n"      /* 12 */
+            "forward = 127.0.0.1:10025\n" /* 13 */
+            "[smtp]\n"                    /* 14 */
+            "max_text_line = 10\n",       /* 15 */
+            "F:2: log_level: expected err, warning, info or debug, got "
+            "'chatty'\n"
+            "F:5: accept_tls: expected starttls, implicit or none, got 'tls'\n"
+            "F:6: unknown key 'color' in [smtp]\n"
+            "F:7: max_line: must be from 512 to 65536, got '100'\n"
+            "F:8: syntax error: expected 'key = value'\n"
+            "F:14: duplicate listener [smtp] (first on line 3)\n"
+            "F:15: max_text_line: must be from 1000 to 1048576, got '10'\n"
+            "F:3: [smtp]: missing 'forward'\n"
+            "F:3: [smtp]: missing 'cert' (required unless accept_tls = none)\n"
+            "F:3: [smtp]: missing 'key' (required unless accept_tls = none)\n"
+            "F:11: require_tls = yes needs accept_tls starttls or implicit\n"
+            "F:12: forward_tls = policy needs forward = original-dst\n");
+}
+
+static void test_config_strings(void **state)
+{
+        (void)state;
+        assert_string_equal(config_tls_str(CONFIG_TLS_NONE), "none");
+        assert_string_equal(config_tls_str(CONFIG_TLS_STARTTLS), "starttls");
+        assert_string_equal(config_tls_str(CONFIG_TLS_IMPLICIT), "implicit");
+        assert_string_equal(config_tls_str(CONFIG_TLS_POLICY), "policy");
+        assert_string_equal(config_identity_str(CONFIG_IDENTITY_NONE), "none");
+        assert_string_equal(config_identity_str(CONFIG_IDENTITY_XCLIENT), "xclient");
+        assert_string_equal(config_identity_str(CONFIG_IDENTITY_PROXY), "proxy");
+        config_free(NULL);
+}
+
+int main(void)
+{
+#define TEST_CONFIG(f)                                                                   \
+        cmocka_unit_test_setup_teardown(f, test_config_setup, test_config_teardown)
+        const struct CMUnitTest tests[] = {
+            TEST_CONFIG(test_config_full),
+            TEST_CONFIG(test_config_defaults),
+            TEST_CONFIG(test_config_syntax_accepted),
+            TEST_CONFIG(test_config_missing_file),
+            TEST_CONFIG(test_config_no_listener),
+            TEST_CONFIG(test_config_unknown_key),
+            TEST_CONFIG(test_config_bad_values),
+            TEST_CONFIG(test_config_bad_globals),
+            TEST_CONFIG(test_config_hostport),
+            TEST_CONFIG(test_config_missing_keys),
+            TEST_CONFIG(test_config_rules),
+            TEST_CONFIG(test_config_duplicates),
+            TEST_CONFIG(test_config_syntax_errors),
+            TEST_CONFIG(test_config_many_errors),
+            TEST_CONFIG(test_config_strings),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
