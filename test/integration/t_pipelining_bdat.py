@@ -37,9 +37,10 @@ def pipelining(env, failures):
     be = env.recorder()
     mw = env.mailward(listeners={"smtp": {"accept_tls": "starttls", "hostname": NAME,
                                           "forward": "127.0.0.1:%d" % be.port}})
+    # aiosmtpd does not advertise PIPELINING (it handles it all the same), so
+    # mailward, which shows the backend's capabilities, does not either; the
+    # advertisement is checked against Postfix below.
     c, ehlo = tls_client(env, mw.port("smtp"))
-    if "PIPELINING" not in ehlo_keywords(ehlo):
-        failures.append("PIPELINING not advertised after TLS: %r" % ehlo)
     c.send(b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@rcpt.test>\r\nVRFY someone\r\n"
            b"RCPT TO:<c@rcpt.test>\r\nNOOP\r\nDATA\r\n")
     replies = [c.reply(15) for _ in range(6)]
@@ -80,6 +81,8 @@ def bdat(env, failures):
                                         "client_identity": "xclient",
                                         "forward": "127.0.0.1:%d" % pf.port}})
     c, ehlo = tls_client(env, mw.port("pf"))
+    if "PIPELINING" not in ehlo_keywords(ehlo):
+        failures.append("PIPELINING of Postfix not advertised after TLS: %r" % ehlo)
     if "CHUNKING" not in ehlo_keywords(ehlo):
         failures.append("CHUNKING of Postfix not advertised after TLS: %r" % ehlo)
         c.close()
