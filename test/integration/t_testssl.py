@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""testssl.sh (real software) against the STARTTLS listener (-t smtp) and the
+implicit one, both at once (testssl takes minutes).  From its JSON report:
+SSLv2, SSLv3, TLS 1.0 and 1.1 are not offered, TLS 1.2 and 1.3 are, and no
+finding about protocols, ciphers or vulnerabilities has severity MEDIUM, HIGH
+or CRITICAL.  Findings about the certificate (a private test CA, no OCSP, no
+CAA) are printed but not judged.  testssl only connects to 127.0.0.1
+(--ip 127.0.0.1, --nodns none)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+
+NAME = "mw.test.example"
+BAD = ("MEDIUM", "HIGH", "CRITICAL")
+# Findings that are about the certificate or DNS, not protocols, ciphers or
+# vulnerabilities.
+NOT_JUDGED = ("cert", "intermediate_cert", "DNS_CAArecord", "OCSP", "CAA", "scanTime",
+              "service", "pre_", "engine_problem", "optimal_proto", "chain_of_trust")
+
+
+def testssl(env, port, starttls, tag):
+    jf = env.path("testssl-%s.json" % tag)
+    log = env.path("testssl-%s.log" % tag)
+    argv = ["testssl", "--quiet", "--warnings", "off", "--color", "0", "--nodns", "none",
+            "--ip", "127.0.0.1", "--add-ca", os.path.join(env.certs, "ca.pem"),
+            "--jsonfile", jf]
+    if starttls:
+        argv += ["-t", "smtp"]
+    argv.append("127.0.0.1:%d" % port)
+    print("$ " + " ".join(argv), flush=True)
+    return argv, jf, log, env.spawn(argv, log=log)
+
+
+def judge(tag, jf, failures):
+    with open(jf) as f:
+        findings = json.load(f)
+    if isinstance(findings, dict):      # --jsonfile-pretty style
+        findings = findings.get("scanResult", findings)
+    byid = {}
+    for fd in findings:
+        byid.setdefault(fd.get("id"), []).append(fd)
+        sev = str(fd.get("severity", "")).upper()
+        fid = str(fd.get("id", ""))
+        if sev in BAD:
+            judged = not fid.startswith(NOT_JUDGED)
+            print("%s: %s %s: %s%s" % (tag, sev, fid, fd.get("finding"),
+                                       "" if judged else "  (not judged: certificate/DNS)"))
+            if judged:
+                failures.append("%s: %s finding %s: %s" % (tag, sev, fid, fd.get("finding")))
+    for proto in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
+        got = " ".join(str(f.get("finding")) for f in byid.get(proto, []))
+        print("%s: %s -> %s" % (tag, proto, got))
+        if "not offered" not in got:
+            failures.append("%s: %s is not reported as not offered: %r" % (tag, proto, got))
+    for proto in ("TLS1_2", "TLS1_3"):
+        got = " ".join(str(f.get("finding")) for f in byid.get(proto, []))
+        print("%s: %s -> %s" % (tag, proto, got))
+        if not got.startswith("offered"):
+            failures.append("%s: %s is not offered: %r" % (tag, proto, got))
+
+
+def main():
+    if not shutil.which("testssl"):
+        mwtest.skip("testssl (testssl.sh) is not installed")
+    failures = []
+    with mwtest.Env("testssl") as env:
+        be = env.recorder()
+        fwd = "127.0.0.1:%d" % be.port
+        mw = env.mailward(listeners={
+            "smtp": {"accept_tls": "starttls", "hostname": NAME, "forward": fwd,
+                     "max_per_client": "200", "timeout_handshake": "20"},
+            "smtps": {"accept_tls": "implicit", "hostname": NAME, "forward": fwd,
+                      "max_per_client": "200", "timeout_handshake": "20"}})
+        runs = [("starttls",) + testssl(env, mw.port("smtp"), True, "starttls"),
+                ("implicit",) + testssl(env, mw.port("smtps"), False, "implicit")]
+        t0 = time.monotonic()
+        for tag, argv, jf, log, p in runs:
+            try:
+                rc = p.wait(max(1, 270 - (time.monotonic() - t0)))
+            except subprocess.TimeoutExpired:
+                mwtest.fail("%s: testssl still running after %.0f s" % (tag, time.monotonic() - t0))
+            print("%s: testssl exit %d after %.0f s" % (tag, rc, time.monotonic() - t0))
+            if not os.path.exists(jf) or os.path.getsize(jf) == 0:
+                print(open(log, errors="replace").read())
+                mwtest.fail("%s: testssl wrote no JSON report (exit %d)" % (tag, rc))
+            judge(tag, jf, failures)
+        mwtest.check(mw.alive(), "mailward died under testssl:\n%s" % mw.log()[-5000:])
+        mwtest.eq(be.messages, [], "messages at the backend")
+        mw.stop()
+        for f in failures:
+            print("FAIL: " + f)
+        mwtest.check(not failures, "%d testssl findings" % len(failures))
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
