@@ -1,6 +1,7 @@
 #include "buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,22 +19,29 @@ void buf_cleanup(struct buf *b)
         buf_init(b);
 }
 
-/* Make room for n more bytes after the readable ones. */
+/*
+ * Make room for n more bytes after the readable ones. Storage is allocated
+ * even for n == 0 so that the data pointer is never NULL after a reserve
+ * (NULL + 0 is undefined behaviour, and clang's UBSan reports it).
+ */
 static void buf_grow(struct buf *b, size_t n)
 {
-        size_t need = b->len + n, cap;
+        size_t need, cap;
 
-        if (b->off + need <= b->cap)
+        if (n > SIZE_MAX - b->len)
+                fatalx("buf_grow: %zu + %zu bytes", b->len, n);
+        need = b->len + n;
+        if (b->data != NULL && b->off + need <= b->cap)
                 return;
         if (b->off > 0) {
                 memmove(b->data, b->data + b->off, b->len);
                 b->off = 0;
         }
-        if (need <= b->cap)
+        if (b->data != NULL && need <= b->cap)
                 return;
         cap = b->cap ? b->cap : 256;
         while (cap < need)
-                cap *= 2;
+                cap = cap > SIZE_MAX / 2 ? need : cap * 2;
         b->data = xrealloc(b->data, cap);
         b->cap = cap;
 }
@@ -57,9 +65,20 @@ void buf_unreserve(struct buf *b, size_t n)
 
 void buf_append(struct buf *b, const void *p, size_t n)
 {
+        const char *src = p;
+        size_t rel = SIZE_MAX;
+        char *dst;
+
         if (n == 0)
                 return;
-        memcpy(buf_reserve(b, n), p, n);
+        /* p may point at b's own bytes, which reserving can move or free. */
+        if (b->len > 0 && (uintptr_t)src >= (uintptr_t)buf_data(b) &&
+            (uintptr_t)src < (uintptr_t)(buf_data(b) + b->len))
+                rel = (size_t)(src - buf_data(b));
+        dst = buf_reserve(b, n);
+        if (rel != SIZE_MAX)
+                src = buf_data(b) + rel;
+        memcpy(dst, src, n);
 }
 
 void buf_appendf(struct buf *b, const char *fmt, ...)

@@ -25,7 +25,8 @@ void buf_cleanup(struct buf *b);
 
 static inline const char *buf_data(const struct buf *b)
 {
-        return b->data + b->off;
+        /* Not NULL + 0 for a buffer that has no storage: that is undefined. */
+        return b->data != NULL ? b->data + b->off : "";
 }
 
 static inline size_t buf_len(const struct buf *b)
@@ -34,7 +35,8 @@ static inline size_t buf_len(const struct buf *b)
 }
 
 void buf_append(struct buf *b, const void *p, size_t n);
-void buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_appendf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Append n bytes of uninitialised space and return a pointer to it. */
 char *buf_reserve(struct buf *b, size_t n);
 /* Give back the tail of a reservation that was not used. */
