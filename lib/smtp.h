@@ -22,9 +22,9 @@
 
 #include "buf.h"
 
-#define SMTP_COMMAND_LINE_MAX 512 /* RFC 5321 4.5.3.1.4, with CRLF */
-#define SMTP_TEXT_LINE_MAX 1000   /* RFC 5321 4.5.3.1.6, with CRLF */
-#define SMTP_REPLY_LINE_MAX 4096  /* lenient: RFC says 512 */
+#define SMTP_COMMAND_LINE_MAX 512  /* RFC 5321 4.5.3.1.4, with CRLF */
+#define SMTP_TEXT_LINE_MAX    1000 /* RFC 5321 4.5.3.1.6, with CRLF */
+#define SMTP_REPLY_LINE_MAX   4096 /* lenient: RFC says 512 */
 
 /* ---- line splitting ---- */
 
@@ -109,7 +109,11 @@ int smtp_path_parse(const char *args, size_t len, const char *prefix, const char
 /*
  * The domain of a mailbox "local@domain" (quoted local parts allowed, a
  * source route "@a,@b:" skipped). An address literal "[1.2.3.4]" is
- * returned as is. -1 if there is no domain (empty path, "postmaster").
+ * returned as is; a name is returned in the case the peer wrote it. -1 if
+ * there is no domain (empty path, "postmaster") or it is not a domain
+ * (characters other than letters, digits, '-', '.' and UTF-8, or inside a
+ * literal other than letters, digits, '.', ':' and '-'; an empty label as in
+ * "example.org." or "a..b").
  */
 int smtp_addr_domain(const char *path, size_t len, const char **dom, size_t *dom_len);
 
@@ -130,12 +134,13 @@ enum smtp_reply_result {
         SMTP_REPLY_BAD,  /* not a reply line, or its code differs from the first */
 };
 
-enum smtp_reply_result smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len);
+enum smtp_reply_result smtp_reply_feed(struct smtp_reply *r, const char *line,
+                                       size_t len);
 
 /* ---- EHLO capabilities ---- */
 
 #define SMTP_CAPS_MAX 32
-#define SMTP_CAP_LEN 128
+#define SMTP_CAP_LEN  128
 
 /*
  * The keyword lines of an EHLO reply, in order, without "250-"/"250 " and
@@ -148,8 +153,9 @@ struct smtp_caps {
 
 /*
  * Parse a complete raw EHLO reply (all its lines, each with CRLF). Lines past
- * SMTP_CAPS_MAX or longer than SMTP_CAP_LEN-1 are dropped. -1 if it is not a
- * 250 reply.
+ * SMTP_CAPS_MAX or longer than SMTP_CAP_LEN-1 are dropped, and so are lines
+ * holding a control character and lines whose keyword came before. -1 if it
+ * is not one complete 250 reply (c is then empty).
  */
 int smtp_caps_parse(struct smtp_caps *c, const char *reply, size_t len);
 /* Keyword match, case-insensitive, on the first word of each line. */
