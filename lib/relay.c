@@ -119,6 +119,8 @@ struct relay_session {
         uint64_t bdat_left;
         bool bdat_discard;
         const char *poison; /* DATA refused: the reply due at its end */
+        bool data_crlf;     /* the last DATA line ended with CRLF */
+        bool cmd_bare_lf;   /* inside a command line that held a bare LF */
         bool plaintext_alerted;
         bool quit;
         unsigned messages;
@@ -610,7 +612,26 @@ static bool relay_backpressure(struct relay_session *s)
                conn_queued(s->server) + buf_len(&s->to_server) > RELAY_HIGH_WATER;
 }
 
-/* Command lines; returns true if it consumed input. */
+/*
+ * Did the line that smtp_lines_next() just reported end with CRLF? Only for
+ * TOO_LONG is this a question: the CR may sit in an earlier, dropped chunk.
+ */
+static bool relay_line_crlf(enum smtp_line_result r, const char *p,
+                            const struct smtp_line *ln)
+{
+        if (r == SMTP_LINE_BARE_LF)
+                return false;
+        if (r == SMTP_LINE_TOO_LONG)
+                return ln->consumed < 2 || p[ln->consumed - 2] == '\r';
+        return true;
+}
+
+/*
+ * Command lines; returns true if it consumed input. A line ends at CRLF only:
+ * a bare LF does not split a command in two (that difference between two
+ * parsers is what SMTP smuggling feeds on), so everything up to the next CRLF
+ * is one bad line with one reply.
+ */
 static bool relay_client_commands(struct relay_session *s)
 {
         struct buf *in = conn_input(s->client);
@@ -624,6 +645,14 @@ static bool relay_client_commands(struct relay_session *s)
                 if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
                         break;
                 progress = true;
+                if (r == SMTP_LINE_BARE_LF ||
+                    (s->cmd_bare_lf && r != SMTP_LINE_NEED_MORE)) {
+                        s->cmd_bare_lf = !relay_line_crlf(r, buf_data(in), &ln);
+                        buf_consume(in, ln.consumed);
+                        if (!s->cmd_bare_lf)
+                                relay_reply(s, "500 5.5.2 Error: bare <LF> received");
+                        continue;
+                }
                 switch (r) {
                 case SMTP_LINE_OK: {
                         /* Copy: handlers may look at what follows in the buffer. */
@@ -637,13 +666,10 @@ static bool relay_client_commands(struct relay_session *s)
                 case SMTP_LINE_TOO_LONG:
                         relay_reply(s, "500 5.5.2 Error: line too long");
                         break;
-                case SMTP_LINE_BARE_LF:
-                        relay_reply(s, "500 5.5.2 Error: bare <LF> received");
-                        break;
                 case SMTP_LINE_BARE_CR:
                         relay_reply(s, "500 5.5.2 Error: bare <CR> received");
                         break;
-                case SMTP_LINE_NEED_MORE:
+                default:
                         break;
                 }
                 buf_consume(in, ln.consumed);
@@ -665,8 +691,11 @@ static bool relay_client_data(struct relay_session *s)
                 r = smtp_lines_next(&s->dlines, p + off, n - off, &ln);
                 if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
                         break;
-                if (r == SMTP_LINE_OK && ln.len == 1 && ln.p[0] == '.')
+                /* Only CRLF "." CRLF ends the message: never "\n.\r\n" or "\n.\n". */
+                if (r == SMTP_LINE_OK && ln.len == 1 && ln.p[0] == '.' && s->data_crlf)
                         end = true;
+                if (r != SMTP_LINE_NEED_MORE)
+                        s->data_crlf = relay_line_crlf(r, p + off, &ln);
                 if (r != SMTP_LINE_OK && r != SMTP_LINE_NEED_MORE && s->poison == NULL) {
                         s->poison =
                             r == SMTP_LINE_TOO_LONG ? "500 5.5.2 Error: line too long"
@@ -1099,6 +1128,7 @@ static void relay_backend_reply(struct relay_session *s, int code)
                         memset(&s->dlines, 0, sizeof(s->dlines));
                         s->dlines.max = s->l->conf->max_text_line;
                         s->poison = NULL;
+                        s->data_crlf = true;
                         relay_enter_state(s, RELAY_S_DATA);
                 } else {
                         relay_enter_state(s, RELAY_S_COMMAND);
