@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Every session ends (invariant 5) and sessions are limited.
 
-- timeout_command = 2: a client idle after EHLO gets "421 4.4.2" and is closed.
+- timeout_command = 2: a client idle after EHLO (after TLS) gets
+  "421 4.4.2 <hostname> Error: timeout exceeded" and is closed;
+  timeout_idle = 2 does the same before TLS (lib/config.h: timeout_idle is
+  the idle limit before TLS, timeout_command after it).
 - timeout_handshake = 2, implicit listener: a client that connects and sends
   nothing is closed.
 - max_per_client = 2: the third connection from one address gets "421 4.7.0";
@@ -27,27 +30,30 @@ MSG = (b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: drain\r\n\r\n"
        + b"x" * 70 + b"\r\n") * 50
 
 
-def command_timeout(mw, failures):
-    c = Client(mw.port("idle"))
+def command_timeout(env, mw, listener, failures):
+    c = Client(mw.port(listener))
     c.reply()
     c.cmd("EHLO client.test")
+    if listener == "cmd":
+        c.starttls(mwtest.ssl_client_context(env))
+        c.cmd("EHLO client.test")
     t0 = time.monotonic()
     try:
         r = c.reply(10)
     except socket.timeout:
-        failures.append("timeout_command = 2: nothing within 10 s")
+        failures.append("%s: idle client got nothing within 10 s" % listener)
         c.close()
         return
     dt = time.monotonic() - t0
     closed, rest = c.wait_closed(3)
     c.close()
-    print("idle after EHLO: %r after %.1fs, closed=%s" % (r, dt, closed))
-    if not r.starts("421 4.4.2"):
-        failures.append("idle client: expected 421 4.4.2, got %r" % r)
+    print("%s: idle after EHLO: %r after %.1fs, closed=%s" % (listener, r, dt, closed))
+    if not r.starts("421 4.4.2 %s " % NAME):
+        failures.append("%s: idle client: expected 421 4.4.2 %s ..., got %r" % (listener, NAME, r))
     if not 1.5 <= dt <= 6:
-        failures.append("idle client: 421 after %.1f s, timeout_command = 2" % dt)
+        failures.append("%s: idle client: 421 after %.1f s, timeout 2 s" % (listener, dt))
     if not closed:
-        failures.append("idle client: not closed after the 421")
+        failures.append("%s: idle client: not closed after the 421" % listener)
 
 
 def handshake_timeout(mw, failures):
@@ -74,7 +80,7 @@ def per_client(mw, failures):
     closed, _ = c.wait_closed(3)
     c.close()
     print("third connection from one address: %r closed=%s" % (rc, closed))
-    if not rc.starts("421 4.7.0"):
+    if not rc.starts("421 4.7.0 %s " % NAME):
         failures.append("max_per_client = 2: third connection got %r" % rc)
     if not closed:
         failures.append("max_per_client = 2: third connection not closed")
@@ -109,14 +115,14 @@ def max_sessions(mw, failures):
     closed, _ = x.wait_closed(3)
     x.close()
     print("fourth session: %r closed=%s" % (r, closed))
-    if not r.starts("421 4.7.0"):
+    if not r.starts("421 4.7.0 %s " % NAME):
         failures.append("max_sessions = 3: fourth connection got %r" % r)
     for x in held:
         x.close()
 
 
 def drain(env, mw, be, failures):
-    c = Client(mw.port("idle"))
+    c = Client(mw.port("drain"))
     c.reply()
     c.cmd("EHLO client.test")
     c.starttls(mwtest.ssl_client_context(env))
@@ -133,7 +139,7 @@ def drain(env, mw, be, failures):
     refused = False
     while time.monotonic() - t0 < 3:
         try:
-            s = socket.create_connection(("127.0.0.1", mw.port("idle")), 1)
+            s = socket.create_connection(("127.0.0.1", mw.port("drain")), 1)
             s.close()
             time.sleep(0.1)
         except ConnectionRefusedError:
@@ -161,12 +167,15 @@ def main():
         fwd = "127.0.0.1:%d" % be.port
         base = {"hostname": NAME, "forward": fwd}
         mw = env.mailward(listeners={
-            "idle": dict(base, accept_tls="starttls", timeout_command="2"),
+            "cmd": dict(base, accept_tls="starttls", timeout_command="2"),
+            "preidle": dict(base, accept_tls="starttls", timeout_idle="2"),
+            "drain": dict(base, accept_tls="starttls"),
             "smtps": dict(base, accept_tls="implicit", timeout_handshake="2"),
             "percl": dict(base, accept_tls="starttls", max_per_client="2"),
             "maxs": dict(base, accept_tls="starttls", max_sessions="3"),
         })
-        command_timeout(mw, failures)
+        command_timeout(env, mw, "cmd", failures)
+        command_timeout(env, mw, "preidle", failures)
         handshake_timeout(mw, failures)
         per_client(mw, failures)
         max_sessions(mw, failures)
