@@ -6,6 +6,8 @@
 2. "STARTTLS\r\n" and the injected commands in a second send right behind it,
    before any handshake (may race with mailward's 220): whatever mailward
    answers, the injected commands never reach the backend and no 250 comes.
+   Then the same deterministically: plaintext commands sent after the 220,
+   where the ClientHello belongs.
 3. Implicit TLS listener, client speaks plaintext first: closed at once,
    nothing at the backend, alert starttls_injection.
 """
@@ -73,6 +75,24 @@ def second_send(mw, be):
     check_backend_clean(be, "second send")
 
 
+def after_220(mw, be):
+    """Plaintext commands where the ClientHello should be, after the 220: the
+    handshake fails, the session ends, nothing is executed."""
+    c = Client(mw.port("smtp"))
+    mwtest.eq(c.reply().code, 220, "greeting")
+    mwtest.eq(c.cmd("EHLO client.test").code, 250, "EHLO")
+    r = c.cmd("STARTTLS")
+    mwtest.check(r.starts("220 2.0.0"), "STARTTLS alone: expected 220 2.0.0, got %r" % r)
+    c.send(b"MAIL FROM:<c@evil.test>\r\nRCPT TO:<victim@rcpt.test>\r\nDATA\r\n")
+    closed, data = c.wait_closed(8)
+    c.close()
+    print("after 220: mailward sent %r, closed=%s" % (data[:80], closed))
+    mwtest.check(closed, "session not ended after plaintext instead of a ClientHello")
+    mwtest.check(b"250" not in data and b"354" not in data,
+                 "plaintext after the 220 was answered: %r" % data)
+    check_backend_clean(be, "after 220")
+
+
 def implicit_plaintext(mw, be):
     n_before = len(wait_alerts(mw, "starttls_injection", 0, 0))
     c = Client(mw.port("smtps"))
@@ -103,6 +123,7 @@ def main():
         })
         one_send(mw, be)
         second_send(mw, be)
+        after_220(mw, be)
         implicit_plaintext(mw, be)
         mw.stop()
     print("ok")
