@@ -102,7 +102,7 @@ struct relay_session {
         int open; /* conns not yet CLOSED */
         bool probe;
         bool counted;
-        const char *refuse;
+        const char *refuse; /* why the session is refused at its greeting */
         enum relay_state state;
         enum relay_bstate bstate;
         enum relay_step step;
@@ -812,7 +812,7 @@ static void relay_tls_up(struct relay_session *s)
 static void relay_greet(struct relay_session *s)
 {
         if (s->refuse != NULL) {
-                relay_fail(s, "limit", "%s", s->refuse);
+                relay_fail(s, "limit", "421 4.7.0 %s %s", relay_hostname(s), s->refuse);
                 return;
         }
         relay_reply(s, "220 %s ESMTP mailward", relay_hostname(s));
@@ -1509,9 +1509,9 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
         relay_log(s, LOG_LVL_INFO, "event=connect listener=%s client=%s", lc->name,
                   conn_peer(s->client));
         if (l->nsessions >= lc->max_sessions) {
-                s->refuse = "421 4.7.0 Error: too many connections";
+                s->refuse = "Error: too many connections";
         } else if (relay_count_client(l, conn_peer_ip(s->client)) >= lc->max_per_client) {
-                s->refuse = "421 4.7.0 Error: too many connections from your address";
+                s->refuse = "Error: too many connections from your address";
         } else {
                 s->counted = true;
                 l->nsessions++;
