@@ -59,6 +59,16 @@ def judge(tag, jf, failures):
         print("%s: %s -> %s" % (tag, proto, got))
         if "not offered" not in got:
             failures.append("%s: %s is not reported as not offered: %r" % (tag, proto, got))
+    # The sections the verdict relies on must have run at all.
+    for fid in ("cipherlist_NULL", "cipherlist_EXPORT", "cipherlist_LOW", "PFS", "heartbleed",
+                "ROBOT", "LOGJAM", "SWEET32", "POODLE_SSL", "secure_client_renego"):
+        if fid not in byid:
+            failures.append("%s: testssl reported nothing for %s" % (tag, fid))
+    groups = " ".join(str(f.get("finding")) for f in byid.get("DH_groups", []))
+    print("%s: DH_groups -> %s" % (tag, groups))
+    for g in groups.split():
+        if g.startswith("ffdhe") and g[5:].isdigit() and int(g[5:]) < 2048:
+            failures.append("%s: finite-field group %s below 2048 bits" % (tag, g))
     for proto in ("TLS1_2", "TLS1_3"):
         got = " ".join(str(f.get("finding")) for f in byid.get(proto, []))
         print("%s: %s -> %s" % (tag, proto, got))
