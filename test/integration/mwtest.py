@@ -761,7 +761,8 @@ class Postfix:
             raise ValueError("identity must be 'xclient', 'proxy' or None")
         if not shutil.which("postfix") and not os.path.exists("/usr/sbin/postfix"):
             skip("postfix is not installed")
-        check(is_root(), "a private Postfix instance needs root")
+        if not is_root():
+            skip("a private Postfix instance needs root")
         self.env = env
         self.identity = identity
         self.port = port or free_port()
