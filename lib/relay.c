@@ -28,6 +28,7 @@
 #define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
 #define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
 #define RELAY_MS            1000ULL
+#define RELAY_AUTH_LINE_MAX 12288 /* RFC 4954 section 4: AUTH lines may be this long */
 
 enum relay_state {
         RELAY_S_HANDSHAKE, /* implicit TLS: handshake before the greeting */
@@ -273,6 +274,15 @@ static const char *const relay_caps_allowed[] = {
 static const char *relay_hostname(const struct relay_session *s)
 {
         return s->l->conf->hostname;
+}
+
+/*
+ * The splitter takes AUTH-sized lines; every other command is held to
+ * max_line once it is whole (relay_client_commands).
+ */
+static size_t relay_line_max(const struct config_listener *lc)
+{
+        return lc->max_line > RELAY_AUTH_LINE_MAX ? lc->max_line : RELAY_AUTH_LINE_MAX;
 }
 
 /* The EHLO reply the client sees: the backend's list, edited for this leg. */
@@ -546,6 +556,8 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
                         relay_fifo_push(s, RELAY_A_QUIT);
                         relay_pending_set(s->tail, "221 2.0.0 Bye\r\n", 15);
                 }
+                /* Nothing after QUIT is read: the session ends with its reply. */
+                relay_enter_state(s, RELAY_S_WAIT);
                 return;
         case SMTP_VERB_NOOP:
         case SMTP_VERB_RSET:
@@ -656,7 +668,14 @@ static bool relay_client_commands(struct relay_session *s)
                 switch (r) {
                 case SMTP_LINE_OK: {
                         /* Copy: handlers may look at what follows in the buffer. */
-                        char *line = xstrndup(ln.p, ln.len);
+                        char *line;
+
+                        if (ln.consumed > s->l->conf->max_line &&
+                            !util_prefix_ci(ln.p, ln.len, "AUTH ")) {
+                                relay_reply(s, "500 5.5.2 Error: line too long");
+                                break;
+                        }
+                        line = xstrndup(ln.p, ln.len);
 
                         buf_consume(in, ln.consumed);
                         relay_command(s, line, ln.len);
@@ -801,7 +820,7 @@ static void relay_tls_up(struct relay_session *s)
         s->tls = true;
         relay_forget_helo(s);
         memset(&s->clines, 0, sizeof(s->clines));
-        s->clines.max = s->l->conf->max_line;
+        s->clines.max = relay_line_max(s->l->conf);
         /* A backend session from before TLS (monitor mode) knows too much. */
         if (s->bstate != RELAY_B_NONE)
                 relay_backend_abort(s);
@@ -1468,7 +1487,7 @@ static struct relay_session *relay_session_new(struct relay_listener *l)
         snprintf(s->id, sizeof(s->id), "%s%06llx", env->id_prefix,
                  (unsigned long long)(env->next_session++ & 0xffffff));
         s->started_ms = relay_now_ms();
-        s->clines.max = l->conf->max_line;
+        s->clines.max = relay_line_max(l->conf);
         s->slines.max = SMTP_REPLY_LINE_MAX;
         buf_init(&s->sreply_buf);
         buf_init(&s->to_server);

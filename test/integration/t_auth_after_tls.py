@@ -48,9 +48,27 @@ class AuthBackend:
             from aiosmtpd.smtp import AuthResult
             return AuthResult(success=ok, handled=False, auth_data=auth_data.login)
 
+        from aiosmtpd.smtp import SMTP
+
+        class Limits(dict):
+            # RFC 4954 section 4: AUTH lines up to 12288 octets.
+            def __missing__(self, verb):
+                return 12288 if verb == "AUTH" else SMTP.command_size_limit
+
+        class LongAuthSMTP(SMTP):
+            line_length_limit = 12288 + 2
+
+            def __init__(self, *a, **kw):
+                super().__init__(*a, **kw)
+                self.command_size_limits = Limits(AUTH=12288)
+
+        class LongAuthController(Controller):
+            def factory(self):
+                return LongAuthSMTP(self.handler, **self.SMTP_kwargs)
+
         self.port = free_port()
-        self.ctl = Controller(Handler(), hostname="127.0.0.1", port=self.port,
-                              authenticator=authenticator, auth_require_tls=False)
+        self.ctl = LongAuthController(Handler(), hostname="127.0.0.1", port=self.port,
+                                      authenticator=authenticator, auth_require_tls=False)
         self.ctl.start()
 
     def stop(self):
@@ -113,6 +131,17 @@ def main():
             if not (r1.starts("334 VXNlciBOYW1lAA==") and r2 is not None and
                     r2.starts("334 UGFzc3dvcmQA") and r3 is not None and r3.starts("535")):
                 failures.append("AUTH LOGIN exchange not relayed: %r %r %r" % (r1, r2, r3))
+            # RFC 4954: an AUTH line may be far longer than 512 octets
+            # (OAuth bearer tokens); mailward must relay it, not refuse it.
+            longpw = b"L" * 4000
+            r = c.cmd("AUTH PLAIN " + base64.b64encode(b"\0" + USER + b"\0" + longpw).decode())
+            print("AUTH PLAIN, 5.4 KB line: %r" % (r,))
+            if r.code != 535:
+                failures.append("long AUTH line: expected the backend's 535, got %r" % (r,))
+            # ... while any other command line stays limited to 512 octets.
+            r = c.cmd("NOOP " + "n" * 600)
+            if not r.starts("500 5.5.2"):
+                failures.append("600-octet NOOP after TLS: expected 500 5.5.2, got %r" % (r,))
             # AUTH PLAIN without an initial response.
             r1 = c.cmd("AUTH PLAIN")
             r2 = c.cmd(PLAIN) if r1.code == 334 else None
@@ -125,7 +154,7 @@ def main():
             time.sleep(0.5)
             print("backend AUTH attempts: %r" % [(m, l, ok) for m, l, _, ok in be.attempts])
             want = [("PLAIN", USER, PASSWORD, True), ("LOGIN", USER, b"Wrong-pw-9912", False),
-                    ("PLAIN", USER, PASSWORD, True)]
+                    ("PLAIN", USER, longpw, False), ("PLAIN", USER, PASSWORD, True)]
             if be.attempts != want:
                 failures.append("backend AUTH attempts %r, expected %r"
                                 % ([(m, l, ok) for m, l, _, ok in be.attempts],
