@@ -579,5 +579,5 @@ const char *tls_library_build(void)
 #if !defined(WOLFSSL_AESNI) && !defined(USE_INTEL_SPEEDUP) && !defined(WOLFSSL_SP_ASM)
                ", no assembly (C code paths only)"
 #endif
-                ;
+            ;
 }
