@@ -3,7 +3,8 @@
  *
  * The JSON writer measures as it goes (like snprintf), so alert_emit() can
  * size the buffer exactly and append the whole line with one write(2) on an
- * O_APPEND descriptor: lines from concurrent writers never interleave.
+ * O_APPEND descriptor: lines from concurrent writers never interleave. The
+ * same line, NUL-terminated, goes to the hook.
  */
 #include "alert.h"
 
@@ -157,26 +158,41 @@ void alert_sink_cleanup(struct alert_sink *s)
 }
 
 static void alert_write_file(struct alert_sink *s, const struct alert *a,
-                             const char *when)
+                             const char *line, size_t len)
 {
-        char stack[ALERT_STACK_BUF], *buf = stack;
-        struct alert_out o = {stack, sizeof(stack), 0};
         ssize_t w;
 
-        alert_json(&o, a, when);
-        if (o.len > sizeof(stack)) {
-                buf = xmalloc(o.len);
-                o = (struct alert_out){buf, o.len, 0};
-                alert_json(&o, a, when);
-        }
-        w = write(s->fd, buf, o.len);
+        w = write(s->fd, line, len);
         if (w < 0)
                 log_emit(s->log, LOG_LVL_ERR, a->session,
                          "event=alert_log_failed error=%s", strerror(errno));
-        else if ((size_t)w != o.len)
+        else if ((size_t)w != len)
                 log_emit(s->log, LOG_LVL_ERR, a->session,
                          "event=alert_log_failed error=short_write wrote=%zd of=%zu", w,
-                         o.len);
+                         len);
+}
+
+/* The JSON line, once, for the file and the hook. */
+static void alert_write_json(struct alert_sink *s, const struct alert *a)
+{
+        char stack[ALERT_STACK_BUF], *buf = stack;
+        struct alert_out o = {stack, sizeof(stack) - 1, 0};
+        struct timespec ts;
+        char when[32];
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        util_rfc3339(when, &ts);
+        alert_json(&o, a, when);
+        if (o.len > o.size) {
+                buf = xmalloc(o.len + 1);
+                o = (struct alert_out){buf, o.len, 0};
+                alert_json(&o, a, when);
+        }
+        buf[o.len] = '\0';
+        if (s->fd >= 0)
+                alert_write_file(s, a, buf, o.len);
+        if (s->hook != NULL)
+                s->hook(s->hook_arg, a, buf, o.len);
         if (buf != stack)
                 free(buf);
 }
@@ -219,18 +235,12 @@ static void alert_log_line(const struct alert_sink *s, const struct alert *a)
 
 void alert_emit(struct alert_sink *s, const struct alert *a)
 {
-        struct timespec ts;
-        char when[32];
-
         if (s == NULL)
                 return;
         if ((size_t)a->event >= ALERT_EVENT_COUNT)
                 fatalx("alert_emit: bad event %d", (int)a->event);
         s->count[a->event]++;
         alert_log_line(s, a);
-        if (s->fd >= 0) {
-                clock_gettime(CLOCK_REALTIME, &ts);
-                util_rfc3339(when, &ts);
-                alert_write_file(s, a, when);
-        }
+        if (s->fd >= 0 || s->hook != NULL)
+                alert_write_json(s, a);
 }

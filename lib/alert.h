@@ -5,12 +5,16 @@
  * and where they apply domain, server, expected, observed, reason). Each is
  * written to every sink configured: the log (one key=value line at warning
  * level), a JSON-lines file (one object per line, appended with a single
- * write(2) so concurrent writers never interleave), an external command
- * (optional; JSON on its standard input) and per-event counters.
+ * write(2) so concurrent writers never interleave), a hook (the daemon's
+ * external command runner, proxy/alertcmd.c: lib/ runs no processes) and
+ * per-event counters.
  *
  * struct alert_sink is owned by the daemon; the file is opened before the
  * privilege drop. Nothing here blocks for long: the file write is a single
- * append.
+ * append, and the hook must not block either (it copies the line and
+ * returns). The hook is called from inside alert_emit(), which the relay
+ * calls in the middle of a session's callbacks: it must not call back into
+ * the relay or emit alerts itself.
  */
 #ifndef MAILWARD_ALERT_H
 #define MAILWARD_ALERT_H
@@ -54,10 +58,20 @@ struct alert {
         const char *reason;
 };
 
+/*
+ * Called once per alert with the alert and its JSON line: len bytes ending
+ * in '\n', then a NUL. Both are valid only during the call.
+ */
+typedef void (*alert_hook_cb)(void *arg, const struct alert *a, const char *json,
+                              size_t len);
+
+/* Members may be read by the daemon (counters); set hook after init. */
 struct alert_sink {
         const struct log *log;
         int fd; /* JSON-lines file, -1 for none */
         unsigned long count[ALERT_EVENT_COUNT];
+        alert_hook_cb hook; /* NULL for none */
+        void *hook_arg;
 };
 
 /* Open (create, append) the JSON-lines file if path is not NULL. 0 or -errno. */

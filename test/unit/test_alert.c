@@ -1,6 +1,7 @@
 /*
  * alert: the JSON line byte for byte, its escaping, the file sink (appended,
- * one line per alert), the log line and the counters.
+ * one line per alert), the hook (the same line, with and without a file),
+ * the log line and the counters.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -418,6 +419,92 @@ static void test_alert_log_line(void **state)
         free(text);
 }
 
+/* What the hook saw: each call's event and line, copied. */
+struct test_alert_hook_seen {
+        int calls;
+        enum alert_event event[4];
+        char line[4][6000];
+        size_t len[4];
+};
+
+static void test_alert_hook_cb(void *arg, const struct alert *a, const char *json,
+                               size_t len)
+{
+        struct test_alert_hook_seen *seen = arg;
+
+        assert_true(seen->calls < 4);
+        assert_true(len > 0 && len < sizeof(seen->line[0]));
+        assert_int_equal(json[len - 1], '\n');
+        assert_int_equal(json[len], '\0');
+        seen->event[seen->calls] = a->event;
+        memcpy(seen->line[seen->calls], json, len + 1);
+        seen->len[seen->calls] = len;
+        seen->calls++;
+}
+
+/* The hook gets exactly the line the file gets, also past the stack buffer. */
+static void test_alert_hook(void **state)
+{
+        char path[] = "/tmp/test_alert_hook_XXXXXX";
+        const struct log lg = {.level = LOG_LVL_ERR};
+        struct test_alert_hook_seen seen;
+        struct alert a = {
+            .event = ALERT_STARTTLS_INJECTION,
+            .severity = ALERT_SEV_CRITICAL,
+            .session = "s9",
+            .action = "closed",
+        };
+        char big[5000];
+        struct alert_sink s;
+        char *text;
+        int fd;
+
+        (void)state;
+        memset(&seen, 0, sizeof(seen));
+        /* Without a file. */
+        assert_int_equal(alert_sink_init(&s, &lg, NULL), 0);
+        assert_null(s.hook);
+        s.hook = test_alert_hook_cb;
+        s.hook_arg = &seen;
+        alert_emit(&s, &a);
+        assert_int_equal(seen.calls, 1);
+        assert_int_equal(seen.event[0], ALERT_STARTTLS_INJECTION);
+        assert_string_equal(test_alert_after_time(seen.line[0]),
+                            "\",\"event\":\"starttls_injection\",\"severity\":"
+                            "\"critical\",\"session\":\"s9\",\"action\":\"closed\"}\n");
+        assert_int_equal(test_alert_json_valid(seen.line[0]), 5);
+        assert_int_equal(s.count[ALERT_STARTTLS_INJECTION], 1);
+        alert_sink_cleanup(&s);
+
+        /* With a file: the same bytes in both, for a short and a long line. */
+        memset(&seen, 0, sizeof(seen));
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(alert_sink_init(&s, &lg, path), 0);
+        s.hook = test_alert_hook_cb;
+        s.hook_arg = &seen;
+        a.event = ALERT_PLAINTEXT_REFUSED;
+        a.severity = ALERT_SEV_WARNING;
+        a.action = "rejected";
+        alert_emit(&s, &a);
+        memset(big, 'y', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        a.reason = big;
+        alert_emit(&s, &a);
+        alert_sink_cleanup(&s);
+        assert_int_equal(seen.calls, 2);
+        assert_int_equal(seen.event[1], ALERT_PLAINTEXT_REFUSED);
+        assert_true(seen.len[1] > sizeof(big));
+        assert_int_equal(test_alert_json_valid(seen.line[1]), 6);
+        text = test_alert_slurp(path);
+        unlink(path);
+        assert_int_equal(strlen(text), seen.len[0] + seen.len[1]);
+        assert_memory_equal(text, seen.line[0], seen.len[0]);
+        assert_memory_equal(text + seen.len[0], seen.line[1], seen.len[1]);
+        free(text);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -431,6 +518,7 @@ int main(void)
             cmocka_unit_test(test_alert_sink_errors),
             cmocka_unit_test(test_alert_counters),
             cmocka_unit_test(test_alert_log_line),
+            cmocka_unit_test(test_alert_hook),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
