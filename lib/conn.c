@@ -453,18 +453,27 @@ void conn_read(struct conn *c, bool on)
                 uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
-int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *servername)
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *servername,
+                   const void *plain, size_t plain_len)
 {
+        struct tls *t;
+
         if (c->tls != NULL)
                 fatalx("conn_start_tls: TLS already started");
-        c->tls = tls_new(ctx, servername);
-        if (c->tls == NULL)
-                return -1;
-        /* A client speaks first: send the ClientHello now. */
-        if (tls_handshake(c->tls) == TLS_ERROR) {
-                snprintf(c->tls_err, sizeof(c->tls_err), "%s", tls_error(c->tls));
+        t = tls_new(ctx, servername);
+        if (t == NULL) {
+                snprintf(c->tls_err, sizeof(c->tls_err), "cannot create a TLS session");
                 return -1;
         }
+        /* A client speaks first: its ClientHello is ready at once. */
+        if (tls_handshake(t) == TLS_ERROR) {
+                snprintf(c->tls_err, sizeof(c->tls_err), "%s", tls_error(t));
+                tls_free(t);
+                return -1;
+        }
+        /* The last plaintext (220 to STARTTLS) goes out before any TLS byte. */
+        buf_append(&c->out, plain, plain_len);
+        c->tls = t;
         conn_take_tls_output(c);
         conn_flush(c);
         return 0;

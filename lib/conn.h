@@ -73,7 +73,13 @@ void conn_flush(struct conn *c);
 /* Bytes handed to the kernel path or waiting for flush, not yet written. */
 size_t conn_queued(const struct conn *c);
 
-int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *servername);
+/*
+ * Start TLS; `plain` (may be NULL/0) is the last plaintext written before it,
+ * e.g. the 220 reply to STARTTLS. On failure (-1) nothing was written and the
+ * connection is still plaintext, so the owner can still answer (454).
+ */
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *servername,
+                   const void *plain, size_t plain_len);
 bool conn_tls_active(const struct conn *c);
 struct tls *conn_tls(const struct conn *c);
 const char *conn_tls_error(const struct conn *c);

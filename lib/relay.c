@@ -850,10 +850,15 @@ static void relay_fifo_flush(struct relay_session *s)
                         relay_fifo_pop(s);
                         if (relay_starttls_injected(s))
                                 return;
-                        conn_write(s->client, "220 2.0.0 Ready to start TLS\r\n", 30);
-                        if (conn_start_tls(s->client, s->l->tls_server, NULL) != 0)
-                                relay_close(s, "tls_start_failed");
-                        return;
+                        if (conn_start_tls(s->client, s->l->tls_server, NULL,
+                                           "220 2.0.0 Ready to start TLS\r\n", 30) == 0)
+                                return;
+                        relay_log(s, LOG_LVL_ERR, "event=tls_start_failed reason=\"%s\"",
+                                  conn_tls_error(s->client));
+                        relay_reply(
+                            s, "454 4.7.0 TLS not available due to temporary reason");
+                        relay_enter_state(s, RELAY_S_COMMAND);
+                        continue;
                 }
                 conn_write(s->client, p->text, p->len);
                 if (p->action == RELAY_A_QUIT)
@@ -1078,7 +1083,8 @@ static void relay_setup_reply(struct relay_session *s, int code)
                         return;
                 }
                 s->step = RELAY_STEP_TLS;
-                if (conn_start_tls(s->server, s->l->tls_client, s->l->fwd_host) != 0)
+                if (conn_start_tls(s->server, s->l->tls_client, s->l->fwd_host, NULL,
+                                   0) != 0)
                         relay_backend_failed(s, conn_tls_error(s->server));
                 return;
         case RELAY_STEP_XCLIENT:
@@ -1242,7 +1248,8 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                         relay_send_proxy(s);
                 if (lc->forward_tls == CONFIG_TLS_IMPLICIT) {
                         s->step = RELAY_STEP_TLS;
-                        if (conn_start_tls(c, s->l->tls_client, s->l->fwd_host) != 0) {
+                        if (conn_start_tls(c, s->l->tls_client, s->l->fwd_host, NULL,
+                                           0) != 0) {
                                 relay_backend_failed(s, conn_tls_error(c));
                                 break;
                         }
@@ -1539,7 +1546,7 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
                 relay_log(s, LOG_LVL_WARN, "event=refused reason=\"%s\"", s->refuse);
         if (lc->accept_tls == CONFIG_TLS_IMPLICIT) {
                 s->state = RELAY_S_HANDSHAKE;
-                if (conn_start_tls(s->client, l->tls_server, NULL) != 0) {
+                if (conn_start_tls(s->client, l->tls_server, NULL, NULL, 0) != 0) {
                         relay_close(s, "tls_start_failed");
                         relay_run(s);
                         return;
