@@ -47,27 +47,45 @@ static int privdrop_caps(char *err, size_t errlen)
         return 0;
 }
 
+/* The user to become, or NULL (with err) if there is none or it is root unasked. */
+static struct passwd *privdrop_user(const char *user, bool allow_root, char *err,
+                                    size_t errlen)
+{
+        struct passwd *pw;
+
+        errno = 0;
+        pw = getpwnam(user);
+        if (pw == NULL) {
+                snprintf(err, errlen, "user '%s': %s", user,
+                         errno ? strerror(errno) : "no such user");
+                return NULL;
+        }
+        if (pw->pw_uid == 0 && !allow_root) {
+                snprintf(
+                    err, errlen,
+                    "refusing to run as root (user = %s); set allow_root = yes to insist",
+                    user);
+                return NULL;
+        }
+        return pw;
+}
+
+int privdrop_check(const char *user, bool allow_root, char *err, size_t errlen)
+{
+        if (geteuid() != 0)
+                return 0;
+        return privdrop_user(user, allow_root, err, errlen) ? 0 : -1;
+}
+
 int privdrop(const char *user, bool allow_root, char *err, size_t errlen)
 {
         struct passwd *pw;
         bool root = geteuid() == 0;
 
         if (root) {
-                errno = 0;
-                pw = getpwnam(user);
-                if (pw == NULL) {
-                        snprintf(err, errlen, "user '%s': %s", user,
-                                 errno ? strerror(errno) : "no such user");
+                pw = privdrop_user(user, allow_root, err, errlen);
+                if (pw == NULL)
                         return -1;
-                }
-                if (pw->pw_uid == 0 && !allow_root) {
-                        snprintf(
-                            err, errlen,
-                            "refusing to run as root (user = %s); set allow_root = yes "
-                            "to insist",
-                            user);
-                        return -1;
-                }
                 /* The bounding set can only be emptied while we hold CAP_SETPCAP. */
                 for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++) {
                         if (cap_drop_bound(c) != 0 && errno != EINVAL)

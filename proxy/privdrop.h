@@ -14,6 +14,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Before binding: would privdrop() refuse this user? 0, or -1 with err. */
+int privdrop_check(const char *user, bool allow_root, char *err, size_t errlen);
+
 /* 0, or -1 with the reason in err. */
 int privdrop(const char *user, bool allow_root, char *err, size_t errlen);
 
