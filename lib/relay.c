@@ -1165,6 +1165,7 @@ static void relay_backend_reply(struct relay_session *s, int code)
         case RELAY_A_MESSAGE:
                 if (code / 100 == 2) {
                         s->messages++;
+                        s->l->env->stats.messages_total++;
                         relay_log(s, LOG_LVL_INFO, "event=delivered reply=%d", code);
                 } else {
                         relay_log(s, LOG_LVL_INFO, "event=message_refused reply=%d",
@@ -1329,6 +1330,7 @@ static void relay_free(struct relay_session *s)
                                  "event=probe_failed listener=%s server=%s reason=%s",
                                  l->conf->name, l->conf->forward, s->reason);
         } else {
+                l->env->stats.sessions_active--;
                 relay_log(s, LOG_LVL_INFO,
                           "event=close reason=%s messages=%u duration_ms=%llu",
                           s->reason[0] ? s->reason : "-", s->messages,
@@ -1523,6 +1525,8 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
         struct relay_session *s = relay_session_new(l);
         int err = 0;
 
+        l->env->stats.sessions_total++;
+        l->env->stats.sessions_active++;
         s->client = conn_accept(server, relay_client_cb, s, &err);
         if (s->client == NULL) {
                 log_emit(l->env->log, LOG_LVL_WARN, s->id, "event=accept_failed error=%d",

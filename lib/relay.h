@@ -31,11 +31,19 @@ struct uv_loop_s;
 struct uv_stream_s;
 struct relay_listener;
 
+/* Counters the relay keeps for the daemon's metrics; read, never reset. */
+struct relay_stats {
+        uint64_t sessions_total;  /* client sessions accepted (probes not counted) */
+        uint64_t sessions_active; /* of those, not yet freed */
+        uint64_t messages_total;  /* messages the server side took (2xx to the end) */
+};
+
 /* What every listener of one process shares; owned by the daemon. */
 struct relay_env {
         struct uv_loop_s *loop;
         const struct log *log;
         struct alert_sink *alerts;
+        struct relay_stats stats;
         uint64_t next_session; /* session id counter */
         char id_prefix[12];    /* makes ids unique across restarts */
 };
