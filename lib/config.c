@@ -42,6 +42,7 @@
 
 enum config_type {
         CONFIG_T_STR,      /* any non-empty string */
+        CONFIG_T_ABSPATH,  /* an absolute file name */
         CONFIG_T_HOSTNAME, /* a host name for our greeting */
         CONFIG_T_BOOL,
         CONFIG_T_UINT,        /* min..max */
@@ -78,7 +79,8 @@ static const struct config_key config_global_keys[] = {
     CONFIG_G(user, CONFIG_T_STR),
     CONFIG_G(allow_root, CONFIG_T_BOOL),
     CONFIG_G(alert_log, CONFIG_T_STR),
-    CONFIG_G(alert_command, CONFIG_T_STR),
+    CONFIG_G(alert_command, CONFIG_T_ABSPATH),
+    CONFIG_G(metrics_file, CONFIG_T_ABSPATH),
     CONFIG_G(state_dir, CONFIG_T_STR),
     CONFIG_G(log_level, CONFIG_T_LOG_LEVEL),
     {"log", CONFIG_T_LOG_DEST, offsetof(struct config, syslog), 0, 0},
@@ -206,6 +208,7 @@ void config_free(struct config *cfg)
         free(cfg->user);
         free(cfg->alert_log);
         free(cfg->alert_command);
+        free(cfg->metrics_file);
         free(cfg->state_dir);
         free(cfg);
 }
@@ -375,6 +378,16 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
         }
         switch (k->type) {
         case CONFIG_T_STR:
+                config_set_str((char **)(void *)field, v);
+                return;
+        case CONFIG_T_ABSPATH:
+                /* Run or written after start-up, from "/": never relative. */
+                if (v[0] != '/') {
+                        config_error(p, p->line,
+                                     "%s: expected an absolute path, got '%s'", k->name,
+                                     v);
+                        return;
+                }
                 config_set_str((char **)(void *)field, v);
                 return;
         case CONFIG_T_HOSTNAME:

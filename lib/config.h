@@ -67,7 +67,8 @@ struct config {
         char *user;               /* default "mailward"; used only when started as root */
         bool allow_root;          /* keep running as root (default no) */
         char *alert_log;          /* JSON lines file; NULL: none */
-        char *alert_command;      /* NULL: none */
+        char *alert_command;      /* absolute; run per alert; NULL: none */
+        char *metrics_file;       /* absolute; Prometheus text file; NULL: none */
         char *state_dir;          /* default /var/lib/mailward */
         enum log_level log_level; /* default info */
         bool syslog;              /* log = syslog | stderr (default stderr) */

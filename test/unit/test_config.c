@@ -110,6 +110,7 @@ static void test_config_full(void **state)
                             "allow_root = on\n"
                             "alert_log = /var/log/a.json\n"
                             "alert_command = /bin/true\n"
+                            "metrics_file = /var/lib/prom/mailward.prom\n"
                             "state_dir = /st\n"
                             "log_level = Debug\n"
                             "log = syslog\n"
@@ -145,6 +146,7 @@ static void test_config_full(void **state)
         assert_true(t->cfg->allow_root);
         assert_string_equal(t->cfg->alert_log, "/var/log/a.json");
         assert_string_equal(t->cfg->alert_command, "/bin/true");
+        assert_string_equal(t->cfg->metrics_file, "/var/lib/prom/mailward.prom");
         assert_string_equal(t->cfg->state_dir, "/st");
         assert_int_equal(t->cfg->log_level, LOG_LVL_DEBUG);
         assert_true(t->cfg->syslog);
@@ -154,7 +156,7 @@ static void test_config_full(void **state)
         assert_non_null(l);
         assert_null(l->next);
         assert_string_equal(l->name, "smtp");
-        assert_int_equal(l->line, 12);
+        assert_int_equal(l->line, 13);
         assert_string_equal(l->listen, "[::1]:25");
         assert_int_equal(l->accept_tls, CONFIG_TLS_IMPLICIT);
         assert_false(l->require_tls);
@@ -192,6 +194,7 @@ static void test_config_defaults(void **state)
         assert_false(t->cfg->allow_root);
         assert_null(t->cfg->alert_log);
         assert_null(t->cfg->alert_command);
+        assert_null(t->cfg->metrics_file);
         assert_string_equal(t->cfg->state_dir, "/var/lib/mailward");
         assert_int_equal(t->cfg->log_level, LOG_LVL_INFO);
         assert_false(t->cfg->syslog);
@@ -366,11 +369,15 @@ static void test_config_bad_globals(void **state)
             "log = file\n"
             "allow_root = sometimes\n"
             "drain_timeout = x\n"
+            "alert_command = notify-admin\n"
+            "metrics_file = ./mailward.prom\n"
             "[smtp]\n" TEST_CONFIG_GOOD_LISTENER,
             "F:2: log_level: expected err, warning, info or debug, got 'loud'\n"
             "F:3: log: expected stderr or syslog, got 'file'\n"
             "F:4: allow_root: expected yes or no, got 'sometimes'\n"
-            "F:5: drain_timeout: expected a number, got 'x'\n");
+            "F:5: drain_timeout: expected a number, got 'x'\n"
+            "F:6: alert_command: expected an absolute path, got 'notify-admin'\n"
+            "F:7: metrics_file: expected an absolute path, got './mailward.prom'\n");
 }
 
 static void test_config_hostport(void **state)
