@@ -8,13 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "alert.h"
+#include "alertcmd.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "privdrop.h"
 #include "relay.h"
 #include "tls.h"
@@ -36,11 +39,13 @@ struct main_state {
         struct config *cfg;
         struct log log;
         struct alert_sink alerts;
+        struct alertcmd *alertcmd; /* NULL without alert_command */
         struct relay_env env;
         struct main_listener *listeners;
         size_t nlisteners;
         uv_signal_t sig_term, sig_int, sig_hup;
-        uv_timer_t probe_timer, drain_timer, watch_timer;
+        uv_timer_t probe_timer, drain_timer, watch_timer, metrics_timer;
+        bool metrics_failing; /* the last write failed (logged once) */
         bool draining;
         bool shut_down;
 };
@@ -182,13 +187,16 @@ static void main_close_all(struct main_state *m)
         uv_close((uv_handle_t *)&m->probe_timer, NULL);
         uv_close((uv_handle_t *)&m->drain_timer, NULL);
         uv_close((uv_handle_t *)&m->watch_timer, NULL);
+        uv_close((uv_handle_t *)&m->metrics_timer, NULL);
+        alertcmd_close(m->alertcmd);
 }
 
 static void main_on_watch(uv_timer_t *t)
 {
         struct main_state *m = t->data;
 
-        if (main_sessions(m) == 0) {
+        /* Alert commands still running may finish too, up to the drain timeout. */
+        if (main_sessions(m) == 0 && !alertcmd_busy(m->alertcmd)) {
                 log_emit(&m->log, LOG_LVL_INFO, NULL, "event=stopped");
                 main_close_all(m);
         }
@@ -203,6 +211,7 @@ static void main_on_drain_timeout(uv_timer_t *t)
                  main_sessions(m));
         for (i = 0; i < m->nlisteners; i++)
                 relay_listener_shutdown(m->listeners[i].relay);
+        alertcmd_shutdown(m->alertcmd);
 }
 
 static void main_on_signal(uv_signal_t *h, int signum)
@@ -249,6 +258,30 @@ static unsigned main_probe_interval(const struct config *cfg)
         return ival ? ival : 300;
 }
 
+/* One log line when writing starts failing and one when it works again. */
+static void main_write_metrics(struct main_state *m)
+{
+        const char *step = "";
+        int r;
+
+        if (m->cfg->metrics_file == NULL)
+                return;
+        r = metrics_write(m->cfg->metrics_file, &m->alerts, &m->env.stats, &step);
+        if (r != 0 && !m->metrics_failing)
+                log_emit(&m->log, LOG_LVL_ERR, NULL,
+                         "event=metrics_failed file=%s step=%s error=\"%s\"",
+                         m->cfg->metrics_file, step, strerror(-r));
+        else if (r == 0 && m->metrics_failing)
+                log_emit(&m->log, LOG_LVL_INFO, NULL, "event=metrics_written file=%s",
+                         m->cfg->metrics_file);
+        m->metrics_failing = r != 0;
+}
+
+static void main_on_metrics(uv_timer_t *t)
+{
+        main_write_metrics(t->data);
+}
+
 static void main_handles(struct main_state *m)
 {
         uv_signal_init(m->loop, &m->sig_term);
@@ -261,9 +294,64 @@ static void main_handles(struct main_state *m)
         uv_timer_init(m->loop, &m->probe_timer);
         uv_timer_init(m->loop, &m->drain_timer);
         uv_timer_init(m->loop, &m->watch_timer);
+        uv_timer_init(m->loop, &m->metrics_timer);
         m->probe_timer.data = m->drain_timer.data = m->watch_timer.data = m;
+        m->metrics_timer.data = m;
         uv_timer_start(&m->probe_timer, main_on_probe, 0,
                        (uint64_t)main_probe_interval(m->cfg) * 1000);
+        if (m->cfg->metrics_file != NULL)
+                uv_timer_start(&m->metrics_timer, main_on_metrics, METRICS_INTERVAL_MS,
+                               METRICS_INTERVAL_MS);
+}
+
+/* alert_command must be an executable file (-t and start-up, any user). */
+static int main_check_alert_command(const struct config *cfg, FILE *errs)
+{
+        struct stat st;
+
+        if (cfg->alert_command == NULL)
+                return 0;
+        if (stat(cfg->alert_command, &st) != 0) {
+                fprintf(errs, "%s: alert_command %s: %s\n", cfg->path, cfg->alert_command,
+                        strerror(errno));
+                return -1;
+        }
+        if (!S_ISREG(st.st_mode) || (st.st_mode & 0111) == 0) {
+                fprintf(errs, "%s: alert_command %s: not an executable file\n", cfg->path,
+                        cfg->alert_command);
+                return -1;
+        }
+        return 0;
+}
+
+/*
+ * After the privilege drop: the command must be executable, and the metrics
+ * file writable, by the user mailward now runs as. Then the sinks start.
+ */
+static int main_start_sinks(struct main_state *m)
+{
+        const char *step = "";
+        int r;
+
+        if (m->cfg->alert_command != NULL && access(m->cfg->alert_command, X_OK) != 0) {
+                fprintf(stderr, "mailward: alert_command %s: %s (as uid %d)\n",
+                        m->cfg->alert_command, strerror(errno), (int)getuid());
+                return -1;
+        }
+        if (m->cfg->metrics_file != NULL) {
+                r = metrics_write(m->cfg->metrics_file, &m->alerts, &m->env.stats, &step);
+                if (r != 0) {
+                        fprintf(stderr, "mailward: metrics_file %s: %s: %s (as uid %d)\n",
+                                m->cfg->metrics_file, step, strerror(-r), (int)getuid());
+                        return -1;
+                }
+        }
+        if (m->cfg->alert_command != NULL) {
+                m->alertcmd = alertcmd_new(m->loop, &m->log, m->cfg->alert_command);
+                m->alerts.hook = alertcmd_hook;
+                m->alerts.hook_arg = m->alertcmd;
+        }
+        return 0;
 }
 
 static void main_id_prefix(struct relay_env *env)
@@ -322,15 +410,12 @@ int main(int argc, char **argv)
         m.env.log = &m.log;
         m.env.alerts = &m.alerts;
         main_id_prefix(&m.env);
-        if (main_make_listeners(&m, stderr) != 0)
+        if (main_make_listeners(&m, stderr) != 0 ||
+            main_check_alert_command(m.cfg, stderr) != 0)
                 goto out;
         if (check) {
                 printf("%s: configuration OK\n", path);
                 rc = 0;
-                goto out;
-        }
-        if (m.cfg->alert_command != NULL) {
-                fprintf(stderr, "%s: alert_command is not supported yet\n", path);
                 goto out;
         }
         if (m.cfg->syslog)
@@ -340,17 +425,24 @@ int main(int argc, char **argv)
                         strerror(errno));
                 goto out;
         }
+        if (privdrop_check(m.cfg->user, m.cfg->allow_root, err, sizeof(err)) != 0) {
+                fprintf(stderr, "mailward: %s\n", err);
+                goto out_alerts;
+        }
         if (main_bind(&m) != 0)
                 goto out_alerts;
         if (privdrop(m.cfg->user, m.cfg->allow_root, err, sizeof(err)) != 0) {
                 fprintf(stderr, "mailward: %s\n", err);
                 goto out_alerts;
         }
+        if (main_start_sinks(&m) != 0)
+                goto out_alerts;
         log_emit(&m.log, LOG_LVL_INFO, NULL,
                  "event=start version=%s uid=%d listeners=%zu", MAILWARD_VERSION,
                  (int)getuid(), m.nlisteners);
         main_handles(&m);
         uv_run(m.loop, UV_RUN_DEFAULT);
+        main_write_metrics(&m); /* the final counts */
         rc = 0;
 out_alerts:
         if (rc != 0) {
@@ -358,6 +450,7 @@ out_alerts:
                 main_close_listeners(&m);
                 uv_run(m.loop, UV_RUN_DEFAULT);
         }
+        alertcmd_free(m.alertcmd);
         alert_sink_cleanup(&m.alerts);
 out:
         main_free_listeners(&m);

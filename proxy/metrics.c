@@ -1,0 +1,116 @@
+/*
+ * metrics: format into a buffer, write a temporary file, rename it.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define METRICS_BUF 4096
+
+struct metrics_out {
+        char *buf;
+        size_t size, len;
+        bool overflow;
+};
+
+static void metrics_printf(struct metrics_out *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void metrics_printf(struct metrics_out *o, const char *fmt, ...)
+{
+        va_list ap;
+        int n;
+
+        if (o->overflow)
+                return;
+        va_start(ap, fmt);
+        n = vsnprintf(o->buf + o->len, o->size - o->len, fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= o->size - o->len) {
+                o->overflow = true;
+                return;
+        }
+        o->len += (size_t)n;
+}
+
+int metrics_format(const struct alert_sink *alerts, const struct relay_stats *stats,
+                   char *out, size_t outlen)
+{
+        struct metrics_out o = {out, outlen, 0, false};
+        int i;
+
+        if (outlen == 0)
+                return -1;
+        out[0] = '\0';
+        metrics_printf(&o, "# HELP mailward_alerts_total Alerts raised, by event.\n"
+                           "# TYPE mailward_alerts_total counter\n");
+        for (i = 0; i < ALERT_EVENT_COUNT; i++)
+                metrics_printf(&o, "mailward_alerts_total{event=\"%s\"} %lu\n",
+                               alert_event_str((enum alert_event)i), alerts->count[i]);
+        metrics_printf(&o,
+                       "# HELP mailward_sessions_active Client sessions in progress.\n"
+                       "# TYPE mailward_sessions_active gauge\n"
+                       "mailward_sessions_active %llu\n"
+                       "# HELP mailward_sessions_total Client sessions accepted.\n"
+                       "# TYPE mailward_sessions_total counter\n"
+                       "mailward_sessions_total %llu\n"
+                       "# HELP mailward_messages_total Messages delivered (the server "
+                       "side accepted the end of data).\n"
+                       "# TYPE mailward_messages_total counter\n"
+                       "mailward_messages_total %llu\n",
+                       (unsigned long long)stats->sessions_active,
+                       (unsigned long long)stats->sessions_total,
+                       (unsigned long long)stats->messages_total);
+        if (o.overflow) {
+                out[0] = '\0';
+                return -1;
+        }
+        return (int)o.len;
+}
+
+int metrics_write(const char *path, const struct alert_sink *alerts,
+                  const struct relay_stats *stats, const char **step)
+{
+        char text[METRICS_BUF], *tmp;
+        size_t tmplen = strlen(path) + 5;
+        ssize_t w;
+        int fd, n, err = 0;
+
+        n = metrics_format(alerts, stats, text, sizeof(text));
+        if (n < 0)
+                fatalx("metrics_format: buffer too small");
+        tmp = xmalloc(tmplen);
+        snprintf(tmp, tmplen, "%s.tmp", path);
+        *step = "open";
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0) {
+                err = -errno;
+                goto out;
+        }
+        *step = "write";
+        w = write(fd, text, (size_t)n);
+        if (w < 0)
+                err = -errno;
+        else if (w != n)
+                err = -EIO;
+        if (close(fd) != 0 && err == 0)
+                err = -errno;
+        if (err == 0) {
+                *step = "rename";
+                if (rename(tmp, path) != 0)
+                        err = -errno;
+        }
+        if (err != 0)
+                unlink(tmp);
+out:
+        free(tmp);
+        return err;
+}
