@@ -920,6 +920,17 @@ static void relay_send_xclient(struct relay_session *s)
                           s->helo_verb == SMTP_VERB_EHLO ? "ESMTP" : "SMTP", helo);
 }
 
+/* Append one PROXY v2 TLV (type, 16-bit length, value) at h[n]; new length. */
+static size_t relay_proxy_tlv(unsigned char *h, size_t n, unsigned char type,
+                              const char *v, size_t len)
+{
+        h[n++] = type;
+        h[n++] = (unsigned char)(len >> 8);
+        h[n++] = (unsigned char)len;
+        memcpy(h + n, v, len);
+        return n + len;
+}
+
 /* PROXY protocol v2 header, with the TLS version and cipher in PP2_TYPE_SSL. */
 static void relay_send_proxy(struct relay_session *s)
 {
@@ -972,16 +983,9 @@ static void relay_send_proxy(struct relay_session *s)
                         h[n++] = 0x01;                /* PP2_CLIENT_SSL */
                         memcpy(h + n, "\0\0\0\1", 4); /* verify: no client certificate */
                         n += 4;
-                        h[n++] = 0x21; /* PP2_SUBTYPE_SSL_VERSION */
-                        h[n++] = (unsigned char)(vl >> 8);
-                        h[n++] = (unsigned char)vl;
-                        memcpy(h + n, ver, vl);
-                        n += vl;
-                        h[n++] = 0x23; /* PP2_SUBTYPE_SSL_CIPHER */
-                        h[n++] = (unsigned char)(cl >> 8);
-                        h[n++] = (unsigned char)cl;
-                        memcpy(h + n, ciph, cl);
-                        n += cl;
+                        /* PP2_SUBTYPE_SSL_VERSION, PP2_SUBTYPE_SSL_CIPHER */
+                        n = relay_proxy_tlv(h, n, 0x21, ver, vl);
+                        n = relay_proxy_tlv(h, n, 0x23, ciph, cl);
                 }
         }
         h[lenpos] = (unsigned char)((n - 16) >> 8);
