@@ -64,6 +64,24 @@ integration: deps
 	@$(MAKE) --no-print-directory $(TEST_FLAGS) build-test/mailward
 	@scripts/run-tests integration
 
+# The benchmark (not part of `make test`): mailward against nginx's mail proxy
+# and stunnel, see test/bench/README. The load client uses OpenSSL, not
+# mailward's code; the crypto floor uses mailward's wolfSSL build.
+BENCH_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN)
+
+$(BUILD)/bench/loadgen: test/bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lssl -lcrypto
+
+$(BUILD)/bench/crypto: test/bench/crypto.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags wolfssl) -o $@ $< \
+	        $(shell pkg-config --libs wolfssl)
+
+bench: deps
+	@$(MAKE) --no-print-directory build/mailward build/bench/loadgen build/bench/crypto
+	@test/bench/run
+
 FORMAT_SRC := $(wildcard lib/*.[ch] proxy/*.[ch] test/unit/*.[ch] test/fuzz/*.c test/bench/*.c)
 
 lint:
