@@ -30,6 +30,7 @@ against a real XCLIENT implementation).
 """
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -99,10 +100,12 @@ def free_port(host="127.0.0.1"):
         s.close()
 
 
-def _listening_ports():
-    """Ports in LISTEN state on this host (from /proc/net/tcp and tcp6)."""
+def _listening_ports(pid=None):
+    """Ports in LISTEN state on this host (from /proc/net/tcp and tcp6), or
+    in the network namespace of process pid (/proc/PID/net/tcp)."""
     ports = set()
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+    base = "/proc/%d/net" % pid if pid else "/proc/net"
+    for f in (base + "/tcp", base + "/tcp6"):
         try:
             with open(f) as fh:
                 next(fh)
@@ -121,12 +124,13 @@ def is_listening(port):
     return port in _listening_ports()
 
 
-def wait_listening(ports, timeout, alive=None):
+def wait_listening(ports, timeout, alive=None, pid=None):
     """Wait until every port listens. alive(): False stops waiting early.
+    pid: look in that process's network namespace (see NetEnv).
     Returns the ports still not listening."""
     end = time.monotonic() + timeout
     while True:
-        missing = [p for p in ports if p not in _listening_ports()]
+        missing = [p for p in ports if p not in _listening_ports(pid)]
         if not missing or time.monotonic() > end or (alive and not alive()):
             return missing
         time.sleep(0.05)
@@ -148,6 +152,15 @@ def ssl_server_context(env, name="server"):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(env.certs, name + ".pem"),
                         os.path.join(env.certs, name + ".key"))
+    return ctx
+
+
+def _server_context(env, cert=None):
+    """ssl_server_context(env), or one for cert = (certfile, keyfile)."""
+    if cert is None:
+        return ssl_server_context(env)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert[0], cert[1])
     return ctx
 
 
@@ -272,11 +285,17 @@ class Env:
         return r
 
     def postfix(self, identity="xclient", **kw):
-        """A private Postfix instance; identity: "xclient", "proxy" or None."""
+        """A private Postfix instance; identity: "xclient", "proxy" or None;
+        netns="NAME" runs it inside that network namespace (see NetEnv)."""
         pf = Postfix(self, identity=identity, **kw)
         self.on_exit(pf.stop)
         pf.start()
         return pf
+
+    def netns(self, hosts=("192.0.2.10",)):
+        """Network namespaces for outbound tests: a sender and one
+        destination per address in hosts; see NetEnv. Skips without root."""
+        return NetEnv(self, hosts)
 
     def smtp_sink(self, port=None, args=()):
         """Postfix's smtp-sink on 127.0.0.1 (accepts and discards mail)."""
@@ -289,9 +308,10 @@ class Env:
         return write_config(self, self.path("mailward-%d.conf" % n), listeners,
                             globals, self.path("alerts-%d.json" % n))
 
-    def mailward(self, listeners, globals=None, args=(), wait=True, binary=None):
-        """Write a configuration and start mailward on it; see Mailward."""
-        mw = Mailward(self, listeners, globals or {}, args, binary or MAILWARD)
+    def mailward(self, listeners, globals=None, args=(), wait=True, binary=None, netns=None):
+        """Write a configuration and start mailward on it; see Mailward.
+        netns: run it inside that network namespace (see NetEnv)."""
+        mw = Mailward(self, listeners, globals or {}, args, binary or MAILWARD, netns=netns)
         self._mailwards.append(mw)
         self.on_exit(mw.kill)
         mw.start(wait)
@@ -364,8 +384,9 @@ class Mailward:
     mw.port(name), mw.addr(name) -> (host, port), mw.alerts(), mw.log(),
     mw.stop(), mw.pid, mw.conf (the file), mw.listeners (what was written)."""
 
-    def __init__(self, env, listeners, globals, args, binary):
+    def __init__(self, env, listeners, globals, args, binary, netns=None):
         self.env = env
+        self.netns = netns
         n = env._next("mailward")
         self.n = n
         self.binary = binary
@@ -394,12 +415,15 @@ class Mailward:
         envv = dict(os.environ)
         envv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         envv.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns] + argv
         self.proc = self.env.spawn(argv, log=self.logfile, env=envv, cwd=self.env.dir)
         self.pid = self.proc.pid
         if not wait:
             return
         ports = [self.port(name) for name in self.listeners]
-        missing = wait_listening(ports, 30, alive=lambda: self.proc.poll() is None)
+        missing = wait_listening(ports, 30, alive=lambda: self.proc.poll() is None,
+                                 pid=self.proc.pid if self.netns else None)
         if self.proc.poll() is not None:
             self.returncode = self.proc.returncode
             fail("mailward exited with status %s at start-up; its log:\n%s"
@@ -551,11 +575,14 @@ class Recorder:
     Options: tls None|"starttls"|"implicit"; xclient=True adds a small XCLIENT
     extension (a fixture: aiosmtpd has none); proxy=True expects a PROXY
     header (aiosmtpd's own support, v1 and v2); hostname (greeting name,
-    default "recorder.test"); reply: the reply to the end of data; other
-    keywords go to aiosmtpd's SMTP class (e.g. data_size_limit)."""
+    default "recorder.test"); reply: the reply to the end of data; host:
+    the address to listen on (default 127.0.0.1); cert: (certfile, keyfile)
+    instead of the test server certificate; other keywords go to aiosmtpd's
+    SMTP class (e.g. data_size_limit)."""
 
     def __init__(self, env, port=None, tls=None, xclient=False, proxy=False,
-                 hostname="recorder.test", reply=None, **smtp_kw):
+                 hostname="recorder.test", reply=None, host="127.0.0.1", cert=None,
+                 **smtp_kw):
         aio = _aiosmtpd()
         self.env = env
         self.port = port or free_port()
@@ -571,9 +598,9 @@ class Recorder:
             kw["proxy_protocol_timeout"] = 10
         ssl_ctx = None
         if tls == "starttls":
-            kw["tls_context"] = ssl_server_context(env)
+            kw["tls_context"] = _server_context(env, cert)
         elif tls == "implicit":
-            ssl_ctx = ssl_server_context(env)
+            ssl_ctx = _server_context(env, cert)
         elif tls is not None:
             raise ValueError("tls must be None, 'starttls' or 'implicit'")
         SMTP = _recording_smtp_class(aio.smtp.SMTP)
@@ -593,7 +620,7 @@ class Recorder:
                     rec._trigger = False
 
         self._trigger = False
-        self.controller = _Controller(_RecordingHandler(self), hostname="127.0.0.1",
+        self.controller = _Controller(_RecordingHandler(self), hostname=host,
                                       port=self.port, ssl_context=ssl_ctx,
                                       server_hostname=hostname, **kw)
         self.controller.start()
@@ -756,7 +783,7 @@ class Postfix:
     USERS = ("user", "alice", "bob", "carol", "dave", "b", "c", "rcpt", "postmaster")
 
     def __init__(self, env, identity="xclient", port=None, hostname="pf.test.example",
-                 smtpd_options=None, main=None, users=USERS):
+                 smtpd_options=None, main=None, users=USERS, netns=None):
         if identity not in ("xclient", "proxy", None):
             raise ValueError("identity must be 'xclient', 'proxy' or None")
         if not shutil.which("postfix") and not os.path.exists("/usr/sbin/postfix"):
@@ -765,6 +792,7 @@ class Postfix:
             skip("a private Postfix instance needs root")
         self.env = env
         self.identity = identity
+        self.netns = netns            # run inside this network namespace (NetEnv)
         self.port = port or free_port()
         self.n = env._next("postfix")
         self.dir = env.path("postfix-%d" % self.n)
@@ -839,7 +867,8 @@ class Postfix:
             f.write("".join("%s = %s\n" % kv for kv in cfg.items()))
 
     def _postfix(self, *args, timeout=60):
-        return subprocess.run(["postfix", "-c", self.conf] + list(args), capture_output=True,
+        pre = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return subprocess.run(pre + ["postfix", "-c", self.conf] + list(args), capture_output=True,
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def start(self):
@@ -851,7 +880,13 @@ class Postfix:
             fail("postfix start failed (%s): %s%s\n%s"
                  % (self.conf, r.stdout, r.stderr, self.maillog()))
         self.started = True
-        missing = wait_listening([self.port], 20)
+        pid = None
+        if self.netns:
+            end = time.monotonic() + 20
+            while pid is None and time.monotonic() < end:
+                pid = self.master_pid()
+                time.sleep(0.05)
+        missing = wait_listening([self.port], 20, pid=pid)
         check(not missing, "Postfix not listening on %d after 20 s; maillog:\n%s"
               % (self.port, self.maillog()))
 
@@ -942,6 +977,474 @@ class SmtpSink:
 
     def stop(self):
         kill_group(self.proc)
+
+
+# -- network namespaces: the outbound test bed -------------------------------------
+def _libc_setns(fd):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, 0x40000000) != 0:          # CLONE_NEWNET
+        e = ctypes.get_errno()
+        raise OSError(e, "setns: %s" % os.strerror(e))
+
+
+def _setns(fd):
+    if hasattr(os, "setns"):
+        os.setns(fd, os.CLONE_NEWNET)
+    else:
+        _libc_setns(fd)
+
+
+class NetEnv:
+    """Network namespaces for outbound tests (env.netns()).
+
+    A "sender" namespace, where mailward, the client (net.smtp(), or code in
+    `with net.inside():`) and an optional Postfix run, and one destination
+    namespace per address in hosts (192.0.2.10, 192.0.2.11, ... by default),
+    each joined to the sender by its own veth pair: the sender side has
+    198.51.100.1 and a host route to the destination's address. Nothing is
+    added to the host's own namespace apart from the namespaces themselves
+    (named mw-<pid>-<n>-s, -d0, -d1...; the veth pairs are created inside
+    them); everything is deleted when the environment is left, also on
+    failure. Needs root, ip(8) and nft(8) (the test is skipped otherwise).
+
+      net.sender, net.dests                 namespace names
+      net.ns_of(addr)                       the destination namespace of addr
+      net.spawn(ns, argv, log)              a process inside ns (ip netns exec)
+      net.run(ns, argv)                     run to completion inside ns
+      net.redirect(port, user="nobody")     nftables redirect of port 25 in the
+                                            sender, by scripts/nft-redirect --install
+      net.outbound(policy=..., default_level=..., **listener)
+                                            mailward's outbound listener in the
+                                            sender (redirected to, user nobody,
+                                            state_dir owned by nobody)
+      net.dest(addr, tls=..., cert=...)     aiosmtpd recorder inside a destination
+      net.stripper(addr, to, mode)          the STARTTLS-stripping fixture there
+      net.cert(name, sans, kind)            a leaf certificate for the test
+      net.smtp(host, port=25, ...)          smtplib.SMTP connected from the sender
+      net.connect(host, port)               a socket connected from the sender
+    """
+
+    SENDER_ADDR = "198.51.100.1"
+
+    def __init__(self, env, hosts=("192.0.2.10",)):
+        if not is_root():
+            skip("network namespaces need root")
+        for tool in ("ip", "nft"):
+            if not shutil.which(tool):
+                skip("%s is not installed" % tool)
+        self.env = env
+        self.hosts = list(hosts)
+        n = env._next("netns")
+        self.prefix = "mw-%d-%d" % (os.getpid(), n)
+        self.sender = self.prefix + "-s"
+        self.dests = []
+        self._by_addr = {}
+        self._namespaces = []
+        self._ncert = 0
+        self._mw_uid = _ids("nobody")[0]
+        env.on_exit(self._delete)
+        self._add_ns(self.sender)
+        self._ip(self.sender, "link", "set", "lo", "up")
+        for i, addr in enumerate(self.hosts):
+            ns = "%s-d%d" % (self.prefix, i)
+            self._add_ns(ns)
+            self.dests.append(ns)
+            self._by_addr[addr] = ns
+            ifs, ifd = "d%d" % i, "eth0"
+            # Created inside the sender, its peer inside the destination: the
+            # pair never exists in the host's namespace.
+            self._ip(self.sender, "link", "add", ifs, "type", "veth", "peer", "name", ifd,
+                     "netns", ns)
+            self._ip(ns, "link", "set", "lo", "up")
+            self._ip(self.sender, "addr", "add", self.SENDER_ADDR + "/32", "dev", ifs)
+            self._ip(self.sender, "link", "set", ifs, "up")
+            self._ip(self.sender, "route", "add", addr + "/32", "dev", ifs,
+                     "src", self.SENDER_ADDR)
+            self._ip(ns, "addr", "add", addr + "/32", "dev", ifd)
+            self._ip(ns, "link", "set", ifd, "up")
+            self._ip(ns, "route", "add", self.SENDER_ADDR + "/32", "dev", ifd, "src", addr)
+        print("mwtest: namespaces %s (%s)" % (self.sender, ", ".join(
+            "%s=%s" % kv for kv in self._by_addr.items())), flush=True)
+
+    # -- plumbing -----------------------------------------------------------------
+    def _add_ns(self, name):
+        r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+        if r.returncode != 0:
+            if "Operation not permitted" in r.stderr:
+                skip("cannot create network namespaces here: %s" % r.stderr.strip())
+            fail("ip netns add %s: %s" % (name, r.stderr.strip()))
+        self._namespaces.append(name)
+
+    def _delete(self):
+        for name in reversed(self._namespaces):
+            # Whatever still runs inside (it should have been stopped by
+            # now) keeps the namespace alive after its name is gone: kill it.
+            r = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+            for pid in r.stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            r = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
+            if r.returncode != 0:
+                print("mwtest: ip netns del %s: %s" % (name, r.stderr.strip()), flush=True)
+        self._namespaces = []
+
+    def _ip(self, ns, *args):
+        r = subprocess.run(["ip", "-n", ns] + list(args), capture_output=True, text=True)
+        check(r.returncode == 0, "ip -n %s %s: %s" % (ns, " ".join(args), r.stderr.strip()))
+
+    def ns_of(self, addr):
+        if addr in self._by_addr:
+            return self._by_addr[addr]
+        fail("no destination namespace has %s (hosts: %r)" % (addr, self.hosts))
+
+    def run(self, ns, argv, **kw):
+        """Run argv inside ns to completion (text output captured)."""
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        kw.setdefault("timeout", 60)
+        return subprocess.run(["ip", "netns", "exec", ns] + list(argv),
+                              stdin=subprocess.DEVNULL, **kw)
+
+    def spawn(self, ns, argv, log=None, **kw):
+        """Start argv inside ns (ip netns exec execs it: the Popen's pid is the
+        process's own); killed, with its group, when the environment is left."""
+        return self.env.spawn(["ip", "netns", "exec", ns] + list(argv), log=log, **kw)
+
+    @contextlib.contextmanager
+    def inside(self, ns=None):
+        """Run the block with this thread in namespace ns (default: the
+        sender). Sockets made inside stay in ns when the block is left."""
+        ns = ns or self.sender
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open("/run/netns/" + ns, os.O_RDONLY)
+        try:
+            _setns(target)
+            try:
+                yield
+            finally:
+                _setns(home)
+        finally:
+            os.close(target)
+            os.close(home)
+
+    def connect(self, host, port=25, timeout=20):
+        """A TCP socket connected from the sender namespace."""
+        with self.inside():
+            return socket.create_connection((host, port), timeout=timeout)
+
+    def smtp(self, host, port=25, local_hostname="client.sender.test", timeout=20, **kw):
+        """smtplib.SMTP connected from the sender namespace (real software)."""
+        import smtplib
+        with self.inside():
+            return smtplib.SMTP(host, port, local_hostname=local_hostname, timeout=timeout,
+                                **kw)
+
+    def listening(self, ns, port, timeout=10, pid=None):
+        """Wait until port listens inside ns (pid: a process in ns)."""
+        if pid is None:
+            r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+            pids = r.stdout.split()
+            if not pids:
+                return False
+            pid = int(pids[0])
+        return not wait_listening([port], timeout, pid=pid)
+
+    # -- nftables -------------------------------------------------------------------
+    def redirect(self, port, user="nobody"):
+        """Install scripts/nft-redirect's rules in the sender: port 25 from
+        anyone but user (mailward) goes to 127.0.0.1:port."""
+        script = os.path.join(REPO, "scripts", "nft-redirect")
+        r = self.run(self.sender, [script, "--install", "--port", str(port), "--user", user])
+        check(r.returncode == 0, "nft-redirect --install failed: %s%s" % (r.stdout, r.stderr))
+        r = self.run(self.sender, ["nft", "list", "ruleset"])
+        self.ruleset = r.stdout
+        return r.stdout
+
+    # -- mailward --------------------------------------------------------------------
+    def outbound(self, policy=None, default_level="encrypt", port=10025, name="out",
+                 globals=None, redirect=True, wait=True, **listener):
+        """mailward's outbound listener inside the sender on 127.0.0.1:port,
+        with the redirect installed: accept_tls = none, require_tls = no,
+        forward = original-dst, forward_tls = policy, policy = a file with
+        the text policy (if given), ca_file = the test CA, default_level;
+        [mailward] state_dir = a new directory owned by nobody. Other
+        keywords are listener keys (None leaves a key out)."""
+        n = self.env._next("outbound")
+        state = self.env.path("state-%d" % n)
+        os.makedirs(state)
+        _chown(state, "nobody")
+        os.chmod(state, 0o700)
+        self.state_dir = state
+        opts = {"listen": "127.0.0.1:%d" % port, "accept_tls": "none", "require_tls": "no",
+                "forward": "original-dst", "forward_tls": "policy",
+                "ca_file": os.path.join(self.env.certs, "ca.pem"), "forward_ca": None,
+                "default_level": default_level}
+        if policy is not None:
+            path = self.env.path("policy-%d" % n)
+            with open(path, "w") as f:
+                f.write(policy)
+            opts["policy"] = path
+            self.policy_file = path
+        opts.update(listener)
+        g = {"state_dir": state}
+        g.update(globals or {})
+        if redirect:
+            self.redirect(port)
+        return self.env.mailward(listeners={name: opts}, globals=g, netns=self.sender,
+                                 wait=wait)
+
+    # -- destinations -----------------------------------------------------------------
+    def dest(self, addr="192.0.2.10", port=25, tls="starttls", cert=None, listen=None,
+             hostname=None):
+        """An aiosmtpd recorder (real software, see Recorder) inside addr's
+        namespace, listening on addr:port (or listen="127.0.0.1" for one
+        behind a stripper). tls: None, "starttls" or "implicit"; cert:
+        (certfile, keyfile), default the test server certificate."""
+        return DestServer(self, self.ns_of(addr), listen or addr, port, tls, cert,
+                          hostname or "mx.dest.test")
+
+    def stripper(self, addr="192.0.2.10", port=25, to=("127.0.0.1", 2525), mode="mask"):
+        """test/integration/stripper.py (a fixture) at addr:port inside
+        addr's namespace, forwarding to `to` there; see Stripper."""
+        return Stripper(self, self.ns_of(addr), addr, port, to, mode)
+
+    # -- certificates -----------------------------------------------------------------
+    def cert(self, name, sans=None, kind="valid"):
+        """A leaf certificate and key in env.dir for the names sans (default
+        [name]), signed by the test CA (env.certs/ca.pem). kind: "valid"
+        (two years), "expired" (valid only in January 2020) or "untrusted"
+        (signed by a CA made for this test, which nobody trusts).
+        Returns (certfile, keyfile)."""
+        return make_leaf_cert(self.env, name, sans or [name], kind)
+
+
+def make_leaf_cert(env, name, sans, kind="valid"):
+    """See NetEnv.cert(); usable without namespaces."""
+    if kind not in ("valid", "expired", "untrusted"):
+        raise ValueError("kind must be valid, expired or untrusted")
+    n = env._next("leafcert")
+    d = env.path("certs-%d-%s" % (n, kind))
+    os.makedirs(d)
+    base = os.path.join(d, name)
+
+    def ossl(*args):
+        r = subprocess.run(["openssl"] + list(args), capture_output=True, text=True)
+        check(r.returncode == 0, "openssl %s failed: %s%s" % (args[0], r.stdout, r.stderr))
+
+    san = ",".join(("IP:" if all(c in "0123456789.:" for c in s) else "DNS:") + s
+                   for s in sans)
+    ca_pem, ca_key = os.path.join(env.certs, "ca.pem"), os.path.join(env.certs, "ca.key")
+    cnf = os.path.join(d, "openssl.cnf")
+    with open(cnf, "w") as f:
+        f.write("""[ req ]
+distinguished_name = req_dn
+prompt = no
+[ req_dn ]
+CN = %(name)s
+[ ca_ext ]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[ leaf_ext ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = %(san)s
+[ ca ]
+default_ca = test_ca
+[ test_ca ]
+database = %(d)s/index.txt
+new_certs_dir = %(d)s
+serial = %(d)s/serial
+default_md = sha256
+policy = any_policy
+unique_subject = no
+copy_extensions = none
+[ any_policy ]
+commonName = supplied
+""" % {"name": name, "san": san, "d": d})
+    with open(os.path.join(d, "index.txt"), "w"):
+        pass
+    with open(os.path.join(d, "serial"), "w") as f:
+        f.write("%04X\n" % (0x2000 + n))
+    if kind == "untrusted":
+        ca_pem, ca_key = os.path.join(d, "otherca.pem"), os.path.join(d, "otherca.key")
+        ossl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-out", ca_key)
+        ossl("req", "-new", "-x509", "-config", cnf, "-key", ca_key,
+             "-subj", "/CN=untrusted test CA", "-days", "3650", "-sha256",
+             "-extensions", "ca_ext", "-out", ca_pem)
+    ossl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-out", base + ".key")
+    ossl("req", "-new", "-config", cnf, "-key", base + ".key", "-subj", "/CN=" + name,
+         "-out", base + ".csr")
+    if kind == "expired":
+        dates = ["-startdate", "20200101000000Z", "-enddate", "20200201000000Z"]
+    else:
+        dates = ["-days", "730"]
+    ossl("ca", "-batch", "-notext", "-config", cnf, "-cert", ca_pem, "-keyfile", ca_key,
+         "-in", base + ".csr", "-out", base + ".pem", "-extensions", "leaf_ext",
+         "-extfile", cnf, *dates)
+    os.chmod(base + ".pem", 0o644)
+    os.chmod(base + ".key", 0o600)
+    return base + ".pem", base + ".key"
+
+
+def _wait_file(path, timeout, alive=None):
+    end = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > end or (alive and not alive()):
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class DestServer:
+    """A recorder (aiosmtpd, real software) running as its own process,
+    test/integration/destserver.py, inside a destination namespace. It
+    writes what it received to a state file; the attributes read it:
+      messages    list of Message (mail_from, rcpt_tos, data, peer, helo, tls)
+      commands    raw command lines (bytes), command_strings() as str
+      sessions    connections accepted
+      wait_messages(n, timeout)
+    Attributes: ns, addr, port, tls, log (its output)."""
+
+    def __init__(self, net, ns, addr, port, tls, cert, hostname):
+        self.net, self.ns, self.addr, self.port, self.tls = net, ns, addr, port, tls
+        n = net.env._next("dest")
+        self.state = net.env.path("dest-%d.json" % n)
+        self.log = net.env.path("dest-%d.log" % n)
+        argv = ["/usr/bin/python3",
+                os.path.join(os.path.dirname(os.path.abspath(__file__)), "destserver.py"),
+                "--state", self.state, "--addr", addr, "--port", str(port),
+                "--hostname", hostname]
+        if tls:
+            argv += ["--tls", tls]
+        if cert:
+            argv += ["--cert", cert[0], "--key", cert[1]]
+        elif tls:
+            argv += ["--cert", os.path.join(net.env.certs, "server.pem"),
+                     "--key", os.path.join(net.env.certs, "server.key")]
+        self.proc = net.spawn(ns, argv, log=self.log)
+        ok = _wait_file(self.state, 20, alive=lambda: self.proc.poll() is None)
+        check(ok, "destination server %s:%d did not start: %s"
+              % (addr, port, self.output()))
+        net.env.on_exit(self.stop)
+
+    def output(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def _read(self):
+        for _ in range(20):
+            try:
+                with open(self.state) as f:
+                    return json.load(f)
+            except (OSError, ValueError):
+                time.sleep(0.02)
+        fail("cannot read %s" % self.state)
+
+    @property
+    def messages(self):
+        import base64
+        out = []
+        for m in self._read()["messages"]:
+            out.append(Message(m["mail_from"], m["rcpt_tos"], base64.b64decode(m["data"]),
+                               tuple(m["peer"]) if m["peer"] else None, m["helo"], None,
+                               tls=m["tls"], mail_options=m["mail_options"],
+                               rcpt_options=m["rcpt_options"]))
+        return out
+
+    @property
+    def commands(self):
+        import base64
+        return [base64.b64decode(c) for c in self._read()["commands"]]
+
+    @property
+    def sessions(self):
+        return self._read()["sessions"]
+
+    def command_strings(self):
+        return [c.decode("utf-8", "replace").rstrip("\r\n") for c in self.commands]
+
+    def envelope_commands(self):
+        """The MAIL, RCPT, DATA, BDAT lines received (must be none when
+        mailward refused every recipient)."""
+        return [c for c in self.command_strings()
+                if c.split(" ")[0].upper() in ("MAIL", "RCPT", "DATA", "BDAT")]
+
+    def wait_messages(self, n, timeout=10):
+        end = time.monotonic() + timeout
+        while True:
+            msgs = self.messages
+            if len(msgs) >= n or time.monotonic() > end:
+                return msgs
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc is not None:
+            kill_group(self.proc)
+            self.proc = None
+
+
+class Stripper:
+    """test/integration/stripper.py (a fixture, NOT real software): a
+    man-in-the-middle between mailward and a destination. mode (read again
+    for every connection; set_mode() changes it):
+      pass    forward everything untouched
+      mask    rewrite the STARTTLS capability to XXXXXXXA
+      strip   delete the STARTTLS line from the EHLO reply
+      refuse  answer STARTTLS with 454 itself (the server never sees it)
+      inject  pass STARTTLS on, send "250 injected" right after the server's 220
+    Attributes: sessions (connections taken), events() (its log lines)."""
+
+    MODES = ("pass", "mask", "strip", "refuse", "inject")
+
+    def __init__(self, net, ns, addr, port, to, mode):
+        n = net.env._next("stripper")
+        self.net = net
+        self.mode_file = net.env.path("stripper-%d.mode" % n)
+        self.events_file = net.env.path("stripper-%d.events" % n)
+        self.log = net.env.path("stripper-%d.log" % n)
+        self.set_mode(mode)
+        ready = net.env.path("stripper-%d.ready" % n)
+        argv = ["/usr/bin/python3",
+                os.path.join(os.path.dirname(os.path.abspath(__file__)), "stripper.py"),
+                "--listen", "%s:%d" % (addr, port), "--to", "%s:%d" % tuple(to),
+                "--mode-file", self.mode_file, "--events", self.events_file,
+                "--ready", ready]
+        self.proc = net.spawn(ns, argv, log=self.log)
+        ok = _wait_file(ready, 20, alive=lambda: self.proc.poll() is None)
+        check(ok, "stripper did not start: %s" % open(self.log, errors="replace").read())
+        net.env.on_exit(self.stop)
+
+    def set_mode(self, mode):
+        if mode not in self.MODES:
+            raise ValueError("unknown stripper mode %r" % mode)
+        tmp = self.mode_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(mode + "\n")
+        os.rename(tmp, self.mode_file)
+
+    def events(self):
+        try:
+            with open(self.events_file, errors="replace") as f:
+                return f.read().splitlines()
+        except OSError:
+            return []
+
+    def stop(self):
+        if self.proc is not None:
+            kill_group(self.proc)
+            self.proc = None
 
 
 # -- fixtures that are not real software ---------------------------------------
