@@ -14,6 +14,8 @@
 #include <wolfssl/version.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/hash.h>
 #include <wolfssl/wolfcrypt/rsa.h>
 
 #include <arpa/inet.h>
@@ -61,6 +63,7 @@ struct tls_ctx {
         unsigned magic;
         enum tls_role role;
         bool verify_peer;
+        bool verify_record; /* and not verify_peer */
         WOLFSSL_CTX *wctx;
 };
 
@@ -71,6 +74,11 @@ struct tls {
         struct buf in;  /* ciphertext fed, not yet taken by wolfSSL */
         struct buf out; /* ciphertext wolfSSL produced, for the caller to send */
         bool done;      /* handshake complete */
+        /* What tls_verify_cb() saw (client role, verify_peer or verify_record). */
+        bool verify_ran;     /* it was called */
+        bool verify_expired; /* some certificate was outside its validity */
+        int verify_error;    /* the first error, 0 if none */
+        int verify_depth;    /* and where in the chain (0: the leaf) */
         char err[160];
 };
 
@@ -292,6 +300,69 @@ static bool tls_ctx_server(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
         return true;
 }
 
+/*
+ * With OPENSSL_EXTRA, wolfSSL 5.5.4 hands the verify callback OpenSSL's
+ * X509_V_ERR_* code for the certificate errors it can translate (seen: 18
+ * for ASN_SELF_SIGNED_E, 14 for ASN_AFTER_DATE_E, 20 for ASN_NO_SIGNER_E) and
+ * its own negative code for the rest (DOMAIN_NAME_MISMATCH, -322). Map back
+ * to wolfSSL's codes, as tls_error() shows them; the signature errors all
+ * become ASN_SIG_CONFIRM_E. An unknown X509_V_ERR_* value is kept as it is.
+ */
+static int tls_verify_code(int code)
+{
+        switch (code) {
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+        case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
+                return ASN_BEFORE_DATE_E;
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+        case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:
+                return ASN_AFTER_DATE_E;
+        case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+                return ASN_SELF_SIGNED_E;
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+                return ASN_NO_SIGNER_E;
+        case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+                return ASN_SIG_CONFIRM_E;
+        case X509_V_ERR_PATH_LENGTH_EXCEEDED:
+                return ASN_PATHLEN_INV_E;
+        case X509_V_ERR_CERT_REVOKED:
+                return CRL_CERT_REVOKED;
+        case 0: /* a failure without a code: never record it as "no error" */
+                return VERIFY_CERT_ERROR;
+        default:
+                return code;
+        }
+}
+
+/*
+ * Called by wolfSSL for every certificate of the peer's chain (this build has
+ * WOLFSSL_ALWAYS_VERIFY_CB and WOLFSSL_VERIFY_CB_ALL_CERTS), with preverify 0
+ * and store->error set when wolfSSL found it bad. Remembers the first error
+ * and any validity error; verify_peer keeps wolfSSL's verdict, verify_record
+ * overrides it.
+ */
+static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+        struct tls *t = store != NULL ? store->userCtx : NULL;
+        int code;
+
+        if (t == NULL) /* not ours: cannot happen; fail closed */
+                return 0;
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        t->verify_ran = true;
+        if (!preverify) {
+                code = tls_verify_code(store->error);
+                if (t->verify_error == 0) {
+                        t->verify_error = code;
+                        t->verify_depth = store->error_depth;
+                }
+                if (code == ASN_AFTER_DATE_E || code == ASN_BEFORE_DATE_E)
+                        t->verify_expired = true;
+        }
+        return t->ctx->verify_record ? 1 : preverify;
+}
+
 static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, char *err,
                            size_t errlen)
 {
@@ -311,8 +382,10 @@ static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
                 snprintf(err, errlen, "verify_peer needs a CA file");
                 return false;
         }
-        wolfSSL_CTX_set_verify(
-            wctx, conf->verify_peer ? WOLFSSL_VERIFY_PEER : WOLFSSL_VERIFY_NONE, NULL);
+        if (conf->verify_peer || conf->verify_record)
+                wolfSSL_CTX_set_verify(wctx, WOLFSSL_VERIFY_PEER, tls_verify_cb);
+        else
+                wolfSSL_CTX_set_verify(wctx, WOLFSSL_VERIFY_NONE, NULL);
         return true;
 }
 
@@ -348,6 +421,8 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
         ctx->magic = TLS_CTX_MAGIC;
         ctx->role = role;
         ctx->verify_peer = role == TLS_ROLE_CLIENT && conf->verify_peer;
+        ctx->verify_record =
+            role == TLS_ROLE_CLIENT && conf->verify_record && !conf->verify_peer;
         ctx->wctx = wctx;
         return ctx;
 }
@@ -386,6 +461,7 @@ struct tls *tls_new(struct tls_ctx *ctx, const char *servername)
                 fatalx("tls_new: wolfSSL_new failed");
         wolfSSL_SetIOReadCtx(t->ssl, t);
         wolfSSL_SetIOWriteCtx(t->ssl, t);
+        wolfSSL_SetCertCbCtx(t->ssl, t); /* store->userCtx in tls_verify_cb() */
         if (ctx->role == TLS_ROLE_CLIENT && servername != NULL && *servername != '\0') {
                 if (!tls_is_ip_literal(servername) &&
                     wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, servername,
@@ -459,6 +535,9 @@ enum tls_result tls_handshake(struct tls *t)
                                               : wolfSSL_connect(t->ssl);
         if (ret == WOLFSSL_SUCCESS) {
                 t->done = true;
+                /* verify_record overrode an error that wolfSSL had queued. */
+                if (t->verify_error != 0)
+                        wolfSSL_ERR_clear_error();
                 return TLS_OK;
         }
         return tls_fail(t, ret, "handshake");
@@ -551,6 +630,124 @@ int tls_cipher_bits(const struct tls *t)
         WOLFSSL_CIPHER *c = t->done ? wolfSSL_get_current_cipher(t->ssl) : NULL;
 
         return c != NULL ? wolfSSL_CIPHER_get_bits(c, NULL) : 0;
+}
+
+/*
+ * Copy an ASN.1 string from the certificate into out (256 bytes) if it is a
+ * plausible host name: 1..255 bytes of printable ASCII, no space, no NUL.
+ */
+static bool tls_copy_name(WOLFSSL_ASN1_STRING *s, char out[256])
+{
+        const unsigned char *p;
+        int i, n;
+
+        if (s == NULL)
+                return false;
+        p = wolfSSL_ASN1_STRING_data(s);
+        n = wolfSSL_ASN1_STRING_length(s);
+        if (p == NULL || n <= 0 || n > 255)
+                return false;
+        for (i = 0; i < n; i++)
+                if (p[i] <= 0x20 || p[i] >= 0x7f)
+                        return false;
+        memcpy(out, p, (size_t)n);
+        out[n] = '\0';
+        return true;
+}
+
+/* The leaf's subjectAltName dNSNames or, if it has none, its last CN. */
+static void tls_peer_names(WOLFSSL_X509 *x, struct tls_peer *out)
+{
+        const size_t max = UTIL_ARRAY_LEN(out->names);
+        WOLFSSL_STACK *sans;
+        WOLFSSL_GENERAL_NAME *gn;
+        WOLFSSL_X509_NAME *subject;
+        WOLFSSL_X509_NAME_ENTRY *entry;
+        bool any_dns = false;
+        int i, n, loc, last;
+
+        sans = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+        n = sans != NULL ? wolfSSL_sk_GENERAL_NAME_num(sans) : 0;
+        for (i = 0; i < n; i++) {
+                gn = wolfSSL_sk_GENERAL_NAME_value(sans, i);
+                if (gn == NULL || gn->type != ASN_DNS_TYPE)
+                        continue;
+                any_dns = true;
+                if (out->nnames < max &&
+                    tls_copy_name(gn->d.dNSName, out->names[out->nnames]))
+                        out->nnames++;
+        }
+        if (sans != NULL)
+                wolfSSL_sk_GENERAL_NAME_pop_free(sans, wolfSSL_GENERAL_NAME_free);
+        if (any_dns)
+                return;
+        subject = wolfSSL_X509_get_subject_name(x);
+        if (subject == NULL)
+                return;
+        last = -1;
+        loc = -1;
+        while ((loc = wolfSSL_X509_NAME_get_index_by_NID(subject, NID_commonName, loc)) >=
+               0)
+                last = loc;
+        entry = last >= 0 ? wolfSSL_X509_NAME_get_entry(subject, last) : NULL;
+        if (entry != NULL &&
+            tls_copy_name(wolfSSL_X509_NAME_ENTRY_get_data(entry), out->names[0]))
+                out->nnames = 1;
+}
+
+int tls_peer_info(const struct tls *t, struct tls_peer *out)
+{
+        static const char hex[] = "0123456789abcdef";
+        WOLFSSL_X509_CHAIN *chain;
+        const unsigned char *der;
+        unsigned char md[WC_SHA256_DIGEST_SIZE];
+        char reason[WOLFSSL_MAX_ERROR_SZ];
+        WOLFSSL_X509 *x;
+        int len;
+        size_t i;
+
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        memset(out, 0, sizeof(*out));
+        out->verify_error = t->verify_error;
+        out->expired = t->verify_expired;
+        if (t->verify_error != 0) {
+                if (t->verify_error < 0)
+                        wolfSSL_ERR_error_string_n((unsigned long)t->verify_error, reason,
+                                                   sizeof(reason));
+                else
+                        snprintf(reason, sizeof(reason), "%s",
+                                 wolfSSL_X509_verify_cert_error_string(t->verify_error));
+                snprintf(out->verify_reason, sizeof(out->verify_reason),
+                         "%s (%d) at depth %d", reason, t->verify_error, t->verify_depth);
+        }
+        if (t->ctx->verify_peer)
+                out->chain_trusted = t->done;
+        else if (t->ctx->verify_record)
+                out->chain_trusted = t->done && t->verify_ran && t->verify_error == 0;
+
+        chain = wolfSSL_get_peer_chain(t->ssl);
+        if (chain != NULL && wolfSSL_get_chain_count(chain) > 0) {
+                der = wolfSSL_get_chain_cert(chain, 0);
+                len = wolfSSL_get_chain_length(chain, 0);
+                if (der != NULL && len > 0) {
+                        out->has_cert = true;
+                        if (wc_Sha256Hash(der, (word32)len, md) == 0) {
+                                for (i = 0; i < sizeof(md); i++) {
+                                        out->sha256[2 * i] = hex[md[i] >> 4];
+                                        out->sha256[2 * i + 1] = hex[md[i] & 15];
+                                }
+                                out->sha256[2 * sizeof(md)] = '\0';
+                        }
+                        x = wolfSSL_X509_d2i(NULL, der, len);
+                        if (x != NULL) {
+                                tls_peer_names(x, out);
+                                wolfSSL_X509_free(x);
+                        }
+                }
+        }
+        if (!out->has_cert)
+                out->chain_trusted = false;
+        return t->done ? 0 : -1;
 }
 
 const char *tls_error(const struct tls *t)

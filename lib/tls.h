@@ -45,6 +45,13 @@ struct tls_ctx_conf {
         const char *key_file;  /* PEM key; required for the server role */
         const char *ca_file;   /* client role: trust anchors (NULL: none loaded) */
         bool verify_peer;      /* client role: fail the handshake on a bad chain */
+        /*
+         * Client role: check the chain against ca_file (none loaded if NULL) but
+         * never fail the handshake because of the certificate; record the outcome
+         * for tls_peer_info() instead. verify_peer wins if both are set. No name
+         * check either way here: the caller judges tls_peer_info()'s names.
+         */
+        bool verify_record;
 };
 
 /* The wolfSSL version running, and how it was built (for mailward -V). */
@@ -92,6 +99,33 @@ void tls_shutdown(struct tls *t);
 const char *tls_version(const struct tls *t);
 const char *tls_cipher(const struct tls *t);
 int tls_cipher_bits(const struct tls *t);
+/*
+ * The peer's certificate as the handshake saw it. Names and reason are
+ * NUL-terminated; names hold only printable ASCII without spaces (a name with
+ * any other byte, an embedded NUL included, or longer than 255 bytes is left
+ * out, as are names past the 16th).
+ */
+struct tls_peer {
+        bool has_cert;           /* the server sent a certificate */
+        bool chain_trusted;      /* chain verifies to a loaded trust anchor (and none
+                                    of it is expired: expired implies !chain_trusted) */
+        bool expired;            /* a certificate of the chain is outside its validity */
+        int verify_error;        /* wolfSSL's first verification error, 0 if none */
+        char verify_reason[128]; /* its words and the chain depth; "" if none */
+        unsigned nnames; /* subjectAltName dNSNames, or the CN if there are none */
+        char names[16][256];
+        char sha256[65]; /* hex SHA-256 of the leaf certificate's DER; "" if none */
+};
+
+/*
+ * Fill in *out after the handshake: 0. -1 if the handshake has not completed
+ * (out is still filled in with what is known, chain_trusted false). For a
+ * verify_peer context chain_trusted is true once the handshake succeeded; for
+ * a verify_record one it says what the check found; with neither (no
+ * verification) it is false.
+ */
+int tls_peer_info(const struct tls *t, struct tls_peer *out);
+
 /* Why the last call failed, for a log line ("" if it did not). */
 const char *tls_error(const struct tls *t);
 
