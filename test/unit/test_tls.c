@@ -340,6 +340,217 @@ static void test_no_verify(void **state)
         tls_ctx_free(sctx);
 }
 
+/*
+ * A verify_record client (trust anchors ca.pem, or none if !with_ca) against
+ * a server with cert/key: the handshake must complete; *peer is filled in.
+ */
+static void test_record(void **state, const char *cert, const char *key, bool with_ca,
+                        struct tls_peer *peer)
+{
+        struct tls_ctx *sctx = test_server_ctx(state, cert, key);
+        struct tls_ctx_conf conf = {0};
+        struct tls_ctx *cctx;
+        struct test_outcome o;
+        struct tls *s, *c;
+        char err[256];
+
+        conf.ca_file = with_ca ? test_path(state, "ca.pem") : NULL;
+        conf.verify_record = true;
+        cctx = tls_ctx_new(TLS_ROLE_CLIENT, &conf, err, sizeof(err));
+        if (cctx == NULL)
+                fail_msg("client ctx: %s", err);
+        s = tls_new(sctx, NULL);
+        c = tls_new(cctx, "localhost");
+        assert_int_equal(tls_peer_info(c, peer), -1); /* not yet */
+        assert_false(peer->has_cert);
+        assert_false(peer->chain_trusted);
+        o = test_handshake(c, s);
+        if (o.client != TLS_OK)
+                fail_msg("%s: client handshake: %s", cert, tls_error(c));
+        assert_int_equal(o.server, TLS_OK);
+        assert_int_equal(tls_peer_info(c, peer), 0);
+        /* Nothing left behind in wolfSSL's error queue by the override. */
+        assert_int_equal(wolfSSL_ERR_peek_error(), 0);
+        tls_free(c);
+        tls_free(s);
+        tls_ctx_free(cctx);
+        tls_ctx_free(sctx);
+}
+
+/* The hex SHA-256 of file's certificate in DER, as openssl and sha256sum say it. */
+static void test_cert_sha256(void **state, const char *file, char out[65])
+{
+        char cmd[512];
+        FILE *p;
+
+        snprintf(cmd, sizeof(cmd),
+                 "openssl x509 -in '%s' -outform DER | sha256sum | cut -c1-64",
+                 test_path(state, file));
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        assert_non_null(fgets(out, 65, p));
+        assert_int_equal(pclose(p), 0);
+        assert_int_equal(strlen(out), 64);
+}
+
+static bool test_has_name(const struct tls_peer *peer, const char *name)
+{
+        unsigned i;
+
+        for (i = 0; i < peer->nnames; i++)
+                if (strcmp(peer->names[i], name) == 0)
+                        return true;
+        return false;
+}
+
+static void test_record_trusted(void **state)
+{
+        struct tls_peer peer;
+        char sha[65];
+
+        test_record(state, "server.pem", "server.key", true, &peer);
+        assert_true(peer.has_cert);
+        assert_true(peer.chain_trusted);
+        assert_false(peer.expired);
+        assert_int_equal(peer.verify_error, 0);
+        assert_string_equal(peer.verify_reason, "");
+        /* dNSNames only: the IP addresses of the subjectAltName are left out. */
+        assert_int_equal(peer.nnames, 2);
+        assert_true(test_has_name(&peer, "localhost"));
+        assert_true(test_has_name(&peer, "mx.test"));
+        test_cert_sha256(state, "server.pem", sha);
+        assert_string_equal(peer.sha256, sha);
+
+        /* RSA, TLS 1.3 as well. */
+        test_record(state, "server-rsa.pem", "server-rsa.key", true, &peer);
+        assert_true(peer.chain_trusted);
+        test_cert_sha256(state, "server-rsa.pem", sha);
+        assert_string_equal(peer.sha256, sha);
+}
+
+static void test_record_selfsigned(void **state)
+{
+        struct tls_peer peer;
+        char sha[65];
+
+        test_record(state, "selfsigned.pem", "selfsigned.key", true, &peer);
+        assert_true(peer.has_cert);
+        assert_false(peer.chain_trusted);
+        assert_false(peer.expired);
+        assert_int_equal(peer.verify_error, -275); /* ASN_SELF_SIGNED_E */
+        assert_non_null(strstr(peer.verify_reason, "(-275) at depth 0"));
+        assert_true(test_has_name(&peer, "localhost"));
+        test_cert_sha256(state, "selfsigned.pem", sha);
+        assert_string_equal(peer.sha256, sha);
+}
+
+static void test_record_expired(void **state)
+{
+        struct tls_peer peer;
+
+        test_record(state, "expired.pem", "expired.key", true, &peer);
+        assert_true(peer.has_cert);
+        assert_true(peer.expired);
+        assert_false(peer.chain_trusted);          /* expired implies not trusted */
+        assert_int_equal(peer.verify_error, -151); /* ASN_AFTER_DATE_E */
+        assert_non_null(strstr(peer.verify_reason, "(-151)"));
+        assert_true(test_has_name(&peer, "localhost"));
+}
+
+/* No name check in the TLS layer: a wrong name is still a trusted chain. */
+static void test_record_wrongname(void **state)
+{
+        struct tls_peer peer;
+
+        test_record(state, "wrongname.pem", "wrongname.key", true, &peer);
+        assert_true(peer.has_cert);
+        assert_true(peer.chain_trusted);
+        assert_false(peer.expired);
+        assert_int_equal(peer.verify_error, 0);
+        assert_int_equal(peer.nnames, 1);
+        assert_string_equal(peer.names[0], "wrong.test");
+}
+
+static void test_record_no_ca(void **state)
+{
+        struct tls_peer peer;
+        char sha[65];
+
+        test_record(state, "server.pem", "server.key", false, &peer);
+        assert_true(peer.has_cert);
+        assert_false(peer.chain_trusted);
+        assert_false(peer.expired);
+        assert_int_equal(peer.verify_error, -188); /* ASN_NO_SIGNER_E */
+        assert_int_equal(peer.nnames, 2);
+        test_cert_sha256(state, "server.pem", sha);
+        assert_string_equal(peer.sha256, sha);
+}
+
+/* tls_peer_info() with verify_peer: trusted once the handshake succeeded. */
+static void test_peer_info_verify_peer(void **state)
+{
+        struct tls_ctx *sctx = test_server_ctx(state, "server.pem", "server.key");
+        struct tls_ctx *cctx = test_client_ctx(state, true);
+        struct tls *s = tls_new(sctx, NULL), *c = tls_new(cctx, "mx.test");
+        struct test_outcome o = test_handshake(c, s);
+        struct tls_peer peer;
+
+        assert_int_equal(o.client, TLS_OK);
+        assert_int_equal(tls_peer_info(c, &peer), 0);
+        assert_true(peer.has_cert);
+        assert_true(peer.chain_trusted);
+        assert_false(peer.expired);
+        assert_int_equal(peer.verify_error, 0);
+        assert_int_equal(peer.nnames, 2);
+        assert_int_equal(strlen(peer.sha256), 64);
+        /* The server asked for no client certificate. */
+        assert_int_equal(tls_peer_info(s, &peer), 0);
+        assert_false(peer.has_cert);
+        assert_false(peer.chain_trusted);
+        assert_string_equal(peer.sha256, "");
+        tls_free(c);
+        tls_free(s);
+        tls_ctx_free(cctx);
+
+        /* A failed verify_peer handshake: -1, not trusted, the reason kept. */
+        cctx = test_client_ctx(state, true);
+        tls_ctx_free(sctx);
+        sctx = test_server_ctx(state, "expired.pem", "expired.key");
+        s = tls_new(sctx, NULL);
+        c = tls_new(cctx, "localhost");
+        o = test_handshake(c, s);
+        assert_int_equal(o.client, TLS_ERROR);
+        assert_int_equal(tls_peer_info(c, &peer), -1);
+        assert_false(peer.chain_trusted);
+        assert_true(peer.expired);
+        assert_int_equal(peer.verify_error, -151);
+        tls_free(c);
+        tls_free(s);
+        tls_ctx_free(cctx);
+        tls_ctx_free(sctx);
+}
+
+/* Without any verification chain_trusted is never claimed. */
+static void test_peer_info_no_verify(void **state)
+{
+        struct tls_ctx *sctx = test_server_ctx(state, "server.pem", "server.key");
+        struct tls_ctx *cctx = test_client_ctx(state, false);
+        struct tls *s = tls_new(sctx, NULL), *c = tls_new(cctx, "localhost");
+        struct test_outcome o = test_handshake(c, s);
+        struct tls_peer peer;
+
+        assert_int_equal(o.client, TLS_OK);
+        assert_int_equal(tls_peer_info(c, &peer), 0);
+        assert_true(peer.has_cert);
+        assert_false(peer.chain_trusted);
+        assert_int_equal(peer.nnames, 2);
+        assert_int_equal(strlen(peer.sha256), 64);
+        tls_free(c);
+        tls_free(s);
+        tls_ctx_free(cctx);
+        tls_ctx_free(sctx);
+}
+
 /* A wolfSSL client configured by hand, for peers that struct tls never makes. */
 struct test_raw {
         WOLFSSL_CTX *ctx;
@@ -608,6 +819,13 @@ int main(void)
             cmocka_unit_test(test_verify_chain),
             cmocka_unit_test(test_sni),
             cmocka_unit_test(test_no_verify),
+            cmocka_unit_test(test_record_trusted),
+            cmocka_unit_test(test_record_selfsigned),
+            cmocka_unit_test(test_record_expired),
+            cmocka_unit_test(test_record_wrongname),
+            cmocka_unit_test(test_record_no_ca),
+            cmocka_unit_test(test_peer_info_verify_peer),
+            cmocka_unit_test(test_peer_info_no_verify),
             cmocka_unit_test(test_tls12_allowed),
             cmocka_unit_test(test_tls11_refused),
             cmocka_unit_test(test_weak_suites_refused),
