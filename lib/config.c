@@ -19,6 +19,8 @@
  */
 #include "config.h"
 
+#include "policy.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -53,6 +55,7 @@ enum config_type {
         CONFIG_T_FORWARD,     /* host:port or original-dst */
         CONFIG_T_LOG_LEVEL,
         CONFIG_T_LOG_DEST, /* stderr | syslog, stored as bool syslog */
+        CONFIG_T_LEVEL,    /* a policy level (lib/policy.h) */
 };
 
 struct config_key {
@@ -97,6 +100,10 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(forward, CONFIG_T_FORWARD),
     CONFIG_L(forward_tls, CONFIG_T_FORWARD_TLS),
     CONFIG_L(forward_ca, CONFIG_T_STR),
+    {"ca_file", CONFIG_T_STR, offsetof(struct config_listener, forward_ca), 0, 0},
+    CONFIG_L(policy, CONFIG_T_STR),
+    CONFIG_L(default_level, CONFIG_T_LEVEL),
+    CONFIG_N(learned_max_age, 0, 3650),
     CONFIG_L(forward_verify, CONFIG_T_BOOL),
     CONFIG_L(client_identity, CONFIG_T_IDENTITY),
     CONFIG_L(hostname, CONFIG_T_HOSTNAME),
@@ -191,6 +198,7 @@ static void config_listener_free(struct config_listener *l)
         free(l->forward);
         free(l->hostname);
         free(l->forward_ca);
+        free(l->policy);
         free(l);
 }
 
@@ -251,6 +259,8 @@ static struct config_listener *config_new_listener(const struct config_parser *p
         l->timeout_idle = 60;
         l->timeout_final = 600;
         l->probe_interval = 300;
+        l->default_level = POLICY_LEVEL_ENCRYPT;
+        l->learned_max_age = 30;
         return l;
 }
 
@@ -472,6 +482,19 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                                      "%s: expected err, warning, info or debug, got '%s'",
                                      k->name, v);
                 return;
+        case CONFIG_T_LEVEL: {
+                enum policy_level level;
+
+                if (policy_level_parse(v, &level) != 0 || level == POLICY_LEVEL_DANE ||
+                    level == POLICY_LEVEL_DANE_ONLY)
+                        config_error(p, p->line,
+                                     "%s: expected none, may, encrypt, verify or secure, "
+                                     "got '%s'",
+                                     k->name, v);
+                else
+                        *(unsigned *)(void *)field = level;
+                return;
+        }
         case CONFIG_T_LOG_DEST:
                 if (strcasecmp(v, "stderr") == 0)
                         *(bool *)(void *)field = false;
@@ -725,6 +748,17 @@ static void config_check_listener(struct config_parser *p, const struct config_s
         if (l->forward_tls == CONFIG_TLS_POLICY && l->forward != NULL && !forward_dst)
                 config_error(p, config_seen(s, "forward_tls"),
                              "forward_tls = policy needs forward = " CONFIG_ORIGINAL_DST);
+        if (forward_dst && l->forward_tls != CONFIG_TLS_POLICY)
+                config_error(p, config_seen(s, "forward"),
+                             "forward = " CONFIG_ORIGINAL_DST
+                             " needs forward_tls = policy");
+        if (l->forward_tls == CONFIG_TLS_POLICY && l->accept_tls != CONFIG_TLS_NONE)
+                config_error(p, config_seen(s, "forward_tls"),
+                             "forward_tls = policy needs accept_tls = none (an outbound "
+                             "listener takes the local MTA's plaintext)");
+        if (l->policy != NULL && l->forward_tls != CONFIG_TLS_POLICY)
+                config_error(p, config_seen(s, "policy"),
+                             "policy is used only with forward_tls = policy");
 }
 
 static void config_parser_cleanup(struct config_parser *p)

@@ -44,6 +44,10 @@ struct config_listener {
         char *hostname;      /* name in our greeting; default: the system's */
         char *forward_ca;    /* CA file for forward_tls; default system bundle */
         bool forward_verify; /* verify the backend's certificate (default yes) */
+        /* Outbound (forward_tls = policy). */
+        char *policy;             /* policy table (lib/policy.h); NULL: none */
+        unsigned default_level;   /* enum policy_level for unlisted domains; encrypt */
+        unsigned learned_max_age; /* days a learned TLS record holds; 0: off; 30 */
 
         unsigned max_sessions;   /* per listener; default 1000 */
         unsigned max_per_client; /* per client address; default 20 */

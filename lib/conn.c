@@ -4,6 +4,7 @@
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@
 #define CONN_READ_SIZE        65536
 #define CONN_CLOSE_FLUSH_MS   5000
 #define CONN_TLS_RECORD_START 0x16 /* handshake record type */
+/* From <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>. */
+#define CONN_SO_ORIGINAL_DST      80
+#define CONN_IP6T_SO_ORIGINAL_DST 80
 
 struct conn {
         unsigned magic;
@@ -584,4 +588,24 @@ const struct sockaddr_storage *conn_peer_addr(const struct conn *c)
 const struct sockaddr_storage *conn_local_addr(const struct conn *c)
 {
         return &c->local_addr;
+}
+
+int conn_original_dst(const struct conn *c, struct sockaddr_storage *out)
+{
+        uv_os_fd_t fd;
+        socklen_t len = sizeof(*out);
+        int r;
+
+        if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+                return -EBADF;
+        memset(out, 0, sizeof(*out));
+        if (c->local_addr.ss_family == AF_INET6)
+                r = getsockopt(fd, SOL_IPV6, CONN_IP6T_SO_ORIGINAL_DST, out, &len);
+        else
+                r = getsockopt(fd, SOL_IP, CONN_SO_ORIGINAL_DST, out, &len);
+        if (r == 0)
+                return 0;
+        /* No NAT entry: TPROXY (or no redirect at all) keeps it as our local address. */
+        *out = c->local_addr;
+        return 1;
 }

@@ -100,6 +100,14 @@ unsigned conn_peer_port(const struct conn *c);
 const struct sockaddr_storage *conn_peer_addr(const struct conn *c);
 const struct sockaddr_storage *conn_local_addr(const struct conn *c);
 
+/*
+ * Where the peer meant to connect before an nftables/iptables redirect
+ * (SO_ORIGINAL_DST): 0. With no NAT entry (TPROXY, or no redirect) the local
+ * address is given and 1 returned; the caller decides whether that is
+ * acceptable. Negative on error.
+ */
+int conn_original_dst(const struct conn *c, struct sockaddr_storage *out);
+
 /* Write a sockaddr as "ip:port" ("[v6]:port"). */
 void conn_addr_str(const struct sockaddr *sa, char *out, size_t outlen);
 

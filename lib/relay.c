@@ -9,6 +9,7 @@
 #include "relay.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -19,6 +20,8 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "learned.h"
+#include "policy.h"
 #include "smtp.h"
 #include "tls.h"
 #include "util.h"
@@ -68,11 +71,36 @@ enum relay_action {
         RELAY_A_MESSAGE,  /* the final reply to a message (end of DATA, BDAT LAST) */
         RELAY_A_QUIT,     /* close after forwarding */
         RELAY_A_STARTTLS, /* local 220: start TLS once it is written */
+        RELAY_A_OUT_EHLO, /* outbound: the client's EHLO, answered once TLS is decided */
+        RELAY_A_OUT_MAIL, /* outbound: a MAIL sent late; swallowed unless it fails */
+        RELAY_A_OUT_RCPT, /* outbound: a RCPT after a late MAIL: the MAIL's error wins */
+};
+
+/* Outbound: mailward's own commands while it reaches TLS for the client's EHLO. */
+enum relay_out_step {
+        RELAY_OUT_NONE,
+        RELAY_OUT_STARTTLS, /* 220 to our STARTTLS */
+        RELAY_OUT_TLS,      /* handshake */
+        RELAY_OUT_EHLO,     /* 250 to the client's EHLO, repeated over TLS */
+};
+
+/* Outbound: what the server side did, for judging each recipient domain. */
+struct relay_observed {
+        bool starttls_offered;
+        char masked[SMTP_CAP_LEN]; /* a capability that looks like a masked STARTTLS */
+        int starttls_reply;        /* code to our STARTTLS; 0: not sent */
+        bool injection;            /* bytes after the server's 220 to STARTTLS */
+        bool tls_reached;
+        char tls_error[160];
+        char version[16];
+        char cipher[64];
+        struct tls_peer peer;
 };
 
 struct relay_pending {
         enum relay_action action;
         bool ready;
+        bool held; /* outbound MAIL not sent yet: no backend reply is due for it */
         char *text;
         size_t len;
         struct relay_pending *next;
@@ -91,6 +119,9 @@ struct relay_listener {
         bool probing;
         unsigned nsessions;
         struct relay_session *sessions;
+        bool outbound;         /* forward_tls = policy */
+        bool original_dst;     /* forward = original-dst */
+        struct policy *policy; /* outbound: the table (may be empty) */
 };
 
 struct relay_session {
@@ -124,6 +155,21 @@ struct relay_session {
         bool cmd_bare_lf;   /* inside a command line that held a bare LF */
         bool plaintext_alerted;
         bool quit;
+        /* Outbound. */
+        bool out;
+        struct sockaddr_storage dst;
+        char dst_str[64];
+        bool out_banner_sent;
+        bool out_plain_fallback; /* TLS failed: a plaintext reconnect for none/may */
+        enum relay_out_step out_step;
+        struct smtp_caps out_caps; /* the server's capabilities before TLS */
+        char out_greeting[SMTP_CAP_LEN];
+        struct relay_observed obs;
+        char *held_mail;                  /* MAIL line not sent yet */
+        struct relay_pending *held_entry; /* its reply, due before the RCPTs' */
+        bool mail_sent;
+        unsigned rcpt_passed;
+        char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
         unsigned messages;
         uint64_t started_ms;
         char reason[128];
@@ -132,6 +178,15 @@ struct relay_session {
 static void relay_run(struct relay_session *s);
 static void relay_backend_connect(struct relay_session *s);
 static void relay_close(struct relay_session *s, const char *reason);
+static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cmd,
+                              const char *line, size_t len);
+static void relay_out_ehlo_reply(struct relay_session *s, int code);
+static void relay_out_step_reply(struct relay_session *s, int code);
+static void relay_out_reset(struct relay_session *s);
+static void relay_out_tls_done(struct relay_session *s);
+static void relay_out_tls_lost(struct relay_session *s, const char *why);
+static void relay_out_start(struct relay_session *s);
+static int relay_out_listener_init(struct relay_listener *l, char *err, size_t errlen);
 
 static const char *const relay_state_names[] = {
     "handshake", "command", "starttls", "wait", "data", "bdat", "auth", "closing",
@@ -239,7 +294,7 @@ static struct relay_pending *relay_fifo_unanswered(const struct relay_session *s
         struct relay_pending *p;
 
         for (p = s->head; p != NULL; p = p->next) {
-                if (!p->ready)
+                if (!p->ready && !p->held)
                         return p;
         }
         return NULL;
@@ -328,10 +383,25 @@ static void relay_to_server_line(struct relay_session *s, const char *line, size
         relay_to_server(s, "\r\n", 2);
 }
 
+static void relay_fail(struct relay_session *s, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static void relay_need_backend(struct relay_session *s)
 {
-        if (s->bstate == RELAY_B_NONE)
-                relay_backend_connect(s);
+        if (s->bstate != RELAY_B_NONE)
+                return;
+        /*
+         * Outbound, the destination was judged on the connection that is gone:
+         * a new one would be plaintext. Only a fallback that judging allowed
+         * (none/may after a failed handshake) reconnects.
+         */
+        if (s->out && !s->out_plain_fallback) {
+                relay_fail(s, "destination_lost",
+                           "421 4.4.2 %s Error: connection to the destination lost",
+                           relay_hostname(s));
+                return;
+        }
+        relay_backend_connect(s);
 }
 
 /* Plaintext or established TLS: not in the middle of a handshake. */
@@ -467,7 +537,8 @@ static void relay_cmd_starttls(struct relay_session *s, const struct smtp_cmd *c
 static void relay_forward(struct relay_session *s, const char *line, size_t len,
                           enum relay_action a)
 {
-        if (!s->tls && !s->plaintext_alerted) {
+        if (!s->tls && !s->plaintext_alerted &&
+            s->l->conf->accept_tls != CONFIG_TLS_NONE) {
                 s->plaintext_alerted = true;
                 relay_log(s, LOG_LVL_WARN, "event=plaintext_relayed");
                 relay_alert(s, ALERT_PLAINTEXT_RELAYED, ALERT_SEV_WARNING, "relayed",
@@ -541,6 +612,8 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
                 relay_log(s, LOG_LVL_DEBUG, "event=command line=\"%s\"",
                           log_escape(esc, sizeof(esc), line, len));
 
+        if (s->out && relay_out_command(s, &cmd, line, len))
+                return;
         switch (cmd.verb) {
         case SMTP_VERB_EHLO:
         case SMTP_VERB_HELO:
@@ -1038,6 +1111,16 @@ static void relay_setup_reply(struct relay_session *s, int code)
 
         switch (s->step) {
         case RELAY_STEP_GREETING:
+                if (s->out && !s->out_banner_sent) {
+                        /* Transparent: the client sees the destination's own banner. */
+                        s->out_banner_sent = true;
+                        relay_pending_set(relay_fifo_push(s, RELAY_A_LOCAL),
+                                          buf_data(&s->sreply_buf),
+                                          buf_len(&s->sreply_buf));
+                        relay_backend_ready(s);
+                        relay_enter_state(s, RELAY_S_COMMAND);
+                        return;
+                }
                 if (code != 220)
                         break;
                 if (s->probe || lc->client_identity == CONFIG_IDENTITY_XCLIENT ||
@@ -1141,6 +1224,27 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 return;
         }
         switch (p->action) {
+        case RELAY_A_OUT_EHLO:
+                relay_out_ehlo_reply(s, code);
+                return;
+        case RELAY_A_OUT_MAIL:
+                if (code / 100 != 2) {
+                        free(s->late_mail_error);
+                        s->late_mail_error =
+                            xstrndup(buf_data(&s->sreply_buf), buf_len(&s->sreply_buf));
+                        s->mail_sent = false;
+                }
+                relay_pending_set(p, "", 0);
+                return;
+        case RELAY_A_OUT_RCPT:
+                if (s->late_mail_error != NULL) {
+                        relay_pending_set(p, s->late_mail_error,
+                                          strlen(s->late_mail_error));
+                        free(s->late_mail_error);
+                        s->late_mail_error = NULL;
+                        return;
+                }
+                break;
         case RELAY_A_EHLO:
                 if (code == 250 && smtp_caps_parse(&caps, buf_data(&s->sreply_buf),
                                                    buf_len(&s->sreply_buf)) == 0) {
@@ -1175,6 +1279,8 @@ static void relay_backend_reply(struct relay_session *s, int code)
                         relay_log(s, LOG_LVL_INFO, "event=message_refused reply=%d",
                                   code);
                 }
+                if (s->out)
+                        relay_out_reset(s);
                 break;
         default:
                 break;
@@ -1190,7 +1296,7 @@ static void relay_server_process(struct relay_session *s)
         enum smtp_reply_result rr;
 
         while (s->server != NULL && s->state != RELAY_S_CLOSING &&
-               s->step != RELAY_STEP_TLS) {
+               s->step != RELAY_STEP_TLS && s->out_step != RELAY_OUT_TLS) {
                 in = conn_input(s->server);
                 r = smtp_lines_next(&s->slines, buf_data(in), buf_len(in), &ln);
                 if (r == SMTP_LINE_NEED_MORE) {
@@ -1218,6 +1324,8 @@ static void relay_server_process(struct relay_session *s)
                         continue;
                 if (s->bstate == RELAY_B_SETUP)
                         relay_setup_reply(s, s->sreply.code);
+                else if (s->out_step != RELAY_OUT_NONE)
+                        relay_out_step_reply(s, s->sreply.code);
                 else
                         relay_backend_reply(s, s->sreply.code);
                 buf_reset(&s->sreply_buf);
@@ -1267,6 +1375,11 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 relay_server_process(s);
                 break;
         case CONN_EV_TLS_DONE:
+                if (s->out && s->out_step == RELAY_OUT_TLS) {
+                        relay_out_tls_done(s);
+                        relay_server_process(s);
+                        break;
+                }
                 s->server_tls = true;
                 relay_log(s, LOG_LVL_DEBUG, "event=backend_tls version=%s cipher=%s",
                           tls_version(conn_tls(c)), tls_cipher(conn_tls(c)));
@@ -1279,7 +1392,10 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 relay_server_process(s);
                 break;
         case CONN_EV_TLS_FAILED:
-                relay_backend_failed(s, conn_tls_error(c));
+                if (s->out && s->out_step == RELAY_OUT_TLS)
+                        relay_out_tls_lost(s, conn_tls_error(c));
+                else
+                        relay_backend_failed(s, conn_tls_error(c));
                 break;
         case CONN_EV_EOF:
         case CONN_EV_ERROR:
@@ -1316,9 +1432,525 @@ static void relay_backend_connect(struct relay_session *s)
         memset(&s->slines, 0, sizeof(s->slines));
         s->slines.max = SMTP_REPLY_LINE_MAX;
         s->server =
-            conn_connect(s->l->env->loop, (const struct sockaddr *)&s->l->fwd_addr,
+            conn_connect(s->l->env->loop,
+                         (const struct sockaddr *)(s->out ? &s->dst : &s->l->fwd_addr),
                          relay_server_cb, s);
         s->open++;
+}
+
+/* ---- outbound: reach TLS with the destination, judge every recipient ---- */
+
+static int relay_out_listener_init(struct relay_listener *l, char *err, size_t errlen)
+{
+        const struct config_listener *lc = l->conf;
+        struct tls_ctx_conf tc = {.ca_file = lc->forward_ca, .verify_record = true};
+        char terr[256];
+        char *msg = NULL;
+        size_t msglen = 0;
+        FILE *errs;
+        int r;
+
+        if (lc->policy != NULL) {
+                errs = open_memstream(&msg, &msglen);
+                r = policy_load(lc->policy, errs, &l->policy);
+                fclose(errs);
+                if (r != 0) {
+                        snprintf(err, errlen, "[%s]: policy %s", lc->name,
+                                 msg && msg[0] ? msg : "cannot be loaded");
+                        free(msg);
+                        return -1;
+                }
+                if (msglen > 0)
+                        log_emit(l->env->log, LOG_LVL_WARN, NULL,
+                                 "event=policy_warnings listener=%s text=\"%.*s\"",
+                                 lc->name, (int)strcspn(msg, "\n"), msg);
+                free(msg);
+        } else {
+                l->policy = policy_new();
+        }
+        policy_set_default(l->policy, (enum policy_level)lc->default_level);
+        if (l->original_dst)
+                log_emit(l->env->log, LOG_LVL_INFO, NULL,
+                         "event=outbound listener=%s note=\"verify without match= is "
+                         "checked as nexthop:dot-nexthop: a transparent proxy does not "
+                         "know the MX host name\"",
+                         lc->name);
+        l->tls_client = tls_ctx_new(TLS_ROLE_CLIENT, &tc, terr, sizeof(terr));
+        if (l->tls_client == NULL) {
+                snprintf(err, errlen, "[%s]: %s", lc->name, terr);
+                return -1;
+        }
+        return 0;
+}
+
+/* An EHLO keyword that looks like STARTTLS overwritten on the path ("XXXXXXXA"). */
+static void relay_out_masked(const struct smtp_caps *c, char *out, size_t outlen)
+{
+        unsigned i;
+
+        out[0] = '\0';
+        for (i = 0; i < c->n; i++) {
+                const char *k = c->line[i];
+                size_t n = strcspn(k, " "), x = 0, j;
+
+                if (n != 8)
+                        continue;
+                for (j = 0; j < n; j++)
+                        x += k[j] == 'X' || k[j] == 'x';
+                if (x >= 6) {
+                        log_escape(out, outlen, k, n);
+                        return;
+                }
+        }
+}
+
+/* Answer the client's EHLO with the destination's capabilities, less STARTTLS. */
+static void relay_out_ehlo_answer(struct relay_session *s, const struct smtp_caps *from)
+{
+        struct relay_pending *p = relay_fifo_unanswered(s);
+        struct smtp_caps c = *from;
+        struct buf b;
+
+        smtp_caps_filter(&c, relay_caps_allowed);
+        if (!s->server_tls)
+                smtp_caps_remove(&c, "AUTH");
+        buf_init(&b);
+        if (s->helo_verb == SMTP_VERB_HELO)
+                buf_appendf(&b, "250 %s\r\n", s->out_greeting);
+        else
+                smtp_caps_print(&c, s->out_greeting, &b);
+        if (p != NULL)
+                relay_pending_set(p, buf_data(&b), buf_len(&b));
+        buf_cleanup(&b);
+        s->out_step = RELAY_OUT_NONE;
+        relay_enter_state(s, RELAY_S_COMMAND);
+}
+
+/* The greeting name from a raw 250 reply ("250-name ..."). */
+static void relay_out_greeting_name(struct relay_session *s)
+{
+        const char *r = buf_data(&s->sreply_buf);
+        size_t n = buf_len(&s->sreply_buf), len;
+
+        if (n < 5) {
+                snprintf(s->out_greeting, sizeof(s->out_greeting), "%s",
+                         relay_hostname(s));
+                return;
+        }
+        len = strcspn(r + 4, "\r\n");
+        if (len >= sizeof(s->out_greeting))
+                len = sizeof(s->out_greeting) - 1;
+        memcpy(s->out_greeting, r + 4, len);
+        s->out_greeting[len] = '\0';
+}
+
+/* The server's reply to the client's EHLO (sent as EHLO even for HELO). */
+static void relay_out_ehlo_reply(struct relay_session *s, int code)
+{
+        if (code != 250 || smtp_caps_parse(&s->out_caps, buf_data(&s->sreply_buf),
+                                           buf_len(&s->sreply_buf)) != 0) {
+                relay_pending_set(relay_fifo_unanswered(s), buf_data(&s->sreply_buf),
+                                  buf_len(&s->sreply_buf));
+                relay_enter_state(s, RELAY_S_COMMAND);
+                return;
+        }
+        relay_out_greeting_name(s);
+        if (s->server_tls || s->out_plain_fallback) {
+                relay_out_ehlo_answer(s, &s->out_caps);
+                return;
+        }
+        s->obs.starttls_offered = smtp_caps_has(&s->out_caps, "STARTTLS");
+        relay_out_masked(&s->out_caps, s->obs.masked, sizeof(s->obs.masked));
+        if (!s->obs.starttls_offered) {
+                relay_log(s, LOG_LVL_INFO, "event=no_starttls server=%s masked=%s",
+                          s->dst_str, s->obs.masked[0] ? s->obs.masked : "-");
+                relay_out_ehlo_answer(s, &s->out_caps);
+                return;
+        }
+        relay_server_send(s, "STARTTLS");
+        s->out_step = RELAY_OUT_STARTTLS;
+}
+
+/* TLS with the destination failed or was refused: the client's EHLO is answered
+ * with what was offered in plaintext, and judging decides per recipient. */
+static void relay_out_tls_lost(struct relay_session *s, const char *why)
+{
+        snprintf(s->obs.tls_error, sizeof(s->obs.tls_error), "%s", why);
+        relay_log(s, LOG_LVL_WARN, "event=outbound_tls_failed server=%s reason=\"%s\"",
+                  s->dst_str, why);
+        relay_backend_abort(s);
+        s->out_plain_fallback = true;
+        relay_out_ehlo_answer(s, &s->out_caps);
+}
+
+/* Replies to mailward's own STARTTLS and to the EHLO repeated over TLS. */
+static void relay_out_step_reply(struct relay_session *s, int code)
+{
+        struct smtp_caps caps;
+
+        if (s->out_step == RELAY_OUT_STARTTLS) {
+                s->obs.starttls_reply = code;
+                if (code != 220) {
+                        relay_log(s, LOG_LVL_WARN,
+                                  "event=starttls_refused server=%s reply=%d", s->dst_str,
+                                  code);
+                        relay_out_ehlo_answer(s, &s->out_caps);
+                        return;
+                }
+                if (buf_len(conn_input(s->server)) > 0) {
+                        s->obs.injection = true;
+                        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL,
+                                    "closed", NULL,
+                                    "data after the server's 220 to STARTTLS",
+                                    "the connection to the destination was dropped");
+                        relay_out_tls_lost(s,
+                                           "server sent data after its 220 to STARTTLS");
+                        return;
+                }
+                s->out_step = RELAY_OUT_TLS;
+                if (conn_start_tls(s->server, s->l->tls_client,
+                                   s->l->original_dst ? NULL : s->l->fwd_host, NULL,
+                                   0) != 0)
+                        relay_out_tls_lost(s, conn_tls_error(s->server));
+                return;
+        }
+        /* RELAY_OUT_EHLO: the capabilities over TLS. */
+        if (code != 250 || smtp_caps_parse(&caps, buf_data(&s->sreply_buf),
+                                           buf_len(&s->sreply_buf)) != 0) {
+                relay_backend_failed(s, "EHLO over TLS refused");
+                return;
+        }
+        relay_out_ehlo_answer(s, &caps);
+}
+
+static void relay_out_tls_done(struct relay_session *s)
+{
+        struct tls *t = conn_tls(s->server);
+
+        s->server_tls = true;
+        s->obs.tls_reached = true;
+        snprintf(s->obs.version, sizeof(s->obs.version), "%s", tls_version(t));
+        snprintf(s->obs.cipher, sizeof(s->obs.cipher), "%s", tls_cipher(t));
+        if (tls_peer_info(t, &s->obs.peer) != 0)
+                memset(&s->obs.peer, 0, sizeof(s->obs.peer));
+        relay_log(
+            s, LOG_LVL_INFO,
+            "event=outbound_tls server=%s version=%s cipher=%s trusted=%s expired=%s",
+            s->dst_str, s->obs.version, s->obs.cipher,
+            s->obs.peer.chain_trusted ? "yes" : "no", s->obs.peer.expired ? "yes" : "no");
+        relay_server_send(s, "EHLO %s", s->helo);
+        s->out_step = RELAY_OUT_EHLO;
+}
+
+static enum alert_event relay_out_event(const struct relay_session *s,
+                                        const struct policy_verdict *v, bool expected_tls)
+{
+        switch (v->result) {
+        case POLICY_RESULT_STARTTLS_NOT_SUPPORTED:
+                if (s->obs.starttls_reply != 0 && s->obs.starttls_reply != 220)
+                        return ALERT_STARTTLS_REFUSED;
+                return expected_tls ? ALERT_STARTTLS_STRIPPED : ALERT_TLS_ABSENT;
+        case POLICY_RESULT_CERT_HOST_MISMATCH:
+        case POLICY_RESULT_CERT_EXPIRED:
+        case POLICY_RESULT_CERT_NOT_TRUSTED:
+                return ALERT_CERTIFICATE_INVALID;
+        default:
+                if (s->obs.injection)
+                        return ALERT_STARTTLS_INJECTION;
+                if (s->obs.tls_reached)
+                        return ALERT_TLS_VERSION_TOO_LOW;
+                return ALERT_TLS_HANDSHAKE_FAILED;
+        }
+}
+
+static void relay_out_observed(const struct relay_session *s, char *out, size_t outlen)
+{
+        if (s->obs.tls_reached)
+                snprintf(out, outlen, "%s %s, certificate %s%s", s->obs.version,
+                         s->obs.cipher,
+                         s->obs.peer.chain_trusted ? "trusted" : "untrusted",
+                         s->obs.peer.expired ? ", expired" : "");
+        else if (s->obs.injection)
+                snprintf(out, outlen, "data injected after the 220 to STARTTLS");
+        else if (s->obs.tls_error[0])
+                snprintf(out, outlen, "TLS handshake failed: %s", s->obs.tls_error);
+        else if (s->obs.starttls_reply != 0)
+                snprintf(out, outlen, "STARTTLS answered with %d", s->obs.starttls_reply);
+        else if (s->obs.masked[0])
+                snprintf(out, outlen, "STARTTLS masked as %s", s->obs.masked);
+        else
+                snprintf(out, outlen, "no STARTTLS offered");
+}
+
+/*
+ * Judge one recipient domain: the expectation (policy table, learned record,
+ * default) against what the server did. Pure but for the learned lookup.
+ */
+static bool relay_out_judge(struct relay_session *s, const char *domain,
+                            struct policy_expectation *e, bool *learned_fresh,
+                            struct policy_verdict *v)
+{
+        static const char *const fallback[] = {"nexthop", "dot-nexthop"};
+        struct policy_observation o;
+        const char *names[16];
+        struct learned_tls rec;
+        unsigned i;
+
+        *e = policy_lookup(s->l->policy, domain);
+        *learned_fresh = false;
+        if (s->l->env->learned != NULL && s->l->conf->learned_max_age > 0 &&
+            learned_lookup(s->l->env->learned, domain, (int64_t)time(NULL),
+                           (int64_t)s->l->conf->learned_max_age * 86400, &rec) == 1) {
+                *learned_fresh = true;
+                *e = learned_expectation(e, &rec);
+        }
+        memset(&o, 0, sizeof(o));
+        o.nexthop = domain;
+        o.mx_host = s->l->original_dst ? NULL : s->l->fwd_host;
+        if (e->level == POLICY_LEVEL_VERIFY && o.mx_host == NULL) {
+                for (i = 0; i < e->nmatch; i++) {
+                        if (strcmp(e->match[i], "hostname") == 0) {
+                                e->match = fallback;
+                                e->nmatch = 2;
+                                break;
+                        }
+                }
+        }
+        o.starttls_offered = s->obs.starttls_offered;
+        o.starttls_masked = s->obs.masked[0] ? s->obs.masked : NULL;
+        o.starttls_reply = s->obs.starttls_reply;
+        o.tls_reached = s->obs.tls_reached;
+        o.tls_error = s->obs.tls_error[0] ? s->obs.tls_error : NULL;
+        if (s->obs.tls_reached && policy_proto_parse(s->obs.version, &o.proto) != 0)
+                o.proto = POLICY_PROTO_UNKNOWN;
+        o.cert_trusted = s->obs.peer.chain_trusted;
+        o.cert_expired = s->obs.peer.expired;
+        for (i = 0; i < s->obs.peer.nnames && i < UTIL_ARRAY_LEN(names); i++)
+                names[i] = s->obs.peer.names[i];
+        o.cert_names = names;
+        o.ncert_names = i;
+        return policy_judge(e, &o, v);
+}
+
+static void relay_out_learn(struct relay_session *s, const char *domain)
+{
+        struct learned_tls rec;
+        int r;
+
+        if (s->l->env->learned == NULL || s->l->conf->learned_max_age == 0 ||
+            !s->obs.tls_reached || domain[0] == '\0')
+                return;
+        memset(&rec, 0, sizeof(rec));
+        rec.time = (int64_t)time(NULL);
+        snprintf(rec.version, sizeof(rec.version), "%s", s->obs.version);
+        snprintf(rec.cipher, sizeof(rec.cipher), "%s", s->obs.cipher);
+        snprintf(rec.cert_sha256, sizeof(rec.cert_sha256), "%s", s->obs.peer.sha256);
+        if (!s->l->original_dst)
+                snprintf(rec.mx_host, sizeof(rec.mx_host), "%s", s->l->fwd_host);
+        r = learned_record(s->l->env->learned, domain, &rec);
+        if (r != 0)
+                relay_log(s, LOG_LVL_WARN,
+                          "event=learned_record_failed domain=%s error=%d", domain, r);
+}
+
+/* Give the held MAIL its own reply (250 by mailward): a RCPT's reply is due. */
+static void relay_out_answer_mail(struct relay_session *s)
+{
+        if (s->held_entry == NULL)
+                return;
+        s->held_entry->held = false;
+        relay_pending_set(s->held_entry, "250 2.1.0 Ok\r\n", 14);
+        s->held_entry = NULL;
+}
+
+static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
+                           const char *line, size_t len)
+{
+        const char *path, *params, *dom;
+        size_t plen, prlen, dlen;
+        char domain[256] = "", expected[96], observed[200];
+        struct policy_expectation e;
+        struct policy_verdict v;
+        bool fresh, late = false;
+        size_t i;
+
+        if (s->held_mail == NULL && !s->mail_sent) {
+                relay_reply(s, "503 5.5.1 Error: need MAIL command");
+                return;
+        }
+        if (smtp_path_parse(cmd->args, cmd->args_len, "TO:", &path, &plen, &params,
+                            &prlen) != 0) {
+                relay_reply(s, "501 5.1.3 Error: bad recipient address syntax");
+                return;
+        }
+        if (smtp_addr_domain(path, plen, &dom, &dlen) == 0 && dlen < sizeof(domain)) {
+                for (i = 0; i < dlen; i++)
+                        domain[i] = (char)tolower((unsigned char)dom[i]);
+                domain[dlen] = '\0';
+        }
+        relay_out_judge(s, domain, &e, &fresh, &v);
+        snprintf(expected, sizeof(expected), "%s (%s)", policy_level_str(e.level),
+                 fresh && e.source != POLICY_SOURCE_FILE ? "learned"
+                                                         : policy_source_str(e.source));
+        relay_out_observed(s, observed, sizeof(observed));
+        if (!v.pass || v.result != POLICY_RESULT_OK) {
+                bool expected_tls = e.source == POLICY_SOURCE_FILE || fresh;
+
+                relay_log(s, v.pass ? LOG_LVL_INFO : LOG_LVL_WARN,
+                          "event=%s domain=%s server=%s expected=\"%s\" result=%s",
+                          v.pass ? "tls_reported" : "tls_deferred", domain, s->dst_str,
+                          expected, policy_result_str(v.result));
+                if (e.level != POLICY_LEVEL_NONE) {
+                        struct alert a = {
+                            .event = relay_out_event(s, &v, expected_tls),
+                            .severity = v.pass ? ALERT_SEV_INFO : ALERT_SEV_CRITICAL,
+                            .session = s->id,
+                            .listener = s->l->conf->name,
+                            .client = conn_peer(s->client),
+                            .server = s->dst_str,
+                            .action = v.pass ? "relayed" : "deferred",
+                            .domain = domain,
+                            .expected = expected,
+                            .observed = observed,
+                            .reason = v.reason,
+                        };
+
+                        alert_emit(s->l->env->alerts, &a);
+                }
+        }
+        if (!v.pass) {
+                relay_out_answer_mail(s);
+                relay_reply(s, "451 4.7.5 TLS required for %s: %s: %s",
+                            domain[0] ? domain : "this recipient",
+                            policy_result_str(v.result), v.reason);
+                return;
+        }
+        relay_out_learn(s, domain);
+        relay_need_backend(s);
+        if (s->state == RELAY_S_CLOSING)
+                return;
+        if (!s->mail_sent) {
+                if (s->held_entry != NULL) {
+                        s->held_entry->held =
+                            false; /* its reply now comes from the server */
+                        s->held_entry = NULL;
+                } else {
+                        relay_fifo_push(s, RELAY_A_OUT_MAIL);
+                        late = true;
+                }
+                relay_to_server_line(s, s->held_mail, strlen(s->held_mail));
+                s->mail_sent = true;
+        }
+        s->rcpt_passed++;
+        relay_fifo_push(s, late ? RELAY_A_OUT_RCPT : RELAY_A_FORWARD);
+        relay_to_server_line(s, line, len);
+}
+
+static void relay_out_reset(struct relay_session *s)
+{
+        relay_out_answer_mail(s);
+        free(s->held_mail);
+        s->held_mail = NULL;
+        free(s->late_mail_error);
+        s->late_mail_error = NULL;
+        s->mail_sent = false;
+        s->rcpt_passed = 0;
+}
+
+/* Outbound commands; false: not special here, the common path handles it. */
+static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cmd,
+                              const char *line, size_t len)
+{
+        switch (cmd->verb) {
+        case SMTP_VERB_EHLO:
+        case SMTP_VERB_HELO:
+                if (cmd->args_len == 0) {
+                        relay_reply(s, "501 5.5.4 Syntax: %s hostname",
+                                    smtp_verb_str(cmd->verb));
+                        return true;
+                }
+                relay_forget_helo(s);
+                s->helo = xstrndup(cmd->args, cmd->args_len);
+                s->helo_verb = cmd->verb;
+                relay_out_reset(s);
+                /* EHLO even for HELO: STARTTLS needs the extended greeting. */
+                relay_fifo_push(s, RELAY_A_OUT_EHLO);
+                relay_to_server(s, "EHLO ", 5);
+                relay_to_server_line(s, s->helo, strlen(s->helo));
+                relay_need_backend(s);
+                if (s->state != RELAY_S_CLOSING)
+                        relay_enter_state(s, RELAY_S_WAIT);
+                return true;
+        case SMTP_VERB_STARTTLS:
+                relay_reply(s, "502 5.5.1 Error: command not implemented");
+                return true;
+        case SMTP_VERB_MAIL:
+                if (s->helo == NULL) {
+                        relay_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+                } else if (s->held_mail != NULL || s->mail_sent) {
+                        relay_reply(s, "503 5.5.1 Error: nested MAIL command");
+                } else {
+                        s->held_mail = xstrndup(line, len);
+                        s->held_entry = relay_fifo_push(s, RELAY_A_FORWARD);
+                        s->held_entry->held = true;
+                }
+                return true;
+        case SMTP_VERB_RCPT:
+                relay_out_rcpt(s, cmd, line, len);
+                return true;
+        case SMTP_VERB_DATA:
+        case SMTP_VERB_BDAT:
+                if (s->rcpt_passed > 0)
+                        return false;
+                relay_reply(s, "554 5.5.1 Error: no valid recipients");
+                if (cmd->verb == SMTP_VERB_BDAT) {
+                        uint64_t size;
+                        bool last;
+
+                        if (smtp_bdat_parse(cmd->args, cmd->args_len, &size, &last) ==
+                                0 &&
+                            size > 0) {
+                                s->bdat_left = size;
+                                s->bdat_discard = true;
+                                relay_enter_state(s, RELAY_S_BDAT);
+                        }
+                }
+                return true;
+        case SMTP_VERB_RSET:
+                relay_out_reset(s);
+                return false;
+        case SMTP_VERB_AUTH:
+                if (s->server_tls)
+                        return false;
+                relay_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* At accept: find where the client meant to go, and go there. */
+static void relay_out_start(struct relay_session *s)
+{
+        int r = 0;
+
+        s->out = true;
+        if (s->l->original_dst)
+                r = conn_original_dst(s->client, &s->dst);
+        else
+                s->dst = s->l->fwd_addr;
+        if (r != 0) {
+                relay_log(s, LOG_LVL_WARN, "event=no_original_dst error=%d", r);
+                relay_fail(s, "no_original_dst",
+                           "421 4.3.0 %s Error: connection was not redirected; no "
+                           "destination",
+                           relay_hostname(s));
+                return;
+        }
+        conn_addr_str((const struct sockaddr *)&s->dst, s->dst_str, sizeof(s->dst_str));
+        relay_log(s, LOG_LVL_INFO, "event=outbound server=%s", s->dst_str);
+        relay_enter_state(s, RELAY_S_WAIT);
+        relay_backend_connect(s);
 }
 
 /* ---- the strategy ---- */
@@ -1350,6 +1982,8 @@ static void relay_free(struct relay_session *s)
                 s->next->prev = s->prev;
         relay_fifo_clear(s);
         relay_forget_helo(s);
+        free(s->held_mail);
+        free(s->late_mail_error);
         buf_cleanup(&s->sreply_buf);
         buf_cleanup(&s->to_server);
         s->magic = 0;
@@ -1386,7 +2020,7 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
         if (s->bstate == RELAY_B_CONNECTING || s->bstate == RELAY_B_SETUP)
                 return lc->timeout_greeting * RELAY_MS;
         for (p = s->head; p != NULL; p = p->next) {
-                if (!p->ready)
+                if (!p->ready && !p->held)
                         return (p->action == RELAY_A_MESSAGE ? lc->timeout_final
                                                              : lc->timeout_command) *
                                RELAY_MS;
@@ -1552,7 +2186,9 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
         }
         if (s->refuse != NULL)
                 relay_log(s, LOG_LVL_WARN, "event=refused reason=\"%s\"", s->refuse);
-        if (lc->accept_tls == CONFIG_TLS_IMPLICIT) {
+        if (l->outbound && s->refuse == NULL) {
+                relay_out_start(s);
+        } else if (lc->accept_tls == CONFIG_TLS_IMPLICIT) {
                 s->state = RELAY_S_HANDSHAKE;
                 if (conn_start_tls(s->client, l->tls_server, NULL, NULL, 0) != 0) {
                         relay_close(s, "tls_start_failed");
@@ -1569,7 +2205,7 @@ void relay_listener_probe(struct relay_listener *l)
 {
         struct relay_session *s;
 
-        if (l->probing || l->draining)
+        if (l->probing || l->draining || l->outbound)
                 return;
         l->probing = true;
         s = relay_session_new(l);
@@ -1615,7 +2251,11 @@ struct relay_listener *relay_listener_new(struct relay_env *env,
 
         l->env = env;
         l->conf = conf;
-        if (relay_resolve(l, err, errlen) != 0)
+        l->outbound = conf->forward_tls == CONFIG_TLS_POLICY;
+        l->original_dst = strcmp(conf->forward, "original-dst") == 0;
+        if (!l->original_dst && relay_resolve(l, err, errlen) != 0)
+                goto fail;
+        if (l->outbound && relay_out_listener_init(l, err, errlen) != 0)
                 goto fail;
         if (conf->accept_tls != CONFIG_TLS_NONE) {
                 struct tls_ctx_conf tc = {.cert_file = conf->cert, .key_file = conf->key};
@@ -1651,6 +2291,7 @@ void relay_listener_free(struct relay_listener *l)
                 fatalx("relay_listener_free: sessions still running");
         tls_ctx_free(l->tls_server);
         tls_ctx_free(l->tls_client);
+        policy_free(l->policy);
         free(l);
 }
 
@@ -1672,6 +2313,11 @@ void relay_listener_shutdown(struct relay_listener *l)
                                    relay_hostname(s));
                 relay_run(s);
         }
+}
+
+bool relay_listener_outbound(const struct relay_listener *l)
+{
+        return l->outbound;
 }
 
 unsigned relay_listener_sessions(const struct relay_listener *l)

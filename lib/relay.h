@@ -39,10 +39,13 @@ struct relay_stats {
 };
 
 /* What every listener of one process shares; owned by the daemon. */
+struct learned;
+
 struct relay_env {
         struct uv_loop_s *loop;
         const struct log *log;
         struct alert_sink *alerts;
+        struct learned *learned; /* outbound: TLS seen per domain; NULL: not kept */
         struct relay_stats stats;
         uint64_t next_session; /* session id counter */
         char id_prefix[12];    /* makes ids unique across restarts */
@@ -59,6 +62,9 @@ void relay_listener_free(struct relay_listener *l);
 
 /* Accept one pending connection from `server` and start a session on it. */
 void relay_accept(struct relay_listener *l, struct uv_stream_s *server);
+
+/* Outbound (forward_tls = policy): the listener judges RCPTs against a policy. */
+bool relay_listener_outbound(const struct relay_listener *l);
 
 /* Ask the backend for its EHLO capabilities (start-up and periodic refresh). */
 void relay_listener_probe(struct relay_listener *l);

@@ -16,6 +16,7 @@
 #include "alert.h"
 #include "alertcmd.h"
 #include "config.h"
+#include "learned.h"
 #include "log.h"
 #include "metrics.h"
 #include "privdrop.h"
@@ -49,6 +50,31 @@ struct main_state {
         bool draining;
         bool shut_down;
 };
+
+/*
+ * The learned TLS store, for outbound listeners: opened after the privilege
+ * drop (state_dir belongs to the unprivileged user). Without it mailward
+ * still runs; it just does not learn.
+ */
+static void main_open_learned(struct main_state *m)
+{
+        char err[256];
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++) {
+                if (relay_listener_outbound(m->listeners[i].relay) &&
+                    m->listeners[i].conf->learned_max_age > 0)
+                        break;
+        }
+        if (i == m->nlisteners)
+                return;
+        m->env.learned = learned_open(m->cfg->state_dir, err, sizeof(err));
+        if (m->env.learned == NULL)
+                log_emit(&m->log, LOG_LVL_ERR, NULL,
+                         "event=learned_unavailable state_dir=%s reason=\"%s\" "
+                         "note=\"TLS history is not kept\"",
+                         m->cfg->state_dir, err);
+}
 
 static void main_usage(FILE *f)
 {
@@ -437,12 +463,14 @@ int main(int argc, char **argv)
         }
         if (main_start_sinks(&m) != 0)
                 goto out_alerts;
+        main_open_learned(&m);
         log_emit(&m.log, LOG_LVL_INFO, NULL,
                  "event=start version=%s uid=%d listeners=%zu", MAILWARD_VERSION,
                  (int)getuid(), m.nlisteners);
         main_handles(&m);
         uv_run(m.loop, UV_RUN_DEFAULT);
         main_write_metrics(&m); /* the final counts */
+        learned_close(m.env.learned);
         rc = 0;
 out_alerts:
         if (rc != 0) {

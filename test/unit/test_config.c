@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "policy.h"
 
 struct test_config_state {
         char path[64];
@@ -456,9 +457,46 @@ static void test_config_rules(void **state)
             "accept_tls = none\n"
             "forward = 127.0.0.1:10025\n",
             "F:3: require_tls = yes needs accept_tls starttls or implicit\n");
+        test_config_refused(
+            t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_tls = policy\n",
+            "F:6: forward_tls = policy needs forward = original-dst\n"
+            "F:6: forward_tls = policy needs accept_tls = none (an outbound "
+            "listener takes the local MTA's plaintext)\n");
+        /* Outbound: original-dst only with policy, policy only with forward_tls policy.
+         */
         test_config_refused(t,
-                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_tls = policy\n",
-                            "F:6: forward_tls = policy needs forward = original-dst\n");
+                            "[out]\n"
+                            "listen = 127.0.0.1:10026\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = original-dst\n"
+                            "policy = /etc/mailward/tls.policy\n",
+                            "F:5: forward = original-dst needs forward_tls = policy\n"
+                            "F:6: policy is used only with forward_tls = policy\n");
+        test_config_refused(t,
+                            "[out]\n"
+                            "listen = 127.0.0.1:10026\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = original-dst\n"
+                            "forward_tls = policy\n"
+                            "default_level = dane\n"
+                            "learned_max_age = 9999\n",
+                            "F:7: default_level: expected none, may, encrypt, verify or "
+                            "secure, got 'dane'\n"
+                            "F:8: learned_max_age: must be from 0 to 3650, got '9999'\n");
+        test_config_load(t, "[out]\n"
+                            "listen = 127.0.0.1:10026\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = original-dst\n"
+                            "forward_tls = policy\n"
+                            "ca_file = /ca.pem\n");
+        assert_non_null(t->cfg);
+        assert_int_equal(t->cfg->listeners->default_level, POLICY_LEVEL_ENCRYPT);
+        assert_int_equal(t->cfg->listeners->learned_max_age, 30);
+        assert_null(t->cfg->listeners->policy);
+        assert_string_equal(t->cfg->listeners->forward_ca, "/ca.pem");
 }
 
 static void test_config_duplicates(void **state)
