@@ -1136,11 +1136,14 @@ class NetEnv:
             return socket.create_connection((host, port), timeout=timeout)
 
     def smtp(self, host, port=25, local_hostname="client.sender.test", timeout=20, **kw):
-        """smtplib.SMTP connected from the sender namespace (real software)."""
+        """smtplib.SMTP connected from the sender namespace (real software);
+        s.banner is the greeting (code, text)."""
         import smtplib
+        s = smtplib.SMTP(local_hostname=local_hostname, timeout=timeout, **kw)
         with self.inside():
-            return smtplib.SMTP(host, port, local_hostname=local_hostname, timeout=timeout,
-                                **kw)
+            s.banner = s.connect(host, port)
+        print("banner from %s:%d: %r" % (host, port, s.banner), flush=True)
+        return s
 
     def listening(self, ns, port, timeout=10, pid=None):
         """Wait until port listens inside ns (pid: a process in ns)."""
@@ -1445,6 +1448,59 @@ class Stripper:
         if self.proc is not None:
             kill_group(self.proc)
             self.proc = None
+
+
+# -- outbound test helpers ------------------------------------------------------------
+def transaction(s, mail_from, rcpts, msg):
+    """One SMTP transaction on smtplib.SMTP s (after EHLO), step by step, so
+    that every reply is seen: returns a dict with "mail", "rcpt" (a list,
+    one per recipient) and "data" as (code, text) pairs; "data" is the reply
+    to the end of the message when DATA got 354, else the reply to DATA
+    (which is sent even when every RCPT was refused)."""
+    out = {"mail": None, "rcpt": [], "data": None, "data_354": False}
+    code, text = s.mail(mail_from)
+    out["mail"] = (code, text.decode("utf-8", "replace"))
+    for r in rcpts:
+        code, text = s.rcpt(r)
+        out["rcpt"].append((code, text.decode("utf-8", "replace")))
+    import smtplib
+    try:
+        code, text = s.data(msg)
+        out["data_354"] = True
+    except smtplib.SMTPDataError as e:
+        code, text = e.smtp_code, e.smtp_error
+    out["data"] = (code, text.decode("utf-8", "replace") if isinstance(text, bytes) else text)
+    print("transaction %s -> %r: %r" % (mail_from, list(rcpts), out), flush=True)
+    return out
+
+
+def aiosmtpd_version():
+    """aiosmtpd's version: its greeting is "<hostname> Python SMTP <version>"."""
+    return _aiosmtpd().__version__
+
+
+def check_deferred(reply, result_type, what):
+    """reply is "451 4.7.5 <reason>" naming the TLS-RPT result type."""
+    code, text = reply
+    eq(code, 451, "%s: reply code" % what)
+    check(text.startswith("4.7.5"), "%s: reply %r does not start with 4.7.5" % (what, text))
+    check(result_type in text, "%s: reply %r does not name %s" % (what, text, result_type))
+
+
+def find_alerts(mw, **match):
+    """Alerts (dicts) whose fields equal every keyword given."""
+    return [a for a in mw.alerts() if all(a.get(k) == v for k, v in match.items())]
+
+
+def wait_alerts(mw, n=1, timeout=5, **match):
+    """Wait up to timeout for at least n alerts matching (see find_alerts);
+    returns those there are."""
+    end = time.monotonic() + timeout
+    while True:
+        got = find_alerts(mw, **match)
+        if len(got) >= n or time.monotonic() > end:
+            return got
+        time.sleep(0.05)
 
 
 # -- fixtures that are not real software ---------------------------------------

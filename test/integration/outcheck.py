@@ -1,0 +1,83 @@
+"""Shared steps of the outbound tests t_out_*.py (not a test itself)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+
+SERVER = "192.0.2.10:25"
+FROM = "alice@sender.test"
+
+
+def message(subject):
+    return (b"From: alice@sender.test\r\nSubject: %s\r\n\r\nthis must not leak\r\n"
+            % subject.encode())
+
+
+def one_transaction(net, rcpts, msg, host="192.0.2.10"):
+    """Connect from the sender, EHLO, one transaction, QUIT."""
+    s = net.smtp(host)
+    code, caps = s.ehlo()
+    mwtest.eq(code, 250, "EHLO")
+    t = mwtest.transaction(s, FROM, rcpts, msg)
+    try:
+        s.quit()
+    except Exception as e:             # noqa: BLE001 - the reply to QUIT does not matter
+        print("QUIT: %r" % e)
+    return t
+
+
+def expect_refused(net, mw, dest, rcpt, result_type, event, expected):
+    """A session with one recipient that must be refused: MAIL answered by
+    mailward, RCPT 451 4.7.5 naming result_type, DATA 554, nothing of the
+    envelope at the destination, one alert `event` for the domain with
+    server, expected and observed."""
+    domain = rcpt.split("@")[1]
+    before = len(mwtest.find_alerts(mw, event=event, domain=domain))
+    t = one_transaction(net, [rcpt], message("to %s" % rcpt))
+    mwtest.eq(t["mail"], (250, "2.1.0 Ok"), "MAIL held and answered by mailward (%s)" % rcpt)
+    mwtest.check_deferred(t["rcpt"][0], result_type, "RCPT %s" % rcpt)
+    mwtest.eq(t["data"], (554, "5.5.1 Error: no valid recipients"), "DATA (%s)" % rcpt)
+    mwtest.eq(dest.envelope_commands(), [], "envelope commands at the destination after %s"
+              % rcpt)
+    mwtest.eq(dest.messages, [], "messages at the destination after %s" % rcpt)
+    got = mwtest.wait_alerts(mw, n=before + 1, event=event, domain=domain)
+    mwtest.eq(len(got), before + 1, "%s alerts for %s (all: %r)" % (event, domain, mw.alerts()))
+    a = got[-1]
+    print("alert: %r" % a)
+    mwtest.eq(a.get("server"), SERVER, "alert server")
+    mwtest.eq(a.get("expected"), expected, "alert expected")
+    mwtest.check(a.get("observed"), "alert without observed: %r" % a)
+    return t, a
+
+
+def cert_scenario(name, cert_kind, sans, result_type):
+    """The destination presents a bad certificate (cert_kind for sans); a
+    `secure` and a `verify` domain are refused with certificate_invalid and
+    result_type; an `encrypt` domain (certificate not checked) is delivered
+    over TLS."""
+    with mwtest.Env(name) as env:
+        net = env.netns()
+        cert = net.cert(sans[0], sans, cert_kind)
+        dest = net.dest("192.0.2.10", tls="starttls", cert=cert)
+        mw = net.outbound(policy="secure.test secure\nverify.test verify\n"
+                                 "encrypt.test encrypt\n", default_level="encrypt")
+        expect_refused(net, mw, dest, "bob@secure.test", result_type, "certificate_invalid",
+                       "secure (policy)")
+        expect_refused(net, mw, dest, "bob@verify.test", result_type, "certificate_invalid",
+                       "verify (policy)")
+        cmds = dest.command_strings()
+        mwtest.check("STARTTLS" in [c.upper() for c in cmds],
+                     "mailward never sent STARTTLS: %r" % cmds)
+
+        t = one_transaction(net, ["carol@encrypt.test"], message("encrypt"))
+        mwtest.eq([t["mail"][0], t["rcpt"][0][0], t["data"][0]], [250, 250, 250],
+                  "encrypt.test (MAIL, RCPT, end of data)")
+        msgs = dest.wait_messages(1, 10)
+        mwtest.eq(len(msgs), 1, "messages at the destination")
+        mwtest.eq(msgs[0].rcpt_tos, ["carol@encrypt.test"], "recipients at the destination")
+        mwtest.eq(msgs[0].tls, True, "encrypt.test delivered over TLS")
+        mwtest.eq(mwtest.find_alerts(mw, domain="encrypt.test"), [], "alerts for encrypt.test")
+        mw.stop()
+    print("ok")
