@@ -100,7 +100,6 @@ struct relay_observed {
 struct relay_pending {
         enum relay_action action;
         bool ready;
-        bool held; /* outbound MAIL not sent yet: no backend reply is due for it */
         char *text;
         size_t len;
         struct relay_pending *next;
@@ -165,8 +164,7 @@ struct relay_session {
         struct smtp_caps out_caps; /* the server's capabilities before TLS */
         char out_greeting[SMTP_CAP_LEN];
         struct relay_observed obs;
-        char *held_mail;                  /* MAIL line not sent yet */
-        struct relay_pending *held_entry; /* its reply, due before the RCPTs' */
+        char *held_mail; /* MAIL line not sent yet */
         bool mail_sent;
         unsigned rcpt_passed;
         char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
@@ -294,7 +292,7 @@ static struct relay_pending *relay_fifo_unanswered(const struct relay_session *s
         struct relay_pending *p;
 
         for (p = s->head; p != NULL; p = p->next) {
-                if (!p->ready && !p->held)
+                if (!p->ready)
                         return p;
         }
         return NULL;
@@ -1753,16 +1751,6 @@ static void relay_out_learn(struct relay_session *s, const char *domain)
                           "event=learned_record_failed domain=%s error=%d", domain, r);
 }
 
-/* Give the held MAIL its own reply (250 by mailward): a RCPT's reply is due. */
-static void relay_out_answer_mail(struct relay_session *s)
-{
-        if (s->held_entry == NULL)
-                return;
-        s->held_entry->held = false;
-        relay_pending_set(s->held_entry, "250 2.1.0 Ok\r\n", 14);
-        s->held_entry = NULL;
-}
-
 static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                            const char *line, size_t len)
 {
@@ -1819,7 +1807,6 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                 }
         }
         if (!v.pass) {
-                relay_out_answer_mail(s);
                 relay_reply(s, "451 4.7.5 TLS required for %s: %s: %s",
                             domain[0] ? domain : "this recipient",
                             policy_result_str(v.result), v.reason);
@@ -1830,16 +1817,10 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
         if (s->state == RELAY_S_CLOSING)
                 return;
         if (!s->mail_sent) {
-                if (s->held_entry != NULL) {
-                        s->held_entry->held =
-                            false; /* its reply now comes from the server */
-                        s->held_entry = NULL;
-                } else {
-                        relay_fifo_push(s, RELAY_A_OUT_MAIL);
-                        late = true;
-                }
+                relay_fifo_push(s, RELAY_A_OUT_MAIL);
                 relay_to_server_line(s, s->held_mail, strlen(s->held_mail));
                 s->mail_sent = true;
+                late = true;
         }
         s->rcpt_passed++;
         relay_fifo_push(s, late ? RELAY_A_OUT_RCPT : RELAY_A_FORWARD);
@@ -1848,7 +1829,6 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
 
 static void relay_out_reset(struct relay_session *s)
 {
-        relay_out_answer_mail(s);
         free(s->held_mail);
         s->held_mail = NULL;
         free(s->late_mail_error);
@@ -1890,9 +1870,12 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
                 } else if (s->held_mail != NULL || s->mail_sent) {
                         relay_reply(s, "503 5.5.1 Error: nested MAIL command");
                 } else {
+                        /*
+                         * Held, not sent: the server sees no envelope before a
+                         * recipient passes. The client needs a reply to go on.
+                         */
                         s->held_mail = xstrndup(line, len);
-                        s->held_entry = relay_fifo_push(s, RELAY_A_FORWARD);
-                        s->held_entry->held = true;
+                        relay_reply(s, "250 2.1.0 Ok");
                 }
                 return true;
         case SMTP_VERB_RCPT:
@@ -2020,7 +2003,7 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
         if (s->bstate == RELAY_B_CONNECTING || s->bstate == RELAY_B_SETUP)
                 return lc->timeout_greeting * RELAY_MS;
         for (p = s->head; p != NULL; p = p->next) {
-                if (!p->ready && !p->held)
+                if (!p->ready)
                         return (p->action == RELAY_A_MESSAGE ? lc->timeout_final
                                                              : lc->timeout_command) *
                                RELAY_MS;
