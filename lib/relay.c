@@ -1596,11 +1596,9 @@ static void relay_out_step_reply(struct relay_session *s, int code)
                         return;
                 }
                 if (buf_len(conn_input(s->server)) > 0) {
+                        /* The alert comes with each recipient it defers (domain known).
+                         */
                         s->obs.injection = true;
-                        relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL,
-                                    "closed", NULL,
-                                    "data after the server's 220 to STARTTLS",
-                                    "the connection to the destination was dropped");
                         relay_out_tls_lost(s,
                                            "server sent data after its 220 to STARTTLS");
                         return;
