@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Outbound, the destination (aiosmtpd with STARTTLS at 192.0.2.10:25, through
-the redirect) presents a certificate for wrong.test only (signed by the test CA, unexpired).
+the redirect) presents a certificate for wrong.test only (signed by the test
+CA, unexpired).
 
 secure.test (secure) and verify.test (verify: with forward = original-dst it
 matches nexthop:dot-nexthop) are refused: RCPT 451 4.7.5 certificate-host-mismatch,

@@ -42,12 +42,28 @@ def main():
         mwtest.check("injected" not in repr(replies), "the injected reply reached the client")
         mwtest.check("inject" in strip.events(), "the fixture never injected: %r" % strip.events())
 
+        # Every alert about it is a critical starttls_injection for the server.
         got = mwtest.wait_alerts(mw, event="starttls_injection")
-        mwtest.eq(len(got), 1, "starttls_injection alerts (all: %r)" % mw.alerts())
-        a = got[0]
-        print("alert: %r" % a)
-        mwtest.eq(a.get("server"), outcheck.SERVER, "alert server")
-        mwtest.eq(a.get("severity"), "critical", "alert severity")
+        print("alerts: %r" % mw.alerts())
+        mwtest.check(got, "no starttls_injection alert (all: %r)" % mw.alerts())
+        mwtest.eq([a.get("event") for a in mw.alerts()], ["starttls_injection"] * len(got),
+                  "alert events")
+        for a in got:
+            mwtest.eq(a.get("server"), outcheck.SERVER, "alert server")
+            mwtest.eq(a.get("severity"), "critical", "alert severity")
+        # When the client got as far as a RCPT: its verdict.
+        rcpts = [r for r in replies if r[0] == "transaction"]
+        if rcpts:
+            t = rcpts[0][1]
+            mwtest.eq(t["mail"], (250, "2.1.0 Ok"), "MAIL held and answered by mailward")
+            mwtest.eq(t["rcpt"][0][0], 451, "RCPT after an injection")
+            mwtest.check(t["rcpt"][0][1].startswith("4.7.5"), "RCPT reply %r" % (t["rcpt"][0],))
+            mwtest.eq(t["data"], (554, "5.5.1 Error: no valid recipients"), "DATA")
+            v = mwtest.find_alerts(mw, domain="encrypt.test")
+            mwtest.eq(len(v), 1, "alerts for encrypt.test")
+            mwtest.eq(v[0].get("event"), "starttls_injection", "event of the RCPT's alert")
+            mwtest.eq(v[0].get("expected"), "encrypt (policy)", "expected of the RCPT's alert")
+            mwtest.eq(v[0].get("server"), outcheck.SERVER, "server of the RCPT's alert")
         mwtest.eq(dest.envelope_commands(), [], "envelope commands at the server")
         mwtest.eq(dest.messages, [], "messages at the server")
         mw.stop()
