@@ -1860,6 +1860,9 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
                         relay_enter_state(s, RELAY_S_WAIT);
                 return true;
         case SMTP_VERB_STARTTLS:
+        case SMTP_VERB_VRFY:
+        case SMTP_VERB_EXPN:
+                /* VRFY/EXPN carry addresses, which must not go out before judging. */
                 relay_reply(s, "502 5.5.1 Error: command not implemented");
                 return true;
         case SMTP_VERB_MAIL:
