@@ -7,7 +7,8 @@ own, for the outbound tests' destination namespaces (mwtest.NetEnv.dest()).
 
 Not a test (no t_ prefix). Runs until killed. Whenever what it recorded
 changes it rewrites FILE (atomically, by rename) as JSON: sessions, commands
-(base64 of each raw command line) and messages (envelope, base64 of the
+(base64 of each raw command line), closed
+(sessions ended) and messages (envelope, base64 of the
 message bytes, HELO name, whether the session was in TLS). FILE first appears
 once the server accepts connections."""
 
@@ -32,6 +33,7 @@ def dump(rec, path):
         msgs = list(rec.messages)
     state = {
         "sessions": rec.sessions,
+        "closed": rec.closed,
         "commands": [base64.b64encode(c).decode() for c in list(rec.commands)],
         "messages": [{
             "mail_from": m.mail_from, "rcpt_tos": m.rcpt_tos,
@@ -45,7 +47,8 @@ def dump(rec, path):
     with open(tmp, "w") as f:
         json.dump(state, f)
     os.rename(tmp, path)
-    return (state["sessions"], len(state["commands"]), len(state["messages"]))
+    return (state["sessions"], state["closed"], len(state["commands"]),
+            len(state["messages"]))
 
 
 def main():
@@ -67,7 +70,7 @@ def main():
     seen = dump(rec, a.state)
     while not stop:
         time.sleep(0.02)
-        if (rec.sessions, len(rec.commands), len(rec.messages)) != seen:
+        if (rec.sessions, rec.closed, len(rec.commands), len(rec.messages)) != seen:
             seen = dump(rec, a.state)
     dump(rec, a.state)
     rec.stop()

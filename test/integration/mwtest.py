@@ -572,6 +572,7 @@ class Recorder:
       commands  every raw command line received (bytes, line end included),
                 in order, over all connections; DATA content is not included
       sessions  number of connections accepted
+      closed    number of them that have ended
     Options: tls None|"starttls"|"implicit"; xclient=True adds a small XCLIENT
     extension (a fixture: aiosmtpd has none); proxy=True expects a PROXY
     header (aiosmtpd's own support, v1 and v2); hostname (greeting name,
@@ -591,6 +592,7 @@ class Recorder:
         self.messages = []
         self.commands = []
         self.sessions = 0
+        self.closed = 0              # sessions that have ended
         self.lock = threading.Lock()
         self._reply = reply
         kw = dict(smtp_kw)
@@ -712,7 +714,14 @@ def _recording_smtp_class(base):
         def connection_made(self, transport):
             if self.transport is None and not self._mw_rec._trigger:
                 self._mw_rec.sessions += 1
+                self._mw_counted = True
             super().connection_made(transport)
+
+        def connection_lost(self, error):
+            if getattr(self, "_mw_counted", False):
+                self._mw_counted = False
+                self._mw_rec.closed += 1
+            super().connection_lost(error)
 
         async def smtp_XCLIENT(self, arg):
             """Postfix's XCLIENT, minimally: attributes recorded, the session
@@ -1315,6 +1324,8 @@ class DestServer:
       commands    raw command lines (bytes), command_strings() as str
       sessions    connections accepted
       wait_messages(n, timeout)
+      wait_idle()  wait until every connection has ended (then the state is
+                  complete: call it before asserting that nothing arrived)
     Attributes: ns, addr, port, tls, log (its output)."""
 
     def __init__(self, net, ns, addr, port, tls, cert, hostname):
@@ -1374,6 +1385,28 @@ class DestServer:
     @property
     def sessions(self):
         return self._read()["sessions"]
+
+    def check_idle(self, timeout=10):
+        """wait_idle(), failing the test when a connection to the server
+        outlives the client's session (mailward must end it)."""
+        check(self.wait_idle(timeout), "a connection to the destination %s:%d outlived the "
+              "client's session" % (self.addr, self.port))
+
+    def wait_idle(self, timeout=10):
+        """Wait until every connection the server accepted has ended and its
+        state file says so: then what it recorded is complete. Call it before
+        asserting that the server received nothing. Returns True if idle."""
+        end = time.monotonic() + timeout
+        while True:
+            st = self._read()
+            if st["sessions"] == st.get("closed", -1):
+                return True
+            if time.monotonic() > end:
+                print("mwtest: destination %s:%d not idle after %.0f s: %d sessions, %d ended"
+                      % (self.addr, self.port, timeout, st["sessions"], st.get("closed", -1)),
+                      flush=True)
+                return False
+            time.sleep(0.05)
 
     def command_strings(self):
         return [c.decode("utf-8", "replace").rstrip("\r\n") for c in self.commands]

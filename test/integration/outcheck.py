@@ -39,6 +39,7 @@ def expect_refused(net, mw, dest, rcpt, result_type, event, expected):
     mwtest.eq(t["mail"], (250, "2.1.0 Ok"), "MAIL held and answered by mailward (%s)" % rcpt)
     mwtest.check_deferred(t["rcpt"][0], result_type, "RCPT %s" % rcpt)
     mwtest.eq(t["data"], (554, "5.5.1 Error: no valid recipients"), "DATA (%s)" % rcpt)
+    dest.check_idle()
     mwtest.eq(dest.envelope_commands(), [], "envelope commands at the destination after %s"
               % rcpt)
     mwtest.eq(dest.messages, [], "messages at the destination after %s" % rcpt)
@@ -67,6 +68,7 @@ def cert_scenario(name, cert_kind, sans, result_type):
                        "secure (policy)")
         expect_refused(net, mw, dest, "bob@verify.test", result_type, "certificate_invalid",
                        "verify (policy)")
+        dest.check_idle()
         cmds = dest.command_strings()
         mwtest.check("STARTTLS" in [c.upper() for c in cmds],
                      "mailward never sent STARTTLS: %r" % cmds)

@@ -59,6 +59,7 @@ def main():
         mwtest.eq(m.rcpt_tos, RCPTS, "RCPT TO at the destination")
         mwtest.eq(m.tls, True, "message arrived over TLS")
         mwtest.eq(m.helo, CLIENT, "EHLO name the destination saw")
+        dest.check_idle()
         cmds = dest.command_strings()
         print("destination saw: %r" % cmds)
         verbs = [c.split(" ")[0].upper() for c in cmds]

@@ -43,6 +43,7 @@ def main():
         mwtest.eq(m.mail_from, outcheck.FROM, "MAIL FROM at the destination")
         mwtest.eq(m.data, MSG, "message bytes at the destination")
         mwtest.eq(m.tls, True, "delivered over TLS")
+        dest.check_idle()
         cmds = dest.command_strings()
         print("destination saw: %r" % cmds)
         mwtest.check(not [c for c in cmds if "secure.test" in c.lower()],

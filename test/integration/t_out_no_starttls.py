@@ -51,6 +51,7 @@ def main():
         mwtest.eq(msgs[0].rcpt_tos, ["erin@may.test"], "recipients (may)")
         mwtest.eq(msgs[0].data, MSG, "message bytes (may)")
         mwtest.eq(msgs[0].tls, False, "the may message went in clear text")
+        dest.check_idle()
         may_alerts = mwtest.wait_alerts(mw, domain="may.test")
         print("may.test alerts: %r" % may_alerts)
         may_log = [l for l in mw.log().splitlines() if "may.test" in l]

@@ -64,6 +64,7 @@ def main():
             mwtest.eq(v[0].get("event"), "starttls_injection", "event of the RCPT's alert")
             mwtest.eq(v[0].get("expected"), "encrypt (policy)", "expected of the RCPT's alert")
             mwtest.eq(v[0].get("server"), outcheck.SERVER, "server of the RCPT's alert")
+        dest.check_idle()
         mwtest.eq(dest.envelope_commands(), [], "envelope commands at the server")
         mwtest.eq(dest.messages, [], "messages at the server")
         mw.stop()

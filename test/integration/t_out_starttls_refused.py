@@ -26,6 +26,7 @@ def main():
         print("observed: %r" % a.get("observed"))
         mwtest.check("refuse" in strip.events(), "the fixture never refused STARTTLS: %r"
                      % strip.events())
+        dest.check_idle()
         cmds = dest.command_strings()
         print("server saw: %r" % cmds)
         mwtest.check("STARTTLS" not in [c.upper() for c in cmds],

@@ -61,6 +61,7 @@ def main():
             mwtest.eq(t["mail"], (250, "2.1.0 Ok"), "MAIL (%s)" % mode)
             mwtest.check_deferred(t["rcpt"][0], "starttls-not-supported", "RCPT (%s)" % mode)
             mwtest.eq(t["data"][0], 554, "DATA with no valid recipient (%s)" % mode)
+            dest.check_idle()
             new = dest.command_strings()[ncmds:]
             ncmds += len(new)
             print("destination saw (%s): %r" % (mode, new))
