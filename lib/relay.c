@@ -1334,6 +1334,23 @@ static void relay_server_process(struct relay_session *s)
                 buf_shrink(conn_input(s->server));
 }
 
+/* TLS to a fixed backend or smarthost failed: say whether the certificate did. */
+static void relay_server_tls_alert(struct relay_session *s, struct conn *c)
+{
+        struct tls_peer peer;
+        bool cert = false;
+
+        memset(&peer, 0, sizeof(peer));
+        if (conn_tls(c) != NULL) {
+                tls_peer_info(conn_tls(c), &peer);
+                cert = peer.verify_error != 0 || peer.expired;
+        }
+        relay_alert(s, cert ? ALERT_CERTIFICATE_INVALID : ALERT_TLS_HANDSHAKE_FAILED,
+                    ALERT_SEV_CRITICAL, "closed", NULL,
+                    cert ? peer.verify_reason : "TLS handshake with the server failed",
+                    conn_tls_error(c));
+}
+
 static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
 {
         struct relay_session *s = arg;
@@ -1390,10 +1407,12 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 relay_server_process(s);
                 break;
         case CONN_EV_TLS_FAILED:
-                if (s->out && s->out_step == RELAY_OUT_TLS)
+                if (s->out && s->out_step == RELAY_OUT_TLS) {
                         relay_out_tls_lost(s, conn_tls_error(c));
-                else
+                } else {
+                        relay_server_tls_alert(s, c);
                         relay_backend_failed(s, conn_tls_error(c));
+                }
                 break;
         case CONN_EV_EOF:
         case CONN_EV_ERROR:
@@ -1780,7 +1799,9 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                                                          : policy_source_str(e.source));
         relay_out_observed(s, observed, sizeof(observed));
         if (!v.pass || v.result != POLICY_RESULT_OK) {
-                bool expected_tls = e.source == POLICY_SOURCE_FILE || fresh;
+                /* "stripped" when TLS was required and known to work or asked for. */
+                bool expected_tls = e.level >= POLICY_LEVEL_ENCRYPT &&
+                                    (e.source == POLICY_SOURCE_FILE || fresh);
 
                 relay_log(s, v.pass ? LOG_LVL_INFO : LOG_LVL_WARN,
                           "event=%s domain=%s server=%s expected=\"%s\" result=%s",

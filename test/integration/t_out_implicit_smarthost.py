@@ -85,7 +85,12 @@ def main():
                          % name)
             mwtest.eq(bad.commands, [], "commands at the %s smarthost" % name)
             mwtest.eq(bad.messages, [], "messages at the %s smarthost" % name)
-        print("alerts: %r" % mw.alerts())
+        alerts = mw.alerts()
+        print("alerts: %r" % alerts)
+        for name in ("wrong", "ipcert"):
+            hits = [a for a in alerts
+                    if a.get("listener") == name and a.get("event") == "certificate_invalid"]
+            mwtest.check(hits, "no certificate_invalid alert for the %s smarthost" % name)
         mw.stop()
     print("ok")
 
