@@ -44,6 +44,9 @@ def main():
         mwtest.check(not s.has_extn("starttls"), "STARTTLS offered to the client: %r" % caps)
         mwtest.check(caps.split(b"\n")[0].startswith(b"mx.dest.test"),
                      "EHLO reply is not the destination's: %r" % caps)
+        # VRFY names an address: never sent before a recipient has been judged.
+        code, text = s.verify("bob@secure.test")
+        mwtest.eq(code, 502, "VRFY through the outbound listener (%r)" % text)
         t = mwtest.transaction(s, "alice@sender.test", RCPTS, MSG)
         mwtest.eq(t["mail"][0], 250, "MAIL")
         for r, (code, text) in zip(RCPTS, t["rcpt"]):
@@ -68,6 +71,7 @@ def main():
         mwtest.check(not set(before_tls) & {"MAIL", "RCPT", "DATA"},
                      "envelope sent before STARTTLS: %r" % cmds)
         mwtest.eq(verbs.count("MAIL"), 1, "MAIL commands at the destination")
+        mwtest.check("VRFY" not in verbs, "VRFY reached the destination: %r" % cmds)
         mwtest.eq(dest.sessions, 1, "connections to the destination")
         mwtest.eq(mw.alerts(), [], "alerts")
         mw.stop()
