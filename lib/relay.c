@@ -1002,6 +1002,18 @@ static size_t relay_proxy_tlv(unsigned char *h, size_t n, unsigned char type,
         return n + len;
 }
 
+/* PROXY v2 address block: source and destination address, then both ports. */
+static size_t relay_proxy_addrs(unsigned char *h, size_t n, const void *src,
+                                const void *dst, size_t alen, const void *sport,
+                                const void *dport)
+{
+        memcpy(h + n, src, alen);
+        memcpy(h + n + alen, dst, alen);
+        memcpy(h + n + 2 * alen, sport, 2);
+        memcpy(h + n + 2 * alen + 2, dport, 2);
+        return n + 2 * alen + 4;
+}
+
 /* PROXY protocol v2 header, with the TLS version and cipher in PP2_TYPE_SSL. */
 static void relay_send_proxy(struct relay_session *s)
 {
@@ -1023,22 +1035,16 @@ static void relay_send_proxy(struct relay_session *s)
                         const struct sockaddr_in *a = (const void *)src;
                         const struct sockaddr_in *b = (const void *)dst;
 
-                        h[13] = 0x11;
-                        memcpy(h + n, &a->sin_addr, 4);
-                        memcpy(h + n + 4, &b->sin_addr, 4);
-                        memcpy(h + n + 8, &a->sin_port, 2);
-                        memcpy(h + n + 10, &b->sin_port, 2);
-                        n += 12;
+                        h[13] = 0x11; /* TCP over IPv4 */
+                        n = relay_proxy_addrs(h, n, &a->sin_addr, &b->sin_addr, 4,
+                                              &a->sin_port, &b->sin_port);
                 } else {
                         const struct sockaddr_in6 *a = (const void *)src;
                         const struct sockaddr_in6 *b = (const void *)dst;
 
-                        h[13] = 0x21;
-                        memcpy(h + n, &a->sin6_addr, 16);
-                        memcpy(h + n + 16, &b->sin6_addr, 16);
-                        memcpy(h + n + 32, &a->sin6_port, 2);
-                        memcpy(h + n + 34, &b->sin6_port, 2);
-                        n += 36;
+                        h[13] = 0x21; /* TCP over IPv6 */
+                        n = relay_proxy_addrs(h, n, &a->sin6_addr, &b->sin6_addr, 16,
+                                              &a->sin6_port, &b->sin6_port);
                 }
                 if (s->tls) {
                         struct tls *t = conn_tls(s->client);
