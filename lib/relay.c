@@ -587,7 +587,10 @@ static void relay_cmd_bdat(struct relay_session *s, const struct smtp_cmd *cmd,
         }
         s->bdat_left = size;
         s->bdat_discard = false;
-        if (!s->l->caps_known || !smtp_caps_has(&s->l->caps, "CHUNKING")) {
+        /* Only where the server said CHUNKING: otherwise the chunk would be read as
+         * commands. */
+        if (s->out ? !smtp_caps_has(&s->out_caps, "CHUNKING")
+                   : !s->l->caps_known || !smtp_caps_has(&s->l->caps, "CHUNKING")) {
                 relay_reply(s, "502 5.5.1 Error: BDAT not supported");
                 s->bdat_discard = true;
         } else {
@@ -1533,6 +1536,8 @@ static void relay_out_ehlo_answer(struct relay_session *s, const struct smtp_cap
         struct relay_pending *p = relay_fifo_unanswered(s);
         struct smtp_caps c = *from;
         struct buf b;
+
+        s->out_caps = c; /* what this server session offers (BDAT needs CHUNKING) */
 
         smtp_caps_filter(&c, relay_caps_allowed);
         if (!s->server_tls)
