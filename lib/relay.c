@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -1471,26 +1472,16 @@ static int relay_out_listener_init(struct relay_listener *l, char *err, size_t e
         const struct config_listener *lc = l->conf;
         struct tls_ctx_conf tc = {.ca_file = lc->forward_ca, .verify_record = true};
         char terr[256];
-        char *msg = NULL;
-        size_t msglen = 0;
-        FILE *errs;
         int r;
 
         if (lc->policy != NULL) {
-                errs = open_memstream(&msg, &msglen);
-                r = policy_load(lc->policy, errs, &l->policy);
-                fclose(errs);
+                /* Start-up diagnostics: every problem as FILE:LINE: message. */
+                r = policy_load(lc->policy, stderr, &l->policy);
                 if (r != 0) {
-                        snprintf(err, errlen, "[%s]: policy %s", lc->name,
-                                 msg && msg[0] ? msg : "cannot be loaded");
-                        free(msg);
+                        snprintf(err, errlen, "[%s]: policy %s: %s", lc->name, lc->policy,
+                                 r == -EINVAL ? "has errors (above)" : strerror(-r));
                         return -1;
                 }
-                if (msglen > 0)
-                        log_emit(l->env->log, LOG_LVL_WARN, NULL,
-                                 "event=policy_warnings listener=%s text=\"%.*s\"",
-                                 lc->name, (int)strcspn(msg, "\n"), msg);
-                free(msg);
         } else {
                 l->policy = policy_new();
         }

@@ -112,6 +112,31 @@ def main():
             if "configuration OK" in r.stdout:
                 failures.append("%s: 'configuration OK' printed" % what)
 
+        # An outbound listener's policy table: its errors come as POLICY:LINE: message,
+        # and dane is read with a warning.
+        policy = env.path("tls.policy")
+        with open(policy, "w") as f:
+            f.write("# comment\nbank.example secure\nbroken.example sometimes\n"
+                    "dane.example dane\n")
+        out = env.path("outbound.conf")
+        with open(out, "w") as f:
+            f.write("[out]\nlisten = 127.0.0.1:%d\naccept_tls = none\nrequire_tls = no\n"
+                    "forward = original-dst\nforward_tls = policy\npolicy = %s\n"
+                    % (mwtest.free_port(), policy))
+        r = mwtest.run_mailward(["-t", "-c", out])
+        print("bad policy: exit %d\nstderr: %r" % (r.returncode, r.stderr))
+        if r.returncode != 1 or not re.search(r"^%s:3: .*sometimes" % re.escape(policy),
+                                              r.stderr, re.M):
+            failures.append("policy error not reported as %s:3: ...: %r" % (policy, r.stderr))
+        if not re.search(r"^%s:4: warning: .*dane" % re.escape(policy), r.stderr, re.M):
+            failures.append("no warning for dane at %s:4: %r" % (policy, r.stderr))
+        with open(policy, "w") as f:
+            f.write("bank.example secure\n")
+        r = mwtest.run_mailward(["-t", "-c", out])
+        if r.returncode != 0 or "configuration OK" not in r.stdout:
+            failures.append("good outbound config: exit %d, %r %r"
+                            % (r.returncode, r.stdout, r.stderr))
+
         missing = env.path("does-not-exist.conf")
         r = mwtest.run_mailward(["-t", "-c", missing])
         print("missing file: exit %d stderr %r" % (r.returncode, r.stderr))
