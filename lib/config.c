@@ -23,6 +23,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <sched.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,6 +41,7 @@
 #define CONFIG_MAX_HOST        256
 #define CONFIG_MAX_KEYS        32
 #define CONFIG_TIMEOUT_MAX     86400
+#define CONFIG_MAX_WORKERS     64
 #define CONFIG_INLINE_COMMENTS ";"
 
 enum config_type {
@@ -56,6 +58,7 @@ enum config_type {
         CONFIG_T_LOG_LEVEL,
         CONFIG_T_LOG_DEST, /* stderr | syslog, stored as bool syslog */
         CONFIG_T_LEVEL,    /* a policy level (lib/policy.h) */
+        CONFIG_T_WORKERS,  /* 1..CONFIG_MAX_WORKERS or auto */
 };
 
 struct config_key {
@@ -89,6 +92,8 @@ static const struct config_key config_global_keys[] = {
     {"log", CONFIG_T_LOG_DEST, offsetof(struct config, syslog), 0, 0},
     {"drain_timeout", CONFIG_T_UINT, offsetof(struct config, drain_timeout), 0,
      CONFIG_TIMEOUT_MAX},
+    {"workers", CONFIG_T_WORKERS, offsetof(struct config, workers), 1,
+     CONFIG_MAX_WORKERS},
 };
 
 static const struct config_key config_listener_keys[] = {
@@ -231,6 +236,7 @@ static struct config *config_new_global(void)
         cfg->log_level = LOG_LVL_INFO;
         cfg->syslog = false;
         cfg->drain_timeout = 30;
+        cfg->workers = 1;
         return cfg;
 }
 
@@ -324,6 +330,21 @@ static int config_parse_log_level(const char *v, enum log_level *out)
                 return -1;
         lower[i] = '\0';
         return log_level_parse(lower, out);
+}
+
+/* workers = auto: the CPUs this process may run on (taskset, cpusets), 1..max. */
+static unsigned config_cpus(void)
+{
+        cpu_set_t set;
+        long n = 0;
+
+        if (sched_getaffinity(0, sizeof(set), &set) == 0)
+                n = CPU_COUNT(&set);
+        if (n <= 0)
+                n = sysconf(_SC_NPROCESSORS_ONLN);
+        if (n <= 0)
+                n = 1;
+        return n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (unsigned)n;
 }
 
 /* Letters, digits, '-', '.' and '_': something safe to print in a greeting. */
@@ -495,6 +516,21 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                         *(unsigned *)(void *)field = level;
                 return;
         }
+        case CONFIG_T_WORKERS:
+                if (strcasecmp(v, "auto") == 0) {
+                        *(unsigned *)(void *)field = config_cpus();
+                        ((struct config *)base)->workers_auto = true;
+                        return;
+                }
+                if (config_parse_uint(v, &n) != 0 || n < k->min || n > k->max) {
+                        config_error(
+                            p, p->line,
+                            "%s: expected auto or a number from %u to %u, got '%s'",
+                            k->name, k->min, k->max, v);
+                        return;
+                }
+                *(unsigned *)(void *)field = (unsigned)n;
+                return;
         case CONFIG_T_LOG_DEST:
                 if (strcasecmp(v, "stderr") == 0)
                         *(bool *)(void *)field = false;

@@ -77,6 +77,8 @@ struct config {
         enum log_level log_level; /* default info */
         bool syslog;              /* log = syslog | stderr (default stderr) */
         unsigned drain_timeout;   /* seconds; default 30 */
+        unsigned workers;         /* processes serving the listeners, 1..64; default 1 */
+        bool workers_auto;        /* workers = auto: the number of CPUs we may run on */
         struct config_listener *listeners;
 };
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,7 @@ static void test_config_full(void **state)
                             "log_level = Debug\n"
                             "log = syslog\n"
                             "drain_timeout = 0\n"
+                            "workers = 64\n"
                             "\n"
                             "[smtp]\n"
                             "listen = [::1]:25\n"
@@ -152,12 +154,14 @@ static void test_config_full(void **state)
         assert_int_equal(t->cfg->log_level, LOG_LVL_DEBUG);
         assert_true(t->cfg->syslog);
         assert_int_equal(t->cfg->drain_timeout, 0);
+        assert_int_equal(t->cfg->workers, 64);
+        assert_false(t->cfg->workers_auto);
 
         l = t->cfg->listeners;
         assert_non_null(l);
         assert_null(l->next);
         assert_string_equal(l->name, "smtp");
-        assert_int_equal(l->line, 13);
+        assert_int_equal(l->line, 14);
         assert_string_equal(l->listen, "[::1]:25");
         assert_int_equal(l->accept_tls, CONFIG_TLS_IMPLICIT);
         assert_false(l->require_tls);
@@ -200,6 +204,8 @@ static void test_config_defaults(void **state)
         assert_int_equal(t->cfg->log_level, LOG_LVL_INFO);
         assert_false(t->cfg->syslog);
         assert_int_equal(t->cfg->drain_timeout, 30);
+        assert_int_equal(t->cfg->workers, 1);
+        assert_false(t->cfg->workers_auto);
 
         l = t->cfg->listeners;
         assert_non_null(l);
@@ -372,13 +378,46 @@ static void test_config_bad_globals(void **state)
             "drain_timeout = x\n"
             "alert_command = notify-admin\n"
             "metrics_file = ./mailward.prom\n"
+            "workers = 0\n"
             "[smtp]\n" TEST_CONFIG_GOOD_LISTENER,
             "F:2: log_level: expected err, warning, info or debug, got 'loud'\n"
             "F:3: log: expected stderr or syslog, got 'file'\n"
             "F:4: allow_root: expected yes or no, got 'sometimes'\n"
             "F:5: drain_timeout: expected a number, got 'x'\n"
             "F:6: alert_command: expected an absolute path, got 'notify-admin'\n"
-            "F:7: metrics_file: expected an absolute path, got './mailward.prom'\n");
+            "F:7: metrics_file: expected an absolute path, got './mailward.prom'\n"
+            "F:8: workers: expected auto or a number from 1 to 64, got '0'\n");
+}
+
+/* workers = auto is what sched_getaffinity() allows, capped at 64; bounds hold. */
+static void test_config_workers(void **state)
+{
+        struct test_config_state *t = *state;
+        cpu_set_t set;
+        unsigned cpus;
+
+        assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
+        cpus = (unsigned)CPU_COUNT(&set);
+        if (cpus > 64)
+                cpus = 64;
+        test_config_load(
+            t, "[mailward]\nworkers = AUTO\n[smtp]\n" TEST_CONFIG_GOOD_LISTENER);
+        assert_string_equal(t->errs, "");
+        assert_non_null(t->cfg);
+        assert_int_equal(t->cfg->workers, cpus);
+        assert_true(t->cfg->workers_auto);
+        test_config_load(t,
+                         "[mailward]\nworkers = 1\n[smtp]\n" TEST_CONFIG_GOOD_LISTENER);
+        assert_string_equal(t->errs, "");
+        assert_int_equal(t->cfg->workers, 1);
+        test_config_refused(
+            t,
+            "[mailward]\n"
+            "workers = 65\n"
+            "workers = all\n"
+            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER,
+            "F:2: workers: expected auto or a number from 1 to 64, got '65'\n"
+            "F:3: duplicate key 'workers' in [mailward] (first on line 2)\n");
 }
 
 static void test_config_hostport(void **state)
@@ -601,6 +640,7 @@ int main(void)
             TEST_CONFIG(test_config_unknown_key),
             TEST_CONFIG(test_config_bad_values),
             TEST_CONFIG(test_config_bad_globals),
+            TEST_CONFIG(test_config_workers),
             TEST_CONFIG(test_config_hostport),
             TEST_CONFIG(test_config_missing_keys),
             TEST_CONFIG(test_config_rules),
