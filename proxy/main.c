@@ -1,13 +1,24 @@
 /*
  * mailward: command line, configuration, listeners, signals, drain and the
  * privilege drop. Everything else lives in lib/.
+ *
+ * Start-up: load the configuration and the TLS material, open the alert
+ * log, bind every listener (as root), drop privileges. Then either this
+ * process serves (workers = 1) or proxy/workers.c forks the workers and
+ * this process becomes their supervisor. A worker, like the single process,
+ * makes everything that belongs to one process only after that point: the
+ * event loop, the listening handles on the sockets bound before, the alert
+ * command runner, the learned store's handle (one per process, see
+ * lib/learned.h), the probe and metrics timers, its session id prefix.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +34,7 @@
 #include "relay.h"
 #include "tls.h"
 #include "util.h"
+#include "workers.h"
 
 #define MAIN_DEFAULT_CONFIG "/etc/mailward/mailward.conf"
 #define MAIN_BACKLOG        511
@@ -44,6 +56,9 @@ struct main_state {
         struct relay_env env;
         struct main_listener *listeners;
         size_t nlisteners;
+        int *fds;                /* bound sockets: [worker * nlisteners + listener] */
+        struct workers *workers; /* workers > 1 */
+        int worker;              /* this worker's index; -1: the only process */
         uv_signal_t sig_term, sig_int, sig_hup;
         uv_timer_t probe_timer, drain_timer, watch_timer, metrics_timer;
         bool metrics_failing; /* the last write failed (logged once) */
@@ -136,21 +151,58 @@ static void main_on_connection(uv_stream_t *server, int status)
         relay_accept(ml->relay, server);
 }
 
+/*
+ * A socket bound to ss, listening unless probe; SO_REUSEPORT when several
+ * workers share the address. The descriptor, or -errno.
+ */
+static int main_socket(const struct sockaddr_storage *ss, bool reuseport, bool probe)
+{
+        socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in);
+        int one = 1, fd, err;
+
+        fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            (reuseport &&
+             setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+            bind(fd, (const struct sockaddr *)ss, len) != 0 ||
+            (!probe && listen(fd, MAIN_BACKLOG) != 0)) {
+                err = -errno;
+                close(fd);
+                return err;
+        }
+        return fd;
+}
+
+/*
+ * Bind every listener (before the privilege drop) and listen at once: one
+ * socket per listener, or with workers > 1 one per worker and listener, all
+ * with SO_REUSEPORT, so that the kernel spreads connections from the start.
+ * SO_REUSEPORT would also let a second mailward started by mistake share the
+ * port; a first bind without it makes that fail as it does with one process.
+ */
 static int main_bind(struct main_state *m)
 {
+        unsigned nw = m->cfg->workers;
         size_t i;
 
+        m->fds = xcalloc(nw * m->nlisteners, sizeof(*m->fds));
+        for (i = 0; i < nw * m->nlisteners; i++)
+                m->fds[i] = -1;
         for (i = 0; i < m->nlisteners; i++) {
                 struct main_listener *ml = &m->listeners[i];
                 struct sockaddr_storage ss;
                 char host[256];
-                unsigned port;
-                int r;
+                unsigned port, w;
+                int fd;
 
                 if (util_split_hostport(ml->conf->listen, host, sizeof(host), &port) != 0)
                         fatalx("listen address was checked by config");
                 if (host[0] == '\0')
                         strcpy(host, "0.0.0.0");
+                memset(&ss, 0, sizeof(ss));
                 if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss) != 0 &&
                     uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss) != 0) {
                         fprintf(stderr,
@@ -158,16 +210,16 @@ static int main_bind(struct main_state *m)
                                 ml->conf->name, host);
                         return -1;
                 }
-                uv_tcp_init(m->loop, &ml->tcp);
-                ml->tcp.data = ml;
-                ml->open = true;
-                r = uv_tcp_bind(&ml->tcp, (struct sockaddr *)&ss, 0);
-                if (r == 0)
-                        r = uv_listen((uv_stream_t *)&ml->tcp, MAIN_BACKLOG,
-                                      main_on_connection);
-                if (r != 0) {
+                fd = nw > 1 ? main_socket(&ss, false, true) : 0;
+                if (fd >= 0 && nw > 1)
+                        close(fd);
+                for (w = 0; w < nw && fd >= 0; w++) {
+                        fd = main_socket(&ss, nw > 1, false);
+                        m->fds[w * m->nlisteners + i] = fd;
+                }
+                if (fd < 0) {
                         fprintf(stderr, "mailward: [%s] cannot listen on %s: %s\n",
-                                ml->conf->name, ml->conf->listen, uv_strerror(r));
+                                ml->conf->name, ml->conf->listen, strerror(-fd));
                         return -1;
                 }
                 log_emit(
@@ -178,6 +230,48 @@ static int main_bind(struct main_state *m)
                     config_tls_str(ml->conf->accept_tls),
                     ml->conf->require_tls ? "yes" : "no", ml->conf->forward,
                     config_identity_str(ml->conf->client_identity));
+        }
+        return 0;
+}
+
+static void main_close_fds(struct main_state *m)
+{
+        size_t i;
+
+        if (m->fds == NULL)
+                return;
+        for (i = 0; i < m->cfg->workers * m->nlisteners; i++) {
+                if (m->fds[i] >= 0)
+                        close(m->fds[i]);
+        }
+        free(m->fds);
+        m->fds = NULL;
+}
+
+/* In the serving process: libuv takes over this process's row of sockets. */
+static int main_listen(struct main_state *m)
+{
+        size_t row = m->worker < 0 ? 0 : (size_t)m->worker * m->nlisteners;
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++) {
+                struct main_listener *ml = &m->listeners[i];
+                int r;
+
+                uv_tcp_init(m->loop, &ml->tcp);
+                ml->tcp.data = ml;
+                ml->open = true;
+                r = uv_tcp_open(&ml->tcp, m->fds[row + i]);
+                if (r == 0)
+                        m->fds[row + i] = -1; /* the handle closes it */
+                if (r == 0)
+                        r = uv_listen((uv_stream_t *)&ml->tcp, MAIN_BACKLOG,
+                                      main_on_connection);
+                if (r != 0) {
+                        fprintf(stderr, "mailward: [%s] cannot listen on %s: %s\n",
+                                ml->conf->name, ml->conf->listen, uv_strerror(r));
+                        return -1;
+                }
         }
         return 0;
 }
@@ -207,6 +301,19 @@ static unsigned main_sessions(const struct main_state *m)
 
 static void main_close_all(struct main_state *m)
 {
+        sigset_t late;
+
+        /*
+         * Closing the handles gives the signals back their default action: a
+         * late SIGTERM (a service manager signals every process of the group,
+         * the supervisor forwards it too) must not turn this clean exit into
+         * death by a signal. Blocked, it stays pending until the exit.
+         */
+        sigemptyset(&late);
+        sigaddset(&late, SIGTERM);
+        sigaddset(&late, SIGINT);
+        sigaddset(&late, SIGHUP);
+        sigprocmask(SIG_BLOCK, &late, NULL);
         uv_close((uv_handle_t *)&m->sig_term, NULL);
         uv_close((uv_handle_t *)&m->sig_int, NULL);
         uv_close((uv_handle_t *)&m->sig_hup, NULL);
@@ -284,7 +391,10 @@ static unsigned main_probe_interval(const struct config *cfg)
         return ival ? ival : 300;
 }
 
-/* One log line when writing starts failing and one when it works again. */
+/*
+ * One log line when writing starts failing and one when it works again.
+ * A worker does not write the file: it hands its counters to the supervisor.
+ */
 static void main_write_metrics(struct main_state *m)
 {
         const char *step = "";
@@ -292,6 +402,11 @@ static void main_write_metrics(struct main_state *m)
 
         if (m->cfg->metrics_file == NULL)
                 return;
+        if (m->workers != NULL) {
+                workers_publish(m->workers, (unsigned)m->worker, &m->alerts,
+                                &m->env.stats);
+                return;
+        }
         r = metrics_write(m->cfg->metrics_file, &m->alerts, &m->env.stats, &step);
         if (r != 0 && !m->metrics_failing)
                 log_emit(&m->log, LOG_LVL_ERR, NULL,
@@ -325,9 +440,11 @@ static void main_handles(struct main_state *m)
         m->metrics_timer.data = m;
         uv_timer_start(&m->probe_timer, main_on_probe, 0,
                        (uint64_t)main_probe_interval(m->cfg) * 1000);
-        if (m->cfg->metrics_file != NULL)
-                uv_timer_start(&m->metrics_timer, main_on_metrics, METRICS_INTERVAL_MS,
-                               METRICS_INTERVAL_MS);
+        if (m->cfg->metrics_file != NULL) {
+                uint64_t ival = m->workers ? WORKERS_PUBLISH_MS : METRICS_INTERVAL_MS;
+
+                uv_timer_start(&m->metrics_timer, main_on_metrics, ival, ival);
+        }
 }
 
 /* alert_command must be an executable file (-t and start-up, any user). */
@@ -351,10 +468,10 @@ static int main_check_alert_command(const struct config *cfg, FILE *errs)
 }
 
 /*
- * After the privilege drop: the command must be executable, and the metrics
- * file writable, by the user mailward now runs as. Then the sinks start.
+ * After the privilege drop, before any fork: the command must be executable,
+ * and the metrics file writable, by the user mailward now runs as.
  */
-static int main_start_sinks(struct main_state *m)
+static int main_check_sinks(struct main_state *m)
 {
         const char *step = "";
         int r;
@@ -372,21 +489,64 @@ static int main_start_sinks(struct main_state *m)
                         return -1;
                 }
         }
-        if (m->cfg->alert_command != NULL) {
-                m->alertcmd = alertcmd_new(m->loop, &m->log, m->cfg->alert_command);
-                m->alerts.hook = alertcmd_hook;
-                m->alerts.hook_arg = m->alertcmd;
-        }
         return 0;
 }
 
-static void main_id_prefix(struct relay_env *env)
+/* In the serving process: its own alert command runner, on its own loop. */
+static void main_start_alertcmd(struct main_state *m)
 {
+        if (m->cfg->alert_command == NULL)
+                return;
+        m->alertcmd = alertcmd_new(m->loop, &m->log, m->cfg->alert_command);
+        m->alerts.hook = alertcmd_hook;
+        m->alerts.hook_arg = m->alertcmd;
+}
+
+/*
+ * Session ids are the prefix and a counter. The prefix changes with the time
+ * and the pid (ids stay unique across restarts); a worker adds "w" and its
+ * index, so no two workers can give out the same id.
+ */
+static void main_id_prefix(struct relay_env *env, int worker)
+{
+        unsigned long long t;
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(env->id_prefix, sizeof(env->id_prefix), "%05llx",
-                 (unsigned long long)((ts.tv_sec ^ (getpid() << 8)) & 0xfffff));
+        t = (unsigned long long)((ts.tv_sec ^ (getpid() << 8)) & 0xfffff);
+        if (worker < 0)
+                snprintf(env->id_prefix, sizeof(env->id_prefix), "%05llx", t);
+        else
+                snprintf(env->id_prefix, sizeof(env->id_prefix), "%05llxw%u", t,
+                         (unsigned)worker % 64);
+}
+
+/* The single process, or one worker: serve until drained. 0 or -1. */
+static int main_serve(struct main_state *m)
+{
+        m->loop = uv_default_loop();
+        m->env.loop = m->loop;
+        main_id_prefix(&m->env, m->worker);
+        if (main_listen(m) != 0)
+                return -1;
+        main_start_alertcmd(m);
+        main_open_learned(m);
+        if (m->worker < 0)
+                log_emit(&m->log, LOG_LVL_INFO, NULL,
+                         "event=start version=%s uid=%d listeners=%zu", MAILWARD_VERSION,
+                         (int)getuid(), m->nlisteners);
+        else
+                log_emit(&m->log, LOG_LVL_INFO, NULL,
+                         "event=worker_start worker=%d uid=%d listeners=%zu id_prefix=%s",
+                         m->worker, (int)getuid(), m->nlisteners, m->env.id_prefix);
+        main_handles(m);
+        if (m->workers != NULL)
+                workers_unblock(m->workers);
+        uv_run(m->loop, UV_RUN_DEFAULT);
+        main_write_metrics(m); /* the final counts */
+        learned_close(m->env.learned);
+        m->env.learned = NULL;
+        return 0;
 }
 
 int main(int argc, char **argv)
@@ -398,6 +558,7 @@ int main(int argc, char **argv)
         int opt, rc = 1;
 
         memset(&m, 0, sizeof(m));
+        m.worker = -1;
         while ((opt = getopt(argc, argv, "c:dhtV")) != -1) {
                 switch (opt) {
                 case 'c':
@@ -431,11 +592,8 @@ int main(int argc, char **argv)
         m.log.level = debug ? LOG_LVL_DEBUG : m.cfg->log_level;
         if (tls_global_init() != 0)
                 fatalx("wolfSSL initialisation failed");
-        m.loop = uv_default_loop();
-        m.env.loop = m.loop;
         m.env.log = &m.log;
         m.env.alerts = &m.alerts;
-        main_id_prefix(&m.env);
         if (main_make_listeners(&m, stderr) != 0 ||
             main_check_alert_command(m.cfg, stderr) != 0)
                 goto out;
@@ -461,28 +619,29 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mailward: %s\n", err);
                 goto out_alerts;
         }
-        if (main_start_sinks(&m) != 0)
+        if (main_check_sinks(&m) != 0)
                 goto out_alerts;
-        main_open_learned(&m);
-        log_emit(&m.log, LOG_LVL_INFO, NULL,
-                 "event=start version=%s uid=%d listeners=%zu", MAILWARD_VERSION,
-                 (int)getuid(), m.nlisteners);
-        main_handles(&m);
-        uv_run(m.loop, UV_RUN_DEFAULT);
-        main_write_metrics(&m); /* the final counts */
-        learned_close(m.env.learned);
-        rc = 0;
+        if (m.cfg->workers > 1) {
+                m.workers = workers_new(m.cfg, &m.log, m.fds, m.nlisteners);
+                m.worker = workers_run(m.workers, &rc);
+                if (m.worker < 0)
+                        goto out_alerts; /* the supervisor, every worker gone */
+        }
+        rc = main_serve(&m) == 0 ? 0 : 1;
 out_alerts:
-        if (rc != 0) {
+        if (m.loop != NULL && rc != 0) {
                 /* Failed start: close what was opened so the loop can be closed. */
                 main_close_listeners(&m);
                 uv_run(m.loop, UV_RUN_DEFAULT);
         }
+        main_close_fds(&m);
+        workers_free(m.workers);
         alertcmd_free(m.alertcmd);
         alert_sink_cleanup(&m.alerts);
 out:
         main_free_listeners(&m);
-        uv_loop_close(m.loop);
+        if (m.loop != NULL)
+                uv_loop_close(m.loop);
         config_free(m.cfg);
         tls_global_cleanup();
         return rc;
