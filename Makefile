@@ -3,9 +3,31 @@
 
 VERSION    := 0.1.0
 CC         ?= cc
-PKGS       := libuv wolfssl inih libcap lmdb
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKGS       := libuv inih libcap lmdb
+
+# Which wolfSSL (README, "Which wolfSSL"): by default Debian's libwolfssl-dev
+# (security updates come with the system); `make WOLFSSL=asm` (or `make
+# mailward-asm`) builds build-asm/mailward against a static wolfSSL built by
+# scripts/build-wolfssl from Debian's own source package with its assembly
+# paths (AES-NI, Intel speedups, SP x86_64 assembly), in build/wolfssl-asm.
+WOLFSSL    ?= system
+ifeq ($(WOLFSSL),asm)
+WOLFSSL_DIR    := build/wolfssl-asm
+WOLFSSL_LIB    := $(WOLFSSL_DIR)/lib/libwolfssl.a
+WOLFSSL_CFLAGS := -I$(WOLFSSL_DIR)/include
+WOLFSSL_LIBS   := $(WOLFSSL_LIB) -lm -lpthread -ldl
+BUILD          ?= build-asm
+else ifeq ($(WOLFSSL),system)
+WOLFSSL_LIB    :=
+WOLFSSL_CFLAGS := $(shell pkg-config --cflags wolfssl 2>/dev/null)
+WOLFSSL_LIBS   := $(shell pkg-config --libs wolfssl 2>/dev/null)
+else
+$(error WOLFSSL=$(WOLFSSL): say WOLFSSL=system (the default) or WOLFSSL=asm)
+endif
+
+# The wolfSSL include path comes first, before any other package's.
+PKG_CFLAGS := $(WOLFSSL_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(WOLFSSL_LIBS)
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
 CFLAGS     ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DMAILWARD_VERSION='"$(VERSION)"' $(WARN) \
@@ -24,19 +46,26 @@ PROXY_OBJ  := $(PROXY_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all deps run test unit integration lint format bench clean
+.PHONY: all deps run test unit integration lint format bench clean mailward-asm
 
 all: $(BUILD)/mailward
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h)
+# mailward against wolfSSL with its assembly paths (see WOLFSSL above).
+mailward-asm:
+	@$(MAKE) --no-print-directory WOLFSSL=asm build-asm/mailward
+
+build/wolfssl-asm/lib/libwolfssl.a:
+	@scripts/build-wolfssl
+
+$(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h) $(WOLFSSL_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libmailward.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/mailward: $(PROXY_OBJ) $(BUILD)/libmailward.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/mailward: $(PROXY_OBJ) $(BUILD)/libmailward.a $(WOLFSSL_LIB)
+	$(CC) $(LDFLAGS) -o $@ $(PROXY_OBJ) $(BUILD)/libmailward.a $(LDLIBS)
 
 $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libmailward.a
 	@mkdir -p $(dir $@)
@@ -73,10 +102,9 @@ $(BUILD)/bench/loadgen: test/bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lssl -lcrypto
 
-$(BUILD)/bench/crypto: test/bench/crypto.c
+$(BUILD)/bench/crypto: test/bench/crypto.c $(WOLFSSL_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags wolfssl) -o $@ $< \
-	        $(shell pkg-config --libs wolfssl)
+	$(CC) $(BENCH_CFLAGS) $(WOLFSSL_CFLAGS) -o $@ $< $(WOLFSSL_LIBS)
 
 bench: deps
 	@$(MAKE) --no-print-directory build/mailward build/bench/loadgen build/bench/crypto
