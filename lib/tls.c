@@ -773,7 +773,8 @@ const char *tls_library_build(void)
 #if defined(WOLFSSL_SP_X86_64_ASM) || defined(WOLFSSL_SP_ASM)
                ", sp-asm"
 #endif
-#if !defined(WOLFSSL_AESNI) && !defined(USE_INTEL_SPEEDUP) && !defined(WOLFSSL_SP_ASM)
+#if !defined(WOLFSSL_AESNI) && !defined(USE_INTEL_SPEEDUP) &&                            \
+    !defined(WOLFSSL_SP_X86_64_ASM) && !defined(WOLFSSL_SP_ASM)
                ", no assembly (C code paths only)"
 #endif
             ;
