@@ -19,6 +19,12 @@ void buf_cleanup(struct buf *b)
         buf_init(b);
 }
 
+const char *buf_data(const struct buf *b)
+{
+        /* Not NULL + 0 for a buffer that has no storage: that is undefined. */
+        return b->data != NULL ? b->data + b->off : "";
+}
+
 /*
  * Make room for n more bytes after the readable ones. Storage is allocated
  * even for n == 0 so that the data pointer is never NULL after a reserve

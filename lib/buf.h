@@ -23,11 +23,12 @@ struct buf {
 void buf_init(struct buf *b);
 void buf_cleanup(struct buf *b);
 
-static inline const char *buf_data(const struct buf *b)
-{
-        /* Not NULL + 0 for a buffer that has no storage: that is undefined. */
-        return b->data != NULL ? b->data + b->off : "";
-}
+/*
+ * Not inline: GCC at -O2 would see the "" of a buffer without storage and
+ * warn (-Warray-bounds) about every caller that reads past a length check it
+ * cannot tie to buf_len().
+ */
+const char *buf_data(const struct buf *b);
 
 static inline size_t buf_len(const struct buf *b)
 {
