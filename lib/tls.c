@@ -19,9 +19,12 @@
 #include <wolfssl/wolfcrypt/rsa.h>
 
 #include <arpa/inet.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,6 +526,70 @@ static enum tls_result tls_fail(struct tls *t, int ret, const char *what)
         }
 }
 
+/*
+ * Give the kernel back the pages of a heap block that hold nothing but zeros.
+ * MADV_DONTNEED on private anonymous memory (glibc's heap and its mmap'd
+ * chunks, ASan's too) makes a page read as zeros until it is written again,
+ * so for a page that is all zeros nothing changes but the RSS. Only pages
+ * wholly inside the block are touched, never malloc's own headers.
+ */
+static void tls_release_zero_pages(void *block, size_t size)
+{
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t p, end, run = 0;
+
+        if (block == NULL || page == 0 || (page & (page - 1)) != 0)
+                return;
+        p = ((uintptr_t)block + page - 1) & ~(page - 1);
+        end = ((uintptr_t)block + size) & ~(page - 1);
+        for (; p < end; p += page) {
+                const unsigned char *b = (const unsigned char *)p;
+                bool zero = b[0] == 0 && memcmp(b, b + 1, page - 1) == 0;
+
+                if (zero && run == 0)
+                        run = p;
+                if (!zero && run != 0) {
+                        (void)madvise((void *)run, p - run, MADV_DONTNEED);
+                        run = 0;
+                }
+        }
+        if (run != 0)
+                (void)madvise((void *)run, end - run, MADV_DONTNEED);
+}
+
+/*
+ * After the handshake, give back what an established session no longer
+ * needs, measured on wolfSSL 5.5.4 as Debian builds it (see test/bench/README,
+ * "Idle session memory"):
+ *
+ * - its handshake "arrays" (3.4 KB: randoms, pre-master and master secrets),
+ *   which it keeps after a TLS 1.3 handshake because the build has
+ *   post-handshake authentication (we never ask for it nor allow it);
+ *   wolfSSL reads a post-handshake message (ticket, key update) without them;
+ * - the zero pages of its WOLFSSL_SESSION: SESSION_CERTS and
+ *   WOLFSSL_ALT_CERT_CHAINS give every connection two static peer chains of
+ *   9 x 2 KB inside it (37.5 KB in all), which wolfSSL_NewSession() zeroes;
+ *   a server that asks for no client certificate never fills them, a client
+ *   fills a few slots of one. ~36 KB of the 37.5 go back.
+ *
+ * wolfSSL_get_session() is the connection's own heap block (ssl->session,
+ * from malloc via XMALLOC) only when the build has NO_SESSION_CACHE_REF and
+ * no static memory pool; otherwise only the arrays are freed.
+ */
+static void tls_trim(struct tls *t)
+{
+        wolfSSL_FreeArrays(t->ssl);
+#if defined(NO_SESSION_CACHE_REF) && !defined(WOLFSSL_STATIC_MEMORY) &&                  \
+    !defined(XMALLOC_USER) && !defined(XMALLOC_OVERRIDE) && defined(__GLIBC__)
+        {
+                WOLFSSL_SESSION *sess = wolfSSL_get_session(t->ssl);
+
+                if (sess != NULL)
+                        tls_release_zero_pages(sess, malloc_usable_size(sess));
+        }
+#endif
+}
+
 enum tls_result tls_handshake(struct tls *t)
 {
         int ret;
@@ -538,6 +605,7 @@ enum tls_result tls_handshake(struct tls *t)
                 /* verify_record overrode an error that wolfSSL had queued. */
                 if (t->verify_error != 0)
                         wolfSSL_ERR_clear_error();
+                tls_trim(t);
                 return TLS_OK;
         }
         return tls_fail(t, ret, "handshake");
