@@ -14,6 +14,7 @@
 #include "util.h"
 
 #define CONN_MAGIC            0x636f6e6eU
+#define CONN_LOOP_MAGIC       0x636c6f6fU
 #define CONN_READ_SIZE        65536
 #define CONN_CLOSE_FLUSH_MS   5000
 #define CONN_TLS_RECORD_START 0x16 /* handshake record type */
@@ -21,8 +22,20 @@
 #define CONN_SO_ORIGINAL_DST      80
 #define CONN_IP6T_SO_ORIGINAL_DST 80
 
+/*
+ * libuv calls a stream's alloc callback and then, before anything else runs on
+ * the loop, its read callback with the same buffer: one buffer serves every
+ * conn of the loop, and is free again when conn_read_cb() returns.
+ */
+struct conn_loop {
+        unsigned magic;
+        uv_loop_t *loop;
+        char *readbuf; /* CONN_READ_SIZE bytes, from the first read on */
+};
+
 struct conn {
         unsigned magic;
+        struct conn_loop *cl;
         uv_tcp_t tcp;
         uv_timer_t timer;
         uv_connect_t connect_req;
@@ -32,7 +45,6 @@ struct conn {
         struct buf in;   /* plaintext read, waiting for the owner */
         struct buf out;  /* bytes waiting for conn_flush() (ciphertext under TLS) */
         size_t inflight; /* bytes in uv_write requests */
-        char *readbuf;   /* ciphertext read buffer while a read is under way */
 
         struct tls *tls;
         bool tls_done;
@@ -121,11 +133,33 @@ static void conn_fill_addrs(struct conn *c)
         }
 }
 
-static struct conn *conn_alloc(uv_loop_t *loop, conn_cb cb, void *arg)
+struct conn_loop *conn_loop_new(struct uv_loop_s *loop)
+{
+        struct conn_loop *cl = xcalloc(1, sizeof(*cl));
+
+        cl->magic = CONN_LOOP_MAGIC;
+        cl->loop = loop;
+        return cl;
+}
+
+void conn_loop_free(struct conn_loop *cl)
+{
+        if (cl == NULL)
+                return;
+        UTIL_CHECK_MAGIC(cl, CONN_LOOP_MAGIC);
+        free(cl->readbuf);
+        cl->magic = 0;
+        free(cl);
+}
+
+static struct conn *conn_alloc(struct conn_loop *cl, conn_cb cb, void *arg)
 {
         struct conn *c = xcalloc(1, sizeof(*c));
+        uv_loop_t *loop = cl->loop;
 
+        UTIL_CHECK_MAGIC(cl, CONN_LOOP_MAGIC);
         c->magic = CONN_MAGIC;
+        c->cl = cl;
         c->cb = cb;
         c->arg = arg;
         buf_init(&c->in);
@@ -178,10 +212,16 @@ static void conn_free_when_closed(struct conn *c, enum conn_event ev, void *arg)
                 conn_free(c);
 }
 
-struct conn *conn_accept(struct uv_stream_s *server, conn_cb cb, void *arg, int *err)
+struct conn *conn_accept(struct conn_loop *cl, struct uv_stream_s *server, conn_cb cb,
+                         void *arg, int *err)
 {
-        struct conn *c = conn_alloc(server->loop, cb, arg);
-        int r = uv_accept(server, (uv_stream_t *)&c->tcp);
+        struct conn *c;
+        int r;
+
+        if (server->loop != cl->loop)
+                fatalx("conn_accept: the listener runs on another loop");
+        c = conn_alloc(cl, cb, arg);
+        r = uv_accept(server, (uv_stream_t *)&c->tcp);
 
         if (r < 0) {
                 *err = r;
@@ -212,10 +252,10 @@ static void conn_connect_cb(uv_connect_t *req, int status)
         conn_emit(c, CONN_EV_CONNECTED);
 }
 
-struct conn *conn_connect(struct uv_loop_s *loop, const struct sockaddr *addr, conn_cb cb,
+struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr, conn_cb cb,
                           void *arg)
 {
-        struct conn *c = conn_alloc(loop, cb, arg);
+        struct conn *c = conn_alloc(cl, cb, arg);
         int r;
 
         conn_addr_str(addr, c->peer, sizeof(c->peer));
@@ -237,7 +277,6 @@ void conn_free(struct conn *c)
         tls_free(c->tls);
         buf_cleanup(&c->in);
         buf_cleanup(&c->out);
-        free(c->readbuf);
         c->magic = 0;
         free(c);
 }
@@ -386,19 +425,18 @@ static void conn_tls_pump(struct conn *c)
         }
 }
 
+/* Every read goes into the loop's buffer; conn_read_cb() empties it. */
 static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
         struct conn *c = h->data;
+        struct conn_loop *cl;
 
         (void)suggested;
         UTIL_CHECK_MAGIC(c, CONN_MAGIC);
-        if (c->tls != NULL) {
-                if (c->readbuf == NULL)
-                        c->readbuf = xmalloc(CONN_READ_SIZE);
-                *b = uv_buf_init(c->readbuf, CONN_READ_SIZE);
-        } else {
-                *b = uv_buf_init(buf_reserve(&c->in, CONN_READ_SIZE), CONN_READ_SIZE);
-        }
+        cl = c->cl;
+        if (cl->readbuf == NULL)
+                cl->readbuf = xmalloc(CONN_READ_SIZE);
+        *b = uv_buf_init(cl->readbuf, CONN_READ_SIZE);
 }
 
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
@@ -406,24 +444,23 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         struct conn *c = s->data;
 
         UTIL_CHECK_MAGIC(c, CONN_MAGIC);
-        if (c->tls == NULL && b->base != NULL)
-                buf_unreserve(&c->in, CONN_READ_SIZE - (nread > 0 ? (size_t)nread : 0));
         if (c->closing)
-                goto out;
+                return;
         if (nread == UV_EOF) {
                 conn_emit(c, CONN_EV_EOF);
-                goto out;
+                return;
         }
         if (nread < 0) {
                 c->err = (int)nread;
                 conn_emit(c, CONN_EV_ERROR);
-                goto out;
+                return;
         }
         if (nread == 0)
-                goto out;
+                return;
         if (c->tls == NULL) {
+                buf_append(&c->in, b->base, (size_t)nread);
                 conn_emit(c, CONN_EV_READ);
-                goto out;
+                return;
         }
         if (!c->tls_seen_input) {
                 c->tls_seen_input = true;
@@ -434,16 +471,13 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
                         c->reading = false;
                         uv_read_stop(s);
                         conn_emit(c, CONN_EV_TLS_FAILED);
-                        goto out;
+                        return;
                 }
         }
-        tls_feed(c->tls, b->base, (size_t)nread);
+        /* Straight from the read buffer into wolfSSL; a partial record is kept. */
+        tls_lend(c->tls, b->base, (size_t)nread);
         conn_tls_pump(c);
-out:
-        if (c->magic == CONN_MAGIC && c->readbuf != NULL && c->tls != NULL) {
-                free(c->readbuf);
-                c->readbuf = NULL;
-        }
+        tls_lend_end(c->tls);
 }
 
 void conn_read(struct conn *c, bool on)

@@ -19,6 +19,11 @@
  * that spoke plaintext where TLS was due (STARTTLS injection, a plaintext
  * client on an implicit-TLS port).
  *
+ * Memory: an idle conn holds no buffer. Every conn of one event loop reads
+ * into the loop's one read buffer (struct conn_loop, made once per loop and
+ * freed after its last conn); what a read brings is decrypted or copied into
+ * conn_input() at once, and the owner shrinks that when it has consumed it.
+ *
  * Lifetime: conn_close() closes the handles (after flushing what was written,
  * when `flush` is set, bounded by the timer); CONN_EV_CLOSED is the last
  * event, after which the owner frees with conn_free(). Never free inside a
@@ -39,6 +44,7 @@
 struct uv_loop_s;
 struct uv_stream_s;
 struct conn;
+struct conn_loop;
 
 enum conn_event {
         CONN_EV_CONNECTED,  /* outgoing connect succeeded */
@@ -56,12 +62,20 @@ typedef void (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
 
 const char *conn_event_str(enum conn_event ev);
 
-/* Accept a pending connection on a listening stream. NULL (and errno-style
- * code in *err) if accept fails. */
-struct conn *conn_accept(struct uv_stream_s *server, conn_cb cb, void *arg, int *err);
+/*
+ * What the conns of one event loop share: its read buffer (allocated at the
+ * first read). Free it only after every conn made with it has been freed.
+ */
+struct conn_loop *conn_loop_new(struct uv_loop_s *loop);
+void conn_loop_free(struct conn_loop *cl);
+
+/* Accept a pending connection on a listening stream of cl's loop. NULL (and
+ * errno-style code in *err) if accept fails. */
+struct conn *conn_accept(struct conn_loop *cl, struct uv_stream_s *server, conn_cb cb,
+                         void *arg, int *err);
 /* Start connecting to addr; CONN_EV_CONNECTED or CONN_EV_ERROR follows
  * (from the loop, even when the connect fails at once). */
-struct conn *conn_connect(struct uv_loop_s *loop, const struct sockaddr *addr, conn_cb cb,
+struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr, conn_cb cb,
                           void *arg);
 void conn_free(struct conn *c);
 

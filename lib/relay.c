@@ -108,6 +108,7 @@ struct relay_pending {
 
 struct relay_listener {
         struct relay_env *env;
+        struct conn_loop *cloop; /* its conns' read buffer: relay_cloop() */
         const struct config_listener *conf;
         struct tls_ctx *tls_server;
         struct tls_ctx *tls_client;
@@ -1452,6 +1453,14 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
         relay_run(s);
 }
 
+/* Made at the first connection: listeners exist before the event loop does. */
+static struct conn_loop *relay_cloop(struct relay_listener *l)
+{
+        if (l->cloop == NULL)
+                l->cloop = conn_loop_new(l->env->loop);
+        return l->cloop;
+}
+
 static void relay_backend_connect(struct relay_session *s)
 {
         s->bstate = RELAY_B_CONNECTING;
@@ -1459,7 +1468,7 @@ static void relay_backend_connect(struct relay_session *s)
         memset(&s->slines, 0, sizeof(s->slines));
         s->slines.max = SMTP_REPLY_LINE_MAX;
         s->server =
-            conn_connect(s->l->env->loop,
+            conn_connect(relay_cloop(s->l),
                          (const struct sockaddr *)(s->out ? &s->dst : &s->l->fwd_addr),
                          relay_server_cb, s);
         s->open++;
@@ -2172,7 +2181,7 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
 
         l->env->stats.sessions_total++;
         l->env->stats.sessions_active++;
-        s->client = conn_accept(server, relay_client_cb, s, &err);
+        s->client = conn_accept(relay_cloop(l), server, relay_client_cb, s, &err);
         if (s->client == NULL) {
                 log_emit(l->env->log, LOG_LVL_WARN, s->id, "event=accept_failed error=%d",
                          err);
@@ -2299,6 +2308,7 @@ void relay_listener_free(struct relay_listener *l)
         tls_ctx_free(l->tls_server);
         tls_ctx_free(l->tls_client);
         policy_free(l->policy);
+        conn_loop_free(l->cloop);
         free(l);
 }
 

@@ -74,7 +74,9 @@ struct tls {
         unsigned magic;
         struct tls_ctx *ctx;
         WOLFSSL *ssl;
-        struct buf in;  /* ciphertext fed, not yet taken by wolfSSL */
+        struct buf in;    /* ciphertext fed, not yet taken by wolfSSL */
+        const char *lent; /* ciphertext lent (tls_lend), after `in` */
+        size_t lent_len;
         struct buf out; /* ciphertext wolfSSL produced, for the caller to send */
         bool done;      /* handshake complete */
         /* What tls_verify_cb() saw (client role, verify_peer or verify_record). */
@@ -95,25 +97,35 @@ void tls_global_cleanup(void)
         wolfSSL_Cleanup();
 }
 
-/* wolfSSL's receive callback: hand over what tls_feed() queued. */
+/* wolfSSL's receive callback: hand over what tls_feed() queued, then what
+ * tls_lend() lent. */
 static int tls_io_recv(WOLFSSL *ssl, char *p, int sz, void *arg)
 {
         struct tls *t = arg;
-        size_t n;
+        size_t want, n, done = 0;
 
         (void)ssl;
         UTIL_CHECK_MAGIC(t, TLS_MAGIC);
         if (sz < 0)
                 return WOLFSSL_CBIO_ERR_GENERAL;
-        n = buf_len(&t->in);
-        if (n == 0)
+        want = (size_t)sz;
+        if (buf_len(&t->in) > 0) {
+                n = buf_len(&t->in) < want ? buf_len(&t->in) : want;
+                memcpy(p, buf_data(&t->in), n);
+                buf_consume(&t->in, n);
+                buf_shrink(&t->in);
+                done = n;
+        }
+        if (done < want && t->lent_len > 0) {
+                n = t->lent_len < want - done ? t->lent_len : want - done;
+                memcpy(p + done, t->lent, n);
+                t->lent += n;
+                t->lent_len -= n;
+                done += n;
+        }
+        if (done == 0)
                 return WOLFSSL_CBIO_ERR_WANT_READ;
-        if (n > (size_t)sz)
-                n = (size_t)sz;
-        memcpy(p, buf_data(&t->in), n);
-        buf_consume(&t->in, n);
-        buf_shrink(&t->in);
-        return (int)n;
+        return (int)done;
 }
 
 /* wolfSSL's send callback: everything goes to the output buffer at once. */
@@ -495,9 +507,26 @@ void tls_feed(struct tls *t, const void *p, size_t n)
         buf_append(&t->in, p, n);
 }
 
+void tls_lend(struct tls *t, const void *p, size_t n)
+{
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        if (t->lent_len > 0)
+                fatalx("tls_lend: %zu bytes still lent", t->lent_len);
+        t->lent = p;
+        t->lent_len = n;
+}
+
+void tls_lend_end(struct tls *t)
+{
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        buf_append(&t->in, t->lent, t->lent_len);
+        t->lent = NULL;
+        t->lent_len = 0;
+}
+
 size_t tls_input_pending(const struct tls *t)
 {
-        return buf_len(&t->in);
+        return buf_len(&t->in) + t->lent_len;
 }
 
 struct buf *tls_output(struct tls *t)

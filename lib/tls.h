@@ -76,7 +76,14 @@ void tls_free(struct tls *t);
 
 /* Queue ciphertext received from the peer. */
 void tls_feed(struct tls *t, const void *p, size_t n);
-/* Bytes fed but not yet taken by wolfSSL. */
+/*
+ * Lend ciphertext instead of copying it in: the calls that follow read from
+ * p until tls_lend_end(), which copies what wolfSSL has not taken (a partial
+ * record) as tls_feed() would. p must stay valid and unchanged until then.
+ */
+void tls_lend(struct tls *t, const void *p, size_t n);
+void tls_lend_end(struct tls *t);
+/* Bytes fed (or lent) but not yet taken by wolfSSL. */
 size_t tls_input_pending(const struct tls *t);
 /* Ciphertext waiting to be sent; the caller writes it out and consumes it. */
 struct buf *tls_output(struct tls *t);
