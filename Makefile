@@ -46,7 +46,7 @@ PROXY_OBJ  := $(PROXY_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all deps run test unit integration lint format bench clean mailward-asm
+.PHONY: all deps run test unit integration lint format bench clean mailward-asm FORCE
 
 all: $(BUILD)/mailward
 
@@ -54,8 +54,12 @@ all: $(BUILD)/mailward
 mailward-asm:
 	@$(MAKE) --no-print-directory WOLFSSL=asm build-asm/mailward
 
-build/wolfssl-asm/lib/libwolfssl.a:
+# Asked every time (quick when up to date): after a Debian update of
+# libwolfssl-dev it rebuilds from the new source package, and mailward relinks.
+build/wolfssl-asm/lib/libwolfssl.a: FORCE
 	@scripts/build-wolfssl
+
+FORCE:
 
 $(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h) $(WOLFSSL_LIB)
 	@mkdir -p $(dir $@)
