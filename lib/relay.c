@@ -125,6 +125,22 @@ struct relay_listener {
         struct policy *policy; /* outbound: the table (may be empty) */
 };
 
+/* An outbound session's own state, allocated only for outbound sessions. */
+struct relay_out_state {
+        struct sockaddr_storage dst;
+        char dst_str[64];
+        bool banner_sent;
+        bool plain_fallback; /* TLS failed: a plaintext reconnect for none/may */
+        enum relay_out_step step;
+        struct smtp_caps caps; /* what this server session offers */
+        char greeting[SMTP_CAP_LEN];
+        struct relay_observed obs;
+        char *held_mail; /* the MAIL line, sent once a recipient passes */
+        bool mail_sent;
+        unsigned rcpt_passed;
+        char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
+};
+
 struct relay_session {
         unsigned magic;
         struct relay_listener *l;
@@ -156,26 +172,20 @@ struct relay_session {
         bool cmd_bare_lf;   /* inside a command line that held a bare LF */
         bool plaintext_alerted;
         bool quit;
-        /* Outbound. */
-        bool out;
-        struct sockaddr_storage dst;
-        char dst_str[64];
-        bool out_banner_sent;
-        bool out_plain_fallback; /* TLS failed: a plaintext reconnect for none/may */
-        enum relay_out_step out_step;
-        struct smtp_caps out_caps; /* the server's capabilities before TLS */
-        char out_greeting[SMTP_CAP_LEN];
-        struct relay_observed obs;
-        char *held_mail; /* MAIL line not sent yet */
-        bool mail_sent;
-        unsigned rcpt_passed;
-        char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
+        bool out; /* an outbound session: o is set */
+        struct relay_out_state *o;
         unsigned messages;
         uint64_t started_ms;
         char reason[128];
 };
 
 static void relay_run(struct relay_session *s);
+
+static enum relay_out_step relay_out_step(const struct relay_session *s)
+{
+        return s->o != NULL ? s->o->step : RELAY_OUT_NONE;
+}
+
 static void relay_backend_connect(struct relay_session *s);
 static void relay_close(struct relay_session *s, const char *reason);
 static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cmd,
@@ -395,7 +405,7 @@ static void relay_need_backend(struct relay_session *s)
          * a new one would be plaintext. Only a fallback that judging allowed
          * (none/may after a failed handshake) reconnects.
          */
-        if (s->out && !s->out_plain_fallback) {
+        if (s->out && !s->o->plain_fallback) {
                 relay_fail(s, "destination_lost",
                            "421 4.4.2 %s Error: connection to the destination lost",
                            relay_hostname(s));
@@ -591,7 +601,7 @@ static void relay_cmd_bdat(struct relay_session *s, const struct smtp_cmd *cmd,
         s->bdat_discard = false;
         /* Only where the server said CHUNKING: otherwise the chunk would be read as
          * commands. */
-        if (s->out ? !smtp_caps_has(&s->out_caps, "CHUNKING")
+        if (s->out ? !smtp_caps_has(&s->o->caps, "CHUNKING")
                    : !s->l->caps_known || !smtp_caps_has(&s->l->caps, "CHUNKING")) {
                 relay_reply(s, "502 5.5.1 Error: BDAT not supported");
                 s->bdat_discard = true;
@@ -1120,9 +1130,9 @@ static void relay_setup_reply(struct relay_session *s, int code)
 
         switch (s->step) {
         case RELAY_STEP_GREETING:
-                if (s->out && !s->out_banner_sent) {
+                if (s->out && !s->o->banner_sent) {
                         /* Transparent: the client sees the destination's own banner. */
-                        s->out_banner_sent = true;
+                        s->o->banner_sent = true;
                         relay_pending_set(relay_fifo_push(s, RELAY_A_LOCAL),
                                           buf_data(&s->sreply_buf),
                                           buf_len(&s->sreply_buf));
@@ -1238,19 +1248,19 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 return;
         case RELAY_A_OUT_MAIL:
                 if (code / 100 != 2) {
-                        free(s->late_mail_error);
-                        s->late_mail_error =
+                        free(s->o->late_mail_error);
+                        s->o->late_mail_error =
                             xstrndup(buf_data(&s->sreply_buf), buf_len(&s->sreply_buf));
-                        s->mail_sent = false;
+                        s->o->mail_sent = false;
                 }
                 relay_pending_set(p, "", 0);
                 return;
         case RELAY_A_OUT_RCPT:
-                if (s->late_mail_error != NULL) {
-                        relay_pending_set(p, s->late_mail_error,
-                                          strlen(s->late_mail_error));
-                        free(s->late_mail_error);
-                        s->late_mail_error = NULL;
+                if (s->o->late_mail_error != NULL) {
+                        relay_pending_set(p, s->o->late_mail_error,
+                                          strlen(s->o->late_mail_error));
+                        free(s->o->late_mail_error);
+                        s->o->late_mail_error = NULL;
                         return;
                 }
                 break;
@@ -1305,7 +1315,7 @@ static void relay_server_process(struct relay_session *s)
         enum smtp_reply_result rr;
 
         while (s->server != NULL && s->state != RELAY_S_CLOSING &&
-               s->step != RELAY_STEP_TLS && s->out_step != RELAY_OUT_TLS) {
+               s->step != RELAY_STEP_TLS && relay_out_step(s) != RELAY_OUT_TLS) {
                 in = conn_input(s->server);
                 r = smtp_lines_next(&s->slines, buf_data(in), buf_len(in), &ln);
                 if (r == SMTP_LINE_NEED_MORE) {
@@ -1333,7 +1343,7 @@ static void relay_server_process(struct relay_session *s)
                         continue;
                 if (s->bstate == RELAY_B_SETUP)
                         relay_setup_reply(s, s->sreply.code);
-                else if (s->out_step != RELAY_OUT_NONE)
+                else if (relay_out_step(s) != RELAY_OUT_NONE)
                         relay_out_step_reply(s, s->sreply.code);
                 else
                         relay_backend_reply(s, s->sreply.code);
@@ -1401,7 +1411,7 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 relay_server_process(s);
                 break;
         case CONN_EV_TLS_DONE:
-                if (s->out && s->out_step == RELAY_OUT_TLS) {
+                if (s->out && s->o->step == RELAY_OUT_TLS) {
                         relay_out_tls_done(s);
                         relay_server_process(s);
                         break;
@@ -1418,7 +1428,7 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 relay_server_process(s);
                 break;
         case CONN_EV_TLS_FAILED:
-                if (s->out && s->out_step == RELAY_OUT_TLS) {
+                if (s->out && s->o->step == RELAY_OUT_TLS) {
                         relay_out_tls_lost(s, conn_tls_error(c));
                 } else {
                         relay_server_tls_alert(s, c);
@@ -1469,7 +1479,7 @@ static void relay_backend_connect(struct relay_session *s)
         s->slines.max = SMTP_REPLY_LINE_MAX;
         s->server =
             conn_connect(relay_cloop(s->l),
-                         (const struct sockaddr *)(s->out ? &s->dst : &s->l->fwd_addr),
+                         (const struct sockaddr *)(s->out ? &s->o->dst : &s->l->fwd_addr),
                          relay_server_cb, s);
         s->open++;
 }
@@ -1537,20 +1547,20 @@ static void relay_out_ehlo_answer(struct relay_session *s, const struct smtp_cap
         struct smtp_caps c = *from;
         struct buf b;
 
-        s->out_caps = c; /* what this server session offers (BDAT needs CHUNKING) */
+        s->o->caps = c; /* what this server session offers (BDAT needs CHUNKING) */
 
         smtp_caps_filter(&c, relay_caps_allowed);
         if (!s->server_tls)
                 smtp_caps_remove(&c, "AUTH");
         buf_init(&b);
         if (s->helo_verb == SMTP_VERB_HELO)
-                buf_appendf(&b, "250 %s\r\n", s->out_greeting);
+                buf_appendf(&b, "250 %s\r\n", s->o->greeting);
         else
-                smtp_caps_print(&c, s->out_greeting, &b);
+                smtp_caps_print(&c, s->o->greeting, &b);
         if (p != NULL)
                 relay_pending_set(p, buf_data(&b), buf_len(&b));
         buf_cleanup(&b);
-        s->out_step = RELAY_OUT_NONE;
+        s->o->step = RELAY_OUT_NONE;
         relay_enter_state(s, RELAY_S_COMMAND);
 }
 
@@ -1561,21 +1571,20 @@ static void relay_out_greeting_name(struct relay_session *s)
         size_t n = buf_len(&s->sreply_buf), len;
 
         if (n < 5) {
-                snprintf(s->out_greeting, sizeof(s->out_greeting), "%s",
-                         relay_hostname(s));
+                snprintf(s->o->greeting, sizeof(s->o->greeting), "%s", relay_hostname(s));
                 return;
         }
         len = strcspn(r + 4, "\r\n");
-        if (len >= sizeof(s->out_greeting))
-                len = sizeof(s->out_greeting) - 1;
-        memcpy(s->out_greeting, r + 4, len);
-        s->out_greeting[len] = '\0';
+        if (len >= sizeof(s->o->greeting))
+                len = sizeof(s->o->greeting) - 1;
+        memcpy(s->o->greeting, r + 4, len);
+        s->o->greeting[len] = '\0';
 }
 
 /* The server's reply to the client's EHLO (sent as EHLO even for HELO). */
 static void relay_out_ehlo_reply(struct relay_session *s, int code)
 {
-        if (code != 250 || smtp_caps_parse(&s->out_caps, buf_data(&s->sreply_buf),
+        if (code != 250 || smtp_caps_parse(&s->o->caps, buf_data(&s->sreply_buf),
                                            buf_len(&s->sreply_buf)) != 0) {
                 relay_pending_set(relay_fifo_unanswered(s), buf_data(&s->sreply_buf),
                                   buf_len(&s->sreply_buf));
@@ -1583,32 +1592,32 @@ static void relay_out_ehlo_reply(struct relay_session *s, int code)
                 return;
         }
         relay_out_greeting_name(s);
-        if (s->server_tls || s->out_plain_fallback) {
-                relay_out_ehlo_answer(s, &s->out_caps);
+        if (s->server_tls || s->o->plain_fallback) {
+                relay_out_ehlo_answer(s, &s->o->caps);
                 return;
         }
-        s->obs.starttls_offered = smtp_caps_has(&s->out_caps, "STARTTLS");
-        relay_out_masked(&s->out_caps, s->obs.masked, sizeof(s->obs.masked));
-        if (!s->obs.starttls_offered) {
+        s->o->obs.starttls_offered = smtp_caps_has(&s->o->caps, "STARTTLS");
+        relay_out_masked(&s->o->caps, s->o->obs.masked, sizeof(s->o->obs.masked));
+        if (!s->o->obs.starttls_offered) {
                 relay_log(s, LOG_LVL_INFO, "event=no_starttls server=%s masked=%s",
-                          s->dst_str, s->obs.masked[0] ? s->obs.masked : "-");
-                relay_out_ehlo_answer(s, &s->out_caps);
+                          s->o->dst_str, s->o->obs.masked[0] ? s->o->obs.masked : "-");
+                relay_out_ehlo_answer(s, &s->o->caps);
                 return;
         }
         relay_server_send(s, "STARTTLS");
-        s->out_step = RELAY_OUT_STARTTLS;
+        s->o->step = RELAY_OUT_STARTTLS;
 }
 
 /* TLS with the destination failed or was refused: the client's EHLO is answered
  * with what was offered in plaintext, and judging decides per recipient. */
 static void relay_out_tls_lost(struct relay_session *s, const char *why)
 {
-        snprintf(s->obs.tls_error, sizeof(s->obs.tls_error), "%s", why);
+        snprintf(s->o->obs.tls_error, sizeof(s->o->obs.tls_error), "%s", why);
         relay_log(s, LOG_LVL_WARN, "event=outbound_tls_failed server=%s reason=\"%s\"",
-                  s->dst_str, why);
+                  s->o->dst_str, why);
         relay_backend_abort(s);
-        s->out_plain_fallback = true;
-        relay_out_ehlo_answer(s, &s->out_caps);
+        s->o->plain_fallback = true;
+        relay_out_ehlo_answer(s, &s->o->caps);
 }
 
 /* Replies to mailward's own STARTTLS and to the EHLO repeated over TLS. */
@@ -1616,24 +1625,24 @@ static void relay_out_step_reply(struct relay_session *s, int code)
 {
         struct smtp_caps caps;
 
-        if (s->out_step == RELAY_OUT_STARTTLS) {
-                s->obs.starttls_reply = code;
+        if (s->o->step == RELAY_OUT_STARTTLS) {
+                s->o->obs.starttls_reply = code;
                 if (code != 220) {
                         relay_log(s, LOG_LVL_WARN,
-                                  "event=starttls_refused server=%s reply=%d", s->dst_str,
-                                  code);
-                        relay_out_ehlo_answer(s, &s->out_caps);
+                                  "event=starttls_refused server=%s reply=%d",
+                                  s->o->dst_str, code);
+                        relay_out_ehlo_answer(s, &s->o->caps);
                         return;
                 }
                 if (buf_len(conn_input(s->server)) > 0) {
                         /* The alert comes with each recipient it defers (domain known).
                          */
-                        s->obs.injection = true;
+                        s->o->obs.injection = true;
                         relay_out_tls_lost(s,
                                            "server sent data after its 220 to STARTTLS");
                         return;
                 }
-                s->out_step = RELAY_OUT_TLS;
+                s->o->step = RELAY_OUT_TLS;
                 if (conn_start_tls(s->server, s->l->tls_client,
                                    s->l->original_dst ? NULL : s->l->fwd_host, NULL,
                                    0) != 0)
@@ -1654,18 +1663,19 @@ static void relay_out_tls_done(struct relay_session *s)
         struct tls *t = conn_tls(s->server);
 
         s->server_tls = true;
-        s->obs.tls_reached = true;
-        snprintf(s->obs.version, sizeof(s->obs.version), "%s", tls_version(t));
-        snprintf(s->obs.cipher, sizeof(s->obs.cipher), "%s", tls_cipher(t));
-        if (tls_peer_info(t, &s->obs.peer) != 0)
-                memset(&s->obs.peer, 0, sizeof(s->obs.peer));
+        s->o->obs.tls_reached = true;
+        snprintf(s->o->obs.version, sizeof(s->o->obs.version), "%s", tls_version(t));
+        snprintf(s->o->obs.cipher, sizeof(s->o->obs.cipher), "%s", tls_cipher(t));
+        if (tls_peer_info(t, &s->o->obs.peer) != 0)
+                memset(&s->o->obs.peer, 0, sizeof(s->o->obs.peer));
         relay_log(
             s, LOG_LVL_INFO,
             "event=outbound_tls server=%s version=%s cipher=%s trusted=%s expired=%s",
-            s->dst_str, s->obs.version, s->obs.cipher,
-            s->obs.peer.chain_trusted ? "yes" : "no", s->obs.peer.expired ? "yes" : "no");
+            s->o->dst_str, s->o->obs.version, s->o->obs.cipher,
+            s->o->obs.peer.chain_trusted ? "yes" : "no",
+            s->o->obs.peer.expired ? "yes" : "no");
         relay_server_send(s, "EHLO %s", s->helo);
-        s->out_step = RELAY_OUT_EHLO;
+        s->o->step = RELAY_OUT_EHLO;
 }
 
 static enum alert_event relay_out_event(const struct relay_session *s,
@@ -1673,7 +1683,7 @@ static enum alert_event relay_out_event(const struct relay_session *s,
 {
         switch (v->result) {
         case POLICY_RESULT_STARTTLS_NOT_SUPPORTED:
-                if (s->obs.starttls_reply != 0 && s->obs.starttls_reply != 220)
+                if (s->o->obs.starttls_reply != 0 && s->o->obs.starttls_reply != 220)
                         return ALERT_STARTTLS_REFUSED;
                 return expected_tls ? ALERT_STARTTLS_STRIPPED : ALERT_TLS_ABSENT;
         case POLICY_RESULT_CERT_HOST_MISMATCH:
@@ -1681,9 +1691,9 @@ static enum alert_event relay_out_event(const struct relay_session *s,
         case POLICY_RESULT_CERT_NOT_TRUSTED:
                 return ALERT_CERTIFICATE_INVALID;
         default:
-                if (s->obs.injection)
+                if (s->o->obs.injection)
                         return ALERT_STARTTLS_INJECTION;
-                if (s->obs.tls_reached)
+                if (s->o->obs.tls_reached)
                         return ALERT_TLS_VERSION_TOO_LOW;
                 return ALERT_TLS_HANDSHAKE_FAILED;
         }
@@ -1691,19 +1701,20 @@ static enum alert_event relay_out_event(const struct relay_session *s,
 
 static void relay_out_observed(const struct relay_session *s, char *out, size_t outlen)
 {
-        if (s->obs.tls_reached)
-                snprintf(out, outlen, "%s %s, certificate %s%s", s->obs.version,
-                         s->obs.cipher,
-                         s->obs.peer.chain_trusted ? "trusted" : "untrusted",
-                         s->obs.peer.expired ? ", expired" : "");
-        else if (s->obs.injection)
+        if (s->o->obs.tls_reached)
+                snprintf(out, outlen, "%s %s, certificate %s%s", s->o->obs.version,
+                         s->o->obs.cipher,
+                         s->o->obs.peer.chain_trusted ? "trusted" : "untrusted",
+                         s->o->obs.peer.expired ? ", expired" : "");
+        else if (s->o->obs.injection)
                 snprintf(out, outlen, "data injected after the 220 to STARTTLS");
-        else if (s->obs.tls_error[0])
-                snprintf(out, outlen, "TLS handshake failed: %s", s->obs.tls_error);
-        else if (s->obs.starttls_reply != 0)
-                snprintf(out, outlen, "STARTTLS answered with %d", s->obs.starttls_reply);
-        else if (s->obs.masked[0])
-                snprintf(out, outlen, "STARTTLS masked as %s", s->obs.masked);
+        else if (s->o->obs.tls_error[0])
+                snprintf(out, outlen, "TLS handshake failed: %s", s->o->obs.tls_error);
+        else if (s->o->obs.starttls_reply != 0)
+                snprintf(out, outlen, "STARTTLS answered with %d",
+                         s->o->obs.starttls_reply);
+        else if (s->o->obs.masked[0])
+                snprintf(out, outlen, "STARTTLS masked as %s", s->o->obs.masked);
         else
                 snprintf(out, outlen, "no STARTTLS offered");
 }
@@ -1742,17 +1753,17 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
                         }
                 }
         }
-        o.starttls_offered = s->obs.starttls_offered;
-        o.starttls_masked = s->obs.masked[0] ? s->obs.masked : NULL;
-        o.starttls_reply = s->obs.starttls_reply;
-        o.tls_reached = s->obs.tls_reached;
-        o.tls_error = s->obs.tls_error[0] ? s->obs.tls_error : NULL;
-        if (s->obs.tls_reached && policy_proto_parse(s->obs.version, &o.proto) != 0)
+        o.starttls_offered = s->o->obs.starttls_offered;
+        o.starttls_masked = s->o->obs.masked[0] ? s->o->obs.masked : NULL;
+        o.starttls_reply = s->o->obs.starttls_reply;
+        o.tls_reached = s->o->obs.tls_reached;
+        o.tls_error = s->o->obs.tls_error[0] ? s->o->obs.tls_error : NULL;
+        if (s->o->obs.tls_reached && policy_proto_parse(s->o->obs.version, &o.proto) != 0)
                 o.proto = POLICY_PROTO_UNKNOWN;
-        o.cert_trusted = s->obs.peer.chain_trusted;
-        o.cert_expired = s->obs.peer.expired;
-        for (i = 0; i < s->obs.peer.nnames && i < UTIL_ARRAY_LEN(names); i++)
-                names[i] = s->obs.peer.names[i];
+        o.cert_trusted = s->o->obs.peer.chain_trusted;
+        o.cert_expired = s->o->obs.peer.expired;
+        for (i = 0; i < s->o->obs.peer.nnames && i < UTIL_ARRAY_LEN(names); i++)
+                names[i] = s->o->obs.peer.names[i];
         o.cert_names = names;
         o.ncert_names = i;
         return policy_judge(e, &o, v);
@@ -1764,13 +1775,13 @@ static void relay_out_learn(struct relay_session *s, const char *domain)
         int r;
 
         if (s->l->env->learned == NULL || s->l->conf->learned_max_age == 0 ||
-            !s->obs.tls_reached || domain[0] == '\0')
+            !s->o->obs.tls_reached || domain[0] == '\0')
                 return;
         memset(&rec, 0, sizeof(rec));
         rec.time = (int64_t)time(NULL);
-        snprintf(rec.version, sizeof(rec.version), "%s", s->obs.version);
-        snprintf(rec.cipher, sizeof(rec.cipher), "%s", s->obs.cipher);
-        snprintf(rec.cert_sha256, sizeof(rec.cert_sha256), "%s", s->obs.peer.sha256);
+        snprintf(rec.version, sizeof(rec.version), "%s", s->o->obs.version);
+        snprintf(rec.cipher, sizeof(rec.cipher), "%s", s->o->obs.cipher);
+        snprintf(rec.cert_sha256, sizeof(rec.cert_sha256), "%s", s->o->obs.peer.sha256);
         if (!s->l->original_dst)
                 snprintf(rec.mx_host, sizeof(rec.mx_host), "%s", s->l->fwd_host);
         r = learned_record(s->l->env->learned, domain, &rec);
@@ -1790,7 +1801,7 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
         bool fresh, late = false;
         size_t i;
 
-        if (s->held_mail == NULL && !s->mail_sent) {
+        if (s->o->held_mail == NULL && !s->o->mail_sent) {
                 relay_reply(s, "503 5.5.1 Error: need MAIL command");
                 return;
         }
@@ -1816,7 +1827,7 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
 
                 relay_log(s, v.pass ? LOG_LVL_INFO : LOG_LVL_WARN,
                           "event=%s domain=%s server=%s expected=\"%s\" result=%s",
-                          v.pass ? "tls_reported" : "tls_deferred", domain, s->dst_str,
+                          v.pass ? "tls_reported" : "tls_deferred", domain, s->o->dst_str,
                           expected, policy_result_str(v.result));
                 if (e.level != POLICY_LEVEL_NONE) {
                         struct alert a = {
@@ -1825,7 +1836,7 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                             .session = s->id,
                             .listener = s->l->conf->name,
                             .client = conn_peer(s->client),
-                            .server = s->dst_str,
+                            .server = s->o->dst_str,
                             .action = v.pass ? "relayed" : "deferred",
                             .domain = domain,
                             .expected = expected,
@@ -1846,25 +1857,25 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
         relay_need_backend(s);
         if (s->state == RELAY_S_CLOSING)
                 return;
-        if (!s->mail_sent) {
+        if (!s->o->mail_sent) {
                 relay_fifo_push(s, RELAY_A_OUT_MAIL);
-                relay_to_server_line(s, s->held_mail, strlen(s->held_mail));
-                s->mail_sent = true;
+                relay_to_server_line(s, s->o->held_mail, strlen(s->o->held_mail));
+                s->o->mail_sent = true;
                 late = true;
         }
-        s->rcpt_passed++;
+        s->o->rcpt_passed++;
         relay_fifo_push(s, late ? RELAY_A_OUT_RCPT : RELAY_A_FORWARD);
         relay_to_server_line(s, line, len);
 }
 
 static void relay_out_reset(struct relay_session *s)
 {
-        free(s->held_mail);
-        s->held_mail = NULL;
-        free(s->late_mail_error);
-        s->late_mail_error = NULL;
-        s->mail_sent = false;
-        s->rcpt_passed = 0;
+        free(s->o->held_mail);
+        s->o->held_mail = NULL;
+        free(s->o->late_mail_error);
+        s->o->late_mail_error = NULL;
+        s->o->mail_sent = false;
+        s->o->rcpt_passed = 0;
 }
 
 /* Outbound commands; false: not special here, the common path handles it. */
@@ -1900,14 +1911,14 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
         case SMTP_VERB_MAIL:
                 if (s->helo == NULL) {
                         relay_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-                } else if (s->held_mail != NULL || s->mail_sent) {
+                } else if (s->o->held_mail != NULL || s->o->mail_sent) {
                         relay_reply(s, "503 5.5.1 Error: nested MAIL command");
                 } else {
                         /*
                          * Held, not sent: the server sees no envelope before a
                          * recipient passes. The client needs a reply to go on.
                          */
-                        s->held_mail = xstrndup(line, len);
+                        s->o->held_mail = xstrndup(line, len);
                         relay_reply(s, "250 2.1.0 Ok");
                 }
                 return true;
@@ -1916,7 +1927,7 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
                 return true;
         case SMTP_VERB_DATA:
         case SMTP_VERB_BDAT:
-                if (s->rcpt_passed > 0)
+                if (s->o->rcpt_passed > 0)
                         return false;
                 relay_reply(s, "554 5.5.1 Error: no valid recipients");
                 if (cmd->verb == SMTP_VERB_BDAT) {
@@ -1951,10 +1962,11 @@ static void relay_out_start(struct relay_session *s)
         int r = 0;
 
         s->out = true;
+        s->o = xcalloc(1, sizeof(*s->o));
         if (s->l->original_dst)
-                r = conn_original_dst(s->client, &s->dst);
+                r = conn_original_dst(s->client, &s->o->dst);
         else
-                s->dst = s->l->fwd_addr;
+                s->o->dst = s->l->fwd_addr;
         if (r != 0) {
                 relay_log(s, LOG_LVL_WARN, "event=no_original_dst error=%d", r);
                 relay_fail(s, "no_original_dst",
@@ -1963,8 +1975,9 @@ static void relay_out_start(struct relay_session *s)
                            relay_hostname(s));
                 return;
         }
-        conn_addr_str((const struct sockaddr *)&s->dst, s->dst_str, sizeof(s->dst_str));
-        relay_log(s, LOG_LVL_INFO, "event=outbound server=%s", s->dst_str);
+        conn_addr_str((const struct sockaddr *)&s->o->dst, s->o->dst_str,
+                      sizeof(s->o->dst_str));
+        relay_log(s, LOG_LVL_INFO, "event=outbound server=%s", s->o->dst_str);
         relay_enter_state(s, RELAY_S_WAIT);
         relay_backend_connect(s);
 }
@@ -1998,8 +2011,11 @@ static void relay_free(struct relay_session *s)
                 s->next->prev = s->prev;
         relay_fifo_clear(s);
         relay_forget_helo(s);
-        free(s->held_mail);
-        free(s->late_mail_error);
+        if (s->o != NULL) {
+                free(s->o->held_mail);
+                free(s->o->late_mail_error);
+                free(s->o);
+        }
         buf_cleanup(&s->sreply_buf);
         buf_cleanup(&s->to_server);
         s->magic = 0;
