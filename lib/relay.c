@@ -32,7 +32,9 @@
 #define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
 #define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
 #define RELAY_MS            1000ULL
-#define RELAY_AUTH_LINE_MAX 12288 /* RFC 4954 section 4: AUTH lines may be this long */
+/* A command this listener does not take (STARTTLS on a plain one, XCLIENT...). */
+#define RELAY_REPLY_UNAVAILABLE "502 5.5.1 Error: command not available"
+#define RELAY_AUTH_LINE_MAX     12288 /* RFC 4954 section 4: AUTH lines may be this long */
 
 enum relay_state {
         RELAY_S_HANDSHAKE, /* implicit TLS: handshake before the greeting */
@@ -526,7 +528,7 @@ static void relay_cmd_starttls(struct relay_session *s, const struct smtp_cmd *c
                 if (s->tls)
                         relay_reply(s, "503 5.5.1 Error: TLS already active");
                 else
-                        relay_reply(s, "502 5.5.1 Error: command not implemented");
+                        relay_reply(s, "%s", RELAY_REPLY_UNAVAILABLE);
                 return;
         }
         if (s->tls) {
@@ -655,7 +657,7 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
         case SMTP_VERB_XCLIENT:
         case SMTP_VERB_XFORWARD:
                 /* Only mailward speaks for the client to the backend. */
-                relay_reply(s, "502 5.5.1 Error: command not implemented");
+                relay_reply(s, "%s", RELAY_REPLY_UNAVAILABLE);
                 return;
         default:
                 break;
@@ -1906,7 +1908,7 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
         case SMTP_VERB_VRFY:
         case SMTP_VERB_EXPN:
                 /* VRFY/EXPN carry addresses, which must not go out before judging. */
-                relay_reply(s, "502 5.5.1 Error: command not implemented");
+                relay_reply(s, "%s", RELAY_REPLY_UNAVAILABLE);
                 return true;
         case SMTP_VERB_MAIL:
                 if (s->helo == NULL) {
