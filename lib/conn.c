@@ -18,6 +18,7 @@
 #define CONN_READ_SIZE        65536
 #define CONN_CLOSE_FLUSH_MS   5000
 #define CONN_TLS_RECORD_START 0x16 /* handshake record type */
+#define CONN_TLS_RECORD_ALERT 0x15 /* a peer may answer with an alert at once */
 /* From <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>. */
 #define CONN_SO_ORIGINAL_DST      80
 #define CONN_IP6T_SO_ORIGINAL_DST 80
@@ -464,7 +465,8 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         }
         if (!c->tls_seen_input) {
                 c->tls_seen_input = true;
-                if ((unsigned char)b->base[0] != CONN_TLS_RECORD_START) {
+                if ((unsigned char)b->base[0] != CONN_TLS_RECORD_START &&
+                    (unsigned char)b->base[0] != CONN_TLS_RECORD_ALERT) {
                         c->tls_plaintext = true;
                         snprintf(c->tls_err, sizeof(c->tls_err),
                                  "plaintext received where a TLS handshake was due");

@@ -1439,8 +1439,15 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 break;
         case CONN_EV_EOF:
         case CONN_EV_ERROR:
-                if (s->bstate == RELAY_B_READY && relay_fifo_unanswered(s) == NULL &&
-                    s->state == RELAY_S_COMMAND) {
+                if (s->out && s->o->step == RELAY_OUT_TLS) {
+                        /* Servers that cannot agree on a version often just hang up. */
+                        relay_out_tls_lost(
+                            s, ev == CONN_EV_EOF
+                                   ? "connection closed during the TLS handshake"
+                                   : conn_error(c));
+                } else if (s->bstate == RELAY_B_READY &&
+                           relay_fifo_unanswered(s) == NULL &&
+                           s->state == RELAY_S_COMMAND) {
                         relay_log(s, LOG_LVL_INFO, "event=backend_closed_idle");
                         relay_backend_abort(s);
                 } else {

@@ -60,10 +60,11 @@ def main():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--hostname", default="mx.dest.test")
+    ap.add_argument("--tls-max", help="highest TLS version offered, e.g. TLSv1.2")
     a = ap.parse_args()
     cert = (a.cert, a.key) if a.cert else None
     rec = mwtest.Recorder(_NoEnv(), port=a.port, tls=a.tls, host=a.addr, cert=cert,
-                          hostname=a.hostname)
+                          hostname=a.hostname, tls_max=a.tls_max)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("destserver: %s:%d tls=%s cert=%s" % (a.addr, a.port, a.tls, a.cert), flush=True)

@@ -155,12 +155,22 @@ def ssl_server_context(env, name="server"):
     return ctx
 
 
-def _server_context(env, cert=None):
-    """ssl_server_context(env), or one for cert = (certfile, keyfile)."""
+def _server_context(env, cert=None, tls_max=None):
+    """ssl_server_context(env), or one for cert = (certfile, keyfile).
+    tls_max: the highest version offered ("TLSv1.2", "TLSv1.1"); below 1.2
+    OpenSSL's security level is lowered so that the old versions work at all
+    (a destination that can only do old TLS is what the test wants)."""
     if cert is None:
-        return ssl_server_context(env)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert[0], cert[1])
+        ctx = ssl_server_context(env)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert[0], cert[1])
+    if tls_max is not None:
+        version = getattr(ssl.TLSVersion, tls_max.replace(".", "_"))
+        if version < ssl.TLSVersion.TLSv1_2:
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = version
     return ctx
 
 
@@ -583,7 +593,7 @@ class Recorder:
 
     def __init__(self, env, port=None, tls=None, xclient=False, proxy=False,
                  hostname="recorder.test", reply=None, host="127.0.0.1", cert=None,
-                 **smtp_kw):
+                 tls_max=None, **smtp_kw):
         aio = _aiosmtpd()
         self.env = env
         self.port = port or free_port()
@@ -600,9 +610,9 @@ class Recorder:
             kw["proxy_protocol_timeout"] = 10
         ssl_ctx = None
         if tls == "starttls":
-            kw["tls_context"] = _server_context(env, cert)
+            kw["tls_context"] = _server_context(env, cert, tls_max)
         elif tls == "implicit":
-            ssl_ctx = _server_context(env, cert)
+            ssl_ctx = _server_context(env, cert, tls_max)
         elif tls is not None:
             raise ValueError("tls must be None, 'starttls' or 'implicit'")
         SMTP = _recording_smtp_class(aio.smtp.SMTP)
@@ -1210,13 +1220,13 @@ class NetEnv:
 
     # -- destinations -----------------------------------------------------------------
     def dest(self, addr="192.0.2.10", port=25, tls="starttls", cert=None, listen=None,
-             hostname=None):
+             hostname=None, tls_max=None):
         """An aiosmtpd recorder (real software, see Recorder) inside addr's
         namespace, listening on addr:port (or listen="127.0.0.1" for one
         behind a stripper). tls: None, "starttls" or "implicit"; cert:
         (certfile, keyfile), default the test server certificate."""
         return DestServer(self, self.ns_of(addr), listen or addr, port, tls, cert,
-                          hostname or "mx.dest.test")
+                          hostname or "mx.dest.test", tls_max)
 
     def stripper(self, addr="192.0.2.10", port=25, to=("127.0.0.1", 2525), mode="mask"):
         """test/integration/stripper.py (a fixture) at addr:port inside
@@ -1328,7 +1338,7 @@ class DestServer:
                   complete: call it before asserting that nothing arrived)
     Attributes: ns, addr, port, tls, log (its output)."""
 
-    def __init__(self, net, ns, addr, port, tls, cert, hostname):
+    def __init__(self, net, ns, addr, port, tls, cert, hostname, tls_max=None):
         self.net, self.ns, self.addr, self.port, self.tls = net, ns, addr, port, tls
         n = net.env._next("dest")
         self.state = net.env.path("dest-%d.json" % n)
@@ -1339,6 +1349,8 @@ class DestServer:
                 "--hostname", hostname]
         if tls:
             argv += ["--tls", tls]
+        if tls_max:
+            argv += ["--tls-max", tls_max]
         if cert:
             argv += ["--cert", cert[0], "--key", cert[1]]
         elif tls:
