@@ -1965,6 +1965,45 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
         }
 }
 
+/*
+ * Whether a (the accepted socket's local address) is the listener's own
+ * `listen` address: IP and port; a wildcard listen host matches any IP on
+ * its port. A connection made to mailward directly, with no redirect and no
+ * TPROXY, has that address and no destination.
+ */
+static bool relay_out_is_listen_addr(const struct relay_session *s,
+                                     const struct sockaddr_storage *a)
+{
+        char host[256];
+        unsigned port;
+        struct in_addr in4;
+        struct in6_addr in6;
+
+        if (util_split_hostport(s->l->conf->listen, host, sizeof(host), &port) != 0)
+                return true;
+        if (a->ss_family == AF_INET) {
+                const struct sockaddr_in *sin = (const struct sockaddr_in *)a;
+
+                if (ntohs(sin->sin_port) != port)
+                        return false;
+                if (inet_pton(AF_INET, host, &in4) == 1)
+                        return in4.s_addr == INADDR_ANY ||
+                               in4.s_addr == sin->sin_addr.s_addr;
+        } else if (a->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)a;
+
+                if (ntohs(sin6->sin6_port) != port)
+                        return false;
+                if (inet_pton(AF_INET6, host, &in6) == 1)
+                        return IN6_IS_ADDR_UNSPECIFIED(&in6) ||
+                               IN6_ARE_ADDR_EQUAL(&in6, &sin6->sin6_addr);
+        } else {
+                return true;
+        }
+        /* Empty ("any"), or not comparable: the port decides (refusing). */
+        return true;
+}
+
 /* At accept: find where the client meant to go, and go there. */
 static void relay_out_start(struct relay_session *s)
 {
@@ -1972,10 +2011,14 @@ static void relay_out_start(struct relay_session *s)
 
         s->out = true;
         s->o = xcalloc(1, sizeof(*s->o));
-        if (s->l->original_dst)
+        if (s->l->original_dst) {
                 r = conn_original_dst(s->client, &s->o->dst);
-        else
+                /* No NAT entry: TPROXY leaves the destination as our local address. */
+                if (r == 1 && !relay_out_is_listen_addr(s, &s->o->dst))
+                        r = 0;
+        } else {
                 s->o->dst = s->l->fwd_addr;
+        }
         if (r != 0) {
                 relay_log(s, LOG_LVL_WARN, "event=no_original_dst error=%d", r);
                 relay_fail(s, "no_original_dst",

@@ -154,8 +154,14 @@ static void main_on_connection(uv_stream_t *server, int status)
 /*
  * A socket bound to ss, listening unless probe; SO_REUSEPORT when several
  * workers share the address. The descriptor, or -errno.
+ *
+ * transparent (forward = original-dst): IP_TRANSPARENT / IPV6_TRANSPARENT
+ * before bind, so that TPROXY can hand us connections addressed to others.
+ * It needs CAP_NET_ADMIN; without it (*terr = errno) the socket is made all
+ * the same, since an nftables redirect works without the option.
  */
-static int main_socket(const struct sockaddr_storage *ss, bool reuseport, bool probe)
+static int main_socket(const struct sockaddr_storage *ss, bool reuseport, bool probe,
+                       bool transparent, int *terr)
 {
         socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                   : sizeof(struct sockaddr_in);
@@ -164,6 +170,11 @@ static int main_socket(const struct sockaddr_storage *ss, bool reuseport, bool p
         fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
+        if (transparent &&
+            (ss->ss_family == AF_INET6
+                 ? setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))
+                 : setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one))) != 0)
+                *terr = errno;
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
             (reuseport &&
              setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
@@ -196,7 +207,9 @@ static int main_bind(struct main_state *m)
                 struct sockaddr_storage ss;
                 char host[256];
                 unsigned port, w;
-                int fd;
+                bool transparent = ml->conf->forward != NULL &&
+                                   strcmp(ml->conf->forward, "original-dst") == 0;
+                int fd, terr = 0;
 
                 if (util_split_hostport(ml->conf->listen, host, sizeof(host), &port) != 0)
                         fatalx("listen address was checked by config");
@@ -210,11 +223,11 @@ static int main_bind(struct main_state *m)
                                 ml->conf->name, host);
                         return -1;
                 }
-                fd = nw > 1 ? main_socket(&ss, false, true) : 0;
+                fd = nw > 1 ? main_socket(&ss, false, true, false, &terr) : 0;
                 if (fd >= 0 && nw > 1)
                         close(fd);
                 for (w = 0; w < nw && fd >= 0; w++) {
-                        fd = main_socket(&ss, nw > 1, false);
+                        fd = main_socket(&ss, nw > 1, false, transparent, &terr);
                         m->fds[w * m->nlisteners + i] = fd;
                 }
                 if (fd < 0) {
@@ -222,6 +235,13 @@ static int main_bind(struct main_state *m)
                                 ml->conf->name, ml->conf->listen, strerror(-fd));
                         return -1;
                 }
+                if (terr != 0)
+                        log_emit(
+                            &m->log, LOG_LVL_WARN, NULL,
+                            "event=no_transparent listener=%s listen=%s error=\"%s\" "
+                            "note=\"TPROXY will not reach this listener (needs "
+                            "CAP_NET_ADMIN); an nftables redirect still works\"",
+                            ml->conf->name, ml->conf->listen, strerror(terr));
                 log_emit(
                     &m->log, LOG_LVL_INFO, NULL,
                     "event=listening listener=%s listen=%s accept_tls=%s require_tls=%s "

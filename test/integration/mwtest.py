@@ -1042,6 +1042,11 @@ class NetEnv:
       net.cert(name, sans, kind)            a leaf certificate for the test
       net.smtp(host, port=25, ...)          smtplib.SMTP connected from the sender
       net.connect(host, port)               a socket connected from the sender
+      net.add_lan()                         a "lan" namespace behind the sender,
+                                            which becomes its router (TPROXY)
+      net.tproxy(port)                      nftables TPROXY of the lan's port 25
+                                            to mailward's port in the sender
+    (smtp() and connect() take ns=net.lan to connect from the lan.)
     """
 
     SENDER_ADDR = "198.51.100.1"
@@ -1149,17 +1154,18 @@ class NetEnv:
             os.close(target)
             os.close(home)
 
-    def connect(self, host, port=25, timeout=20):
-        """A TCP socket connected from the sender namespace."""
-        with self.inside():
+    def connect(self, host, port=25, timeout=20, ns=None):
+        """A TCP socket connected from the sender namespace (or ns)."""
+        with self.inside(ns):
             return socket.create_connection((host, port), timeout=timeout)
 
-    def smtp(self, host, port=25, local_hostname="client.sender.test", timeout=20, **kw):
-        """smtplib.SMTP connected from the sender namespace (real software);
-        s.banner is the greeting (code, text)."""
+    def smtp(self, host, port=25, local_hostname="client.sender.test", timeout=20, ns=None,
+             **kw):
+        """smtplib.SMTP connected from the sender namespace (or ns; real
+        software); s.banner is the greeting (code, text)."""
         import smtplib
         s = smtplib.SMTP(local_hostname=local_hostname, timeout=timeout, **kw)
-        with self.inside():
+        with self.inside(ns):
             s.banner = s.connect(host, port)
         print("banner from %s:%d: %r" % (host, port, s.banner), flush=True)
         return s
@@ -1173,6 +1179,54 @@ class NetEnv:
                 return False
             pid = int(pids[0])
         return not wait_listening([port], timeout, pid=pid)
+
+    # -- a LAN behind the sender (TPROXY) --------------------------------------------
+    LAN_ADDR, LAN_ROUTER = "203.0.113.2", "203.0.113.1"
+    LAN_IF = "lan0"
+
+    def add_lan(self):
+        """A namespace <prefix>-lan with LAN_ADDR/24, joined to the sender
+        (LAN_ROUTER/24 on its LAN_IF) and routed through it: the sender
+        becomes a router (net.ipv4.ip_forward=1 inside it). TPROXY only sees
+        forwarded traffic, so its client must live here. Sets net.lan."""
+        self.lan = self.prefix + "-lan"
+        self._add_ns(self.lan)
+        self._ip(self.lan, "link", "set", "lo", "up")
+        self._ip(self.sender, "link", "add", self.LAN_IF, "type", "veth", "peer", "name",
+                 "eth0", "netns", self.lan)
+        self._ip(self.sender, "addr", "add", self.LAN_ROUTER + "/24", "dev", self.LAN_IF)
+        self._ip(self.sender, "link", "set", self.LAN_IF, "up")
+        self._ip(self.lan, "addr", "add", self.LAN_ADDR + "/24", "dev", "eth0")
+        self._ip(self.lan, "link", "set", "eth0", "up")
+        self._ip(self.lan, "route", "add", "default", "via", self.LAN_ROUTER)
+        r = self.run(self.sender, ["sysctl", "-w", "net.ipv4.ip_forward=1"])
+        check(r.returncode == 0, "sysctl ip_forward in %s: %s" % (self.sender, r.stderr))
+        return self.lan
+
+    def tproxy(self, port, mark=1, table=100):
+        """In the sender: TCP to port 25 arriving from the lan goes, by
+        TPROXY, to mailward's socket on port (nftables table ip mw), with the
+        policy routing that delivers marked packets locally. Skips the test
+        when the kernel cannot do TPROXY here."""
+        nft = [
+            ["nft", "add", "table", "ip", "mw"],
+            ["nft", "add chain ip mw pre { type filter hook prerouting priority mangle; }"],
+            ["nft", "add", "rule", "ip", "mw", "pre", "iif", self.LAN_IF, "tcp", "dport", "25",
+             "tproxy", "to", ":%d" % port, "meta", "mark", "set", str(mark), "accept"],
+        ]
+        for argv in nft:
+            r = self.run(self.sender, argv)
+            if r.returncode != 0:
+                if "tproxy" in argv:
+                    skip("the kernel cannot do nftables TPROXY in a namespace here: %s"
+                         % r.stderr.strip())
+                fail("%s in %s: %s" % (" ".join(argv), self.sender, r.stderr.strip()))
+        self._ip(self.sender, "rule", "add", "fwmark", str(mark), "lookup", str(table))
+        self._ip(self.sender, "route", "add", "local", "0.0.0.0/0", "dev", "lo",
+                 "table", str(table))
+        r = self.run(self.sender, ["nft", "list", "ruleset"])
+        self.ruleset = r.stdout
+        return r.stdout
 
     # -- nftables -------------------------------------------------------------------
     def redirect(self, port, user="nobody"):
