@@ -292,16 +292,24 @@ size_t conn_queued(const struct conn *c)
         return c->inflight + buf_len(&c->out);
 }
 
-/* Move whatever TLS produced into the output queue. */
+/* Move whatever TLS produced into the output queue: when that is empty (the
+ * usual case), by taking over the TLS buffer's storage instead of a copy. */
 static void conn_take_tls_output(struct conn *c)
 {
         struct buf *o = tls_output(c->tls);
+        struct buf tmp;
 
-        if (buf_len(o) > 0) {
+        if (buf_len(o) == 0)
+                return;
+        if (buf_len(&c->out) == 0) {
+                tmp = c->out;
+                c->out = *o;
+                *o = tmp;
+        } else {
                 buf_append(&c->out, buf_data(o), buf_len(o));
                 buf_consume(o, buf_len(o));
-                buf_shrink(o);
         }
+        buf_shrink(o);
 }
 
 static void conn_write_cb(uv_write_t *req, int status)
@@ -331,6 +339,13 @@ static void conn_write_cb(uv_write_t *req, int status)
         }
 }
 
+/*
+ * Send what is queued. With nothing in flight it is written at once
+ * (uv_try_write): on loopback and on an uncongested link that is all of it,
+ * with no write request, no completion callback, and no epoll_ctl() (libuv
+ * re-arms the descriptor after every uv_write() that completes). What the
+ * kernel does not take goes to uv_write(), which owns the storage from then.
+ */
 void conn_flush(struct conn *c)
 {
         struct conn_write_req *w;
@@ -339,19 +354,28 @@ void conn_flush(struct conn *c)
 
         if (buf_len(&c->out) == 0 || c->closed_handles || c->pending_error)
                 return;
+        if (c->inflight == 0) {
+                b = uv_buf_init((char *)buf_data(&c->out), (unsigned)buf_len(&c->out));
+                r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+                if (r > 0) {
+                        buf_consume(&c->out, (size_t)r);
+                        if (buf_len(&c->out) == 0) {
+                                buf_shrink(&c->out);
+                                return;
+                        }
+                } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+                        buf_cleanup(&c->out);
+                        conn_defer_error(c, r);
+                        return;
+                }
+        }
         w = xmalloc(sizeof(*w));
         w->c = c;
         w->len = buf_len(&c->out);
         /* Hand the buffer's storage over instead of copying it. */
-        if (c->out.off == 0) {
-                w->mem = c->out.data;
-                buf_init(&c->out);
-        } else {
-                w->mem = xmalloc(w->len);
-                memcpy(w->mem, buf_data(&c->out), w->len);
-                buf_reset(&c->out);
-        }
-        b = uv_buf_init(w->mem, (unsigned)w->len);
+        w->mem = c->out.data;
+        b = uv_buf_init(c->out.data + c->out.off, (unsigned)w->len);
+        buf_init(&c->out);
         c->inflight += w->len;
         r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb);
         if (r < 0) {
