@@ -31,6 +31,7 @@
 #define RELAY_HIGH_WATER    (256 * 1024) /* bytes queued towards a slow peer */
 #define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
 #define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
+#define RELAY_READ_AHEAD    (64 * 1024)  /* client bytes read while a reply is awaited */
 #define RELAY_MS            1000ULL
 /* A command this listener does not take (STARTTLS on a plain one, XCLIENT...). */
 #define RELAY_REPLY_UNAVAILABLE "502 5.5.1 Error: command not available"
@@ -174,7 +175,8 @@ struct relay_session {
         bool cmd_bare_lf;   /* inside a command line that held a bare LF */
         bool plaintext_alerted;
         bool quit;
-        bool out; /* an outbound session: o is set */
+        bool client_eof; /* the client closed while a reply was awaited */
+        bool out;        /* an outbound session: o is set */
         struct relay_out_state *o;
         unsigned messages;
         uint64_t started_ms;
@@ -2112,6 +2114,20 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
         return 0;
 }
 
+/*
+ * While a reply decides how to read on (RELAY_S_WAIT), the client's next
+ * bytes are still read, up to RELAY_READ_AHEAD, and only held: they are
+ * parsed once the reply has set the state, as if the kernel had held them.
+ * Stopping and restarting the read instead would cost two epoll_ctl() calls
+ * per DATA. Never after QUIT: nothing after it is read.
+ */
+static bool relay_read_ahead(struct relay_session *s)
+{
+        return s->state == RELAY_S_WAIT && s->tail != NULL &&
+               s->tail->action != RELAY_A_QUIT && !relay_backpressure(s) &&
+               buf_len(conn_input(s->client)) < RELAY_READ_AHEAD;
+}
+
 static void relay_run(struct relay_session *s)
 {
         bool reading;
@@ -2124,6 +2140,11 @@ static void relay_run(struct relay_session *s)
                 relay_fifo_flush(s);
         if (s->quit && s->state != RELAY_S_CLOSING)
                 relay_close(s, "quit");
+        /* An end of input read ahead counts once what came before it has been
+         * taken as far as it can be, as if it had been read only now. */
+        if (s->client_eof && s->state != RELAY_S_CLOSING && s->state != RELAY_S_WAIT &&
+            !relay_backpressure(s) && s->fifo_len < RELAY_FIFO_MAX)
+                relay_close(s, "client_closed");
         if (s->client != NULL)
                 conn_flush(s->client);
         if (s->server != NULL)
@@ -2134,8 +2155,10 @@ static void relay_run(struct relay_session *s)
                 return;
         }
         if (s->client != NULL) {
-                reading = s->state != RELAY_S_WAIT && !relay_backpressure(s) &&
-                          s->fifo_len < RELAY_FIFO_MAX;
+                reading = !s->client_eof &&
+                          ((s->state != RELAY_S_WAIT && !relay_backpressure(s) &&
+                            s->fifo_len < RELAY_FIFO_MAX) ||
+                           relay_read_ahead(s));
                 conn_read(s->client, reading);
                 conn_timeout(s->client, relay_client_timeout(s));
                 if (buf_len(conn_input(s->client)) == 0)
@@ -2183,7 +2206,10 @@ static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
                 relay_close(s, "tls_handshake_failed");
                 break;
         case CONN_EV_EOF:
-                relay_close(s, "client_closed");
+                if (s->state == RELAY_S_WAIT)
+                        s->client_eof = true; /* read ahead: see relay_run() */
+                else
+                        relay_close(s, "client_closed");
                 break;
         case CONN_EV_ERROR:
                 relay_close(s, "client_error");

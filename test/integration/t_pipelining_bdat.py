@@ -9,7 +9,14 @@
 2. BDAT against real Postfix (aiosmtpd has no CHUNKING): "BDAT n" chunks and
    "BDAT 0 LAST" sent raw over TLS; the message lands in the Maildir as sent
    (Postfix prepends its own headers and stores LF line ends).
+3. A whole session in one send, the message right behind DATA (before the
+   354), then the client shuts down its sending side (a plaintext listener:
+   a TLS socket in Python cannot half-close): mailward reads ahead while it
+   waits for the 354, and the end of input it reads there must not cut the
+   session short: every reply comes back and the message is delivered.
 """
+
+import socket
 
 import os
 import sys
@@ -117,11 +124,34 @@ def bdat(env, failures):
     mw.stop()
 
 
+def half_close(env, failures):
+    be = env.recorder()
+    mw = env.mailward(listeners={"plain": {"accept_tls": "none", "require_tls": "no",
+                                           "hostname": NAME,
+                                           "forward": "127.0.0.1:%d" % be.port}})
+    c = Client(mw.port("plain"))
+    mwtest.eq(c.reply().code, 220, "greeting")
+    c.send(b"EHLO client.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<b@rcpt.test>\r\n"
+           b"DATA\r\n" + MSG + b".\r\nQUIT\r\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    replies = [c.reply(15) for _ in range(6)]
+    codes = [r.code for r in replies]
+    print("half-closed session: %r" % replies)
+    if codes != [250, 250, 250, 354, 250, 221]:
+        failures.append("half-closed session: replies %r" % replies)
+    c.close()
+    msgs = be.wait_messages(1, 10)
+    if len(msgs) != 1 or msgs[0].data != MSG:
+        failures.append("half-closed session: backend got %r" % [m.data for m in msgs])
+    mw.stop()
+
+
 def main():
     failures = []
     with mwtest.Env("pipelining_bdat") as env:
         pipelining(env, failures)
         bdat(env, failures)
+        half_close(env, failures)
         for f in failures:
             print("FAIL: " + f)
         mwtest.check(not failures, "%d pipelining/BDAT checks failed" % len(failures))
