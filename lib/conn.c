@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #define CONN_LOOP_MAGIC       0x636c6f6fU
 #define CONN_READ_SIZE        65536
 #define CONN_CLOSE_FLUSH_MS   5000
+#define CONN_DIRECT_MIN       4096 /* conn_write(): this much skips the queue */
 #define CONN_TLS_RECORD_START 0x16 /* handshake record type */
 #define CONN_TLS_RECORD_ALERT 0x15 /* a peer may answer with an alert at once */
 /* From <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>. */
@@ -386,17 +388,39 @@ void conn_flush(struct conn *c)
         }
 }
 
+/*
+ * Queue n bytes for conn_flush(). Plaintext of CONN_DIRECT_MIN bytes or more
+ * with nothing queued before it (message text, usually) is offered to the
+ * kernel straight from the caller's memory instead of being copied into the
+ * queue first; only what the kernel does not take is queued.
+ */
 void conn_write(struct conn *c, const void *p, size_t n)
 {
+        const char *s = p;
+        uv_buf_t b;
+        int r;
+
         if (c->closing || n == 0)
                 return;
         if (c->tls != NULL) {
                 if (!c->tls_done || tls_write(c->tls, p, n) != TLS_OK)
                         fatalx("conn_write: TLS not ready");
                 conn_take_tls_output(c);
-        } else {
-                buf_append(&c->out, p, n);
+                return;
         }
+        if (n >= CONN_DIRECT_MIN && n <= INT_MAX && buf_len(&c->out) == 0 &&
+            c->inflight == 0 && !c->closed_handles && !c->pending_error) {
+                b = uv_buf_init((char *)s, (unsigned)n);
+                r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+                if (r > 0) {
+                        s += r;
+                        n -= (size_t)r;
+                } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+                        conn_defer_error(c, r);
+                        return;
+                }
+        }
+        buf_append(&c->out, s, n);
 }
 
 /* Decrypt everything available; emit events. Returns false if the owner

@@ -814,7 +814,8 @@ static bool relay_client_data(struct relay_session *s)
                         relay_log(s, LOG_LVL_WARN, "event=message_refused reason=%s",
                                   smtp_line_result_str(r));
                 }
-                if (s->poison == NULL && !end && r == SMTP_LINE_OK) {
+                /* The final "." goes with the text before it: one write. */
+                if (s->poison == NULL && r == SMTP_LINE_OK) {
                         span += ln.consumed;
                 } else if (span > 0) {
                         relay_to_server(s, p + off - span, span);
@@ -835,7 +836,6 @@ static bool relay_client_data(struct relay_session *s)
                         s->poison = NULL;
                 } else {
                         relay_fifo_push(s, RELAY_A_MESSAGE);
-                        relay_to_server(s, ".\r\n", 3);
                 }
                 relay_enter_state(s, RELAY_S_COMMAND);
         }
