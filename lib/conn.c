@@ -60,6 +60,7 @@ struct conn {
         bool closed_handles; /* uv_close() called */
         bool flush_on_close;
         int pending_error; /* reported from the timer, never from inside a call */
+        uint64_t deadline; /* loop time when CONN_EV_TIMEOUT is due; 0: none */
         int err;
         int handles_open;
 
@@ -590,6 +591,7 @@ bool conn_tls_plaintext(const struct conn *c)
 static void conn_timer_cb(uv_timer_t *t)
 {
         struct conn *c = t->data;
+        uint64_t now;
 
         UTIL_CHECK_MAGIC(c, CONN_MAGIC);
         if (c->closing) {
@@ -601,17 +603,38 @@ static void conn_timer_cb(uv_timer_t *t)
                 conn_emit(c, CONN_EV_ERROR);
                 return;
         }
+        if (c->deadline == 0)
+                return;
+        now = uv_now(t->loop);
+        if (now < c->deadline) {
+                /* Moved later since the timer was armed: wait for the rest. */
+                uv_timer_start(&c->timer, conn_timer_cb, c->deadline - now, 0);
+                return;
+        }
+        c->deadline = 0;
         conn_emit(c, CONN_EV_TIMEOUT);
 }
 
+/*
+ * CONN_EV_TIMEOUT after ms of this call (0: never). The relay calls this after
+ * every event, so the timer is not restarted each time (a heap update in
+ * libuv each): an armed timer due no later than the new deadline is kept,
+ * and conn_timer_cb() re-arms it for what is left when it fires early.
+ */
 void conn_timeout(struct conn *c, uint64_t ms)
 {
         if (c->closed_handles || c->closing || c->pending_error)
                 return;
-        if (ms == 0)
+        if (ms == 0) {
+                c->deadline = 0;
                 uv_timer_stop(&c->timer);
-        else
-                uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+                return;
+        }
+        c->deadline = uv_now(c->tcp.loop) + ms;
+        if (uv_is_active((uv_handle_t *)&c->timer) &&
+            uv_timer_get_due_in(&c->timer) <= ms)
+                return;
+        uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
 }
 
 void conn_close(struct conn *c, bool flush)

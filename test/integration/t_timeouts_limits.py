@@ -5,6 +5,9 @@
   "421 4.4.2 <hostname> Error: timeout exceeded" and is closed;
   timeout_idle = 2 does the same before TLS (lib/config.h: timeout_idle is
   the idle limit before TLS, timeout_command after it).
+- ... but activity restarts it: NOOP every 1.2 s for 6 s is answered each
+  time, and the 421 comes about 2 s after the last one (the timer is not
+  restarted per command: it fires early and waits again for the rest).
 - timeout_handshake = 2, implicit listener: a client that connects and sends
   nothing is closed.
 - max_per_client = 2: the third connection from one address gets "421 4.7.0";
@@ -54,6 +57,34 @@ def command_timeout(env, mw, listener, failures):
         failures.append("%s: idle client: 421 after %.1f s, timeout 2 s" % (listener, dt))
     if not closed:
         failures.append("%s: idle client: not closed after the 421" % listener)
+
+
+def activity_keeps_alive(env, mw, failures):
+    c = Client(mw.port("cmd"))
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.starttls(mwtest.ssl_client_context(env))
+    c.cmd("EHLO client.test")
+    for i in range(5):
+        time.sleep(1.2)
+        r = c.cmd("NOOP")
+        if r.code != 250:
+            failures.append("timeout_command = 2: NOOP %d, %.1f s into a busy session, got %r"
+                            % (i + 1, 1.2 * (i + 1), r))
+            c.close()
+            return
+    t0 = time.monotonic()
+    try:
+        r = c.reply(10)
+    except socket.timeout:
+        failures.append("timeout_command = 2: idle after NOOPs, nothing within 10 s")
+        c.close()
+        return
+    dt = time.monotonic() - t0
+    c.close()
+    print("busy session, then idle: %r after %.1fs" % (r, dt))
+    if not r.starts("421 4.4.2 ") or not 1.5 <= dt <= 6:
+        failures.append("timeout_command = 2: idle after NOOPs: %r after %.1f s" % (r, dt))
 
 
 def handshake_timeout(mw, failures):
@@ -176,6 +207,7 @@ def main():
         })
         command_timeout(env, mw, "cmd", failures)
         command_timeout(env, mw, "preidle", failures)
+        activity_keeps_alive(env, mw, failures)
         handshake_timeout(mw, failures)
         per_client(mw, failures)
         max_sessions(mw, failures)
