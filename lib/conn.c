@@ -617,17 +617,18 @@ static void conn_timer_cb(uv_timer_t *t)
 
 /*
  * CONN_EV_TIMEOUT after ms of this call (0: never). The relay calls this after
- * every event, so the timer is not restarted each time (a heap update in
- * libuv each): an armed timer due no later than the new deadline is kept,
- * and conn_timer_cb() re-arms it for what is left when it fires early.
+ * every event, so the timer is not restarted or stopped each time (a heap
+ * update in libuv each): an armed timer due no later than the new deadline is
+ * kept, and conn_timer_cb() re-arms it for what is left when it fires early,
+ * or lets it go when there is no deadline any more.
  */
 void conn_timeout(struct conn *c, uint64_t ms)
 {
         if (c->closed_handles || c->closing || c->pending_error)
                 return;
         if (ms == 0) {
+                /* An armed timer that fires now finds no deadline and stops. */
                 c->deadline = 0;
-                uv_timer_stop(&c->timer);
                 return;
         }
         c->deadline = uv_now(c->tcp.loop) + ms;
