@@ -50,16 +50,18 @@
  * records on the benchmark machine; test/bench/README). Both are AEADs with
  * the same forward-secret key exchanges: only the speed differs.
  */
-#define TLS_AES13    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
-#define TLS_CHACHA13 "TLS13-CHACHA20-POLY1305-SHA256:"
+#define TLS_AES13    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
+#define TLS_CHACHA13 "TLS13-CHACHA20-POLY1305-SHA256"
 #define TLS_AES12                                                                        \
         "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                     \
-        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-#define TLS_CHACHA12 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+#define TLS_CHACHA12 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #ifdef WOLFSSL_AESNI
-static const char tls_cipher_list[] = TLS_AES13 TLS_CHACHA13 TLS_AES12 TLS_CHACHA12;
+static const char tls_cipher_list[] =
+    TLS_AES13 ":" TLS_CHACHA13 ":" TLS_AES12 ":" TLS_CHACHA12;
 #else
-static const char tls_cipher_list[] = TLS_CHACHA13 TLS_AES13 TLS_CHACHA12 TLS_AES12;
+static const char tls_cipher_list[] =
+    TLS_CHACHA13 ":" TLS_AES13 ":" TLS_CHACHA12 ":" TLS_AES12;
 #endif
 
 /* The ECC curves a TLS 1.2 peer may use (the rest are disabled). */

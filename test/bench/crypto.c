@@ -40,16 +40,18 @@
 #include <unistd.h>
 
 /* As lib/tls.c (invariant 7, the order by the wolfSSL build); keep in step with it. */
-#define TLS_AES13    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
-#define TLS_CHACHA13 "TLS13-CHACHA20-POLY1305-SHA256:"
+#define TLS_AES13    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
+#define TLS_CHACHA13 "TLS13-CHACHA20-POLY1305-SHA256"
 #define TLS_AES12                                                                        \
         "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                     \
-        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-#define TLS_CHACHA12 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+#define TLS_CHACHA12 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #ifdef WOLFSSL_AESNI
-static const char cipher_list[] = TLS_AES13 TLS_CHACHA13 TLS_AES12 TLS_CHACHA12;
+static const char cipher_list[] =
+    TLS_AES13 ":" TLS_CHACHA13 ":" TLS_AES12 ":" TLS_CHACHA12;
 #else
-static const char cipher_list[] = TLS_CHACHA13 TLS_AES13 TLS_CHACHA12 TLS_AES12;
+static const char cipher_list[] =
+    TLS_CHACHA13 ":" TLS_AES13 ":" TLS_CHACHA12 ":" TLS_AES12;
 #endif
 static const char curve_list[] = "X25519:P-256:P-384";
 static int groups[] = {
