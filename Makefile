@@ -106,9 +106,9 @@ $(BUILD)/bench/loadgen: test/bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lssl -lcrypto
 
-$(BUILD)/bench/crypto: test/bench/crypto.c $(WOLFSSL_LIB)
+$(BUILD)/bench/crypto: test/bench/crypto.c lib/tls_suites.h $(WOLFSSL_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) $(WOLFSSL_CFLAGS) -o $@ $< $(WOLFSSL_LIBS)
+	$(CC) $(BENCH_CFLAGS) -Ilib $(WOLFSSL_CFLAGS) -o $@ $< $(WOLFSSL_LIBS)
 
 bench: deps
 	@$(MAKE) --no-print-directory build/mailward build/bench/loadgen build/bench/crypto

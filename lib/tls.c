@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tls_suites.h"
 #include "util.h"
 
 #define TLS_CTX_MAGIC 0x746c7363u /* "tlsc" */
@@ -38,40 +39,10 @@
 #define TLS_KEY_FILE_MAX (64 * 1024)
 #define TLS_SPKI_MAX     4096
 
-/*
- * Invariant 7, in server preference order: TLS 1.3 AEADs first, then TLS 1.2
- * ECDHE with AEADs, ECDSA before RSA, AES-128 before AES-256 (as fast and as
- * strong in practice). Where ChaCha20-Poly1305 goes depends on the wolfSSL
- * build, because the server's order decides and the server's cost is the one
- * that matters here: with AES-NI (WOLFSSL_AESNI) AES-GCM is the fastest by far
- * and ChaCha20 goes last (for peers without AES in hardware); without it
- * (Debian's libwolfssl, C code only) ChaCha20-Poly1305 goes first, because in
- * C it is ~2.3 times as fast as AES-128-GCM (293 against 127 MB/s for 16 KB
- * records on the benchmark machine; test/bench/README). Both are AEADs with
- * the same forward-secret key exchanges: only the speed differs.
- */
-#define TLS_AES13    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
-#define TLS_CHACHA13 "TLS13-CHACHA20-POLY1305-SHA256"
-#define TLS_AES12                                                                        \
-        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                     \
-        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
-#define TLS_CHACHA12 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-#ifdef WOLFSSL_AESNI
-static const char tls_cipher_list[] =
-    TLS_AES13 ":" TLS_CHACHA13 ":" TLS_AES12 ":" TLS_CHACHA12;
-#else
-static const char tls_cipher_list[] =
-    TLS_CHACHA13 ":" TLS_AES13 ":" TLS_CHACHA12 ":" TLS_AES12;
-#endif
-
-/* The ECC curves a TLS 1.2 peer may use (the rest are disabled). */
-static const char tls_curve_list[] = "X25519:P-256:P-384";
-
-/* Key exchange groups, in preference order (TLS 1.3 key shares, supported_groups). */
-static const int tls_groups[] = {
-    WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1,
-    WOLFSSL_FFDHE_2048, WOLFSSL_FFDHE_3072,
-};
+/* Invariant 7: lib/tls_suites.h. */
+static const char tls_cipher_list[] = TLS_SUITES_CIPHERS;
+static const char tls_curve_list[] = TLS_SUITES_CURVES;
+static const int tls_groups[] = {TLS_SUITES_GROUPS};
 
 struct tls_ctx {
         unsigned magic;

@@ -1,13 +1,13 @@
 /*
  * crypto: the crypto floor of mailward's benchmark, measured in-process with
- * the same wolfSSL build that mailward links (test/bench/run compiles this with
- * `pkg-config --cflags --libs wolfssl`).
+ * the same wolfSSL build that mailward links (the Makefile builds it as
+ * build/bench/crypto, or build-asm/bench/crypto with WOLFSSL=asm).
  *
  *   crypto -c CERT.pem -k KEY.pem [-s SECONDS]
  *
  * Handshakes: a wolfSSL client and a wolfSSL server talk over two memory
  * buffers, no sockets. The server is set up as mailward sets up its listeners
- * (the cipher list, curves and groups below mirror lib/tls.c); the client
+ * (the cipher list, curves and groups come from lib/tls_suites.h); the client
  * offers an X25519 key share, as OpenSSL's client (the load client) does, so
  * both negotiate what a real session negotiates: TLS 1.3, X25519, the suite
  * mailward's order puts first for this build (AES-128-GCM with AES-NI,
@@ -39,25 +39,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* As lib/tls.c (invariant 7, the order by the wolfSSL build); keep in step with it. */
-#define TLS_AES13    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
-#define TLS_CHACHA13 "TLS13-CHACHA20-POLY1305-SHA256"
-#define TLS_AES12                                                                        \
-        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                     \
-        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
-#define TLS_CHACHA12 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-#ifdef WOLFSSL_AESNI
-static const char cipher_list[] =
-    TLS_AES13 ":" TLS_CHACHA13 ":" TLS_AES12 ":" TLS_CHACHA12;
-#else
-static const char cipher_list[] =
-    TLS_CHACHA13 ":" TLS_AES13 ":" TLS_CHACHA12 ":" TLS_AES12;
-#endif
-static const char curve_list[] = "X25519:P-256:P-384";
-static int groups[] = {
-    WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1,
-    WOLFSSL_FFDHE_2048, WOLFSSL_FFDHE_3072,
-};
+#include "tls_suites.h"
+
+/* What mailward offers (invariant 7, the order by the wolfSSL build). */
+static const char cipher_list[] = TLS_SUITES_CIPHERS;
+static const char curve_list[] = TLS_SUITES_CURVES;
+static int groups[] = {TLS_SUITES_GROUPS};
 
 #define PIPE_SIZE (256 * 1024)
 
