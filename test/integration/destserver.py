@@ -6,7 +6,8 @@ own, for the outbound tests' destination namespaces (mwtest.NetEnv.dest()).
                   --cert PEM --key KEY] [--hostname NAME]
 
 Not a test (no t_ prefix). Runs until killed. Whenever what it recorded
-changes it rewrites FILE (atomically, by rename) as JSON: sessions, commands
+changes, and every 0.1 s, it rewrites FILE (atomically, by rename) as JSON:
+written (time.time() of the write), sessions, commands
 (base64 of each raw command line), closed
 (sessions ended) and messages (envelope, base64 of the
 message bytes, HELO name, whether the session was in TLS). FILE first appears
@@ -32,6 +33,7 @@ def dump(rec, path):
     with rec.lock:
         msgs = list(rec.messages)
     state = {
+        "written": time.time(),
         "sessions": rec.sessions,
         "closed": rec.closed,
         "commands": [base64.b64encode(c).decode() for c in list(rec.commands)],
@@ -69,10 +71,15 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("destserver: %s:%d tls=%s cert=%s" % (a.addr, a.port, a.tls, a.cert), flush=True)
     seen = dump(rec, a.state)
+    last = time.monotonic()
     while not stop:
         time.sleep(0.02)
-        if (rec.sessions, rec.closed, len(rec.commands), len(rec.messages)) != seen:
+        # Also every 0.1 s unchanged: a reader that waits for a state written
+        # after it started knows that it sees everything done before then.
+        if ((rec.sessions, rec.closed, len(rec.commands), len(rec.messages)) != seen or
+                time.monotonic() - last >= 0.1):
             seen = dump(rec, a.state)
+            last = time.monotonic()
     dump(rec, a.state)
     rec.stop()
 

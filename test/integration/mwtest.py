@@ -1461,11 +1461,14 @@ class DestServer:
     def wait_idle(self, timeout=10):
         """Wait until every connection the server accepted has ended and its
         state file says so: then what it recorded is complete. Call it before
-        asserting that the server received nothing. Returns True if idle."""
+        asserting that the server received nothing. Returns True if idle.
+        Only a state written after this call began counts: one written before
+        a session reached the server also says sessions == closed (0 == 0)."""
+        start = time.time()
         end = time.monotonic() + timeout
         while True:
             st = self._read()
-            if st["sessions"] == st.get("closed", -1):
+            if st.get("written", 0) > start and st["sessions"] == st.get("closed", -1):
                 return True
             if time.monotonic() > end:
                 print("mwtest: destination %s:%d not idle after %.0f s: %d sessions, %d ended"
