@@ -40,6 +40,16 @@ def tls_client(env, port):
     return c, r
 
 
+def replies_are(c, codes, what, failures):
+    """Read len(codes) replies; True if their codes are codes, else a failure."""
+    replies = [c.reply(15) for _ in codes]
+    print("%s: %r" % (what, replies))
+    if [r.code for r in replies] != codes:
+        failures.append("%s: replies %r, expected codes %r" % (what, replies, codes))
+        return False
+    return True
+
+
 def pipelining(env, failures):
     be = env.recorder()
     mw = env.mailward(listeners={"smtp": {"accept_tls": "starttls", "hostname": NAME,
@@ -50,11 +60,7 @@ def pipelining(env, failures):
     c, ehlo = tls_client(env, mw.port("smtp"))
     c.send(b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@rcpt.test>\r\nVRFY someone\r\n"
            b"RCPT TO:<c@rcpt.test>\r\nNOOP\r\nDATA\r\n")
-    replies = [c.reply(15) for _ in range(6)]
-    codes = [r.code for r in replies]
-    print("pipelined replies: %r" % replies)
-    if codes != [250, 250, 252, 250, 250, 354]:
-        failures.append("pipelined replies out of order or wrong: %r" % replies)
+    if not replies_are(c, [250, 250, 252, 250, 250, 354], "pipelined", failures):
         c.close()
         mw.stop()
         return
@@ -134,11 +140,7 @@ def half_close(env, failures):
     c.send(b"EHLO client.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<b@rcpt.test>\r\n"
            b"DATA\r\n" + MSG + b".\r\nQUIT\r\n")
     c.sock.shutdown(socket.SHUT_WR)
-    replies = [c.reply(15) for _ in range(6)]
-    codes = [r.code for r in replies]
-    print("half-closed session: %r" % replies)
-    if codes != [250, 250, 250, 354, 250, 221]:
-        failures.append("half-closed session: replies %r" % replies)
+    replies_are(c, [250, 250, 250, 354, 250, 221], "half-closed session", failures)
     c.close()
     msgs = be.wait_messages(1, 10)
     if len(msgs) != 1 or msgs[0].data != MSG:
