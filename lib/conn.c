@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "util.h"
@@ -342,6 +343,21 @@ static void conn_write_cb(uv_write_t *req, int status)
         }
 }
 
+/* Write at once what the kernel takes of n bytes (uv_try_write). Returns how
+ * many it took (0: none now), or -1 after an error, reported from the timer. */
+static ssize_t conn_try_write(struct conn *c, const char *p, size_t n)
+{
+        uv_buf_t b = uv_buf_init((char *)p, n > INT_MAX ? INT_MAX : (unsigned)n);
+        int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+
+        if (r >= 0)
+                return r;
+        if (r == UV_EAGAIN || r == UV_ENOSYS)
+                return 0;
+        conn_defer_error(c, r);
+        return -1;
+}
+
 /*
  * Send what is queued. With nothing in flight it is written at once
  * (uv_try_write): on loopback and on an uncongested link that is all of it,
@@ -352,23 +368,21 @@ static void conn_write_cb(uv_write_t *req, int status)
 void conn_flush(struct conn *c)
 {
         struct conn_write_req *w;
+        ssize_t took;
         uv_buf_t b;
         int r;
 
         if (buf_len(&c->out) == 0 || c->closed_handles || c->pending_error)
                 return;
         if (c->inflight == 0) {
-                b = uv_buf_init((char *)buf_data(&c->out), (unsigned)buf_len(&c->out));
-                r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-                if (r > 0) {
-                        buf_consume(&c->out, (size_t)r);
-                        if (buf_len(&c->out) == 0) {
-                                buf_shrink(&c->out);
-                                return;
-                        }
-                } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+                took = conn_try_write(c, buf_data(&c->out), buf_len(&c->out));
+                if (took < 0) {
                         buf_cleanup(&c->out);
-                        conn_defer_error(c, r);
+                        return;
+                }
+                buf_consume(&c->out, (size_t)took);
+                if (buf_len(&c->out) == 0) {
+                        buf_shrink(&c->out);
                         return;
                 }
         }
@@ -398,8 +412,7 @@ void conn_flush(struct conn *c)
 void conn_write(struct conn *c, const void *p, size_t n)
 {
         const char *s = p;
-        uv_buf_t b;
-        int r;
+        ssize_t took;
 
         if (c->closing || n == 0)
                 return;
@@ -409,17 +422,13 @@ void conn_write(struct conn *c, const void *p, size_t n)
                 conn_take_tls_output(c);
                 return;
         }
-        if (n >= CONN_DIRECT_MIN && n <= INT_MAX && buf_len(&c->out) == 0 &&
-            c->inflight == 0 && !c->closed_handles && !c->pending_error) {
-                b = uv_buf_init((char *)s, (unsigned)n);
-                r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-                if (r > 0) {
-                        s += r;
-                        n -= (size_t)r;
-                } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-                        conn_defer_error(c, r);
+        if (n >= CONN_DIRECT_MIN && buf_len(&c->out) == 0 && c->inflight == 0 &&
+            !c->closed_handles && !c->pending_error) {
+                took = conn_try_write(c, s, n);
+                if (took < 0)
                         return;
-                }
+                s += took;
+                n -= (size_t)took;
         }
         buf_append(&c->out, s, n);
 }

@@ -2114,6 +2114,14 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
         return 0;
 }
 
+/* Can the client's input be taken now (not waiting for a reply, not held
+ * back by a slow peer or a full FIFO)? Then it is read. */
+static bool relay_takes_input(struct relay_session *s)
+{
+        return s->state != RELAY_S_WAIT && !relay_backpressure(s) &&
+               s->fifo_len < RELAY_FIFO_MAX;
+}
+
 /*
  * While a reply decides how to read on (RELAY_S_WAIT), the client's next
  * bytes are still read, up to RELAY_READ_AHEAD, and only held: they are
@@ -2142,8 +2150,7 @@ static void relay_run(struct relay_session *s)
                 relay_close(s, "quit");
         /* An end of input read ahead counts once what came before it has been
          * taken as far as it can be, as if it had been read only now. */
-        if (s->client_eof && s->state != RELAY_S_CLOSING && s->state != RELAY_S_WAIT &&
-            !relay_backpressure(s) && s->fifo_len < RELAY_FIFO_MAX)
+        if (s->client_eof && s->state != RELAY_S_CLOSING && relay_takes_input(s))
                 relay_close(s, "client_closed");
         if (s->client != NULL)
                 conn_flush(s->client);
@@ -2155,10 +2162,7 @@ static void relay_run(struct relay_session *s)
                 return;
         }
         if (s->client != NULL) {
-                reading = !s->client_eof &&
-                          ((s->state != RELAY_S_WAIT && !relay_backpressure(s) &&
-                            s->fifo_len < RELAY_FIFO_MAX) ||
-                           relay_read_ahead(s));
+                reading = !s->client_eof && (relay_takes_input(s) || relay_read_ahead(s));
                 conn_read(s->client, reading);
                 conn_timeout(s->client, relay_client_timeout(s));
                 if (buf_len(conn_input(s->client)) == 0)

@@ -16,9 +16,8 @@
    session short: every reply comes back and the message is delivered.
 """
 
-import socket
-
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
