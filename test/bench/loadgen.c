@@ -9,6 +9,9 @@
  *       N sessions, each: connect, (STARTTLS | implicit TLS), EHLO, then
  *       MAIL/RCPT/DATA/<message>. in a loop until the duration is over, then QUIT.
  *       A session that fails is counted and replaced, so the concurrency holds.
+ *       -m N: at most N messages per session, then QUIT and a new session in
+ *       its place (-m 1: a connection and a handshake per message, as most
+ *       MTA-to-MX deliveries are); 0 (the default): one session for the run.
  *   loadgen hold -a HOST:PORT -t starttls|implicit -c 10000 [-d SECONDS]
  *       Opens N sessions up to the reply to the post-TLS EHLO and holds them.
  *       Prints {"event":"established",...} when every session is established
@@ -17,7 +20,8 @@
  *       One session: EHLO, MAIL FROM, RCPT TO (so that every proxy relays to
  *       its backend), then NOOP round trips; p50/p99 of their latency.
  *
- * Other options: -r N  sessions in set-up at once (default 256);
+ * Other options: -V 1.2|1.3  the highest TLS version offered (default 1.3);
+ *                -r N  sessions in set-up at once (default 256);
  *                -b N  spread source addresses over 127.0.0.1 .. 127.0.0.N
  *                      (default 200; loopback targets only);
  *                -v    print the first errors in full.
@@ -81,7 +85,8 @@ struct sess {
         enum state state;
         bool out_armed; /* EPOLLOUT registered */
         bool established;
-        bool restart; /* send mode: replace this failed session */
+        bool restart; /* send mode: replace this session (failed, or -m reached) */
+        long nmsg;    /* messages completed in this session */
         const char *out;
         size_t outlen, outoff;
         uint64_t t_cmd, t_msg;
@@ -106,6 +111,8 @@ static struct {
         long rtt_n;
         int ramp;
         int nsrc;
+        long per_session; /* -m: messages per session, 0 = no limit */
+        bool tls12;       /* -V 1.2 */
         bool verbose;
 } opt = {.conc = 64,
          .duration = 10,
@@ -232,8 +239,10 @@ static void end_session(struct sess *s, bool failure)
         }
         s->state = S_IDLE;
         s->established = false;
-        /* send mode keeps its concurrency: a failed session is replaced. */
-        if (opt.mode == M_SEND && failure && now_ns() < t_deadline && !stop_flag)
+        /* send mode keeps its concurrency: a failed session is replaced, and so
+         * is one that has sent its -m messages. */
+        if (opt.mode == M_SEND && (failure || opt.per_session > 0) &&
+            now_ns() < t_deadline && !stop_flag)
                 s->restart = true;
 }
 
@@ -371,7 +380,8 @@ static void on_reply(struct sess *s, int code, const char *text)
                 messages++;
                 if (t <= t_deadline)
                         messages_win++;
-                if (t < t_deadline && !stop_flag)
+                if (t < t_deadline && !stop_flag &&
+                    (opt.per_session == 0 || ++s->nmsg < opt.per_session))
                         start_message(s);
                 else
                         send_cmd(s, S_QUIT, "QUIT");
@@ -619,6 +629,7 @@ static void start_session(struct sess *s)
         s->outlen = s->outoff = 0;
         s->established = false;
         s->restart = false;
+        s->nmsg = 0;
         s->out_armed = true;
         s->t_msg = now_ns();
         started++;
@@ -692,7 +703,8 @@ static void usage(void)
 {
         fprintf(stderr,
                 "usage: loadgen send|hold|rtt -a HOST:PORT -t plain|starttls|implicit "
-                "[-c N] [-d SEC] [-s BYTES] [-n N] [-r N] [-b N] [-v]\n");
+                "[-c N] [-d SEC] [-s BYTES] [-m N] [-V 1.2|1.3] [-n N] [-r N] [-b N] "
+                "[-v]\n");
         exit(2);
 }
 
@@ -712,7 +724,7 @@ static void parse_args(int argc, char **argv)
                 usage();
         optind = 2;
         opt.addr.sin_family = AF_INET;
-        while ((c = getopt(argc, argv, "a:t:c:d:s:n:r:b:v")) != -1) {
+        while ((c = getopt(argc, argv, "a:t:c:d:s:m:V:n:r:b:v")) != -1) {
                 switch (c) {
                 case 'a': {
                         char host[64];
@@ -746,6 +758,15 @@ static void parse_args(int argc, char **argv)
                 case 's':
                         opt.msgsize = (size_t)atol(optarg);
                         break;
+                case 'm':
+                        opt.per_session = atol(optarg);
+                        break;
+                case 'V':
+                        if (strcmp(optarg, "1.2") == 0)
+                                opt.tls12 = true;
+                        else if (strcmp(optarg, "1.3") != 0)
+                                usage();
+                        break;
                 case 'n':
                         opt.rtt_n = atol(optarg);
                         break;
@@ -762,8 +783,8 @@ static void parse_args(int argc, char **argv)
                         usage();
                 }
         }
-        if (opt.addr.sin_port == 0 || opt.conc < 1 || opt.ramp < 1 || opt.nsrc < 1 ||
-            opt.nsrc > 254)
+        if (opt.addr.sin_port == 0 || opt.conc < 1 || opt.per_session < 0 ||
+            opt.ramp < 1 || opt.nsrc < 1 || opt.nsrc > 254)
                 usage();
         if (opt.mode == M_RTT)
                 opt.conc = 1;
@@ -820,6 +841,18 @@ int main(int argc, char **argv)
          * (nginx, stunnel) pick what mailward's own order picks. */
         SSL_CTX_set_ciphersuites(sslctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                                          "TLS_CHACHA20_POLY1305_SHA256");
+        if (opt.tls12) {
+                /* The same order in TLS 1.2: ECDHE (X25519 first, OpenSSL's
+                 * default groups), AES-128-GCM, AES-256-GCM, ChaCha20. */
+                SSL_CTX_set_max_proto_version(sslctx, TLS1_2_VERSION);
+                if (SSL_CTX_set_cipher_list(
+                        sslctx,
+                        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                        "ECDHE-ECDSA-CHACHA20-POLY1305:"
+                        "ECDHE-RSA-CHACHA20-POLY1305") != 1)
+                        die("%s", "SSL_CTX_set_cipher_list failed");
+        }
         /* Every handshake is a full one: no session is resumed. */
         SSL_CTX_set_session_cache_mode(sslctx, SSL_SESS_CACHE_OFF);
         SSL_CTX_set_options(sslctx, SSL_OP_NO_TICKET);
@@ -893,8 +926,10 @@ int main(int argc, char **argv)
         secs = (double)(now_ns() - t_start) / 1e9;
 
         printf("{\"mode\":\"%s\",\"tls_mode\":\"%s\",\"tls\":\"%s\",\"sessions\":%d,"
-               "\"established\":%ld,\"seconds\":%.3f",
-               mode_name(), tls_name(), tls_desc, opt.conc, established, secs);
+               "\"msgs_per_session\":%ld,\"sessions_started\":%ld,\"established\":%ld,"
+               "\"seconds\":%.3f",
+               mode_name(), tls_name(), tls_desc, opt.conc, opt.per_session, started,
+               established, secs);
         print_errors();
         if (opt.mode == M_SEND) {
                 double win = opt.duration;
