@@ -20,6 +20,7 @@
 #define CONN_READ_SIZE        65536
 #define CONN_CLOSE_FLUSH_MS   5000
 #define CONN_DIRECT_MIN       4096 /* conn_write(): this much skips the queue */
+#define CONN_TRIM_MS          1000 /* after a handshake: tls_release_idle() */
 #define CONN_TLS_RECORD_START 0x16 /* handshake record type */
 #define CONN_TLS_RECORD_ALERT 0x15 /* a peer may answer with an alert at once */
 /* From <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>. */
@@ -57,11 +58,13 @@ struct conn {
         char tls_err[160];
 
         bool reading;
+        bool pumping; /* inside conn_tls_pump(): conn_flush() waits for its end */
         bool closing;
         bool closed_handles; /* uv_close() called */
         bool flush_on_close;
         int pending_error; /* reported from the timer, never from inside a call */
         uint64_t deadline; /* loop time when CONN_EV_TIMEOUT is due; 0: none */
+        uint64_t trim_at;  /* loop time to give back idle TLS memory; 0: none */
         int err;
         int handles_open;
 
@@ -365,7 +368,7 @@ static ssize_t conn_try_write(struct conn *c, const char *p, size_t n)
  * re-arms the descriptor after every uv_write() that completes). What the
  * kernel does not take goes to uv_write(), which owns the storage from then.
  */
-void conn_flush(struct conn *c)
+static void conn_flush_now(struct conn *c)
 {
         struct conn_write_req *w;
         ssize_t took;
@@ -404,6 +407,18 @@ void conn_flush(struct conn *c)
 }
 
 /*
+ * The owner's flush. While conn_tls_pump() emits events for what one read
+ * brought, it waits: conn_tls_pump() flushes once at its end, so wolfSSL's
+ * own records (a TLS 1.3 session ticket after the handshake) and the owner's
+ * replies to what came in the same read go out in one write.
+ */
+void conn_flush(struct conn *c)
+{
+        if (!c->pumping)
+                conn_flush_now(c);
+}
+
+/*
  * Queue n bytes for conn_flush(). Plaintext of CONN_DIRECT_MIN bytes or more
  * with nothing queued before it (message text, usually) is offered to the
  * kernel straight from the caller's memory instead of being copied into the
@@ -433,9 +448,24 @@ void conn_write(struct conn *c, const void *p, size_t n)
         buf_append(&c->out, s, n);
 }
 
-/* Decrypt everything available; emit events. Returns false if the owner
- * closed the conn from a callback. */
-static void conn_tls_pump(struct conn *c)
+/*
+ * An established TLS session gives its idle memory back (tls_release_idle())
+ * CONN_TRIM_MS after the handshake, not at once: a session that carries one
+ * message and ends before then never pays for the madvise() and for the page
+ * faults that the next session takes when it is given the same memory again.
+ */
+static void conn_trim_later(struct conn *c)
+{
+        c->trim_at = uv_now(c->tcp.loop) + CONN_TRIM_MS;
+        if (uv_is_active((uv_handle_t *)&c->timer) &&
+            uv_timer_get_due_in(&c->timer) <= CONN_TRIM_MS)
+                return;
+        uv_timer_start(&c->timer, conn_timer_cb, CONN_TRIM_MS, 0);
+}
+
+/* Decrypt everything available; emit events. What is written meanwhile is
+ * queued, and conn_tls_pump() sends it. */
+static void conn_tls_pump_events(struct conn *c)
 {
         enum tls_result r;
         size_t before = buf_len(&c->in), got;
@@ -443,10 +473,10 @@ static void conn_tls_pump(struct conn *c)
         if (!c->tls_done) {
                 r = tls_handshake(c->tls);
                 conn_take_tls_output(c);
-                conn_flush(c);
                 if (r == TLS_WANT)
                         return;
                 if (r != TLS_OK) {
+                        conn_flush_now(c); /* wolfSSL's alert, before the owner closes */
                         snprintf(c->tls_err, sizeof(c->tls_err), "%s", tls_error(c->tls));
                         c->reading = false;
                         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -454,6 +484,7 @@ static void conn_tls_pump(struct conn *c)
                         return;
                 }
                 c->tls_done = true;
+                conn_trim_later(c);
                 conn_emit(c, CONN_EV_TLS_DONE);
                 if (c->closing)
                         return;
@@ -467,21 +498,31 @@ static void conn_tls_pump(struct conn *c)
                 if (r != TLS_OK)
                         break;
         }
-        /* wolfSSL may answer (key updates, alerts): send it. */
+        /* wolfSSL may answer (key updates, alerts): it goes out with the rest. */
         conn_take_tls_output(c);
-        conn_flush(c);
         if (buf_len(&c->in) > before) {
                 conn_emit(c, CONN_EV_READ);
                 if (c->closing)
                         return;
         }
         if (r == TLS_CLOSED) {
+                conn_flush_now(c);
                 conn_emit(c, CONN_EV_EOF);
         } else if (r == TLS_ERROR) {
+                conn_flush_now(c);
                 snprintf(c->tls_err, sizeof(c->tls_err), "%s", tls_error(c->tls));
                 c->err = UV_EPROTO;
                 conn_emit(c, CONN_EV_ERROR);
         }
+}
+
+static void conn_tls_pump(struct conn *c)
+{
+        c->pumping = true;
+        conn_tls_pump_events(c);
+        c->pumping = false;
+        if (!c->closing)
+                conn_flush_now(c);
 }
 
 /* Every read goes into the loop's buffer; conn_read_cb() empties it. */
@@ -573,7 +614,7 @@ int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *servername,
         buf_append(&c->out, plain, plain_len);
         c->tls = t;
         conn_take_tls_output(c);
-        conn_flush(c);
+        conn_flush_now(c);
         return 0;
 }
 
@@ -597,6 +638,17 @@ bool conn_tls_plaintext(const struct conn *c)
         return c->tls_plaintext;
 }
 
+/* Arm the timer for the earlier of the deadline and the trim, if any. */
+static void conn_timer_rearm(struct conn *c, uint64_t now)
+{
+        uint64_t due = c->deadline;
+
+        if (c->trim_at != 0 && (due == 0 || c->trim_at < due))
+                due = c->trim_at;
+        if (due != 0)
+                uv_timer_start(&c->timer, conn_timer_cb, due > now ? due - now : 0, 0);
+}
+
 static void conn_timer_cb(uv_timer_t *t)
 {
         struct conn *c = t->data;
@@ -612,16 +664,21 @@ static void conn_timer_cb(uv_timer_t *t)
                 conn_emit(c, CONN_EV_ERROR);
                 return;
         }
-        if (c->deadline == 0)
-                return;
         now = uv_now(t->loop);
-        if (now < c->deadline) {
-                /* Moved later since the timer was armed: wait for the rest. */
-                uv_timer_start(&c->timer, conn_timer_cb, c->deadline - now, 0);
+        if (c->trim_at != 0 && now >= c->trim_at) {
+                c->trim_at = 0;
+                tls_release_idle(c->tls);
+        }
+        if (c->deadline != 0 && now >= c->deadline) {
+                c->deadline = 0;
+                conn_emit(c, CONN_EV_TIMEOUT);
+                /* An owner that keeps the conn may still have a trim due. */
+                if (!c->closing && !c->pending_error && c->trim_at != 0)
+                        conn_timer_rearm(c, uv_now(t->loop));
                 return;
         }
-        c->deadline = 0;
-        conn_emit(c, CONN_EV_TIMEOUT);
+        /* Early (the deadline moved later since), or the trim came first. */
+        conn_timer_rearm(c, now);
 }
 
 /*
@@ -662,7 +719,7 @@ void conn_close(struct conn *c, bool flush)
                 conn_take_tls_output(c);
         }
         if (flush && !c->pending_error)
-                conn_flush(c);
+                conn_flush_now(c);
         if (flush && c->inflight > 0) {
                 uv_timer_start(&c->timer, conn_timer_cb, CONN_CLOSE_FLUSH_MS, 0);
                 return;

@@ -5,8 +5,10 @@
  * Owner interface: one callback, `conn_cb`, with an event code; plaintext that
  * was read waits in conn_input() until the owner consumes it. Writes are
  * buffered with conn_write() and handed to the kernel by conn_flush(), one
- * uv_write for everything queued (the owner calls it once at the end of each
- * event). When TLS is on, conn_write() encrypts.
+ * write for everything queued (the owner calls it once at the end of each
+ * event; for events that one TLS read brings, the conn sends once they have
+ * all been handled, so wolfSSL's own records go out with the owner's reply).
+ * When TLS is on, conn_write() encrypts.
  *
  * Reading: conn_read(c, true) starts reading; every read decrypts at once all
  * it can, so no plaintext hides inside wolfSSL; the owner stops reading when it
@@ -23,6 +25,9 @@
  * into the loop's one read buffer (struct conn_loop, made once per loop and
  * freed after its last conn); what a read brings is decrypted or copied into
  * conn_input() at once, and the owner shrinks that when it has consumed it.
+ * A TLS session that stays open gives the pages that wolfSSL holds only as
+ * zeros back a second after its handshake (tls_release_idle(), from the
+ * conn's timer); one that ends sooner never pays for it.
  *
  * Lifetime: conn_close() closes the handles (after flushing what was written,
  * when `flush` is set, bounded by the timer); CONN_EV_CLOSED is the last
@@ -99,7 +104,8 @@ struct tls *conn_tls(const struct conn *c);
 const char *conn_tls_error(const struct conn *c);
 bool conn_tls_plaintext(const struct conn *c);
 
-/* Arm (ms > 0) or stop (ms == 0) the single timer. */
+/* CONN_EV_TIMEOUT after ms (ms == 0: none). The conn's one timer serves this,
+ * the close flush and the idle trim above. */
 void conn_timeout(struct conn *c, uint64_t ms);
 
 void conn_close(struct conn *c, bool flush);

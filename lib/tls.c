@@ -569,15 +569,16 @@ static void tls_release_zero_pages(void *block, size_t size)
 }
 
 /*
- * After the handshake, give back what an established session no longer
- * needs, measured on wolfSSL 5.5.4 as Debian builds it (see test/bench/README,
- * "Idle session memory"):
+ * What an established session no longer needs, measured on wolfSSL 5.5.4 as
+ * Debian builds it (see test/bench/README, "Idle session memory"):
  *
  * - its handshake "arrays" (3.4 KB: randoms, pre-master and master secrets),
  *   which it keeps after a TLS 1.3 handshake because the build has
  *   post-handshake authentication (we never ask for it nor allow it);
- *   wolfSSL reads a post-handshake message (ticket, key update) without them;
- * - the zero pages of its WOLFSSL_SESSION: SESSION_CERTS and
+ *   wolfSSL reads a post-handshake message (ticket, key update) without them.
+ *   Freed by tls_handshake() when it completes: free() costs no system call.
+ * - the zero pages of its WOLFSSL_SESSION (tls_release_idle(), which the
+ *   caller schedules for a session that lasts): SESSION_CERTS and
  *   WOLFSSL_ALT_CERT_CHAINS give every connection two static peer chains of
  *   9 x 2 KB inside it (37.5 KB in all), which wolfSSL_NewSession() zeroes;
  *   a server that asks for no client certificate never fills them, a client
@@ -585,11 +586,12 @@ static void tls_release_zero_pages(void *block, size_t size)
  *
  * wolfSSL_get_session() is the connection's own heap block (ssl->session,
  * from malloc via XMALLOC) only when the build has NO_SESSION_CACHE_REF and
- * no static memory pool; otherwise only the arrays are freed.
+ * no static memory pool; otherwise tls_release_idle() does nothing.
  */
-static void tls_trim(struct tls *t)
+void tls_release_idle(struct tls *t)
 {
-        wolfSSL_FreeArrays(t->ssl);
+        if (t == NULL || !t->done)
+                return;
 #if defined(NO_SESSION_CACHE_REF) && !defined(WOLFSSL_STATIC_MEMORY) &&                  \
     !defined(XMALLOC_USER) && !defined(XMALLOC_OVERRIDE) && defined(__GLIBC__)
         {
@@ -616,7 +618,7 @@ enum tls_result tls_handshake(struct tls *t)
                 /* verify_record overrode an error that wolfSSL had queued. */
                 if (t->verify_error != 0)
                         wolfSSL_ERR_clear_error();
-                tls_trim(t);
+                wolfSSL_FreeArrays(t->ssl);
                 return TLS_OK;
         }
         return tls_fail(t, ret, "handshake");

@@ -90,6 +90,13 @@ struct buf *tls_output(struct tls *t);
 
 enum tls_result tls_handshake(struct tls *t);
 bool tls_handshake_done(const struct tls *t);
+/*
+ * Give the kernel back the memory that an established session holds only as
+ * zeros (madvise; the pages of its WOLFSSL_SESSION that nothing filled). For
+ * a session that stays open: conn calls it a second after the handshake.
+ * Does nothing before the handshake is done.
+ */
+void tls_release_idle(struct tls *t);
 
 /*
  * Decrypt into p (room for n bytes); *got is set on TLS_OK. TLS_WANT when
