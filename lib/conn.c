@@ -408,13 +408,16 @@ static void conn_flush_now(struct conn *c)
 
 /*
  * The owner's flush. While conn_tls_pump() emits events for what one read
- * brought, it waits: conn_tls_pump() flushes once at its end, so wolfSSL's
- * own records (a TLS 1.3 session ticket after the handshake) and the owner's
- * replies to what came in the same read go out in one write.
+ * brought, a little (less than CONN_DIRECT_MIN) waits: conn_tls_pump()
+ * flushes once at its end, so wolfSSL's own records (a TLS 1.3 session
+ * ticket after the handshake) and the owner's replies to what came in the
+ * same read go out in one write. More goes at once, as always, so that an
+ * owner that looks at conn_queued() for backpressure after its flush sees
+ * only what the kernel did not take (the pump's final flush brings no event).
  */
 void conn_flush(struct conn *c)
 {
-        if (!c->pumping)
+        if (!c->pumping || buf_len(&c->out) >= CONN_DIRECT_MIN)
                 conn_flush_now(c);
 }
 
