@@ -284,6 +284,7 @@ int main(int argc, char **argv)
         static struct pair p;
         char desc[96] = "";
         long n = 0;
+        bool bad = false;
         int c;
 
         while ((c = getopt(argc, argv, "c:k:s:V:")) != -1) {
@@ -298,15 +299,16 @@ int main(int argc, char **argv)
                         secs = atof(optarg);
                         break;
                 case 'V':
-                        tls12 = strcmp(optarg, "1.2") == 0;
+                        if (strcmp(optarg, "1.2") == 0)
+                                tls12 = true;
+                        else if (strcmp(optarg, "1.3") != 0)
+                                bad = true;
                         break;
                 default:
-                        fprintf(stderr,
-                                "usage: crypto -c CERT -k KEY [-s SECONDS] [-V 1.2]\n");
-                        return 2;
+                        bad = true;
                 }
         }
-        if (cert == NULL || key == NULL || secs <= 0) {
+        if (bad || cert == NULL || key == NULL || secs <= 0) {
                 fprintf(stderr, "usage: crypto -c CERT -k KEY [-s SECONDS] [-V 1.2]\n");
                 return 2;
         }
