@@ -202,6 +202,20 @@ static void conn_close_handles(struct conn *c)
 
 static void conn_timer_cb(uv_timer_t *t);
 
+/*
+ * Make the timer fire within ms from now. The relay sets a deadline after
+ * every event, so an armed timer due no later is kept rather than restarted
+ * (a heap update in libuv each time); conn_timer_cb() re-arms it for whatever
+ * is still due when it fires early.
+ */
+static void conn_timer_within(struct conn *c, uint64_t ms)
+{
+        if (uv_is_active((uv_handle_t *)&c->timer) &&
+            uv_timer_get_due_in(&c->timer) <= ms)
+                return;
+        uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
 /* Report an error from the loop (via the timer), never from inside a call. */
 static void conn_defer_error(struct conn *c, int err)
 {
@@ -460,10 +474,7 @@ void conn_write(struct conn *c, const void *p, size_t n)
 static void conn_trim_later(struct conn *c)
 {
         c->trim_at = uv_now(c->tcp.loop) + CONN_TRIM_MS;
-        if (uv_is_active((uv_handle_t *)&c->timer) &&
-            uv_timer_get_due_in(&c->timer) <= CONN_TRIM_MS)
-                return;
-        uv_timer_start(&c->timer, conn_timer_cb, CONN_TRIM_MS, 0);
+        conn_timer_within(c, CONN_TRIM_MS);
 }
 
 /* Decrypt everything available; emit events. What is written meanwhile is
@@ -649,7 +660,7 @@ static void conn_timer_rearm(struct conn *c, uint64_t now)
         if (c->trim_at != 0 && (due == 0 || c->trim_at < due))
                 due = c->trim_at;
         if (due != 0)
-                uv_timer_start(&c->timer, conn_timer_cb, due > now ? due - now : 0, 0);
+                conn_timer_within(c, due > now ? due - now : 0);
 }
 
 static void conn_timer_cb(uv_timer_t *t)
@@ -675,21 +686,18 @@ static void conn_timer_cb(uv_timer_t *t)
         if (c->deadline != 0 && now >= c->deadline) {
                 c->deadline = 0;
                 conn_emit(c, CONN_EV_TIMEOUT);
-                /* An owner that keeps the conn may still have a trim due. */
-                if (!c->closing && !c->pending_error && c->trim_at != 0)
-                        conn_timer_rearm(c, uv_now(t->loop));
-                return;
+                if (c->closing || c->pending_error)
+                        return;
+                now = uv_now(t->loop);
         }
-        /* Early (the deadline moved later since), or the trim came first. */
+        /* Whatever is still due: a deadline moved later since the timer was
+         * armed, the trim, or both (an owner that kept the conn at timeout). */
         conn_timer_rearm(c, now);
 }
 
 /*
- * CONN_EV_TIMEOUT after ms of this call (0: never). The relay calls this after
- * every event, so the timer is not restarted or stopped each time (a heap
- * update in libuv each): an armed timer due no later than the new deadline is
- * kept, and conn_timer_cb() re-arms it for what is left when it fires early,
- * or lets it go when there is no deadline any more.
+ * CONN_EV_TIMEOUT after ms of this call (0: never). The timer is never
+ * stopped here: when it fires with nothing due, conn_timer_cb() lets it go.
  */
 void conn_timeout(struct conn *c, uint64_t ms)
 {
@@ -701,10 +709,7 @@ void conn_timeout(struct conn *c, uint64_t ms)
                 return;
         }
         c->deadline = uv_now(c->tcp.loop) + ms;
-        if (uv_is_active((uv_handle_t *)&c->timer) &&
-            uv_timer_get_due_in(&c->timer) <= ms)
-                return;
-        uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+        conn_timer_within(c, ms);
 }
 
 void conn_close(struct conn *c, bool flush)
