@@ -11,7 +11,9 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
 #include <wolfssl/version.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
@@ -41,7 +43,9 @@
 
 /* Invariant 7: lib/tls_suites.h. */
 static const char tls_cipher_list[] = TLS_SUITES_CIPHERS;
+#if defined(OPENSSL_EXTRA)
 static const char tls_curve_list[] = TLS_SUITES_CURVES;
+#endif
 static const int tls_groups[] = {TLS_SUITES_GROUPS};
 
 struct tls_ctx {
@@ -123,6 +127,14 @@ static int tls_io_send(WOLFSSL *ssl, char *p, int sz, void *arg)
         return sz;
 }
 
+/* Empty wolfSSL's error queue, which only some builds keep. */
+static void tls_clear_errors(void)
+{
+#if defined(OPENSSL_EXTRA) || defined(DEBUG_WOLFSSL_VERBOSE)
+        wolfSSL_ERR_clear_error();
+#endif
+}
+
 /* "what: reason" for a wolfSSL error code. */
 static void tls_errstr(char *out, size_t outlen, const char *what, int code)
 {
@@ -163,10 +175,17 @@ static bool tls_ctx_policy(WOLFSSL_CTX *wctx, char *err, size_t errlen)
                 snprintf(err, errlen, "cannot set cipher list");
                 return false;
         }
+#if defined(OPENSSL_EXTRA)
+        /* Debian's build has every curve: name ours, for TLS 1.2's ECDHE too. */
         if (wolfSSL_CTX_set1_curves_list(wctx, tls_curve_list) != WOLFSSL_SUCCESS) {
                 snprintf(err, errlen, "cannot set ECC curves");
                 return false;
         }
+#elif !defined(ECC_USER_CURVES) || defined(HAVE_ECC192) || defined(HAVE_ECC224) ||       \
+    defined(HAVE_ECC521) || defined(HAVE_ECC_BRAINPOOL) || defined(HAVE_ECC_KOBLITZ)
+#error                                                                                   \
+    "without OPENSSL_EXTRA, wolfSSL must be built with only the curves of TLS_SUITES_CURVES"
+#endif
         ret = wolfSSL_CTX_set_groups(wctx, (int *)tls_groups,
                                      (int)UTIL_ARRAY_LEN(tls_groups));
         if (ret != WOLFSSL_SUCCESS) {
@@ -179,8 +198,11 @@ static bool tls_ctx_policy(WOLFSSL_CTX *wctx, char *err, size_t errlen)
                 tls_errstr(err, errlen, "cannot set minimum key sizes", ret);
                 return false;
         }
+#if defined(OPENSSL_EXTRA)
+        /* wolfSSL's own default already; OpenSSL's defaults may say otherwise. */
         wolfSSL_CTX_set_options(wctx, WOLFSSL_OP_CIPHER_SERVER_PREFERENCE |
                                           WOLFSSL_OP_NO_COMPRESSION);
+#endif
         return true;
 }
 
@@ -248,25 +270,33 @@ static int tls_key_spki(const char *key_file, int type, unsigned char *out, word
  * certificate's curve: it never checks that the private scalar gives the
  * certificate's public point. So for EC and RSA keys compare the public key
  * computed from the key file with the certificate's; other key types keep
- * wolfSSL's check alone.
+ * wolfSSL's check alone. The certificate is the file's first, as wolfSSL
+ * loaded it (wolfSSL_CTX_get0_certificate() needs OPENSSL_EXTRA).
  */
-static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const char *key_file)
+static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const char *cert_file,
+                                 const char *key_file)
 {
-        WOLFSSL_X509 *cert = wolfSSL_CTX_get0_certificate(wctx);
+        WOLFSSL_X509 *cert;
         unsigned char cspki[TLS_SPKI_MAX], kspki[TLS_SPKI_MAX];
         int clen = (int)sizeof(cspki), klen, type;
+        bool ok;
 
         if (wolfSSL_CTX_check_private_key(wctx) != WOLFSSL_SUCCESS)
                 return false;
+        cert = wolfSSL_X509_load_certificate_file(cert_file, WOLFSSL_FILETYPE_PEM);
         if (cert == NULL)
                 return false;
         type = wolfSSL_X509_get_pubkey_type(cert);
         if (type != ECDSAk && type != RSAk)
-                return true;
-        if (wolfSSL_X509_get_pubkey_buffer(cert, cspki, &clen) != WOLFSSL_SUCCESS)
-                return false;
-        klen = tls_key_spki(key_file, type, kspki, sizeof(kspki));
-        return klen == clen && memcmp(cspki, kspki, (size_t)klen) == 0;
+                ok = true;
+        else if (wolfSSL_X509_get_pubkey_buffer(cert, cspki, &clen) != WOLFSSL_SUCCESS)
+                ok = false;
+        else {
+                klen = tls_key_spki(key_file, type, kspki, sizeof(kspki));
+                ok = klen == clen && memcmp(cspki, kspki, (size_t)klen) == 0;
+        }
+        wolfSSL_X509_free(cert);
+        return ok;
 }
 
 static bool tls_ctx_server(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, char *err,
@@ -289,12 +319,58 @@ static bool tls_ctx_server(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
                 tls_errstr(err + strlen(err), errlen - strlen(err), "cannot load", ret);
                 return false;
         }
-        if (!tls_key_matches_cert(wctx, conf->key_file)) {
+        if (!tls_key_matches_cert(wctx, conf->cert_file, conf->key_file)) {
                 snprintf(err, errlen, "key %s does not match certificate %s",
                          conf->key_file, conf->cert_file);
                 return false;
         }
         return true;
+}
+
+/*
+ * A certificate parsed by wolfSSL's own parser (its ASN API, public with
+ * OPENSSL_EXTRA or WOLFSSL_PUBLIC_ASN), not verified; NULL if it does not
+ * parse. Free with tls_cert_free().
+ */
+static DecodedCert *tls_cert_parse(const unsigned char *der, int len)
+{
+        DecodedCert *dc = xmalloc(sizeof(*dc));
+
+        InitDecodedCert(dc, der, (word32)len, NULL);
+        if (ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0)
+                return dc;
+        FreeDecodedCert(dc);
+        free(dc);
+        return NULL;
+}
+
+static void tls_cert_free(DecodedCert *dc)
+{
+        if (dc == NULL)
+                return;
+        FreeDecodedCert(dc);
+        free(dc);
+}
+
+/*
+ * True if the certificate the verify callback is at names itself as its
+ * issuer. wolfSSL says so (ASN_SELF_SIGNED_E) only with OPENSSL_ALL; other
+ * builds say ASN_NO_SIGNER_E, which is true but tells an administrator less.
+ */
+static bool tls_store_self_signed(const WOLFSSL_X509_STORE_CTX *store)
+{
+        const WOLFSSL_BUFFER_INFO *b;
+        DecodedCert *dc;
+        bool self;
+
+        if (store->certs == NULL || store->error_depth < 0 ||
+            store->error_depth >= store->totalCerts)
+                return false;
+        b = &store->certs[store->error_depth];
+        dc = tls_cert_parse(b->buffer, (int)b->length);
+        self = dc != NULL && dc->selfSigned;
+        tls_cert_free(dc);
+        return self;
 }
 
 /*
@@ -304,10 +380,12 @@ static bool tls_ctx_server(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
  * its own negative code for the rest (DOMAIN_NAME_MISMATCH, -322). Map back
  * to wolfSSL's codes, as tls_error() shows them; the signature errors all
  * become ASN_SIG_CONFIRM_E. An unknown X509_V_ERR_* value is kept as it is.
+ * Without OPENSSL_EXTRA the codes are wolfSSL's already.
  */
 static int tls_verify_code(int code)
 {
         switch (code) {
+#if defined(OPENSSL_EXTRA)
         case X509_V_ERR_CERT_NOT_YET_VALID:
         case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
                 return ASN_BEFORE_DATE_E;
@@ -325,6 +403,7 @@ static int tls_verify_code(int code)
                 return ASN_PATHLEN_INV_E;
         case X509_V_ERR_CERT_REVOKED:
                 return CRL_CERT_REVOKED;
+#endif
         case 0: /* a failure without a code: never record it as "no error" */
                 return VERIFY_CERT_ERROR;
         default:
@@ -350,6 +429,8 @@ static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         t->verify_ran = true;
         if (!preverify) {
                 code = tls_verify_code(store->error);
+                if (code == ASN_NO_SIGNER_E && tls_store_self_signed(store))
+                        code = ASN_SELF_SIGNED_E;
                 if (t->verify_error == 0) {
                         t->verify_error = code;
                         t->verify_depth = store->error_depth;
@@ -407,7 +488,7 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                 ok = role == TLS_ROLE_SERVER ? tls_ctx_server(wctx, conf, err, errlen)
                                              : tls_ctx_client(wctx, conf, err, errlen);
         if (!ok) {
-                wolfSSL_ERR_clear_error();
+                tls_clear_errors();
                 wolfSSL_CTX_free(wctx);
                 return NULL;
         }
@@ -531,8 +612,15 @@ static enum tls_result tls_fail(struct tls *t, int ret, const char *what)
         case WOLFSSL_ERROR_ZERO_RETURN:
                 return TLS_CLOSED;
         default:
+                /*
+                 * A certificate that verify_peer refused ended the handshake:
+                 * name what was wrong with it, as the verify callback saw it
+                 * (tls_store_self_signed()).
+                 */
+                if (t->ctx->verify_peer && t->verify_error < 0)
+                        code = t->verify_error;
                 tls_errstr(t->err, sizeof(t->err), what, code);
-                wolfSSL_ERR_clear_error();
+                tls_clear_errors();
                 return TLS_ERROR;
         }
 }
@@ -617,7 +705,7 @@ enum tls_result tls_handshake(struct tls *t)
                 t->done = true;
                 /* verify_record overrode an error that wolfSSL had queued. */
                 if (t->verify_error != 0)
-                        wolfSSL_ERR_clear_error();
+                        tls_clear_errors();
                 wolfSSL_FreeArrays(t->ssl);
                 return TLS_OK;
         }
@@ -706,74 +794,81 @@ const char *tls_cipher(const struct tls *t)
         return name != NULL ? name : "";
 }
 
+/*
+ * The bulk cipher's key length, read from the suite's name
+ * (wolfSSL_CIPHER_get_bits() needs OPENSSL_EXTRA): invariant 7 allows only
+ * AES-GCM and ChaCha20-Poly1305, and every name says which.
+ */
 int tls_cipher_bits(const struct tls *t)
 {
-        WOLFSSL_CIPHER *c = t->done ? wolfSSL_get_current_cipher(t->ssl) : NULL;
+        const char *name = tls_cipher(t);
 
-        return c != NULL ? wolfSSL_CIPHER_get_bits(c, NULL) : 0;
+        if (strstr(name, "AES128") != NULL || strstr(name, "AES_128") != NULL)
+                return 128;
+        if (strstr(name, "AES256") != NULL || strstr(name, "AES_256") != NULL ||
+            strstr(name, "CHACHA20") != NULL)
+                return 256;
+        return 0;
 }
 
 /*
- * Copy an ASN.1 string from the certificate into out (256 bytes) if it is a
- * plausible host name: 1..255 bytes of printable ASCII, no space, no NUL.
+ * Copy a name from the certificate into out (256 bytes) if it is a plausible
+ * host name: 1..255 bytes of printable ASCII, no space, no NUL.
  */
-static bool tls_copy_name(WOLFSSL_ASN1_STRING *s, char out[256])
+static bool tls_copy_name(const char *p, int n, char out[256])
 {
-        const unsigned char *p;
-        int i, n;
+        int i;
 
-        if (s == NULL)
-                return false;
-        p = wolfSSL_ASN1_STRING_data(s);
-        n = wolfSSL_ASN1_STRING_length(s);
         if (p == NULL || n <= 0 || n > 255)
                 return false;
         for (i = 0; i < n; i++)
-                if (p[i] <= 0x20 || p[i] >= 0x7f)
+                if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
                         return false;
         memcpy(out, p, (size_t)n);
         out[n] = '\0';
         return true;
 }
 
-/* The leaf's subjectAltName dNSNames or, if it has none, its last CN. */
-static void tls_peer_names(WOLFSSL_X509 *x, struct tls_peer *out)
+/*
+ * wolfSSL keeps a certificate's subjectAltNames in the certificate's order
+ * only with OPENSSL_EXTRA; otherwise its list runs backwards.
+ */
+#if defined(OPENSSL_EXTRA) && !defined(WOLFSSL_ALT_NAMES_NO_REV)
+#define TLS_ALT_NAMES_REVERSED false
+#else
+#define TLS_ALT_NAMES_REVERSED true
+#endif
+
+/*
+ * The leaf's subjectAltName dNSNames or, if it has none, its last CN, in the
+ * certificate's order. wolfSSL's parser keeps each name's length: a name with
+ * a NUL inside is refused, not cut short.
+ */
+static void tls_peer_names(const unsigned char *der, int len, struct tls_peer *out)
 {
         const size_t max = UTIL_ARRAY_LEN(out->names);
-        WOLFSSL_STACK *sans;
-        WOLFSSL_GENERAL_NAME *gn;
-        WOLFSSL_X509_NAME *subject;
-        WOLFSSL_X509_NAME_ENTRY *entry;
-        bool any_dns = false;
-        int i, n, loc, last;
+        DecodedCert *dc = tls_cert_parse(der, len);
+        const DNS_entry **dns = NULL, *e;
+        size_t i, n = 0;
 
-        sans = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-        n = sans != NULL ? wolfSSL_sk_GENERAL_NAME_num(sans) : 0;
-        for (i = 0; i < n; i++) {
-                gn = wolfSSL_sk_GENERAL_NAME_value(sans, i);
-                if (gn == NULL || gn->type != ASN_DNS_TYPE)
-                        continue;
-                any_dns = true;
-                if (out->nnames < max &&
-                    tls_copy_name(gn->d.dNSName, out->names[out->nnames]))
-                        out->nnames++;
+        if (dc != NULL) {
+                for (e = dc->altNames; e != NULL; e = e->next)
+                        n += e->type == ASN_DNS_TYPE;
+                dns = n > 0 ? xcalloc(n, sizeof(*dns)) : NULL;
+                i = 0;
+                for (e = dc->altNames; e != NULL; e = e->next)
+                        if (e->type == ASN_DNS_TYPE)
+                                dns[TLS_ALT_NAMES_REVERSED ? n - 1 - i++ : i++] = e;
+                for (i = 0; i < n && out->nnames < max; i++)
+                        if (tls_copy_name(dns[i]->name, dns[i]->len,
+                                          out->names[out->nnames]))
+                                out->nnames++;
+                if (n == 0 &&
+                    tls_copy_name(dc->subjectCN, dc->subjectCNLen, out->names[0]))
+                        out->nnames = 1;
         }
-        if (sans != NULL)
-                wolfSSL_sk_GENERAL_NAME_pop_free(sans, wolfSSL_GENERAL_NAME_free);
-        if (any_dns)
-                return;
-        subject = wolfSSL_X509_get_subject_name(x);
-        if (subject == NULL)
-                return;
-        last = -1;
-        loc = -1;
-        while ((loc = wolfSSL_X509_NAME_get_index_by_NID(subject, NID_commonName, loc)) >=
-               0)
-                last = loc;
-        entry = last >= 0 ? wolfSSL_X509_NAME_get_entry(subject, last) : NULL;
-        if (entry != NULL &&
-            tls_copy_name(wolfSSL_X509_NAME_ENTRY_get_data(entry), out->names[0]))
-                out->nnames = 1;
+        free(dns);
+        tls_cert_free(dc);
 }
 
 int tls_peer_info(const struct tls *t, struct tls_peer *out)
@@ -783,7 +878,6 @@ int tls_peer_info(const struct tls *t, struct tls_peer *out)
         const unsigned char *der;
         unsigned char md[WC_SHA256_DIGEST_SIZE];
         char reason[WOLFSSL_MAX_ERROR_SZ];
-        WOLFSSL_X509 *x;
         int len;
         size_t i;
 
@@ -792,12 +886,14 @@ int tls_peer_info(const struct tls *t, struct tls_peer *out)
         out->verify_error = t->verify_error;
         out->expired = t->verify_expired;
         if (t->verify_error != 0) {
-                if (t->verify_error < 0)
-                        wolfSSL_ERR_error_string_n((unsigned long)t->verify_error, reason,
-                                                   sizeof(reason));
-                else
+#if defined(OPENSSL_EXTRA)
+                if (t->verify_error > 0)
                         snprintf(reason, sizeof(reason), "%s",
                                  wolfSSL_X509_verify_cert_error_string(t->verify_error));
+                else
+#endif
+                        wolfSSL_ERR_error_string_n((unsigned long)t->verify_error, reason,
+                                                   sizeof(reason));
                 snprintf(out->verify_reason, sizeof(out->verify_reason),
                          "%s (%d) at depth %d", reason, t->verify_error, t->verify_depth);
         }
@@ -819,11 +915,7 @@ int tls_peer_info(const struct tls *t, struct tls_peer *out)
                                 }
                                 out->sha256[2 * sizeof(md)] = '\0';
                         }
-                        x = wolfSSL_X509_d2i(NULL, der, len);
-                        if (x != NULL) {
-                                tls_peer_names(x, out);
-                                wolfSSL_X509_free(x);
-                        }
+                        tls_peer_names(der, len, out);
                 }
         }
         if (!out->has_cert)
@@ -843,7 +935,10 @@ const char *tls_library_version(void)
 
 const char *tls_library_build(void)
 {
-        /* What matters for speed: the assembly paths (see README, wolfSSL). */
+        /*
+         * What matters for speed: the assembly paths; for memory: the OpenSSL
+         * layer (see README, "Which wolfSSL").
+         */
         return "built for " LIBWOLFSSL_VERSION_STRING
 #if defined(WOLFSSL_AESNI)
                ", aesni"
@@ -857,6 +952,9 @@ const char *tls_library_build(void)
 #if !defined(WOLFSSL_AESNI) && !defined(USE_INTEL_SPEEDUP) &&                            \
     !defined(WOLFSSL_SP_X86_64_ASM) && !defined(WOLFSSL_SP_ASM)
                ", no assembly (C code paths only)"
+#endif
+#if !defined(OPENSSL_EXTRA)
+               ", without the OpenSSL compatibility layer"
 #endif
             ;
 }

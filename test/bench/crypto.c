@@ -45,7 +45,9 @@
 
 /* What mailward offers (invariant 7, the order by the wolfSSL build). */
 static const char cipher_list[] = TLS_SUITES_CIPHERS;
+#if defined(OPENSSL_EXTRA)
 static const char curve_list[] = TLS_SUITES_CURVES;
+#endif
 static int groups[] = {TLS_SUITES_GROUPS};
 
 #define PIPE_SIZE (256 * 1024)
@@ -129,7 +131,9 @@ static WOLFSSL_CTX *server_ctx(const char *cert, const char *key)
                 die("wolfSSL_CTX_new (server) failed");
         if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS ||
             wolfSSL_CTX_set_cipher_list(ctx, cipher_list) != WOLFSSL_SUCCESS ||
+#if defined(OPENSSL_EXTRA) /* without it, the curves compiled in (lib/tls.c) */
             wolfSSL_CTX_set1_curves_list(ctx, curve_list) != WOLFSSL_SUCCESS ||
+#endif
             wolfSSL_CTX_set_groups(ctx, groups,
                                    (int)(sizeof(groups) / sizeof(groups[0]))) !=
                 WOLFSSL_SUCCESS)
@@ -139,8 +143,10 @@ static WOLFSSL_CTX *server_ctx(const char *cert, const char *key)
         if (wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM) !=
             WOLFSSL_SUCCESS)
                 die("cannot load the key");
+#if defined(OPENSSL_EXTRA)
         wolfSSL_CTX_set_options(ctx, WOLFSSL_OP_CIPHER_SERVER_PREFERENCE |
                                          WOLFSSL_OP_NO_COMPRESSION);
+#endif
         wolfSSL_CTX_SetIORecv(ctx, srv_recv);
         wolfSSL_CTX_SetIOSend(ctx, srv_send);
         return ctx;
