@@ -9,20 +9,22 @@ PKGS       := libuv inih libcap lmdb
 # (security updates come with the system); `make WOLFSSL=asm` (or `make
 # mailward-asm`) builds build-asm/mailward against a static wolfSSL built by
 # scripts/build-wolfssl from Debian's own source package with its assembly
-# paths (AES-NI, Intel speedups, SP x86_64 assembly), in build/wolfssl-asm.
+# paths (AES-NI, Intel speedups, SP x86_64 assembly), in build/wolfssl-asm;
+# `make WOLFSSL=lean` (or `make mailward-lean`) the same assembly with
+# mailward's own feature list instead of Debian's, in build/wolfssl-lean.
 WOLFSSL    ?= system
-ifeq ($(WOLFSSL),asm)
-WOLFSSL_DIR    := build/wolfssl-asm
+ifneq ($(filter $(WOLFSSL),asm lean),)
+WOLFSSL_DIR    := build/wolfssl-$(WOLFSSL)
 WOLFSSL_LIB    := $(WOLFSSL_DIR)/lib/libwolfssl.a
 WOLFSSL_CFLAGS := -I$(WOLFSSL_DIR)/include
 WOLFSSL_LIBS   := $(WOLFSSL_LIB) -lm -lpthread -ldl
-BUILD          ?= build-asm
+BUILD          ?= build-$(WOLFSSL)
 else ifeq ($(WOLFSSL),system)
 WOLFSSL_LIB    :=
 WOLFSSL_CFLAGS := $(shell pkg-config --cflags wolfssl 2>/dev/null)
 WOLFSSL_LIBS   := $(shell pkg-config --libs wolfssl 2>/dev/null)
 else
-$(error WOLFSSL=$(WOLFSSL): say WOLFSSL=system (the default) or WOLFSSL=asm)
+$(error WOLFSSL=$(WOLFSSL): say WOLFSSL=system (the default), WOLFSSL=asm or WOLFSSL=lean)
 endif
 
 # The wolfSSL include path comes first, before any other package's.
@@ -46,18 +48,19 @@ PROXY_OBJ  := $(PROXY_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all deps run test unit integration lint format bench clean mailward-asm FORCE
+.PHONY: all deps run test unit integration lint format bench clean mailward-asm mailward-lean FORCE
 
 all: $(BUILD)/mailward
 
 # mailward against wolfSSL with its assembly paths (see WOLFSSL above).
-mailward-asm:
-	@$(MAKE) --no-print-directory WOLFSSL=asm build-asm/mailward
+mailward-asm mailward-lean: mailward-%:
+	@$(MAKE) --no-print-directory WOLFSSL=$* build-$*/mailward
 
 # Asked every time (quick when up to date): after a Debian update of
 # libwolfssl-dev it rebuilds from the new source package, and mailward relinks.
-build/wolfssl-asm/lib/libwolfssl.a: FORCE
-	@scripts/build-wolfssl
+build/wolfssl-asm/lib/libwolfssl.a build/wolfssl-lean/lib/libwolfssl.a: \
+build/wolfssl-%/lib/libwolfssl.a: FORCE
+	@scripts/build-wolfssl $*
 
 FORCE:
 
@@ -125,4 +128,4 @@ format:
 	clang-format -i $(FORMAT_SRC)
 
 clean:
-	rm -rf build build-test
+	rm -rf build build-test build-asm build-lean build-test-asm build-test-lean
