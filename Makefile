@@ -38,7 +38,9 @@ LDLIBS     := $(PKG_LIBS)
 
 # The test build: AddressSanitizer and UndefinedBehaviorSanitizer, no recovery.
 SAN        := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-TEST_FLAGS := CFLAGS="-O1 -g $(SAN) -DMAILWARD_SANITIZE" LDFLAGS="$(SAN)" BUILD=build-test
+# With WOLFSSL=asm or lean, the tests run on that build (build-test-asm, ...).
+TEST_BUILD := build-test$(if $(filter-out system,$(WOLFSSL)),-$(WOLFSSL))
+TEST_FLAGS := CFLAGS="-O1 -g $(SAN) -DMAILWARD_SANITIZE" LDFLAGS="$(SAN)" BUILD=$(TEST_BUILD)
 
 BUILD      ?= build
 LIB_SRC    := $(wildcard lib/*.c)
@@ -89,16 +91,16 @@ run: deps
 	@scripts/run-demo
 
 test: deps
-	@$(MAKE) --no-print-directory $(TEST_FLAGS) build-test/mailward units
-	@scripts/run-tests
+	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(TEST_BUILD)/mailward units
+	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests
 
 unit: deps
 	@$(MAKE) --no-print-directory $(TEST_FLAGS) units
-	@scripts/run-tests unit
+	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests unit
 
 integration: deps
-	@$(MAKE) --no-print-directory $(TEST_FLAGS) build-test/mailward
-	@scripts/run-tests integration
+	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(TEST_BUILD)/mailward
+	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests integration
 
 # The benchmark (not part of `make test`): mailward against nginx's mail proxy
 # and stunnel, see test/bench/README. The load client uses OpenSSL, not
