@@ -533,7 +533,10 @@ static void test_peer_info_verify_peer(void **state)
         assert_true(peer.chain_trusted);
         assert_false(peer.expired);
         assert_int_equal(peer.verify_error, 0);
+        /* Its dNSNames in the certificate's order (scripts/mkcert), not its IPs. */
         assert_int_equal(peer.nnames, 2);
+        assert_string_equal(peer.names[0], "localhost");
+        assert_string_equal(peer.names[1], "mx.test");
         assert_int_equal(strlen(peer.sha256), 64);
         /* The server asked for no client certificate. */
         assert_int_equal(tls_peer_info(s, &peer), 0);
