@@ -34,6 +34,22 @@
 #include "tls_suites.h"
 #include "util.h"
 
+/*
+ * What this file needs of wolfSSL's build; Debian's has it all, and so does
+ * scripts/build-wolfssl's lean build. The peer's chain (tls_peer_info()); the
+ * verify callback for every certificate, bad or good (verify_record decides
+ * on what it saw); the certificate parser's API (tls_cert_parse()).
+ */
+#if !defined(SESSION_CERTS) || !defined(WOLFSSL_ALWAYS_VERIFY_CB) ||                     \
+    !defined(WOLFSSL_VERIFY_CB_ALL_CERTS)
+#error                                                                                   \
+    "wolfSSL needs SESSION_CERTS, WOLFSSL_ALWAYS_VERIFY_CB and WOLFSSL_VERIFY_CB_ALL_CERTS"
+#endif
+#if !defined(OPENSSL_EXTRA) && !defined(OPENSSL_EXTRA_X509_SMALL) &&                     \
+    !defined(WOLFSSL_PUBLIC_ASN)
+#error "wolfSSL needs OPENSSL_EXTRA or WOLFSSL_PUBLIC_ASN (its certificate parser's API)"
+#endif
+
 #define TLS_CTX_MAGIC 0x746c7363u /* "tlsc" */
 #define TLS_MAGIC     0x746c7373u /* "tlss" */
 
