@@ -620,7 +620,7 @@ static int test_raw_send(WOLFSSL *ssl, char *p, int sz, void *arg)
 /*
  * Whether this wolfSSL can make a client offering ciphers (NULL: any) and
  * group (0: any). A wolfSSL built without a suite or group (the lean build
- * has no CBC, RC4 or curves outside mailward's list) cannot offer it, so there
+ * has no RC4 and no curve outside mailward's list) cannot offer it, so there
  * is nothing to refuse; the tests say so and go on.
  */
 static bool test_client_can_offer(const char *ciphers, int group)
