@@ -874,11 +874,12 @@ static void tls_peer_names(const unsigned char *der, int len, struct tls_peer *o
                 i = 0;
                 for (e = dc->altNames; e != NULL; e = e->next)
                         if (e->type == ASN_DNS_TYPE)
-                                dns[TLS_ALT_NAMES_REVERSED ? n - 1 - i++ : i++] = e;
-                for (i = 0; i < n && out->nnames < max; i++)
-                        if (tls_copy_name(dns[i]->name, dns[i]->len,
-                                          out->names[out->nnames]))
+                                dns[i++] = e;
+                for (i = 0; i < n && out->nnames < max; i++) {
+                        e = dns[TLS_ALT_NAMES_REVERSED ? n - 1 - i : i];
+                        if (tls_copy_name(e->name, e->len, out->names[out->nnames]))
                                 out->nnames++;
+                }
                 if (n == 0 &&
                     tls_copy_name(dc->subjectCN, dc->subjectCNLen, out->names[0]))
                         out->nnames = 1;

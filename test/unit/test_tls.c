@@ -693,6 +693,7 @@ struct test_raw_result {
         int client_err;         /* the client's wolfSSL_get_error(), 0 if it finished */
         char server_err[256];   /* tls_error() */
         char got[128];          /* "version cipher" as the server saw them */
+        int bits;               /* tls_cipher_bits() */
 };
 
 /* Handshake a raw client against a server struct tls until both end. */
@@ -741,6 +742,7 @@ static void test_raw_against(void **state, const char *cert, const char *key,
         test_raw_handshake(&r, s, res);
         snprintf(res->server_err, sizeof(res->server_err), "%s", tls_error(s));
         snprintf(res->got, sizeof(res->got), "%s %s", tls_version(s), tls_cipher(s));
+        res->bits = tls_cipher_bits(s);
         test_raw_cleanup(&r);
         tls_free(s);
         tls_ctx_free(sctx);
@@ -762,6 +764,41 @@ static void test_tls12_allowed(void **state)
                          "ECDHE-ECDSA-CHACHA20-POLY1305", NULL, 0, &res);
         assert_int_equal(res.server, TLS_OK);
         assert_string_equal(res.got, "TLSv1.2 ECDHE-ECDSA-CHACHA20-POLY1305");
+        assert_int_equal(res.bits, 256);
+}
+
+/*
+ * tls_cipher_bits() reads the key length from the suite's name: OpenSSL's
+ * names for TLS 1.2, IANA's for TLS 1.3, AES-128, AES-256 and ChaCha20.
+ */
+static void test_cipher_bits(void **state)
+{
+        static const struct {
+                bool tls13;
+                const char *offer, *got;
+                int bits;
+        } cases[] = {
+            {false, "ECDHE-ECDSA-AES128-GCM-SHA256",
+             "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256", 128},
+            {false, "ECDHE-ECDSA-AES256-GCM-SHA384",
+             "TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384", 256},
+            {true, "TLS13-AES128-GCM-SHA256", "TLSv1.3 TLS_AES_128_GCM_SHA256", 128},
+            {true, "TLS13-AES256-GCM-SHA384", "TLSv1.3 TLS_AES_256_GCM_SHA384", 256},
+            {true, "TLS13-CHACHA20-POLY1305-SHA256",
+             "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256", 256},
+        };
+        struct test_raw_result res;
+        size_t i;
+
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                test_raw_against(state, "server.pem", "server.key",
+                                 cases[i].tls13 ? wolfTLSv1_3_client_method()
+                                                : wolfTLSv1_2_client_method(),
+                                 cases[i].offer, NULL, 0, &res);
+                assert_int_equal(res.server, TLS_OK);
+                assert_string_equal(res.got, cases[i].got);
+                assert_int_equal(res.bits, cases[i].bits);
+        }
 }
 
 /* TLS 1.1 is refused, and the client hears why: the server's alert was flushed. */
@@ -892,6 +929,7 @@ int main(void)
             cmocka_unit_test(test_peer_info_verify_peer),
             cmocka_unit_test(test_peer_info_no_verify),
             cmocka_unit_test(test_tls12_allowed),
+            cmocka_unit_test(test_cipher_bits),
             cmocka_unit_test(test_tls11_refused),
             cmocka_unit_test(test_weak_suites_refused),
             cmocka_unit_test(test_groups),
