@@ -2435,6 +2435,23 @@ bool relay_listener_outbound(const struct relay_listener *l)
         return l->outbound;
 }
 
+int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
+{
+        struct policy *p;
+        int r;
+
+        if (!l->outbound || l->conf->policy == NULL)
+                return 0;
+        r = policy_load(l->conf->policy, errs, &p);
+        if (r != 0)
+                return r;
+        policy_set_default(p, (enum policy_level)l->conf->default_level);
+        policy_free(l->policy);
+        l->policy = p;
+        *entries = policy_count(p);
+        return 1;
+}
+
 unsigned relay_listener_sessions(const struct relay_listener *l)
 {
         const struct relay_session *s;

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "alert.h"
 #include "config.h"
@@ -65,6 +66,16 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server);
 
 /* Outbound (forward_tls = policy): the listener judges RCPTs against a policy. */
 bool relay_listener_outbound(const struct relay_listener *l);
+
+/*
+ * Read the listener's policy table file again (SIGHUP), as the unprivileged
+ * user: every problem goes to errs as policy_load() prints it. Returns 1 when
+ * the new table replaced the old one (*entries: its entries), 0 when the
+ * listener has no policy file, or policy_load()'s negative error: the old
+ * table stays. Sessions look a domain up at each RCPT and keep nothing of the
+ * table between events, so the next RCPT sees the new one.
+ */
+int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries);
 
 /* Ask the backend for its EHLO capabilities (start-up and periodic refresh). */
 void relay_listener_probe(struct relay_listener *l);

@@ -367,14 +367,68 @@ static void main_on_drain_timeout(uv_timer_t *t)
         alertcmd_shutdown(m->alertcmd);
 }
 
+/*
+ * SIGHUP: read every outbound listener's policy table again. A table with an
+ * error, or one this user cannot read, leaves the listener's current table in
+ * place. Nothing else is reloaded: the rest of the configuration (and the
+ * certificates) needs a restart.
+ */
+static void main_reload(struct main_state *m)
+{
+        unsigned done = 0, failed = 0;
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++) {
+                const struct config_listener *lc = m->listeners[i].conf;
+                char *text = NULL, *line, *next, esc[512];
+                size_t len = 0, entries = 0;
+                FILE *errs = open_memstream(&text, &len);
+                int r = relay_listener_reload(m->listeners[i].relay, errs, &entries);
+
+                if (errs != NULL)
+                        fclose(errs);
+                for (line = text; line != NULL && *line != '\0'; line = next) {
+                        next = strchr(line, '\n');
+                        if (next != NULL)
+                                *next++ = '\0';
+                        log_escape(esc, sizeof(esc), line, strlen(line));
+                        log_emit(&m->log, r < 0 ? LOG_LVL_ERR : LOG_LVL_WARN, NULL,
+                                 "event=reload_policy_problem listener=%s problem=\"%s\"",
+                                 lc->name, esc);
+                }
+                free(text);
+                if (r > 0) {
+                        done++;
+                        log_emit(&m->log, LOG_LVL_INFO, NULL,
+                                 "event=reload_policy listener=%s policy=%s entries=%zu",
+                                 lc->name, lc->policy, entries);
+                } else if (r < 0) {
+                        failed++;
+                        log_emit(&m->log, LOG_LVL_ERR, NULL,
+                                 "event=reload_policy_failed listener=%s policy=%s "
+                                 "reason=\"%s\" action=\"kept the table loaded before\"",
+                                 lc->name, lc->policy,
+                                 r == -EINVAL ? "the table has errors" : strerror(-r));
+                }
+        }
+        log_emit(&m->log, failed ? LOG_LVL_ERR : LOG_LVL_INFO, NULL,
+                 "event=sighup action=reload policies=%u failed=%u note=\"only policy "
+                 "tables are reloaded; other settings need a restart\"",
+                 done, failed);
+}
+
+static void main_reload_cb(void *arg)
+{
+        main_reload(arg);
+}
+
 static void main_on_signal(uv_signal_t *h, int signum)
 {
         struct main_state *m = h->data;
 
         if (signum == SIGHUP) {
-                log_emit(&m->log, LOG_LVL_INFO, NULL,
-                         "event=sighup action=ignored reason=\"reload is not supported; "
-                         "restart to apply a new configuration\"");
+                if (!m->draining)
+                        main_reload(m);
                 return;
         }
         if (m->draining)
@@ -643,6 +697,7 @@ int main(int argc, char **argv)
                 goto out_alerts;
         if (m.cfg->workers > 1) {
                 m.workers = workers_new(m.cfg, &m.log, m.fds, m.nlisteners);
+                workers_on_hup(m.workers, main_reload_cb, &m);
                 m.worker = workers_run(m.workers, &rc);
                 if (m.worker < 0)
                         goto out_alerts; /* the supervisor, every worker gone */

@@ -56,6 +56,8 @@ struct workers {
         bool metrics_failing;
         uint64_t kill_ms;    /* drain: SIGKILL what still runs at this time */
         uint64_t metrics_ms; /* next metrics write */
+        void (*on_hup)(void *);
+        void *on_hup_arg;
 };
 
 static uint64_t workers_now_ms(void)
@@ -316,6 +318,24 @@ static void workers_drain(struct workers *w, int signum)
         }
 }
 
+void workers_on_hup(struct workers *w, void (*fn)(void *), void *arg)
+{
+        w->on_hup = fn;
+        w->on_hup_arg = arg;
+}
+
+static void workers_hup(struct workers *w)
+{
+        if (w->on_hup != NULL)
+                w->on_hup(w->on_hup_arg);
+        for (unsigned i = 0; i < w->n; i++) {
+                if (w->procs[i].pid != 0)
+                        kill(w->procs[i].pid, SIGHUP);
+        }
+        log_emit(w->log, LOG_LVL_INFO, NULL, "event=sighup action=forwarded workers=%u",
+                 workers_running(w));
+}
+
 static void workers_kill_all(struct workers *w)
 {
         for (unsigned i = 0; i < w->n; i++) {
@@ -391,10 +411,8 @@ int workers_run(struct workers *w, int *status)
                 if (sig == SIGTERM || sig == SIGINT) {
                         if (!w->draining)
                                 workers_drain(w, sig);
-                } else if (sig == SIGHUP) {
-                        log_emit(w->log, LOG_LVL_INFO, NULL,
-                                 "event=sighup action=ignored reason=\"reload is not "
-                                 "supported; restart to apply a new configuration\"");
+                } else if (sig == SIGHUP && !w->draining) {
+                        workers_hup(w);
                 }
                 /* SIGCHLD, a timeout or EINTR: the next turn looks. */
         }

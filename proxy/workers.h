@@ -80,6 +80,12 @@ struct workers *workers_new(const struct config *cfg, const struct log *log, int
 /* Unmaps the counters; closes nothing. NULL is a no-op. */
 void workers_free(struct workers *w);
 
+/*
+ * SIGHUP in the supervisor: fn(arg) first (the supervisor's own copy of what
+ * it reloads, for workers started after it), then the signal to every worker.
+ */
+void workers_on_hup(struct workers *w, void (*fn)(void *), void *arg);
+
 /* In a worker: its index (0..n-1). In the supervisor, at the end: -1. */
 int workers_run(struct workers *w, int *status);
 
