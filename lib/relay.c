@@ -1497,6 +1497,24 @@ static void relay_backend_connect(struct relay_session *s)
 
 /* ---- outbound: reach TLS with the destination, judge every recipient ---- */
 
+/*
+ * The listener's policy table (an empty one without a policy file), with its
+ * default level: at start-up and on reload. policy_load()'s result.
+ */
+static int relay_policy_load(const struct config_listener *lc, FILE *errs,
+                             struct policy **out)
+{
+        int r = 0;
+
+        if (lc->policy != NULL)
+                r = policy_load(lc->policy, errs, out);
+        else
+                *out = policy_new();
+        if (r == 0)
+                policy_set_default(*out, (enum policy_level)lc->default_level);
+        return r;
+}
+
 static int relay_out_listener_init(struct relay_listener *l, char *err, size_t errlen)
 {
         const struct config_listener *lc = l->conf;
@@ -1504,18 +1522,13 @@ static int relay_out_listener_init(struct relay_listener *l, char *err, size_t e
         char terr[256];
         int r;
 
-        if (lc->policy != NULL) {
-                /* Start-up diagnostics: every problem as FILE:LINE: message. */
-                r = policy_load(lc->policy, stderr, &l->policy);
-                if (r != 0) {
-                        snprintf(err, errlen, "[%s]: policy %s: %s", lc->name, lc->policy,
-                                 r == -EINVAL ? "has errors (above)" : strerror(-r));
-                        return -1;
-                }
-        } else {
-                l->policy = policy_new();
+        /* Start-up diagnostics: every problem as FILE:LINE: message. */
+        r = relay_policy_load(lc, stderr, &l->policy);
+        if (r != 0) {
+                snprintf(err, errlen, "[%s]: policy %s: %s", lc->name, lc->policy,
+                         r == -EINVAL ? "has errors (above)" : strerror(-r));
+                return -1;
         }
-        policy_set_default(l->policy, (enum policy_level)lc->default_level);
         if (l->original_dst)
                 log_emit(l->env->log, LOG_LVL_INFO, NULL,
                          "event=outbound listener=%s note=\"verify without match= is "
@@ -2442,10 +2455,9 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
 
         if (!l->outbound || l->conf->policy == NULL)
                 return 0;
-        r = policy_load(l->conf->policy, errs, &p);
+        r = relay_policy_load(l->conf, errs, &p);
         if (r != 0)
                 return r;
-        policy_set_default(p, (enum policy_level)l->conf->default_level);
         policy_free(l->policy);
         l->policy = p;
         *entries = policy_count(p);

@@ -303,6 +303,14 @@ static unsigned workers_running(const struct workers *w)
         return n;
 }
 
+static void workers_signal_all(struct workers *w, int signum)
+{
+        for (unsigned i = 0; i < w->n; i++) {
+                if (w->procs[i].pid != 0)
+                        kill(w->procs[i].pid, signum);
+        }
+}
+
 static void workers_drain(struct workers *w, int signum)
 {
         w->draining = true;
@@ -311,11 +319,9 @@ static void workers_drain(struct workers *w, int signum)
         workers_close_all(w);
         log_emit(w->log, LOG_LVL_INFO, NULL, "event=draining signal=%d workers=%u",
                  signum, workers_running(w));
-        for (unsigned i = 0; i < w->n; i++) {
+        for (unsigned i = 0; i < w->n; i++)
                 w->procs[i].restart_ms = 0;
-                if (w->procs[i].pid != 0)
-                        kill(w->procs[i].pid, signum);
-        }
+        workers_signal_all(w, signum);
 }
 
 void workers_on_hup(struct workers *w, void (*fn)(void *), void *arg)
@@ -328,10 +334,7 @@ static void workers_hup(struct workers *w)
 {
         if (w->on_hup != NULL)
                 w->on_hup(w->on_hup_arg);
-        for (unsigned i = 0; i < w->n; i++) {
-                if (w->procs[i].pid != 0)
-                        kill(w->procs[i].pid, SIGHUP);
-        }
+        workers_signal_all(w, SIGHUP);
         log_emit(w->log, LOG_LVL_INFO, NULL, "event=sighup action=forwarded workers=%u",
                  workers_running(w));
 }

@@ -78,6 +78,32 @@ def eq(a, b, msg):
         fail("%s: got %r, expected %r" % (msg, a, b))
 
 
+def wait_for(cond, timeout, step=0.05):
+    """cond()'s first true value, or its last value after timeout seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+def children(pid):
+    """The pids whose parent is pid, sorted (from /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(d))
+    return sorted(out)
+
+
 def skip(reason):
     """End the test as skipped (exit status 77), reason on the last line."""
     print("SKIP: %s" % reason, flush=True)

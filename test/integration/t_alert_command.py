@@ -71,15 +71,6 @@ def alerts_total(metrics, event):
     return metrics.get(("mailward_alerts_total", '{event="%s"}' % event))
 
 
-def wait_for(cond, timeout, step=0.1):
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
 def read_lines(path):
     try:
         with open(path) as f:
@@ -129,12 +120,12 @@ def part1(env):
     wait_alerts(mw, "plaintext_refused", 1)
     # Commands run side by side (up to 4 at once), so two alerts close
     # together may append in either order: let the first one's land first.
-    mwtest.check(wait_for(lambda: len(read_lines(out)) >= 1, 10),
+    mwtest.check(mwtest.wait_for(lambda: len(read_lines(out)) >= 1, 10),
                  "the command received nothing; log:\n%s" % mw.log())
     injection(mw)
     wait_alerts(mw, "starttls_injection", 1)
 
-    lines = wait_for(lambda: len(read_lines(out)) >= 2 and read_lines(out), 10)
+    lines = mwtest.wait_for(lambda: len(read_lines(out)) >= 2 and read_lines(out), 10)
     mwtest.check(lines, "the command received %r; log:\n%s" % (read_lines(out), mw.log()))
     time.sleep(0.5)
     lines = read_lines(out)
@@ -149,7 +140,7 @@ def part1(env):
                  "the command was reported as failing:\n%s" % mw.log())
 
     # The periodic write (every 10 s) shows both alerts.
-    m = wait_for(lambda: (alerts_total(parse_metrics(prom), "starttls_injection") == 1
+    m = mwtest.wait_for(lambda: (alerts_total(parse_metrics(prom), "starttls_injection") == 1
                           and parse_metrics(prom)), 15)
     mwtest.check(m, "metrics not updated within 15 s: %r" % parse_metrics(prom))
     mwtest.eq(alerts_total(m, "plaintext_refused"), 1, "plaintext_refused count")
@@ -199,8 +190,8 @@ def part2(env):
         globals={"alert_command": cmd, "drain_timeout": 2})
     t0 = time.monotonic()
     plaintext_mail(mw)
-    mwtest.check(wait_for(lambda: sleepers(), 5), "the sleeper did not start")
-    log = wait_for(lambda: "event=alert_command_killed" in mw.log() and mw.log(), 16)
+    mwtest.check(mwtest.wait_for(lambda: sleepers(), 5), "the sleeper did not start")
+    log = mwtest.wait_for(lambda: "event=alert_command_killed" in mw.log() and mw.log(), 16)
     took = time.monotonic() - t0
     mwtest.check(log, "no alert_command_killed within 16 s; log:\n%s" % mw.log())
     mwtest.check(9 <= took <= 15, "killed after %.1f s, expected about 10" % took)
@@ -210,7 +201,7 @@ def part2(env):
                  "output=going\\x20to\\x20sleep\\x0a"):
         mwtest.check(want in line, "%r not in %r" % (want, line))
     mwtest.check(" warning: " in line, "not at warning level: %r" % line)
-    mwtest.check(wait_for(lambda: not sleepers(), 3),
+    mwtest.check(mwtest.wait_for(lambda: not sleepers(), 3),
                  "the sleeper's child survived the kill: %r" % sleepers())
 
     # 4 run, 64 wait, the rest is dropped, one line each.
@@ -230,7 +221,7 @@ def part2(env):
     mwtest.eq(log.count("reason=shutdown alert="), 4, "commands killed at shutdown")
     mwtest.check("event=alert_command_dropped reason=shutdown count=64" in log,
                  "queue not dropped at shutdown:\n%s" % log[-3000:])
-    mwtest.check(wait_for(lambda: not sleepers(), 3), "sleepers left after exit")
+    mwtest.check(mwtest.wait_for(lambda: not sleepers(), 3), "sleepers left after exit")
 
 
 def part3(env):
@@ -241,7 +232,7 @@ def part3(env):
                             "hostname": NAME, "forward": "127.0.0.1:%d" % be.port}},
         globals={"alert_command": cmd})
     plaintext_mail(mw)
-    log = wait_for(lambda: "event=alert_command_failed" in mw.log() and mw.log(), 5)
+    log = mwtest.wait_for(lambda: "event=alert_command_failed" in mw.log() and mw.log(), 5)
     mwtest.check(log, "no alert_command_failed; log:\n%s" % mw.log())
     line = [x for x in log.splitlines() if "event=alert_command_failed" in x][0]
     mwtest.check("status=3 " in line and "output=bad\\x20\\x22thing\\x22\\x0a" in line

@@ -12,13 +12,15 @@ reached through the redirect):
      log event=reload_policy_failed and the problem as FILE:LINE; the table
      loaded before stays, so the RCPT is still refused as "encrypt (policy)".
   3. "reload.test may" and SIGHUP: three processes log event=reload_policy
-     entries=1, and reload.test is delivered (in clear text, as may allows)."""
+     entries=1, and reload.test is delivered (in clear text, as may allows).
+  4. Both workers are killed; the supervisor starts two new ones from its own
+     (reloaded) copy, and reload.test is still delivered: without the
+     supervisor's reload they would be back at the start-up table (encrypt)."""
 
 import os
 import re
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
@@ -42,17 +44,25 @@ def hup_and_wait(mw, event, n):
     pattern = re.compile(r"mailward\[(\d+)\]: \w+: (?:\S+ )?event=%s listener=out " % event)
     before = len(pattern.findall(mw.log()))
     os.kill(mw.pid, signal.SIGHUP)
-    end = time.monotonic() + 10
-    while True:
-        log = mw.log()
-        pids = pattern.findall(log)
-        if len(pids) >= before + n or time.monotonic() > end:
-            break
-        time.sleep(0.05)
-    new = pids[before:]
+    mwtest.wait_for(lambda: len(pattern.findall(mw.log())) >= before + n, 10)
+    log = mw.log()
+    new = pattern.findall(log)[before:]
     mwtest.eq(len(set(new)), n, "processes that logged %s after SIGHUP (log:\n%s)"
               % (event, log[-3000:]))
     return log
+
+
+def deliver(net, dest, n, what):
+    """n messages to reload.test, each in a session of its own; all must arrive."""
+    first = len(dest.messages)
+    for i in range(n):
+        msg = outcheck.message("%s %d" % (what, i))
+        t = outcheck.one_transaction(net, [RCPT], msg)
+        mwtest.eq([t["mail"][0], t["rcpt"][0][0], t["data"][0]], [250, 250, 250],
+                  "reload.test %s (MAIL, RCPT, end of data)" % what)
+        msgs = dest.wait_messages(first + i + 1, 10)
+        mwtest.eq(len(msgs), first + i + 1, "messages at the destination")
+        mwtest.eq(msgs[-1].data, msg, "message bytes")
 
 
 def main():
@@ -84,14 +94,17 @@ def main():
                                % re.escape(table), log), "no reload_policy line with entries=1")
         mwtest.check("event=sighup action=forwarded workers=2" in log,
                      "the supervisor did not say it passed SIGHUP to 2 workers")
-        for i in range(2):
-            msg = outcheck.message("after reload %d" % i)
-            t = outcheck.one_transaction(net, [RCPT], msg)
-            mwtest.eq([t["mail"][0], t["rcpt"][0][0], t["data"][0]], [250, 250, 250],
-                      "reload.test after the reload to may (MAIL, RCPT, end of data)")
-            msgs = dest.wait_messages(i + 1, 10)
-            mwtest.eq(len(msgs), i + 1, "messages at the destination")
-            mwtest.eq(msgs[i].data, msg, "message bytes")
+        deliver(net, dest, 2, "after the reload")
+
+        old = mwtest.children(mw.pid)
+        mwtest.eq(len(old), 2, "workers")
+        for pid in old:
+            os.kill(pid, signal.SIGKILL)
+        mwtest.check(mwtest.wait_for(lambda: len(set(mwtest.children(mw.pid)) - set(old)) == 2,
+                                     15),
+                     "no two new workers: children %r; log:\n%s"
+                     % (mwtest.children(mw.pid), mw.log()[-3000:]))
+        deliver(net, dest, 2, "from restarted workers")
         mw.stop()
     print("ok")
 

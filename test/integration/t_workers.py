@@ -32,21 +32,6 @@ import mwtest  # noqa: E402
 CONNECT = re.compile(r"mailward\[(\d+)\]: info: (\S+) event=connect ")
 
 
-def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(d))
-    return sorted(out)
-
-
 def status(pid):
     out = {}
     with open("/proc/%d/status" % pid) as f:
@@ -132,16 +117,6 @@ def parse_metrics(path):
     return out
 
 
-def wait_for(cond, timeout):
-    """cond()'s first true value, or its last value after timeout seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(0.05)
-
-
 def main():
     uid = pwd.getpwnam("nobody").pw_uid if mwtest.is_root() else os.getuid()
     with mwtest.Env("workers") as env:
@@ -153,9 +128,9 @@ def main():
         mw = env.mailward(listeners={"smtp": {"forward": "127.0.0.1:%d" % be.port}},
                           globals={"workers": 2, "metrics_file": prom})
 
-        mwtest.check(wait_for(lambda: len(children(mw.pid)) == 2, 10),
-                     "supervisor's children: %r; log:\n%s" % (children(mw.pid), mw.log()))
-        workers = children(mw.pid)
+        mwtest.check(mwtest.wait_for(lambda: len(mwtest.children(mw.pid)) == 2, 10),
+                     "supervisor's children: %r; log:\n%s" % (mwtest.children(mw.pid), mw.log()))
+        workers = mwtest.children(mw.pid)
         print("supervisor %d, workers %r" % (mw.pid, workers))
         for pid in workers:
             check_worker(pid, uid)
@@ -185,14 +160,15 @@ def main():
         victim = workers[0]
         os.kill(victim, 9)
         def replaced():
-            kids = children(mw.pid)
+            kids = mwtest.children(mw.pid)
             return len(kids) == 2 and victim not in kids
 
-        mwtest.check(wait_for(replaced, 10), "no new worker after SIGKILL: children %r; log:\n%s"
-                     % (children(mw.pid), mw.log()[-3000:]))
+        mwtest.check(mwtest.wait_for(replaced, 10),
+                     "no new worker after SIGKILL: children %r; log:\n%s"
+                     % (mwtest.children(mw.pid), mw.log()[-3000:]))
         mwtest.check(re.search(r"event=worker_died worker=\d pid=%d signal=9 " % victim,
                                mw.log()), "no worker_died line for %d" % victim)
-        new = [p for p in children(mw.pid) if p not in workers]
+        new = [p for p in mwtest.children(mw.pid) if p not in workers]
         mwtest.eq(len(new), 1, "new workers")
         check_worker(new[0], uid)
         print("worker %d killed, %d started" % (victim, new[0]))
@@ -204,7 +180,7 @@ def main():
         mwtest.check(new[0] in by_pid, "the new worker served no session: %r"
                      % {p: len(s) for p, s in by_pid.items()})
 
-        live = children(mw.pid)
+        live = mwtest.children(mw.pid)
         log = mw.stop()
         for pid in live:
             mwtest.check(not os.path.exists("/proc/%d" % pid), "worker %d still runs" % pid)
