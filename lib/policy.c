@@ -86,6 +86,8 @@ const char *policy_source_str(enum policy_source source)
                 return "policy";
         case POLICY_SOURCE_LEARNED:
                 return "learned";
+        case POLICY_SOURCE_MTA_STS:
+                return "mta-sts";
         }
         return "invalid";
 }
@@ -695,6 +697,19 @@ static struct policy_expectation policy_default(enum policy_level written)
         return x;
 }
 
+struct policy_expectation policy_mta_sts(const struct policy_expectation *base,
+                                         const char *const *mx, size_t nmx)
+{
+        struct policy_expectation x = policy_default(POLICY_LEVEL_SECURE);
+
+        if (base->source == POLICY_SOURCE_FILE || nmx == 0)
+                return *base;
+        x.source = POLICY_SOURCE_MTA_STS;
+        x.match = mx;
+        x.nmatch = nmx;
+        return x;
+}
+
 struct policy_expectation policy_lookup(const struct policy *p, const char *domain)
 {
         char name[POLICY_NAME_MAX + 1];
@@ -822,6 +837,19 @@ static bool policy_name_matches(const char *certid, const char *domain, bool sub
         return false;
 }
 
+/*
+ * An MTA-STS pattern "*.domain" (domain is what follows "*."): does the
+ * certificate name certid stand for a host one label below domain? Either
+ * such a name, or "*.domain" itself.
+ */
+static bool policy_one_label(const char *certid, const char *domain)
+{
+        size_t idlen = policy_trimlen(certid), dlen = policy_trimlen(domain);
+
+        return policy_name_matches(certid, domain, true) &&
+               memchr(certid, '.', idlen - dlen - 1) == NULL;
+}
+
 /* The domain a pattern stands for in this session, or NULL. */
 static const char *policy_pattern_domain(const char *pattern,
                                          const struct policy_observation *o,
@@ -893,14 +921,16 @@ static bool policy_judge_names(const struct policy_expectation *e,
         if (nmatch == 0)
                 match = policy_default_match(e->level, &nmatch);
         for (size_t i = 0; i < nmatch; i++) {
-                bool sub;
-                const char *domain = policy_pattern_domain(match[i], o, &sub);
+                bool sub, one = match[i][0] == '*' && match[i][1] == '.';
+                const char *domain =
+                    one ? match[i] + 2 : policy_pattern_domain(match[i], o, &sub);
 
                 if (domain == NULL)
                         continue;
                 for (size_t j = 0; j < o->ncert_names; j++) {
                         if (o->cert_names[j] == NULL ||
-                            !policy_name_matches(o->cert_names[j], domain, sub))
+                            !(one ? policy_one_label(o->cert_names[j], domain)
+                                  : policy_name_matches(o->cert_names[j], domain, sub)))
                                 continue;
                         policy_peer(v->matched_name, sizeof(v->matched_name),
                                     o->cert_names[j]);
@@ -909,7 +939,7 @@ static bool policy_judge_names(const struct policy_expectation *e,
                         policy_say(v, "%s, certificate trusted, name %s matches %s",
                                    policy_proto_str(o->proto), v->matched_name,
                                    v->matched_pattern);
-                        if (domain != match[i] && domain != match[i] + 1)
+                        if (domain != match[i] && domain != match[i] + 1 && !one)
                                 policy_say(v, " (%s)", policy_peer(q, sizeof(q), domain));
                         v->pass = true;
                         v->result = POLICY_RESULT_OK;

@@ -54,7 +54,11 @@
  * "hostname" the MX host name, ".example.com" any name below example.com,
  * anything else that exact name. A certificate name "*.example.com" matches
  * one label only (RFC 6125). Defaults as in Postfix: verify matches
- * "hostname", secure "nexthop:dot-nexthop".
+ * "hostname", secure "nexthop:dot-nexthop". One more kind of pattern, never
+ * read from a table, serves MTA-STS's mx: lines (RFC 8461 section 4.1):
+ * "*.example.com" stands for any name one label below example.com, and a
+ * certificate name matches it when the two can name the same host
+ * ("mx1.example.com", or "*.example.com" itself).
  */
 #ifndef MAILWARD_POLICY_H
 #define MAILWARD_POLICY_H
@@ -78,6 +82,7 @@ enum policy_source {
         POLICY_SOURCE_DEFAULT, /* no entry: the configured default level */
         POLICY_SOURCE_FILE,    /* an entry of the policy table */
         POLICY_SOURCE_LEARNED, /* remembered from earlier sessions */
+        POLICY_SOURCE_MTA_STS, /* the domain's MTA-STS policy (lib/sts.h), mode enforce */
 };
 
 /* Ordered by version; UNKNOWN sorts first. */
@@ -158,6 +163,18 @@ size_t policy_count(const struct policy *p);
 
 /* p may be NULL: the built-in default (encrypt). */
 struct policy_expectation policy_lookup(const struct policy *p, const char *domain);
+
+/*
+ * How a recipient domain's MTA-STS policy in mode enforce (lib/sts.h)
+ * combines with the rest: an entry of the table (source file) always wins,
+ * as it does over a learned record. Otherwise the expectation becomes
+ * secure with source mta-sts: a trusted, unexpired certificate whose name
+ * can be one of the policy's mx patterns (RFC 8461 section 4.1; the
+ * "*.domain" form above), TLS 1.2 or later. mx is borrowed: it must outlive
+ * the expectation. With nmx 0 the base is returned unchanged. Pure.
+ */
+struct policy_expectation policy_mta_sts(const struct policy_expectation *base,
+                                         const char *const *mx, size_t nmx);
 
 /* Fills in *v and returns v->pass. Pure: no I/O, no state. */
 bool policy_judge(const struct policy_expectation *e, const struct policy_observation *o,

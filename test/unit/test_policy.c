@@ -904,6 +904,73 @@ static void test_judge_matched(void **state)
             v.reason, "STARTTLS not offered; level dane (acting as encrypt) (default)");
 }
 
+/*
+ * MTA-STS enforce: secure with the policy's mx patterns, source mta-sts,
+ * unless a table entry decides; "*.domain" patterns match one label.
+ */
+static void test_mta_sts(void **state)
+{
+        static const char *const mx[] = {"mx9.example.net", "*.example.com"};
+        static const char *const wild_names[] = {"*.example.com"};
+        static const char *const two_deep[] = {"a.mx.example.com"};
+        static const char *const bare[] = {"example.com"};
+        static const char *const other[] = {"*.example.org", "mx.example.org"};
+        struct policy_expectation base = policy_lookup(NULL, "example.com"), x, file;
+        struct policy_observation o = test_observe(OBS_GOOD);
+        struct policy_verdict v;
+        struct test_table t;
+
+        (void)state;
+        x = policy_mta_sts(&base, mx, 2);
+        assert_int_equal(x.level, POLICY_LEVEL_SECURE);
+        assert_int_equal(x.source, POLICY_SOURCE_MTA_STS);
+        assert_int_equal(x.nmatch, 2);
+        assert_int_equal(x.min_proto, POLICY_PROTO_TLSV1_2);
+        assert_string_equal(policy_source_str(x.source), "mta-sts");
+
+        /* mx1.example.com is one label below example.com */
+        assert_true(policy_judge(&x, &o, &v));
+        assert_string_equal(v.matched_name, "mx1.example.com");
+        assert_string_equal(v.matched_pattern, "*.example.com");
+        assert_null(strstr(v.reason, "(example.com)"));
+        /* a wildcard certificate can name such a host too */
+        o.cert_names = wild_names;
+        o.ncert_names = 1;
+        assert_true(policy_judge(&x, &o, &v));
+        /* two labels below, or the domain itself, cannot */
+        o.cert_names = two_deep;
+        assert_false(policy_judge(&x, &o, &v));
+        assert_int_equal(v.result, POLICY_RESULT_CERT_HOST_MISMATCH);
+        assert_non_null(strstr(v.reason, "(mta-sts)"));
+        o.cert_names = bare;
+        assert_false(policy_judge(&x, &o, &v));
+        o.cert_names = other;
+        o.ncert_names = 2;
+        assert_false(policy_judge(&x, &o, &v));
+        /* secure still needs a trusted certificate and TLS */
+        o = test_observe(OBS_UNTRUSTED);
+        assert_false(policy_judge(&x, &o, &v));
+        assert_int_equal(v.result, POLICY_RESULT_CERT_NOT_TRUSTED);
+        o = test_observe(OBS_NO_STARTTLS);
+        assert_false(policy_judge(&x, &o, &v));
+        assert_int_equal(v.result, POLICY_RESULT_STARTTLS_NOT_SUPPORTED);
+
+        /* no patterns: nothing changes */
+        x = policy_mta_sts(&base, mx, 0);
+        assert_int_equal(x.source, POLICY_SOURCE_DEFAULT);
+        assert_int_equal(x.level, POLICY_LEVEL_ENCRYPT);
+        /* a table entry wins, even a weaker one */
+        test_load(&t, "example.com may\n");
+        file = policy_lookup(t.p, "example.com");
+        x = policy_mta_sts(&file, mx, 2);
+        assert_int_equal(x.source, POLICY_SOURCE_FILE);
+        assert_int_equal(x.level, POLICY_LEVEL_MAY);
+        test_unload(&t);
+        /* a table never takes "*." patterns: they are MTA-STS's alone */
+        test_load_fails("example.com secure match=*.example.com\n",
+                        "FILE:1: bad match= pattern \"*.example.com\"\n");
+}
+
 /* Every TLS-RPT result type is reachable, each as a failure. */
 static void test_judge_covers_tls_rpt(void **state)
 {
@@ -999,6 +1066,7 @@ int main(void)
             cmocka_unit_test(test_judge_table),
             cmocka_unit_test(test_judge_matched),
             cmocka_unit_test(test_judge_covers_tls_rpt),
+            cmocka_unit_test(test_mta_sts),
             cmocka_unit_test(test_shipped_eff_table),
             cmocka_unit_test(test_shipped_example_table),
         };
