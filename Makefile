@@ -34,7 +34,7 @@ WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
 CFLAGS     ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DMAILWARD_VERSION='"$(VERSION)"' $(WARN) \
               -Ilib $(PKG_CFLAGS) $(CFLAGS)
-LDLIBS     := $(PKG_LIBS)
+LDLIBS     := $(PKG_LIBS) -lresolv
 
 # The test build: AddressSanitizer and UndefinedBehaviorSanitizer, no recovery.
 SAN        := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

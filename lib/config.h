@@ -48,6 +48,7 @@ struct config_listener {
         char *policy;             /* policy table (lib/policy.h); NULL: none */
         unsigned default_level;   /* enum policy_level for unlisted domains; encrypt */
         unsigned learned_max_age; /* days a learned TLS record holds; 0: off; 30 */
+        bool mta_sts;             /* apply recipient domains' MTA-STS policies (no) */
 
         unsigned max_sessions;   /* per listener; default 1000 */
         unsigned max_per_client; /* per client address; default 20 */

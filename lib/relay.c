@@ -24,6 +24,7 @@
 #include "learned.h"
 #include "policy.h"
 #include "smtp.h"
+#include "sts.h"
 #include "tls.h"
 #include "util.h"
 
@@ -45,6 +46,7 @@ enum relay_state {
         RELAY_S_DATA,      /* message text, up to CRLF.CRLF */
         RELAY_S_BDAT,      /* a BDAT chunk's bytes */
         RELAY_S_AUTH,      /* the next line is an AUTH response */
+        RELAY_S_POLICY,    /* outbound: a RCPT waits for its domain's MTA-STS lookup */
         RELAY_S_CLOSING,
 };
 
@@ -126,6 +128,7 @@ struct relay_listener {
         bool outbound;         /* forward_tls = policy */
         bool original_dst;     /* forward = original-dst */
         struct policy *policy; /* outbound: the table (may be empty) */
+        struct sts *sts;       /* outbound with mta_sts: the domains' policies */
 };
 
 /* An outbound session's own state, allocated only for outbound sessions. */
@@ -141,7 +144,9 @@ struct relay_out_state {
         char *held_mail; /* the MAIL line, sent once a recipient passes */
         bool mail_sent;
         unsigned rcpt_passed;
-        char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
+        char *late_mail_error;     /* a late MAIL's error, for the RCPT behind it */
+        struct sts_wait *sts_wait; /* RELAY_S_POLICY: the lookup waited for */
+        char *sts_rcpt;            /* RELAY_S_POLICY: the RCPT line that waits */
 };
 
 struct relay_session {
@@ -203,7 +208,8 @@ static void relay_out_start(struct relay_session *s);
 static int relay_out_listener_init(struct relay_listener *l, char *err, size_t errlen);
 
 static const char *const relay_state_names[] = {
-    "handshake", "command", "starttls", "wait", "data", "bdat", "auth", "closing",
+    "handshake", "command", "starttls", "wait",    "data",
+    "bdat",      "auth",    "policy",   "closing",
 };
 
 static uint64_t relay_now_ms(void)
@@ -1543,6 +1549,25 @@ static int relay_out_listener_init(struct relay_listener *l, char *err, size_t e
         return 0;
 }
 
+/*
+ * The listener's MTA-STS cache, made at its first use: the loop exists only
+ * once the process serves (a worker makes its own). NULL without mta_sts.
+ */
+static struct sts *relay_sts(struct relay_listener *l)
+{
+        if (l->sts == NULL && l->conf->mta_sts) {
+                /* Policy hosts are checked against the same trust anchors. */
+                struct sts_conf sc = {.loop = l->env->loop,
+                                      .cloop = relay_cloop(l),
+                                      .tls = l->tls_client,
+                                      .log = l->env->log,
+                                      .listener = l->conf->name};
+
+                l->sts = sts_new(&sc);
+        }
+        return l->sts;
+}
+
 /* An EHLO keyword that looks like STARTTLS overwritten on the path ("XXXXXXXA"). */
 static void relay_out_masked(const struct smtp_caps *c, char *out, size_t outlen)
 {
@@ -1748,13 +1773,15 @@ static void relay_out_observed(const struct relay_session *s, char *out, size_t 
  * default) against what the server did. Pure but for the learned lookup.
  */
 static bool relay_out_judge(struct relay_session *s, const char *domain,
-                            struct policy_expectation *e, bool *learned_fresh,
-                            struct policy_verdict *v)
+                            const struct mtasts_policy *sts, struct policy_expectation *e,
+                            bool *learned_fresh, struct policy_verdict *v,
+                            struct policy_verdict *tv)
 {
         static const char *const fallback[] = {"nexthop", "dot-nexthop"};
         struct policy_observation o;
         const char *names[16];
         struct learned_tls rec;
+        struct policy_expectation te;
         unsigned i;
 
         *e = policy_lookup(s->l->policy, domain);
@@ -1765,6 +1792,12 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
                 *learned_fresh = true;
                 *e = learned_expectation(e, &rec);
         }
+        /* MTA-STS: enforce is the expectation; testing is judged beside it. */
+        te = *e;
+        if (sts != NULL && sts->mode != MTASTS_MODE_NONE)
+                te = policy_mta_sts(e, (const char *const *)sts->mx, sts->nmx);
+        if (sts != NULL && sts->mode == MTASTS_MODE_ENFORCE)
+                *e = te;
         memset(&o, 0, sizeof(o));
         o.nexthop = domain;
         o.mx_host = s->l->original_dst ? NULL : s->l->fwd_host;
@@ -1790,6 +1823,11 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
                 names[i] = s->o->obs.peer.names[i];
         o.cert_names = names;
         o.ncert_names = i;
+        tv->pass = true;
+        tv->result = POLICY_RESULT_OK;
+        if (sts != NULL && sts->mode == MTASTS_MODE_TESTING &&
+            te.source == POLICY_SOURCE_MTA_STS)
+                policy_judge(&te, &o, tv);
         return policy_judge(e, &o, v);
 }
 
@@ -1814,14 +1852,72 @@ static void relay_out_learn(struct relay_session *s, const char *domain)
                           "event=learned_record_failed domain=%s error=%d", domain, r);
 }
 
+/*
+ * A recipient domain's verdict that is not a plain pass: one log line and,
+ * unless told not to (level none), an alert. expected_tls: TLS was required
+ * and known to work or asked for (a failure is then "stripped", not "absent").
+ */
+static void relay_out_report(struct relay_session *s, const char *domain,
+                             const char *expected, const struct policy_verdict *v,
+                             bool expected_tls, bool alert)
+{
+        char observed[200];
+
+        relay_out_observed(s, observed, sizeof(observed));
+        relay_log(s, v->pass ? LOG_LVL_INFO : LOG_LVL_WARN,
+                  "event=%s domain=%s server=%s expected=\"%s\" result=%s",
+                  v->pass ? "tls_reported" : "tls_deferred", domain, s->o->dst_str,
+                  expected, policy_result_str(v->result));
+        if (alert) {
+                struct alert a = {
+                    .event = relay_out_event(s, v, expected_tls),
+                    .severity = v->pass ? ALERT_SEV_INFO : ALERT_SEV_CRITICAL,
+                    .session = s->id,
+                    .listener = s->l->conf->name,
+                    .client = conn_peer(s->client),
+                    .server = s->o->dst_str,
+                    .action = v->pass ? "relayed" : "deferred",
+                    .domain = domain,
+                    .expected = expected,
+                    .observed = observed,
+                    .reason = v->reason,
+                };
+
+                alert_emit(s->l->env->alerts, &a);
+        }
+}
+
+static void relay_out_sts_cb(void *arg);
+
+/*
+ * The domain's MTA-STS policy, when the listener applies them and no table
+ * entry decides first: 1 with *p set (or NULL: none), or 0 when the RCPT
+ * must wait for a lookup (the session is then in RELAY_S_POLICY).
+ */
+static int relay_out_sts(struct relay_session *s, const char *domain, const char *line,
+                         size_t len, const struct mtasts_policy **p)
+{
+        *p = NULL;
+        if (!s->l->conf->mta_sts || domain[0] == '\0' ||
+            policy_lookup(s->l->policy, domain).source == POLICY_SOURCE_FILE)
+                return 1;
+        if (sts_get(relay_sts(s->l), domain, (int64_t)time(NULL), p, relay_out_sts_cb, s,
+                    &s->o->sts_wait) != STS_PENDING)
+                return 1;
+        s->o->sts_rcpt = xstrndup(line, len);
+        relay_enter_state(s, RELAY_S_POLICY);
+        return 0;
+}
+
 static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                            const char *line, size_t len)
 {
         const char *path, *params, *dom;
         size_t plen, prlen, dlen;
-        char domain[256] = "", expected[96], observed[200];
+        char domain[256] = "", expected[96];
+        const struct mtasts_policy *sts;
         struct policy_expectation e;
-        struct policy_verdict v;
+        struct policy_verdict v, tv;
         bool fresh, late = false;
         size_t i;
 
@@ -1839,43 +1935,30 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                         domain[i] = (char)tolower((unsigned char)dom[i]);
                 domain[dlen] = '\0';
         }
-        relay_out_judge(s, domain, &e, &fresh, &v);
+        if (relay_out_sts(s, domain, line, len, &sts) == 0)
+                return;
+        relay_out_judge(s, domain, sts, &e, &fresh, &v, &tv);
         snprintf(expected, sizeof(expected), "%s (%s)", policy_level_str(e.level),
-                 fresh && e.source != POLICY_SOURCE_FILE ? "learned"
-                                                         : policy_source_str(e.source));
-        relay_out_observed(s, observed, sizeof(observed));
-        if (!v.pass || v.result != POLICY_RESULT_OK) {
-                /* "stripped" when TLS was required and known to work or asked for. */
-                bool expected_tls = e.level >= POLICY_LEVEL_ENCRYPT &&
-                                    (e.source == POLICY_SOURCE_FILE || fresh);
-
-                relay_log(s, v.pass ? LOG_LVL_INFO : LOG_LVL_WARN,
-                          "event=%s domain=%s server=%s expected=\"%s\" result=%s",
-                          v.pass ? "tls_reported" : "tls_deferred", domain, s->o->dst_str,
-                          expected, policy_result_str(v.result));
-                if (e.level != POLICY_LEVEL_NONE) {
-                        struct alert a = {
-                            .event = relay_out_event(s, &v, expected_tls),
-                            .severity = v.pass ? ALERT_SEV_INFO : ALERT_SEV_CRITICAL,
-                            .session = s->id,
-                            .listener = s->l->conf->name,
-                            .client = conn_peer(s->client),
-                            .server = s->o->dst_str,
-                            .action = v.pass ? "relayed" : "deferred",
-                            .domain = domain,
-                            .expected = expected,
-                            .observed = observed,
-                            .reason = v.reason,
-                        };
-
-                        alert_emit(s->l->env->alerts, &a);
-                }
-        }
+                 fresh && e.source != POLICY_SOURCE_FILE &&
+                         e.source != POLICY_SOURCE_MTA_STS
+                     ? "learned"
+                     : policy_source_str(e.source));
+        if (!v.pass || v.result != POLICY_RESULT_OK)
+                relay_out_report(s, domain, expected, &v,
+                                 e.level >= POLICY_LEVEL_ENCRYPT &&
+                                     (e.source == POLICY_SOURCE_FILE ||
+                                      e.source == POLICY_SOURCE_MTA_STS || fresh),
+                                 e.level != POLICY_LEVEL_NONE);
         if (!v.pass) {
                 relay_reply(s, "451 4.7.5 TLS required for %s: %s: %s",
                             domain[0] ? domain : "this recipient",
                             policy_result_str(v.result), v.reason);
                 return;
+        }
+        /* MTA-STS testing: what enforce would refuse is reported, and delivered. */
+        if (!tv.pass) {
+                tv.pass = true;
+                relay_out_report(s, domain, "secure (mta-sts testing)", &tv, true, true);
         }
         relay_out_learn(s, domain);
         relay_need_backend(s);
@@ -1890,6 +1973,26 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
         s->o->rcpt_passed++;
         relay_fifo_push(s, late ? RELAY_A_OUT_RCPT : RELAY_A_FORWARD);
         relay_to_server_line(s, line, len);
+}
+
+/* The MTA-STS lookup a RCPT waited for has ended: take the RCPT again. */
+static void relay_out_sts_cb(void *arg)
+{
+        struct relay_session *s = arg;
+        char *line;
+        struct smtp_cmd cmd;
+
+        UTIL_CHECK_MAGIC(s, RELAY_SESSION_MAGIC);
+        s->o->sts_wait = NULL;
+        line = s->o->sts_rcpt;
+        s->o->sts_rcpt = NULL;
+        if (s->state == RELAY_S_POLICY && line != NULL) {
+                relay_enter_state(s, RELAY_S_COMMAND);
+                smtp_cmd_parse(line, strlen(line), &cmd);
+                relay_out_rcpt(s, &cmd, line, strlen(line));
+        }
+        free(line);
+        relay_run(s);
 }
 
 static void relay_out_reset(struct relay_session *s)
@@ -2079,6 +2182,8 @@ static void relay_free(struct relay_session *s)
         relay_fifo_clear(s);
         relay_forget_helo(s);
         if (s->o != NULL) {
+                sts_cancel(s->o->sts_wait);
+                free(s->o->sts_rcpt);
                 free(s->o->held_mail);
                 free(s->o->late_mail_error);
                 free(s->o);
@@ -2131,8 +2236,8 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
  * back by a slow peer or a full FIFO)? Then it is read. */
 static bool relay_takes_input(struct relay_session *s)
 {
-        return s->state != RELAY_S_WAIT && !relay_backpressure(s) &&
-               s->fifo_len < RELAY_FIFO_MAX;
+        return s->state != RELAY_S_WAIT && s->state != RELAY_S_POLICY &&
+               !relay_backpressure(s) && s->fifo_len < RELAY_FIFO_MAX;
 }
 
 /*
@@ -2140,12 +2245,18 @@ static bool relay_takes_input(struct relay_session *s)
  * bytes are still read, up to RELAY_READ_AHEAD, and only held: they are
  * parsed once the reply has set the state, as if the kernel had held them.
  * Stopping and restarting the read instead would cost two epoll_ctl() calls
- * per DATA. Never after QUIT: nothing after it is read.
+ * per DATA. Never after QUIT: nothing after it is read. The same while a
+ * RCPT waits for an MTA-STS lookup (RELAY_S_POLICY), so that a client that
+ * goes away meanwhile is seen at once: its session ends there, and nothing
+ * of its envelope is sent on its behalf.
  */
 static bool relay_read_ahead(struct relay_session *s)
 {
-        return s->state == RELAY_S_WAIT && s->tail != NULL &&
-               s->tail->action != RELAY_A_QUIT && !relay_backpressure(s) &&
+        bool waiting = (s->state == RELAY_S_WAIT && s->tail != NULL &&
+                        s->tail->action != RELAY_A_QUIT) ||
+                       s->state == RELAY_S_POLICY;
+
+        return waiting && !relay_backpressure(s) &&
                buf_len(conn_input(s->client)) < RELAY_READ_AHEAD;
 }
 
@@ -2417,6 +2528,7 @@ void relay_listener_free(struct relay_listener *l)
         if (l->sessions != NULL)
                 fatalx("relay_listener_free: sessions still running");
         tls_ctx_free(l->tls_server);
+        sts_free(l->sts);
         tls_ctx_free(l->tls_client);
         policy_free(l->policy);
         conn_loop_free(l->cloop);
@@ -2443,6 +2555,12 @@ void relay_listener_shutdown(struct relay_listener *l)
         }
 }
 
+void relay_listener_stop(struct relay_listener *l)
+{
+        if (l->sts != NULL)
+                sts_shutdown(l->sts);
+}
+
 bool relay_listener_outbound(const struct relay_listener *l)
 {
         return l->outbound;
@@ -2453,6 +2571,11 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
         struct policy *p;
         int r;
 
+        if (l->sts != NULL)
+                log_emit(l->env->log, LOG_LVL_INFO, NULL,
+                         "event=reload_mta_sts listener=%s domains=%u action=\"each is "
+                         "looked up again at its next use\"",
+                         l->conf->name, sts_recheck(l->sts));
         if (!l->outbound || l->conf->policy == NULL)
                 return 0;
         r = relay_policy_load(l->conf, errs, &p);

@@ -64,6 +64,12 @@ void relay_listener_free(struct relay_listener *l);
 /* Accept one pending connection from `server` and start a session on it. */
 void relay_accept(struct relay_listener *l, struct uv_stream_s *server);
 
+/*
+ * Stop the listener's own work in the background (MTA-STS lookups) once no
+ * session is left, so that the loop can run down.
+ */
+void relay_listener_stop(struct relay_listener *l);
+
 /* Outbound (forward_tls = policy): the listener judges RCPTs against a policy. */
 bool relay_listener_outbound(const struct relay_listener *l);
 
@@ -73,7 +79,8 @@ bool relay_listener_outbound(const struct relay_listener *l);
  * the new table replaced the old one (*entries: its entries), 0 when the
  * listener has no policy file, or policy_load()'s negative error: the old
  * table stays. Sessions look a domain up at each RCPT and keep nothing of the
- * table between events, so the next RCPT sees the new one.
+ * table between events, so the next RCPT sees the new one. With mta_sts,
+ * every cached domain is also looked up again at its next use (sts_recheck()).
  */
 int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries);
 

@@ -342,6 +342,8 @@ static void main_close_all(struct main_state *m)
         uv_close((uv_handle_t *)&m->watch_timer, NULL);
         uv_close((uv_handle_t *)&m->metrics_timer, NULL);
         alertcmd_close(m->alertcmd);
+        for (size_t i = 0; i < m->nlisteners; i++)
+                relay_listener_stop(m->listeners[i].relay);
 }
 
 static void main_on_watch(uv_timer_t *t)

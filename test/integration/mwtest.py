@@ -36,6 +36,7 @@ import json
 import os
 import pwd
 import grp
+import re
 import shutil
 import signal
 import socket
@@ -1066,6 +1067,14 @@ class NetEnv:
       net.dest(addr, tls=..., cert=...)     aiosmtpd recorder inside a destination
       net.stripper(addr, to, mode)          the STARTTLS-stripping fixture there
       net.cert(name, sans, kind)            a leaf certificate for the test
+      net.resolver(addr)                    /etc/netns/<sender>/resolv.conf naming
+                                            addr: the system resolver of what
+                                            runs in the sender (call it before
+                                            net.outbound())
+      net.dnsmasq(addr, txt, hosts)         dnsmasq (real software) answering
+                                            for .test at addr:53; see DnsServer
+      net.https(addr, cert, sites)          an HTTPS server (Python's http.server
+                                            and ssl) at addr:443; see HttpsServer
       net.smtp(host, port=25, ...)          smtplib.SMTP connected from the sender
       net.connect(host, port)               a socket connected from the sender
       net.add_lan()                         a "lan" namespace behind the sender,
@@ -1312,6 +1321,56 @@ class NetEnv:
         """test/integration/stripper.py (a fixture) at addr:port inside
         addr's namespace, forwarding to `to` there; see Stripper."""
         return Stripper(self, self.ns_of(addr), addr, port, to, mode)
+
+    # -- DNS and HTTPS (MTA-STS) ------------------------------------------------------
+    def resolver(self, addr, options="timeout:2 attempts:1"):
+        """Make addr the name server of everything started in the sender
+        from now on: `ip netns exec` bind-mounts /etc/netns/<sender>/resolv.conf
+        over /etc/resolv.conf, so mailward (and net.run(net.sender, ...))
+        must be started after this call. The file is world-readable
+        (mailward resolves as nobody). /etc/netns/<sender> is removed when
+        the environment is left, also on failure, and /etc/netns too when
+        this call made it and it is empty by then. Returns the file's path."""
+        top = "/etc/netns"
+        made_top = not os.path.isdir(top)
+        d = os.path.join(top, self.sender)
+
+        def remove():
+            shutil.rmtree(d, ignore_errors=True)
+            if made_top:
+                try:
+                    os.rmdir(top)          # only if empty: other tests may use it
+                except OSError:
+                    pass
+        self.env.on_exit(remove)
+        for _ in range(3):                 # another test may remove an empty /etc/netns
+            try:
+                os.makedirs(d, mode=0o755, exist_ok=True)
+                break
+            except FileNotFoundError:
+                continue
+        path = os.path.join(d, "resolv.conf")
+        with open(path, "w") as f:
+            f.write("nameserver %s\noptions %s\n" % (addr, options))
+        os.chmod(path, 0o644)
+        return path
+
+    def dnsmasq(self, addr, txt=None, hosts=None):
+        """dnsmasq (real software) inside addr's namespace, listening on
+        addr:53 (UDP and TCP) and answering only from what it is given:
+        txt {name: text or [text, ...]} (one TXT record per text, with no
+        comma, quote or backslash in it) and hosts {name: IPv4 address}.
+        Every other name under .test is NXDOMAIN (--local=/test/), nothing
+        is forwarded. See DnsServer."""
+        return DnsServer(self, self.ns_of(addr), addr, txt or {}, hosts or {})
+
+    def https(self, addr, cert, sites, port=443, delays=None):
+        """An HTTPS server inside addr's namespace at addr:port: Python's
+        http.server (ThreadingHTTPServer) over ssl, with the certificate
+        cert (certfile, keyfile), answering each GET by its Host header
+        from sites {host: (status, content_type, body)}, after delays
+        {host: seconds} if given. See HttpsServer."""
+        return HttpsServer(self, self.ns_of(addr), addr, port, cert, sites, delays)
 
     # -- certificates -----------------------------------------------------------------
     def cert(self, name, sans=None, kind="valid"):
@@ -1576,6 +1635,205 @@ class Stripper:
         if self.proc is not None:
             kill_group(self.proc)
             self.proc = None
+
+
+class DnsServer:
+    """dnsmasq (real software; Debian's dnsmasq-base) as an authoritative-only
+    name server for .test inside a destination namespace, run by
+    NetEnv.dnsmasq(): no configuration file, no /etc/hosts, no upstream
+    servers, every query logged (--log-queries) to self.log.
+      queries()          [(type, name)] of every query received, in order
+                         ("TXT", "_mta-sts.example.test"), names in lower case
+      count(type, name)  how often (type, name) was asked
+      wait_queries(type, name, n, timeout)
+                         wait until (type, name) was asked n times; the count
+      stop()
+    Attributes: ns, addr, log (its output), proc."""
+
+    # dnsmasq[PID]: query[TXT] _mta-sts.example.test from 198.51.100.1
+    QUERY = re.compile(r"\bquery\[(\w+)\] (\S+) from ")
+
+    def __init__(self, net, ns, addr, txt, hosts):
+        exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+        if not os.path.exists(exe):
+            skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
+        self.net, self.ns, self.addr = net, ns, addr
+        self.log = net.env.path("dnsmasq-%d.log" % net.env._next("dnsmasq"))
+        argv = [exe, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+                "--no-hosts", "--no-poll", "--local=/test/", "--listen-address=" + addr,
+                "--bind-interfaces", "--port=53", "--pid-file", "--user=nobody",
+                "--group=nogroup", "--log-queries", "--log-facility=-"]
+        for name, texts in txt.items():
+            for t in [texts] if isinstance(texts, str) else texts:
+                # On dnsmasq's command line quotes are kept as text and a
+                # comma starts another character-string of the record.
+                if any(c in t for c in ',"\\'):
+                    raise ValueError("TXT text with a comma, quote or backslash: %r" % t)
+                argv.append("--txt-record=%s,%s" % (name, t))
+        for name, ip in hosts.items():
+            argv.append("--host-record=%s,%s" % (name, ip))
+        self.proc = net.spawn(ns, argv, log=self.log)
+        net.env.on_exit(self.stop)
+        ok = net.listening(ns, 53, timeout=10, pid=self.proc.pid)
+        check(ok and self.proc.poll() is None, "dnsmasq did not start on %s:53: %s"
+              % (addr, self.output()))
+
+    def output(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def queries(self):
+        return [(m.group(1), m.group(2).lower().rstrip("."))
+                for m in self.QUERY.finditer(self.output())]
+
+    def count(self, qtype, name):
+        """How often (qtype, name) was asked."""
+        return len([q for q in self.queries() if q == (qtype, name)])
+
+    def wait_queries(self, qtype, name, n=1, timeout=5):
+        """Wait up to timeout until (qtype, name) was asked n times; the count."""
+        wait_for(lambda: self.count(qtype, name) >= n, timeout)
+        return self.count(qtype, name)
+
+    def stop(self):
+        if self.proc is not None:
+            kill_group(self.proc)
+            self.proc = None
+
+
+class HttpsServer:
+    """Python's http.server (ThreadingHTTPServer, real software) over ssl,
+    inside a destination namespace, run by NetEnv.https() in a thread of the
+    test itself (its listening socket is made inside the namespace and stays
+    there). One certificate for every site; each GET is answered by its Host
+    header (":port" dropped) from sites {host: (status, content_type, body)},
+    with Content-Length, then the connection is closed (HTTP/1.0); a host not
+    in sites gets 404. delays {host: seconds} (optional) holds the answer
+    to a GET for host back that long once the request is read (each request
+    in its own thread: other hosts, and other requests, are not held up);
+    stop() sends held answers at once. Records every request:
+      requests    [{"method", "path", "host", "sni", "version"}] in order
+                  (sni: the name the client sent in its TLS ClientHello)
+      gets(host)  the GET requests for host
+      answered    [{"host", "status", "held"}]: the answers written out in
+                  full (held: the seconds it was held back), in order
+      errors      connections that ended without a request (TLS errors...),
+                  or whose answer could not be written
+      stop()      close the listening socket: later connections are refused
+    Attributes: ns, addr, port, delays (may be changed while it runs)."""
+
+    def __init__(self, net, ns, addr, port, cert, sites, delays=None):
+        import http.server
+        import socketserver
+        self.ns, self.addr, self.port = ns, addr, port
+        self.sites = dict(sites)
+        self.delays = dict(delays or {})
+        self.requests = []
+        self.answered = []
+        self.errors = []
+        self.lock = threading.Lock()
+        self.release = threading.Event()      # set by stop(): hold nothing back
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert[0], cert[1])
+
+        def on_sni(sslsock, name, _ctx):
+            sslsock.mw_sni = name
+        ctx.sni_callback = on_sni
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def setup(self):
+                self.request.settimeout(10)
+                self.request.do_handshake()
+                super().setup()
+
+            def parse_request(self):
+                # Every request is recorded, whatever its method (only GET
+                # is answered; others get http.server's 501).
+                if not super().parse_request():
+                    return False
+                self.mw_rec = {"method": self.command, "path": self.path,
+                               "host": self.headers.get("Host", ""),
+                               "sni": getattr(self.request, "mw_sni", None),
+                               "version": self.request_version}
+                with owner.lock:
+                    owner.requests.append(self.mw_rec)
+                print("https %s:%d: %r" % (owner.addr, owner.port, self.mw_rec), flush=True)
+                return True
+
+            def do_GET(self):
+                host = self.mw_rec["host"].lower()
+                if host.endswith(":%d" % owner.port):
+                    host = host.rsplit(":", 1)[0]
+                with owner.lock:
+                    status, ctype, body = owner.sites.get(
+                        host, (404, "text/plain", b"no such site\n"))
+                    delay = owner.delays.get(host, 0)
+                if isinstance(body, str):
+                    body = body.encode()
+                held = 0.0
+                if delay:
+                    start = time.monotonic()
+                    owner.release.wait(delay)
+                    held = time.monotonic() - start
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                with owner.lock:
+                    owner.answered.append({"host": host, "status": status, "held": held})
+
+            def log_message(self, fmt, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def server_bind(self):
+                # HTTPServer's own asks the resolver for the address's name.
+                socketserver.TCPServer.server_bind(self)
+                self.server_name, self.server_port = addr, port
+
+            def get_request(self):
+                sock, peer = self.socket.accept()
+                # The handshake happens in the request's thread (setup()).
+                return ctx.wrap_socket(sock, server_side=True,
+                                       do_handshake_on_connect=False), peer
+
+            def handle_error(self, request, client_address):
+                with owner.lock:
+                    owner.errors.append(repr(sys.exc_info()[1]))
+                print("https %s:%d: connection from %r failed: %r"
+                      % (owner.addr, owner.port, client_address, sys.exc_info()[1]),
+                      flush=True)
+
+        with net.inside(ns):
+            self.server = Server((addr, port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        net.env.on_exit(self.stop)
+
+    def gets(self, host):
+        with self.lock:
+            return [r for r in self.requests
+                    if r["method"] == "GET" and r["host"].lower().split(":")[0] == host]
+
+    def stop(self):
+        if self.server is not None:
+            # Held answers go out now: server_close() waits for every
+            # request's thread.
+            self.release.set()
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(10)
+            self.server = None
 
 
 # -- outbound test helpers ------------------------------------------------------------

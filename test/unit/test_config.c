@@ -513,6 +513,14 @@ static void test_config_rules(void **state)
                             "F:5: forward = original-dst needs forward_tls = policy\n"
                             "F:6: policy is used only with forward_tls = policy\n");
         test_config_refused(t,
+                            "[in]\n"
+                            "listen = 127.0.0.1:10026\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = 127.0.0.1:25\n"
+                            "mta_sts = yes\n",
+                            "F:6: mta_sts is used only with forward_tls = policy\n");
+        test_config_refused(t,
                             "[out]\n"
                             "listen = 127.0.0.1:10026\n"
                             "accept_tls = none\n"
@@ -534,6 +542,7 @@ static void test_config_rules(void **state)
         assert_non_null(t->cfg);
         assert_int_equal(t->cfg->listeners->default_level, POLICY_LEVEL_ENCRYPT);
         assert_int_equal(t->cfg->listeners->learned_max_age, 30);
+        assert_false(t->cfg->listeners->mta_sts);
         assert_null(t->cfg->listeners->policy);
         assert_string_equal(t->cfg->listeners->forward_ca, "/ca.pem");
 }

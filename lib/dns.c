@@ -1,0 +1,278 @@
+/*
+ * dns: lookups in libuv's thread pool. See dns.h.
+ *
+ * The worker thread only fills in the request (status, the answer); the
+ * loop thread alone reads it and calls back, so the request needs no lock.
+ */
+#include "dns.h"
+
+#include <arpa/nameser.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <resolv.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "util.h"
+
+#define DNS_REQ_MAGIC  0x646e7372U
+#define DNS_NAME_MAX   253
+#define DNS_ANSWER_MAX 65536 /* a TCP answer's largest size */
+#define DNS_TXT_MAX    64    /* TXT records kept from one answer */
+
+enum dns_kind {
+        DNS_KIND_TXT,
+        DNS_KIND_ADDR,
+};
+
+struct dns_req {
+        unsigned magic;
+        uv_work_t work;
+        enum dns_kind kind;
+        bool cancelled;
+        char name[DNS_NAME_MAX + 2];
+        unsigned port;
+        void *arg;
+        dns_txt_cb txt_cb;
+        dns_addr_cb addr_cb;
+        int status; /* set by the worker */
+        /* TXT answer */
+        size_t ntxt;
+        char *txt[DNS_TXT_MAX];
+        size_t txt_len[DNS_TXT_MAX];
+        /* addresses */
+        size_t naddr;
+        struct sockaddr_storage addr[DNS_ADDR_MAX];
+};
+
+const char *dns_strerror(int status)
+{
+        switch (status) {
+        case 0:
+                return "ok";
+        case -ENOENT:
+                return "no such name or no record";
+        case -EAGAIN:
+                return "temporary resolver failure";
+        case -EINVAL:
+                return "bad name or malformed answer";
+        default:
+                return strerror(-status);
+        }
+}
+
+static struct dns_req *dns_req_new(const char *name, enum dns_kind kind, void *arg)
+{
+        struct dns_req *r;
+        size_t n = strlen(name);
+
+        if (n == 0 || n > DNS_NAME_MAX)
+                return NULL;
+        r = xcalloc(1, sizeof(*r));
+        r->magic = DNS_REQ_MAGIC;
+        r->kind = kind;
+        memcpy(r->name, name, n + 1);
+        r->arg = arg;
+        r->work.data = r;
+        return r;
+}
+
+static void dns_req_free(struct dns_req *r)
+{
+        for (size_t i = 0; i < r->ntxt; i++)
+                free(r->txt[i]);
+        r->magic = 0;
+        free(r);
+}
+
+/* One TXT RR's rdata: <len><bytes>... concatenated. -1 if malformed. */
+static int dns_txt_rdata(struct dns_req *r, const unsigned char *p, size_t n)
+{
+        char *out = xmalloc(n + 1);
+        size_t o = 0, i = 0;
+
+        while (i < n) {
+                size_t len = p[i++];
+
+                if (len > n - i) {
+                        free(out);
+                        return -1;
+                }
+                memcpy(out + o, p + i, len);
+                o += len;
+                i += len;
+        }
+        out[o] = '\0';
+        r->txt[r->ntxt] = out;
+        r->txt_len[r->ntxt] = o;
+        r->ntxt++;
+        return 0;
+}
+
+static int dns_h_errno(int h)
+{
+        switch (h) {
+        case HOST_NOT_FOUND:
+        case NO_DATA:
+                return -ENOENT;
+        case TRY_AGAIN:
+                return -EAGAIN;
+        default:
+                return -EAGAIN; /* NO_RECOVERY, NETDB_INTERNAL: no usable answer now */
+        }
+}
+
+static void dns_txt_work(struct dns_req *r)
+{
+        struct __res_state rs;
+        unsigned char *ans = xmalloc(DNS_ANSWER_MAX);
+        ns_msg msg;
+        ns_rr rr;
+        int len, count;
+
+        memset(&rs, 0, sizeof(rs));
+        if (res_ninit(&rs) != 0) {
+                r->status = -EAGAIN;
+                free(ans);
+                return;
+        }
+        len = res_nquery(&rs, r->name, ns_c_in, ns_t_txt, ans, DNS_ANSWER_MAX);
+        if (len < 0) {
+                r->status = dns_h_errno(rs.res_h_errno);
+                goto done;
+        }
+        if (len > DNS_ANSWER_MAX || ns_initparse(ans, len, &msg) != 0) {
+                r->status = -EINVAL;
+                goto done;
+        }
+        count = ns_msg_count(msg, ns_s_an);
+        for (int i = 0; i < count && r->ntxt < DNS_TXT_MAX; i++) {
+                if (ns_parserr(&msg, ns_s_an, i, &rr) != 0) {
+                        r->status = -EINVAL;
+                        goto done;
+                }
+                /* A CNAME on the way is followed by the resolver: take the TXT only. */
+                if (ns_rr_type(rr) != ns_t_txt || ns_rr_class(rr) != ns_c_in)
+                        continue;
+                if (dns_txt_rdata(r, ns_rr_rdata(rr), ns_rr_rdlen(rr)) != 0) {
+                        r->status = -EINVAL;
+                        goto done;
+                }
+        }
+        r->status = 0;
+done:
+        res_nclose(&rs);
+        free(ans);
+}
+
+static void dns_addr_work(struct dns_req *r)
+{
+        struct addrinfo hints, *res = NULL, *ai;
+        char port[8];
+        int e;
+
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_ADDRCONFIG;
+        snprintf(port, sizeof(port), "%u", r->port);
+        e = getaddrinfo(r->name, port, &hints, &res);
+        switch (e) {
+        case 0:
+                break;
+        case EAI_NONAME:
+#ifdef EAI_NODATA
+        case EAI_NODATA:
+#endif
+                r->status = -ENOENT;
+                return;
+        case EAI_MEMORY:
+                fatalx("getaddrinfo: out of memory");
+        default:
+                r->status = -EAGAIN;
+                return;
+        }
+        for (ai = res; ai != NULL && r->naddr < DNS_ADDR_MAX; ai = ai->ai_next) {
+                if (ai->ai_addrlen > sizeof(r->addr[0]))
+                        continue;
+                memcpy(&r->addr[r->naddr++], ai->ai_addr, ai->ai_addrlen);
+        }
+        freeaddrinfo(res);
+        r->status = r->naddr > 0 ? 0 : -ENOENT;
+}
+
+static void dns_work_cb(uv_work_t *w)
+{
+        struct dns_req *r = w->data;
+
+        if (r->kind == DNS_KIND_TXT)
+                dns_txt_work(r);
+        else
+                dns_addr_work(r);
+}
+
+static void dns_after_cb(uv_work_t *w, int status)
+{
+        struct dns_req *r = w->data;
+
+        UTIL_CHECK_MAGIC(r, DNS_REQ_MAGIC);
+        if (status == UV_ECANCELED)
+                r->status = -ECANCELED;
+        if (!r->cancelled) {
+                if (r->kind == DNS_KIND_TXT) {
+                        struct dns_txt t = {.n = r->ntxt,
+                                            .recs = (const char *const *)r->txt,
+                                            .lens = r->txt_len};
+
+                        r->txt_cb(r->arg, r->status, &t);
+                } else {
+                        r->addr_cb(r->arg, r->status, r->addr, r->naddr);
+                }
+        }
+        dns_req_free(r);
+}
+
+static struct dns_req *dns_start(struct uv_loop_s *loop, struct dns_req *r)
+{
+        int e = uv_queue_work(loop, &r->work, dns_work_cb, dns_after_cb);
+
+        if (e != 0)
+                fatalx("uv_queue_work: %s", uv_strerror(e));
+        return r;
+}
+
+struct dns_req *dns_txt(struct uv_loop_s *loop, const char *name, dns_txt_cb cb,
+                        void *arg)
+{
+        struct dns_req *r = dns_req_new(name, DNS_KIND_TXT, arg);
+
+        if (r == NULL)
+                return NULL;
+        r->txt_cb = cb;
+        return dns_start(loop, r);
+}
+
+struct dns_req *dns_addr(struct uv_loop_s *loop, const char *name, unsigned port,
+                         dns_addr_cb cb, void *arg)
+{
+        struct dns_req *r = dns_req_new(name, DNS_KIND_ADDR, arg);
+
+        if (r == NULL)
+                return NULL;
+        r->port = port;
+        r->addr_cb = cb;
+        return dns_start(loop, r);
+}
+
+void dns_cancel(struct dns_req *r)
+{
+        if (r == NULL)
+                return;
+        UTIL_CHECK_MAGIC(r, DNS_REQ_MAGIC);
+        r->cancelled = true;
+        /* Not started yet: it never will be (dns_after_cb sees UV_ECANCELED). */
+        uv_cancel((uv_req_t *)&r->work);
+}

@@ -1,0 +1,614 @@
+/*
+ * sts: MTA-STS policies, looked up, fetched and cached. See sts.h.
+ *
+ * A fetch is one object per domain that walks: TXT lookup, address lookup,
+ * connect (each address in turn), TLS, GET, read to the end, parse. Every
+ * way out goes through sts_fetch_end(), which updates the domain's entry
+ * and calls back whoever waits. While it owns a conn, a fetch ends only
+ * once the conn is closed (CONN_EV_CLOSED), so nothing outlives it.
+ */
+#include "sts.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "dns.h"
+#include "log.h"
+#include "tls.h"
+#include "util.h"
+
+#define STS_FETCH_MAGIC  0x73747366U
+#define STS_BUCKETS      1024
+#define STS_DOMAIN_MAX   253
+#define STS_HEADERS_MAX  16384
+#define STS_RESPONSE_MAX (MTASTS_BODY_MAX + STS_HEADERS_MAX)
+#define STS_PATH         "/.well-known/mta-sts.txt"
+
+struct sts_wait {
+        struct sts_wait *next;
+        struct sts_entry *e; /* NULL while its callback is being delivered */
+        sts_cb cb;           /* NULL: cancelled during delivery */
+        void *arg;
+};
+
+struct sts_entry {
+        struct sts_entry *next; /* hash chain */
+        char domain[STS_DOMAIN_MAX + 1];
+        bool have_policy;
+        struct mtasts_policy policy;
+        char id[MTASTS_ID_MAX + 1];
+        int64_t expires;    /* the policy is valid before this */
+        int64_t checked;    /* the last lookup ended then */
+        int64_t none_until; /* without a valid policy: no lookup before this */
+        struct sts_fetch *fetch;
+        struct sts_wait *waits;
+};
+
+struct sts_fetch {
+        unsigned magic;
+        struct sts *s;
+        struct sts_entry *e;
+        struct dns_req *dns;
+        struct conn *c;
+        bool connected; /* the current address answered */
+        bool try_next;  /* once the conn is closed, connect to the next address */
+        bool no_record; /* the domain has no MTA-STS record */
+        bool done;      /* an outcome is set; what is left is closing the conn */
+        struct sockaddr_storage addr[DNS_ADDR_MAX];
+        size_t naddr, next;
+        uint64_t deadline_ms;
+        char host[STS_DOMAIN_MAX + 16]; /* mta-sts.DOMAIN */
+        char id[MTASTS_ID_MAX + 1];
+        char error[256]; /* why it failed; "" when it did not */
+};
+
+struct sts {
+        struct sts_conf conf;
+        struct sts_entry *buckets[STS_BUCKETS];
+        unsigned count;
+        bool closing;
+};
+
+static uint64_t sts_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static unsigned sts_hash(const char *domain)
+{
+        uint32_t h = 2166136261U;
+
+        for (; *domain != '\0'; domain++)
+                h = (h ^ (unsigned char)*domain) * 16777619U;
+        return h % STS_BUCKETS;
+}
+
+struct sts *sts_new(const struct sts_conf *conf)
+{
+        struct sts *s = xcalloc(1, sizeof(*s));
+
+        s->conf = *conf;
+        return s;
+}
+
+static void sts_entry_free(struct sts_entry *e)
+{
+        if (e->have_policy)
+                mtasts_policy_cleanup(&e->policy);
+        free(e);
+}
+
+void sts_free(struct sts *s)
+{
+        if (s == NULL)
+                return;
+        for (unsigned i = 0; i < STS_BUCKETS; i++) {
+                struct sts_entry *e, *next;
+
+                for (e = s->buckets[i]; e != NULL; e = next) {
+                        next = e->next;
+                        if (e->fetch != NULL || e->waits != NULL)
+                                fatalx("sts_free: %s still looked up or waited for",
+                                       e->domain);
+                        sts_entry_free(e);
+                }
+        }
+        free(s);
+}
+
+unsigned sts_cached(const struct sts *s)
+{
+        return s->count;
+}
+
+static struct sts_entry *sts_find(const struct sts *s, const char *domain)
+{
+        struct sts_entry *e;
+
+        for (e = s->buckets[sts_hash(domain)]; e != NULL; e = e->next) {
+                if (strcmp(e->domain, domain) == 0)
+                        return e;
+        }
+        return NULL;
+}
+
+static bool sts_valid(const struct sts_entry *e, int64_t now)
+{
+        return e->have_policy && now < e->expires;
+}
+
+/* Drop entries nobody uses: first those that say nothing any more, then
+ * every one without a valid policy. */
+static void sts_evict(struct sts *s, int64_t now)
+{
+        for (int pass = 0; pass < 2 && s->count >= STS_CACHE_MAX; pass++) {
+                for (unsigned i = 0; i < STS_BUCKETS; i++) {
+                        struct sts_entry **pp = &s->buckets[i], *e;
+
+                        while ((e = *pp) != NULL) {
+                                if (e->fetch == NULL && e->waits == NULL &&
+                                    !sts_valid(e, now) &&
+                                    (pass == 1 || now >= e->none_until)) {
+                                        *pp = e->next;
+                                        sts_entry_free(e);
+                                        s->count--;
+                                } else {
+                                        pp = &e->next;
+                                }
+                        }
+                }
+        }
+}
+
+static struct sts_entry *sts_insert(struct sts *s, const char *domain, int64_t now)
+{
+        struct sts_entry *e;
+        unsigned h = sts_hash(domain);
+
+        if (s->count >= STS_CACHE_MAX)
+                sts_evict(s, now);
+        e = xcalloc(1, sizeof(*e));
+        snprintf(e->domain, sizeof(e->domain), "%s", domain);
+        e->next = s->buckets[h];
+        s->buckets[h] = e;
+        s->count++;
+        return e;
+}
+
+/* Call back everyone who waited for e; see sts_cancel() for a wait
+ * cancelled while this runs. */
+static void sts_deliver(struct sts_entry *e)
+{
+        struct sts_wait *list = e->waits, *w;
+
+        e->waits = NULL;
+        for (w = list; w != NULL; w = w->next)
+                w->e = NULL;
+        while ((w = list) != NULL) {
+                sts_cb cb = w->cb;
+                void *arg = w->arg;
+
+                list = w->next;
+                free(w);
+                if (cb != NULL)
+                        cb(arg);
+        }
+}
+
+static void sts_log_policy(const struct sts *s, const struct sts_entry *e)
+{
+        char mx[512] = "";
+        size_t o = 0;
+
+        for (size_t i = 0; i < e->policy.nmx && o < sizeof(mx); i++)
+                o += (size_t)snprintf(mx + o, sizeof(mx) - o, "%s%s", i ? " " : "",
+                                      e->policy.mx[i]);
+        log_emit(s->conf.log, LOG_LVL_INFO, NULL,
+                 "event=mta_sts_policy listener=%s domain=%s mode=%s id=%s max_age=%u "
+                 "mx=\"%s\"",
+                 s->conf.listener, e->domain, mtasts_mode_str(e->policy.mode), e->id,
+                 (unsigned)e->policy.max_age, mx);
+}
+
+/*
+ * A reason for the log: it may quote the peer (certificate names), so
+ * anything but printable ASCII, and the quote and backslash, becomes '?'.
+ */
+static char *sts_printable(char *out, size_t outlen, const char *in)
+{
+        size_t i;
+
+        for (i = 0; in[i] != '\0' && i + 1 < outlen; i++) {
+                unsigned char ch = (unsigned char)in[i];
+
+                out[i] =
+                    (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\') ? '?' : (char)ch;
+        }
+        out[i] = '\0';
+        return out;
+}
+
+/* The outcome is known (f->error says whether it failed); update the entry,
+ * free the fetch, call back the waiting. */
+static void sts_fetch_end(struct sts_fetch *f)
+{
+        struct sts *s = f->s;
+        struct sts_entry *e = f->e;
+        int64_t now = (int64_t)time(NULL);
+
+        if (f->error[0] != '\0' || f->no_record) {
+                bool keep = sts_valid(e, now);
+                char esc[300];
+
+                if (f->error[0] != '\0' && !s->closing)
+                        log_emit(s->conf.log, LOG_LVL_WARN, NULL,
+                                 "event=mta_sts_failed listener=%s domain=%s "
+                                 "reason=\"%s\" action=\"%s\"",
+                                 s->conf.listener, e->domain,
+                                 sts_printable(esc, sizeof(esc), f->error),
+                                 keep ? "the cached policy stays"
+                                      : "no policy: delivered as without MTA-STS");
+                if (!keep) {
+                        if (e->have_policy)
+                                mtasts_policy_cleanup(&e->policy);
+                        e->have_policy = false;
+                        e->none_until = now + (f->error[0] != '\0' ? STS_RETRY_SECS
+                                                                   : STS_NEGATIVE_SECS);
+                }
+        }
+        e->checked = now;
+        e->fetch = NULL;
+        f->magic = 0;
+        free(f);
+        if (!s->closing)
+                sts_deliver(e);
+}
+
+static void sts_fail(struct sts_fetch *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Record why the fetch failed; it ends at once, or once its conn is closed. */
+static void sts_fail(struct sts_fetch *f, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!f->done) {
+                va_start(ap, fmt);
+                vsnprintf(f->error, sizeof(f->error), fmt, ap);
+                va_end(ap);
+                f->done = true;
+        }
+        f->try_next = false;
+        if (f->c != NULL)
+                conn_close(f->c, false);
+        else
+                sts_fetch_end(f);
+}
+
+/* The response is all there: take the policy, or say why not. */
+static void sts_take(struct sts_fetch *f)
+{
+        struct buf *in = conn_input(f->c);
+        struct sts_entry *e = f->e;
+        struct mtasts_policy pol;
+        const char *body;
+        size_t blen;
+        char err[200];
+
+        if (mtasts_http_parse(buf_data(in), buf_len(in), &body, &blen, err,
+                              sizeof(err)) != 0) {
+                sts_fail(f, "https://%s%s: %s", f->host, STS_PATH, err);
+                return;
+        }
+        if (mtasts_policy_parse(body, blen, &pol, err, sizeof(err)) != 0) {
+                sts_fail(f, "https://%s%s: %s", f->host, STS_PATH, err);
+                return;
+        }
+        if (e->have_policy)
+                mtasts_policy_cleanup(&e->policy);
+        e->policy = pol;
+        e->have_policy = true;
+        snprintf(e->id, sizeof(e->id), "%s", f->id);
+        /* Held a minute at least: the sessions that waited for it must find it. */
+        e->expires = (int64_t)time(NULL) +
+                     (pol.max_age > STS_MIN_SECS ? (int64_t)pol.max_age : STS_MIN_SECS);
+        sts_log_policy(f->s, e);
+        f->done = true;
+        conn_close(f->c, false);
+}
+
+/* The policy host's certificate: trusted, unexpired, naming the host. */
+static bool sts_check_cert(struct sts_fetch *f)
+{
+        struct tls_peer peer;
+
+        tls_peer_info(conn_tls(f->c), &peer);
+        if (!peer.has_cert) {
+                sts_fail(f, "%s: no certificate", f->host);
+                return false;
+        }
+        if (peer.expired) {
+                sts_fail(f, "%s: certificate expired", f->host);
+                return false;
+        }
+        if (!peer.chain_trusted) {
+                sts_fail(f, "%s: certificate not trusted: %s", f->host,
+                         peer.verify_reason[0] ? peer.verify_reason : "no trust anchor");
+                return false;
+        }
+        for (unsigned i = 0; i < peer.nnames; i++) {
+                if (mtasts_name_allowed(peer.names[i], f->host))
+                        return true;
+        }
+        sts_fail(f, "%s: certificate does not name the host (%s%s)", f->host,
+                 peer.nnames ? peer.names[0] : "no names",
+                 peer.nnames > 1 ? ", ..." : "");
+        return false;
+}
+
+static void sts_connect_next(struct sts_fetch *f);
+
+static void sts_conn_cb(struct conn *c, enum conn_event ev, void *arg)
+{
+        struct sts_fetch *f = arg;
+        char req[512];
+        int n;
+
+        UTIL_CHECK_MAGIC(f, STS_FETCH_MAGIC);
+        /* Once the outcome is known, only the close matters. */
+        if ((f->done || f->try_next) && ev != CONN_EV_CLOSED)
+                return;
+        switch (ev) {
+        case CONN_EV_CONNECTED:
+                f->connected = true;
+                if (conn_start_tls(c, f->s->conf.tls, f->host, NULL, 0) != 0) {
+                        sts_fail(f, "%s: cannot start TLS", f->host);
+                        return;
+                }
+                conn_read(c, true);
+                break;
+        case CONN_EV_TLS_DONE:
+                if (!sts_check_cert(f))
+                        return;
+                /* HTTP/1.0: the server closes at the end, and never chunks. */
+                n = snprintf(req, sizeof(req),
+                             "GET " STS_PATH " HTTP/1.0\r\nHost: %s\r\n"
+                             "User-Agent: mailward/" MAILWARD_VERSION "\r\n"
+                             "Accept: text/plain\r\n\r\n",
+                             f->host);
+                conn_write(c, req, (size_t)n);
+                break;
+        case CONN_EV_TLS_FAILED:
+                sts_fail(f, "%s: TLS handshake failed: %s", f->host, conn_tls_error(c));
+                return;
+        case CONN_EV_READ:
+                if (buf_len(conn_input(c)) > STS_RESPONSE_MAX) {
+                        sts_fail(f, "https://%s%s: response larger than %u bytes",
+                                 f->host, STS_PATH, (unsigned)STS_RESPONSE_MAX);
+                        return;
+                }
+                break;
+        case CONN_EV_EOF:
+                if (conn_tls_active(c) && tls_handshake_done(conn_tls(c)))
+                        sts_take(f);
+                else
+                        sts_fail(f, "%s: connection closed during the handshake",
+                                 f->host);
+                return;
+        case CONN_EV_ERROR:
+                if (!f->connected && f->next < f->naddr) {
+                        f->try_next = true;
+                        conn_close(c, false);
+                        return;
+                }
+                sts_fail(f, "%s: %s", f->host, conn_error(c));
+                return;
+        case CONN_EV_TIMEOUT:
+                sts_fail(f, "%s: timed out after %u s", f->host,
+                         (unsigned)(STS_FETCH_TIMEOUT_MS / 1000));
+                return;
+        case CONN_EV_CLOSED:
+                f->c = NULL;
+                conn_free(c);
+                if (f->try_next && !f->s->closing) {
+                        f->try_next = false;
+                        sts_connect_next(f);
+                } else {
+                        sts_fetch_end(f);
+                }
+                return;
+        default:
+                break;
+        }
+        conn_flush(c);
+}
+
+static void sts_connect_next(struct sts_fetch *f)
+{
+        uint64_t now = sts_now_ms();
+
+        if (now >= f->deadline_ms) {
+                sts_fail(f, "%s: timed out after %u s", f->host,
+                         (unsigned)(STS_FETCH_TIMEOUT_MS / 1000));
+                return;
+        }
+        f->connected = false;
+        f->c = conn_connect(f->s->conf.cloop,
+                            (const struct sockaddr *)&f->addr[f->next++], sts_conn_cb, f);
+        conn_timeout(f->c, f->deadline_ms - now);
+}
+
+static void sts_addr_cb(void *arg, int status, const struct sockaddr_storage *addrs,
+                        size_t n)
+{
+        struct sts_fetch *f = arg;
+
+        UTIL_CHECK_MAGIC(f, STS_FETCH_MAGIC);
+        f->dns = NULL;
+        if (status != 0 || n == 0) {
+                sts_fail(f, "%s: %s", f->host, dns_strerror(status ? status : -ENOENT));
+                return;
+        }
+        f->naddr = n < DNS_ADDR_MAX ? n : DNS_ADDR_MAX;
+        memcpy(f->addr, addrs, f->naddr * sizeof(f->addr[0]));
+        f->next = 0;
+        sts_connect_next(f);
+}
+
+static void sts_txt_cb(void *arg, int status, const struct dns_txt *txt)
+{
+        struct sts_fetch *f = arg;
+        struct sts_entry *e = f->e;
+        char err[200];
+        int r;
+
+        UTIL_CHECK_MAGIC(f, STS_FETCH_MAGIC);
+        f->dns = NULL;
+        if (status == -ENOENT) {
+                f->no_record = true;
+                sts_fetch_end(f);
+                return;
+        }
+        if (status != 0) {
+                sts_fail(f, "_mta-sts.%s TXT: %s", e->domain, dns_strerror(status));
+                return;
+        }
+        r = mtasts_txt_parse(txt->recs, txt->lens, txt->n, f->id, err, sizeof(err));
+        if (r == 0) {
+                f->no_record = true;
+                sts_fetch_end(f);
+                return;
+        }
+        if (r < 0) {
+                sts_fail(f, "_mta-sts.%s TXT: %s", e->domain, err);
+                return;
+        }
+        if (sts_valid(e, (int64_t)time(NULL)) && strcmp(f->id, e->id) == 0) {
+                sts_fetch_end(f); /* unchanged: the cached policy stays */
+                return;
+        }
+        f->dns = dns_addr(f->s->conf.loop, f->host, 443, sts_addr_cb, f);
+        if (f->dns == NULL)
+                sts_fail(f, "%s: name too long", f->host);
+}
+
+/* Start looking e's domain up. */
+static void sts_fetch_start(struct sts *s, struct sts_entry *e)
+{
+        struct sts_fetch *f = xcalloc(1, sizeof(*f));
+        char name[STS_DOMAIN_MAX + 16];
+
+        f->magic = STS_FETCH_MAGIC;
+        f->s = s;
+        f->e = e;
+        f->deadline_ms = sts_now_ms() + STS_FETCH_TIMEOUT_MS;
+        snprintf(f->host, sizeof(f->host), "mta-sts.%s", e->domain);
+        snprintf(name, sizeof(name), "_mta-sts.%s", e->domain);
+        e->fetch = f;
+        f->dns = dns_txt(s->conf.loop, name, sts_txt_cb, f);
+        if (f->dns == NULL) {
+                /* Too long a name for a record: the domain cannot have one. */
+                f->no_record = true;
+                sts_fetch_end(f);
+        }
+}
+
+enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
+                        const struct mtasts_policy **policy, sts_cb cb, void *arg,
+                        struct sts_wait **w)
+{
+        struct sts_entry *e;
+        struct sts_wait *nw;
+
+        *policy = NULL;
+        *w = NULL;
+        if (s->closing || domain[0] == '\0' || strlen(domain) > STS_DOMAIN_MAX)
+                return STS_NONE;
+        e = sts_find(s, domain);
+        if (e != NULL && sts_valid(e, now)) {
+                /* Look for a new id now and then; the cached policy serves meanwhile. */
+                if (e->fetch == NULL && now - e->checked >= STS_RECHECK_SECS)
+                        sts_fetch_start(s, e);
+                *policy = &e->policy;
+                return STS_POLICY;
+        }
+        if (e != NULL && e->fetch == NULL && now < e->none_until)
+                return STS_NONE;
+        if (e == NULL)
+                e = sts_insert(s, domain, now);
+        if (e->fetch == NULL) {
+                sts_fetch_start(s, e);
+                if (e->fetch == NULL)
+                        return STS_NONE;
+        }
+        nw = xcalloc(1, sizeof(*nw));
+        nw->e = e;
+        nw->cb = cb;
+        nw->arg = arg;
+        nw->next = e->waits;
+        e->waits = nw;
+        *w = nw;
+        return STS_PENDING;
+}
+
+void sts_cancel(struct sts_wait *w)
+{
+        struct sts_wait **pp;
+
+        if (w == NULL)
+                return;
+        if (w->e == NULL) {
+                w->cb = NULL; /* in a list being delivered: skipped, freed there */
+                return;
+        }
+        for (pp = &w->e->waits; *pp != NULL; pp = &(*pp)->next) {
+                if (*pp == w) {
+                        *pp = w->next;
+                        break;
+                }
+        }
+        free(w);
+}
+
+unsigned sts_recheck(struct sts *s)
+{
+        for (unsigned i = 0; i < STS_BUCKETS; i++) {
+                for (struct sts_entry *e = s->buckets[i]; e != NULL; e = e->next) {
+                        e->checked = 0;
+                        e->none_until = 0;
+                }
+        }
+        return s->count;
+}
+
+void sts_shutdown(struct sts *s)
+{
+        s->closing = true;
+        for (unsigned i = 0; i < STS_BUCKETS; i++) {
+                for (struct sts_entry *e = s->buckets[i]; e != NULL; e = e->next) {
+                        struct sts_wait *w, *next;
+                        struct sts_fetch *f = e->fetch;
+
+                        for (w = e->waits; w != NULL; w = next) {
+                                next = w->next;
+                                free(w);
+                        }
+                        e->waits = NULL;
+                        if (f == NULL)
+                                continue;
+                        dns_cancel(f->dns);
+                        f->dns = NULL;
+                        sts_fail(f, "shutting down");
+                }
+        }
+}

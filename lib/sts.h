@@ -1,0 +1,102 @@
+/*
+ * sts: MTA-STS (RFC 8461) for an outbound listener: each recipient domain's
+ * policy, looked up, fetched and cached.
+ *
+ * What is looked up. For a domain D: the TXT record at _mta-sts.D (dns.h);
+ * when it holds one valid "v=STSv1; id=..." record and the id is not the
+ * cached policy's, the policy at https://mta-sts.D/.well-known/mta-sts.txt
+ * over TLS (a conn, HTTP/1.0, no redirects, at most MTASTS_BODY_MAX bytes of
+ * body). The policy host's certificate must chain to the listener's trust
+ * anchors (ca_file), be unexpired, and name mta-sts.D; otherwise the fetch
+ * fails, as does anything but "200" with text/plain.
+ *
+ * Cache (in memory, per listener, at most STS_CACHE_MAX domains). A fetched
+ * policy is used until its max_age runs out (STS_MIN_SECS at least, so that
+ * a max_age of 0 still serves the sessions that waited for it). While it is valid, the
+ * TXT record is looked at again in the background at most every STS_RECHECK_SECS when the
+ * domain is used, and a changed id fetches the policy again; a failed refresh keeps the
+ * cached policy (RFC 8461 section 5.1). Without a valid cached policy, a domain with no
+ * TXT record (or a failed lookup or fetch) is "none" for STS_NEGATIVE_SECS (no record) or
+ * STS_RETRY_SECS (a failure): mail goes on as if the domain had no policy,
+ * as the RFC says, and the failure is logged.
+ *
+ * Waiting. sts_get() answers at once from the cache when it can. Otherwise
+ * it starts a lookup (one per domain, whoever asks) and answers
+ * STS_PENDING; the caller's callback comes from the loop when the lookup
+ * has ended, and the caller asks again (the answer is then in the cache).
+ * Every fetch ends within STS_FETCH_TIMEOUT_MS (plus the resolver's own
+ * time for the DNS lookups), so a waiting session always hears back. A
+ * caller that goes away first cancels its wait with sts_cancel().
+ *
+ * A policy given out by sts_get() stays valid until control returns to the
+ * loop: copy what must live longer.
+ */
+#ifndef MAILWARD_STS_H
+#define MAILWARD_STS_H
+
+#include <stdint.h>
+
+#include "mtasts.h"
+
+struct uv_loop_s;
+struct conn_loop;
+struct tls_ctx;
+struct log;
+struct sts;
+struct sts_wait;
+
+#define STS_CACHE_MAX        10000
+#define STS_RECHECK_SECS     300
+#define STS_NEGATIVE_SECS    3600
+#define STS_RETRY_SECS       300
+#define STS_MIN_SECS         60 /* a policy is kept at least this long */
+#define STS_FETCH_TIMEOUT_MS 30000
+
+enum sts_answer {
+        STS_NONE,    /* no policy applies: carry on without MTA-STS */
+        STS_POLICY,  /* *policy is the domain's policy (mode none included) */
+        STS_PENDING, /* a lookup runs: the callback comes when it ends */
+};
+
+typedef void (*sts_cb)(void *arg);
+
+struct sts_conf {
+        struct uv_loop_s *loop;
+        struct conn_loop *cloop;
+        struct tls_ctx
+            *tls; /* client role, verify_record, the listener's trust anchors */
+        const struct log *log;
+        const char *listener; /* for log lines */
+};
+
+struct sts *sts_new(const struct sts_conf *conf);
+/*
+ * Stop every lookup and fetch under way (waiting callers are called back
+ * and get STS_NONE from then on). The loop then closes what remains.
+ */
+void sts_shutdown(struct sts *s);
+/* After sts_shutdown() and the loop has run down. s may be NULL. */
+void sts_free(struct sts *s);
+
+/*
+ * domain: lower case, no trailing dot. now: unix seconds. On STS_PENDING,
+ * *w is the caller's wait (cb(arg) comes once, then *w is gone).
+ */
+enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
+                        const struct mtasts_policy **policy, sts_cb cb, void *arg,
+                        struct sts_wait **w);
+/* Forget a wait before its callback: the callback will not come. */
+void sts_cancel(struct sts_wait *w);
+
+/*
+ * Make every cached domain be looked up again at its next use (SIGHUP): a
+ * valid policy keeps serving while its TXT record is checked in the
+ * background; a domain cached as having none is looked up before it is
+ * judged. Returns the number of domains in the cache.
+ */
+unsigned sts_recheck(struct sts *s);
+
+/* Domains in the cache (for tests and metrics). */
+unsigned sts_cached(const struct sts *s);
+
+#endif

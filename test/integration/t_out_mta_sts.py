@@ -1,0 +1,386 @@
+#!/usr/bin/python3
+"""Outbound with MTA-STS (RFC 8461): mta_sts = yes, default_level may, and a
+policy table with one entry, "wrongmx2.test may".
+
+The test bed (network namespaces, documentation addresses only):
+
+  192.0.2.10:25   aiosmtpd with STARTTLS, certificate for mx.enforce.test
+  192.0.2.11:25   the stripper fixture in strip mode (deletes STARTTLS from
+                  the EHLO reply), in front of an aiosmtpd like the one above
+  192.0.2.44:443  the policy hosts mta-sts.<domain>: Python's http.server over
+                  ssl, one certificate (test CA) naming all of them
+  192.0.2.53:53   dnsmasq: the _mta-sts.<domain> TXT records and the
+                  mta-sts.<domain> addresses; the sender's resolv.conf names it
+
+The domains and what is published for them:
+
+  enforce.test    enforce, mx: mx.enforce.test
+  wrongmx.test    enforce, mx: mx.wrongmx.test  (not the certificate's name)
+  wild.test       enforce, mx: *.enforce.test
+  testing.test    testing, mx: mx.testing.test  (not the certificate's name)
+  broken.test     a TXT record, but the policy URL answers 404
+  nosts.test      nothing: no TXT record (NXDOMAIN)
+  wrongmx2.test   enforce, mx: mx.wrongmx2.test, and the table entry "may"
+
+Scenarios, in this order, against one mailward:
+
+  1. enforce.test: delivered over TLS; one TXT query, one HTTPS GET of
+     /.well-known/mta-sts.txt with SNI and Host mta-sts.enforce.test; log
+     event=mta_sts_policy with mode, id, max_age and mx; no alert.
+  2. wrongmx.test: RCPT 451 4.7.5 certificate-host-mismatch, nothing of the
+     envelope at the destination, alert certificate_invalid with expected
+     "secure (mta-sts)".
+  3. wild.test: delivered (the certificate's name fits *.enforce.test).
+  4. testing.test: delivered over TLS, and reported: log event=tls_reported
+     with expected="secure (mta-sts testing)", alert certificate_invalid
+     with severity info, action relayed, the same expected.
+  5. nosts.test: delivered; its TXT name was asked (NXDOMAIN), nothing else:
+     no HTTPS request, no mta_sts_policy or mta_sts_failed line, no alert.
+  6. broken.test: one GET answered 404: log event=mta_sts_failed naming 404
+     and an action; delivered as without MTA-STS (default may), no alert.
+  7. One transaction, carol@enforce.test then dave@wrongmx.test: RCPT 250
+     then 451; the message reaches the destination once, for carol alone.
+  8. wrongmx2.test (table entry may): delivered; no TXT query, no HTTPS
+     request and no log line for it: the table decides, MTA-STS is not looked
+     up at all.
+  9. Through the stripper at 192.0.2.11, bob@enforce.test (enforce.test is
+     also in the learned store by now): RCPT 451 starttls-not-supported,
+     alert starttls_stripped with expected "secure (mta-sts)", no envelope
+     at the destination behind the stripper.
+ 10. The cache: with the HTTPS server stopped (connections refused),
+     enforce.test is delivered again and wrongmx.test refused again; over
+     the whole test every policy host got exactly one GET and every TXT name
+     exactly one query, and no lookup failed but broken.test's.
+ 11. SIGHUP (log event=reload_mta_sts), and wrongmx.test publishes a new id
+     whose policy names mx.enforce.test: the first RCPT is still refused by
+     the cached policy and starts the lookup; the new policy is fetched and
+     logged, and the next RCPT is delivered. enforce.test, whose id did not
+     change, gets a TXT query and no GET.
+
+mailward then stops cleanly (status 0, no sanitizer report)."""
+
+import os
+import re
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+import outcheck  # noqa: E402
+
+DEST, STRIP, WEB, DNS = "192.0.2.10", "192.0.2.11", "192.0.2.44", "192.0.2.53"
+MX_CERT = "mx.enforce.test"
+MAX_AGE = 86400
+STS_PATH = "/.well-known/mta-sts.txt"
+
+# domain: (mode, mx patterns); the TXT record's id is the first label + "1".
+POLICIES = {
+    "enforce.test": ("enforce", ["mx.enforce.test"]),
+    "wrongmx.test": ("enforce", ["mx.wrongmx.test"]),
+    "wild.test": ("enforce", ["*.enforce.test"]),
+    "testing.test": ("testing", ["mx.testing.test"]),
+    "wrongmx2.test": ("enforce", ["mx.wrongmx2.test"]),
+}
+BROKEN = "broken.test"
+NOSTS = "nosts.test"
+TABLE = "wrongmx2.test"
+
+
+def sts_id(domain):
+    return domain.split(".")[0] + "1"
+
+
+def policy_body(mode, mx):
+    return ("version: STSv1\r\nmode: %s\r\n%smax_age: %d\r\n"
+            % (mode, "".join("mx: %s\r\n" % m for m in mx), MAX_AGE))
+
+
+LOG_KV = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def log_events(mw, event, domain=None):
+    """mailward's log lines with event=event (and domain=domain) as dicts of
+    their key=value pairs (quotes removed)."""
+    out = []
+    for line in mw.log().splitlines():
+        kv = {k: v[1:-1] if v.startswith('"') else v for k, v in LOG_KV.findall(line)}
+        if kv.get("event") == event and (domain is None or kv.get("domain") == domain):
+            out.append(kv)
+    return out
+
+
+def delivered(net, dest, rcpts, subject):
+    """One transaction through 192.0.2.10 that must deliver to every rcpt:
+    the destination gets the message once more, over TLS, for rcpts."""
+    before = len(dest.messages)
+    msg = outcheck.message(subject)
+    t = outcheck.one_transaction(net, rcpts, msg)
+    mwtest.eq([t["mail"][0]] + [r[0] for r in t["rcpt"]] + [t["data"][0]],
+              [250] * (len(rcpts) + 2), "%s: MAIL, RCPT, end of data" % subject)
+    msgs = dest.wait_messages(before + 1, 10)
+    mwtest.eq(len(msgs), before + 1, "%s: messages at the destination" % subject)
+    m = msgs[-1]
+    mwtest.eq(m.rcpt_tos, rcpts, "%s: recipients at the destination" % subject)
+    mwtest.eq(m.data, msg, "%s: message bytes at the destination" % subject)
+    mwtest.eq(m.tls, True, "%s: delivered over TLS" % subject)
+    return t
+
+
+def refused(net, mw, dest, rcpt, result_type, event, expected, host=DEST):
+    """One transaction through host with one recipient that must be refused:
+    RCPT 451 4.7.5 naming result_type, DATA 554, no envelope command at dest
+    (which may have had sessions before), one more alert `event` for the
+    domain, from host:25, with expected. Returns the alert."""
+    domain = rcpt.split("@")[1]
+    nalerts = len(mwtest.find_alerts(mw, event=event, domain=domain))
+    dest.wait_idle()
+    ncmds, nmsgs = len(dest.commands), len(dest.messages)
+    t = outcheck.one_transaction(net, [rcpt], outcheck.message("to %s" % rcpt), host=host)
+    mwtest.eq(t["mail"], (250, "2.1.0 Ok"), "MAIL held and answered by mailward (%s)" % rcpt)
+    mwtest.check_deferred(t["rcpt"][0], result_type, "RCPT %s" % rcpt)
+    mwtest.check(domain in t["rcpt"][0][1], "RCPT reply %r does not name %s"
+                 % (t["rcpt"][0], domain))
+    mwtest.eq(t["data"], (554, "5.5.1 Error: no valid recipients"), "DATA (%s)" % rcpt)
+    dest.check_idle()
+    new = dest.command_strings()[ncmds:]
+    print("destination saw (%s): %r" % (rcpt, new))
+    mwtest.eq([c for c in new if c.split(" ")[0].upper() in ("MAIL", "RCPT", "DATA", "BDAT")],
+              [], "envelope commands at the destination for %s" % rcpt)
+    mwtest.eq(len(dest.messages), nmsgs, "messages at the destination after %s" % rcpt)
+    got = mwtest.wait_alerts(mw, n=nalerts + 1, event=event, domain=domain)
+    mwtest.eq(len(got), nalerts + 1, "%s alerts for %s (all: %r)" % (event, domain, mw.alerts()))
+    a = got[-1]
+    print("alert: %r" % a)
+    mwtest.eq(a.get("server"), "%s:25" % host, "alert server (%s)" % rcpt)
+    mwtest.eq(a.get("expected"), expected, "alert expected (%s)" % rcpt)
+    mwtest.eq(a.get("action"), "deferred", "alert action (%s)" % rcpt)
+    mwtest.check(a.get("observed"), "alert without observed: %r" % a)
+    return a
+
+
+def check_policy_logged(mw, domain):
+    """Exactly one event=mta_sts_policy line for domain, with what was published."""
+    mode, mx = POLICIES[domain]
+    got = mwtest.wait_for(lambda: log_events(mw, "mta_sts_policy", domain), 5)
+    mwtest.eq(len(got or []), 1, "mta_sts_policy lines for %s; log:\n%s" % (domain, mw.log()))
+    p = got[0]
+    print("policy logged: %r" % p)
+    mwtest.eq([p.get("listener"), p.get("mode"), p.get("id"), p.get("max_age"), p.get("mx")],
+              ["out", mode, sts_id(domain), str(MAX_AGE), " ".join(mx)],
+              "mta_sts_policy line for %s (listener, mode, id, max_age, mx)" % domain)
+
+
+def check_fetched_once(web, dns, domain):
+    """One TXT query for _mta-sts.domain, one HTTP/1.0 GET of the policy with
+    SNI and Host mta-sts.domain."""
+    host = "mta-sts." + domain
+    mwtest.eq(dns.wait_queries("TXT", "_mta-sts." + domain), 1,
+              "TXT queries for _mta-sts.%s" % domain)
+    gets = web.gets(host)
+    mwtest.eq(len(gets), 1, "GETs for %s (all requests: %r)" % (host, web.requests))
+    g = gets[0]
+    mwtest.eq([g["path"], g["version"], g["host"], g["sni"]], [STS_PATH, "HTTP/1.0", host, host],
+              "%s: path, version, Host and SNI of the GET" % host)
+
+
+def main():
+    with mwtest.Env("out_mta_sts") as env:
+        net = env.netns(hosts=(DEST, STRIP, WEB, DNS))
+
+        # DNS: dnsmasq at 192.0.2.53, the sender's resolver.
+        txt = {"_mta-sts." + d: "v=STSv1; id=%s;" % sts_id(d) for d in list(POLICIES) + [BROKEN]}
+        hosts = {"mta-sts." + d: WEB for d in list(POLICIES) + [BROKEN]}
+        dns = net.dnsmasq(DNS, txt=txt, hosts=hosts)
+        net.resolver(DNS)
+        r = net.run(net.sender, ["getent", "ahostsv4", "mta-sts.enforce.test"])
+        mwtest.check(r.returncode == 0 and r.stdout.split()[:1] == [WEB],
+                     "mta-sts.enforce.test does not resolve to %s in the sender (%d %r %r); "
+                     "dnsmasq:\n%s" % (WEB, r.returncode, r.stdout, r.stderr, dns.output()))
+
+        # The policy hosts.
+        sites = {"mta-sts." + d: (200, "text/plain", policy_body(*p)) for d, p in POLICIES.items()}
+        sites["mta-sts." + BROKEN] = (404, "text/plain", "not here\n")
+        web = net.https(WEB, net.cert("mta-sts.enforce.test", sans=sorted(sites)), sites)
+
+        # The destinations.
+        mx_cert = net.cert(MX_CERT)
+        dest = net.dest(DEST, tls="starttls", cert=mx_cert)
+        dest2 = net.dest(STRIP, tls="starttls", cert=mx_cert, listen="127.0.0.1", port=2525)
+        strip = net.stripper(STRIP, 25, to=("127.0.0.1", 2525), mode="strip")
+
+        mw = net.outbound(policy="%s may\n" % TABLE, default_level="may", mta_sts="yes")
+
+        # 1. enforce.test: the certificate's name is the policy's mx.
+        print("== 1. enforce.test", flush=True)
+        delivered(net, dest, ["bob@enforce.test"], "enforce")
+        check_policy_logged(mw, "enforce.test")
+        check_fetched_once(web, dns, "enforce.test")
+        mwtest.eq(mwtest.find_alerts(mw, domain="enforce.test"), [], "alerts for enforce.test")
+
+        # 2. wrongmx.test: the certificate does not name mx.wrongmx.test.
+        print("== 2. wrongmx.test", flush=True)
+        refused(net, mw, dest, "bob@wrongmx.test", "certificate-host-mismatch",
+                "certificate_invalid", "secure (mta-sts)")
+        check_policy_logged(mw, "wrongmx.test")
+        check_fetched_once(web, dns, "wrongmx.test")
+
+        # 3. wild.test: mx.enforce.test is one label below enforce.test.
+        print("== 3. wild.test", flush=True)
+        delivered(net, dest, ["bob@wild.test"], "wild")
+        check_policy_logged(mw, "wild.test")
+        check_fetched_once(web, dns, "wild.test")
+        mwtest.eq(mwtest.find_alerts(mw, domain="wild.test"), [], "alerts for wild.test")
+
+        # 4. testing.test: what enforce would refuse is delivered and reported.
+        print("== 4. testing.test", flush=True)
+        delivered(net, dest, ["bob@testing.test"], "testing")
+        check_policy_logged(mw, "testing.test")
+        check_fetched_once(web, dns, "testing.test")
+        rep = mwtest.wait_for(lambda: log_events(mw, "tls_reported", "testing.test") +
+                              log_events(mw, "tls_deferred", "testing.test"), 5)
+        print("reported: %r" % rep)
+        mwtest.eq([(x.get("event"), x.get("expected"), x.get("result")) for x in rep or []],
+                  [("tls_reported", "secure (mta-sts testing)", "certificate-host-mismatch")],
+                  "tls_reported and tls_deferred lines for testing.test (event, expected, "
+                  "result), the message being delivered")
+        got = mwtest.wait_alerts(mw, domain="testing.test")
+        mwtest.eq(len(got), 1, "alerts for testing.test (all: %r)" % mw.alerts())
+        a = got[0]
+        print("alert: %r" % a)
+        mwtest.eq([a.get(k) for k in ("event", "severity", "action", "expected", "server")],
+                  ["certificate_invalid", "info", "relayed", "secure (mta-sts testing)",
+                   DEST + ":25"],
+                  "testing.test alert (event, severity, action, expected, server)")
+
+        # 5. nosts.test: no TXT record is no policy, and no failure either.
+        print("== 5. nosts.test", flush=True)
+        delivered(net, dest, ["bob@nosts.test"], "nosts")
+        mwtest.eq(dns.wait_queries("TXT", "_mta-sts.nosts.test"), 1,
+                  "TXT queries for _mta-sts.nosts.test (mailward must look)")
+        mwtest.eq([q for q in dns.queries() if q[1] == "mta-sts.nosts.test"], [],
+                  "address queries for mta-sts.nosts.test")
+        mwtest.eq(web.gets("mta-sts.nosts.test"), [], "GETs for mta-sts.nosts.test")
+        for ev in ("mta_sts_policy", "mta_sts_failed"):
+            mwtest.eq(log_events(mw, ev, NOSTS), [], "%s lines for nosts.test" % ev)
+        mwtest.eq(mwtest.find_alerts(mw, domain=NOSTS), [], "alerts for nosts.test")
+
+        # 6. broken.test: the fetch fails; delivered as without a policy.
+        print("== 6. broken.test", flush=True)
+        delivered(net, dest, ["bob@broken.test"], "broken")
+        check_fetched_once(web, dns, BROKEN)
+        failed = mwtest.wait_for(lambda: log_events(mw, "mta_sts_failed", BROKEN), 5)
+        mwtest.eq(len(failed or []), 1, "mta_sts_failed lines for broken.test; log:\n%s"
+                  % mw.log())
+        print("failure logged: %r" % failed[0])
+        mwtest.check("404" in failed[0].get("reason", ""),
+                     "mta_sts_failed reason does not name 404: %r" % failed[0])
+        mwtest.check(failed[0].get("action") and failed[0].get("listener") == "out",
+                     "mta_sts_failed without action or listener: %r" % failed[0])
+        mwtest.eq(log_events(mw, "mta_sts_policy", BROKEN), [], "mta_sts_policy for broken.test")
+        mwtest.eq(mwtest.find_alerts(mw, domain=BROKEN), [], "alerts for broken.test")
+
+        # 7. Two domains in one transaction, each judged by its own policy.
+        print("== 7. enforce.test and wrongmx.test in one transaction", flush=True)
+        nalerts = len(mwtest.find_alerts(mw, event="certificate_invalid", domain="wrongmx.test"))
+        ncmds, nmsgs = len(dest.commands), len(dest.messages)
+        msg = outcheck.message("two domains")
+        t = outcheck.one_transaction(net, ["carol@enforce.test", "dave@wrongmx.test"], msg)
+        mwtest.eq(t["mail"][0], 250, "MAIL (two domains)")
+        mwtest.eq(t["rcpt"][0][0], 250, "RCPT carol@enforce.test (%r)" % (t["rcpt"][0],))
+        mwtest.check_deferred(t["rcpt"][1], "certificate-host-mismatch", "RCPT dave@wrongmx.test")
+        mwtest.eq(t["data"][0], 250, "end of data (two domains)")
+        msgs = dest.wait_messages(nmsgs + 1, 10)
+        mwtest.eq(len(msgs), nmsgs + 1, "messages at the destination (two domains)")
+        mwtest.eq([msgs[-1].rcpt_tos, msgs[-1].data, msgs[-1].tls],
+                  [["carol@enforce.test"], msg, True],
+                  "two domains: recipients, bytes, TLS at the destination")
+        dest.check_idle()
+        new = dest.command_strings()[ncmds:]
+        print("destination saw: %r" % new)
+        mwtest.check(not [c for c in new if "wrongmx" in c.lower()],
+                     "the destination saw dave@wrongmx.test: %r" % new)
+        got = mwtest.wait_alerts(mw, n=nalerts + 1, event="certificate_invalid",
+                                 domain="wrongmx.test")
+        mwtest.eq(len(got), nalerts + 1, "certificate_invalid alerts for wrongmx.test")
+        mwtest.eq(got[-1].get("expected"), "secure (mta-sts)", "alert expected (two domains)")
+
+        # 8. A table entry wins over MTA-STS: no lookup at all.
+        print("== 8. wrongmx2.test (table entry may)", flush=True)
+        delivered(net, dest, ["bob@wrongmx2.test"], "table entry")
+        mwtest.eq([q for q in dns.queries() if q[1].endswith("wrongmx2.test")], [],
+                  "DNS queries for wrongmx2.test")
+        mwtest.eq(web.gets("mta-sts.wrongmx2.test"), [], "GETs for mta-sts.wrongmx2.test")
+        for ev in ("mta_sts_policy", "mta_sts_failed"):
+            mwtest.eq(log_events(mw, ev, TABLE), [], "%s lines for wrongmx2.test" % ev)
+        mwtest.eq(mwtest.find_alerts(mw, domain=TABLE), [], "alerts for wrongmx2.test")
+
+        # 9. STARTTLS stripped on the path to a domain with an enforce policy.
+        print("== 9. enforce.test, STARTTLS stripped", flush=True)
+        refused(net, mw, dest2, "erin@enforce.test", "starttls-not-supported",
+                "starttls_stripped", "secure (mta-sts)", host=STRIP)
+        mwtest.check("strip" in strip.events(), "the stripper did not strip: %r"
+                     % strip.events())
+
+        # 10. The cache: no second fetch, and none needed with the server gone.
+        print("== 10. the cache, with the HTTPS server stopped", flush=True)
+        web.stop()
+        try:
+            net.connect(WEB, 443, timeout=5).close()
+            mwtest.fail("the HTTPS server still takes connections after stop()")
+        except ConnectionRefusedError:
+            pass
+        delivered(net, dest, ["frank@enforce.test"], "cached enforce")
+        refused(net, mw, dest, "frank@wrongmx.test", "certificate-host-mismatch",
+                "certificate_invalid", "secure (mta-sts)")
+        for d in list(POLICIES) + [BROKEN]:
+            n = 0 if d == TABLE else 1
+            mwtest.eq(len(web.gets("mta-sts." + d)), n, "GETs for mta-sts.%s in all" % d)
+            mwtest.eq(dns.count("TXT", "_mta-sts." + d), n, "TXT queries for _mta-sts.%s" % d)
+            if n:
+                mwtest.eq(len(log_events(mw, "mta_sts_policy" if d != BROKEN
+                                         else "mta_sts_failed", d)), 1,
+                          "policy or failure lines for %s in all" % d)
+        mwtest.eq(len(web.requests), 5, "HTTPS requests in all: %r" % web.requests)
+        mwtest.eq(web.errors, [], "HTTPS connections that failed")
+        mwtest.eq([f.get("domain") for f in log_events(mw, "mta_sts_failed")], [BROKEN],
+                  "mta_sts_failed lines in all")
+
+        # 11. SIGHUP and a new policy: wrongmx.test now publishes (new id) the
+        # certificate's name. The first RCPT after SIGHUP is judged by the
+        # cached policy and starts the lookup; once the new policy is in,
+        # the domain is delivered.
+        print("== 11. SIGHUP, then a new policy for wrongmx.test", flush=True)
+        new_mx = ["mx.enforce.test"]
+        dns.stop()
+        txt["_mta-sts.wrongmx.test"] = "v=STSv1; id=wrongmx2;"
+        dns = net.dnsmasq(DNS, txt=txt, hosts=hosts)
+        sites["mta-sts.wrongmx.test"] = (200, "text/plain", policy_body("enforce", new_mx))
+        web = net.https(WEB, net.cert("mta-sts.enforce.test", sans=sorted(sites)), sites)
+        os.kill(mw.pid, signal.SIGHUP)
+        got = mwtest.wait_for(lambda: log_events(mw, "reload_mta_sts"), 5)
+        mwtest.eq([(x.get("listener"), x.get("domains")) for x in got or []],
+                  [("out", str(len(POLICIES) - 1 + 2))],
+                  "reload_mta_sts lines (listener, domains cached: every domain looked "
+                  "up, that is all but the table's, and broken.test and nosts.test)")
+        refused(net, mw, dest, "gina@wrongmx.test", "certificate-host-mismatch",
+                "certificate_invalid", "secure (mta-sts)")
+        got = mwtest.wait_for(lambda: [x for x in log_events(mw, "mta_sts_policy",
+                                                             "wrongmx.test")
+                                       if x.get("id") == "wrongmx2"], 10)
+        mwtest.eq([(x.get("mode"), x.get("mx")) for x in got or []],
+                  [("enforce", " ".join(new_mx))],
+                  "the new policy of wrongmx.test logged; log:\n%s" % mw.log())
+        mwtest.eq(len(web.gets("mta-sts.wrongmx.test")), 1, "GETs of the new policy")
+        delivered(net, dest, ["gina@wrongmx.test"], "new policy")
+        # Unchanged ids are looked at again, not fetched again.
+        delivered(net, dest, ["gina@enforce.test"], "after SIGHUP, same id")
+        mwtest.eq(dns.wait_queries("TXT", "_mta-sts.enforce.test"), 1,
+                  "TXT queries for _mta-sts.enforce.test after SIGHUP")
+        mwtest.eq(web.gets("mta-sts.enforce.test"), [],
+                  "GETs for mta-sts.enforce.test after SIGHUP (its id did not change)")
+        mw.stop()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
