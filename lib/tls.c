@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <unistd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,10 @@
     !defined(WOLFSSL_PUBLIC_ASN)
 #error "wolfSSL needs OPENSSL_EXTRA or WOLFSSL_PUBLIC_ASN (its certificate parser's API)"
 #endif
+/* DANE's matching type 2 (tls_dane_match_chain()). */
+#if !defined(WOLFSSL_SHA512) || defined(NO_SHA256)
+#error "wolfSSL needs SHA-256 and SHA-512 (DANE matching types 1 and 2)"
+#endif
 
 #define TLS_CTX_MAGIC 0x746c7363u /* "tlsc" */
 #define TLS_MAGIC     0x746c7373u /* "tlss" */
@@ -56,6 +61,8 @@
 /* Largest key file read for the key/certificate check, and largest public key. */
 #define TLS_KEY_FILE_MAX (64 * 1024)
 #define TLS_SPKI_MAX     4096
+/* Most certificates of a peer's chain looked at (wolfSSL takes 9 at most). */
+#define TLS_CHAIN_MAX 16
 
 /* Invariant 7: lib/tls_suites.h. */
 static const char tls_cipher_list[] = TLS_SUITES_CIPHERS;
@@ -72,6 +79,17 @@ struct tls_ctx {
         WOLFSSL_CTX *wctx;
 };
 
+/*
+ * The chain a peer sent, leaf first, when wolfSSL's own copy of it is not
+ * that chain (tls_keep_chain()): one block, der[i] pointing into data.
+ */
+struct tls_chain {
+        size_t n;
+        const unsigned char *der[TLS_CHAIN_MAX];
+        size_t len[TLS_CHAIN_MAX];
+        unsigned char data[];
+};
+
 struct tls {
         unsigned magic;
         struct tls_ctx *ctx;
@@ -86,6 +104,9 @@ struct tls {
         bool verify_expired; /* some certificate was outside its validity */
         int verify_error;    /* the first error, 0 if none */
         int verify_depth;    /* and where in the chain (0: the leaf) */
+        /* Client role: the verify callback saw the peer's leaf (tls_keep_chain()). */
+        bool chain_seen;
+        struct tls_chain *sent; /* the chain as sent; NULL: wolfSSL's copy is it */
         char err[160];
 };
 
@@ -428,11 +449,68 @@ static int tls_verify_code(int code)
 }
 
 /*
+ * Make sure the peer's chain as tls_peer_certs() gives it is the chain it sent.
+ * wolfSSL 5.5.4 keeps a copy for wolfSSL_get_peer_chain() in fixed slots
+ * (SESSION_CERTS): a certificate of 2048 bytes or more (MAX_X509_SIZE), or
+ * past the 9th, is left out without a word and the next one moves up. Its
+ * first certificate is then not the one whose key the peer proved it holds:
+ * a server with a trusted certificate of its own over 2 KB, followed by a copy
+ * of another server's certificate, would be taken for that server (its names,
+ * its fingerprint, its DANE-EE records). So at the leaf the verify callback
+ * compares that copy with the chain as sent (store->certs, all of it) and
+ * keeps a copy of its own when they differ: rarely, and never for a chain of
+ * small certificates.
+ */
+static void tls_keep_chain(struct tls *t, const WOLFSSL_X509_STORE_CTX *store)
+{
+        WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(t->ssl);
+        const unsigned char *kept;
+        struct tls_chain *c;
+        size_t i, n, total = 0;
+        bool same;
+
+        free(t->sent);
+        t->sent = NULL;
+        t->chain_seen = false;
+        if (store->certs == NULL || store->totalCerts <= 0)
+                return;
+        t->chain_seen = true;
+        n = (size_t)store->totalCerts;
+        same = chain != NULL && n <= TLS_CHAIN_MAX &&
+               wolfSSL_get_chain_count(chain) == store->totalCerts;
+        for (i = 0; same && i < n; i++) {
+                kept = wolfSSL_get_chain_cert(chain, (int)i);
+                same = kept != NULL && store->certs[i].buffer != NULL &&
+                       wolfSSL_get_chain_length(chain, (int)i) ==
+                           (int)store->certs[i].length &&
+                       memcmp(kept, store->certs[i].buffer, store->certs[i].length) == 0;
+        }
+        if (same)
+                return;
+        if (n > TLS_CHAIN_MAX)
+                n = TLS_CHAIN_MAX;
+        for (i = 0; i < n; i++)
+                total += store->certs[i].buffer != NULL ? store->certs[i].length : 0;
+        c = xmalloc(sizeof(*c) + total);
+        c->n = 0;
+        total = 0;
+        for (i = 0; i < n && store->certs[i].buffer != NULL; i++) {
+                memcpy(c->data + total, store->certs[i].buffer, store->certs[i].length);
+                c->der[i] = c->data + total;
+                c->len[i] = store->certs[i].length;
+                total += store->certs[i].length;
+                c->n++;
+        }
+        t->sent = c;
+}
+
+/*
  * Called by wolfSSL for every certificate of the peer's chain (this build has
  * WOLFSSL_ALWAYS_VERIFY_CB and WOLFSSL_VERIFY_CB_ALL_CERTS), with preverify 0
- * and store->error set when wolfSSL found it bad. Remembers the first error
- * and any validity error; verify_peer keeps wolfSSL's verdict, verify_record
- * overrides it.
+ * and store->error set when wolfSSL found it bad. At the leaf, keeps the chain
+ * (tls_keep_chain()). Remembers the first error and any validity error;
+ * verify_peer keeps wolfSSL's verdict, verify_record overrides it, and a
+ * client context with neither only keeps the chain.
  */
 static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
@@ -442,6 +520,10 @@ static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         if (t == NULL) /* not ours: cannot happen; fail closed */
                 return 0;
         UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        if (store->error_depth == 0)
+                tls_keep_chain(t, store);
+        if (!t->ctx->verify_peer && !t->ctx->verify_record)
+                return 1; /* WOLFSSL_VERIFY_NONE: accept, as wolfSSL would */
         t->verify_ran = true;
         if (!preverify) {
                 code = tls_verify_code(store->error);
@@ -476,10 +558,11 @@ static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
                 snprintf(err, errlen, "verify_peer needs a CA file");
                 return false;
         }
+        /* With no verification too: the callback keeps the chain (tls_keep_chain()). */
         if (conf->verify_peer || conf->verify_record)
                 wolfSSL_CTX_set_verify(wctx, WOLFSSL_VERIFY_PEER, tls_verify_cb);
         else
-                wolfSSL_CTX_set_verify(wctx, WOLFSSL_VERIFY_NONE, NULL);
+                wolfSSL_CTX_set_verify(wctx, WOLFSSL_VERIFY_NONE, tls_verify_cb);
         return true;
 }
 
@@ -576,6 +659,7 @@ void tls_free(struct tls *t)
         wolfSSL_free(t->ssl);
         buf_cleanup(&t->in);
         buf_cleanup(&t->out);
+        free(t->sent);
         t->magic = 0;
         free(t);
 }
@@ -888,15 +972,47 @@ static void tls_peer_names(const unsigned char *der, int len, struct tls_peer *o
         tls_cert_free(dc);
 }
 
+/*
+ * The peer's certificates, leaf first, up to max of them into der[] and
+ * len[]; returns how many. The chain as sent when the verify callback saw it
+ * (tls_keep_chain()); otherwise (a server's peer, a session that has not seen
+ * one) wolfSSL's copy.
+ */
+static size_t tls_peer_certs(const struct tls *t, const unsigned char **der, size_t *len,
+                             size_t max)
+{
+        WOLFSSL_X509_CHAIN *chain;
+        const unsigned char *p;
+        size_t n = 0;
+        int i, count, l;
+
+        if (t->sent != NULL) {
+                for (n = 0; n < t->sent->n && n < max; n++) {
+                        der[n] = t->sent->der[n];
+                        len[n] = t->sent->len[n];
+                }
+                return n;
+        }
+        chain = wolfSSL_get_peer_chain(t->ssl);
+        count = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
+        for (i = 0; i < count && n < max; i++) {
+                p = wolfSSL_get_chain_cert(chain, i);
+                l = wolfSSL_get_chain_length(chain, i);
+                if (p == NULL || l <= 0)
+                        break;
+                der[n] = p;
+                len[n++] = (size_t)l;
+        }
+        return n;
+}
+
 int tls_peer_info(const struct tls *t, struct tls_peer *out)
 {
         static const char hex[] = "0123456789abcdef";
-        WOLFSSL_X509_CHAIN *chain;
         const unsigned char *der;
         unsigned char md[WC_SHA256_DIGEST_SIZE];
         char reason[WOLFSSL_MAX_ERROR_SZ];
-        int len;
-        size_t i;
+        size_t i, len;
 
         UTIL_CHECK_MAGIC(t, TLS_MAGIC);
         memset(out, 0, sizeof(*out));
@@ -919,25 +1035,346 @@ int tls_peer_info(const struct tls *t, struct tls_peer *out)
         else if (t->ctx->verify_record)
                 out->chain_trusted = t->done && t->verify_ran && t->verify_error == 0;
 
-        chain = wolfSSL_get_peer_chain(t->ssl);
-        if (chain != NULL && wolfSSL_get_chain_count(chain) > 0) {
-                der = wolfSSL_get_chain_cert(chain, 0);
-                len = wolfSSL_get_chain_length(chain, 0);
-                if (der != NULL && len > 0) {
-                        out->has_cert = true;
-                        if (wc_Sha256Hash(der, (word32)len, md) == 0) {
-                                for (i = 0; i < sizeof(md); i++) {
-                                        out->sha256[2 * i] = hex[md[i] >> 4];
-                                        out->sha256[2 * i + 1] = hex[md[i] & 15];
-                                }
-                                out->sha256[2 * sizeof(md)] = '\0';
+        if (tls_peer_certs(t, &der, &len, 1) == 1 && len <= INT_MAX) {
+                out->has_cert = true;
+                if (wc_Sha256Hash(der, (word32)len, md) == 0) {
+                        for (i = 0; i < sizeof(md); i++) {
+                                out->sha256[2 * i] = hex[md[i] >> 4];
+                                out->sha256[2 * i + 1] = hex[md[i] & 15];
                         }
-                        tls_peer_names(der, len, out);
+                        out->sha256[2 * sizeof(md)] = '\0';
                 }
+                tls_peer_names(der, (int)len, out);
         }
         if (!out->has_cert)
                 out->chain_trusted = false;
         return t->done ? 0 : -1;
+}
+
+/*
+ * DANE (tls.h has the rules). Every certificate is read as untrusted bytes:
+ * wolfSSL's parser is bounded by the length given, and a certificate that
+ * does not parse simply matches nothing.
+ */
+
+const char *tls_dane_result_str(enum tls_dane_result r)
+{
+        switch (r) {
+        case TLS_DANE_UNUSABLE:
+                return "unusable";
+        case TLS_DANE_NO_MATCH:
+                return "no-match";
+        case TLS_DANE_MATCH_EE:
+                return "match-ee";
+        case TLS_DANE_MATCH_TA:
+                return "match-ta";
+        }
+        return "?";
+}
+
+/* Append to why (whylen bytes; may be NULL), "; " between parts, cut short if need be. */
+static void tls_dane_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void tls_dane_why(char *why, size_t whylen, const char *fmt, ...)
+{
+        size_t used;
+        va_list ap;
+
+        if (why == NULL || whylen == 0)
+                return;
+        used = strnlen(why, whylen - 1);
+        if (used > 0) {
+                if (used + 3 >= whylen) /* no room for "; " and a character */
+                        return;
+                memcpy(why + used, "; ", 3);
+                used += 2;
+        }
+        va_start(ap, fmt);
+        vsnprintf(why + used, whylen - used, fmt, ap);
+        va_end(ap);
+}
+
+/* Whether record r can be used for SMTP; if not, why in reason. */
+static bool tls_dane_usable(const struct tls_tlsa *r, char *reason, size_t reasonlen)
+{
+        static const size_t digest_len[] = {0, WC_SHA256_DIGEST_SIZE,
+                                            WC_SHA512_DIGEST_SIZE};
+
+        if (r->usage == 0 || r->usage == 1)
+                snprintf(reason, reasonlen, "%s, not for SMTP",
+                         r->usage == 0 ? "PKIX-TA(0)" : "PKIX-EE(1)");
+        else if (r->usage > 3)
+                snprintf(reason, reasonlen, "unknown usage %u", r->usage);
+        else if (r->selector > 1)
+                snprintf(reason, reasonlen, "unknown selector %u", r->selector);
+        else if (r->mtype > 2)
+                snprintf(reason, reasonlen, "unknown matching type %u", r->mtype);
+        else if (r->data == NULL || r->len == 0)
+                snprintf(reason, reasonlen, "no data");
+        else if (r->mtype != 0 && r->len != digest_len[r->mtype])
+                snprintf(reason, reasonlen, "%s data of %zu bytes, not %zu",
+                         r->mtype == 1 ? "SHA-256" : "SHA-512", r->len,
+                         digest_len[r->mtype]);
+        else
+                return true;
+        return false;
+}
+
+/*
+ * A certificate's SubjectPublicKeyInfo, its DER bytes as the certificate has
+ * them, into out: length, or -1 if the certificate does not parse.
+ */
+static int tls_dane_spki(const unsigned char *der, size_t len, unsigned char *out,
+                         int outlen)
+{
+        WOLFSSL_X509 *x = wolfSSL_X509_d2i(NULL, der, (int)len);
+        int n = outlen;
+
+        if (x == NULL)
+                return -1;
+        if (wolfSSL_X509_get_pubkey_buffer(x, out, &n) != WOLFSSL_SUCCESS || n <= 0)
+                n = -1;
+        wolfSSL_X509_free(x);
+        return n;
+}
+
+/* Whether the certificate der (len bytes) matches usable record r. */
+static bool tls_dane_cert_matches(const unsigned char *der, size_t len,
+                                  const struct tls_tlsa *r)
+{
+        unsigned char spki[TLS_SPKI_MAX], md[WC_SHA512_DIGEST_SIZE];
+        const unsigned char *p = der;
+        size_t n = len;
+        int sz;
+
+        if (der == NULL || len == 0 || len > INT_MAX)
+                return false;
+        if (r->selector == 1) {
+                if ((sz = tls_dane_spki(der, len, spki, (int)sizeof(spki))) < 0)
+                        return false;
+                p = spki;
+                n = (size_t)sz;
+        }
+        switch (r->mtype) {
+        case 0:
+                return n == r->len && memcmp(p, r->data, n) == 0;
+        case 1:
+                return wc_Sha256Hash(p, (word32)n, md) == 0 &&
+                       memcmp(md, r->data, WC_SHA256_DIGEST_SIZE) == 0;
+        case 2:
+                return wc_Sha512Hash(p, (word32)n, md) == 0 &&
+                       memcmp(md, r->data, WC_SHA512_DIGEST_SIZE) == 0;
+        default:
+                return false;
+        }
+}
+
+/*
+ * The certificate at depth (>= 1) issues the one below it: may it? Within its
+ * validity dates, a CA (basicConstraints cA), with keyCertSign if it has
+ * keyUsage, and no more CAs below it than its path length constraint allows.
+ * wolfSSL_CertManagerLoadCABuffer() checks none of this (it loads even an
+ * expired leaf as a CA): without it, any certificate a DANE-TA issued (a web
+ * server's, from a public CA that a domain names in a 2 x x record) could
+ * issue a certificate for any name. cm holds no CA here.
+ */
+static bool tls_dane_may_issue(WOLFSSL_CERT_MANAGER *cm, const unsigned char *der,
+                               size_t len, size_t depth, char *reason, size_t reasonlen)
+{
+        DecodedCert *dc = xmalloc(sizeof(*dc));
+        char what[64];
+        bool ok = false;
+        int ret;
+
+        InitDecodedCert(dc, der, (word32)len, NULL);
+        ret = ParseCert(dc, CA_TYPE, VERIFY, cm); /* VERIFY: the dates too */
+        snprintf(what, sizeof(what), "certificate at depth %zu", depth);
+        if (ret != 0)
+                tls_errstr(reason, reasonlen, what, ret);
+        else if (!dc->isCA)
+                snprintf(reason, reasonlen, "certificate at depth %zu is not a CA",
+                         depth);
+        else if (dc->extKeyUsageSet && (dc->extKeyUsage & KEYUSE_KEY_CERT_SIGN) == 0)
+                snprintf(reason, reasonlen,
+                         "certificate at depth %zu may not sign certificates (keyUsage)",
+                         depth);
+        else if (dc->pathLengthSet && depth - 1 > dc->pathLength)
+                snprintf(reason, reasonlen,
+                         "certificate at depth %zu allows %u CAs below it, not %zu",
+                         depth, (unsigned)dc->pathLength, depth - 1);
+        else
+                ok = true;
+        FreeDecodedCert(dc);
+        free(dc);
+        return ok;
+}
+
+/*
+ * Whether the chain below depth top (>= 1) verifies up to the certificate at
+ * top, taken as the only trust anchor: from top down, check that the
+ * certificate may issue (tls_dane_may_issue(), its dates included), load it
+ * as the only CA of a WOLFSSL_CERT_MANAGER, then verify the next one down
+ * with it (signature, dates, name constraints). The first failure goes into
+ * reason.
+ */
+static bool tls_dane_chain_verifies(const unsigned char *const *der, const size_t *len,
+                                    size_t top, char *reason, size_t reasonlen)
+{
+        WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+        char what[64];
+        size_t d;
+        int ret;
+        bool ok = true;
+
+        if (cm == NULL)
+                fatalx("tls_dane_chain_verifies: wolfSSL_CertManagerNew failed");
+        for (d = top; ok && d > 0; d--) {
+                if (der[d - 1] == NULL || len[d - 1] == 0 || len[d - 1] > INT_MAX) {
+                        snprintf(reason, reasonlen, "no certificate at depth %zu", d - 1);
+                        ok = false;
+                } else if (wolfSSL_CertManagerUnloadCAs(cm) != WOLFSSL_SUCCESS) {
+                        fatalx("tls_dane_chain_verifies: wolfSSL_CertManagerUnloadCAs "
+                               "failed");
+                } else if (!tls_dane_may_issue(cm, der[d], len[d], d, reason,
+                                               reasonlen)) {
+                        ok = false;
+                } else if ((ret = wolfSSL_CertManagerLoadCABuffer(
+                                cm, der[d], (long)len[d], WOLFSSL_FILETYPE_ASN1)) !=
+                           WOLFSSL_SUCCESS) {
+                        snprintf(what, sizeof(what), "certificate at depth %zu", d);
+                        tls_errstr(reason, reasonlen, what, ret);
+                        ok = false;
+                } else if ((ret = wolfSSL_CertManagerVerifyBuffer(
+                                cm, der[d - 1], (long)len[d - 1],
+                                WOLFSSL_FILETYPE_ASN1)) != WOLFSSL_SUCCESS) {
+                        snprintf(what, sizeof(what), "certificate at depth %zu", d - 1);
+                        tls_errstr(reason, reasonlen, what, ret);
+                        ok = false;
+                }
+        }
+        wolfSSL_CertManagerFree(cm);
+        return ok;
+}
+
+/* "2 1 1": a record's three numbers, for why. */
+#define TLS_DANE_RR_FMT     "%u %u %u"
+#define TLS_DANE_RR_ARGS(r) (r)->usage, (r)->selector, (r)->mtype
+
+enum tls_dane_result tls_dane_match_chain(const unsigned char *const *der,
+                                          const size_t *derlen, size_t nder,
+                                          const struct tls_tlsa *recs, size_t nrecs,
+                                          char *why, size_t whylen)
+{
+        char reason[256];
+        const struct tls_tlsa *r;
+        size_t i, d, nusable = 0;
+        bool matched;
+
+        if (why != NULL && whylen > 0)
+                why[0] = '\0';
+        if (recs == NULL)
+                nrecs = 0;
+        if (der == NULL || derlen == NULL)
+                nder = 0;
+        for (i = 0; i < nrecs; i++) {
+                if (tls_dane_usable(&recs[i], reason, sizeof(reason)))
+                        nusable++;
+                else
+                        tls_dane_why(why, whylen, TLS_DANE_RR_FMT ": unusable: %s",
+                                     TLS_DANE_RR_ARGS(&recs[i]), reason);
+        }
+        if (nrecs == 0)
+                tls_dane_why(why, whylen, "no TLSA record");
+        if (nusable == 0)
+                return TLS_DANE_UNUSABLE;
+        if (nder == 0) {
+                tls_dane_why(why, whylen, "no certificate");
+                return TLS_DANE_NO_MATCH;
+        }
+
+        /* DANE-EE first: it wins, and needs nothing else. */
+        for (i = 0; i < nrecs; i++) {
+                r = &recs[i];
+                if (r->usage == 3 && tls_dane_usable(r, reason, sizeof(reason)) &&
+                    tls_dane_cert_matches(der[0], derlen[0], r)) {
+                        if (why != NULL && whylen > 0)
+                                why[0] = '\0';
+                        tls_dane_why(why, whylen,
+                                     TLS_DANE_RR_FMT
+                                     " matched the certificate at depth 0",
+                                     TLS_DANE_RR_ARGS(r));
+                        tls_clear_errors();
+                        return TLS_DANE_MATCH_EE;
+                }
+        }
+        if (why != NULL && whylen > 0)
+                why[0] = '\0';
+        for (i = 0; i < nrecs; i++) {
+                r = &recs[i];
+                if (!tls_dane_usable(r, reason, sizeof(reason))) {
+                        tls_dane_why(why, whylen, TLS_DANE_RR_FMT ": unusable: %s",
+                                     TLS_DANE_RR_ARGS(r), reason);
+                        continue;
+                }
+                if (r->usage == 3) {
+                        tls_dane_why(why, whylen, TLS_DANE_RR_FMT ": no match",
+                                     TLS_DANE_RR_ARGS(r));
+                        continue;
+                }
+                matched = false;
+                for (d = 1; d < nder; d++) {
+                        if (!tls_dane_cert_matches(der[d], derlen[d], r))
+                                continue;
+                        matched = true;
+                        if (tls_dane_chain_verifies(der, derlen, d, reason,
+                                                    sizeof(reason))) {
+                                if (why != NULL && whylen > 0)
+                                        why[0] = '\0';
+                                tls_dane_why(why, whylen,
+                                             TLS_DANE_RR_FMT
+                                             " matched the certificate at "
+                                             "depth %zu; chain verified",
+                                             TLS_DANE_RR_ARGS(r), d);
+                                tls_clear_errors();
+                                return TLS_DANE_MATCH_TA;
+                        }
+                        tls_dane_why(why, whylen,
+                                     TLS_DANE_RR_FMT
+                                     ": chain below depth %zu does not verify: %s",
+                                     TLS_DANE_RR_ARGS(r), d, reason);
+                }
+                if (!matched && tls_dane_cert_matches(der[0], derlen[0], r))
+                        tls_dane_why(why, whylen,
+                                     TLS_DANE_RR_FMT
+                                     ": matches only the leaf, which a "
+                                     "DANE-TA record cannot (3 %u %u would)",
+                                     TLS_DANE_RR_ARGS(r), r->selector, r->mtype);
+                else if (!matched)
+                        tls_dane_why(why, whylen, TLS_DANE_RR_FMT ": no match",
+                                     TLS_DANE_RR_ARGS(r));
+        }
+        tls_clear_errors();
+        return TLS_DANE_NO_MATCH;
+}
+
+enum tls_dane_result tls_dane_match(const struct tls *t, const struct tls_tlsa *recs,
+                                    size_t nrecs, char *why, size_t whylen)
+{
+        const unsigned char *der[TLS_CHAIN_MAX];
+        size_t len[TLS_CHAIN_MAX], n;
+        enum tls_dane_result r;
+
+        UTIL_CHECK_MAGIC(t, TLS_MAGIC);
+        if (t->done && t->chain_seen) {
+                n = tls_peer_certs(t, der, len, TLS_CHAIN_MAX);
+                return tls_dane_match_chain(der, len, n, recs, nrecs, why, whylen);
+        }
+        r = tls_dane_match_chain(NULL, NULL, 0, recs, nrecs, why, whylen);
+        if (r == TLS_DANE_NO_MATCH && why != NULL && whylen > 0)
+                snprintf(why, whylen, "%s",
+                         !t->done ? "handshake not done"
+                                  : "no certificate seen in this handshake");
+        return r;
 }
 
 const char *tls_error(const struct tls *t)

@@ -117,7 +117,9 @@ int tls_cipher_bits(const struct tls *t);
  * The peer's certificate as the handshake saw it. Names and reason are
  * NUL-terminated; names hold only printable ASCII without spaces (a name with
  * any other byte, an embedded NUL included, or longer than 255 bytes is left
- * out, as are names past the 16th).
+ * out, as are names past the 16th). Client role: the leaf is the first
+ * certificate the server sent in this handshake, whatever its size (wolfSSL's
+ * own copy of the chain leaves out certificates of 2 KB or more).
  */
 struct tls_peer {
         bool has_cert;           /* the server sent a certificate */
@@ -142,5 +144,93 @@ int tls_peer_info(const struct tls *t, struct tls_peer *out);
 
 /* Why the last call failed, for a log line ("" if it did not). */
 const char *tls_error(const struct tls *t);
+
+/*
+ * DANE for SMTP (RFC 6698, RFC 7671, RFC 7672): does the chain a server sent
+ * match its TLSA records? Only the match is decided here; which records to
+ * trust (DNSSEC), the names to check and what to do on failure are the
+ * caller's. Records and certificates are only read, never kept.
+ *
+ * - Only DANE-TA(2) and DANE-EE(3) records are usable (RFC 7672 section
+ *   3.1.3); selectors 0 and 1, matching types 0, 1 and 2, with data of the
+ *   right length (32 bytes for SHA-256, 64 for SHA-512, at least 1 for 0).
+ * - DANE-EE(3) matches the leaf only (depth 0), and nothing else is checked:
+ *   no name, no date, no chain (RFC 7672 section 3.1.1). It wins over DANE-TA.
+ * - DANE-TA(2) matches a certificate the server sent at depth 1 or more, never
+ *   the leaf, even a self-issued one: a trust anchor issues the certificates
+ *   below it, and a server that pins its own certificate says so with 3 0 x
+ *   (OpenSSL's DANE code, used by Postfix and Exim, decides the same). The TA
+ *   must be in the chain sent (RFC 7672 section 3.1.2 requires servers to
+ *   send it), not just its key in DNS. Then each certificate from the TA down
+ *   must have issued the next one down as sent (signature checked), must be
+ *   a CA (basicConstraints cA; keyCertSign if it has keyUsage; its path length
+ *   constraint kept), and every certificate from the TA to the leaf, the TA
+ *   included, must be within its validity dates (as OpenSSL checks a TA taken
+ *   from the chain). Name constraints: wolfSSL checks a CA's over the
+ *   certificate it issued directly. The leaf's names are the caller's to check
+ *   (tls_peer_info()).
+ */
+
+/* One TLSA record (RFC 6698): certificate usage, selector, matching type, data. */
+struct tls_tlsa {
+        unsigned char usage;    /* 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE */
+        unsigned char selector; /* 0 the whole certificate, 1 its SubjectPublicKeyInfo */
+        unsigned char mtype;    /* 0 the data itself, 1 SHA-256, 2 SHA-512 */
+        const unsigned char *data;
+        size_t len;
+};
+
+enum tls_dane_result {
+        /*
+         * No record is usable: usages 0 and 1 (RFC 7672 section 3.1.3: SMTP
+         * clients treat them as unusable), an unknown selector or matching
+         * type, a digest of the wrong length, no data; also no record at all.
+         * Decided before the chain is looked at.
+         */
+        TLS_DANE_UNUSABLE,
+        /* Usable records, and none matches the chain; or no chain at all. */
+        TLS_DANE_NO_MATCH,
+        /* A DANE-EE(3) record matched the leaf: nothing else to check. */
+        TLS_DANE_MATCH_EE,
+        /*
+         * A DANE-TA(2) record matched a certificate at depth 1 or more and the
+         * chain below it verifies (see above). The caller still checks the
+         * leaf's names against its reference identifiers.
+         */
+        TLS_DANE_MATCH_TA,
+};
+
+/* "unusable", "no-match", "match-ee", "match-ta". */
+const char *tls_dane_result_str(enum tls_dane_result r);
+
+/*
+ * Match a chain given as DER certificates, leaf first (der[0], derlen[0]), as
+ * the server sent it, against nrecs records (recs may be NULL if nrecs is 0).
+ * Pure apart from wolfCrypt and the clock; for tests and for tls_dane_match().
+ * Any bytes are safe: a certificate that does not parse matches nothing
+ * (except a selector 0 record for exactly those bytes).
+ *
+ * why (may be NULL; whylen bytes, always NUL-terminated, cut short if need
+ * be) gets words for a log line: on a match which record matched which depth
+ * ("2 1 1 matched the certificate at depth 1; chain verified", "3 1 1 matched
+ * the certificate at depth 0"); otherwise what each record came to, in order,
+ * separated by "; " ("3 1 1: no match; 2 0 1: chain below depth 1 does not
+ * verify: certificate at depth 0: <wolfSSL's reason> (code); 1 1 1:
+ * unusable: PKIX-EE(1), not for SMTP").
+ */
+enum tls_dane_result tls_dane_match_chain(const unsigned char *const *der,
+                                          const size_t *derlen, size_t nder,
+                                          const struct tls_tlsa *recs, size_t nrecs,
+                                          char *why, size_t whylen);
+
+/*
+ * After the handshake (client role): tls_dane_match_chain() over the chain
+ * the server sent in this handshake, exactly as sent (see tls_peer_info()).
+ * Before the handshake is done, or for a session that saw no certificate, it
+ * is matched as an empty chain (TLS_DANE_NO_MATCH, or TLS_DANE_UNUSABLE if no
+ * record is usable) and why says so.
+ */
+enum tls_dane_result tls_dane_match(const struct tls *t, const struct tls_tlsa *recs,
+                                    size_t nrecs, char *why, size_t whylen);
 
 #endif

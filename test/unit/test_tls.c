@@ -9,6 +9,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/hash.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -913,6 +914,695 @@ static void test_free_null(void **state)
         tls_ctx_free(NULL);
 }
 
+/*
+ * DANE (tls_dane_match_chain(), tls_dane_match()). The TLSA data come from
+ * openssl, run at test time: the certificate's DER (`openssl x509 -outform
+ * DER`), its SubjectPublicKeyInfo (`openssl x509 -pubkey -noout | openssl
+ * pkey -pubin -outform DER`) and their digests (`openssl dgst`).
+ */
+
+/*
+ * More certificates, made once in the test directory by openssl: sub (issued
+ * by server.pem, not a CA); big (issued by the CA, over 2048 bytes of DER:
+ * wolfSSL's copy of a peer's chain leaves such a certificate out); root0 (a
+ * CA with pathlen:0) > mid (a CA) > leaf2; nosign (a CA without keyCertSign)
+ * > leaf3; oldca (a CA whose validity ended a day ago) > leaf4; and the
+ * chain files chain.pem (server, CA) and attack.pem (big, then a copy of
+ * server.pem).
+ */
+static const char test_dane_certs_sh[] =
+    "set -e\n"
+    "[ -f dane.done ] && exit 0\n"
+    "# sign NAME ISSUER SERIAL EXTENSIONS (';' between them) [DAYS]\n"
+    "sign() {\n"
+    "        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \\\n"
+    "                -out $1.key\n"
+    "        printf '%s\\n' \"$4\" | tr ';' '\\n' >$1.ext\n"
+    "        openssl req -new -key $1.key -subj /CN=$1.test -out $1.csr\n"
+    "        if [ $2 = self ]; then\n"
+    "                by=\"-signkey $1.key\"\n"
+    "        else\n"
+    "                by=\"-CA $2.pem -CAkey $2.key\"\n"
+    "        fi\n"
+    "        openssl x509 -req -in $1.csr $by -set_serial $3 -days ${5:-30} \\\n"
+    "                -sha256 -extfile $1.ext -out $1.pem\n"
+    "}\n"
+    "leaf='basicConstraints=critical,CA:FALSE;subjectAltName=DNS:'\n"
+    "ca='basicConstraints=critical,CA:TRUE;keyUsage=critical,keyCertSign'\n"
+    "nosign='basicConstraints=critical,CA:TRUE;keyUsage=critical,digitalSignature'\n"
+    "sign sub server 101 \"${leaf}sub.test\"\n"
+    "sans=big.test; i=0\n"
+    "while [ $i -lt 120 ]; do sans=\"$sans,DNS:h$i.big.test\"; i=$((i + 1)); done\n"
+    "sign big ca 102 \"$leaf$sans\"\n"
+    "sign root0 self 103 \"$ca;basicConstraints=critical,CA:TRUE,pathlen:0\"\n"
+    "sign mid root0 104 \"$ca\"\n"
+    "sign leaf2 mid 105 \"${leaf}leaf2.test\"\n"
+    "sign nosign ca 106 \"$nosign\"\n"
+    "sign leaf3 nosign 107 \"${leaf}leaf3.test\"\n"
+    "sign oldca self 108 \"$ca\" -1\n"
+    "sign leaf4 oldca 109 \"${leaf}leaf4.test\"\n"
+    "cat server.pem ca.pem >chain.pem\n"
+    "cat big.pem server.pem >attack.pem\n"
+    ": >dane.done\n";
+
+static void test_dane_certs(void **state)
+{
+        struct test_env *env = *state;
+        char cmd[512];
+        FILE *f;
+
+        f = fopen(test_path(state, "dane-certs.sh"), "w");
+        assert_non_null(f);
+        assert_int_equal(fputs(test_dane_certs_sh, f) >= 0, 1);
+        assert_int_equal(fclose(f), 0);
+        snprintf(cmd, sizeof(cmd),
+                 "cd '%s' && sh dane-certs.sh >dane-certs.log 2>&1 || "
+                 "{ cat dane-certs.log >&2; exit 1; }",
+                 env->dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+/* Run cmd in the test directory; what it writes (binary) into out, at most max. */
+static size_t test_popen(void **state, const char *cmd, unsigned char *out, size_t max)
+{
+        struct test_env *env = *state;
+        char full[1024];
+        size_t n;
+        FILE *p;
+
+        snprintf(full, sizeof(full), "cd '%s' && %s", env->dir, cmd);
+        p = popen(full, "r");
+        assert_non_null(p);
+        n = fread(out, 1, max, p);
+        assert_int_equal(pclose(p), 0);
+        assert_true(n > 0 && n < max);
+        return n;
+}
+
+/*
+ * The TLSA record usage/selector/mtype for the certificate in file, its data
+ * computed by openssl. Free the data with test_tlsa_free().
+ */
+static struct tls_tlsa test_tlsa(void **state, unsigned usage, unsigned selector,
+                                 unsigned mtype, const char *file)
+{
+        const char *dgst = mtype == 1   ? " | openssl dgst -sha256 -binary"
+                           : mtype == 2 ? " | openssl dgst -sha512 -binary"
+                                        : "";
+        unsigned char *data = malloc(8192);
+        struct tls_tlsa r;
+        char cmd[512];
+
+        assert_non_null(data);
+        if (selector == 0)
+                snprintf(cmd, sizeof(cmd), "openssl x509 -in %s -outform DER%s", file,
+                         dgst);
+        else
+                snprintf(cmd, sizeof(cmd),
+                         "openssl x509 -in %s -pubkey -noout | "
+                         "openssl pkey -pubin -outform DER%s",
+                         file, dgst);
+        r.usage = (unsigned char)usage;
+        r.selector = (unsigned char)selector;
+        r.mtype = (unsigned char)mtype;
+        r.len = test_popen(state, cmd, data, 8192);
+        r.data = data;
+        return r;
+}
+
+static void test_tlsa_free(struct tls_tlsa *r)
+{
+        free((void *)r->data);
+        r->data = NULL;
+}
+
+/* A chain of DER certificates, leaf first, from PEM files, as openssl reads them. */
+struct test_chain {
+        size_t n;
+        const unsigned char *der[4];
+        size_t len[4];
+};
+
+static void test_chain_load(void **state, struct test_chain *c, const char *const *files)
+{
+        unsigned char *der;
+        char cmd[256];
+
+        memset(c, 0, sizeof(*c));
+        for (; *files != NULL; files++) {
+                assert_true(c->n < 4);
+                der = malloc(8192);
+                assert_non_null(der);
+                snprintf(cmd, sizeof(cmd), "openssl x509 -in %s -outform DER", *files);
+                c->len[c->n] = test_popen(state, cmd, der, 8192);
+                c->der[c->n++] = der;
+        }
+}
+
+static void test_chain_free(struct test_chain *c)
+{
+        size_t i;
+
+        for (i = 0; i < c->n; i++)
+                free((void *)c->der[i]);
+        memset(c, 0, sizeof(*c));
+}
+
+/* tls_dane_match_chain() of chain against one record; why into why[512]. */
+static enum tls_dane_result test_dane_one(const struct test_chain *c,
+                                          const struct tls_tlsa *r, char *why)
+{
+        enum tls_dane_result res =
+            tls_dane_match_chain(c->der, c->len, c->n, r, 1, why, 512);
+
+        test_error_queue_empty();
+        return res;
+}
+
+static void test_dane_result_str(void **state)
+{
+        (void)state;
+        assert_string_equal(tls_dane_result_str(TLS_DANE_UNUSABLE), "unusable");
+        assert_string_equal(tls_dane_result_str(TLS_DANE_NO_MATCH), "no-match");
+        assert_string_equal(tls_dane_result_str(TLS_DANE_MATCH_EE), "match-ee");
+        assert_string_equal(tls_dane_result_str(TLS_DANE_MATCH_TA), "match-ta");
+}
+
+/* DANE-EE(3): every selector and matching type, against the leaf only. */
+static void test_dane_ee(void **state)
+{
+        static const char *const files[] = {"server.pem", "ca.pem", NULL};
+        static const char *const rsa[] = {"server-rsa.pem", NULL};
+        static const unsigned sm[][2] = {{1, 1}, {0, 1}, {1, 2}, {1, 0}, {0, 0}, {0, 2}};
+        unsigned char md[WC_SHA512_DIGEST_SIZE];
+        struct tls_tlsa r, der, spki;
+        struct test_chain c;
+        char why[512], want[128];
+        size_t i;
+
+        test_chain_load(state, &c, files);
+        for (i = 0; i < sizeof(sm) / sizeof(sm[0]); i++) {
+                r = test_tlsa(state, 3, sm[i][0], sm[i][1], "server.pem");
+                assert_int_equal(r.len, sm[i][1] == 1 ? 32 : sm[i][1] == 2 ? 64 : r.len);
+                if (test_dane_one(&c, &r, why) != TLS_DANE_MATCH_EE)
+                        fail_msg("3 %u %u: %s", sm[i][0], sm[i][1], why);
+                snprintf(want, sizeof(want), "3 %u %u matched the certificate at depth 0",
+                         sm[i][0], sm[i][1]);
+                assert_string_equal(why, want);
+                test_tlsa_free(&r);
+        }
+
+        /* openssl's digests are wolfCrypt's of openssl's DER and SPKI. */
+        der = test_tlsa(state, 3, 0, 0, "server.pem");
+        spki = test_tlsa(state, 3, 1, 0, "server.pem");
+        assert_int_equal(der.len, c.len[0]);
+        assert_memory_equal(der.data, c.der[0], c.len[0]);
+        r = test_tlsa(state, 3, 1, 1, "server.pem");
+        assert_int_equal(wc_Sha256Hash(spki.data, (word32)spki.len, md), 0);
+        assert_memory_equal(md, r.data, 32);
+        test_tlsa_free(&r);
+        r = test_tlsa(state, 3, 0, 2, "server.pem");
+        assert_int_equal(wc_Sha512Hash(der.data, (word32)der.len, md), 0);
+        assert_memory_equal(md, r.data, 64);
+        test_tlsa_free(&r);
+        test_tlsa_free(&der);
+        test_tlsa_free(&spki);
+
+        /* A wrong digest, and the CA's own (DANE-EE looks at the leaf only). */
+        r = test_tlsa(state, 3, 1, 1, "server.pem");
+        ((unsigned char *)r.data)[31] ^= 1;
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_string_equal(why, "3 1 1: no match");
+        test_tlsa_free(&r);
+        r = test_tlsa(state, 3, 0, 1, "ca.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+
+        /* An RSA leaf: its SPKI as openssl writes it. */
+        test_chain_load(state, &c, rsa);
+        r = test_tlsa(state, 3, 1, 0, "server-rsa.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_MATCH_EE);
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+}
+
+/* DANE-TA(2): the CA the server sent at depth 1, and the chain below it. */
+static void test_dane_ta(void **state)
+{
+        static const char *const full[] = {"server.pem", "ca.pem", NULL};
+        static const char *const leaf[] = {"server.pem", NULL};
+        static const char *const stranger[] = {"selfsigned.pem", "ca.pem", NULL};
+        static const char *const self[] = {"selfsigned.pem", NULL};
+        static const unsigned sm[][2] = {{1, 1}, {0, 1}, {0, 2}, {1, 0}};
+        struct tls_tlsa r;
+        struct test_chain c;
+        char why[512], want[128];
+        size_t i;
+
+        test_chain_load(state, &c, full);
+        for (i = 0; i < sizeof(sm) / sizeof(sm[0]); i++) {
+                r = test_tlsa(state, 2, sm[i][0], sm[i][1], "ca.pem");
+                if (test_dane_one(&c, &r, why) != TLS_DANE_MATCH_TA)
+                        fail_msg("2 %u %u: %s", sm[i][0], sm[i][1], why);
+                snprintf(want, sizeof(want),
+                         "2 %u %u matched the certificate at depth 1; chain verified",
+                         sm[i][0], sm[i][1]);
+                assert_string_equal(why, want);
+                test_tlsa_free(&r);
+        }
+        /* A DANE-TA record for the leaf: never (3 x x says that). */
+        r = test_tlsa(state, 2, 0, 1, "server.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_non_null(strstr(why, "2 0 1: matches only the leaf"));
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+
+        /* The TA must be in the chain the server sent. */
+        test_chain_load(state, &c, leaf);
+        r = test_tlsa(state, 2, 1, 1, "ca.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_string_equal(why, "2 1 1: no match");
+        test_chain_free(&c);
+
+        /* The CA sent, but it did not issue the leaf. */
+        test_chain_load(state, &c, stranger);
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_non_null(strstr(why, "2 1 1: chain below depth 1 does not verify: "
+                                    "certificate at depth 0: "));
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+
+        /* A self-signed leaf matched as a trust anchor: no, and 3 0 1 yes. */
+        test_chain_load(state, &c, self);
+        r = test_tlsa(state, 2, 0, 1, "selfsigned.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_string_equal(why, "2 0 1: matches only the leaf, which a DANE-TA record "
+                                 "cannot (3 0 1 would)");
+        r.usage = 3;
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_MATCH_EE);
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+}
+
+/*
+ * What sits between the TA and the leaf must be allowed to issue: a CA, with
+ * keyCertSign, within its path length. Otherwise anyone holding a certificate
+ * from the TA (a public CA that some domain names in a 2 x x record) could
+ * issue one for any name.
+ */
+static void test_dane_ta_issuers(void **state)
+{
+        static const char *const via_leaf[] = {"sub.pem", "server.pem", "ca.pem", NULL};
+        static const char *const pathlen[] = {"leaf2.pem", "mid.pem", "root0.pem", NULL};
+        static const char *const nosign[] = {"leaf3.pem", "nosign.pem", "ca.pem", NULL};
+        struct tls_tlsa r;
+        struct test_chain c;
+        char why[512];
+
+        test_dane_certs(state);
+        test_chain_load(state, &c, via_leaf);
+        r = test_tlsa(state, 2, 1, 1, "ca.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_non_null(strstr(why, "certificate at depth 1 is not a CA"));
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+
+        test_chain_load(state, &c, pathlen);
+        r = test_tlsa(state, 2, 0, 1, "root0.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_non_null(
+            strstr(why, "certificate at depth 2 allows 0 CAs below it, not 1"));
+        test_tlsa_free(&r);
+        r = test_tlsa(state, 2, 0, 1, "mid.pem"); /* mid has no such limit */
+        if (test_dane_one(&c, &r, why) != TLS_DANE_MATCH_TA)
+                fail_msg("mid: %s", why);
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+
+        test_chain_load(state, &c, nosign);
+        r = test_tlsa(state, 2, 1, 1, "ca.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_non_null(strstr(why, "certificate at depth 1 may not sign certificates"));
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+}
+
+/* Dates count for DANE-TA (the leaf's, the TA's), not for DANE-EE. */
+static void test_dane_expired(void **state)
+{
+        static const char *const files[] = {"expired.pem", "ca.pem", NULL};
+        static const char *const old_ta[] = {"leaf4.pem", "oldca.pem", NULL};
+        struct tls_tlsa r;
+        struct test_chain c;
+        char why[512];
+
+        test_dane_certs(state);
+        test_chain_load(state, &c, old_ta);
+        r = test_tlsa(state, 2, 0, 1, "oldca.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_non_null(strstr(why, "2 0 1: chain below depth 1 does not verify: "
+                                    "certificate at depth 1: "));
+        assert_non_null(strstr(why, "(-151)")); /* ASN_AFTER_DATE_E */
+        test_tlsa_free(&r);
+        r = test_tlsa(state, 3, 1, 1, "leaf4.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_MATCH_EE);
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+
+        test_chain_load(state, &c, files);
+        r = test_tlsa(state, 2, 1, 1, "ca.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_NO_MATCH);
+        assert_non_null(strstr(why, "2 1 1: chain below depth 1 does not verify: "
+                                    "certificate at depth 0: "));
+        assert_non_null(strstr(why, "(-151)")); /* ASN_AFTER_DATE_E */
+        test_tlsa_free(&r);
+        r = test_tlsa(state, 3, 1, 1, "expired.pem");
+        assert_int_equal(test_dane_one(&c, &r, why), TLS_DANE_MATCH_EE);
+        test_tlsa_free(&r);
+        test_chain_free(&c);
+}
+
+/* Records SMTP cannot use; and several records at once. */
+static void test_dane_unusable(void **state)
+{
+        static const char *const files[] = {"server.pem", "ca.pem", NULL};
+        static const unsigned char sha1[20] = {1, 2, 3};
+        struct tls_tlsa recs[3], ee, ta;
+        struct test_chain c;
+        char why[512];
+
+        test_chain_load(state, &c, files);
+        ee = test_tlsa(state, 3, 1, 1, "server.pem");
+        ta = test_tlsa(state, 2, 0, 1, "ca.pem");
+
+        /* PKIX-TA and PKIX-EE that would match: unusable all the same. */
+        recs[0] = ta;
+        recs[0].usage = 0;
+        recs[1] = ee;
+        recs[1].usage = 1;
+        assert_int_equal(
+            tls_dane_match_chain(c.der, c.len, c.n, recs, 2, why, sizeof(why)),
+            TLS_DANE_UNUSABLE);
+        assert_string_equal(why, "0 0 1: unusable: PKIX-TA(0), not for SMTP; "
+                                 "1 1 1: unusable: PKIX-EE(1), not for SMTP");
+
+        recs[0] = ee;
+        recs[0].data = sha1;
+        recs[0].len = sizeof(sha1);
+        assert_int_equal(test_dane_one(&c, &recs[0], why), TLS_DANE_UNUSABLE);
+        assert_string_equal(why, "3 1 1: unusable: SHA-256 data of 20 bytes, not 32");
+        recs[0] = ee;
+        recs[0].mtype = 2; /* 32 bytes for SHA-512 */
+        assert_int_equal(test_dane_one(&c, &recs[0], why), TLS_DANE_UNUSABLE);
+        recs[0] = ee;
+        recs[0].selector = 2;
+        assert_int_equal(test_dane_one(&c, &recs[0], why), TLS_DANE_UNUSABLE);
+        assert_string_equal(why, "3 2 1: unusable: unknown selector 2");
+        recs[0] = ee;
+        recs[0].mtype = 3;
+        assert_int_equal(test_dane_one(&c, &recs[0], why), TLS_DANE_UNUSABLE);
+        recs[0] = ee;
+        recs[0].usage = 4;
+        assert_int_equal(test_dane_one(&c, &recs[0], why), TLS_DANE_UNUSABLE);
+        recs[0] = ee;
+        recs[0].mtype = 0;
+        recs[0].len = 0;
+        assert_int_equal(test_dane_one(&c, &recs[0], why), TLS_DANE_UNUSABLE);
+        assert_string_equal(why, "3 1 0: unusable: no data");
+        recs[0].data = NULL;
+        recs[0].len = 10;
+        assert_int_equal(test_dane_one(&c, &recs[0], why), TLS_DANE_UNUSABLE);
+
+        /* No record at all, with or without a chain. */
+        assert_int_equal(
+            tls_dane_match_chain(c.der, c.len, c.n, NULL, 0, why, sizeof(why)),
+            TLS_DANE_UNUSABLE);
+        assert_string_equal(why, "no TLSA record");
+        assert_int_equal(tls_dane_match_chain(NULL, NULL, 0, recs, 0, why, sizeof(why)),
+                         TLS_DANE_UNUSABLE);
+
+        /* Unusable records beside a usable one: they are skipped, and said. */
+        recs[0] = ee;
+        recs[0].usage = 1;
+        recs[1] = ee;
+        ((unsigned char *)ee.data)[0] ^= 1; /* recs[1] now matches nothing */
+        recs[2] = ta;
+        recs[2].mtype = 7;
+        assert_int_equal(
+            tls_dane_match_chain(c.der, c.len, c.n, recs, 3, why, sizeof(why)),
+            TLS_DANE_NO_MATCH);
+        assert_string_equal(why, "1 1 1: unusable: PKIX-EE(1), not for SMTP; "
+                                 "3 1 1: no match; "
+                                 "2 0 7: unusable: unknown matching type 7");
+        /* ... and one good record among them is enough. */
+        recs[2] = ta;
+        assert_int_equal(
+            tls_dane_match_chain(c.der, c.len, c.n, recs, 3, why, sizeof(why)),
+            TLS_DANE_MATCH_TA);
+        assert_string_equal(why,
+                            "2 0 1 matched the certificate at depth 1; chain verified");
+        /* DANE-EE wins over DANE-TA, whatever the order. */
+        ((unsigned char *)ee.data)[0] ^= 1;
+        assert_int_equal(
+            tls_dane_match_chain(c.der, c.len, c.n, recs + 1, 2, why, sizeof(why)),
+            TLS_DANE_MATCH_EE);
+        recs[0] = ta;
+        assert_int_equal(
+            tls_dane_match_chain(c.der, c.len, c.n, recs, 2, why, sizeof(why)),
+            TLS_DANE_MATCH_EE);
+        assert_string_equal(why, "3 1 1 matched the certificate at depth 0");
+
+        /* why may be NULL, or short: always terminated. */
+        assert_int_equal(tls_dane_match_chain(c.der, c.len, c.n, recs, 2, NULL, 0),
+                         TLS_DANE_MATCH_EE);
+        memset(why, 'x', sizeof(why));
+        assert_int_equal(tls_dane_match_chain(c.der, c.len, c.n, recs, 2, why, 8),
+                         TLS_DANE_MATCH_EE);
+        assert_string_equal(why, "3 1 1 m");
+        recs[0] = ee;
+        recs[1] = ee;
+        ((unsigned char *)ee.data)[0] ^= 1; /* two records that match nothing */
+        memset(why, 'x', sizeof(why));
+        assert_int_equal(tls_dane_match_chain(c.der, c.len, c.n, recs, 2, why, 20),
+                         TLS_DANE_NO_MATCH);
+        assert_string_equal(why, "3 1 1: no match; 3 "); /* 19 bytes and the NUL */
+        test_tlsa_free(&ee);
+        test_tlsa_free(&ta);
+        test_chain_free(&c);
+}
+
+/* No chain, and chains of bad bytes: no match, no crash (ASan checks the reads). */
+static void test_dane_bad_chain(void **state)
+{
+        static const char *const files[] = {"server.pem", "ca.pem", NULL};
+        struct tls_tlsa recs[4];
+        struct test_chain c;
+        const unsigned char *der[2];
+        unsigned char *cut;
+        size_t len[2], i, n, which;
+        char why[512];
+
+        test_chain_load(state, &c, files);
+        recs[0] = test_tlsa(state, 3, 1, 1, "server.pem");
+        recs[1] = test_tlsa(state, 3, 0, 1, "server.pem");
+        recs[2] = test_tlsa(state, 2, 1, 1, "ca.pem");
+        recs[3] = test_tlsa(state, 2, 0, 0, "ca.pem");
+
+        assert_int_equal(tls_dane_match_chain(c.der, c.len, 0, recs, 4, why, sizeof(why)),
+                         TLS_DANE_NO_MATCH);
+        assert_string_equal(why, "no certificate");
+        assert_int_equal(tls_dane_match_chain(NULL, NULL, 2, recs, 4, why, sizeof(why)),
+                         TLS_DANE_NO_MATCH);
+
+        /*
+         * Every truncation of the leaf, then of the CA (against the DANE-TA
+         * records only: the DANE-EE ones still match the whole leaf), each in
+         * a buffer of its own size.
+         */
+        for (which = 0; which < 2; which++) {
+                for (n = 0; n < c.len[which]; n++) {
+                        cut = malloc(n > 0 ? n : 1);
+                        assert_non_null(cut);
+                        memcpy(cut, c.der[which], n);
+                        for (i = 0; i < 2; i++) {
+                                der[i] = i == which ? cut : c.der[i];
+                                len[i] = i == which ? n : c.len[i];
+                        }
+                        assert_int_equal(
+                            tls_dane_match_chain(der, len, 2, recs + 2 * which,
+                                                 4 - 2 * which, why, sizeof(why)),
+                            TLS_DANE_NO_MATCH);
+                        free(cut);
+                }
+        }
+        /* Garbage that looks like the start of a certificate; a NULL entry. */
+        cut = malloc(64);
+        assert_non_null(cut);
+        memset(cut, 0x30, 64);
+        der[0] = cut;
+        len[0] = 64;
+        der[1] = NULL;
+        len[1] = 0;
+        assert_int_equal(tls_dane_match_chain(der, len, 2, recs, 4, why, sizeof(why)),
+                         TLS_DANE_NO_MATCH);
+        der[0] = c.der[0];
+        len[0] = c.len[0];
+        der[1] = cut;
+        len[1] = 64;
+        assert_int_equal(tls_dane_match_chain(der, len, 2, recs + 2, 2, why, sizeof(why)),
+                         TLS_DANE_NO_MATCH);
+        free(cut);
+        test_error_queue_empty();
+        for (i = 0; i < 4; i++)
+                test_tlsa_free(&recs[i]);
+        test_chain_free(&c);
+}
+
+/* A handshake between client ctx cctx and a server with cert/key; both returned. */
+static void test_dane_session(void **state, struct tls_ctx *cctx, const char *cert,
+                              const char *key, struct tls_ctx **sctx, struct tls **c,
+                              struct tls **s)
+{
+        struct test_outcome o;
+
+        *sctx = test_server_ctx(state, cert, key);
+        *s = tls_new(*sctx, NULL);
+        *c = tls_new(cctx, "mx.test");
+        o = test_handshake(*c, *s);
+        if (o.client != TLS_OK)
+                fail_msg("%s: client handshake: %s", cert, tls_error(*c));
+        assert_int_equal(o.server, TLS_OK);
+}
+
+static void test_dane_session_end(struct tls_ctx *sctx, struct tls *c, struct tls *s)
+{
+        tls_free(c);
+        tls_free(s);
+        tls_ctx_free(sctx);
+}
+
+/*
+ * tls_dane_match() on the chain a server really sent (server.pem, ca.pem), for
+ * a verify_record client without trust anchors (as the outbound side makes
+ * it) and for one with no verification at all.
+ */
+static void test_dane_handshake(void **state)
+{
+        struct tls_ctx_conf conf = {.verify_record = true};
+        struct tls_ctx *cctx[2], *sctx;
+        struct tls_tlsa ee, ta, ca_ee, unusable;
+        struct tls *c, *s;
+        char err[256], why[512];
+        size_t i;
+
+        test_dane_certs(state);
+        cctx[0] = tls_ctx_new(TLS_ROLE_CLIENT, &conf, err, sizeof(err));
+        if (cctx[0] == NULL)
+                fail_msg("client ctx: %s", err);
+        cctx[1] = test_client_ctx(state, false);
+        ee = test_tlsa(state, 3, 1, 1, "server.pem");
+        ta = test_tlsa(state, 2, 0, 1, "ca.pem");
+        ca_ee = test_tlsa(state, 3, 1, 1, "ca.pem");
+        unusable = ee;
+        unusable.usage = 1;
+
+        for (i = 0; i < 2; i++) {
+                sctx = test_server_ctx(state, "chain.pem", "server.key");
+                s = tls_new(sctx, NULL);
+                c = tls_new(cctx[i], "mx.test");
+                /* Not yet. */
+                assert_int_equal(tls_dane_match(c, &ee, 1, why, sizeof(why)),
+                                 TLS_DANE_NO_MATCH);
+                assert_string_equal(why, "handshake not done");
+                assert_int_equal(tls_dane_match(c, &unusable, 1, why, sizeof(why)),
+                                 TLS_DANE_UNUSABLE);
+                tls_free(c);
+                tls_free(s);
+                tls_ctx_free(sctx);
+
+                test_dane_session(state, cctx[i], "chain.pem", "server.key", &sctx, &c,
+                                  &s);
+                assert_int_equal(tls_dane_match(c, &ee, 1, why, sizeof(why)),
+                                 TLS_DANE_MATCH_EE);
+                assert_string_equal(why, "3 1 1 matched the certificate at depth 0");
+                if (tls_dane_match(c, &ta, 1, why, sizeof(why)) != TLS_DANE_MATCH_TA)
+                        fail_msg("client %zu: 2 0 1: %s", i, why);
+                assert_int_equal(tls_dane_match(c, &ca_ee, 1, why, sizeof(why)),
+                                 TLS_DANE_NO_MATCH);
+                assert_int_equal(tls_dane_match(c, &unusable, 1, why, sizeof(why)),
+                                 TLS_DANE_UNUSABLE);
+                /* The server saw no certificate from the client. */
+                assert_int_equal(tls_dane_match(s, &ee, 1, why, sizeof(why)),
+                                 TLS_DANE_NO_MATCH);
+                assert_string_equal(why, "no certificate seen in this handshake");
+                test_error_queue_empty();
+                test_dane_session_end(sctx, c, s);
+
+                /* A server that sends its certificate without the CA: no TA match. */
+                test_dane_session(state, cctx[i], "server.pem", "server.key", &sctx, &c,
+                                  &s);
+                assert_int_equal(tls_dane_match(c, &ta, 1, why, sizeof(why)),
+                                 TLS_DANE_NO_MATCH);
+                assert_int_equal(tls_dane_match(c, &ee, 1, why, sizeof(why)),
+                                 TLS_DANE_MATCH_EE);
+                test_dane_session_end(sctx, c, s);
+        }
+        test_tlsa_free(&ee);
+        test_tlsa_free(&ta);
+        test_tlsa_free(&ca_ee);
+        tls_ctx_free(cctx[0]);
+        tls_ctx_free(cctx[1]);
+}
+
+/*
+ * wolfSSL's own copy of a peer's chain leaves out a certificate of 2048 bytes
+ * or more, and the next one moves up to depth 0. A server with a certificate
+ * of its own that large (big.pem, trusted), followed by a copy of another
+ * server's (server.pem), must be seen as itself: its names and fingerprint in
+ * tls_peer_info(), its key for DANE-EE, not the copy's.
+ */
+static void test_dane_big_leaf(void **state)
+{
+        struct tls_ctx_conf conf = {.verify_record = true};
+        struct tls_ctx *cctx[2], *sctx;
+        struct tls_tlsa victim, own;
+        struct tls_peer peer;
+        struct tls *c, *s;
+        char err[256], why[512], sha[65];
+        size_t i;
+
+        test_dane_certs(state);
+        conf.ca_file = test_path(state, "ca.pem");
+        cctx[0] = tls_ctx_new(TLS_ROLE_CLIENT, &conf, err, sizeof(err));
+        if (cctx[0] == NULL)
+                fail_msg("client ctx: %s", err);
+        cctx[1] = test_client_ctx(state, false);
+        victim = test_tlsa(state, 3, 1, 1, "server.pem");
+        own = test_tlsa(state, 3, 1, 1, "big.pem");
+        test_cert_sha256(state, "big.pem", sha);
+
+        for (i = 0; i < 2; i++) {
+                test_dane_session(state, cctx[i], "attack.pem", "big.key", &sctx, &c, &s);
+                assert_int_equal(tls_peer_info(c, &peer), 0);
+                assert_true(peer.has_cert);
+                assert_string_equal(peer.sha256, sha);
+                assert_true(peer.nnames > 0);
+                assert_string_equal(peer.names[0], "big.test");
+                assert_false(test_has_name(&peer, "localhost"));
+                assert_false(test_has_name(&peer, "mx.test"));
+                assert_int_equal(tls_dane_match(c, &victim, 1, why, sizeof(why)),
+                                 TLS_DANE_NO_MATCH);
+                assert_int_equal(tls_dane_match(c, &own, 1, why, sizeof(why)),
+                                 TLS_DANE_MATCH_EE);
+                test_dane_session_end(sctx, c, s);
+        }
+        test_tlsa_free(&victim);
+        test_tlsa_free(&own);
+        tls_ctx_free(cctx[0]);
+        tls_ctx_free(cctx[1]);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -936,6 +1626,15 @@ int main(void)
             cmocka_unit_test(test_garbage),
             cmocka_unit_test(test_ctx_errors),
             cmocka_unit_test(test_free_null),
+            cmocka_unit_test(test_dane_result_str),
+            cmocka_unit_test(test_dane_ee),
+            cmocka_unit_test(test_dane_ta),
+            cmocka_unit_test(test_dane_ta_issuers),
+            cmocka_unit_test(test_dane_expired),
+            cmocka_unit_test(test_dane_unusable),
+            cmocka_unit_test(test_dane_bad_chain),
+            cmocka_unit_test(test_dane_handshake),
+            cmocka_unit_test(test_dane_big_leaf),
         };
 
         return cmocka_run_group_tests(tests, test_group_setup, test_group_teardown);
