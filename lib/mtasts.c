@@ -489,6 +489,18 @@ static int mtasts_policy_field(struct mtasts_parser *ps, enum mtasts_key key,
         return 0;
 }
 
+/* The value of a "name:" line: from `from` on, without the whitespace around it. */
+static void mtasts_value_span(const char *s, size_t n, size_t from, size_t *v,
+                              size_t *vend)
+{
+        *v = from;
+        while (*v < n && mtasts_is_wsp((unsigned char)s[*v]))
+                (*v)++;
+        *vend = n;
+        while (*vend > *v && mtasts_is_wsp((unsigned char)s[*vend - 1]))
+                (*vend)--;
+}
+
 static bool mtasts_blank(const char *s, size_t n)
 {
         for (size_t i = 0; i < n; i++) {
@@ -524,12 +536,7 @@ static int mtasts_policy_line(struct mtasts_parser *ps, unsigned line, const cha
                            mtasts_quote(q, s, nlen), MTASTS_FIELD_NAME_MAX);
                 return -EINVAL;
         }
-        v = nlen + 1;
-        while (v < n && mtasts_is_wsp((unsigned char)s[v]))
-                v++;
-        vend = n;
-        while (vend > v && mtasts_is_wsp((unsigned char)s[vend - 1]))
-                vend--;
+        mtasts_value_span(s, n, nlen + 1, &v, &vend);
         if (vend == v) {
                 mtasts_err(ps->err, ps->errlen, "line %u: %.*s has no value", line,
                            (int)nlen, s); /* field name characters are printable */
@@ -705,12 +712,7 @@ static int mtasts_http_header(struct mtasts_http *h, const char *s, size_t n, ch
                 mtasts_err(err, errlen, "bad header line \"%s\"", mtasts_quote(q, s, n));
                 return -EINVAL;
         }
-        v = nlen + 1;
-        while (v < n && mtasts_is_wsp((unsigned char)s[v]))
-                v++;
-        vend = n;
-        while (vend > v && mtasts_is_wsp((unsigned char)s[vend - 1]))
-                vend--;
+        mtasts_value_span(s, n, nlen + 1, &v, &vend);
         for (size_t i = v; i < vend; i++) {
                 unsigned char c = (unsigned char)s[i];
 
