@@ -24,6 +24,7 @@ static const char *const alert_event_names[] = {
     "plaintext_refused",    "plaintext_relayed",   "starttls_injection",
     "tls_handshake_failed", "starttls_stripped",   "starttls_refused",
     "tls_version_too_low",  "certificate_invalid", "tls_absent",
+    "dnssec_invalid",       "dane_required",
 };
 
 _Static_assert(UTIL_ARRAY_LEN(alert_event_names) == ALERT_EVENT_COUNT,

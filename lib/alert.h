@@ -34,6 +34,8 @@ enum alert_event {
         ALERT_TLS_VERSION_TOO_LOW,
         ALERT_CERTIFICATE_INVALID,
         ALERT_TLS_ABSENT,
+        ALERT_DNSSEC_INVALID, /* DANE: the DNSSEC lookups failed */
+        ALERT_DANE_REQUIRED,  /* dane-only: no usable TLSA records */
         ALERT_EVENT_COUNT,
 };
 

@@ -507,11 +507,10 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
         case CONFIG_T_LEVEL: {
                 enum policy_level level;
 
-                if (policy_level_parse(v, &level) != 0 || level == POLICY_LEVEL_DANE ||
-                    level == POLICY_LEVEL_DANE_ONLY)
+                if (policy_level_parse(v, &level) != 0)
                         config_error(p, p->line,
-                                     "%s: expected none, may, encrypt, verify or secure, "
-                                     "got '%s'",
+                                     "%s: expected none, may, encrypt, dane, dane-only, "
+                                     "verify or secure, got '%s'",
                                      k->name, v);
                 else
                         *(unsigned *)(void *)field = level;

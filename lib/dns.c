@@ -27,6 +27,7 @@
 enum dns_kind {
         DNS_KIND_TXT,
         DNS_KIND_ADDR,
+        DNS_KIND_RR,
 };
 
 struct dns_req {
@@ -39,6 +40,8 @@ struct dns_req {
         void *arg;
         dns_txt_cb txt_cb;
         dns_addr_cb addr_cb;
+        dns_rr_cb rr_cb;
+        enum dns_type rtype;
         int status; /* set by the worker */
         /* TXT answer */
         size_t ntxt;
@@ -47,6 +50,10 @@ struct dns_req {
         /* addresses */
         size_t naddr;
         struct sockaddr_storage addr[DNS_ADDR_MAX];
+        /* dns_query() */
+        bool secure;
+        size_t nrr;
+        struct dns_rr *rr; /* DNS_RR_MAX of them */
 };
 
 const char *dns_strerror(int status)
@@ -85,6 +92,9 @@ static void dns_req_free(struct dns_req *r)
 {
         for (size_t i = 0; i < r->ntxt; i++)
                 free(r->txt[i]);
+        for (size_t i = 0; r->rr != NULL && i < r->nrr; i++)
+                free((void *)r->rr[i].data);
+        free(r->rr);
         r->magic = 0;
         free(r);
 }
@@ -204,12 +214,166 @@ static void dns_addr_work(struct dns_req *r)
         r->status = r->naddr > 0 ? 0 : -ENOENT;
 }
 
+/* One record of a dns_query() answer into r->rr; 0, or -1 if it is malformed. */
+static int dns_rr_take(struct dns_req *r, const ns_msg *msg, const ns_rr *rr)
+{
+        struct dns_rr *out = &r->rr[r->nrr];
+        const unsigned char *p = ns_rr_rdata(*rr);
+        size_t n = ns_rr_rdlen(*rr);
+
+        memset(out, 0, sizeof(*out));
+        switch (ns_rr_type(*rr)) {
+        case ns_t_mx:
+                if (n < 3 || ns_name_uncompress(ns_msg_base(*msg), ns_msg_end(*msg),
+                                                p + 2, out->name, sizeof(out->name)) < 0)
+                        return -1;
+                out->pref = ns_get16(p);
+                for (char *c = out->name; *c != '\0'; c++)
+                        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+                if (strcmp(out->name, ".") == 0 || out->name[0] == '\0')
+                        return 0; /* a null MX (RFC 7505): no host, skipped */
+                break;
+        case ns_t_a: {
+                struct sockaddr_in *in = (struct sockaddr_in *)&out->addr;
+
+                if (n != 4)
+                        return -1;
+                in->sin_family = AF_INET;
+                memcpy(&in->sin_addr, p, 4);
+                break;
+        }
+        case ns_t_aaaa: {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->addr;
+
+                if (n != 16)
+                        return -1;
+                in6->sin6_family = AF_INET6;
+                memcpy(&in6->sin6_addr, p, 16);
+                break;
+        }
+        case ns_t_tlsa: {
+                unsigned char *data;
+
+                if (n < 3)
+                        return -1;
+                out->usage = p[0];
+                out->selector = p[1];
+                out->mtype = p[2];
+                out->len = n - 3;
+                data = xmalloc(out->len + 1);
+                memcpy(data, p + 3, out->len);
+                out->data = data;
+                break;
+        }
+        default:
+                return 0;
+        }
+        r->nrr++;
+        return 0;
+}
+
+/*
+ * One DNSSEC-aware query of type qtype (res is set up): its records of that
+ * type into r->rr, *secure from the AD bit. 0, -ENOENT (NXDOMAIN, NODATA, or
+ * only other types, such as a CNAME the resolver could not follow), -EAGAIN
+ * or -EINVAL.
+ */
+static int dns_rr_query(struct dns_req *r, res_state res, int qtype, bool *secure)
+{
+        unsigned char *ans = xcalloc(1, DNS_ANSWER_MAX);
+        size_t before = r->nrr;
+        ns_msg msg;
+        ns_rr rr;
+        int len, count, st = 0;
+
+        len = res_nquery(res, r->name, ns_c_in, qtype, ans, DNS_ANSWER_MAX);
+        /* The header is there for a negative answer too: is the denial validated? */
+        *secure = (ans[3] & 0x20) != 0;
+        if (len < 0) {
+                st = dns_h_errno(res->res_h_errno);
+                if (st != -ENOENT)
+                        *secure = false;
+                goto done;
+        }
+        if (len > DNS_ANSWER_MAX || ns_initparse(ans, len, &msg) != 0) {
+                st = -EINVAL;
+                goto done;
+        }
+        count = ns_msg_count(msg, ns_s_an);
+        for (int i = 0; i < count && r->nrr < DNS_RR_MAX; i++) {
+                if (ns_parserr(&msg, ns_s_an, i, &rr) != 0 ||
+                    ns_rr_class(rr) != ns_c_in) {
+                        st = -EINVAL;
+                        goto done;
+                }
+                if ((int)ns_rr_type(rr) == qtype && dns_rr_take(r, &msg, &rr) != 0) {
+                        st = -EINVAL;
+                        goto done;
+                }
+        }
+        if (r->nrr == before)
+                st = -ENOENT;
+done:
+        free(ans);
+        return st;
+}
+
+static int dns_mx_order(const void *a, const void *b)
+{
+        const struct dns_rr *x = a, *y = b;
+
+        return (x->pref > y->pref) - (x->pref < y->pref);
+}
+
+static void dns_rr_work(struct dns_req *r)
+{
+        struct __res_state rs;
+        bool sec4, sec6;
+        int st4, st6;
+
+        r->rr = xcalloc(DNS_RR_MAX, sizeof(*r->rr));
+        memset(&rs, 0, sizeof(rs));
+        if (res_ninit(&rs) != 0) {
+                r->status = -EAGAIN;
+                return;
+        }
+        rs.options |= RES_USE_EDNS0 | RES_USE_DNSSEC | RES_TRUSTAD;
+        switch (r->rtype) {
+        case DNS_T_MX:
+                r->status = dns_rr_query(r, &rs, ns_t_mx, &r->secure);
+                /* Equal preferences keep the resolver's order (qsort is not stable). */
+                for (size_t i = 0; i < r->nrr; i++)
+                        r->rr[i].pref = r->rr[i].pref * DNS_RR_MAX + (unsigned)i;
+                qsort(r->rr, r->nrr, sizeof(*r->rr), dns_mx_order);
+                for (size_t i = 0; i < r->nrr; i++)
+                        r->rr[i].pref /= DNS_RR_MAX;
+                break;
+        case DNS_T_TLSA:
+                r->status = dns_rr_query(r, &rs, ns_t_tlsa, &r->secure);
+                break;
+        case DNS_T_ADDR:
+                st4 = dns_rr_query(r, &rs, ns_t_a, &sec4);
+                st6 = dns_rr_query(r, &rs, ns_t_aaaa, &sec6);
+                if (st4 == 0 || st6 == 0) {
+                        r->status = 0;
+                        r->secure = (st4 != 0 || sec4) && (st6 != 0 || sec6);
+                } else {
+                        r->status = st4 != -ENOENT ? st4 : st6;
+                        r->secure = sec4 && sec6;
+                }
+                break;
+        }
+        res_nclose(&rs);
+}
+
 static void dns_work_cb(uv_work_t *w)
 {
         struct dns_req *r = w->data;
 
         if (r->kind == DNS_KIND_TXT)
                 dns_txt_work(r);
+        else if (r->kind == DNS_KIND_RR)
+                dns_rr_work(r);
         else
                 dns_addr_work(r);
 }
@@ -228,6 +392,11 @@ static void dns_after_cb(uv_work_t *w, int status)
                                             .lens = r->txt_len};
 
                         r->txt_cb(r->arg, r->status, &t);
+                } else if (r->kind == DNS_KIND_RR) {
+                        struct dns_rrset set = {
+                            .secure = r->secure, .n = r->nrr, .rr = r->rr};
+
+                        r->rr_cb(r->arg, r->status, &set);
                 } else {
                         r->addr_cb(r->arg, r->status, r->addr, r->naddr);
                 }
@@ -264,6 +433,18 @@ struct dns_req *dns_addr(struct uv_loop_s *loop, const char *name, unsigned port
                 return NULL;
         r->port = port;
         r->addr_cb = cb;
+        return dns_start(loop, r);
+}
+
+struct dns_req *dns_query(struct uv_loop_s *loop, const char *name, enum dns_type type,
+                          dns_rr_cb cb, void *arg)
+{
+        struct dns_req *r = dns_req_new(name, DNS_KIND_RR, arg);
+
+        if (r == NULL)
+                return NULL;
+        r->rtype = type;
+        r->rr_cb = cb;
         return dns_start(loop, r);
 }
 

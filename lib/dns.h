@@ -22,13 +22,15 @@
 #ifndef MAILWARD_DNS_H
 #define MAILWARD_DNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
 struct uv_loop_s;
 struct dns_req;
 
-#define DNS_ADDR_MAX 8 /* addresses kept from one getaddrinfo() answer */
+#define DNS_ADDR_MAX 8  /* addresses kept from one getaddrinfo() answer */
+#define DNS_RR_MAX   32 /* records kept from one dns_query() answer */
 
 /*
  * TXT records: each is the concatenation of its character-strings (any
@@ -50,6 +52,45 @@ struct dns_req *dns_txt(struct uv_loop_s *loop, const char *name, dns_txt_cb cb,
 /* name's addresses (IPv4 and IPv6, in getaddrinfo()'s order), with port set. */
 struct dns_req *dns_addr(struct uv_loop_s *loop, const char *name, unsigned port,
                          dns_addr_cb cb, void *arg);
+/*
+ * DNSSEC-aware lookups (DANE): the query asks for DNSSEC records (EDNS0, the
+ * DO bit) and for the AD bit, and the AD bit of the answer is kept
+ * (RES_TRUSTAD, as "options trust-ad" in resolv.conf would): `secure` is
+ * true when the resolver says it validated the answer. That is only as
+ * good as the path to the resolver: like Postfix, mailward expects a
+ * validating resolver on the same host (nameserver 127.0.0.1).
+ *
+ * DNS_T_ADDR asks for A and AAAA in one request: the answer holds both, and
+ * is secure only when every part that has records is. A negative answer
+ * (-ENOENT) still says in `secure` whether the denial was validated.
+ */
+enum dns_type {
+        DNS_T_MX,
+        DNS_T_ADDR,
+        DNS_T_TLSA,
+};
+
+struct dns_rr {
+        unsigned pref;                /* MX: preference */
+        char name[256];               /* MX: the exchange, lower case, no trailing dot */
+        struct sockaddr_storage addr; /* ADDR: the address (port 0) */
+        unsigned char usage, selector, mtype; /* TLSA */
+        const unsigned char *data;            /* TLSA: association data */
+        size_t len;
+};
+
+struct dns_rrset {
+        bool secure;
+        size_t n;
+        const struct dns_rr *rr; /* MX sorted by preference; valid during the callback */
+};
+
+typedef void (*dns_rr_cb)(void *arg, int status, const struct dns_rrset *set);
+
+/* Look name up with DNSSEC. NULL only when name is too long. */
+struct dns_req *dns_query(struct uv_loop_s *loop, const char *name, enum dns_type type,
+                          dns_rr_cb cb, void *arg);
+
 /* The callback will not come; r is freed when its lookup returns. */
 void dns_cancel(struct dns_req *r);
 

@@ -441,7 +441,6 @@ struct policy_expectation learned_expectation(const struct policy_expectation *b
                 return e;
         e.level = POLICY_LEVEL_ENCRYPT;
         e.written = POLICY_LEVEL_ENCRYPT;
-        e.warned_dane = false;
         e.source = POLICY_SOURCE_LEARNED;
         e.key = NULL;
         e.file = NULL;

@@ -92,6 +92,25 @@ const char *policy_source_str(enum policy_source source)
         return "invalid";
 }
 
+const char *policy_dane_str(enum policy_dane dane)
+{
+        switch (dane) {
+        case POLICY_DANE_NONE:
+                return "none";
+        case POLICY_DANE_UNUSABLE:
+                return "unusable";
+        case POLICY_DANE_FAILED:
+                return "failed";
+        case POLICY_DANE_NO_MATCH:
+                return "no-match";
+        case POLICY_DANE_MATCH_EE:
+                return "match-ee";
+        case POLICY_DANE_MATCH_TA:
+                return "match-ta";
+        }
+        return "invalid";
+}
+
 const char *policy_proto_str(enum policy_proto proto)
 {
         if ((size_t)proto < UTIL_ARRAY_LEN(policy_proto_names))
@@ -125,16 +144,14 @@ const char *policy_result_str(enum policy_result result)
                 return "certificate-not-trusted";
         case POLICY_RESULT_VALIDATION_FAILURE:
                 return "validation-failure";
+        case POLICY_RESULT_TLSA_INVALID:
+                return "tlsa-invalid";
+        case POLICY_RESULT_DNSSEC_INVALID:
+                return "dnssec-invalid";
+        case POLICY_RESULT_DANE_REQUIRED:
+                return "dane-required";
         }
         return "invalid";
-}
-
-/* dane and dane-only are read but judged as encrypt until DANE is supported. */
-static enum policy_level policy_effective(enum policy_level level)
-{
-        if (level == POLICY_LEVEL_DANE || level == POLICY_LEVEL_DANE_ONLY)
-                return POLICY_LEVEL_ENCRYPT;
-        return level;
 }
 
 static const char *const *policy_default_match(enum policy_level level, size_t *n)
@@ -586,11 +603,7 @@ static void policy_parse_entry(struct policy_parser *ps)
                                       "unknown TLS level \"%s\"",
                                       policy_quote(q, sizeof(q), ps->tok[1].s));
         } else {
-                e.level = policy_effective(e.written);
-                if (e.level != e.written)
-                        policy_report(ps, ps->tok[1].line, true,
-                                      "level %s is not supported yet: %s gets encrypt",
-                                      policy_level_str(e.written), e.key);
+                e.level = e.written;
                 for (size_t i = 2; i < ps->ntok; i++)
                         policy_parse_attr(ps, &e, &ps->tok[i], &seen_protocols);
         }
@@ -685,14 +698,13 @@ int policy_load(const char *path, FILE *errs, struct policy **out)
 static struct policy_expectation policy_default(enum policy_level written)
 {
         struct policy_expectation x = {
-            .level = policy_effective(written),
+            .level = written,
             .written = written,
             .source = POLICY_SOURCE_DEFAULT,
             .min_proto = POLICY_PROTO_FLOOR,
             .max_proto = POLICY_PROTO_CEILING,
         };
 
-        x.warned_dane = x.level != x.written;
         x.match = policy_default_match(x.level, &x.nmatch);
         return x;
 }
@@ -737,7 +749,6 @@ struct policy_expectation policy_lookup(const struct policy *p, const char *doma
 
         x.level = e->level;
         x.written = e->written;
-        x.warned_dane = e->level != e->written;
         x.source = POLICY_SOURCE_FILE;
         x.key = e->key;
         x.file = p->path;
@@ -966,10 +977,59 @@ static bool policy_judge_names(const struct policy_expectation *e,
         return policy_fail(v, POLICY_RESULT_CERT_HOST_MISMATCH);
 }
 
+/*
+ * dane and dane-only, TLS reached: what the TLSA records say (RFC 7672).
+ * Without usable records dane is encrypt, dane-only fails.
+ */
+static bool policy_judge_dane(const struct policy_expectation *e,
+                              const struct policy_observation *o,
+                              struct policy_verdict *v)
+{
+        static const char *const ta_names[] = {"hostname", "nexthop"};
+        struct policy_expectation x;
+        char q[160];
+        const char *why = policy_local(q, sizeof(q), o->dane_why ? o->dane_why : "");
+
+        switch (o->dane) {
+        case POLICY_DANE_MATCH_EE:
+                policy_say(v, "%s, certificate matches a DANE-EE TLSA record (%s)",
+                           policy_proto_str(o->proto), why);
+                return true;
+        case POLICY_DANE_MATCH_TA:
+                /* DANE-TA: the MX host name or the domain must be the leaf's. */
+                x = *e;
+                x.match = ta_names;
+                x.nmatch = UTIL_ARRAY_LEN(ta_names);
+                if (!policy_judge_names(&x, o, v))
+                        return false;
+                policy_say(v, "; DANE-TA (%s)", why);
+                return true;
+        case POLICY_DANE_NO_MATCH:
+                policy_say(v, "certificate matches no TLSA record (%s)", why);
+                policy_say_level(v, e);
+                return policy_fail(v, POLICY_RESULT_TLSA_INVALID);
+        case POLICY_DANE_FAILED:
+                policy_say(v, "DNSSEC lookup failed (%s)", why);
+                policy_say_level(v, e);
+                return policy_fail(v, POLICY_RESULT_DNSSEC_INVALID);
+        case POLICY_DANE_UNUSABLE:
+        case POLICY_DANE_NONE:
+                break;
+        }
+        if (e->level == POLICY_LEVEL_DANE_ONLY) {
+                policy_say(v, "no usable TLSA records (%s)", why);
+                policy_say_level(v, e);
+                return policy_fail(v, POLICY_RESULT_DANE_REQUIRED);
+        }
+        policy_say(v, "%s reached; no usable TLSA records (%s): certificate not checked",
+                   policy_proto_str(o->proto), why);
+        return true;
+}
+
 bool policy_judge(const struct policy_expectation *e, const struct policy_observation *o,
                   struct policy_verdict *v)
 {
-        enum policy_level level = policy_effective(e->level);
+        enum policy_level level = e->level;
         bool proto_narrowed;
 
         memset(v, 0, sizeof(*v));
@@ -1011,6 +1071,8 @@ bool policy_judge(const struct policy_expectation *e, const struct policy_observ
                 return policy_fail(v, POLICY_RESULT_VALIDATION_FAILURE);
         }
 
+        if (level == POLICY_LEVEL_DANE || level == POLICY_LEVEL_DANE_ONLY)
+                return policy_judge_dane(e, o, v);
         if (level < POLICY_LEVEL_VERIFY) {
                 policy_say(v, "%s reached; certificate not checked at level %s",
                            policy_proto_str(o->proto), policy_level_str(level));

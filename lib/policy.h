@@ -29,8 +29,7 @@
  * servername= and connection_reuse= are accepted and ignored with a warning
  * (mailward's cipher suites are fixed); tafile= is an error (ignoring it
  * would widen trust). With level none every attribute is ignored with a
- * warning, as in Postfix. dane and dane-only are read and, until DANE is
- * supported, act as encrypt with a warning.
+ * warning, as in Postfix.
  *
  * policy_load() reads the whole file and reports every problem on errs as
  * "FILE:LINE: message" (warnings as "FILE:LINE: warning: message"); it
@@ -48,7 +47,12 @@
  * Judging is a pure function of (expectation, observation) that fills in a
  * verdict: pass or fail, and for anything wrong the TLS-RPT (RFC 8460) result
  * type. Levels none and may always pass (may reports what was missing);
- * encrypt needs TLS; verify and secure also need a trusted, unexpired
+ * encrypt needs TLS; dane and dane-only need TLS and, when the server has
+ * usable TLSA records (the observation's dane), a certificate that matches
+ * one (DANE-EE; or DANE-TA with a leaf naming the MX host or the domain);
+ * without usable records dane is encrypt and dane-only fails (dane-required),
+ * and a failed DNSSEC lookup fails both (dnssec-invalid), as RFC 7672 and
+ * Postfix do; verify and secure also need a trusted, unexpired
  * certificate with a name that matches a pattern. Patterns have Postfix's
  * meaning: "nexthop" the recipient domain, "dot-nexthop" any name below it,
  * "hostname" the MX host name, ".example.com" any name below example.com,
@@ -104,14 +108,26 @@ enum policy_result {
         POLICY_RESULT_CERT_EXPIRED,
         POLICY_RESULT_CERT_NOT_TRUSTED,
         POLICY_RESULT_VALIDATION_FAILURE,
+        POLICY_RESULT_TLSA_INVALID,   /* DANE: usable TLSA records, none matches */
+        POLICY_RESULT_DNSSEC_INVALID, /* DANE: the DNSSEC lookups failed */
+        POLICY_RESULT_DANE_REQUIRED,  /* dane-only: no usable TLSA records */
+};
+
+/* What DANE said about the server (lib/dane.h, tls_dane_match()). */
+enum policy_dane {
+        POLICY_DANE_NONE,     /* not looked up, or no validated TLSA records here */
+        POLICY_DANE_UNUSABLE, /* validated TLSA records, none that SMTP can use */
+        POLICY_DANE_FAILED,   /* a lookup failed (SERVFAIL, bogus, timeout) */
+        POLICY_DANE_NO_MATCH, /* usable records; the certificate matches none */
+        POLICY_DANE_MATCH_EE, /* a DANE-EE(3) record matches the leaf */
+        POLICY_DANE_MATCH_TA, /* a DANE-TA(2) record matches, the chain verifies */
 };
 
 struct policy;
 
 struct policy_expectation {
         enum policy_level level;   /* what judging applies */
-        enum policy_level written; /* as written; differs when dane acts as encrypt */
-        bool warned_dane;          /* written is dane or dane-only, level is encrypt */
+        enum policy_level written; /* as written (the same as level) */
         enum policy_source source;
         const char *key;  /* table key that matched ("x.org", ".x.org"); NULL: default */
         const char *file; /* where the entry is; NULL: default */
@@ -142,6 +158,8 @@ struct policy_observation {
         /* subjectAltName dNSNames, or the CommonName when there are none */
         const char *const *cert_names;
         size_t ncert_names;
+        enum policy_dane dane; /* for dane and dane-only */
+        const char *dane_why;  /* local text: which record matched, or why none */
 };
 
 struct policy_verdict {
@@ -157,7 +175,7 @@ struct policy_verdict {
 struct policy *policy_new(void);
 int policy_load(const char *path, FILE *errs, struct policy **out);
 void policy_free(struct policy *p);
-/* The level for domains without an entry (dane and dane-only act as encrypt). */
+/* The level for domains without an entry. */
 void policy_set_default(struct policy *p, enum policy_level level);
 size_t policy_count(const struct policy *p);
 
@@ -184,6 +202,8 @@ const char *policy_level_str(enum policy_level level);
 /* Case-insensitive: "none" .. "secure", "dane-only". 0 or -1. */
 int policy_level_parse(const char *s, enum policy_level *out);
 const char *policy_source_str(enum policy_source source);
+/* "none", "unusable", "failed", "no-match", "match-ee", "match-ta". */
+const char *policy_dane_str(enum policy_dane dane);
 const char *policy_proto_str(enum policy_proto proto);
 /* Case-insensitive: "SSLv2" .. "TLSv1.3" (as tls_version() prints them). 0 or -1. */
 int policy_proto_parse(const char *s, enum policy_proto *out);

@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "dane.h"
 #include "learned.h"
 #include "policy.h"
 #include "smtp.h"
@@ -129,6 +130,7 @@ struct relay_listener {
         bool original_dst;     /* forward = original-dst */
         struct policy *policy; /* outbound: the table (may be empty) */
         struct sts *sts;       /* outbound with mta_sts: the domains' policies */
+        struct dane *dane;     /* outbound: TLSA records, for dane and dane-only */
 };
 
 /* An outbound session's own state, allocated only for outbound sessions. */
@@ -144,9 +146,9 @@ struct relay_out_state {
         char *held_mail; /* the MAIL line, sent once a recipient passes */
         bool mail_sent;
         unsigned rcpt_passed;
-        char *late_mail_error;     /* a late MAIL's error, for the RCPT behind it */
-        struct sts_wait *sts_wait; /* RELAY_S_POLICY: the lookup waited for */
-        char *sts_rcpt;            /* RELAY_S_POLICY: the RCPT line that waits */
+        char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
+        struct pending_wait *lookup_wait; /* RELAY_S_POLICY: the lookup waited for */
+        char *lookup_rcpt;                /* RELAY_S_POLICY: the RCPT line that waits */
 };
 
 struct relay_session {
@@ -1738,7 +1740,12 @@ static enum alert_event relay_out_event(const struct relay_session *s,
         case POLICY_RESULT_CERT_HOST_MISMATCH:
         case POLICY_RESULT_CERT_EXPIRED:
         case POLICY_RESULT_CERT_NOT_TRUSTED:
+        case POLICY_RESULT_TLSA_INVALID:
                 return ALERT_CERTIFICATE_INVALID;
+        case POLICY_RESULT_DNSSEC_INVALID:
+                return ALERT_DNSSEC_INVALID;
+        case POLICY_RESULT_DANE_REQUIRED:
+                return ALERT_DANE_REQUIRED;
         default:
                 if (s->o->obs.injection)
                         return ALERT_STARTTLS_INJECTION;
@@ -1769,15 +1776,69 @@ static void relay_out_observed(const struct relay_session *s, char *out, size_t 
 }
 
 /*
- * Judge one recipient domain: the expectation (policy table, learned record,
- * default) against what the server did. Pure but for the learned lookup.
+ * What the server's certificate says against the DANE lookup's result, into
+ * o (dane, dane_why, and the MX host when the lookup found it).
+ */
+static void relay_out_dane_observe(struct relay_session *s, const struct dane_result *d,
+                                   struct policy_observation *o, char *why, size_t whylen)
+{
+        struct tls_tlsa recs[DANE_TLSA_MAX];
+        const struct tls *t;
+
+        if (d->mx_host[0] != '\0')
+                o->mx_host = d->mx_host;
+        snprintf(why, whylen, "%s", d->why);
+        o->dane_why = why;
+        switch (d->state) {
+        case DANE_FAILED:
+                o->dane = POLICY_DANE_FAILED;
+                return;
+        case DANE_NONE:
+                o->dane = POLICY_DANE_NONE;
+                return;
+        case DANE_TLSA:
+                break;
+        }
+        for (size_t i = 0; i < d->ntlsa; i++) {
+                recs[i].usage = d->tlsa[i].usage;
+                recs[i].selector = d->tlsa[i].selector;
+                recs[i].mtype = d->tlsa[i].mtype;
+                recs[i].data = d->tlsa[i].data;
+                recs[i].len = d->tlsa[i].len;
+        }
+        t = s->server != NULL ? conn_tls(s->server) : NULL;
+        switch (t != NULL ? tls_dane_match(t, recs, d->ntlsa, why, whylen)
+                          : TLS_DANE_NO_MATCH) {
+        case TLS_DANE_UNUSABLE:
+                o->dane = POLICY_DANE_UNUSABLE;
+                break;
+        case TLS_DANE_NO_MATCH:
+                o->dane = POLICY_DANE_NO_MATCH;
+                break;
+        case TLS_DANE_MATCH_EE:
+                o->dane = POLICY_DANE_MATCH_EE;
+                break;
+        case TLS_DANE_MATCH_TA:
+                o->dane = POLICY_DANE_MATCH_TA;
+                break;
+        }
+        relay_log(s, LOG_LVL_INFO, "event=dane domain=%s mx=%s result=%s why=\"%s\"",
+                  o->nexthop, d->mx_host, policy_dane_str(o->dane), why);
+}
+
+/*
+ * Judge one recipient domain: the expectation (policy table, MTA-STS, DANE,
+ * learned record, default) against what the server did. Pure but for the
+ * learned lookup and the TLSA match.
  */
 static bool relay_out_judge(struct relay_session *s, const char *domain,
-                            const struct mtasts_policy *sts, struct policy_expectation *e,
+                            const struct mtasts_policy *sts,
+                            const struct dane_result *dane, struct policy_expectation *e,
                             bool *learned_fresh, struct policy_verdict *v,
                             struct policy_verdict *tv)
 {
         static const char *const fallback[] = {"nexthop", "dot-nexthop"};
+        char dane_why[256];
         struct policy_observation o;
         const char *names[16];
         struct learned_tls rec;
@@ -1796,7 +1857,9 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         te = *e;
         if (sts != NULL && sts->mode != MTASTS_MODE_NONE)
                 te = policy_mta_sts(e, (const char *const *)sts->mx, sts->nmx);
-        if (sts != NULL && sts->mode == MTASTS_MODE_ENFORCE)
+        /* DANE first where it has TLSA records (RFC 8461 section 2). */
+        if (sts != NULL && sts->mode == MTASTS_MODE_ENFORCE &&
+            !(dane != NULL && dane->state == DANE_TLSA))
                 *e = te;
         memset(&o, 0, sizeof(o));
         o.nexthop = domain;
@@ -1823,6 +1886,9 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
                 names[i] = s->o->obs.peer.names[i];
         o.cert_names = names;
         o.ncert_names = i;
+        if (dane != NULL && o.tls_reached &&
+            (e->level == POLICY_LEVEL_DANE || e->level == POLICY_LEVEL_DANE_ONLY))
+                relay_out_dane_observe(s, dane, &o, dane_why, sizeof(dane_why));
         tv->pass = true;
         tv->result = POLICY_RESULT_OK;
         if (sts != NULL && sts->mode == MTASTS_MODE_TESTING &&
@@ -1887,7 +1953,15 @@ static void relay_out_report(struct relay_session *s, const char *domain,
         }
 }
 
-static void relay_out_sts_cb(void *arg);
+static void relay_out_lookup_cb(void *arg);
+
+/* The RCPT waits for a lookup (its callback is relay_out_lookup_cb()). */
+static int relay_out_wait(struct relay_session *s, const char *line, size_t len)
+{
+        s->o->lookup_rcpt = xstrndup(line, len);
+        relay_enter_state(s, RELAY_S_POLICY);
+        return 0;
+}
 
 /*
  * The domain's MTA-STS policy, when the listener applies them and no table
@@ -1901,12 +1975,46 @@ static int relay_out_sts(struct relay_session *s, const char *domain, const char
         if (!s->l->conf->mta_sts || domain[0] == '\0' ||
             policy_lookup(s->l->policy, domain).source == POLICY_SOURCE_FILE)
                 return 1;
-        if (sts_get(relay_sts(s->l), domain, (int64_t)time(NULL), p, relay_out_sts_cb, s,
-                    &s->o->sts_wait) != STS_PENDING)
+        if (sts_get(relay_sts(s->l), domain, (int64_t)time(NULL), p, relay_out_lookup_cb,
+                    s, &s->o->lookup_wait) != STS_PENDING)
                 return 1;
-        s->o->sts_rcpt = xstrndup(line, len);
-        relay_enter_state(s, RELAY_S_POLICY);
-        return 0;
+        return relay_out_wait(s, line, len);
+}
+
+/*
+ * The listener's DANE cache, made at its first use (see relay_sts()).
+ */
+static struct dane *relay_dane(struct relay_listener *l)
+{
+        if (l->dane == NULL) {
+                struct dane_conf dc = {
+                    .loop = l->env->loop, .log = l->env->log, .listener = l->conf->name};
+
+                l->dane = dane_new(&dc);
+        }
+        return l->dane;
+}
+
+/*
+ * The DANE lookup's result for the domain at this server, when its level is
+ * dane or dane-only and TLS was reached (otherwise TLS decides): 1 with *d
+ * set (or NULL: not needed), or 0 when the RCPT must wait for the lookup.
+ */
+static int relay_out_dane(struct relay_session *s, const char *domain, const char *line,
+                          size_t len, const struct dane_result **d)
+{
+        enum policy_level level;
+
+        *d = NULL;
+        if (domain[0] == '\0' || !s->o->obs.tls_reached)
+                return 1;
+        level = policy_lookup(s->l->policy, domain).level;
+        if (level != POLICY_LEVEL_DANE && level != POLICY_LEVEL_DANE_ONLY)
+                return 1;
+        if (dane_get(relay_dane(s->l), domain, &s->o->dst, (int64_t)time(NULL), d,
+                     relay_out_lookup_cb, s, &s->o->lookup_wait) != DANE_PENDING)
+                return 1;
+        return relay_out_wait(s, line, len);
 }
 
 static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
@@ -1916,6 +2024,7 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
         size_t plen, prlen, dlen;
         char domain[256] = "", expected[96];
         const struct mtasts_policy *sts;
+        const struct dane_result *dane;
         struct policy_expectation e;
         struct policy_verdict v, tv;
         bool fresh, late = false;
@@ -1935,9 +2044,10 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                         domain[i] = (char)tolower((unsigned char)dom[i]);
                 domain[dlen] = '\0';
         }
-        if (relay_out_sts(s, domain, line, len, &sts) == 0)
+        if (relay_out_sts(s, domain, line, len, &sts) == 0 ||
+            relay_out_dane(s, domain, line, len, &dane) == 0)
                 return;
-        relay_out_judge(s, domain, sts, &e, &fresh, &v, &tv);
+        relay_out_judge(s, domain, sts, dane, &e, &fresh, &v, &tv);
         snprintf(expected, sizeof(expected), "%s (%s)", policy_level_str(e.level),
                  fresh && e.source != POLICY_SOURCE_FILE &&
                          e.source != POLICY_SOURCE_MTA_STS
@@ -1975,17 +2085,17 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
         relay_to_server_line(s, line, len);
 }
 
-/* The MTA-STS lookup a RCPT waited for has ended: take the RCPT again. */
-static void relay_out_sts_cb(void *arg)
+/* The lookup (MTA-STS or DANE) a RCPT waited for has ended: take the RCPT again. */
+static void relay_out_lookup_cb(void *arg)
 {
         struct relay_session *s = arg;
         char *line;
         struct smtp_cmd cmd;
 
         UTIL_CHECK_MAGIC(s, RELAY_SESSION_MAGIC);
-        s->o->sts_wait = NULL;
-        line = s->o->sts_rcpt;
-        s->o->sts_rcpt = NULL;
+        s->o->lookup_wait = NULL;
+        line = s->o->lookup_rcpt;
+        s->o->lookup_rcpt = NULL;
         if (s->state == RELAY_S_POLICY && line != NULL) {
                 relay_enter_state(s, RELAY_S_COMMAND);
                 smtp_cmd_parse(line, strlen(line), &cmd);
@@ -2182,8 +2292,8 @@ static void relay_free(struct relay_session *s)
         relay_fifo_clear(s);
         relay_forget_helo(s);
         if (s->o != NULL) {
-                sts_cancel(s->o->sts_wait);
-                free(s->o->sts_rcpt);
+                pending_cancel(s->o->lookup_wait);
+                free(s->o->lookup_rcpt);
                 free(s->o->held_mail);
                 free(s->o->late_mail_error);
                 free(s->o);
@@ -2529,6 +2639,7 @@ void relay_listener_free(struct relay_listener *l)
                 fatalx("relay_listener_free: sessions still running");
         tls_ctx_free(l->tls_server);
         sts_free(l->sts);
+        dane_free(l->dane);
         tls_ctx_free(l->tls_client);
         policy_free(l->policy);
         conn_loop_free(l->cloop);
@@ -2559,6 +2670,8 @@ void relay_listener_stop(struct relay_listener *l)
 {
         if (l->sts != NULL)
                 sts_shutdown(l->sts);
+        if (l->dane != NULL)
+                dane_shutdown(l->dane);
 }
 
 bool relay_listener_outbound(const struct relay_listener *l)
@@ -2576,6 +2689,11 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
                          "event=reload_mta_sts listener=%s domains=%u action=\"each is "
                          "looked up again at its next use\"",
                          l->conf->name, sts_recheck(l->sts));
+        if (l->dane != NULL)
+                log_emit(l->env->log, LOG_LVL_INFO, NULL,
+                         "event=reload_dane listener=%s entries=%u action=\"looked up "
+                         "again at their next use\"",
+                         l->conf->name, dane_flush(l->dane));
         if (!l->outbound || l->conf->policy == NULL)
                 return 0;
         r = relay_policy_load(l->conf, errs, &p);

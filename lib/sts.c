@@ -21,6 +21,7 @@
 #include "conn.h"
 #include "dns.h"
 #include "log.h"
+#include "pending.h"
 #include "tls.h"
 #include "util.h"
 
@@ -30,13 +31,6 @@
 #define STS_HEADERS_MAX  16384
 #define STS_RESPONSE_MAX (MTASTS_BODY_MAX + STS_HEADERS_MAX)
 #define STS_PATH         "/.well-known/mta-sts.txt"
-
-struct sts_wait {
-        struct sts_wait *next;
-        struct sts_entry *e; /* NULL while its callback is being delivered */
-        sts_cb cb;           /* NULL: cancelled during delivery */
-        void *arg;
-};
 
 struct sts_entry {
         struct sts_entry *next; /* hash chain */
@@ -48,7 +42,7 @@ struct sts_entry {
         int64_t checked;    /* the last lookup ended then */
         int64_t none_until; /* without a valid policy: no lookup before this */
         struct sts_fetch *fetch;
-        struct sts_wait *waits;
+        struct pending waits;
 };
 
 struct sts_fetch {
@@ -117,7 +111,7 @@ void sts_free(struct sts *s)
 
                 for (e = s->buckets[i]; e != NULL; e = next) {
                         next = e->next;
-                        if (e->fetch != NULL || e->waits != NULL)
+                        if (e->fetch != NULL || !pending_empty(&e->waits))
                                 fatalx("sts_free: %s still looked up or waited for",
                                        e->domain);
                         sts_entry_free(e);
@@ -156,7 +150,7 @@ static void sts_evict(struct sts *s, int64_t now)
                         struct sts_entry **pp = &s->buckets[i], *e;
 
                         while ((e = *pp) != NULL) {
-                                if (e->fetch == NULL && e->waits == NULL &&
+                                if (e->fetch == NULL && pending_empty(&e->waits) &&
                                     !sts_valid(e, now) &&
                                     (pass == 1 || now >= e->none_until)) {
                                         *pp = e->next;
@@ -183,26 +177,6 @@ static struct sts_entry *sts_insert(struct sts *s, const char *domain, int64_t n
         s->buckets[h] = e;
         s->count++;
         return e;
-}
-
-/* Call back everyone who waited for e; see sts_cancel() for a wait
- * cancelled while this runs. */
-static void sts_deliver(struct sts_entry *e)
-{
-        struct sts_wait *list = e->waits, *w;
-
-        e->waits = NULL;
-        for (w = list; w != NULL; w = w->next)
-                w->e = NULL;
-        while ((w = list) != NULL) {
-                sts_cb cb = w->cb;
-                void *arg = w->arg;
-
-                list = w->next;
-                free(w);
-                if (cb != NULL)
-                        cb(arg);
-        }
 }
 
 static void sts_log_policy(const struct sts *s, const struct sts_entry *e)
@@ -271,7 +245,7 @@ static void sts_fetch_end(struct sts_fetch *f)
         f->magic = 0;
         free(f);
         if (!s->closing)
-                sts_deliver(e);
+                pending_deliver(&e->waits);
 }
 
 static void sts_fail(struct sts_fetch *f, const char *fmt, ...)
@@ -524,11 +498,10 @@ static void sts_fetch_start(struct sts *s, struct sts_entry *e)
 }
 
 enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
-                        const struct mtasts_policy **policy, sts_cb cb, void *arg,
-                        struct sts_wait **w)
+                        const struct mtasts_policy **policy, pending_cb cb, void *arg,
+                        struct pending_wait **w)
 {
         struct sts_entry *e;
-        struct sts_wait *nw;
 
         *policy = NULL;
         *w = NULL;
@@ -551,33 +524,8 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
                 if (e->fetch == NULL)
                         return STS_NONE;
         }
-        nw = xcalloc(1, sizeof(*nw));
-        nw->e = e;
-        nw->cb = cb;
-        nw->arg = arg;
-        nw->next = e->waits;
-        e->waits = nw;
-        *w = nw;
+        *w = pending_add(&e->waits, cb, arg);
         return STS_PENDING;
-}
-
-void sts_cancel(struct sts_wait *w)
-{
-        struct sts_wait **pp;
-
-        if (w == NULL)
-                return;
-        if (w->e == NULL) {
-                w->cb = NULL; /* in a list being delivered: skipped, freed there */
-                return;
-        }
-        for (pp = &w->e->waits; *pp != NULL; pp = &(*pp)->next) {
-                if (*pp == w) {
-                        *pp = w->next;
-                        break;
-                }
-        }
-        free(w);
 }
 
 unsigned sts_recheck(struct sts *s)
@@ -596,14 +544,9 @@ void sts_shutdown(struct sts *s)
         s->closing = true;
         for (unsigned i = 0; i < STS_BUCKETS; i++) {
                 for (struct sts_entry *e = s->buckets[i]; e != NULL; e = e->next) {
-                        struct sts_wait *w, *next;
                         struct sts_fetch *f = e->fetch;
 
-                        for (w = e->waits; w != NULL; w = next) {
-                                next = w->next;
-                                free(w);
-                        }
-                        e->waits = NULL;
+                        pending_clear(&e->waits);
                         if (f == NULL)
                                 continue;
                         dns_cancel(f->dns);

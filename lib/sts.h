@@ -26,7 +26,7 @@
  * has ended, and the caller asks again (the answer is then in the cache).
  * Every fetch ends within STS_FETCH_TIMEOUT_MS (plus the resolver's own
  * time for the DNS lookups), so a waiting session always hears back. A
- * caller that goes away first cancels its wait with sts_cancel().
+ * caller that goes away first cancels its wait with pending_cancel().
  *
  * A policy given out by sts_get() stays valid until control returns to the
  * loop: copy what must live longer.
@@ -37,13 +37,13 @@
 #include <stdint.h>
 
 #include "mtasts.h"
+#include "pending.h"
 
 struct uv_loop_s;
 struct conn_loop;
 struct tls_ctx;
 struct log;
 struct sts;
-struct sts_wait;
 
 #define STS_CACHE_MAX        10000
 #define STS_RECHECK_SECS     300
@@ -57,8 +57,6 @@ enum sts_answer {
         STS_POLICY,  /* *policy is the domain's policy (mode none included) */
         STS_PENDING, /* a lookup runs: the callback comes when it ends */
 };
-
-typedef void (*sts_cb)(void *arg);
 
 struct sts_conf {
         struct uv_loop_s *loop;
@@ -80,13 +78,12 @@ void sts_free(struct sts *s);
 
 /*
  * domain: lower case, no trailing dot. now: unix seconds. On STS_PENDING,
- * *w is the caller's wait (cb(arg) comes once, then *w is gone).
+ * *w is the caller's wait (cb(arg) comes once, then *w is gone; see
+ * pending.h).
  */
 enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
-                        const struct mtasts_policy **policy, sts_cb cb, void *arg,
-                        struct sts_wait **w);
-/* Forget a wait before its callback: the callback will not come. */
-void sts_cancel(struct sts_wait *w);
+                        const struct mtasts_policy **policy, pending_cb cb, void *arg,
+                        struct pending_wait **w);
 
 /*
  * Make every cached domain be looked up again at its next use (SIGHUP): a

@@ -1073,6 +1073,11 @@ class NetEnv:
                                             net.outbound())
       net.dnsmasq(addr, txt, hosts)         dnsmasq (real software) answering
                                             for .test at addr:53; see DnsServer
+      net.dnssec(auth, resolver, records, insecure_records, bogus)
+                                            nsd serving a signed test. (and an
+                                            unsigned insecure.test.) at auth:53,
+                                            dnsmasq validating it at resolver:53
+                                            (DANE); see DnssecZone
       net.https(addr, cert, sites)          an HTTPS server (Python's http.server
                                             and ssl) at addr:443; see HttpsServer
       net.smtp(host, port=25, ...)          smtplib.SMTP connected from the sender
@@ -1364,6 +1369,20 @@ class NetEnv:
         is forwarded. See DnsServer."""
         return DnsServer(self, self.ns_of(addr), addr, txt or {}, hosts or {})
 
+    def dnssec(self, auth_addr, resolver_addr, records=(), insecure_records=(), bogus=()):
+        """A DNSSEC test bed (DANE): nsd (real software) at auth_addr:53
+        serving the zone test., signed (ldns-keygen, ldns-signzone), and its
+        unsigned child insecure.test.; and dnsmasq (real software) at
+        resolver_addr:53 validating against the zone's DS as trust anchor.
+        records: zone lines for test. ($ORIGIN test.), insecure_records for
+        insecure.test.; bogus: lines for test. served as written but signed
+        with other data, so that they are bogus. Both addresses must be
+        destination hosts of this NetEnv; they are joined by a veth pair of
+        their own. Point the sender at the resolver with
+        net.resolver(resolver_addr, options="trust-ad edns0 ..."). See
+        DnssecZone."""
+        return DnssecZone(self, auth_addr, resolver_addr, records, insecure_records, bogus)
+
     def https(self, addr, cert, sites, port=443, delays=None):
         """An HTTPS server inside addr's namespace at addr:port: Python's
         http.server (ThreadingHTTPServer) over ssl, with the certificate
@@ -1456,6 +1475,15 @@ commonName = supplied
     return base + ".pem", base + ".key"
 
 
+def _read_text(path):
+    """A log file's text so far ("" while it does not exist)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def _wait_file(path, timeout, alive=None):
     end = time.monotonic() + timeout
     while not os.path.exists(path):
@@ -1502,11 +1530,7 @@ class DestServer:
         net.env.on_exit(self.stop)
 
     def output(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return _read_text(self.log)
 
     def _read(self):
         for _ in range(20):
@@ -1641,7 +1665,8 @@ class DnsServer:
     """dnsmasq (real software; Debian's dnsmasq-base) as an authoritative-only
     name server for .test inside a destination namespace, run by
     NetEnv.dnsmasq(): no configuration file, no /etc/hosts, no upstream
-    servers, every query logged (--log-queries) to self.log.
+    servers, every query logged (--log-queries) to self.log. options
+    replace --local=/test/ (DnssecZone makes it a validating resolver).
       queries()          [(type, name)] of every query received, in order
                          ("TXT", "_mta-sts.example.test"), names in lower case
       count(type, name)  how often (type, name) was asked
@@ -1653,16 +1678,16 @@ class DnsServer:
     # dnsmasq[PID]: query[TXT] _mta-sts.example.test from 198.51.100.1
     QUERY = re.compile(r"\bquery\[(\w+)\] (\S+) from ")
 
-    def __init__(self, net, ns, addr, txt, hosts):
+    def __init__(self, net, ns, addr, txt, hosts, options=("--local=/test/",)):
         exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         if not os.path.exists(exe):
             skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
         self.net, self.ns, self.addr = net, ns, addr
         self.log = net.env.path("dnsmasq-%d.log" % net.env._next("dnsmasq"))
         argv = [exe, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-                "--no-hosts", "--no-poll", "--local=/test/", "--listen-address=" + addr,
+                "--no-hosts", "--no-poll", "--listen-address=" + addr,
                 "--bind-interfaces", "--port=53", "--pid-file", "--user=nobody",
-                "--group=nogroup", "--log-queries", "--log-facility=-"]
+                "--group=nogroup", "--log-queries", "--log-facility=-"] + list(options)
         for name, texts in txt.items():
             for t in [texts] if isinstance(texts, str) else texts:
                 # On dnsmasq's command line quotes are kept as text and a
@@ -1679,11 +1704,7 @@ class DnsServer:
               % (addr, self.output()))
 
     def output(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return _read_text(self.log)
 
     def queries(self):
         return [(m.group(1), m.group(2).lower().rstrip("."))
@@ -1702,6 +1723,321 @@ class DnsServer:
         if self.proc is not None:
             kill_group(self.proc)
             self.proc = None
+
+
+def _rr_parse(line, origin):
+    """A zone line "owner [ttl] [IN] TYPE rdata" -> (owner as an absolute
+    name in lower case, ttl or None, TYPE, rdata)."""
+    tok = line.split()
+    if len(tok) < 3:
+        raise ValueError("zone line too short: %r" % line)
+    owner = tok.pop(0)
+    if owner == "@":
+        owner = origin
+    elif not owner.endswith("."):
+        owner = owner + "." + origin
+    ttl = None
+    while tok and (tok[0].isdigit() or tok[0].upper() == "IN"):
+        t = tok.pop(0)
+        if t.isdigit():
+            ttl = int(t)
+    if len(tok) < 2:
+        raise ValueError("zone line without type or data: %r" % line)
+    return owner.lower(), ttl, tok[0].upper(), " ".join(tok[1:])
+
+
+def _rdata_variant(rtype, rdata):
+    """Other RDATA of the same type: what a bogus record is signed with."""
+    import ipaddress
+    if rtype in ("A", "AAAA"):
+        a = ipaddress.ip_address(rdata)
+        return str(a + 1 if int(a) < 2 ** a.max_prefixlen - 1 else a - 1)
+    if rtype == "MX":
+        pref, host = rdata.split(None, 1)
+        return "%d %s" % (int(pref) + 1, host)
+    if rtype == "TLSA":
+        c = rdata[-1]
+        return rdata[:-1] + format(int(c, 16) ^ 1, "x")
+    raise ValueError("bogus records of type %s are not supported" % rtype)
+
+
+class DnssecZone:
+    """The DNSSEC test bed, run by NetEnv.dnssec() (for DANE, RFC 7672).
+
+    Authoritative: nsd (real software; Debian's nsd) in the foreground (-d)
+    inside auth_addr's namespace, on a configuration file in self.dir (no
+    /etc/nsd, no control socket, no database), serving:
+      test.           signed with a KSK and a ZSK, ECDSAP256SHA256
+                      (ldns-keygen, ldns-signzone, NSEC), valid from a day
+                      ago for 30 days: SOA, NS ns.test. (at auth_addr), the
+                      delegation insecure.test. NS ns.insecure.test. (glue
+                      auth_addr) with no DS, `records`, and `bogus`: these
+                      are served as written but were signed with other
+                      RDATA (an A/AAAA address plus one, an MX preference
+                      plus one, a TLSA's last hex digit flipped), so their
+                      RRSIG does not verify
+      insecure.test.  unsigned: SOA, NS, `insecure_records`
+    Zone lines are "owner [ttl] [IN] TYPE rdata", owners relative to the
+    zone unless they end in a dot; default TTL 300.
+
+    Validating resolver: dnsmasq (DnsServer, real software) inside
+    resolver_addr's namespace at resolver_addr:53 with --dnssec,
+    --trust-anchor=test.,<the KSK's DS>, --dnssec-check-unsigned (an
+    unsigned answer inside test. is bogus) and --server=/test/auth_addr:
+    it validates itself (no --proxy-dnssec), answers SERVFAIL for what is
+    bogus, sets the AD bit for what validates when the query asked (DO or
+    AD bit), and refuses every name outside .test. (It also gets the root's
+    real trust anchor, which it insists on and never uses.) The resolver reaches nsd
+    over a veth pair of its own (resolver_addr <-> auth_addr); the sender
+    reaches both over its own links.
+
+      resolver           the DnsServer: queries(), count(type, name),
+                         wait_queries(...) (what the resolver was asked)
+      count(type, name)  resolver.count()
+      ds                 the DS record of test. (text, as ldns-key2ds says)
+      keytag, digest     its key tag and SHA-256 digest (hex)
+      dir, nsd_log       the files; nsd_output() its log
+      dig(qtype, name, ns=None)
+                         dig +dnssec through the resolver from the sender
+                         (or ns): {"status", "flags", "answer" (lines)}
+      glibc(qtype, name) res_query() by glibc in the sender, on the
+                         sender's resolv.conf (call net.resolver() first):
+                         {"rcode", "ad", "len"} from the answer's header
+      stop()             both servers (also done when the environment is left)
+    """
+
+    ORIGIN = "test."
+    CHILD = "insecure.test."
+    # dnsmasq refuses to start with --dnssec and no trust anchor for the
+    # root ("or the DNSSEC code can loop forever"): the real root's (KSK-2017,
+    # as in Debian's /usr/share/dnsmasq-base/trust-anchors.conf). It is never
+    # used: test.'s own anchor ends every chain, and no name outside .test
+    # is forwarded anywhere.
+    ROOT_ANCHOR = ".,20326,8,2,E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D"
+
+    def __init__(self, net, auth_addr, resolver_addr, records, insecure_records, bogus):
+        for tool in ("nsd", "ldns-keygen", "ldns-signzone", "ldns-key2ds"):
+            if not (shutil.which(tool) or os.path.exists("/usr/sbin/" + tool)):
+                skip("%s is not installed (apt-get install nsd ldnsutils)" % tool)
+        self.net, self.auth_addr, self.resolver_addr = net, auth_addr, resolver_addr
+        self.auth_ns, self.resolver_ns = net.ns_of(auth_addr), net.ns_of(resolver_addr)
+        n = net.env._next("dnssec")
+        self.dir = net.env.path("dnssec-%d" % n)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        self.nsd_log = os.path.join(self.dir, "nsd.log")
+        self.nsd = None
+        self.resolver = None
+        net.env.on_exit(self.stop)
+        self._link(n)
+        self._sign(records, bogus)
+        self._write_child(insecure_records)
+        self._start_nsd()
+        self.resolver = DnsServer(
+            net, self.resolver_ns, resolver_addr, {}, {},
+            options=["--dnssec", "--dnssec-check-unsigned",
+                     "--trust-anchor=%s,%d,13,2,%s" % (self.ORIGIN, self.keytag, self.digest),
+                     "--trust-anchor=" + self.ROOT_ANCHOR,
+                     "--server=/test/%s" % auth_addr])
+
+    # -- set-up ---------------------------------------------------------------------
+    def _link(self, n):
+        """A veth pair between the resolver's and nsd's namespaces."""
+        net, ra, aa = self.net, self.resolver_addr, self.auth_addr
+        ifr, ifa = "auth%d" % n, "rslv%d" % n
+        net._ip(self.resolver_ns, "link", "add", ifr, "type", "veth", "peer", "name", ifa,
+                "netns", self.auth_ns)
+        net._ip(self.resolver_ns, "addr", "add", ra + "/32", "dev", ifr)
+        net._ip(self.resolver_ns, "link", "set", ifr, "up")
+        net._ip(self.resolver_ns, "route", "add", aa + "/32", "dev", ifr, "src", ra)
+        net._ip(self.auth_ns, "addr", "add", aa + "/32", "dev", ifa)
+        net._ip(self.auth_ns, "link", "set", ifa, "up")
+        net._ip(self.auth_ns, "route", "add", ra + "/32", "dev", ifa, "src", aa)
+
+    def _run(self, argv):
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=self.dir, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        check(r.returncode == 0, "%s failed (%d): %s%s"
+              % (" ".join(argv), r.returncode, r.stdout, r.stderr))
+        return r.stdout
+
+    def _sign(self, records, bogus):
+        o, aa = self.ORIGIN, self.auth_addr
+        served = []                  # (owner, TYPE, line as served) of the bogus records
+        variants = []
+        for line in bogus:
+            owner, ttl, rtype, rdata = _rr_parse(line, o)
+            ttl = 300 if ttl is None else ttl
+            served.append((owner, rtype, "%s\t%d\tIN\t%s\t%s" % (owner, ttl, rtype, rdata)))
+            variants.append("%s %d IN %s %s" % (owner, ttl, rtype, _rdata_variant(rtype, rdata)))
+        zone = ["$ORIGIN %s" % o, "$TTL 300",
+                "@ IN SOA ns.%s hostmaster.%s 1 3600 600 86400 300" % (o, o),
+                "@ IN NS ns.%s" % o, "ns IN A %s" % aa,
+                "; the insecure child: a delegation with no DS",
+                "%s IN NS ns.%s" % (self.CHILD, self.CHILD), "ns.%s IN A %s" % (self.CHILD, aa),
+                "; records"] + list(records) + ["; bogus (signed with other data)"] + variants
+        path = os.path.join(self.dir, "test.zone")
+        with open(path, "w") as f:
+            f.write("\n".join(zone) + "\n")
+        alg = "ECDSAP256SHA256"
+        ksk = self._run(["ldns-keygen", "-a", alg, "-k", o]).strip()
+        zsk = self._run(["ldns-keygen", "-a", alg, o]).strip()
+        ds = self._run(["ldns-key2ds", "-n", "-2", ksk + ".key"]).strip()
+        self.ds = ds
+        f = ds.split()
+        check(len(f) >= 8 and f[3] == "DS" and f[5] == "13" and f[6] == "2",
+              "unexpected DS from ldns-key2ds: %r" % ds)
+        self.keytag, self.digest = int(f[4]), "".join(f[7:]).lower()
+        day = 86400
+        stamp = lambda t: time.strftime("%Y%m%d%H%M%S", time.gmtime(t))  # noqa: E731
+        now = time.time()
+        self._run(["ldns-signzone", "-i", stamp(now - day), "-e", stamp(now + 30 * day),
+                   "-f", path + ".signed", path, ksk, zsk])
+        if shutil.which("ldns-verify-zone"):
+            self._run(["ldns-verify-zone", "-k", ksk + ".key", path + ".signed"])
+        if not served:
+            return
+        # Serve the bogus records' real data under the variants' signatures.
+        with open(path + ".signed") as fh:
+            lines = fh.read().splitlines()
+        out, replaced, done = [], 0, set()
+        for line in lines:
+            t = line.split()
+            key = (t[0].lower(), t[3].upper()) if len(t) > 4 and t[2] == "IN" else None
+            if key and any(key == (ow, ty) for ow, ty, _ in served):
+                replaced += 1
+                if key not in done:
+                    done.add(key)
+                    out += [sl for ow, ty, sl in served if (ow, ty) == key]
+                continue
+            out.append(line)
+        check(replaced == len(served), "bogus records: %d lines replaced in the signed zone, "
+              "%d expected (is a bogus RRset also among the records?)" % (replaced, len(served)))
+        with open(path + ".signed", "w") as fh:
+            fh.write("\n".join(out) + "\n")
+
+    def _write_child(self, records):
+        c = self.CHILD
+        zone = ["$ORIGIN %s" % c, "$TTL 300",
+                "@ IN SOA ns.%s hostmaster.%s 1 3600 600 86400 300" % (c, c),
+                "@ IN NS ns.%s" % c, "ns IN A %s" % self.auth_addr] + list(records)
+        with open(os.path.join(self.dir, "insecure.test.zone"), "w") as f:
+            f.write("\n".join(zone) + "\n")
+
+    def _start_nsd(self):
+        d = self.dir
+        conf = os.path.join(d, "nsd.conf")
+        with open(conf, "w") as f:
+            f.write("""# written by mwtest
+server:
+    ip-address: %(addr)s
+    port: 53
+    do-ip4: yes
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "%(d)s"
+    database: ""
+    zonelistfile: "%(d)s/zone.list"
+    xfrdfile: "%(d)s/xfrd.state"
+    xfrdir: "%(d)s"
+    pidfile: "%(d)s/nsd.pid"
+    server-count: 1
+    verbosity: 2
+    hide-version: yes
+remote-control:
+    control-enable: no
+zone:
+    name: "%(o)s"
+    zonefile: "%(d)s/test.zone.signed"
+zone:
+    name: "%(c)s"
+    zonefile: "%(d)s/insecure.test.zone"
+""" % {"addr": self.auth_addr, "d": d, "o": self.ORIGIN, "c": self.CHILD})
+        exe = shutil.which("nsd") or "/usr/sbin/nsd"
+        r = subprocess.run([shutil.which("nsd-checkconf") or "/usr/sbin/nsd-checkconf", conf],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, "nsd-checkconf %s: %s%s" % (conf, r.stdout, r.stderr))
+        self.nsd = self.net.spawn(self.auth_ns, [exe, "-d", "-c", conf], log=self.nsd_log)
+        ok = self.net.listening(self.auth_ns, 53, timeout=10, pid=self.nsd.pid)
+        check(ok and self.nsd.poll() is None, "nsd did not start on %s:53: %s"
+              % (self.auth_addr, self.nsd_output()))
+        # Listening comes before the zones are loaded: wait for the SOA.
+        ok = wait_for(lambda: self._auth_soa(), 10, step=0.1)
+        check(ok, "nsd does not answer for test. and insecure.test.: %s" % self.nsd_output())
+
+    def _auth_soa(self):
+        for zone in (self.ORIGIN, self.CHILD):
+            r = self.net.run(self.resolver_ns, ["dig", "+norec", "+time=1", "+tries=1",
+                                                "@" + self.auth_addr, zone, "SOA"], timeout=10)
+            if "status: NOERROR" not in r.stdout or " aa" not in r.stdout.split("flags:")[1][:30]:
+                return False
+        return True
+
+    # -- use --------------------------------------------------------------------------
+    def nsd_output(self):
+        try:
+            with open(self.nsd_log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def count(self, qtype, name):
+        return self.resolver.count(qtype, name)
+
+    def dig(self, qtype, name, ns=None):
+        """dig +dnssec qtype name @resolver from the sender (or ns)."""
+        r = self.net.run(ns or self.net.sender,
+                         ["dig", "+dnssec", "+time=5", "+tries=1", "@" + self.resolver_addr,
+                          name, qtype], timeout=30)
+        st = re.search(r"status: (\w+)", r.stdout)
+        fl = re.search(r";; flags: ([a-z ]*);", r.stdout)
+        ans, inside = [], False
+        for line in r.stdout.splitlines():
+            if line.startswith(";; ANSWER SECTION:"):
+                inside = True
+            elif inside and not line.strip():
+                inside = False
+            elif inside:
+                ans.append(line)
+        out = {"status": st.group(1) if st else None,
+               "flags": fl.group(1).split() if fl else [], "answer": ans}
+        print("dig %s %s: %s %s, %d answer records" % (qtype, name, out["status"],
+                                                         " ".join(out["flags"]), len(ans)),
+              flush=True)
+        return out
+
+    GLIBC_QUERY = r"""
+import ctypes, json, sys
+lib = ctypes.CDLL("libresolv.so.2")
+q = getattr(lib, "res_query", None) or getattr(lib, "__res_query")
+buf = ctypes.create_string_buffer(4096)
+n = q(sys.argv[1].encode(), 1, int(sys.argv[2]), buf, 4096)
+h = buf.raw[:12]
+print(json.dumps({"len": n, "rcode": h[3] & 0x0f, "ad": bool(h[3] & 0x20),
+                  "qr": bool(h[2] & 0x80)}))
+"""
+    QTYPES = {"A": 1, "MX": 15, "AAAA": 28, "TLSA": 52, "TXT": 16}
+
+    def glibc(self, qtype, name):
+        """res_query(name, IN, qtype) by glibc in the sender, with nothing
+        but the sender's resolv.conf to ask for the AD bit: the answer's
+        header as {"len": res_query's value, "rcode", "ad", "qr"} (qr false:
+        no answer came at all)."""
+        r = self.net.run(self.net.sender, ["/usr/bin/python3", "-c", self.GLIBC_QUERY, name,
+                                           str(self.QTYPES[qtype])], timeout=30)
+        check(r.returncode == 0, "res_query %s %s: %s%s" % (qtype, name, r.stdout, r.stderr))
+        out = json.loads(r.stdout)
+        print("glibc res_query %s %s: %r" % (qtype, name, out), flush=True)
+        return out
+
+    def stop(self):
+        if self.resolver is not None:
+            self.resolver.stop()
+            self.resolver = None
+        if self.nsd is not None:
+            kill_group(self.nsd)
+            self.nsd = None
 
 
 class HttpsServer:

@@ -1,6 +1,7 @@
 """Shared steps of the outbound tests t_out_*.py (not a test itself)."""
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -13,6 +14,69 @@ FROM = "alice@sender.test"
 def message(subject):
     return (b"From: alice@sender.test\r\nSubject: %s\r\n\r\nthis must not leak\r\n"
             % subject.encode())
+
+
+# key=value pairs of a log line; values may be "quoted".
+LOG_KV = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def log_kv(line):
+    """A log line's key=value pairs as a dict (quotes removed)."""
+    return {k: v[1:-1] if v.startswith('"') else v for k, v in LOG_KV.findall(line)}
+
+
+def log_events(mw, event, domain=None):
+    """mailward's log lines with event=event (and domain=domain) as dicts of
+    their key=value pairs."""
+    out = []
+    for line in mw.log().splitlines():
+        kv = log_kv(line)
+        if kv.get("event") == event and (domain is None or kv.get("domain") == domain):
+            out.append(kv)
+    return out
+
+
+def delivered(net, mw, dest, rcpts, subject=None, host="192.0.2.10"):
+    """One transaction through host that must deliver to every rcpt: the
+    destination gets the message once more, over TLS, for rcpts."""
+    subject = subject or "to %s" % ", ".join(rcpts)
+    before = len(dest.messages)
+    msg = message(subject)
+    t = one_transaction(net, rcpts, msg, host=host)
+    mwtest.eq([t["mail"][0]] + [r[0] for r in t["rcpt"]] + [t["data"][0]],
+              [250] * (len(rcpts) + 2),
+              "%s: MAIL, RCPT, end of data; log:\n%s" % (subject, mw.log()[-3000:]))
+    msgs = dest.wait_messages(before + 1, 10)
+    mwtest.eq(len(msgs), before + 1, "%s: messages at the destination" % subject)
+    m = msgs[-1]
+    mwtest.eq([m.rcpt_tos, m.data, m.tls], [rcpts, msg, True],
+              "%s: recipients, bytes, TLS at the destination" % subject)
+    return t
+
+
+def refused(net, mw, dest, rcpt, result_type, host="192.0.2.10"):
+    """One transaction through host with one recipient that must be refused:
+    MAIL 250 from mailward, RCPT 451 4.7.5 naming result_type and the
+    domain, DATA 554, no envelope command at dest (which may have had
+    sessions before) and no message."""
+    domain = rcpt.split("@")[1]
+    dest.wait_idle()
+    ncmds, nmsgs = len(dest.commands), len(dest.messages)
+    t = one_transaction(net, [rcpt], message("to %s" % rcpt), host=host)
+    mwtest.eq(t["mail"], (250, "2.1.0 Ok"), "MAIL held and answered by mailward (%s)" % rcpt)
+    if t["rcpt"][0][0] != 451:
+        print("mailward's log:\n%s" % mw.log()[-3000:])
+    mwtest.check_deferred(t["rcpt"][0], result_type, "RCPT %s" % rcpt)
+    mwtest.check(domain in t["rcpt"][0][1], "RCPT reply %r does not name %s"
+                 % (t["rcpt"][0], domain))
+    mwtest.eq(t["data"], (554, "5.5.1 Error: no valid recipients"), "DATA (%s)" % rcpt)
+    dest.check_idle()
+    new = dest.command_strings()[ncmds:]
+    print("destination saw (%s): %r" % (rcpt, new))
+    mwtest.eq([c for c in new if c.split(" ")[0].upper() in ("MAIL", "RCPT", "DATA", "BDAT")],
+              [], "envelope commands at the destination for %s" % rcpt)
+    mwtest.eq(len(dest.messages), nmsgs, "messages at the destination after %s" % rcpt)
+    return t
 
 
 def one_transaction(net, rcpts, msg, host="192.0.2.10"):

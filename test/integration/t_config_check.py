@@ -113,11 +113,12 @@ def main():
                 failures.append("%s: 'configuration OK' printed" % what)
 
         # An outbound listener's policy table: its errors come as POLICY:LINE: message,
-        # and dane is read with a warning.
+        # an ignored attribute (ciphers=) gets a warning, and dane is a level like
+        # the others.
         policy = env.path("tls.policy")
         with open(policy, "w") as f:
             f.write("# comment\nbank.example secure\nbroken.example sometimes\n"
-                    "dane.example dane\n")
+                    "old.example encrypt ciphers=high\ndane.example dane\n")
         out = env.path("outbound.conf")
         with open(out, "w") as f:
             f.write("[out]\nlisten = 127.0.0.1:%d\naccept_tls = none\nrequire_tls = no\n"
@@ -128,8 +129,10 @@ def main():
         if r.returncode != 1 or not re.search(r"^%s:3: .*sometimes" % re.escape(policy),
                                               r.stderr, re.M):
             failures.append("policy error not reported as %s:3: ...: %r" % (policy, r.stderr))
-        if not re.search(r"^%s:4: warning: .*dane" % re.escape(policy), r.stderr, re.M):
-            failures.append("no warning for dane at %s:4: %r" % (policy, r.stderr))
+        if not re.search(r"^%s:4: warning: .*ciphers" % re.escape(policy), r.stderr, re.M):
+            failures.append("no warning for ciphers= at %s:4: %r" % (policy, r.stderr))
+        if re.search(r"^%s:5:" % re.escape(policy), r.stderr, re.M):
+            failures.append("dane at %s:5 reported: %r" % (policy, r.stderr))
         with open(policy, "w") as f:
             f.write("bank.example secure\n")
         r = mwtest.run_mailward(["-t", "-c", out])

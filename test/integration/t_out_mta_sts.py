@@ -60,7 +60,6 @@ Scenarios, in this order, against one mailward:
 mailward then stops cleanly (status 0, no sanitizer report)."""
 
 import os
-import re
 import signal
 import sys
 
@@ -95,58 +94,15 @@ def policy_body(mode, mx):
             % (mode, "".join("mx: %s\r\n" % m for m in mx), MAX_AGE))
 
 
-LOG_KV = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
-
-
-def log_events(mw, event, domain=None):
-    """mailward's log lines with event=event (and domain=domain) as dicts of
-    their key=value pairs (quotes removed)."""
-    out = []
-    for line in mw.log().splitlines():
-        kv = {k: v[1:-1] if v.startswith('"') else v for k, v in LOG_KV.findall(line)}
-        if kv.get("event") == event and (domain is None or kv.get("domain") == domain):
-            out.append(kv)
-    return out
-
-
-def delivered(net, dest, rcpts, subject):
-    """One transaction through 192.0.2.10 that must deliver to every rcpt:
-    the destination gets the message once more, over TLS, for rcpts."""
-    before = len(dest.messages)
-    msg = outcheck.message(subject)
-    t = outcheck.one_transaction(net, rcpts, msg)
-    mwtest.eq([t["mail"][0]] + [r[0] for r in t["rcpt"]] + [t["data"][0]],
-              [250] * (len(rcpts) + 2), "%s: MAIL, RCPT, end of data" % subject)
-    msgs = dest.wait_messages(before + 1, 10)
-    mwtest.eq(len(msgs), before + 1, "%s: messages at the destination" % subject)
-    m = msgs[-1]
-    mwtest.eq(m.rcpt_tos, rcpts, "%s: recipients at the destination" % subject)
-    mwtest.eq(m.data, msg, "%s: message bytes at the destination" % subject)
-    mwtest.eq(m.tls, True, "%s: delivered over TLS" % subject)
-    return t
+log_events = outcheck.log_events
 
 
 def refused(net, mw, dest, rcpt, result_type, event, expected, host=DEST):
-    """One transaction through host with one recipient that must be refused:
-    RCPT 451 4.7.5 naming result_type, DATA 554, no envelope command at dest
-    (which may have had sessions before), one more alert `event` for the
-    domain, from host:25, with expected. Returns the alert."""
+    """outcheck.refused(), and one more alert `event` for the domain, from
+    host:25, with expected. Returns the alert."""
     domain = rcpt.split("@")[1]
     nalerts = len(mwtest.find_alerts(mw, event=event, domain=domain))
-    dest.wait_idle()
-    ncmds, nmsgs = len(dest.commands), len(dest.messages)
-    t = outcheck.one_transaction(net, [rcpt], outcheck.message("to %s" % rcpt), host=host)
-    mwtest.eq(t["mail"], (250, "2.1.0 Ok"), "MAIL held and answered by mailward (%s)" % rcpt)
-    mwtest.check_deferred(t["rcpt"][0], result_type, "RCPT %s" % rcpt)
-    mwtest.check(domain in t["rcpt"][0][1], "RCPT reply %r does not name %s"
-                 % (t["rcpt"][0], domain))
-    mwtest.eq(t["data"], (554, "5.5.1 Error: no valid recipients"), "DATA (%s)" % rcpt)
-    dest.check_idle()
-    new = dest.command_strings()[ncmds:]
-    print("destination saw (%s): %r" % (rcpt, new))
-    mwtest.eq([c for c in new if c.split(" ")[0].upper() in ("MAIL", "RCPT", "DATA", "BDAT")],
-              [], "envelope commands at the destination for %s" % rcpt)
-    mwtest.eq(len(dest.messages), nmsgs, "messages at the destination after %s" % rcpt)
+    outcheck.refused(net, mw, dest, rcpt, result_type, host=host)
     got = mwtest.wait_alerts(mw, n=nalerts + 1, event=event, domain=domain)
     mwtest.eq(len(got), nalerts + 1, "%s alerts for %s (all: %r)" % (event, domain, mw.alerts()))
     a = got[-1]
@@ -212,7 +168,7 @@ def main():
 
         # 1. enforce.test: the certificate's name is the policy's mx.
         print("== 1. enforce.test", flush=True)
-        delivered(net, dest, ["bob@enforce.test"], "enforce")
+        outcheck.delivered(net, mw, dest, ["bob@enforce.test"], "enforce")
         check_policy_logged(mw, "enforce.test")
         check_fetched_once(web, dns, "enforce.test")
         mwtest.eq(mwtest.find_alerts(mw, domain="enforce.test"), [], "alerts for enforce.test")
@@ -226,14 +182,14 @@ def main():
 
         # 3. wild.test: mx.enforce.test is one label below enforce.test.
         print("== 3. wild.test", flush=True)
-        delivered(net, dest, ["bob@wild.test"], "wild")
+        outcheck.delivered(net, mw, dest, ["bob@wild.test"], "wild")
         check_policy_logged(mw, "wild.test")
         check_fetched_once(web, dns, "wild.test")
         mwtest.eq(mwtest.find_alerts(mw, domain="wild.test"), [], "alerts for wild.test")
 
         # 4. testing.test: what enforce would refuse is delivered and reported.
         print("== 4. testing.test", flush=True)
-        delivered(net, dest, ["bob@testing.test"], "testing")
+        outcheck.delivered(net, mw, dest, ["bob@testing.test"], "testing")
         check_policy_logged(mw, "testing.test")
         check_fetched_once(web, dns, "testing.test")
         rep = mwtest.wait_for(lambda: log_events(mw, "tls_reported", "testing.test") +
@@ -254,7 +210,7 @@ def main():
 
         # 5. nosts.test: no TXT record is no policy, and no failure either.
         print("== 5. nosts.test", flush=True)
-        delivered(net, dest, ["bob@nosts.test"], "nosts")
+        outcheck.delivered(net, mw, dest, ["bob@nosts.test"], "nosts")
         mwtest.eq(dns.wait_queries("TXT", "_mta-sts.nosts.test"), 1,
                   "TXT queries for _mta-sts.nosts.test (mailward must look)")
         mwtest.eq([q for q in dns.queries() if q[1] == "mta-sts.nosts.test"], [],
@@ -266,7 +222,7 @@ def main():
 
         # 6. broken.test: the fetch fails; delivered as without a policy.
         print("== 6. broken.test", flush=True)
-        delivered(net, dest, ["bob@broken.test"], "broken")
+        outcheck.delivered(net, mw, dest, ["bob@broken.test"], "broken")
         check_fetched_once(web, dns, BROKEN)
         failed = mwtest.wait_for(lambda: log_events(mw, "mta_sts_failed", BROKEN), 5)
         mwtest.eq(len(failed or []), 1, "mta_sts_failed lines for broken.test; log:\n%s"
@@ -306,7 +262,7 @@ def main():
 
         # 8. A table entry wins over MTA-STS: no lookup at all.
         print("== 8. wrongmx2.test (table entry may)", flush=True)
-        delivered(net, dest, ["bob@wrongmx2.test"], "table entry")
+        outcheck.delivered(net, mw, dest, ["bob@wrongmx2.test"], "table entry")
         mwtest.eq([q for q in dns.queries() if q[1].endswith("wrongmx2.test")], [],
                   "DNS queries for wrongmx2.test")
         mwtest.eq(web.gets("mta-sts.wrongmx2.test"), [], "GETs for mta-sts.wrongmx2.test")
@@ -329,7 +285,7 @@ def main():
             mwtest.fail("the HTTPS server still takes connections after stop()")
         except ConnectionRefusedError:
             pass
-        delivered(net, dest, ["frank@enforce.test"], "cached enforce")
+        outcheck.delivered(net, mw, dest, ["frank@enforce.test"], "cached enforce")
         refused(net, mw, dest, "frank@wrongmx.test", "certificate-host-mismatch",
                 "certificate_invalid", "secure (mta-sts)")
         for d in list(POLICIES) + [BROKEN]:
@@ -371,9 +327,9 @@ def main():
                   [("enforce", " ".join(new_mx))],
                   "the new policy of wrongmx.test logged; log:\n%s" % mw.log())
         mwtest.eq(len(web.gets("mta-sts.wrongmx.test")), 1, "GETs of the new policy")
-        delivered(net, dest, ["gina@wrongmx.test"], "new policy")
+        outcheck.delivered(net, mw, dest, ["gina@wrongmx.test"], "new policy")
         # Unchanged ids are looked at again, not fetched again.
-        delivered(net, dest, ["gina@enforce.test"], "after SIGHUP, same id")
+        outcheck.delivered(net, mw, dest, ["gina@enforce.test"], "after SIGHUP, same id")
         mwtest.eq(dns.wait_queries("TXT", "_mta-sts.enforce.test"), 1,
                   "TXT queries for _mta-sts.enforce.test after SIGHUP")
         mwtest.eq(web.gets("mta-sts.enforce.test"), [],

@@ -97,7 +97,6 @@ def policy_body(mx):
 
 # 2026-12-07T07:57:08.534Z mailward[16174]: info: 948d4000000 event=connect ...
 LOG_LINE = re.compile(r"^(\S+) mailward\[\d+\]: (\w+): (\S+) (.*)$")
-LOG_KV = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 def log_records(mw):
@@ -107,8 +106,7 @@ def log_records(mw):
         m = LOG_LINE.match(line)
         if not m:
             continue
-        kv = {k: v[1:-1] if v.startswith('"') else v for k, v in LOG_KV.findall(m.group(4))}
-        out.append((i, m.group(3), kv))
+        out.append((i, m.group(3), outcheck.log_kv(m.group(4))))
     return out
 
 

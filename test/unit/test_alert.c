@@ -86,11 +86,12 @@ static void test_alert_names(void **state)
             "plaintext_refused",    "plaintext_relayed",   "starttls_injection",
             "tls_handshake_failed", "starttls_stripped",   "starttls_refused",
             "tls_version_too_low",  "certificate_invalid", "tls_absent",
+            "dnssec_invalid",       "dane_required",
         };
         int i;
 
         (void)state;
-        assert_int_equal(ALERT_EVENT_COUNT, 9);
+        assert_int_equal(ALERT_EVENT_COUNT, 11);
         for (i = 0; i < ALERT_EVENT_COUNT; i++)
                 assert_string_equal(alert_event_str((enum alert_event)i), names[i]);
         assert_string_equal(alert_severity_str(ALERT_SEV_INFO), "info");

@@ -1,6 +1,6 @@
 /*
  * Unit tests for lib/policy: the table parser (good tables, every error
- * message with its line), lookups, dane acting as encrypt, judging over a
+ * message with its line), lookups, the dane levels, judging over a
  * table of (expectation, observation) -> verdict cases, and the tables
  * shipped in policies/ (the tests run from the repository root).
  */
@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "policy.h"
+#include "util.h"
 
 struct test_table {
         char path[64];
@@ -184,12 +185,9 @@ static void test_parse_errors_each(void **state)
         test_load_fails("a.example may match=a.example\n",
                         "FILE:1: match= is not valid with level may (only verify and "
                         "secure take it)\n");
-        test_load_fails(
-            "a.example dane match=a.example\n",
-            "FILE:1: warning: level dane is not supported yet: a.example gets "
-            "encrypt\n"
-            "FILE:1: match= is not valid with level dane (only verify and "
-            "secure take it)\n");
+        test_load_fails("a.example dane match=a.example\n",
+                        "FILE:1: match= is not valid with level dane (only verify and "
+                        "secure take it)\n");
         test_load_fails("a.example secure match=\n", "FILE:1: match= has no pattern\n");
         test_load_fails("a.example secure match=mx_1.example:bad!name:-x.example\n",
                         "FILE:1: bad match= pattern \"bad!name\"\n"
@@ -455,38 +453,26 @@ static void test_lookup_many(void **state)
         test_unload(&t);
 }
 
-static void test_dane_acts_as_encrypt(void **state)
+static void test_dane_levels(void **state)
 {
         struct test_table t;
         struct policy_expectation x;
 
         (void)state;
         test_load(&t, "a.example dane\n"
-                      "b.example dane-only protocols=>=TLSv1.3\n"
-                      "c.example encrypt\n");
+                      "b.example dane-only protocols=>=TLSv1.3\n");
         assert_int_equal(t.rc, 0);
-        test_expect_errs(&t,
-                         "FILE:1: warning: level dane is not supported yet: a.example "
-                         "gets encrypt\n"
-                         "FILE:2: warning: level dane-only is not supported yet: "
-                         "b.example gets encrypt\n");
+        test_expect_errs(&t, "");
         x = policy_lookup(t.p, "a.example");
-        assert_int_equal(x.level, POLICY_LEVEL_ENCRYPT);
+        assert_int_equal(x.level, POLICY_LEVEL_DANE);
         assert_int_equal(x.written, POLICY_LEVEL_DANE);
-        assert_true(x.warned_dane);
         x = policy_lookup(t.p, "b.example");
-        assert_int_equal(x.level, POLICY_LEVEL_ENCRYPT);
-        assert_int_equal(x.written, POLICY_LEVEL_DANE_ONLY);
-        assert_true(x.warned_dane);
+        assert_int_equal(x.level, POLICY_LEVEL_DANE_ONLY);
         assert_int_equal(x.min_proto, POLICY_PROTO_TLSV1_3);
-        x = policy_lookup(t.p, "c.example");
-        assert_int_equal(x.written, POLICY_LEVEL_ENCRYPT);
-        assert_false(x.warned_dane);
-        /* a dane default acts the same */
         policy_set_default(t.p, POLICY_LEVEL_DANE);
         x = policy_lookup(t.p, "z.example");
-        assert_int_equal(x.level, POLICY_LEVEL_ENCRYPT);
-        assert_true(x.warned_dane);
+        assert_int_equal(x.level, POLICY_LEVEL_DANE);
+        assert_int_equal(x.source, POLICY_SOURCE_DEFAULT);
         test_unload(&t);
 }
 
@@ -722,13 +708,12 @@ static const struct test_judge_case test_judge_cases[] = {
      "TLSv1.3 negotiated, protocols= allows TLSv1.2 to TLSv1.2; level encrypt from "
      "policy "
      "example.com"},
-    /* dane, hand-built: judged as encrypt */
+    /* dane without TLSA records (not looked up here): as encrypt */
     {POLICY_LEVEL_DANE, NULL, NULL, OBS_UNTRUSTED, true, POLICY_RESULT_OK,
-     "TLSv1.3 reached; certificate not checked at level encrypt"},
+     "TLSv1.3 reached; no usable TLSA records (): certificate not checked"},
     {POLICY_LEVEL_DANE_ONLY, NULL, NULL, OBS_REFUSED, false,
      POLICY_RESULT_STARTTLS_NOT_SUPPORTED,
-     "STARTTLS refused with 454; level dane-only (acting as encrypt) from policy "
-     "example.com"},
+     "STARTTLS refused with 454; level dane-only from policy example.com"},
     /* verify: default match is the MX host name */
     {POLICY_LEVEL_VERIFY, NULL, NULL, OBS_GOOD, true, POLICY_RESULT_OK,
      "TLSv1.3, certificate trusted, name mx1.example.com matches hostname "
@@ -849,10 +834,7 @@ static void test_judge_table(void **state)
                          c->match ? c->match : "", c->protocols ? " protocols=" : "",
                          c->protocols ? c->protocols : "");
                 test_load(&t, text);
-                if (c->level == POLICY_LEVEL_DANE || c->level == POLICY_LEVEL_DANE_ONLY)
-                        assert_int_equal(t.rc, 0);
-                else
-                        test_expect_errs(&t, "");
+                test_expect_errs(&t, "");
                 x = policy_lookup(t.p, "example.com");
                 pass = policy_judge(&x, &o, &v);
                 if (pass != c->pass || v.result != c->result ||
@@ -895,13 +877,6 @@ static void test_judge_matched(void **state)
         o = test_observe(OBS_NO_STARTTLS);
         assert_false(policy_judge(&x, &o, &v));
         assert_string_equal(v.reason, "STARTTLS not offered; level encrypt (default)");
-
-        /* dane from a table says what it acts as */
-        x.written = POLICY_LEVEL_DANE;
-        x.warned_dane = true;
-        assert_false(policy_judge(&x, &o, &v));
-        assert_string_equal(
-            v.reason, "STARTTLS not offered; level dane (acting as encrypt) (default)");
 }
 
 /*
@@ -969,6 +944,89 @@ static void test_mta_sts(void **state)
         /* a table never takes "*." patterns: they are MTA-STS's alone */
         test_load_fails("example.com secure match=*.example.com\n",
                         "FILE:1: bad match= pattern \"*.example.com\"\n");
+}
+
+/* dane and dane-only against every DANE outcome (RFC 7672). */
+static void test_dane_judge(void **state)
+{
+        static const struct {
+                enum policy_level level;
+                enum policy_dane dane;
+                const char *mx_host;
+                bool pass;
+                enum policy_result result;
+                const char *reason;
+        } cases[] = {
+            {POLICY_LEVEL_DANE, POLICY_DANE_NONE, NULL, true, POLICY_RESULT_OK,
+             "TLSv1.3 reached; no usable TLSA records (why): certificate not checked"},
+            {POLICY_LEVEL_DANE, POLICY_DANE_UNUSABLE, NULL, true, POLICY_RESULT_OK,
+             "TLSv1.3 reached; no usable TLSA records (why): certificate not checked"},
+            {POLICY_LEVEL_DANE_ONLY, POLICY_DANE_NONE, NULL, false,
+             POLICY_RESULT_DANE_REQUIRED,
+             "no usable TLSA records (why); level dane-only (default)"},
+            {POLICY_LEVEL_DANE_ONLY, POLICY_DANE_UNUSABLE, NULL, false,
+             POLICY_RESULT_DANE_REQUIRED,
+             "no usable TLSA records (why); level dane-only (default)"},
+            {POLICY_LEVEL_DANE, POLICY_DANE_FAILED, NULL, false,
+             POLICY_RESULT_DNSSEC_INVALID,
+             "DNSSEC lookup failed (why); level dane (default)"},
+            {POLICY_LEVEL_DANE, POLICY_DANE_NO_MATCH, NULL, false,
+             POLICY_RESULT_TLSA_INVALID,
+             "certificate matches no TLSA record (why); level dane (default)"},
+            /* DANE-EE: no name, trust or date check */
+            {POLICY_LEVEL_DANE_ONLY, POLICY_DANE_MATCH_EE, NULL, true, POLICY_RESULT_OK,
+             "TLSv1.3, certificate matches a DANE-EE TLSA record (why)"},
+            /* DANE-TA: the leaf names the MX host, or the domain */
+            {POLICY_LEVEL_DANE, POLICY_DANE_MATCH_TA, "mx1.example.com", true,
+             POLICY_RESULT_OK,
+             "TLSv1.3, certificate trusted, name mx1.example.com matches hostname "
+             "(mx1.example.com); DANE-TA (why)"},
+            {POLICY_LEVEL_DANE, POLICY_DANE_MATCH_TA, "mx9.example.com", false,
+             POLICY_RESULT_CERT_HOST_MISMATCH, NULL},
+        };
+        const char *const nexthop_names[] = {"example.com"};
+
+        (void)state;
+        for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+                struct policy_expectation x = policy_lookup(NULL, "example.com");
+                struct policy_observation o = test_observe(OBS_UNTRUSTED);
+                struct policy_verdict v;
+
+                x.level = x.written = cases[i].level;
+                o.dane = cases[i].dane;
+                o.dane_why = "why";
+                o.mx_host = cases[i].mx_host;
+                assert_int_equal(policy_judge(&x, &o, &v), cases[i].pass);
+                assert_int_equal(v.result, cases[i].result);
+                if (cases[i].reason != NULL)
+                        assert_string_equal(v.reason, cases[i].reason);
+        }
+        /* DANE-TA with a leaf for the domain itself, the MX host unknown */
+        {
+                struct policy_expectation x = policy_lookup(NULL, "example.com");
+                struct policy_observation o = test_observe(OBS_GOOD);
+                struct policy_verdict v;
+
+                x.level = x.written = POLICY_LEVEL_DANE_ONLY;
+                o.dane = POLICY_DANE_MATCH_TA;
+                o.mx_host = NULL;
+                o.cert_names = nexthop_names;
+                o.ncert_names = 1;
+                assert_true(policy_judge(&x, &o, &v));
+                assert_string_equal(v.matched_pattern, "nexthop");
+                /* and no TLS at all fails before DANE is asked */
+                o = test_observe(OBS_NO_STARTTLS);
+                o.dane = POLICY_DANE_MATCH_EE;
+                assert_false(policy_judge(&x, &o, &v));
+                assert_int_equal(v.result, POLICY_RESULT_STARTTLS_NOT_SUPPORTED);
+        }
+        assert_string_equal(policy_result_str(POLICY_RESULT_TLSA_INVALID),
+                            "tlsa-invalid");
+        assert_string_equal(policy_result_str(POLICY_RESULT_DNSSEC_INVALID),
+                            "dnssec-invalid");
+        assert_string_equal(policy_result_str(POLICY_RESULT_DANE_REQUIRED),
+                            "dane-required");
+        assert_string_equal(policy_dane_str(POLICY_DANE_MATCH_TA), "match-ta");
 }
 
 /* Every TLS-RPT result type is reachable, each as a failure. */
@@ -1061,7 +1119,8 @@ int main(void)
             cmocka_unit_test(test_lookup),
             cmocka_unit_test(test_lookup_edges),
             cmocka_unit_test(test_lookup_many),
-            cmocka_unit_test(test_dane_acts_as_encrypt),
+            cmocka_unit_test(test_dane_levels),
+            cmocka_unit_test(test_dane_judge),
             cmocka_unit_test(test_strings),
             cmocka_unit_test(test_judge_table),
             cmocka_unit_test(test_judge_matched),

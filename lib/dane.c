@@ -1,0 +1,425 @@
+/*
+ * dane: TLSA records for (recipient domain, server address), looked up and
+ * cached. See dane.h.
+ *
+ * A lookup is one job per cache entry that walks: MX, the MX hosts'
+ * addresses one after the other, TLSA. Every way out goes through
+ * dane_job_end(), which stores the result in the entry and calls back the
+ * waiting.
+ */
+#include "dane.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dns.h"
+#include "log.h"
+#include "util.h"
+
+#define DANE_JOB_MAGIC 0x64616e6aU
+#define DANE_BUCKETS   1024
+
+struct dane_entry {
+        struct dane_entry *next; /* hash chain */
+        char domain[256];
+        struct sockaddr_storage dst;
+        bool have; /* res holds a result */
+        struct dane_result res;
+        int64_t expires;
+        struct dane_job *job;
+        struct pending waits;
+};
+
+struct dane_job {
+        unsigned magic;
+        struct dane *d;
+        struct dane_entry *e;
+        struct dns_req *dns;
+        char hosts[DANE_MX_HOSTS][256];
+        size_t nhosts, next;
+        bool addr_failed; /* a host's addresses could not be looked up */
+        struct dane_result res;
+};
+
+struct dane {
+        struct dane_conf conf;
+        struct dane_entry *buckets[DANE_BUCKETS];
+        unsigned count;
+        bool closing;
+};
+
+const char *dane_state_str(enum dane_state s)
+{
+        switch (s) {
+        case DANE_NONE:
+                return "none";
+        case DANE_TLSA:
+                return "tlsa";
+        case DANE_FAILED:
+                return "failed";
+        }
+        return "invalid";
+}
+
+static bool dane_same_ip(const struct sockaddr_storage *a,
+                         const struct sockaddr_storage *b)
+{
+        if (a->ss_family != b->ss_family)
+                return false;
+        if (a->ss_family == AF_INET)
+                return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                              &((const struct sockaddr_in *)b)->sin_addr,
+                              sizeof(struct in_addr)) == 0;
+        if (a->ss_family == AF_INET6)
+                return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                              &((const struct sockaddr_in6 *)b)->sin6_addr,
+                              sizeof(struct in6_addr)) == 0;
+        return false;
+}
+
+static unsigned dane_hash(const char *domain, const struct sockaddr_storage *dst)
+{
+        uint32_t h = 2166136261U;
+        const unsigned char *p;
+        size_t n;
+
+        for (p = (const unsigned char *)domain; *p != '\0'; p++)
+                h = (h ^ *p) * 16777619U;
+        if (dst->ss_family == AF_INET) {
+                p = (const unsigned char *)&((const struct sockaddr_in *)dst)->sin_addr;
+                n = sizeof(struct in_addr);
+        } else {
+                p = (const unsigned char *)&((const struct sockaddr_in6 *)dst)->sin6_addr;
+                n = sizeof(struct in6_addr);
+        }
+        while (n-- > 0)
+                h = (h ^ *p++) * 16777619U;
+        return h % DANE_BUCKETS;
+}
+
+static void dane_result_cleanup(struct dane_result *r)
+{
+        for (size_t i = 0; i < r->ntlsa; i++)
+                free(r->tlsa[i].data);
+        memset(r, 0, sizeof(*r));
+}
+
+struct dane *dane_new(const struct dane_conf *conf)
+{
+        struct dane *d = xcalloc(1, sizeof(*d));
+
+        d->conf = *conf;
+        return d;
+}
+
+static void dane_entry_free(struct dane_entry *e)
+{
+        dane_result_cleanup(&e->res);
+        free(e);
+}
+
+void dane_free(struct dane *d)
+{
+        if (d == NULL)
+                return;
+        for (unsigned i = 0; i < DANE_BUCKETS; i++) {
+                struct dane_entry *e, *next;
+
+                for (e = d->buckets[i]; e != NULL; e = next) {
+                        next = e->next;
+                        if (e->job != NULL || !pending_empty(&e->waits))
+                                fatalx("dane_free: %s still looked up or waited for",
+                                       e->domain);
+                        dane_entry_free(e);
+                }
+        }
+        free(d);
+}
+
+static struct dane_entry *dane_find(const struct dane *d, const char *domain,
+                                    const struct sockaddr_storage *dst)
+{
+        struct dane_entry *e;
+
+        for (e = d->buckets[dane_hash(domain, dst)]; e != NULL; e = e->next) {
+                if (strcmp(e->domain, domain) == 0 && dane_same_ip(&e->dst, dst))
+                        return e;
+        }
+        return NULL;
+}
+
+/* Drop entries that nobody uses and whose result has run out. */
+static void dane_evict(struct dane *d, int64_t now)
+{
+        for (unsigned i = 0; i < DANE_BUCKETS; i++) {
+                struct dane_entry **pp = &d->buckets[i], *e;
+
+                while ((e = *pp) != NULL) {
+                        if (e->job == NULL && pending_empty(&e->waits) &&
+                            now >= e->expires) {
+                                *pp = e->next;
+                                dane_entry_free(e);
+                                d->count--;
+                        } else {
+                                pp = &e->next;
+                        }
+                }
+        }
+}
+
+static void dane_set(struct dane_job *j, enum dane_state state, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The job's outcome (the TLSA records are in j->res already for DANE_TLSA). */
+static void dane_set(struct dane_job *j, enum dane_state state, const char *fmt, ...)
+{
+        va_list ap;
+
+        j->res.state = state;
+        va_start(ap, fmt);
+        vsnprintf(j->res.why, sizeof(j->res.why), fmt, ap);
+        va_end(ap);
+}
+
+/* The job is over: its result goes into the entry, the waiting are called. */
+static void dane_job_end(struct dane_job *j)
+{
+        struct dane *d = j->d;
+        struct dane_entry *e = j->e;
+        const struct dane_result *r = &j->res;
+
+        if (!d->closing)
+                log_emit(
+                    d->conf.log, r->state == DANE_FAILED ? LOG_LVL_WARN : LOG_LVL_INFO,
+                    NULL,
+                    "event=dane_lookup listener=%s domain=%s mx=%s state=%s tlsa=%zu "
+                    "why=\"%s\"",
+                    d->conf.listener, e->domain, r->mx_host[0] ? r->mx_host : "-",
+                    dane_state_str(r->state), r->ntlsa, r->why);
+        dane_result_cleanup(&e->res);
+        e->res = j->res;
+        e->have = true;
+        e->expires = (int64_t)time(NULL) +
+                     (r->state == DANE_FAILED ? DANE_RETRY_SECS : DANE_CACHE_SECS);
+        e->job = NULL;
+        j->magic = 0;
+        free(j);
+        if (!d->closing)
+                pending_deliver(&e->waits);
+}
+
+static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
+{
+        struct dane_job *j = arg;
+        struct dane_result *r;
+
+        UTIL_CHECK_MAGIC(j, DANE_JOB_MAGIC);
+        j->dns = NULL;
+        r = &j->res;
+        if (status == -ENOENT) {
+                dane_set(j, DANE_NONE, "no TLSA records at _25._tcp.%s", r->mx_host);
+        } else if (status != 0) {
+                dane_set(j, DANE_FAILED, "TLSA lookup for _25._tcp.%s: %s", r->mx_host,
+                         dns_strerror(status));
+        } else if (!set->secure) {
+                dane_set(j, DANE_NONE, "TLSA records of %s not validated (insecure)",
+                         r->mx_host);
+        } else {
+                for (size_t i = 0; i < set->n && r->ntlsa < DANE_TLSA_MAX; i++) {
+                        struct dane_tlsa *t = &r->tlsa[r->ntlsa];
+
+                        if (set->rr[i].len > DANE_TLSA_DATA)
+                                continue;
+                        t->usage = set->rr[i].usage;
+                        t->selector = set->rr[i].selector;
+                        t->mtype = set->rr[i].mtype;
+                        t->len = set->rr[i].len;
+                        t->data = xmalloc(t->len + 1);
+                        memcpy(t->data, set->rr[i].data, t->len);
+                        r->ntlsa++;
+                }
+                dane_set(j, DANE_TLSA, "%zu TLSA records at _25._tcp.%s", r->ntlsa,
+                         r->mx_host);
+        }
+        dane_job_end(j);
+}
+
+static void dane_addr_next(struct dane_job *j);
+
+static void dane_addr_cb(void *arg, int status, const struct dns_rrset *set)
+{
+        struct dane_job *j = arg;
+        const char *host;
+        char name[300];
+
+        UTIL_CHECK_MAGIC(j, DANE_JOB_MAGIC);
+        j->dns = NULL;
+        host = j->hosts[j->next - 1];
+        if (status == -EAGAIN || status == -EINVAL)
+                j->addr_failed = true;
+        for (size_t i = 0; status == 0 && i < set->n; i++) {
+                if (!dane_same_ip(&set->rr[i].addr, &j->e->dst))
+                        continue;
+                snprintf(j->res.mx_host, sizeof(j->res.mx_host), "%s", host);
+                if (!set->secure) {
+                        dane_set(j, DANE_NONE, "addresses of MX host %s not validated",
+                                 host);
+                        dane_job_end(j);
+                        return;
+                }
+                snprintf(name, sizeof(name), "_25._tcp.%s", host);
+                j->dns = dns_query(j->d->conf.loop, name, DNS_T_TLSA, dane_tlsa_cb, j);
+                if (j->dns == NULL) {
+                        dane_set(j, DANE_NONE, "MX host name %s too long", host);
+                        dane_job_end(j);
+                }
+                return;
+        }
+        dane_addr_next(j);
+}
+
+/* Look at the next MX host's addresses, or end: none has the destination. */
+static void dane_addr_next(struct dane_job *j)
+{
+        while (j->next < j->nhosts) {
+                const char *host = j->hosts[j->next++];
+
+                j->dns = dns_query(j->d->conf.loop, host, DNS_T_ADDR, dane_addr_cb, j);
+                if (j->dns != NULL)
+                        return;
+        }
+        if (j->addr_failed)
+                dane_set(j, DANE_FAILED,
+                         "the destination is not among the addresses found for the MX "
+                         "hosts of %s, and a lookup failed",
+                         j->e->domain);
+        else
+                dane_set(
+                    j, DANE_NONE,
+                    "the destination is not an address of a (validated) MX host of %s",
+                    j->e->domain);
+        dane_job_end(j);
+}
+
+static void dane_mx_cb(void *arg, int status, const struct dns_rrset *set)
+{
+        struct dane_job *j = arg;
+        const char *domain;
+
+        UTIL_CHECK_MAGIC(j, DANE_JOB_MAGIC);
+        j->dns = NULL;
+        domain = j->e->domain;
+        if (status == -ENOENT && set->secure) {
+                /* No MX: the domain is its own host (RFC 5321 section 5.1). */
+                snprintf(j->hosts[0], sizeof(j->hosts[0]), "%s", domain);
+                j->nhosts = 1;
+        } else if (status == -ENOENT) {
+                dane_set(j, DANE_NONE, "no validated MX records for %s", domain);
+                dane_job_end(j);
+                return;
+        } else if (status != 0) {
+                dane_set(j, DANE_FAILED, "MX lookup for %s: %s", domain,
+                         dns_strerror(status));
+                dane_job_end(j);
+                return;
+        } else if (!set->secure) {
+                dane_set(j, DANE_NONE, "MX records of %s not validated (insecure)",
+                         domain);
+                dane_job_end(j);
+                return;
+        } else {
+                for (size_t i = 0; i < set->n && j->nhosts < DANE_MX_HOSTS; i++)
+                        snprintf(j->hosts[j->nhosts++], sizeof(j->hosts[0]), "%s",
+                                 set->rr[i].name);
+        }
+        dane_addr_next(j);
+}
+
+static void dane_job_start(struct dane *d, struct dane_entry *e)
+{
+        struct dane_job *j = xcalloc(1, sizeof(*j));
+
+        j->magic = DANE_JOB_MAGIC;
+        j->d = d;
+        j->e = e;
+        e->job = j;
+        j->dns = dns_query(d->conf.loop, e->domain, DNS_T_MX, dane_mx_cb, j);
+        if (j->dns == NULL) {
+                dane_set(j, DANE_NONE, "domain name too long");
+                dane_job_end(j);
+        }
+}
+
+enum dane_answer dane_get(struct dane *d, const char *domain,
+                          const struct sockaddr_storage *dst, int64_t now,
+                          const struct dane_result **res, pending_cb cb, void *arg,
+                          struct pending_wait **w)
+{
+        static const struct dane_result none = {.state = DANE_NONE,
+                                                .why = "not looked up"};
+        struct dane_entry *e = dane_find(d, domain, dst);
+        unsigned h;
+
+        *res = &none;
+        *w = NULL;
+        if (d->closing || domain[0] == '\0' || strlen(domain) >= sizeof(e->domain) ||
+            (dst->ss_family != AF_INET && dst->ss_family != AF_INET6))
+                return DANE_READY;
+        if (e != NULL && e->have && now < e->expires) {
+                *res = &e->res;
+                return DANE_READY;
+        }
+        if (e == NULL) {
+                if (d->count >= DANE_CACHE_MAX)
+                        dane_evict(d, now);
+                e = xcalloc(1, sizeof(*e));
+                snprintf(e->domain, sizeof(e->domain), "%s", domain);
+                e->dst = *dst;
+                h = dane_hash(domain, dst);
+                e->next = d->buckets[h];
+                d->buckets[h] = e;
+                d->count++;
+        }
+        if (e->job == NULL) {
+                dane_job_start(d, e);
+                if (e->job == NULL) {
+                        *res = &e->res;
+                        return DANE_READY;
+                }
+        }
+        *w = pending_add(&e->waits, cb, arg);
+        return DANE_PENDING;
+}
+
+unsigned dane_flush(struct dane *d)
+{
+        for (unsigned i = 0; i < DANE_BUCKETS; i++) {
+                for (struct dane_entry *e = d->buckets[i]; e != NULL; e = e->next)
+                        e->expires = 0;
+        }
+        return d->count;
+}
+
+void dane_shutdown(struct dane *d)
+{
+        d->closing = true;
+        for (unsigned i = 0; i < DANE_BUCKETS; i++) {
+                for (struct dane_entry *e = d->buckets[i]; e != NULL; e = e->next) {
+                        struct dane_job *j = e->job;
+
+                        pending_clear(&e->waits);
+                        if (j == NULL)
+                                continue;
+                        dns_cancel(j->dns);
+                        j->dns = NULL;
+                        dane_set(j, DANE_FAILED, "shutting down");
+                        dane_job_end(j);
+                }
+        }
+}

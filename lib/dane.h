@@ -1,0 +1,96 @@
+/*
+ * dane: the TLSA records that DANE (RFC 7672) sets for delivering a
+ * recipient domain's mail to one server address, looked up with DNSSEC and
+ * cached, for an outbound listener.
+ *
+ * A transparent proxy knows the address the MTA connected to, not the MX
+ * host name that DANE needs, so the lookup finds it (all with DNSSEC, see
+ * dns.h): the domain's MX records (a domain with none is its own host), then
+ * each MX host's addresses in preference order, until one has the
+ * destination address; then that host's TLSA records at _25._tcp.HOST.
+ *
+ *   DANE_TLSA    secure TLSA records for the destination's MX host: the
+ *                certificate is matched against them (tls_dane_match());
+ *   DANE_NONE    no DANE here: the MX records or the host's addresses are
+ *                not validated (insecure), the destination is not one of
+ *                the domain's MX hosts, or the host has no (validated) TLSA
+ *                records; `why` says which;
+ *   DANE_FAILED  a lookup failed (SERVFAIL, as a validating resolver answers
+ *                a bogus record, or a timeout): nothing can be said, and
+ *                RFC 7672 says not to deliver; `why` says which.
+ * mx_host is the destination's MX host when it was found ("" otherwise).
+ *
+ * Results are cached per (domain, address) for DANE_CACHE_SECS, failures
+ * for DANE_RETRY_SECS, in memory, at most DANE_CACHE_MAX. One lookup per
+ * key runs at a time; callers wait as with sts.h (pending.h), and each
+ * lookup is a few DNS queries, each bounded by the resolver's timeouts. A
+ * result given out stays valid until control returns to the loop.
+ */
+#ifndef MAILWARD_DANE_H
+#define MAILWARD_DANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "pending.h"
+
+struct uv_loop_s;
+struct log;
+struct dane;
+
+#define DANE_CACHE_MAX  10000
+#define DANE_CACHE_SECS 300
+#define DANE_RETRY_SECS 60
+#define DANE_TLSA_MAX   16 /* TLSA records kept for one host */
+#define DANE_MX_HOSTS   10 /* MX hosts tried for one domain */
+#define DANE_TLSA_DATA  4096
+
+enum dane_state {
+        DANE_NONE,
+        DANE_TLSA,
+        DANE_FAILED,
+};
+
+struct dane_tlsa {
+        unsigned char usage, selector, mtype;
+        unsigned char *data;
+        size_t len;
+};
+
+struct dane_result {
+        enum dane_state state;
+        char mx_host[256];
+        char why[200];
+        size_t ntlsa;
+        struct dane_tlsa tlsa[DANE_TLSA_MAX];
+};
+
+struct dane_conf {
+        struct uv_loop_s *loop;
+        const struct log *log;
+        const char *listener; /* for log lines */
+};
+
+enum dane_answer {
+        DANE_READY,   /* *res is the result */
+        DANE_PENDING, /* a lookup runs: cb(arg) comes when it ends; ask again */
+};
+
+const char *dane_state_str(enum dane_state s); /* "none", "tlsa", "failed" */
+
+struct dane *dane_new(const struct dane_conf *conf);
+/* Stop every lookup (waits are dropped without a call); then dane_free(). */
+void dane_shutdown(struct dane *d);
+void dane_free(struct dane *d);
+
+/* domain: lower case, no trailing dot; dst: the server's address (port ignored). */
+enum dane_answer dane_get(struct dane *d, const char *domain,
+                          const struct sockaddr_storage *dst, int64_t now,
+                          const struct dane_result **res, pending_cb cb, void *arg,
+                          struct pending_wait **w);
+
+/* Forget every cached result (SIGHUP): the next use looks up again. */
+unsigned dane_flush(struct dane *d);
+
+#endif

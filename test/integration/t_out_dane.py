@@ -1,0 +1,357 @@
+#!/usr/bin/python3
+"""Outbound with DANE for SMTP (RFC 7672): the policy table's levels dane and
+dane-only, and default_level = dane.
+
+The test bed (network namespaces, documentation addresses only):
+
+  192.0.2.10:25   aiosmtpd with STARTTLS, certificate for mx.dane.test (test
+                  CA; the leaf alone is sent): most MX hosts point here
+  192.0.2.11:25   aiosmtpd with STARTTLS, certificate for mx.ta.test signed
+                  by the test CA, the chain (leaf and CA) sent
+  192.0.2.12:25   aiosmtpd without STARTTLS
+  192.0.2.54:53   nsd: the zone test., signed (KSK and ZSK, algorithm 13),
+                  its unsigned child insecure.test., and two bogus records
+  192.0.2.53:53   dnsmasq validating test. (trust anchor: test.'s DS); the
+                  sender's resolv.conf names it, "options trust-ad edns0"
+
+First the test bed proves itself: through the resolver, dig +dnssec gets the
+AD bit for test.'s records, none for insecure.test.'s, SERVFAIL for the bogus
+ones, and glibc's res_query() in the sender sees the AD bit; 192.0.2.11 sends
+two certificates.
+
+TLSA data is computed from the certificate files: 3 1 1 is the SHA-256 of the
+certificate's public key (SPKI), 2 0 1 the SHA-256 of the whole CA
+certificate. "other" is the key of a certificate no server uses.
+
+mailward: default_level dane, and the table below. One session per recipient:
+
+  domain              level      published (MX host -> address, TLSA)   outcome
+  1 dane.test         dane       mx.dane.test -> .10, 3 1 1 dest      delivered, match-ee
+  2 wrongtlsa.test    dane       mx -> .10, 3 1 1 other               451 tlsa-invalid, alert
+  3 ta.test           dane-only  mx.ta.test -> .11, 2 0 1 the CA      delivered, match-ta
+    tawrongname.test  dane       mx -> .11 (cert names mx.ta.test),
+                                 2 0 1 the CA                         451 certificate-host-
+                                                                      mismatch, alert
+  4 dane.insecure.test dane      mx.insecure.test -> .10 (unsigned),
+                                 3 1 1 other (unsigned: ignored)      delivered over TLS
+    only.insecure.test dane-only the same                             451 dane-required
+  5 notls.test        dane       mx -> .12, no TLSA                   451 starttls-not-supported
+  6 bogustlsa.test    dane       mx -> .10, TLSA 3 1 1 dest, bogus    451 dnssec-invalid
+    bogusaddr.test    dane       mx -> .10 bogus, 3 1 1 dest          451 dnssec-invalid
+  7 dflt.test         (default)  mx -> .10, 3 1 1 dest                delivered, match-ee
+    dfltwrong.test    (default)  mx -> .10, 3 1 1 other               451 tlsa-invalid, alert
+                                                                      "dane (default)"
+  8 wrongmx.test      dane-only  mx -> .98 only, 3 1 1 dest           451 dane-required
+    insecmx.test      dane-only  mx.insecure.test (unsigned address)  451 dane-required
+  9 backup.test       dane       10 mx1 -> .98 (3 1 1 other),
+                                 20 mx2 -> .10 (3 1 1 dest)           delivered, mx2 chosen
+    nomx.test         dane-only  no MX; nomx.test -> .10, 3 1 1 dest  delivered (own host)
+    notlsa.test       dane-only  mx -> .10, no TLSA                   451 dane-required
+    unusable.test     dane-only  mx -> .10, 1 1 1 dest and 0 0 1 CA   451 dane-required
+                                 (PKIX usages: unusable)
+ 10 plain.test        encrypt    mx -> .10, 3 1 1 other               delivered; no DNS query
+
+For every refusal: MAIL got mailward's own 250, RCPT 451 4.7.5 naming the
+result, DATA 554, and nothing of the envelope reached the destination. The
+alerts of tlsa-invalid and certificate-host-mismatch are certificate_invalid
+with expected "dane (policy)" or "dane (default)"; that of dnssec-invalid is
+dnssec_invalid, and that of dane-required is dane_required (severity
+critical, action deferred).
+
+tawrongname.test: its TLSA record matches (the chain leads to the CA), but the
+leaf names neither the MX host nor the domain: RFC 8460 (4.3.2.1) calls that
+certificate-host-mismatch ("did not adhere to the constraints specified in
+the MTA-STS or DANE policy, e.g., if the MX hostname does not match"), and
+keeps tlsa-invalid for "none of the records in the RRset were found to be
+valid".
+mailward then stops cleanly (status 0, no sanitizer report)."""
+
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+import outcheck  # noqa: E402
+
+log_events = outcheck.log_events
+
+DEST, TA, NOTLS, RES, AUTH = "192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.53", "192.0.2.54"
+ELSEWHERE = "192.0.2.98"          # an MX address nothing listens on; never connected to
+
+TABLE = {
+    "dane.test": "dane", "wrongtlsa.test": "dane", "ta.test": "dane-only",
+    "tawrongname.test": "dane", "dane.insecure.test": "dane", "only.insecure.test": "dane-only",
+    "notls.test": "dane", "bogustlsa.test": "dane", "bogusaddr.test": "dane",
+    "wrongmx.test": "dane-only", "insecmx.test": "dane-only", "backup.test": "dane",
+    "nomx.test": "dane-only", "notlsa.test": "dane-only", "unusable.test": "dane-only",
+    "plain.test": "encrypt",
+}
+
+
+
+def sha256_hex(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def openssl(*args, stdin=None):
+    r = subprocess.run(["openssl"] + list(args), input=stdin, capture_output=True)
+    mwtest.check(r.returncode == 0, "openssl %s: %s" % (" ".join(args), r.stderr.decode()))
+    return r.stdout
+
+
+def tlsa_311(certfile):
+    """3 1 1 data: SHA-256 of the certificate's SubjectPublicKeyInfo (DER),
+    as `openssl x509 -pubkey | openssl pkey -pubin -outform DER | sha256sum`."""
+    pub = openssl("x509", "-in", certfile, "-noout", "-pubkey")
+    return sha256_hex(openssl("pkey", "-pubin", "-outform", "DER", stdin=pub))
+
+
+def tlsa_201(certfile):
+    """2 0 1 data: SHA-256 of the whole certificate (DER)."""
+    return sha256_hex(openssl("x509", "-in", certfile, "-outform", "DER"))
+
+
+def check_alert(mw, domain, n_before, expected, event=None, host=DEST):
+    """One more alert for domain than n_before: deferred, from host:25, with
+    expected (and event, when given). Returns it."""
+    got = mwtest.wait_alerts(mw, n=n_before + 1, domain=domain)
+    mwtest.eq(len(got), n_before + 1, "alerts for %s (all: %r)" % (domain, mw.alerts()))
+    a = got[-1]
+    print("alert: %r" % a)
+    if event is not None:
+        mwtest.eq(a.get("event"), event, "alert event (%s)" % domain)
+    mwtest.eq([a.get("server"), a.get("expected"), a.get("action")],
+              ["%s:25" % host, expected, "deferred"],
+              "alert server, expected, action (%s)" % domain)
+    mwtest.check(a.get("observed"), "alert without observed: %r" % a)
+    return a
+
+
+def check_dane_logged(mw, domain, mx, result):
+    """An event=dane line for domain naming mx and result."""
+    got = mwtest.wait_for(lambda: log_events(mw, "dane", domain), 5) or []
+    print("dane lines for %s: %r" % (domain, got))
+    mwtest.check([x for x in got if x.get("mx") == mx and x.get("result") == result],
+                 "no event=dane line for %s with mx=%s result=%s (got %r); log:\n%s"
+                 % (domain, mx, result, got, mw.log()[-3000:]))
+
+
+def check_asked(bed, before, qtype, name):
+    """The resolver was asked (qtype, name) since the count before."""
+    n = bed.resolver.wait_queries(qtype, name, before + 1, timeout=2)
+    mwtest.check(n > before, "mailward did not ask the resolver for %s %s (%d queries; "
+                 "all: %r)" % (qtype, name, n, bed.resolver.queries()[-30:]))
+
+
+def prove_bed(net, bed):
+    """The test bed works: secure, insecure and bogus answers as intended,
+    and glibc in the sender sees the AD bit."""
+    for qtype, name in (("TLSA", "_25._tcp.mx.dane.test"), ("MX", "dane.test"),
+                        ("A", "mx.dane.test"), ("TLSA", "_25._tcp.mx.ta.test")):
+        d = bed.dig(qtype, name)
+        mwtest.eq([d["status"], "ad" in d["flags"], bool(d["answer"])], ["NOERROR", True, True],
+                  "test bed: %s %s through the resolver (status, AD bit, answer)"
+                  % (qtype, name))
+    d = bed.dig("TLSA", "_25._tcp.mx.notlsa.test")
+    mwtest.eq([d["status"], "ad" in d["flags"], d["answer"]], ["NXDOMAIN", True, []],
+              "test bed: TLSA _25._tcp.mx.notlsa.test (a secure denial: no such name)")
+    d = bed.dig("AAAA", "mx.dane.test")
+    mwtest.eq([d["status"], "ad" in d["flags"], d["answer"]], ["NOERROR", True, []],
+              "test bed: AAAA mx.dane.test (a secure denial: no such type)")
+    for qtype, name in (("A", "mx.insecure.test"), ("MX", "dane.insecure.test"),
+                        ("TLSA", "_25._tcp.mx.insecure.test")):
+        d = bed.dig(qtype, name)
+        mwtest.eq([d["status"], "ad" in d["flags"], bool(d["answer"])],
+                  ["NOERROR", False, True],
+                  "test bed: %s %s in the unsigned child (status, AD bit, answer)"
+                  % (qtype, name))
+    for qtype, name in (("TLSA", "_25._tcp.mx.bogustlsa.test"), ("A", "mx.bogusaddr.test")):
+        d = bed.dig(qtype, name)
+        mwtest.eq(d["status"], "SERVFAIL", "test bed: bogus %s %s" % (qtype, name))
+    # Asked by nsd directly (no validation), the bogus records are there.
+    r = net.run(net.sender, ["dig", "+norec", "+short", "@" + AUTH, "mx.bogusaddr.test", "A"])
+    mwtest.eq(r.stdout.split(), [DEST], "test bed: nsd's own answer for mx.bogusaddr.test")
+    # glibc, with nothing but resolv.conf's "options trust-ad edns0".
+    g = bed.glibc("TLSA", "_25._tcp.mx.dane.test")
+    mwtest.eq([g["rcode"], g["ad"], g["len"] > 0], [0, True, True],
+              "test bed: glibc res_query TLSA _25._tcp.mx.dane.test (rcode, AD, answer)")
+    g = bed.glibc("A", "mx.insecure.test")
+    mwtest.eq([g["rcode"], g["ad"], g["len"] > 0], [0, False, True],
+              "test bed: glibc res_query A mx.insecure.test (rcode, AD, answer)")
+    g = bed.glibc("TLSA", "_25._tcp.mx.bogustlsa.test")
+    mwtest.eq([g["qr"], g["rcode"], g["ad"]], [True, 2, False],
+              "test bed: glibc res_query of the bogus TLSA (an answer, SERVFAIL, no AD)")
+    # 192.0.2.11 sends its chain (asked from inside its own namespace, where
+    # no redirect to mailward is).
+    r = subprocess.run(["ip", "netns", "exec", net.ns_of(TA), "openssl", "s_client",
+                        "-connect", TA + ":25", "-starttls", "smtp", "-showcerts",
+                        "-servername", "mx.ta.test"],
+                       input="QUIT\r\n", capture_output=True, text=True, timeout=20)
+    mwtest.eq(r.stdout.count("-----BEGIN CERTIFICATE-----"), 2,
+              "test bed: certificates sent by %s (leaf and CA)" % TA)
+
+
+def main():
+    start = time.monotonic()
+    with mwtest.Env("out_dane") as env:
+        net = env.netns(hosts=(DEST, TA, NOTLS, RES, AUTH))
+
+        # Certificates and TLSA data.
+        ca = os.path.join(env.certs, "ca.pem")
+        dest_cert = net.cert("mx.dane.test")
+        ta_leaf = net.cert("mx.ta.test")
+        ta_chain = env.path("mx.ta.test-chain.pem")
+        with open(ta_chain, "wb") as out:
+            for f in (ta_leaf[0], ca):
+                with open(f, "rb") as fh:
+                    out.write(fh.read())
+        other = net.cert("other.test")
+        ee_dest, ee_other, ta_ca = tlsa_311(dest_cert[0]), tlsa_311(other[0]), tlsa_201(ca)
+        mwtest.check(len({ee_dest, ee_other}) == 2 and len(ee_dest) == 64,
+                     "TLSA data: %r %r" % (ee_dest, ee_other))
+
+        def domain(d, mxes, tlsa=None):
+            """MX records (pref, host, address) and, per host, a TLSA record."""
+            out = []
+            for pref, host, addr in mxes:
+                out += ["%s. MX %d %s." % (d, pref, host), "%s. A %s" % (host, addr)]
+                if tlsa:
+                    out.append("_25._tcp.%s. TLSA %s" % (host, tlsa))
+            return out
+
+        records = (
+            domain("dane.test", [(10, "mx.dane.test", DEST)], "3 1 1 " + ee_dest) +
+            domain("wrongtlsa.test", [(10, "mx.wrongtlsa.test", DEST)], "3 1 1 " + ee_other) +
+            domain("ta.test", [(10, "mx.ta.test", TA)], "2 0 1 " + ta_ca) +
+            domain("tawrongname.test", [(10, "mx.tawrongname.test", TA)], "2 0 1 " + ta_ca) +
+            domain("notls.test", [(10, "mx.notls.test", NOTLS)]) +
+            domain("dflt.test", [(10, "mx.dflt.test", DEST)], "3 1 1 " + ee_dest) +
+            domain("dfltwrong.test", [(10, "mx.dfltwrong.test", DEST)], "3 1 1 " + ee_other) +
+            domain("wrongmx.test", [(10, "mx.wrongmx.test", ELSEWHERE)], "3 1 1 " + ee_dest) +
+            ["insecmx.test. MX 10 mx.insecure.test."] +
+            domain("backup.test", [(10, "mx1.backup.test", ELSEWHERE)], "3 1 1 " + ee_other) +
+            domain("backup.test", [(20, "mx2.backup.test", DEST)], "3 1 1 " + ee_dest) +
+            ["nomx.test. A %s" % DEST, "_25._tcp.nomx.test. TLSA 3 1 1 " + ee_dest] +
+            domain("notlsa.test", [(10, "mx.notlsa.test", DEST)]) +
+            domain("unusable.test", [(10, "mx.unusable.test", DEST)]) +
+            ["_25._tcp.mx.unusable.test. TLSA 1 1 1 " + ee_dest,
+             "_25._tcp.mx.unusable.test. TLSA 0 0 1 " + ta_ca] +
+            domain("plain.test", [(10, "mx.plain.test", DEST)], "3 1 1 " + ee_other) +
+            ["bogustlsa.test. MX 10 mx.bogustlsa.test.", "mx.bogustlsa.test. A " + DEST] +
+            domain("bogusaddr.test", [(10, "mx.bogusaddr.test", DEST)], "3 1 1 " + ee_dest))
+        # The address record was put in by domain(): it is the bogus one.
+        records.remove("mx.bogusaddr.test. A " + DEST)
+        bogus = ["_25._tcp.mx.bogustlsa.test. TLSA 3 1 1 " + ee_dest,
+                 "mx.bogusaddr.test. A " + DEST]
+        insecure = ["mx A " + DEST, "_25._tcp.mx TLSA 3 1 1 " + ee_other,
+                    "dane MX 10 mx.insecure.test.", "only MX 10 mx.insecure.test."]
+        bed = net.dnssec(AUTH, RES, records=records, insecure_records=insecure, bogus=bogus)
+        print("DS of test.: %s" % bed.ds)
+        net.resolver(RES, options="trust-ad edns0 timeout:3 attempts:1")
+
+        dest = net.dest(DEST, tls="starttls", cert=dest_cert, hostname="mx.dane.test")
+        ta_dest = net.dest(TA, tls="starttls", cert=(ta_chain, ta_leaf[1]),
+                           hostname="mx.ta.test")
+        notls_dest = net.dest(NOTLS, tls=None, hostname="mx.notls.test")
+
+        print("== 0. the test bed", flush=True)
+        prove_bed(net, bed)
+
+        policy = "".join("%s %s\n" % kv for kv in TABLE.items())
+        mw = net.outbound(policy=policy, default_level="dane")
+
+        def count(qtype, name):
+            return bed.count(qtype, name)
+
+        # 1. DANE-EE matches: delivered.
+        print("== 1. dane.test: 3 1 1 of the destination's key", flush=True)
+        q = {k: count(*k) for k in (("MX", "dane.test"), ("A", "mx.dane.test"),
+                                    ("TLSA", "_25._tcp.mx.dane.test"))}
+        outcheck.delivered(net, mw, dest, ["bob@dane.test"])
+        for k, n in q.items():
+            check_asked(bed, n, *k)
+        check_dane_logged(mw, "dane.test", "mx.dane.test", "match-ee")
+        mwtest.eq(mwtest.find_alerts(mw, domain="dane.test"), [], "alerts for dane.test")
+
+        # 2. DANE-EE of another key: refused.
+        print("== 2. wrongtlsa.test: 3 1 1 of another key", flush=True)
+        n = len(mwtest.find_alerts(mw, domain="wrongtlsa.test"))
+        outcheck.refused(net, mw, dest, "bob@wrongtlsa.test", "tlsa-invalid")
+        check_alert(mw, "wrongtlsa.test", n, "dane (policy)", event="certificate_invalid")
+
+        # 3. DANE-TA: the chain leads to the CA, the leaf names the MX host.
+        print("== 3. ta.test and tawrongname.test: 2 0 1 of the CA", flush=True)
+        outcheck.delivered(net, mw, ta_dest, ["bob@ta.test"], host=TA)
+        check_dane_logged(mw, "ta.test", "mx.ta.test", "match-ta")
+        n = len(mwtest.find_alerts(mw, domain="tawrongname.test"))
+        outcheck.refused(net, mw, ta_dest, "bob@tawrongname.test", "certificate-host-mismatch",
+                host=TA)
+        check_alert(mw, "tawrongname.test", n, "dane (policy)", event="certificate_invalid",
+                    host=TA)
+
+        # 4. The unsigned child: no DANE (its TLSA, of another key, is not
+        # believed); dane acts as encrypt, dane-only refuses.
+        print("== 4. dane.insecure.test and only.insecure.test: unsigned", flush=True)
+        nmx = count("MX", "dane.insecure.test")
+        outcheck.delivered(net, mw, dest, ["bob@dane.insecure.test"])
+        check_asked(bed, nmx, "MX", "dane.insecure.test")
+        mwtest.eq(mwtest.find_alerts(mw, domain="dane.insecure.test"), [],
+                  "alerts for dane.insecure.test")
+        n = len(mwtest.find_alerts(mw, domain="only.insecure.test"))
+        outcheck.refused(net, mw, dest, "bob@only.insecure.test", "dane-required")
+        check_alert(mw, "only.insecure.test", n, "dane-only (policy)", event="dane_required")
+
+        # 5. dane without TLSA, to a server without STARTTLS: as encrypt.
+        print("== 5. notls.test: no STARTTLS", flush=True)
+        outcheck.refused(net, mw, notls_dest, "bob@notls.test", "starttls-not-supported", host=NOTLS)
+
+        # 6. Bogus answers: the TLSA record, the MX host's address.
+        print("== 6. bogustlsa.test and bogusaddr.test: bogus records", flush=True)
+        for d in ("bogustlsa.test", "bogusaddr.test"):
+            n = len(mwtest.find_alerts(mw, domain=d))
+            outcheck.refused(net, mw, dest, "bob@" + d, "dnssec-invalid")
+            a = check_alert(mw, d, n, "dane (policy)", event="dnssec_invalid")
+            mwtest.eq(a.get("severity"), "critical", "alert severity (%s)" % d)
+
+        # 7. default_level = dane, for domains not in the table.
+        print("== 7. dflt.test and dfltwrong.test: default_level dane", flush=True)
+        outcheck.delivered(net, mw, dest, ["bob@dflt.test"])
+        check_dane_logged(mw, "dflt.test", "mx.dflt.test", "match-ee")
+        n = len(mwtest.find_alerts(mw, domain="dfltwrong.test"))
+        outcheck.refused(net, mw, dest, "bob@dfltwrong.test", "tlsa-invalid")
+        check_alert(mw, "dfltwrong.test", n, "dane (default)", event="certificate_invalid")
+
+        # 8. The destination is not a secure MX host of the domain.
+        print("== 8. wrongmx.test and insecmx.test: not a secure MX here", flush=True)
+        for d in ("wrongmx.test", "insecmx.test"):
+            n = len(mwtest.find_alerts(mw, domain=d))
+            outcheck.refused(net, mw, dest, "bob@" + d, "dane-required")
+            check_alert(mw, d, n, "dane-only (policy)", event="dane_required")
+
+        # 9. The MX host is chosen by the address; no MX; no usable TLSA.
+        print("== 9. backup.test, nomx.test, notlsa.test, unusable.test", flush=True)
+        outcheck.delivered(net, mw, dest, ["bob@backup.test"])
+        check_dane_logged(mw, "backup.test", "mx2.backup.test", "match-ee")
+        outcheck.delivered(net, mw, dest, ["bob@nomx.test"])
+        check_dane_logged(mw, "nomx.test", "nomx.test", "match-ee")
+        outcheck.refused(net, mw, dest, "bob@notlsa.test", "dane-required")
+        outcheck.refused(net, mw, dest, "bob@unusable.test", "dane-required")
+
+        # 10. encrypt: no DANE lookup at all.
+        print("== 10. plain.test: encrypt", flush=True)
+        outcheck.delivered(net, mw, dest, ["bob@plain.test"])
+        mwtest.eq([x for x in bed.resolver.queries() if x[1].endswith("plain.test")], [],
+                  "DNS queries for plain.test (level encrypt)")
+        mwtest.eq(log_events(mw, "dane", "plain.test"), [], "event=dane lines for plain.test")
+
+        for d in (dest, ta_dest, notls_dest):
+            d.check_idle()
+        mw.stop()
+    print("ok (%.1f s)" % (time.monotonic() - start))
+
+
+if __name__ == "__main__":
+    main()
