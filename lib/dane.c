@@ -44,6 +44,7 @@ struct dane_job {
         char hosts[DANE_MX_HOSTS][256];
         size_t nhosts, next;
         bool addr_failed; /* a host's addresses could not be looked up */
+        bool mx_insecure; /* the MX answer was not validated: no TLSA lookup */
         struct dane_result res;
 };
 
@@ -267,6 +268,13 @@ static void dane_addr_cb(void *arg, int status, const struct dns_rrset *set)
                 if (!dane_same_ip(&set->rr[i].addr, &j->e->dst))
                         continue;
                 snprintf(j->res.mx_host, sizeof(j->res.mx_host), "%s", host);
+                if (j->mx_insecure) {
+                        dane_set(j, DANE_NONE,
+                                 "MX records of %s not validated (insecure)",
+                                 j->e->domain);
+                        dane_job_end(j);
+                        return;
+                }
                 if (!set->secure) {
                         dane_set(j, DANE_NONE, "addresses of MX host %s not validated",
                                  host);
@@ -294,16 +302,15 @@ static void dane_addr_next(struct dane_job *j)
                 if (j->dns != NULL)
                         return;
         }
-        if (j->addr_failed)
+        if (j->addr_failed && !j->mx_insecure)
                 dane_set(j, DANE_FAILED,
                          "the destination is not among the addresses found for the MX "
                          "hosts of %s, and a lookup failed",
                          j->e->domain);
         else
-                dane_set(
-                    j, DANE_NONE,
-                    "the destination is not an address of a (validated) MX host of %s",
-                    j->e->domain);
+                dane_set(j, DANE_NONE,
+                         "the destination is not an address of an MX host of %s",
+                         j->e->domain);
         dane_job_end(j);
 }
 
@@ -315,24 +322,21 @@ static void dane_mx_cb(void *arg, int status, const struct dns_rrset *set)
         UTIL_CHECK_MAGIC(j, DANE_JOB_MAGIC);
         j->dns = NULL;
         domain = j->e->domain;
-        if (status == -ENOENT && set->secure) {
-                /* No MX: the domain is its own host (RFC 5321 section 5.1). */
-                snprintf(j->hosts[0], sizeof(j->hosts[0]), "%s", domain);
-                j->nhosts = 1;
-        } else if (status == -ENOENT) {
-                dane_set(j, DANE_NONE, "no validated MX records for %s", domain);
-                dane_job_end(j);
-                return;
-        } else if (status != 0) {
+        if (status != 0 && status != -ENOENT) {
                 dane_set(j, DANE_FAILED, "MX lookup for %s: %s", domain,
                          dns_strerror(status));
                 dane_job_end(j);
                 return;
-        } else if (!set->secure) {
-                dane_set(j, DANE_NONE, "MX records of %s not validated (insecure)",
-                         domain);
-                dane_job_end(j);
-                return;
+        }
+        /*
+         * Not validated: no DANE, but the MX host is still looked for (for
+         * verify, whose "hostname" trusts DNS as Postfix's does).
+         */
+        j->mx_insecure = !set->secure;
+        if (status == -ENOENT) {
+                /* No MX: the domain is its own host (RFC 5321 section 5.1). */
+                snprintf(j->hosts[0], sizeof(j->hosts[0]), "%s", domain);
+                j->nhosts = 1;
         } else {
                 for (size_t i = 0; i < set->n && j->nhosts < DANE_MX_HOSTS; i++)
                         snprintf(j->hosts[j->nhosts++], sizeof(j->hosts[0]), "%s",

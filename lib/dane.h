@@ -1,7 +1,8 @@
 /*
  * dane: the TLSA records that DANE (RFC 7672) sets for delivering a
  * recipient domain's mail to one server address, looked up with DNSSEC and
- * cached, for an outbound listener.
+ * cached, for an outbound listener; and on the way, the MX host name that
+ * the address belongs to (level verify).
  *
  * A transparent proxy knows the address the MTA connected to, not the MX
  * host name that DANE needs, so the lookup finds it (all with DNSSEC, see
@@ -18,7 +19,10 @@
  *   DANE_FAILED  a lookup failed (SERVFAIL, as a validating resolver answers
  *                a bogus record, or a timeout): nothing can be said, and
  *                RFC 7672 says not to deliver; `why` says which.
- * mx_host is the destination's MX host when it was found ("" otherwise).
+ * mx_host is the destination's MX host when it was found ("" otherwise),
+ * validated or not: the hosts are looked for even when the MX records are
+ * not validated, for level verify, whose "hostname" pattern trusts DNS as
+ * Postfix's does (DANE uses the host only when everything was validated).
  *
  * Results are cached per (domain, address) for DANE_CACHE_SECS, failures
  * for DANE_RETRY_SECS, in memory, at most DANE_CACHE_MAX. One lookup per

@@ -1539,9 +1539,9 @@ static int relay_out_listener_init(struct relay_listener *l, char *err, size_t e
         }
         if (l->original_dst)
                 log_emit(l->env->log, LOG_LVL_INFO, NULL,
-                         "event=outbound listener=%s note=\"verify without match= is "
-                         "checked as nexthop:dot-nexthop: a transparent proxy does not "
-                         "know the MX host name\"",
+                         "event=outbound listener=%s note=\"verify without match= "
+                         "checks the MX host name that DNS gives for the server's "
+                         "address, or nexthop:dot-nexthop when none is found\"",
                          lc->name);
         l->tls_client = tls_ctx_new(TLS_ROLE_CLIENT, &tc, terr, sizeof(terr));
         if (l->tls_client == NULL) {
@@ -1864,6 +1864,9 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         memset(&o, 0, sizeof(o));
         o.nexthop = domain;
         o.mx_host = s->l->original_dst ? NULL : s->l->fwd_host;
+        /* verify: the MX host that the lookup found at this address. */
+        if (e->level == POLICY_LEVEL_VERIFY && dane != NULL && dane->mx_host[0] != '\0')
+                o.mx_host = dane->mx_host;
         if (e->level == POLICY_LEVEL_VERIFY && o.mx_host == NULL) {
                 for (i = 0; i < e->nmatch; i++) {
                         if (strcmp(e->match[i], "hostname") == 0) {
@@ -1997,8 +2000,9 @@ static struct dane *relay_dane(struct relay_listener *l)
 
 /*
  * The DANE lookup's result for the domain at this server, when its level is
- * dane or dane-only and TLS was reached (otherwise TLS decides): 1 with *d
- * set (or NULL: not needed), or 0 when the RCPT must wait for the lookup.
+ * dane, dane-only (TLSA records) or verify (the MX host name) and TLS was
+ * reached (otherwise TLS decides): 1 with *d set (or NULL: not needed), or
+ * 0 when the RCPT must wait for the lookup.
  */
 static int relay_out_dane(struct relay_session *s, const char *domain, const char *line,
                           size_t len, const struct dane_result **d)
@@ -2009,7 +2013,8 @@ static int relay_out_dane(struct relay_session *s, const char *domain, const cha
         if (domain[0] == '\0' || !s->o->obs.tls_reached)
                 return 1;
         level = policy_lookup(s->l->policy, domain).level;
-        if (level != POLICY_LEVEL_DANE && level != POLICY_LEVEL_DANE_ONLY)
+        if (level != POLICY_LEVEL_DANE && level != POLICY_LEVEL_DANE_ONLY &&
+            level != POLICY_LEVEL_VERIFY)
                 return 1;
         if (dane_get(relay_dane(s->l), domain, &s->o->dst, (int64_t)time(NULL), d,
                      relay_out_lookup_cb, s, &s->o->lookup_wait) != DANE_PENDING)

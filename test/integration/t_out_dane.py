@@ -50,6 +50,10 @@ mailward: default_level dane, and the table below. One session per recipient:
     unusable.test     dane-only  mx -> .10, 1 1 1 dest and 0 0 1 CA   451 dane-required
                                  (PKIX usages: unusable)
  10 plain.test        encrypt    mx -> .10, 3 1 1 other               delivered; no DNS query
+ 11 vfy.test          verify     mx.dane.test (secure) -> .10         delivered: hostname matches
+    vfy.insecure.test verify     mx.insecure.test (unsigned) -> .10   451 certificate-host-mismatch
+                                 (the certificate is mx.dane.test's; the reply names the MX host)
+    vfyelse.test      verify     mx -> .98 only                       451: nexthop:dot-nexthop
 
 For every refusal: MAIL got mailward's own 250, RCPT 451 4.7.5 naming the
 result, DATA 554, and nothing of the envelope reached the destination. The
@@ -86,7 +90,8 @@ TABLE = {
     "notls.test": "dane", "bogustlsa.test": "dane", "bogusaddr.test": "dane",
     "wrongmx.test": "dane-only", "insecmx.test": "dane-only", "backup.test": "dane",
     "nomx.test": "dane-only", "notlsa.test": "dane-only", "unusable.test": "dane-only",
-    "plain.test": "encrypt",
+    "plain.test": "encrypt", "vfy.test": "verify", "vfy.insecure.test": "verify",
+    "vfyelse.test": "verify",
 }
 
 
@@ -241,13 +246,16 @@ def main():
              "_25._tcp.mx.unusable.test. TLSA 0 0 1 " + ta_ca] +
             domain("plain.test", [(10, "mx.plain.test", DEST)], "3 1 1 " + ee_other) +
             ["bogustlsa.test. MX 10 mx.bogustlsa.test.", "mx.bogustlsa.test. A " + DEST] +
-            domain("bogusaddr.test", [(10, "mx.bogusaddr.test", DEST)], "3 1 1 " + ee_dest))
+            domain("bogusaddr.test", [(10, "mx.bogusaddr.test", DEST)], "3 1 1 " + ee_dest) +
+            ["vfy.test. MX 10 mx.dane.test."] +
+            domain("vfyelse.test", [(10, "mx.vfyelse.test", ELSEWHERE)]))
         # The address record was put in by domain(): it is the bogus one.
         records.remove("mx.bogusaddr.test. A " + DEST)
         bogus = ["_25._tcp.mx.bogustlsa.test. TLSA 3 1 1 " + ee_dest,
                  "mx.bogusaddr.test. A " + DEST]
         insecure = ["mx A " + DEST, "_25._tcp.mx TLSA 3 1 1 " + ee_other,
-                    "dane MX 10 mx.insecure.test.", "only MX 10 mx.insecure.test."]
+                    "dane MX 10 mx.insecure.test.", "only MX 10 mx.insecure.test.",
+                    "vfy MX 10 mx.insecure.test."]
         bed = net.dnssec(AUTH, RES, records=records, insecure_records=insecure, bogus=bogus)
         print("DS of test.: %s" % bed.ds)
         net.resolver(RES, options="trust-ad edns0 timeout:3 attempts:1")
@@ -346,6 +354,21 @@ def main():
         mwtest.eq([x for x in bed.resolver.queries() if x[1].endswith("plain.test")], [],
                   "DNS queries for plain.test (level encrypt)")
         mwtest.eq(log_events(mw, "dane", "plain.test"), [], "event=dane lines for plain.test")
+
+        # 11. verify: "hostname" is the MX host that DNS gives for the address
+        # (validated or not, as in Postfix); with none, nexthop:dot-nexthop.
+        print("== 11. vfy.test, vfy.insecure.test, vfyelse.test: verify", flush=True)
+        outcheck.delivered(net, mw, dest, ["bob@vfy.test"])
+        t = outcheck.refused(net, mw, dest, "bob@vfy.insecure.test", "certificate-host-mismatch")
+        mwtest.check("matches hostname" not in t["rcpt"][0][1] and
+                     "hostname mx.insecure.test" in t["rcpt"][0][1],
+                     "vfy.insecure.test: the reply does not name the MX host from DNS: %r"
+                     % (t["rcpt"][0],))
+        t = outcheck.refused(net, mw, dest, "bob@vfyelse.test", "certificate-host-mismatch")
+        mwtest.check("match=nexthop:dot-nexthop" in t["rcpt"][0][1] and
+                     "hostname (unknown)" in t["rcpt"][0][1],
+                     "vfyelse.test: no MX host at the address, so nexthop:dot-nexthop: %r"
+                     % (t["rcpt"][0],))
 
         for d in (dest, ta_dest, notls_dest):
             d.check_idle()
