@@ -2320,6 +2320,9 @@ static uint64_t relay_client_timeout(const struct relay_session *s)
         case RELAY_S_DATA:
         case RELAY_S_BDAT:
                 return lc->timeout_data * RELAY_MS;
+        case RELAY_S_POLICY:
+                /* Lookups end on their own; this bounds a resolver that is slow. */
+                return lc->timeout_command * RELAY_MS;
         case RELAY_S_COMMAND:
         case RELAY_S_AUTH:
                 if (relay_fifo_unanswered(s) != NULL || s->bstate == RELAY_B_CONNECTING ||

@@ -63,6 +63,11 @@ drain_timeout = 2):
      SIGTERM. mailward ends within drain_timeout + 3 s (long before the held
      answer), status 0, no sanitizer report; the waiting client gets a 4xx
      reply or the connection closed (which one is printed), never 2xx.
+  5. The wait is bounded by timeout_command: with timeout_command = 2 and
+     mta-sts.late.test holding its answer 20 s, a RCPT to late.test gets
+     421 4.4.2 after 2 s (not before 1.5, not after 6), the connection is
+     closed, nothing reached the destination, and mailward, still running,
+     stops cleanly at once with the fetch still under way.
 
 A sanitizer report in either mailward's log fails the test (mwtest)."""
 
@@ -86,7 +91,7 @@ MAX_AGE = 86400
 HOLD = 1.5             # seconds the slow policy hosts hold their answer
 STUCK_HOLD = 20.0      # ... and the one that is still held at shutdown
 DRAIN = 2              # drain_timeout of the mailward of scenario 4
-DOMAINS = ("slow.test", "gone.test", "drop.test", "pipe.test", "stuck.test")
+DOMAINS = ("slow.test", "gone.test", "drop.test", "pipe.test", "stuck.test", "late.test")
 NOSTS = "nosts.test"
 FROM = outcheck.FROM
 
@@ -510,6 +515,35 @@ def scenario_shutdown(net, web):
                  "the held answer for stuck.test went out before mailward ended")
 
 
+def scenario_wait_timeout(net, dest, web):
+    print("== 5. the wait is bounded by timeout_command (late.test)", flush=True)
+    mw = net.outbound(default_level="may", mta_sts="yes", timeout_command=2)
+    ncmds = len(dest.commands)
+    c = raw_client(net, timeout=15)
+    ehlo(c)
+    r = c.cmd("MAIL FROM:<%s>" % FROM)
+    mwtest.eq(r.code, 250, "MAIL (%r)" % r)
+    t0 = time.monotonic()
+    r = c.cmd("RCPT TO:<x@late.test>")
+    took = time.monotonic() - t0
+    print("RCPT to late.test: %r after %.2f s" % (r, took), flush=True)
+    mwtest.eq(r.code, 421, "RCPT while the lookup is held (%r)" % r)
+    mwtest.check(r.starts("421 4.4.2"), "421 without 4.4.2: %r" % r)
+    mwtest.check(1.5 <= took <= 6, "the 421 came after %.2f s, timeout_command is 2" % took)
+    closed, rest = c.wait_closed(5)
+    mwtest.check(closed, "the connection stayed open after the 421 (then %r)" % rest)
+    c.close()
+    mwtest.eq(len(web.gets("mta-sts.late.test")), 1, "GETs for mta-sts.late.test")
+    new = dest.command_strings()[ncmds:]
+    mwtest.eq([x for x in new if "late.test" in x.lower()], [],
+              "commands naming late.test at the destination")
+    mwtest.check(mw.alive(), "mailward is gone; its log:\n%s" % mw.log()[-6000:])
+    t0 = time.monotonic()
+    mw.stop()                     # status 0, no sanitizer report
+    mwtest.check(time.monotonic() - t0 < 5, "mailward took %.1f s to stop with a fetch "
+                 "under way" % (time.monotonic() - t0))
+
+
 def main():
     with mwtest.Env("out_mta_sts_wait") as env:
         net = env.netns(hosts=(DEST, DEST2, WEB, DNS))
@@ -520,6 +554,7 @@ def main():
         sites = {"mta-sts." + d: (200, "text/plain", policy_body(MX_CERT)) for d in DOMAINS}
         delays = {"mta-sts." + d: HOLD for d in DOMAINS}
         delays["mta-sts.stuck.test"] = STUCK_HOLD
+        delays["mta-sts.late.test"] = STUCK_HOLD
         web = net.https(WEB, net.cert("mta-sts.slow.test", sans=sorted(sites)), sites,
                         delays=delays)
         mx_cert = net.cert(MX_CERT)
@@ -537,6 +572,7 @@ def main():
         mwtest.eq(web.errors, [], "HTTPS connections that failed")
 
         scenario_shutdown(net, web)
+        scenario_wait_timeout(net, dest, web)
     print("ok")
 
 
