@@ -126,6 +126,13 @@ def check_policy_logged(mw, domain):
               "mta_sts_policy line for %s (listener, mode, id, max_age, mx)" % domain)
 
 
+def delivered_by_policy(net, mw, dest, web, dns, domain, subject):
+    """A delivery to bob@domain, its policy fetched once and logged."""
+    outcheck.delivered(net, mw, dest, ["bob@" + domain], subject)
+    check_policy_logged(mw, domain)
+    check_fetched_once(web, dns, domain)
+
+
 def check_fetched_once(web, dns, domain):
     """One TXT query for _mta-sts.domain, one HTTP/1.0 GET of the policy with
     SNI and Host mta-sts.domain."""
@@ -168,9 +175,7 @@ def main():
 
         # 1. enforce.test: the certificate's name is the policy's mx.
         print("== 1. enforce.test", flush=True)
-        outcheck.delivered(net, mw, dest, ["bob@enforce.test"], "enforce")
-        check_policy_logged(mw, "enforce.test")
-        check_fetched_once(web, dns, "enforce.test")
+        delivered_by_policy(net, mw, dest, web, dns, "enforce.test", "enforce")
         mwtest.eq(mwtest.find_alerts(mw, domain="enforce.test"), [], "alerts for enforce.test")
 
         # 2. wrongmx.test: the certificate does not name mx.wrongmx.test.
@@ -182,16 +187,12 @@ def main():
 
         # 3. wild.test: mx.enforce.test is one label below enforce.test.
         print("== 3. wild.test", flush=True)
-        outcheck.delivered(net, mw, dest, ["bob@wild.test"], "wild")
-        check_policy_logged(mw, "wild.test")
-        check_fetched_once(web, dns, "wild.test")
+        delivered_by_policy(net, mw, dest, web, dns, "wild.test", "wild")
         mwtest.eq(mwtest.find_alerts(mw, domain="wild.test"), [], "alerts for wild.test")
 
         # 4. testing.test: what enforce would refuse is delivered and reported.
         print("== 4. testing.test", flush=True)
-        outcheck.delivered(net, mw, dest, ["bob@testing.test"], "testing")
-        check_policy_logged(mw, "testing.test")
-        check_fetched_once(web, dns, "testing.test")
+        delivered_by_policy(net, mw, dest, web, dns, "testing.test", "testing")
         rep = mwtest.wait_for(lambda: log_events(mw, "tls_reported", "testing.test") +
                               log_events(mw, "tls_deferred", "testing.test"), 5)
         print("reported: %r" % rep)

@@ -167,6 +167,18 @@ def raw_client(net, timeout=15, host=DEST):
     return c
 
 
+def waiting_client(net, mw, rcpt, timeout=15):
+    """A raw client whose RCPT to rcpt waits in state "policy": (client, session id)."""
+    c = raw_client(net, timeout=timeout)
+    ehlo(c)
+    r = c.cmd("MAIL FROM:<%s>" % FROM)
+    mwtest.eq(r.code, 250, "MAIL (%r)" % r)
+    sid = session_of(mw, c.sock.getsockname()[1])
+    c.send("RCPT TO:<%s>\r\n" % rcpt)
+    wait_policy_state(mw, sid)
+    return c, sid
+
+
 def ehlo(c):
     r = c.cmd("EHLO client.sender.test")
     mwtest.eq(r.code, 250, "EHLO (%r)" % r)
@@ -293,13 +305,7 @@ def scenario_gone(net, mw, dest, web, dns):
     nmsgs = len(dest.messages)
 
     # A: every reply read, RCPT sent, then closed: a FIN.
-    a = raw_client(net)
-    ehlo(a)
-    r = a.cmd("MAIL FROM:<%s>" % FROM)
-    mwtest.eq(r.code, 250, "A: MAIL (%r)" % r)
-    sid_a = session_of(mw, a.sock.getsockname()[1])
-    a.send("RCPT TO:<a@gone.test>\r\n")
-    wait_policy_state(mw, sid_a)
+    a, sid_a = waiting_client(net, mw, "a@gone.test")
     a.close()
     t_a = time.monotonic()
 
@@ -474,13 +480,7 @@ def scenario_shutdown(net, web):
     print("== 4. SIGTERM while a fetch is in flight (stuck.test)", flush=True)
     mw = net.outbound(default_level="may", mta_sts="yes",
                       globals={"drain_timeout": DRAIN, "log_level": "debug"})
-    c = raw_client(net, timeout=DRAIN + 10)
-    ehlo(c)
-    r = c.cmd("MAIL FROM:<%s>" % FROM)
-    mwtest.eq(r.code, 250, "MAIL (%r)" % r)
-    sid = session_of(mw, c.sock.getsockname()[1])
-    c.send("RCPT TO:<x@stuck.test>\r\n")
-    wait_policy_state(mw, sid)
+    c, sid = waiting_client(net, mw, "x@stuck.test", timeout=DRAIN + 10)
     got = mwtest.wait_for(lambda: web.gets("mta-sts.stuck.test"), 5)
     mwtest.eq(len(got or []), 1, "GETs for mta-sts.stuck.test before SIGTERM")
 
