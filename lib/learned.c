@@ -51,8 +51,8 @@ static int learned_errno(int rc)
         }
 }
 
-struct learned *learned_open_size(const char *state_dir, size_t map_size, char *err,
-                                  size_t errlen)
+struct learned *learned_open_file(const char *state_dir, const char *file,
+                                  size_t map_size, char *err, size_t errlen)
 {
         struct learned *l;
         char path[4096];
@@ -63,7 +63,7 @@ struct learned *learned_open_size(const char *state_dir, size_t map_size, char *
                 snprintf(err, errlen, "learned: map size 0");
                 return NULL;
         }
-        if ((size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, LEARNED_FILE) >=
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, file) >=
             sizeof(path)) {
                 snprintf(err, errlen, "learned: state_dir too long");
                 return NULL;
@@ -102,6 +102,12 @@ struct learned *learned_open_size(const char *state_dir, size_t map_size, char *
                 return NULL;
         }
         return l;
+}
+
+struct learned *learned_open_size(const char *state_dir, size_t map_size, char *err,
+                                  size_t errlen)
+{
+        return learned_open_file(state_dir, LEARNED_FILE, map_size, err, errlen);
 }
 
 struct learned *learned_open(const char *state_dir, char *err, size_t errlen)
@@ -329,6 +335,63 @@ int learned_lookup(struct learned *l, const char *domain, int64_t now, int64_t m
         if (found && out != NULL)
                 *out = rec;
         return found;
+}
+
+int learned_put(struct learned *l, const char *domain, const void *val, size_t len)
+{
+        char key[LEARNED_DOMAIN_MAX + 1];
+        MDB_val k, v;
+        MDB_txn *txn;
+        size_t klen;
+        int rc;
+
+        if ((rc = learned_key(domain, key, &klen)) != 0)
+                return rc;
+        rc = mdb_txn_begin(l->env, NULL, 0, &txn);
+        if (rc != 0)
+                return learned_errno(rc);
+        k.mv_data = key;
+        k.mv_size = klen;
+        v.mv_data = (void *)val;
+        v.mv_size = len;
+        rc = mdb_put(txn, l->dbi, &k, &v, 0);
+        if (rc != 0) {
+                mdb_txn_abort(txn);
+                return learned_errno(rc);
+        }
+        return learned_errno(mdb_txn_commit(txn));
+}
+
+int learned_get(struct learned *l, const char *domain, void **val, size_t *len)
+{
+        char key[LEARNED_DOMAIN_MAX + 1];
+        MDB_val k, v;
+        MDB_txn *txn;
+        size_t klen;
+        int rc;
+
+        *val = NULL;
+        *len = 0;
+        if ((rc = learned_key(domain, key, &klen)) != 0)
+                return rc;
+        rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn);
+        if (rc != 0)
+                return learned_errno(rc);
+        k.mv_data = key;
+        k.mv_size = klen;
+        rc = mdb_get(txn, l->dbi, &k, &v);
+        if (rc == 0) {
+                char *copy = xmalloc(v.mv_size + 1);
+
+                memcpy(copy, v.mv_data, v.mv_size);
+                copy[v.mv_size] = '\0';
+                *val = copy;
+                *len = v.mv_size;
+        }
+        mdb_txn_abort(txn);
+        if (rc == MDB_NOTFOUND)
+                return 0;
+        return rc == 0 ? 1 : learned_errno(rc);
 }
 
 int learned_forget(struct learned *l, const char *domain)

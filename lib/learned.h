@@ -100,8 +100,27 @@ struct learned *learned_open(const char *state_dir, char *err, size_t errlen);
 /* The same with another map size in bytes; for tests (a tiny map fills up). */
 struct learned *learned_open_size(const char *state_dir, size_t map_size, char *err,
                                   size_t errlen);
+/*
+ * Another file of the same kind in state_dir, for records of another kind
+ * (MTA-STS policies, lib/sts.h: "mta-sts.mdb"), with the same rules (one
+ * handle per process, durable single-transaction calls, 0600). On such a
+ * handle use learned_put(), learned_get() and learned_forget() only: the
+ * other calls read every value as a TLS record.
+ */
+struct learned *learned_open_file(const char *state_dir, const char *file,
+                                  size_t map_size, char *err, size_t errlen);
 /* l may be NULL. */
 void learned_close(struct learned *l);
+
+/*
+ * Raw values under a domain key (normalised as above), for a handle from
+ * learned_open_file(): learned_put() stores len bytes of val in one durable
+ * transaction (0, -EINVAL, -ENOSPC or negative); learned_get() gives a copy
+ * (*val, NUL-terminated after *len bytes, for the caller to free): 1, 0 when
+ * there is none, or negative.
+ */
+int learned_put(struct learned *l, const char *domain, const void *val, size_t len);
+int learned_get(struct learned *l, const char *domain, void **val, size_t *len);
 
 /*
  * Remember obs for domain. An existing record with a later time is kept

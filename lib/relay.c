@@ -1563,7 +1563,8 @@ static struct sts *relay_sts(struct relay_listener *l)
                                       .cloop = relay_cloop(l),
                                       .tls = l->tls_client,
                                       .log = l->env->log,
-                                      .listener = l->conf->name};
+                                      .listener = l->conf->name,
+                                      .store = l->env->sts_store};
 
                 l->sts = sts_new(&sc);
         }

@@ -46,7 +46,8 @@ struct relay_env {
         struct uv_loop_s *loop;
         const struct log *log;
         struct alert_sink *alerts;
-        struct learned *learned; /* outbound: TLS seen per domain; NULL: not kept */
+        struct learned *learned;   /* outbound: TLS seen per domain; NULL: not kept */
+        struct learned *sts_store; /* mta_sts: policies fetched (sts.h); NULL: none */
         struct relay_stats stats;
         uint64_t next_session; /* session id counter */
         char id_prefix[12];    /* makes ids unique across restarts */

@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "dns.h"
+#include "learned.h"
 #include "log.h"
 #include "pending.h"
 #include "tls.h"
@@ -269,6 +270,77 @@ static void sts_fail(struct sts_fetch *f, const char *fmt, ...)
                 sts_fetch_end(f);
 }
 
+/* Write e's policy, just fetched as body, to the store (see sts.h). */
+static void sts_store_save(struct sts *s, const struct sts_entry *e, const char *body,
+                           size_t blen)
+{
+        size_t idlen = strlen(e->id), n = 10 + idlen + blen, o = 0;
+        unsigned char *rec = xmalloc(n);
+        uint64_t t = (uint64_t)e->expires;
+        int r;
+
+        if (s->conf.store == NULL) {
+                free(rec);
+                return;
+        }
+        rec[o++] = STS_STORE_FORMAT;
+        for (int i = 7; i >= 0; i--)
+                rec[o++] = (unsigned char)(t >> (8 * i));
+        rec[o++] = (unsigned char)idlen;
+        memcpy(rec + o, e->id, idlen);
+        memcpy(rec + o + idlen, body, blen);
+        r = learned_put(s->conf.store, e->domain, rec, n);
+        if (r != 0)
+                log_emit(s->conf.log, LOG_LVL_WARN, NULL,
+                         "event=mta_sts_store_failed listener=%s domain=%s error=%d",
+                         s->conf.listener, e->domain, r);
+        free(rec);
+}
+
+/*
+ * The stored policy of a domain first asked for in this process: true with
+ * it in e (to be checked again at this use). A record that does not read or
+ * has expired is removed.
+ */
+static bool sts_store_load(struct sts *s, struct sts_entry *e, int64_t now)
+{
+        unsigned char *rec;
+        struct mtasts_policy pol;
+        uint64_t t = 0;
+        size_t n, idlen;
+        void *v;
+
+        if (s->conf.store == NULL || learned_get(s->conf.store, e->domain, &v, &n) != 1)
+                return false;
+        rec = v;
+        if (n < 10 || rec[0] != STS_STORE_FORMAT || (idlen = rec[9]) > MTASTS_ID_MAX ||
+            idlen > n - 10)
+                goto drop;
+        for (int i = 1; i <= 8; i++)
+                t = t << 8 | rec[i];
+        if (t > (uint64_t)INT64_MAX || (int64_t)t <= now ||
+            mtasts_policy_parse((const char *)rec + 10 + idlen, n - 10 - idlen, &pol,
+                                NULL, 0) != 0)
+                goto drop;
+        e->policy = pol;
+        e->have_policy = true;
+        memcpy(e->id, rec + 10, idlen);
+        e->id[idlen] = '\0';
+        e->expires = (int64_t)t;
+        e->checked = 0;
+        free(v);
+        log_emit(
+            s->conf.log, LOG_LVL_INFO, NULL,
+            "event=mta_sts_stored listener=%s domain=%s mode=%s id=%s expires_in=%lld",
+            s->conf.listener, e->domain, mtasts_mode_str(e->policy.mode), e->id,
+            (long long)(e->expires - now));
+        return true;
+drop:
+        free(v);
+        learned_forget(s->conf.store, e->domain);
+        return false;
+}
+
 /* The response is all there: take the policy, or say why not. */
 static void sts_take(struct sts_fetch *f)
 {
@@ -297,6 +369,7 @@ static void sts_take(struct sts_fetch *f)
         e->expires = (int64_t)time(NULL) +
                      (pol.max_age > STS_MIN_SECS ? (int64_t)pol.max_age : STS_MIN_SECS);
         sts_log_policy(f->s, e);
+        sts_store_save(f->s, e, body, blen);
         f->done = true;
         conn_close(f->c, false);
 }
@@ -508,17 +581,19 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
         if (s->closing || domain[0] == '\0' || strlen(domain) > STS_DOMAIN_MAX)
                 return STS_NONE;
         e = sts_find(s, domain);
-        if (e != NULL && sts_valid(e, now)) {
+        if (e == NULL) {
+                e = sts_insert(s, domain, now);
+                sts_store_load(s, e, now);
+        }
+        if (sts_valid(e, now)) {
                 /* Look for a new id now and then; the cached policy serves meanwhile. */
                 if (e->fetch == NULL && now - e->checked >= STS_RECHECK_SECS)
                         sts_fetch_start(s, e);
                 *policy = &e->policy;
                 return STS_POLICY;
         }
-        if (e != NULL && e->fetch == NULL && now < e->none_until)
+        if (e->fetch == NULL && now < e->none_until)
                 return STS_NONE;
-        if (e == NULL)
-                e = sts_insert(s, domain, now);
         if (e->fetch == NULL) {
                 sts_fetch_start(s, e);
                 if (e->fetch == NULL)

@@ -12,7 +12,16 @@
  *
  * Cache (in memory, per listener, at most STS_CACHE_MAX domains). A fetched
  * policy is used until its max_age runs out (STS_MIN_SECS at least, so that
- * a max_age of 0 still serves the sessions that waited for it). While it is valid, the
+ * a max_age of 0 still serves the sessions that waited for it). Every
+ * policy fetched is also written to the store (state_dir/mta-sts.mdb, see
+ * learned.h: durable, shared by the worker processes), and a domain first
+ * asked for in this process is read from it: a restart does not forget a
+ * policy before its max_age, which would let whoever can block the fetch
+ * turn enforcement off (RFC 8461, Security Considerations). A record is
+ *     byte 0 STS_STORE_FORMAT, bytes 1..8 expiry (unix seconds, big-endian),
+ *     a length byte and the id, then the policy as fetched;
+ * the policy is parsed again when read, and a record that does not read, or
+ * has expired, is removed. While it is valid, the
  * TXT record is looked at again in the background at most every STS_RECHECK_SECS when the
  * domain is used, and a changed id fetches the policy again; a failed refresh keeps the
  * cached policy (RFC 8461 section 5.1). Without a valid cached policy, a domain with no
@@ -50,6 +59,9 @@ struct sts;
 #define STS_NEGATIVE_SECS    3600
 #define STS_RETRY_SECS       300
 #define STS_MIN_SECS         60 /* a policy is kept at least this long */
+#define STS_STORE_FILE       "mta-sts.mdb"
+#define STS_STORE_MAP_SIZE   ((size_t)256 << 20)
+#define STS_STORE_FORMAT     1
 #define STS_FETCH_TIMEOUT_MS 30000
 
 enum sts_answer {
@@ -64,7 +76,8 @@ struct sts_conf {
         struct tls_ctx
             *tls; /* client role, verify_record, the listener's trust anchors */
         const struct log *log;
-        const char *listener; /* for log lines */
+        const char *listener;  /* for log lines */
+        struct learned *store; /* STS_STORE_FILE, or NULL: memory only */
 };
 
 struct sts *sts_new(const struct sts_conf *conf);

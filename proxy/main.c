@@ -28,6 +28,7 @@
 #include "alertcmd.h"
 #include "config.h"
 #include "learned.h"
+#include "sts.h"
 #include "log.h"
 #include "metrics.h"
 #include "privdrop.h"
@@ -88,6 +89,19 @@ static void main_open_learned(struct main_state *m)
                 log_emit(&m->log, LOG_LVL_ERR, NULL,
                          "event=learned_unavailable state_dir=%s reason=\"%s\" "
                          "note=\"TLS history is not kept\"",
+                         m->cfg->state_dir, err);
+        for (i = 0; i < m->nlisteners; i++) {
+                if (m->listeners[i].conf->mta_sts)
+                        break;
+        }
+        if (i == m->nlisteners)
+                return;
+        m->env.sts_store = learned_open_file(m->cfg->state_dir, STS_STORE_FILE,
+                                             STS_STORE_MAP_SIZE, err, sizeof(err));
+        if (m->env.sts_store == NULL)
+                log_emit(&m->log, LOG_LVL_ERR, NULL,
+                         "event=mta_sts_store_unavailable state_dir=%s reason=\"%s\" "
+                         "note=\"MTA-STS policies are kept in memory only\"",
                          m->cfg->state_dir, err);
 }
 
@@ -622,6 +636,8 @@ static int main_serve(struct main_state *m)
         main_write_metrics(m); /* the final counts */
         learned_close(m->env.learned);
         m->env.learned = NULL;
+        learned_close(m->env.sts_store);
+        m->env.sts_store = NULL;
         return 0;
 }
 

@@ -643,6 +643,57 @@ static void test_expectation(void **state)
         assert_ptr_equal(e.match, match);
 }
 
+/* A second file of raw values (MTA-STS policies): put, get, replace, forget, reopen. */
+static void test_raw_file(void **state)
+{
+        struct test_store *s = *state;
+        static const char big_fill = 'p';
+        char err[256] = "", p[128];
+        struct learned *r =
+            learned_open_file(s->dir, "mta-sts.mdb", LEARNED_MAP_SIZE, err, sizeof(err));
+        size_t n, biglen = 70000;
+        char *big = malloc(biglen);
+        void *v;
+
+        assert_non_null(r);
+        assert_non_null(big);
+        memset(big, big_fill, biglen);
+        assert_int_equal(learned_get(r, "example.com", &v, &n), 0);
+        assert_null(v);
+        assert_int_equal(learned_put(r, "Example.COM.", "one", 3), 0);
+        assert_int_equal(learned_get(r, "example.com", &v, &n), 1);
+        assert_int_equal(n, 3);
+        assert_memory_equal(v, "one", 3);
+        assert_int_equal(((char *)v)[3], '\0');
+        free(v);
+        /* replaced, and values larger than a page */
+        assert_int_equal(learned_put(r, "example.com", big, biglen), 0);
+        assert_int_equal(learned_get(r, "example.com", &v, &n), 1);
+        assert_int_equal(n, biglen);
+        assert_memory_equal(v, big, biglen);
+        free(v);
+        assert_int_equal(learned_put(r, "bad domain", "x", 1), -EINVAL);
+        assert_int_equal(learned_get(r, "", &v, &n), -EINVAL);
+        /* the TLS store in the same directory is another file */
+        assert_int_equal(learned_lookup(s->l, "example.com", TEST_NOW, TEST_DAY, NULL),
+                         0);
+        /* durable across close */
+        learned_close(r);
+        r = learned_open_file(s->dir, "mta-sts.mdb", LEARNED_MAP_SIZE, err, sizeof(err));
+        assert_non_null(r);
+        assert_int_equal(learned_get(r, "example.com", &v, &n), 1);
+        assert_int_equal(n, biglen);
+        free(v);
+        assert_int_equal(learned_forget(r, "example.com"), 0);
+        assert_int_equal(learned_get(r, "example.com", &v, &n), 0);
+        learned_close(r);
+        free(big);
+        test_path(s, "mta-sts.mdb", p, sizeof(p));
+        assert_int_equal(unlink(p), 0);
+        test_path(s, "mta-sts.mdb-lock", p, sizeof(p));
+        assert_int_equal(unlink(p), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -662,6 +713,7 @@ int main(void)
                                             test_teardown),
             cmocka_unit_test_setup_teardown(test_map_full, test_setup, test_teardown),
             cmocka_unit_test_setup_teardown(test_other_format, test_setup, test_teardown),
+            cmocka_unit_test_setup_teardown(test_raw_file, test_setup, test_teardown),
             cmocka_unit_test(test_expectation),
         };
 
