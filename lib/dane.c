@@ -45,6 +45,7 @@ struct dane_job {
         size_t nhosts, next;
         bool addr_failed; /* a host's addresses could not be looked up */
         bool mx_insecure; /* the MX answer was not validated: no TLSA lookup */
+        bool alias_tried; /* TLSA at the CNAME's target had none: now the host's */
         struct dane_result res;
 };
 
@@ -215,6 +216,8 @@ static void dane_job_end(struct dane_job *j)
                 pending_deliver(&e->waits);
 }
 
+static bool dane_tlsa_query(struct dane_job *j, const char *host);
+
 static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
 {
         struct dane_job *j = arg;
@@ -223,14 +226,21 @@ static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
         UTIL_CHECK_MAGIC(j, DANE_JOB_MAGIC);
         j->dns = NULL;
         r = &j->res;
+        if (status == -ENOENT && !j->alias_tried &&
+            strcmp(r->tlsa_host, r->mx_host) != 0) {
+                /* None at the CNAME's target: the MX host's own name next. */
+                j->alias_tried = true;
+                if (dane_tlsa_query(j, r->mx_host))
+                        return;
+        }
         if (status == -ENOENT) {
-                dane_set(j, DANE_NONE, "no TLSA records at _25._tcp.%s", r->mx_host);
+                dane_set(j, DANE_NONE, "no TLSA records at _25._tcp.%s", r->tlsa_host);
         } else if (status != 0) {
-                dane_set(j, DANE_FAILED, "TLSA lookup for _25._tcp.%s: %s", r->mx_host,
+                dane_set(j, DANE_FAILED, "TLSA lookup for _25._tcp.%s: %s", r->tlsa_host,
                          dns_strerror(status));
         } else if (!set->secure) {
                 dane_set(j, DANE_NONE, "TLSA records of %s not validated (insecure)",
-                         r->mx_host);
+                         r->tlsa_host);
         } else {
                 for (size_t i = 0; i < set->n && r->ntlsa < DANE_TLSA_MAX; i++) {
                         struct dane_tlsa *t = &r->tlsa[r->ntlsa];
@@ -246,9 +256,20 @@ static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
                         r->ntlsa++;
                 }
                 dane_set(j, DANE_TLSA, "%zu TLSA records at _25._tcp.%s", r->ntlsa,
-                         r->mx_host);
+                         r->tlsa_host);
         }
         dane_job_end(j);
+}
+
+/* Ask for host's TLSA records (the TLSA base domain). false: a name too long. */
+static bool dane_tlsa_query(struct dane_job *j, const char *host)
+{
+        char name[300];
+
+        snprintf(j->res.tlsa_host, sizeof(j->res.tlsa_host), "%s", host);
+        snprintf(name, sizeof(name), "_25._tcp.%s", host);
+        j->dns = dns_query(j->d->conf.loop, name, DNS_T_TLSA, dane_tlsa_cb, j);
+        return j->dns != NULL;
 }
 
 static void dane_addr_next(struct dane_job *j);
@@ -257,7 +278,6 @@ static void dane_addr_cb(void *arg, int status, const struct dns_rrset *set)
 {
         struct dane_job *j = arg;
         const char *host;
-        char name[300];
 
         UTIL_CHECK_MAGIC(j, DANE_JOB_MAGIC);
         j->dns = NULL;
@@ -281,9 +301,8 @@ static void dane_addr_cb(void *arg, int status, const struct dns_rrset *set)
                         dane_job_end(j);
                         return;
                 }
-                snprintf(name, sizeof(name), "_25._tcp.%s", host);
-                j->dns = dns_query(j->d->conf.loop, name, DNS_T_TLSA, dane_tlsa_cb, j);
-                if (j->dns == NULL) {
+                /* A validated CNAME: its target is the TLSA base domain first. */
+                if (!dane_tlsa_query(j, set->name[0] != '\0' ? set->name : host)) {
                         dane_set(j, DANE_NONE, "MX host name %s too long", host);
                         dane_job_end(j);
                 }

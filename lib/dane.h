@@ -8,7 +8,10 @@
  * host name that DANE needs, so the lookup finds it (all with DNSSEC, see
  * dns.h): the domain's MX records (a domain with none is its own host), then
  * each MX host's addresses in preference order, until one has the
- * destination address; then that host's TLSA records at _25._tcp.HOST.
+ * destination address; then that host's TLSA records at _25._tcp.HOST. An
+ * MX host that is an alias (a CNAME, validated) is looked up at the name it
+ * leads to first, and at its own name when that has none (RFC 7672 section
+ * 2.2.3).
  *
  *   DANE_TLSA    secure TLSA records for the destination's MX host: the
  *                certificate is matched against them (tls_dane_match());
@@ -65,6 +68,9 @@ struct dane_tlsa {
 struct dane_result {
         enum dane_state state;
         char mx_host[256];
+        /* DANE_TLSA: the TLSA base domain: mx_host, or the name its CNAME
+         * leads to when the records are there (RFC 7672 section 2.2.3) */
+        char tlsa_host[256];
         char why[200];
         size_t ntlsa;
         struct dane_tlsa tlsa[DANE_TLSA_MAX];

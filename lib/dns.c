@@ -52,6 +52,7 @@ struct dns_req {
         struct sockaddr_storage addr[DNS_ADDR_MAX];
         /* dns_query() */
         bool secure;
+        char owner[256];
         size_t nrr;
         struct dns_rr *rr; /* DNS_RR_MAX of them */
 };
@@ -272,6 +273,19 @@ static int dns_rr_take(struct dns_req *r, const ns_msg *msg, const ns_rr *rr)
         return 0;
 }
 
+/* A record's owner name: lower case, no trailing dot. */
+static void dns_owner(char *out, size_t outlen, const char *name)
+{
+        size_t n = 0;
+
+        for (; name[n] != '\0' && n + 1 < outlen; n++)
+                out[n] =
+                    (char)(name[n] >= 'A' && name[n] <= 'Z' ? name[n] + 32 : name[n]);
+        if (n > 0 && out[n - 1] == '.')
+                n--;
+        out[n] = '\0';
+}
+
 /*
  * One DNSSEC-aware query of type qtype (res is set up): its records of that
  * type into r->rr, *secure from the AD bit. 0, -ENOENT (NXDOMAIN, NODATA, or
@@ -306,10 +320,14 @@ static int dns_rr_query(struct dns_req *r, res_state res, int qtype, bool *secur
                         st = -EINVAL;
                         goto done;
                 }
-                if ((int)ns_rr_type(rr) == qtype && dns_rr_take(r, &msg, &rr) != 0) {
+                if ((int)ns_rr_type(rr) != qtype)
+                        continue;
+                if (dns_rr_take(r, &msg, &rr) != 0) {
                         st = -EINVAL;
                         goto done;
                 }
+                if (r->owner[0] == '\0')
+                        dns_owner(r->owner, sizeof(r->owner), ns_rr_name(rr));
         }
         if (r->nrr == before)
                 st = -ENOENT;
@@ -393,8 +411,10 @@ static void dns_after_cb(uv_work_t *w, int status)
 
                         r->txt_cb(r->arg, r->status, &t);
                 } else if (r->kind == DNS_KIND_RR) {
-                        struct dns_rrset set = {
-                            .secure = r->secure, .n = r->nrr, .rr = r->rr};
+                        struct dns_rrset set = {.secure = r->secure,
+                                                .name = r->owner,
+                                                .n = r->nrr,
+                                                .rr = r->rr};
 
                         r->rr_cb(r->arg, r->status, &set);
                 } else {

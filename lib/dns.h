@@ -81,6 +81,9 @@ struct dns_rr {
 
 struct dns_rrset {
         bool secure;
+        /* the records' owner: not the name asked when the resolver followed a
+         * CNAME (lower case, no trailing dot); "" without records */
+        const char *name;
         size_t n;
         const struct dns_rr *rr; /* MX sorted by preference; valid during the callback */
 };

@@ -1786,7 +1786,11 @@ static void relay_out_dane_observe(struct relay_session *s, const struct dane_re
         struct tls_tlsa recs[DANE_TLSA_MAX];
         const struct tls *t;
 
-        if (d->mx_host[0] != '\0')
+        /* DANE-TA's reference identifier: the TLSA base domain (a CNAME's
+         * target, when the records were there), else the MX host. */
+        if (d->tlsa_host[0] != '\0')
+                o->mx_host = d->tlsa_host;
+        else if (d->mx_host[0] != '\0')
                 o->mx_host = d->mx_host;
         snprintf(why, whylen, "%s", d->why);
         o->dane_why = why;

@@ -54,6 +54,11 @@ mailward: default_level dane, and the table below. One session per recipient:
     vfy.insecure.test verify     mx.insecure.test (unsigned) -> .10   451 certificate-host-mismatch
                                  (the certificate is mx.dane.test's; the reply names the MX host)
     vfyelse.test      verify     mx -> .98 only                       451: nexthop:dot-nexthop
+ 12 cname.test        dane-only  mx.cname.test CNAME real -> .10,     delivered (TLSA at the target)
+                                 3 1 1 dest at the target
+    cname2.test       dane-only  the same, 3 1 1 dest at the alias     delivered (the alias's own)
+    cname3.test       dane       3 1 1 other at the target, dest at   451 tlsa-invalid (the target
+                                 the alias                             wins)
 
 For every refusal: MAIL got mailward's own 250, RCPT 451 4.7.5 naming the
 result, DATA 554, and nothing of the envelope reached the destination. The
@@ -91,7 +96,8 @@ TABLE = {
     "wrongmx.test": "dane-only", "insecmx.test": "dane-only", "backup.test": "dane",
     "nomx.test": "dane-only", "notlsa.test": "dane-only", "unusable.test": "dane-only",
     "plain.test": "encrypt", "vfy.test": "verify", "vfy.insecure.test": "verify",
-    "vfyelse.test": "verify",
+    "vfyelse.test": "verify", "cname.test": "dane-only", "cname2.test": "dane-only",
+    "cname3.test": "dane",
 }
 
 
@@ -248,6 +254,14 @@ def main():
             ["bogustlsa.test. MX 10 mx.bogustlsa.test.", "mx.bogustlsa.test. A " + DEST] +
             domain("bogusaddr.test", [(10, "mx.bogusaddr.test", DEST)], "3 1 1 " + ee_dest) +
             ["vfy.test. MX 10 mx.dane.test."] +
+            # MX hosts that are aliases: TLSA at the target first, then at the alias
+            ["cname.test. MX 10 mx.cname.test.", "mx.cname.test. CNAME real.cname.test.",
+             "real.cname.test. A " + DEST, "_25._tcp.real.cname.test. TLSA 3 1 1 " + ee_dest,
+             "cname2.test. MX 10 mx.cname2.test.", "mx.cname2.test. CNAME real.cname2.test.",
+             "real.cname2.test. A " + DEST, "_25._tcp.mx.cname2.test. TLSA 3 1 1 " + ee_dest,
+             "cname3.test. MX 10 mx.cname3.test.", "mx.cname3.test. CNAME real.cname3.test.",
+             "real.cname3.test. A " + DEST, "_25._tcp.real.cname3.test. TLSA 3 1 1 " + ee_other,
+             "_25._tcp.mx.cname3.test. TLSA 3 1 1 " + ee_dest] +
             domain("vfyelse.test", [(10, "mx.vfyelse.test", ELSEWHERE)]))
         # The address record was put in by domain(): it is the bogus one.
         records.remove("mx.bogusaddr.test. A " + DEST)
@@ -369,6 +383,23 @@ def main():
                      "hostname (unknown)" in t["rcpt"][0][1],
                      "vfyelse.test: no MX host at the address, so nexthop:dot-nexthop: %r"
                      % (t["rcpt"][0],))
+
+        # 12. MX hosts that are CNAMEs (RFC 7672 2.2.3): the target's TLSA
+        # records first; the alias's own only when the target has none.
+        print("== 12. cname.test, cname2.test, cname3.test: MX host aliases", flush=True)
+        outcheck.delivered(net, mw, dest, ["bob@cname.test"])
+        check_dane_logged(mw, "cname.test", "mx.cname.test", "match-ee")
+        outcheck.delivered(net, mw, dest, ["bob@cname2.test"])
+        check_dane_logged(mw, "cname2.test", "mx.cname2.test", "match-ee")
+        n = len(mwtest.find_alerts(mw, domain="cname3.test"))
+        outcheck.refused(net, mw, dest, "bob@cname3.test", "tlsa-invalid")
+        check_alert(mw, "cname3.test", n, "dane (policy)", event="certificate_invalid")
+        looked = [x.get("why") for x in log_events(mw, "dane_lookup")
+                  if x.get("domain") in ("cname.test", "cname2.test", "cname3.test")]
+        mwtest.eq(sorted(looked), ["1 TLSA records at _25._tcp.mx.cname2.test",
+                                   "1 TLSA records at _25._tcp.real.cname.test",
+                                   "1 TLSA records at _25._tcp.real.cname3.test"],
+                  "the TLSA base domains looked at")
 
         for d in (dest, ta_dest, notls_dest):
             d.check_idle()
