@@ -21,13 +21,15 @@
  *     byte 0 STS_STORE_FORMAT, bytes 1..8 expiry (unix seconds, big-endian),
  *     a length byte and the id, then the policy as fetched;
  * the policy is parsed again when read, and a record that does not read, or
- * has expired, is removed. While it is valid, the
- * TXT record is looked at again in the background at most every STS_RECHECK_SECS when the
- * domain is used, and a changed id fetches the policy again; a failed refresh keeps the
- * cached policy (RFC 8461 section 5.1). Without a valid cached policy, a domain with no
- * TXT record (or a failed lookup or fetch) is "none" for STS_NEGATIVE_SECS (no record) or
- * STS_RETRY_SECS (a failure): mail goes on as if the domain had no policy,
- * as the RFC says, and the failure is logged.
+ * has expired, is removed.
+ *
+ * While a policy is valid, its TXT record is looked at again in the
+ * background at most every STS_RECHECK_SECS when the domain is used, and a
+ * changed id fetches the policy again; a failed refresh keeps the cached
+ * policy (as RFC 8461 says). Without a valid cached policy, a domain with no
+ * TXT record (or a failed lookup or fetch) is "none" for STS_NEGATIVE_SECS
+ * (no record) or STS_RETRY_SECS (a failure): mail goes on as if the domain
+ * had no policy, as the RFC says, and the failure is logged.
  *
  * Waiting. sts_get() answers at once from the cache when it can. Otherwise
  * it starts a lookup (one per domain, whoever asks) and answers
