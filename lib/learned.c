@@ -147,6 +147,38 @@ static int learned_key(const char *domain, char key[LEARNED_DOMAIN_MAX + 1], siz
         return 0;
 }
 
+/*
+ * domain's key into key and *k, and a transaction begun (MDB_RDONLY or 0 in
+ * flags): 0, or the error (nothing to end then).
+ */
+static int learned_begin(struct learned *l, const char *domain, unsigned flags,
+                         char key[LEARNED_DOMAIN_MAX + 1], MDB_val *k, MDB_txn **txn)
+{
+        size_t klen;
+        int rc;
+
+        if ((rc = learned_key(domain, key, &klen)) != 0)
+                return rc;
+        rc = mdb_txn_begin(l->env, NULL, flags, txn);
+        if (rc != 0)
+                return learned_errno(rc);
+        k->mv_data = key;
+        k->mv_size = klen;
+        return 0;
+}
+
+/* Put k -> v and commit; the transaction is ended either way. */
+static int learned_put_commit(struct learned *l, MDB_txn *txn, MDB_val *k, MDB_val *v)
+{
+        int rc = mdb_put(txn, l->dbi, k, v, 0);
+
+        if (rc != 0) {
+                mdb_txn_abort(txn);
+                return learned_errno(rc);
+        }
+        return learned_errno(mdb_txn_commit(txn)); /* frees txn even on failure */
+}
+
 static bool learned_terminated(const char *s, size_t size)
 {
         return memchr(s, '\0', size) != NULL;
@@ -278,17 +310,11 @@ int learned_record(struct learned *l, const char *domain, const struct learned_t
         struct learned_tls stored;
         MDB_val k, v;
         MDB_txn *txn;
-        size_t klen;
         int rc;
 
-        if ((rc = learned_key(domain, key, &klen)) != 0 ||
-            (rc = learned_check_obs(obs)) != 0)
+        if ((rc = learned_check_obs(obs)) != 0 ||
+            (rc = learned_begin(l, domain, 0, key, &k, &txn)) != 0)
                 return rc;
-        rc = mdb_txn_begin(l->env, NULL, 0, &txn);
-        if (rc != 0)
-                return learned_errno(rc);
-        k.mv_data = key;
-        k.mv_size = klen;
         rc = mdb_get(txn, l->dbi, &k, &v);
         if (rc == 0 && learned_decode(&v, &stored) == 0 && learned_keep(&stored, obs)) {
                 mdb_txn_abort(txn);
@@ -300,12 +326,7 @@ int learned_record(struct learned *l, const char *domain, const struct learned_t
         }
         v.mv_data = buf;
         v.mv_size = learned_encode(obs, buf);
-        rc = mdb_put(txn, l->dbi, &k, &v, 0);
-        if (rc != 0) {
-                mdb_txn_abort(txn);
-                return learned_errno(rc);
-        }
-        return learned_errno(mdb_txn_commit(txn)); /* frees txn even on failure */
+        return learned_put_commit(l, txn, &k, &v);
 }
 
 int learned_lookup(struct learned *l, const char *domain, int64_t now, int64_t max_age,
@@ -315,16 +336,10 @@ int learned_lookup(struct learned *l, const char *domain, int64_t now, int64_t m
         struct learned_tls rec;
         MDB_val k, v;
         MDB_txn *txn;
-        size_t klen;
         int rc, found = 0;
 
-        if ((rc = learned_key(domain, key, &klen)) != 0)
+        if ((rc = learned_begin(l, domain, MDB_RDONLY, key, &k, &txn)) != 0)
                 return rc;
-        rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn);
-        if (rc != 0)
-                return learned_errno(rc);
-        k.mv_data = key;
-        k.mv_size = klen;
         rc = mdb_get(txn, l->dbi, &k, &v);
         if (rc == 0)
                 found = learned_decode(&v, &rec) == 0 &&
@@ -342,24 +357,13 @@ int learned_put(struct learned *l, const char *domain, const void *val, size_t l
         char key[LEARNED_DOMAIN_MAX + 1];
         MDB_val k, v;
         MDB_txn *txn;
-        size_t klen;
         int rc;
 
-        if ((rc = learned_key(domain, key, &klen)) != 0)
+        if ((rc = learned_begin(l, domain, 0, key, &k, &txn)) != 0)
                 return rc;
-        rc = mdb_txn_begin(l->env, NULL, 0, &txn);
-        if (rc != 0)
-                return learned_errno(rc);
-        k.mv_data = key;
-        k.mv_size = klen;
         v.mv_data = (void *)val;
         v.mv_size = len;
-        rc = mdb_put(txn, l->dbi, &k, &v, 0);
-        if (rc != 0) {
-                mdb_txn_abort(txn);
-                return learned_errno(rc);
-        }
-        return learned_errno(mdb_txn_commit(txn));
+        return learned_put_commit(l, txn, &k, &v);
 }
 
 int learned_get(struct learned *l, const char *domain, void **val, size_t *len)
@@ -367,18 +371,12 @@ int learned_get(struct learned *l, const char *domain, void **val, size_t *len)
         char key[LEARNED_DOMAIN_MAX + 1];
         MDB_val k, v;
         MDB_txn *txn;
-        size_t klen;
         int rc;
 
         *val = NULL;
         *len = 0;
-        if ((rc = learned_key(domain, key, &klen)) != 0)
+        if ((rc = learned_begin(l, domain, MDB_RDONLY, key, &k, &txn)) != 0)
                 return rc;
-        rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn);
-        if (rc != 0)
-                return learned_errno(rc);
-        k.mv_data = key;
-        k.mv_size = klen;
         rc = mdb_get(txn, l->dbi, &k, &v);
         if (rc == 0) {
                 char *copy = xmalloc(v.mv_size + 1);
@@ -399,16 +397,10 @@ int learned_forget(struct learned *l, const char *domain)
         char key[LEARNED_DOMAIN_MAX + 1];
         MDB_val k;
         MDB_txn *txn;
-        size_t klen;
         int rc;
 
-        if ((rc = learned_key(domain, key, &klen)) != 0)
+        if ((rc = learned_begin(l, domain, 0, key, &k, &txn)) != 0)
                 return rc;
-        rc = mdb_txn_begin(l->env, NULL, 0, &txn);
-        if (rc != 0)
-                return learned_errno(rc);
-        k.mv_data = key;
-        k.mv_size = klen;
         rc = mdb_del(txn, l->dbi, &k, NULL);
         if (rc == MDB_NOTFOUND) {
                 mdb_txn_abort(txn);
