@@ -59,6 +59,7 @@ mailward: default_level dane, and the table below. One session per recipient:
     cname2.test       dane-only  the same, 3 1 1 dest at the alias     delivered (the alias's own)
     cname3.test       dane       3 1 1 other at the target, dest at   451 tlsa-invalid (the target
                                  the alias                             wins)
+ 13 dane.test again   SIGHUP     the cached lookup is dropped         MX asked again (not before)
 
 For every refusal: MAIL got mailward's own 250, RCPT 451 4.7.5 naming the
 result, DATA 554, and nothing of the envelope reached the destination. The
@@ -76,6 +77,7 @@ valid".
 mailward then stops cleanly (status 0, no sanitizer report)."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -400,6 +402,19 @@ def main():
                                    "1 TLSA records at _25._tcp.real.cname.test",
                                    "1 TLSA records at _25._tcp.real.cname3.test"],
                   "the TLSA base domains looked at")
+
+        # 13. SIGHUP drops the cached lookups: dane.test is looked up again.
+        print("== 13. SIGHUP: the DANE cache is dropped", flush=True)
+        nmx = count("MX", "dane.test")
+        outcheck.delivered(net, mw, dest, ["carl@dane.test"])
+        mwtest.eq(count("MX", "dane.test"), nmx, "MX queries for dane.test (cached)")
+        os.kill(mw.pid, signal.SIGHUP)
+        got = mwtest.wait_for(lambda: log_events(mw, "reload_dane"), 5)
+        mwtest.eq([x.get("listener") for x in got or []], ["out"], "reload_dane lines")
+        mwtest.check(int(got[0].get("entries", "0")) > 10,
+                     "reload_dane entries: %r" % got[0])
+        outcheck.delivered(net, mw, dest, ["dora@dane.test"])
+        check_asked(bed, nmx, "MX", "dane.test")
 
         for d in (dest, ta_dest, notls_dest):
             d.check_idle()
