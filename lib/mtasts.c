@@ -159,19 +159,6 @@ static bool mtasts_pattern_covers(const char *pattern, const char *host)
         return dot != NULL && strcmp(dot + 1, pattern + 2) == 0;
 }
 
-bool mtasts_mx_matches(const struct mtasts_policy *p, const char *host)
-{
-        char h[MTASTS_NAME_MAX + 1];
-
-        if (p == NULL || host == NULL || mtasts_norm_host(host, strlen(host), h) < 0)
-                return false;
-        for (size_t i = 0; i < p->nmx; i++) {
-                if (mtasts_pattern_covers(p->mx[i], h))
-                        return true;
-        }
-        return false;
-}
-
 bool mtasts_name_allowed(const char *certname, const char *pattern)
 {
         char c[MTASTS_PATTERN_MAX + 1], p[MTASTS_PATTERN_MAX + 1];
@@ -650,17 +637,6 @@ void mtasts_policy_cleanup(struct mtasts_policy *p)
                 free(p->mx[i]);
         free(p->mx);
         memset(p, 0, sizeof(*p));
-}
-
-void mtasts_policy_copy(struct mtasts_policy *dst, const struct mtasts_policy *src)
-{
-        *dst = *src;
-        dst->mx = NULL;
-        if (src->nmx == 0)
-                return;
-        dst->mx = xcalloc(src->nmx, sizeof(*dst->mx));
-        for (size_t i = 0; i < src->nmx; i++)
-                dst->mx[i] = xstrdup(src->mx[i]);
 }
 
 /* ---- the HTTP response (3.3) ---- */

@@ -1,9 +1,9 @@
 /*
  * mtasts: the pure parts of MTA-STS (RFC 8461): the "_mta-sts" TXT record
  * (3.1), the HTTP response that carries a policy (3.3), the policy body
- * (3.2), and matching MX host names and certificate names against a
- * policy's mx patterns (4.1). No I/O: DNS lookups, the HTTPS fetch, the
- * cache and what to do when any of them fails belong to the caller.
+ * (3.2), and matching certificate names against a policy's mx patterns
+ * (4.1; also used for the policy host's own name, and by policy.c). No I/O: DNS lookups,
+ * the HTTPS fetch, the cache and what to do when any of them fails belong to the caller.
  *
  * Everything handed in is peer data: it may hold any byte, nothing is read
  * past the length given, and bad input never aborts. Functions that can fail
@@ -115,21 +115,11 @@ int mtasts_policy_parse(const char *text, size_t len, struct mtasts_policy *out,
 /* Frees the patterns and zeroes *p; p itself is the caller's. p may be NULL. */
 void mtasts_policy_cleanup(struct mtasts_policy *p);
 
-/* Deep copy into *dst, which is overwritten (not cleaned up first). */
-void mtasts_policy_copy(struct mtasts_policy *dst, const struct mtasts_policy *src);
-
-/*
- * RFC 8461 4.1: does the MX host name host match one of p's mx patterns?
- * "*.example.net" matches exactly one extra left-most label ("mx1.example.net",
- * not "example.net" nor "a.b.example.net"). Case-insensitive, a trailing dot
- * ignored; a host that is not a valid host name matches nothing.
- */
-bool mtasts_mx_matches(const struct mtasts_policy *p, const char *host);
-
 /*
  * Could certificate name certname (a SAN dNSName, possibly "*.example.net")
  * name a host that the mx pattern allows? For when the MX host name is not
- * known (a transparent proxy knows only the IP): true when the set of host
+ * known (a transparent proxy knows only the IP; an exact pattern is then an
+ * exact host name, as for the policy host): true when the set of host
  * names certname covers (RFC 6125: "*." is exactly one whole left-most label)
  * and the set pattern covers intersect:
  *

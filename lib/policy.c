@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "mtasts.h"
 #include "util.h"
 
 #define POLICY_NAME_MAX 253 /* a DNS name in text form, without the trailing dot */
@@ -848,19 +849,6 @@ static bool policy_name_matches(const char *certid, const char *domain, bool sub
         return false;
 }
 
-/*
- * An MTA-STS pattern "*.domain" (domain is what follows "*."): does the
- * certificate name certid stand for a host one label below domain? Either
- * such a name, or "*.domain" itself.
- */
-static bool policy_one_label(const char *certid, const char *domain)
-{
-        size_t idlen = policy_trimlen(certid), dlen = policy_trimlen(domain);
-
-        return policy_name_matches(certid, domain, true) &&
-               memchr(certid, '.', idlen - dlen - 1) == NULL;
-}
-
 /* The domain a pattern stands for in this session, or NULL. */
 static const char *policy_pattern_domain(const char *pattern,
                                          const struct policy_observation *o,
@@ -934,13 +922,13 @@ static bool policy_judge_names(const struct policy_expectation *e,
         for (size_t i = 0; i < nmatch; i++) {
                 bool sub, one = match[i][0] == '*' && match[i][1] == '.';
                 const char *domain =
-                    one ? match[i] + 2 : policy_pattern_domain(match[i], o, &sub);
+                    one ? match[i] : policy_pattern_domain(match[i], o, &sub);
 
                 if (domain == NULL)
                         continue;
                 for (size_t j = 0; j < o->ncert_names; j++) {
                         if (o->cert_names[j] == NULL ||
-                            !(one ? policy_one_label(o->cert_names[j], domain)
+                            !(one ? mtasts_name_allowed(o->cert_names[j], domain)
                                   : policy_name_matches(o->cert_names[j], domain, sub)))
                                 continue;
                         policy_peer(v->matched_name, sizeof(v->matched_name),
@@ -950,7 +938,7 @@ static bool policy_judge_names(const struct policy_expectation *e,
                         policy_say(v, "%s, certificate trusted, name %s matches %s",
                                    policy_proto_str(o->proto), v->matched_name,
                                    v->matched_pattern);
-                        if (domain != match[i] && domain != match[i] + 1 && !one)
+                        if (domain != match[i] && domain != match[i] + 1)
                                 policy_say(v, " (%s)", policy_peer(q, sizeof(q), domain));
                         v->pass = true;
                         v->result = POLICY_RESULT_OK;

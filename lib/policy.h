@@ -62,7 +62,7 @@
  * read from a table, serves MTA-STS's mx: lines (RFC 8461 section 4.1):
  * "*.example.com" stands for any name one label below example.com, and a
  * certificate name matches it when the two can name the same host
- * ("mx1.example.com", or "*.example.com" itself).
+ * ("mx1.example.com", or "*.example.com" itself): mtasts_name_allowed().
  */
 #ifndef MAILWARD_POLICY_H
 #define MAILWARD_POLICY_H

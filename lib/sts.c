@@ -121,11 +121,6 @@ void sts_free(struct sts *s)
         free(s);
 }
 
-unsigned sts_cached(const struct sts *s)
-{
-        return s->count;
-}
-
 static struct sts_entry *sts_find(const struct sts *s, const char *domain)
 {
         struct sts_entry *e;

@@ -108,7 +108,4 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
  */
 unsigned sts_recheck(struct sts *s);
 
-/* Domains in the cache (for tests and metrics). */
-unsigned sts_cached(const struct sts *s);
-
 #endif

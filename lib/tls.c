@@ -1057,21 +1057,6 @@ int tls_peer_info(const struct tls *t, struct tls_peer *out)
  * does not parse simply matches nothing.
  */
 
-const char *tls_dane_result_str(enum tls_dane_result r)
-{
-        switch (r) {
-        case TLS_DANE_UNUSABLE:
-                return "unusable";
-        case TLS_DANE_NO_MATCH:
-                return "no-match";
-        case TLS_DANE_MATCH_EE:
-                return "match-ee";
-        case TLS_DANE_MATCH_TA:
-                return "match-ta";
-        }
-        return "?";
-}
-
 /* Append to why (whylen bytes; may be NULL), "; " between parts, cut short if need be. */
 static void tls_dane_why(char *why, size_t whylen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -200,9 +200,6 @@ enum tls_dane_result {
         TLS_DANE_MATCH_TA,
 };
 
-/* "unusable", "no-match", "match-ee", "match-ta". */
-const char *tls_dane_result_str(enum tls_dane_result r);
-
 /*
  * Match a chain given as DER certificates, leaf first (der[0], derlen[0]), as
  * the server sent it, against nrecs records (recs may be NULL if nrecs is 0).

@@ -8,9 +8,8 @@
  * into up to four), the HTTP response and the policy body. Besides looking
  * for crashes it checks what lib/sts.c relies on:
  * - a body found in a response lies inside the response;
- * - a policy that parses matches each of its own exact mx names (as an MX
- *   host and as a certificate name), copies
- *   deeply, and a failed parse leaves nothing allocated;
+ * - a policy that parses allows each of its own exact mx names as a
+ *   certificate name, and a failed parse leaves nothing allocated;
  * - every reason is printable ASCII (it reaches log lines).
  */
 #include <stdbool.h>
@@ -44,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *in = (const char *)data, *recs[4], *body;
         size_t lens[4], n = 0, start = 0, blen;
         char err[160], id[MTASTS_ID_MAX + 1];
-        struct mtasts_policy p, c;
+        struct mtasts_policy p;
 
         for (size_t i = 0; i <= size && n < 4; i++) {
                 if (i == size || data[i] == 0xfe) {
@@ -64,17 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (size <= MTASTS_BODY_MAX &&
             mtasts_policy_parse(in, size, &p, err, sizeof(err)) == 0) {
-                mtasts_policy_copy(&c, &p);
-                FUZZ_MTASTS_CHECK(c.nmx == p.nmx && c.mode == p.mode);
                 for (size_t i = 0; i < p.nmx; i++) {
-                        FUZZ_MTASTS_CHECK(strcmp(c.mx[i], p.mx[i]) == 0);
                         /* ("*.tld" patterns match no wildcard name: not checked) */
-                        if (p.mx[i][0] == '*')
-                                continue;
-                        FUZZ_MTASTS_CHECK(mtasts_mx_matches(&p, p.mx[i]));
-                        FUZZ_MTASTS_CHECK(mtasts_name_allowed(p.mx[i], p.mx[i]));
+                        if (p.mx[i][0] != '*')
+                                FUZZ_MTASTS_CHECK(mtasts_name_allowed(p.mx[i], p.mx[i]));
                 }
-                mtasts_policy_cleanup(&c);
                 mtasts_policy_cleanup(&p);
         } else if (size <= MTASTS_BODY_MAX) {
                 FUZZ_MTASTS_CHECK(p.nmx == 0 && p.mx == NULL);

@@ -1079,15 +1079,6 @@ static enum tls_dane_result test_dane_one(const struct test_chain *c,
         return res;
 }
 
-static void test_dane_result_str(void **state)
-{
-        (void)state;
-        assert_string_equal(tls_dane_result_str(TLS_DANE_UNUSABLE), "unusable");
-        assert_string_equal(tls_dane_result_str(TLS_DANE_NO_MATCH), "no-match");
-        assert_string_equal(tls_dane_result_str(TLS_DANE_MATCH_EE), "match-ee");
-        assert_string_equal(tls_dane_result_str(TLS_DANE_MATCH_TA), "match-ta");
-}
-
 /* DANE-EE(3): every selector and matching type, against the leaf only. */
 static void test_dane_ee(void **state)
 {
@@ -1626,7 +1617,6 @@ int main(void)
             cmocka_unit_test(test_garbage),
             cmocka_unit_test(test_ctx_errors),
             cmocka_unit_test(test_free_null),
-            cmocka_unit_test(test_dane_result_str),
             cmocka_unit_test(test_dane_ee),
             cmocka_unit_test(test_dane_ta),
             cmocka_unit_test(test_dane_ta_issuers),
