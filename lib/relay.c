@@ -1832,9 +1832,9 @@ static void relay_out_dane_observe(struct relay_session *s, const struct dane_re
 }
 
 /*
- * Judge one recipient domain: the expectation (policy table, MTA-STS, DANE,
- * learned record, default) against what the server did. Pure but for the
- * learned lookup and the TLSA match.
+ * Judge one recipient domain: the expectation (*e comes in as the table's
+ * answer, policy_lookup(); then learned record, MTA-STS, DANE) against what
+ * the server did. Pure but for the learned lookup and the TLSA match.
  */
 static bool relay_out_judge(struct relay_session *s, const char *domain,
                             const struct mtasts_policy *sts,
@@ -1850,7 +1850,6 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         struct policy_expectation te;
         unsigned i;
 
-        *e = policy_lookup(s->l->policy, domain);
         *learned_fresh = false;
         if (s->l->env->learned != NULL && s->l->conf->learned_max_age > 0 &&
             learned_lookup(s->l->env->learned, domain, (int64_t)time(NULL),
@@ -1976,12 +1975,13 @@ static int relay_out_wait(struct relay_session *s, const char *line, size_t len)
  * entry decides first: 1 with *p set (or NULL: none), or 0 when the RCPT
  * must wait for a lookup (the session is then in RELAY_S_POLICY).
  */
-static int relay_out_sts(struct relay_session *s, const char *domain, const char *line,
+static int relay_out_sts(struct relay_session *s, const char *domain,
+                         const struct policy_expectation *table, const char *line,
                          size_t len, const struct mtasts_policy **p)
 {
         *p = NULL;
         if (!s->l->conf->mta_sts || domain[0] == '\0' ||
-            policy_lookup(s->l->policy, domain).source == POLICY_SOURCE_FILE)
+            table->source == POLICY_SOURCE_FILE)
                 return 1;
         if (sts_get(relay_sts(s->l), domain, (int64_t)time(NULL), p, relay_out_lookup_cb,
                     s, &s->o->lookup_wait) != STS_PENDING)
@@ -2009,15 +2009,15 @@ static struct dane *relay_dane(struct relay_listener *l)
  * reached (otherwise TLS decides): 1 with *d set (or NULL: not needed), or
  * 0 when the RCPT must wait for the lookup.
  */
-static int relay_out_dane(struct relay_session *s, const char *domain, const char *line,
+static int relay_out_dane(struct relay_session *s, const char *domain,
+                          const struct policy_expectation *table, const char *line,
                           size_t len, const struct dane_result **d)
 {
-        enum policy_level level;
+        enum policy_level level = table->level;
 
         *d = NULL;
         if (domain[0] == '\0' || !s->o->obs.tls_reached)
                 return 1;
-        level = policy_lookup(s->l->policy, domain).level;
         if (level != POLICY_LEVEL_DANE && level != POLICY_LEVEL_DANE_ONLY &&
             level != POLICY_LEVEL_VERIFY)
                 return 1;
@@ -2054,8 +2054,9 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                         domain[i] = (char)tolower((unsigned char)dom[i]);
                 domain[dlen] = '\0';
         }
-        if (relay_out_sts(s, domain, line, len, &sts) == 0 ||
-            relay_out_dane(s, domain, line, len, &dane) == 0)
+        e = policy_lookup(s->l->policy, domain);
+        if (relay_out_sts(s, domain, &e, line, len, &sts) == 0 ||
+            relay_out_dane(s, domain, &e, line, len, &dane) == 0)
                 return;
         relay_out_judge(s, domain, sts, dane, &e, &fresh, &v, &tv);
         snprintf(expected, sizeof(expected), "%s (%s)", policy_level_str(e.level),
