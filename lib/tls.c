@@ -76,6 +76,7 @@ struct tls_ctx {
         enum tls_role role;
         bool verify_peer;
         bool verify_record; /* and not verify_peer */
+        unsigned refs;      /* the owner's, and one per struct tls made from it */
         WOLFSSL_CTX *wctx;
 };
 
@@ -601,6 +602,7 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
         ctx->verify_record =
             role == TLS_ROLE_CLIENT && conf->verify_record && !conf->verify_peer;
         ctx->wctx = wctx;
+        ctx->refs = 1;
         return ctx;
 }
 
@@ -609,6 +611,8 @@ void tls_ctx_free(struct tls_ctx *ctx)
         if (ctx == NULL)
                 return;
         UTIL_CHECK_MAGIC(ctx, TLS_CTX_MAGIC);
+        if (--ctx->refs > 0)
+                return;
         wolfSSL_CTX_free(ctx->wctx);
         ctx->magic = 0;
         free(ctx);
@@ -631,6 +635,7 @@ struct tls *tls_new(struct tls_ctx *ctx, const char *servername)
         t = xcalloc(1, sizeof(*t));
         t->magic = TLS_MAGIC;
         t->ctx = ctx;
+        ctx->refs++;
         buf_init(&t->in);
         buf_init(&t->out);
         t->ssl = wolfSSL_new(ctx->wctx);
@@ -657,6 +662,7 @@ void tls_free(struct tls *t)
                 return;
         UTIL_CHECK_MAGIC(t, TLS_MAGIC);
         wolfSSL_free(t->ssl);
+        tls_ctx_free(t->ctx);
         buf_cleanup(&t->in);
         buf_cleanup(&t->out);
         free(t->sent);

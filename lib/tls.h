@@ -13,9 +13,11 @@
  * bits, no renegotiation, no compression.
  *
  * Ownership: a tls_ctx holds certificates and policy and is shared read-only
- * by all struct tls made from it; free the ctx only after every tls made from
- * it. Errors: functions return an enum tls_result; tls_error() says why in
- * words for the log. Nothing here logs.
+ * by all struct tls made from it. Each struct tls holds a reference to its
+ * ctx: the owner may free the ctx (to replace it, on a reload) while
+ * sessions made from it go on, and it goes with the last of them. Errors: functions
+ * return an enum tls_result; tls_error() says why in words for the log. Nothing here
+ * logs.
  */
 #ifndef MAILWARD_TLS_H
 #define MAILWARD_TLS_H
@@ -68,6 +70,7 @@ void tls_global_cleanup(void);
  */
 struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                             char *err, size_t errlen);
+/* Drop the owner's reference: freed now, or when the last tls made from it is. */
 void tls_ctx_free(struct tls_ctx *ctx);
 
 /* servername: client role, for SNI and name checks (may be NULL). */

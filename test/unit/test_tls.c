@@ -279,6 +279,66 @@ static void test_full_session(void **state)
         tls_ctx_free(sctx);
 }
 
+/*
+ * A reload replaces a listener's ctx while sessions made from it go on: the
+ * owner frees the old ctx, a session made from it before still works (and
+ * still shows the old certificate), a session made from the new one shows
+ * the new certificate. AddressSanitizer sees any use of a freed ctx.
+ */
+static void test_ctx_replaced(void **state)
+{
+        struct tls_ctx *old = test_server_ctx(state, "server.pem", "server.key");
+        struct tls_ctx *cctx = test_client_ctx(state, true);
+        struct tls *s1 = tls_new(old, NULL), *c1 = tls_new(cctx, "localhost");
+        struct tls_ctx *new;
+        struct tls *s2, *c2;
+        struct tls_peer peer;
+        struct test_outcome o;
+        struct buf got;
+        char fp_old[sizeof(peer.sha256)];
+
+        o = test_handshake(c1, s1);
+        assert_int_equal(o.client, TLS_OK);
+        assert_int_equal(o.server, TLS_OK);
+        assert_int_equal(tls_peer_info(c1, &peer), 0);
+        memcpy(fp_old, peer.sha256, sizeof(fp_old));
+
+        /* The reload: a new ctx with another certificate, the old one let go. */
+        new = test_server_ctx(state, "server-rsa.pem", "server-rsa.key");
+        tls_ctx_free(old);
+
+        /* The session made before goes on, both ways. */
+        buf_init(&got);
+        assert_int_equal(tls_write(c1, "NOOP\r\n", 6), TLS_OK);
+        test_pump(c1, s1);
+        assert_int_equal(test_read_all(s1, &got, 100), TLS_WANT);
+        assert_int_equal(buf_len(&got), 6);
+        buf_reset(&got);
+        assert_int_equal(tls_write(s1, "250 OK\r\n", 8), TLS_OK);
+        test_pump(s1, c1);
+        assert_int_equal(test_read_all(c1, &got, 100), TLS_WANT);
+        assert_int_equal(buf_len(&got), 8);
+
+        /* A new session gets the new certificate. */
+        s2 = tls_new(new, NULL);
+        c2 = tls_new(cctx, "localhost");
+        o = test_handshake(c2, s2);
+        assert_int_equal(o.client, TLS_OK);
+        assert_int_equal(o.server, TLS_OK);
+        assert_int_equal(tls_peer_info(c2, &peer), 0);
+        assert_true(peer.chain_trusted);
+        assert_string_not_equal(peer.sha256, fp_old);
+
+        /* The old ctx goes with its last session; the new one stays. */
+        tls_free(s1);
+        tls_free(c1);
+        tls_free(s2);
+        tls_free(c2);
+        tls_ctx_free(new);
+        tls_ctx_free(cctx);
+        buf_cleanup(&got);
+}
+
 static void test_verify_names(void **state)
 {
         char err[256];
@@ -1598,6 +1658,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_full_session),
+            cmocka_unit_test(test_ctx_replaced),
             cmocka_unit_test(test_verify_names),
             cmocka_unit_test(test_verify_chain),
             cmocka_unit_test(test_sni),
