@@ -1526,8 +1526,6 @@ static int relay_policy_load(const struct config_listener *lc, FILE *errs,
 static int relay_out_listener_init(struct relay_listener *l, char *err, size_t errlen)
 {
         const struct config_listener *lc = l->conf;
-        struct tls_ctx_conf tc = {.ca_file = lc->forward_ca, .verify_record = true};
-        char terr[256];
         int r;
 
         /* Start-up diagnostics: every problem as FILE:LINE: message. */
@@ -1543,10 +1541,42 @@ static int relay_out_listener_init(struct relay_listener *l, char *err, size_t e
                          "checks the MX host name that DNS gives for the server's "
                          "address, or nexthop:dot-nexthop when none is found\"",
                          lc->name);
-        l->tls_client = tls_ctx_new(TLS_ROLE_CLIENT, &tc, terr, sizeof(terr));
-        if (l->tls_client == NULL) {
-                snprintf(err, errlen, "[%s]: %s", lc->name, terr);
-                return -1;
+        return 0;
+}
+
+/*
+ * The listener's TLS contexts, from the files its configuration names: a
+ * server one (cert, key) when it accepts TLS, a client one (forward_ca) when
+ * it speaks TLS to the server side (outbound: recording the chain's check
+ * for judging; otherwise verifying as forward_verify says). Both, or
+ * neither and -1 with the reason in err. Start-up and reload (SIGHUP).
+ */
+static int relay_tls_load(const struct relay_listener *l, struct tls_ctx **server,
+                          struct tls_ctx **client, char *err, size_t errlen)
+{
+        const struct config_listener *lc = l->conf;
+
+        *server = *client = NULL;
+        if (lc->accept_tls != CONFIG_TLS_NONE) {
+                struct tls_ctx_conf tc = {.cert_file = lc->cert, .key_file = lc->key};
+
+                *server = tls_ctx_new(TLS_ROLE_SERVER, &tc, err, errlen);
+                if (*server == NULL)
+                        return -1;
+        }
+        if (l->outbound || lc->forward_tls == CONFIG_TLS_STARTTLS ||
+            lc->forward_tls == CONFIG_TLS_IMPLICIT) {
+                struct tls_ctx_conf tc = {.ca_file = lc->forward_ca,
+                                          .verify_peer =
+                                              !l->outbound && lc->forward_verify,
+                                          .verify_record = l->outbound};
+
+                *client = tls_ctx_new(TLS_ROLE_CLIENT, &tc, err, errlen);
+                if (*client == NULL) {
+                        tls_ctx_free(*server);
+                        *server = NULL;
+                        return -1;
+                }
         }
         return 0;
 }
@@ -2619,25 +2649,9 @@ struct relay_listener *relay_listener_new(struct relay_env *env,
                 goto fail;
         if (l->outbound && relay_out_listener_init(l, err, errlen) != 0)
                 goto fail;
-        if (conf->accept_tls != CONFIG_TLS_NONE) {
-                struct tls_ctx_conf tc = {.cert_file = conf->cert, .key_file = conf->key};
-
-                l->tls_server = tls_ctx_new(TLS_ROLE_SERVER, &tc, terr, sizeof(terr));
-                if (l->tls_server == NULL) {
-                        snprintf(err, errlen, "[%s]: %s", conf->name, terr);
-                        goto fail;
-                }
-        }
-        if (conf->forward_tls == CONFIG_TLS_STARTTLS ||
-            conf->forward_tls == CONFIG_TLS_IMPLICIT) {
-                struct tls_ctx_conf tc = {.ca_file = conf->forward_ca,
-                                          .verify_peer = conf->forward_verify};
-
-                l->tls_client = tls_ctx_new(TLS_ROLE_CLIENT, &tc, terr, sizeof(terr));
-                if (l->tls_client == NULL) {
-                        snprintf(err, errlen, "[%s]: %s", conf->name, terr);
-                        goto fail;
-                }
+        if (relay_tls_load(l, &l->tls_server, &l->tls_client, terr, sizeof(terr)) != 0) {
+                snprintf(err, errlen, "[%s]: %s", conf->name, terr);
+                goto fail;
         }
         return l;
 fail:
@@ -2716,6 +2730,25 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
         policy_free(l->policy);
         l->policy = p;
         *entries = policy_count(p);
+        return 1;
+}
+
+int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen)
+{
+        struct tls_ctx *server, *client;
+
+        if (l->tls_server == NULL && l->tls_client == NULL)
+                return 0;
+        if (relay_tls_load(l, &server, &client, err, errlen) != 0)
+                return -1;
+        /* Sessions hold their own references to the contexts they were made
+         * from: they go on with the old certificates, new ones get these. */
+        tls_ctx_free(l->tls_server);
+        tls_ctx_free(l->tls_client);
+        l->tls_server = server;
+        l->tls_client = client;
+        if (l->sts != NULL)
+                sts_set_tls(l->sts, client);
         return 1;
 }
 

@@ -85,6 +85,17 @@ bool relay_listener_outbound(const struct relay_listener *l);
  */
 int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries);
 
+/*
+ * Load the listener's certificate and key (accept_tls) and trust anchors
+ * (forward_ca, or the system bundle, when it speaks TLS to the server side)
+ * again (SIGHUP), as the unprivileged user. Returns 1 when new contexts
+ * replaced the old ones, 0 when the listener has no TLS, -1 with the reason
+ * in err when a file cannot be read or is wrong (a key that does not match
+ * its certificate): the old contexts stay. Sessions already open keep the
+ * certificates they started with; the next handshake uses the new ones.
+ */
+int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen);
+
 /* Ask the backend for its EHLO capabilities (start-up and periodic refresh). */
 void relay_listener_probe(struct relay_listener *l);
 

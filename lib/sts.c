@@ -96,6 +96,11 @@ struct sts *sts_new(const struct sts_conf *conf)
         return s;
 }
 
+void sts_set_tls(struct sts *s, struct tls_ctx *tls)
+{
+        s->conf.tls = tls;
+}
+
 static void sts_entry_free(struct sts_entry *e)
 {
         if (e->have_policy)

@@ -83,6 +83,8 @@ struct sts_conf {
 };
 
 struct sts *sts_new(const struct sts_conf *conf);
+/* Fetch policies with this context from now on (its owner reloaded it). */
+void sts_set_tls(struct sts *s, struct tls_ctx *tls);
 /*
  * Stop every lookup and fetch under way (waiting callers are called back
  * and get STS_NONE from then on). The loop then closes what remains.

@@ -384,14 +384,43 @@ static void main_on_drain_timeout(uv_timer_t *t)
 }
 
 /*
- * SIGHUP: read every outbound listener's policy table again. A table with an
- * error, or one this user cannot read, leaves the listener's current table in
- * place. Nothing else is reloaded: the rest of the configuration (and the
- * certificates) needs a restart.
+ * SIGHUP, for one listener: its certificate, key and trust anchors, read
+ * again as the unprivileged user. A file it cannot read, or a key that does
+ * not match, leaves the ones loaded before in place. Returns true if failed.
+ */
+static bool main_reload_tls(struct main_state *m, size_t i, unsigned *done)
+{
+        const struct config_listener *lc = m->listeners[i].conf;
+        char err[512];
+        int r = relay_listener_reload_tls(m->listeners[i].relay, err, sizeof(err));
+
+        if (r > 0) {
+                (*done)++;
+                log_emit(&m->log, LOG_LVL_INFO, NULL,
+                         "event=reload_tls listener=%s cert=%s ca_file=%s", lc->name,
+                         lc->accept_tls != CONFIG_TLS_NONE ? lc->cert : "-",
+                         lc->forward_tls != CONFIG_TLS_NONE && lc->forward_ca != NULL
+                             ? lc->forward_ca
+                             : "-");
+        } else if (r < 0) {
+                /* err names our own files and wolfSSL's words: nothing from a peer. */
+                log_emit(&m->log, LOG_LVL_ERR, NULL,
+                         "event=reload_tls_failed listener=%s reason=\"%s\" "
+                         "action=\"kept the certificates loaded before\"",
+                         lc->name, err);
+        }
+        return r < 0;
+}
+
+/*
+ * SIGHUP: read every outbound listener's policy table again, and every
+ * listener's certificates. A table with an error, or a file this user cannot
+ * read, leaves what the listener had in place. Nothing else is reloaded: the
+ * rest of the configuration needs a restart.
  */
 static void main_reload(struct main_state *m)
 {
-        unsigned done = 0, failed = 0;
+        unsigned done = 0, failed = 0, tls_done = 0, tls_failed = 0;
         size_t i;
 
         for (i = 0; i < m->nlisteners; i++) {
@@ -426,11 +455,14 @@ static void main_reload(struct main_state *m)
                                  lc->name, lc->policy,
                                  r == -EINVAL ? "the table has errors" : strerror(-r));
                 }
+                if (main_reload_tls(m, i, &tls_done))
+                        tls_failed++;
         }
-        log_emit(&m->log, failed ? LOG_LVL_ERR : LOG_LVL_INFO, NULL,
-                 "event=sighup action=reload policies=%u failed=%u note=\"only policy "
-                 "tables are reloaded; other settings need a restart\"",
-                 done, failed);
+        log_emit(&m->log, failed || tls_failed ? LOG_LVL_ERR : LOG_LVL_INFO, NULL,
+                 "event=sighup action=reload policies=%u failed=%u tls=%u tls_failed=%u "
+                 "note=\"policy tables and certificates are reloaded; other settings "
+                 "need a restart\"",
+                 done, failed, tls_done, tls_failed);
 }
 
 static void main_reload_cb(void *arg)

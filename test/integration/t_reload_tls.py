@@ -1,0 +1,251 @@
+#!/usr/bin/python3
+"""SIGHUP reloads certificates (README, "Configuration in brief";
+mailward(8), SIGHUP): every listener's cert and key, and the trust anchors
+(forward_ca) of one that speaks TLS to its server side, read again as the
+unprivileged user. Python's smtplib and ssl are the clients; aiosmtpd the
+backend and an implicit-TLS smarthost. Loopback only.
+
+One process, listeners "in" (STARTTLS), "ins" (implicit TLS), both with
+cert.pem/key.pem, and "wrap" (a plaintext client to an implicit-TLS
+smarthost, forward_ca = anchors.pem):
+
+  1. The ECDSA certificate is served on both; a session is opened and held
+     after its post-TLS EHLO. anchors.pem holds a CA that did not sign the
+     smarthost's certificate: "wrap" gets no 250 for its message.
+  2. cert.pem/key.pem become the RSA pair and anchors.pem the test CA (each
+     a new file renamed over the old, as certbot and editors do); SIGHUP:
+     reload_tls for all three listeners; new sessions on both listeners get
+     the RSA certificate and deliver; the held session, made with the ECDSA
+     certificate, still delivers; "wrap" now delivers to the smarthost.
+  3. key.pem no longer matches cert.pem: SIGHUP logs reload_tls_failed (the
+     key does not match) for "in" and "ins", and they keep serving RSA.
+  4. (as root, mailward running as nobody) a matching ECDSA pair whose key
+     only root may read: reload_tls_failed (permission), still RSA; the key
+     made readable and SIGHUP again: ECDSA.
+
+With workers = 2: a reload reaches both workers (every new session gets
+the new certificate), and workers started after both are killed get it
+too (the supervisor reloaded its own copy)."""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+
+MSG = b"From: a@client.test\r\nSubject: reload\r\n\r\nbody\r\n"
+
+
+def put(src, dst, mode=0o644):
+    """Replace dst by a copy of src: a new file renamed over the old one."""
+    shutil.copyfile(src, dst + ".new")
+    os.chmod(dst + ".new", mode)
+    os.rename(dst + ".new", dst)
+
+
+def pem_fingerprint(path):
+    with open(path) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return hashlib.sha256(der).hexdigest()
+
+
+def client_ctx(env):
+    return ssl.create_default_context(cafile=os.path.join(env.certs, "ca.pem"))
+
+
+def served(env, mw, name, implicit):
+    """The SHA-256 of the certificate a new session on listener `name` gets."""
+    ctx = client_ctx(env)
+    if implicit:
+        with socket.create_connection(("127.0.0.1", mw.port(name)), timeout=20) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+    s = smtplib.SMTP("127.0.0.1", mw.port(name), local_hostname="client.test", timeout=20)
+    try:
+        s.starttls(context=ctx)
+        return hashlib.sha256(s.sock.getpeercert(binary_form=True)).hexdigest()
+    finally:
+        s.close()
+
+
+def open_starttls(env, mw, name):
+    s = smtplib.SMTP("localhost", mw.port(name), local_hostname="client.test", timeout=20)
+    s.starttls(context=client_ctx(env))
+    s.ehlo()
+    return s
+
+
+def deliver(s, backend, what):
+    first = len(backend.messages)
+    refused = s.sendmail("a@client.test", ["b@example.test"], MSG)
+    mwtest.eq(refused, {}, "recipients refused (%s)" % what)
+    msgs = backend.wait_messages(first + 1, 10)
+    mwtest.eq(len(msgs), first + 1, "messages at the backend (%s)" % what)
+    mwtest.eq(msgs[-1].data, MSG, "message bytes (%s)" % what)
+
+
+def hup_and_wait(mw, events, n=1):
+    """SIGHUP to mailward; wait until each (event, listener) in `events` has
+    been logged by `n` more processes; return the log."""
+    def count(log, ev, lst):
+        return len(re.findall(r"mailward\[\d+\]: \w+: (?:\S+ )?event=%s listener=%s "
+                              % (ev, lst), log))
+    before = {e: count(mw.log(), *e) for e in events}
+    os.kill(mw.pid, signal.SIGHUP)
+    ok = mwtest.wait_for(lambda: all(count(mw.log(), *e) >= before[e] + n for e in events), 10)
+    log = mw.log()
+    mwtest.check(ok, "after SIGHUP, not every one of %r logged by %d process(es):\n%s"
+                 % (events, n, log[-3000:]))
+    return log
+
+
+def wrap_send(mw):
+    """A plaintext message through "wrap"; the reply codes seen."""
+    s = smtplib.SMTP("127.0.0.1", mw.port("wrap"), local_hostname="legacy.test", timeout=20)
+    try:
+        s.ehlo()
+        codes = [s.mail("a@client.test")[0]]
+        if codes[-1] == 250:
+            codes.append(s.rcpt("b@example.test")[0])
+        if codes[-1] == 250:
+            try:
+                codes.append(s.data(MSG)[0])
+            except smtplib.SMTPResponseException as e:
+                codes.append(e.smtp_code)
+        s.quit()
+    except smtplib.SMTPServerDisconnected:
+        codes.append("disconnected")
+    return codes
+
+
+def single(env):
+    certs = env.certs
+    ecdsa, rsa = (pem_fingerprint(os.path.join(certs, f))
+                  for f in ("server.pem", "server-rsa.pem"))
+    d = env.path("tls")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    cert, key, anchors = (os.path.join(d, f) for f in ("cert.pem", "key.pem", "anchors.pem"))
+    put(os.path.join(certs, "server.pem"), cert)
+    put(os.path.join(certs, "server.key"), key)
+    put(os.path.join(certs, "selfsigned.pem"), anchors)
+
+    backend = env.recorder()
+    smarthost = env.recorder(tls="implicit", hostname="smarthost.test")
+    tlsconf = {"cert": cert, "key": key, "forward": "127.0.0.1:%d" % backend.port,
+               "hostname": "mw.test"}
+    mw = env.mailward(listeners={
+        "in": dict(tlsconf, accept_tls="starttls"),
+        "ins": dict(tlsconf, accept_tls="implicit"),
+        "wrap": {"accept_tls": "none", "require_tls": "no", "forward_tls": "implicit",
+                 "forward_ca": anchors, "forward": "localhost:%d" % smarthost.port,
+                 "hostname": "mw.test"}})
+
+    # 1
+    mwtest.eq(served(env, mw, "in", False), ecdsa, "certificate on STARTTLS at start")
+    mwtest.eq(served(env, mw, "ins", True), ecdsa, "certificate on implicit TLS at start")
+    held = open_starttls(env, mw, "in")
+    mwtest.eq(hashlib.sha256(held.sock.getpeercert(binary_form=True)).hexdigest(), ecdsa,
+              "certificate of the held session")
+    codes = wrap_send(mw)
+    print("wrap, untrusted smarthost: %r" % codes)
+    mwtest.check(codes[2:3] != [250],
+                 "a message went to a smarthost that anchors.pem does not trust: %r" % codes)
+    mwtest.eq(len(smarthost.messages), 0, "messages at the untrusted smarthost")
+
+    # 2
+    put(os.path.join(certs, "server-rsa.pem"), cert)
+    put(os.path.join(certs, "server-rsa.key"), key)
+    put(os.path.join(certs, "ca.pem"), anchors)
+    log = hup_and_wait(mw, [("reload_tls", "in"), ("reload_tls", "ins"),
+                            ("reload_tls", "wrap")])
+    mwtest.check("tls=3 tls_failed=0" in log, "the sighup line does not count 3 reloads")
+    mwtest.eq(served(env, mw, "in", False), rsa, "certificate on STARTTLS after the reload")
+    mwtest.eq(served(env, mw, "ins", True), rsa, "certificate on implicit TLS after the reload")
+    s = open_starttls(env, mw, "in")
+    deliver(s, backend, "a session after the reload")
+    s.quit()
+    deliver(held, backend, "the session held across the reload")
+    held.quit()
+    mwtest.eq(wrap_send(mw), [250, 250, 250], "wrap after anchors.pem was reloaded")
+    mwtest.eq(len(smarthost.wait_messages(1, 10)), 1, "messages at the smarthost")
+
+    # 3
+    put(os.path.join(certs, "server.pem"), cert)
+    log = hup_and_wait(mw, [("reload_tls_failed", "in"), ("reload_tls_failed", "ins")])
+    mwtest.check(re.search(r"event=reload_tls_failed listener=in reason=\"key \S+ does not "
+                           r"match certificate \S+\" action=\"kept the certificates loaded "
+                           r"before\"", log), "no reload_tls_failed line saying why")
+    mwtest.check("tls=1 tls_failed=2" in log, "the sighup line does not count 1 reload, 2 failed")
+    mwtest.eq(served(env, mw, "in", False), rsa, "certificate on STARTTLS after a bad key")
+    mwtest.eq(served(env, mw, "ins", True), rsa, "certificate on implicit TLS after a bad key")
+
+    # 4
+    if mwtest.is_root():
+        put(os.path.join(certs, "server.key"), key, mode=0o600)  # root's
+        log = hup_and_wait(mw, [("reload_tls_failed", "in")])
+        lines = [l for l in log.splitlines() if "event=reload_tls_failed listener=in " in l]
+        print("unreadable key: %s" % lines[-1])
+        mwtest.check("ermission denied" in lines[-1], "the failure does not say why: "
+                     + lines[-1])
+        mwtest.eq(served(env, mw, "in", False), rsa, "certificate after an unreadable key")
+        os.chmod(key, 0o644)
+        hup_and_wait(mw, [("reload_tls", "in")])
+        mwtest.eq(served(env, mw, "in", False), ecdsa, "certificate once the key is readable")
+    else:
+        print("step 4 left out: not root, mailward does not drop privileges")
+    mw.stop()
+
+
+def workers(env):
+    certs = env.certs
+    ecdsa, rsa = (pem_fingerprint(os.path.join(certs, f))
+                  for f in ("server.pem", "server-rsa.pem"))
+    d = env.path("tls-workers")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    put(os.path.join(certs, "server.pem"), cert)
+    put(os.path.join(certs, "server.key"), key)
+    backend = env.recorder()
+    mw = env.mailward(listeners={"in": {"accept_tls": "starttls", "cert": cert, "key": key,
+                                        "forward": "127.0.0.1:%d" % backend.port}},
+                      globals={"workers": 2})
+    mwtest.eq({served(env, mw, "in", False) for _ in range(6)}, {ecdsa},
+              "certificates served by two workers at start")
+    put(os.path.join(certs, "server-rsa.pem"), cert)
+    put(os.path.join(certs, "server-rsa.key"), key)
+    hup_and_wait(mw, [("reload_tls", "in")], n=3)
+    mwtest.eq({served(env, mw, "in", False) for _ in range(12)}, {rsa},
+              "certificates served by two workers after the reload")
+    old = mwtest.children(mw.pid)
+    mwtest.eq(len(old), 2, "workers")
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    mwtest.check(mwtest.wait_for(lambda: len(set(mwtest.children(mw.pid)) - set(old)) == 2
+                                 and mwtest.is_listening(mw.port("in")), 15),
+                 "no two new workers: %r" % mwtest.children(mw.pid))
+    mwtest.eq({served(env, mw, "in", False) for _ in range(12)}, {rsa},
+              "certificates served by restarted workers")
+    s = open_starttls(env, mw, "in")
+    deliver(s, backend, "through a restarted worker")
+    s.quit()
+    mw.stop()
+
+
+def main():
+    with mwtest.Env("reload_tls") as env:
+        single(env)
+        workers(env)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
