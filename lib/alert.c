@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "util.h"
 
 #define ALERT_STACK_BUF 2048
@@ -46,87 +47,28 @@ const char *alert_severity_str(enum alert_severity s)
         return "?";
 }
 
-/* A writer that keeps counting past the end of out, so it can measure. */
-struct alert_out {
-        char *buf;
-        size_t size;
-        size_t len; /* bytes wanted so far, may exceed size */
-};
-
-static void alert_put(struct alert_out *o, const char *s, size_t n)
-{
-        if (o->len < o->size)
-                memcpy(o->buf + o->len, s, n <= o->size - o->len ? n : o->size - o->len);
-        o->len += n;
-}
-
-static void alert_puts(struct alert_out *o, const char *s)
-{
-        alert_put(o, s, strlen(s));
-}
-
-/*
- * A JSON string. '"' and '\\' are escaped, control characters and DEL become
- * \u00XX. The peer data that reaches alerts (domains, replies, reasons) is
- * not known to be UTF-8, and invalid UTF-8 would make the whole line invalid
- * JSON, so every byte >= 0x80 is also written as \u00XX: the string reads as
- * Latin-1, which is lossless (a consumer gets each original byte back as one
- * code point) and always valid.
- */
-static void alert_put_json_string(struct alert_out *o, const char *s)
-{
-        static const char hex[] = "0123456789abcdef";
-        const unsigned char *p;
-
-        alert_put(o, "\"", 1);
-        for (p = (const unsigned char *)s; *p != '\0'; p++) {
-                if (*p == '"' || *p == '\\') {
-                        char esc[2] = {'\\', (char)*p};
-
-                        alert_put(o, esc, 2);
-                } else if (*p < 0x20 || *p >= 0x7f) {
-                        char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-
-                        alert_put(o, esc, 6);
-                } else {
-                        alert_put(o, (const char *)p, 1);
-                }
-        }
-        alert_put(o, "\"", 1);
-}
-
-static void alert_put_field(struct alert_out *o, const char *key, const char *value)
-{
-        if (value == NULL)
-                return;
-        alert_put(o, ",\"", 2);
-        alert_puts(o, key);
-        alert_put(o, "\":", 2);
-        alert_put_json_string(o, value);
-}
-
 /* The line with its "\n" into o; o->len is its length. */
-static void alert_json(struct alert_out *o, const struct alert *a, const char *when)
+static void alert_json(struct json_out *o, const struct alert *a, const char *when)
 {
-        alert_puts(o, "{\"time\":");
-        alert_put_json_string(o, when);
-        alert_put_field(o, "event", alert_event_str(a->event));
-        alert_put_field(o, "severity", alert_severity_str(a->severity));
-        alert_put_field(o, "session", a->session);
-        alert_put_field(o, "listener", a->listener);
-        alert_put_field(o, "client", a->client);
-        alert_put_field(o, "server", a->server);
-        alert_put_field(o, "action", a->action);
-        alert_put_field(o, "domain", a->domain);
-        alert_put_field(o, "expected", a->expected);
-        alert_put_field(o, "observed", a->observed);
-        alert_put_field(o, "reason", a->reason);
-        alert_put(o, "}\n", 2);
+        json_puts(o, "{\"time\":");
+        json_string(o, when);
+        json_field(o, "event", alert_event_str(a->event));
+        json_field(o, "severity", alert_severity_str(a->severity));
+        json_field(o, "session", a->session);
+        json_field(o, "listener", a->listener);
+        json_field(o, "client", a->client);
+        json_field(o, "server", a->server);
+        json_field(o, "action", a->action);
+        json_field(o, "domain", a->domain);
+        json_field(o, "expected", a->expected);
+        json_field(o, "observed", a->observed);
+        json_field(o, "reason", a->reason);
+        json_put(o, "}\n", 2);
 }
 
 int alert_format_json(const struct alert *a, const char *when, char *out, size_t outlen)
 {
-        struct alert_out o = {out, outlen, 0};
+        struct json_out o = {out, outlen, 0};
 
         alert_json(&o, a, when);
         if (o.len >= outlen) {
@@ -177,7 +119,7 @@ static void alert_write_file(struct alert_sink *s, const struct alert *a,
 static void alert_write_json(struct alert_sink *s, const struct alert *a)
 {
         char stack[ALERT_STACK_BUF], *buf = stack;
-        struct alert_out o = {stack, sizeof(stack) - 1, 0};
+        struct json_out o = {stack, sizeof(stack) - 1, 0};
         struct timespec ts;
         char when[32];
 
@@ -186,7 +128,7 @@ static void alert_write_json(struct alert_sink *s, const struct alert *a)
         alert_json(&o, a, when);
         if (o.len > o.size) {
                 buf = xmalloc(o.len + 1);
-                o = (struct alert_out){buf, o.len, 0};
+                o = (struct json_out){buf, o.len, 0};
                 alert_json(&o, a, when);
         }
         buf[o.len] = '\0';
@@ -199,29 +141,29 @@ static void alert_write_json(struct alert_sink *s, const struct alert *a)
 }
 
 /* " key=value" with the value escaped, or nothing for NULL. */
-static void alert_put_log_field(struct alert_out *o, const char *key, const char *value)
+static void alert_put_log_field(struct json_out *o, const char *key, const char *value)
 {
         char esc[ALERT_LOG_VALUE];
 
         if (value == NULL)
                 return;
-        alert_put(o, " ", 1);
-        alert_puts(o, key);
-        alert_put(o, "=", 1);
-        alert_puts(o, log_escape(esc, sizeof(esc), value, strlen(value)));
+        json_put(o, " ", 1);
+        json_puts(o, key);
+        json_put(o, "=", 1);
+        json_puts(o, log_escape(esc, sizeof(esc), value, strlen(value)));
 }
 
 static void alert_log_line(const struct alert_sink *s, const struct alert *a)
 {
         char line[1536];
-        struct alert_out o = {line, sizeof(line) - 1, 0};
+        struct json_out o = {line, sizeof(line) - 1, 0};
 
         if (!log_enabled(s->log, LOG_LVL_WARN))
                 return;
-        alert_puts(&o, "event=alert type=");
-        alert_puts(&o, alert_event_str(a->event));
-        alert_puts(&o, " severity=");
-        alert_puts(&o, alert_severity_str(a->severity));
+        json_puts(&o, "event=alert type=");
+        json_puts(&o, alert_event_str(a->event));
+        json_puts(&o, " severity=");
+        json_puts(&o, alert_severity_str(a->severity));
         alert_put_log_field(&o, "listener", a->listener);
         alert_put_log_field(&o, "client", a->client);
         alert_put_log_field(&o, "server", a->server);
