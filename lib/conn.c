@@ -98,6 +98,19 @@ static void conn_emit(struct conn *c, enum conn_event ev)
         c->cb(c, ev, c->arg);
 }
 
+void conn_ip_str(const struct sockaddr *sa, char *out, size_t outlen)
+{
+        char ip[INET6_ADDRSTRLEN] = "?";
+
+        if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip,
+                          sizeof(ip));
+        else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip,
+                          sizeof(ip));
+        snprintf(out, outlen, "%s", ip);
+}
+
 void conn_addr_str(const struct sockaddr *sa, char *out, size_t outlen)
 {
         char ip[INET6_ADDRSTRLEN] = "?";
@@ -127,18 +140,13 @@ static void conn_fill_addrs(struct conn *c)
         len = sizeof(c->local_addr);
         uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local_addr, &len);
         conn_addr_str((struct sockaddr *)&c->peer_addr, c->peer, sizeof(c->peer));
-        if (c->peer_addr.ss_family == AF_INET) {
-                const struct sockaddr_in *s4 = (const struct sockaddr_in *)&c->peer_addr;
-
-                inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
-                c->peer_port = ntohs(s4->sin_port);
-        } else if (c->peer_addr.ss_family == AF_INET6) {
-                const struct sockaddr_in6 *s6 =
-                    (const struct sockaddr_in6 *)&c->peer_addr;
-
-                inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
-                c->peer_port = ntohs(s6->sin6_port);
-        }
+        conn_ip_str((struct sockaddr *)&c->peer_addr, c->peer_ip, sizeof(c->peer_ip));
+        if (c->peer_addr.ss_family == AF_INET)
+                c->peer_port =
+                    ntohs(((const struct sockaddr_in *)&c->peer_addr)->sin_port);
+        else if (c->peer_addr.ss_family == AF_INET6)
+                c->peer_port =
+                    ntohs(((const struct sockaddr_in6 *)&c->peer_addr)->sin6_port);
 }
 
 struct conn_loop *conn_loop_new(struct uv_loop_s *loop)

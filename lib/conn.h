@@ -128,7 +128,8 @@ const struct sockaddr_storage *conn_local_addr(const struct conn *c);
  */
 int conn_original_dst(const struct conn *c, struct sockaddr_storage *out);
 
-/* Write a sockaddr as "ip:port" ("[v6]:port"). */
+/* Write a sockaddr as "ip:port" ("[v6]:port"), or its address alone ("?": neither). */
 void conn_addr_str(const struct sockaddr *sa, char *out, size_t outlen);
+void conn_ip_str(const struct sockaddr *sa, char *out, size_t outlen);
 
 #endif
