@@ -110,6 +110,7 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(default_level, CONFIG_T_LEVEL),
     CONFIG_N(learned_max_age, 0, 3650),
     CONFIG_L(mta_sts, CONFIG_T_BOOL),
+    CONFIG_L(tlsrpt, CONFIG_T_BOOL),
     CONFIG_L(forward_verify, CONFIG_T_BOOL),
     CONFIG_L(client_identity, CONFIG_T_IDENTITY),
     CONFIG_L(hostname, CONFIG_T_HOSTNAME),
@@ -798,6 +799,9 @@ static void config_check_listener(struct config_parser *p, const struct config_s
         if (l->mta_sts && l->forward_tls != CONFIG_TLS_POLICY)
                 config_error(p, config_seen(s, "mta_sts"),
                              "mta_sts is used only with forward_tls = policy");
+        if (l->tlsrpt && l->forward_tls != CONFIG_TLS_POLICY)
+                config_error(p, config_seen(s, "tlsrpt"),
+                             "tlsrpt is used only with forward_tls = policy");
 }
 
 static void config_parser_cleanup(struct config_parser *p)

@@ -49,6 +49,7 @@ struct config_listener {
         unsigned default_level;   /* enum policy_level for unlisted domains; encrypt */
         unsigned learned_max_age; /* days a learned TLS record holds; 0: off; 30 */
         bool mta_sts;             /* apply recipient domains' MTA-STS policies (no) */
+        bool tlsrpt; /* write TLS-RPT results to state_dir/tlsrpt (lib/tlsrpt.h) (no) */
 
         unsigned max_sessions;   /* per listener; default 1000 */
         unsigned max_per_client; /* per client address; default 20 */

@@ -26,15 +26,17 @@
 #include "policy.h"
 #include "smtp.h"
 #include "sts.h"
+#include "tlsrpt.h"
 #include "tls.h"
 #include "util.h"
 
-#define RELAY_SESSION_MAGIC 0x72656c61U
-#define RELAY_HIGH_WATER    (256 * 1024) /* bytes queued towards a slow peer */
-#define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
-#define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
-#define RELAY_READ_AHEAD    (64 * 1024)  /* client bytes read while a reply is awaited */
-#define RELAY_MS            1000ULL
+#define RELAY_SESSION_MAGIC  0x72656c61U
+#define RELAY_HIGH_WATER     (256 * 1024) /* bytes queued towards a slow peer */
+#define RELAY_REPLY_MAX      (64 * 1024)  /* one backend reply, all lines */
+#define RELAY_FIFO_MAX       100          /* pipelined commands awaiting replies */
+#define RELAY_READ_AHEAD     (64 * 1024)  /* client bytes read while a reply is awaited */
+#define RELAY_MS             1000ULL
+#define RELAY_TLSRPT_DOMAINS (16 * 1024) /* bytes of domains with a TLS-RPT result */
 /* A command this listener does not take (STARTTLS on a plain one, XCLIENT...). */
 #define RELAY_REPLY_UNAVAILABLE "502 5.5.1 Error: command not available"
 #define RELAY_AUTH_LINE_MAX     12288 /* RFC 4954 section 4: AUTH lines may be this long */
@@ -149,6 +151,7 @@ struct relay_out_state {
         char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
         struct pending_wait *lookup_wait; /* RELAY_S_POLICY: the lookup waited for */
         char *lookup_rcpt;                /* RELAY_S_POLICY: the RCPT line that waits */
+        struct buf tlsrpt_done; /* "\ndomain\n" for each domain with a TLS-RPT result */
 };
 
 struct relay_session {
@@ -1934,6 +1937,64 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         return policy_judge(e, &o, v);
 }
 
+/*
+ * The TLS-RPT result (lib/tlsrpt.h) of this session for a recipient domain,
+ * once per domain: the policy that applied (DANE where the domain's level
+ * used its TLSA records, else MTA-STS in enforce or testing, else none) and
+ * its verdict (the testing one for MTA-STS testing).
+ */
+static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
+                             const struct policy_expectation *e,
+                             const struct mtasts_policy *sts,
+                             const struct dane_result *dane,
+                             const struct policy_verdict *v,
+                             const struct policy_verdict *tv)
+{
+        struct buf *done = &s->o->tlsrpt_done;
+        char key[260], local[48], remote[48];
+        struct tlsrpt_result r;
+        size_t klen;
+        int ret;
+
+        if (s->l->env->tlsrpt == NULL || !s->l->conf->tlsrpt || domain[0] == '\0')
+                return;
+        klen = (size_t)snprintf(key, sizeof(key), "\n%s\n", domain);
+        if ((buf_len(done) > 0 &&
+             memmem(buf_data(done), buf_len(done), key, klen) != NULL) ||
+            buf_len(done) + klen > RELAY_TLSRPT_DOMAINS)
+                return;
+        buf_append(done, key, klen);
+        memset(&r, 0, sizeof(r));
+        r.time = (int64_t)time(NULL);
+        r.domain = domain;
+        if (dane != NULL && dane->state == DANE_TLSA &&
+            (e->level == POLICY_LEVEL_DANE || e->level == POLICY_LEVEL_DANE_ONLY))
+                r.dane = dane;
+        else if (sts != NULL && sts->mode != MTASTS_MODE_NONE &&
+                 !(dane != NULL && dane->state == DANE_TLSA))
+                r.sts = sts;
+        if (r.sts != NULL && r.sts->mode == MTASTS_MODE_TESTING)
+                v = tv;
+        r.result =
+            v->result == POLICY_RESULT_OK ? "success" : policy_result_str(v->result);
+        r.info = v->result == POLICY_RESULT_OK ? NULL : v->reason;
+        conn_ip_str((const struct sockaddr *)&s->o->dst, remote, sizeof(remote));
+        r.receiving_ip = remote;
+        snprintf(local, sizeof(local), "?");
+        if (s->server != NULL)
+                conn_ip_str((const struct sockaddr *)conn_local_addr(s->server), local,
+                            sizeof(local));
+        r.sending_ip = local;
+        if (dane != NULL && dane->mx_host[0] != '\0')
+                r.receiving_mx = dane->mx_host;
+        else if (!s->l->original_dst)
+                r.receiving_mx = s->l->fwd_host;
+        ret = tlsrpt_record(s->l->env->tlsrpt, &r);
+        if (ret != 0)
+                relay_log(s, LOG_LVL_ERR, "event=tlsrpt_failed domain=%s error=\"%s\"",
+                          domain, strerror(-ret));
+}
+
 static void relay_out_learn(struct relay_session *s, const char *domain)
 {
         struct learned_tls rec;
@@ -2089,6 +2150,7 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
             relay_out_dane(s, domain, &e, line, len, &dane) == 0)
                 return;
         relay_out_judge(s, domain, sts, dane, &e, &fresh, &v, &tv);
+        relay_out_tlsrpt(s, domain, &e, sts, dane, &v, &tv);
         snprintf(expected, sizeof(expected), "%s (%s)", policy_level_str(e.level),
                  fresh && e.source != POLICY_SOURCE_FILE &&
                          e.source != POLICY_SOURCE_MTA_STS
@@ -2337,6 +2399,7 @@ static void relay_free(struct relay_session *s)
                 free(s->o->lookup_rcpt);
                 free(s->o->held_mail);
                 free(s->o->late_mail_error);
+                buf_cleanup(&s->o->tlsrpt_done);
                 free(s->o);
         }
         buf_cleanup(&s->sreply_buf);

@@ -48,6 +48,7 @@ struct relay_env {
         struct alert_sink *alerts;
         struct learned *learned;   /* outbound: TLS seen per domain; NULL: not kept */
         struct learned *sts_store; /* mta_sts: policies fetched (sts.h); NULL: none */
+        struct tlsrpt *tlsrpt;     /* tlsrpt: TLS-RPT results (tlsrpt.h); NULL: none */
         struct relay_stats stats;
         uint64_t next_session; /* session id counter */
         char id_prefix[12];    /* makes ids unique across restarts */

@@ -34,6 +34,7 @@
 #include "privdrop.h"
 #include "relay.h"
 #include "tls.h"
+#include "tlsrpt.h"
 #include "util.h"
 #include "workers.h"
 
@@ -102,6 +103,30 @@ static void main_open_learned(struct main_state *m)
                 log_emit(&m->log, LOG_LVL_ERR, NULL,
                          "event=mta_sts_store_unavailable state_dir=%s reason=\"%s\" "
                          "note=\"MTA-STS policies are kept in memory only\"",
+                         m->cfg->state_dir, err);
+}
+
+/*
+ * Where listeners with tlsrpt = yes write their TLS-RPT results: opened in
+ * each process that serves, after the privilege drop, like the learned
+ * store. Without it mailward runs on and writes none.
+ */
+static void main_open_tlsrpt(struct main_state *m)
+{
+        char err[256];
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++) {
+                if (m->listeners[i].conf->tlsrpt)
+                        break;
+        }
+        if (i == m->nlisteners)
+                return;
+        m->env.tlsrpt = tlsrpt_open(m->cfg->state_dir, err, sizeof(err));
+        if (m->env.tlsrpt == NULL)
+                log_emit(&m->log, LOG_LVL_ERR, NULL,
+                         "event=tlsrpt_unavailable state_dir=%s reason=\"%s\" "
+                         "note=\"no TLS-RPT results are written\"",
                          m->cfg->state_dir, err);
 }
 
@@ -653,6 +678,7 @@ static int main_serve(struct main_state *m)
                 return -1;
         main_start_alertcmd(m);
         main_open_learned(m);
+        main_open_tlsrpt(m);
         if (m->worker < 0)
                 log_emit(&m->log, LOG_LVL_INFO, NULL,
                          "event=start version=%s uid=%d listeners=%zu", MAILWARD_VERSION,
@@ -670,6 +696,8 @@ static int main_serve(struct main_state *m)
         m->env.learned = NULL;
         learned_close(m->env.sts_store);
         m->env.sts_store = NULL;
+        tlsrpt_close(m->env.tlsrpt);
+        m->env.tlsrpt = NULL;
         return 0;
 }
 

@@ -1,5 +1,7 @@
 """Shared steps of the outbound tests t_out_*.py (not a test itself)."""
 
+import glob
+import json
 import os
 import re
 import sys
@@ -33,6 +35,26 @@ def log_events(mw, event, domain=None):
         kv = log_kv(line)
         if kv.get("event") == event and (domain is None or kv.get("domain") == domain):
             out.append(kv)
+    return out
+
+
+def tlsrpt_results(net):
+    """The TLS-RPT result lines (tlsrpt = yes) that mailward wrote to
+    state_dir/tlsrpt/DAY.jsonl, every day's file, as dicts; each line must
+    be one JSON object ending in a newline, with our address as
+    sending-mta-ip and the day of its file in its time."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(net.state_dir, "tlsrpt", "*.jsonl"))):
+        day = os.path.basename(path)[:-len(".jsonl")]
+        with open(path) as f:
+            text = f.read()
+        mwtest.check(text.endswith("\n"), "%s does not end with a newline" % path)
+        for line in text.splitlines():
+            r = json.loads(line)
+            mwtest.check(r["time"].startswith(day + "T") and r["time"].endswith("Z"),
+                         "a line of %s has the time %r" % (path, r["time"]))
+            mwtest.eq(r["sending-mta-ip"], net.SENDER_ADDR, "sending-mta-ip in %s" % path)
+            out.append(r)
     return out
 
 

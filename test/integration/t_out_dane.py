@@ -61,6 +61,10 @@ mailward: default_level dane, and the table below. One session per recipient:
                                  the alias                             wins)
  13 dane.test again   SIGHUP     the cached lookup is dropped         MX asked again (not before)
 
+Then the TLS-RPT results (tlsrpt = yes) of a selection of these domains:
+policy type tlsa with the TLSA records and the MX host where the level used
+validated records, no-policy-found otherwise, and each session's verdict.
+
 For every refusal: MAIL got mailward's own 250, RCPT 451 4.7.5 naming the
 result, DATA 554, and nothing of the envelope reached the destination. The
 alerts of tlsa-invalid and certificate-host-mismatch are certificate_invalid
@@ -285,7 +289,7 @@ def main():
         prove_bed(net, bed)
 
         policy = "".join("%s %s\n" % kv for kv in TABLE.items())
-        mw = net.outbound(policy=policy, default_level="dane")
+        mw = net.outbound(policy=policy, default_level="dane", tlsrpt="yes")
 
         def count(qtype, name):
             return bed.count(qtype, name)
@@ -415,6 +419,32 @@ def main():
                      "reload_dane entries: %r" % got[0])
         outcheck.delivered(net, mw, dest, ["dora@dane.test"])
         check_asked(bed, nmx, "MX", "dane.test")
+
+        # TLS-RPT results (tlsrpt = yes): tlsa where the domain's level used
+        # validated TLSA records (with those records and the MX host),
+        # no-policy-found otherwise, with the verdict of each session.
+        print("== TLS-RPT results", flush=True)
+        results = {}
+        for r in outcheck.tlsrpt_results(net):
+            results.setdefault(r["policy-domain"], set()).add((r["policy-type"], r["result"]))
+        want = {"dane.test": ("tlsa", "success"),
+                "wrongtlsa.test": ("tlsa", "tlsa-invalid"),
+                "ta.test": ("tlsa", "success"),
+                "tawrongname.test": ("tlsa", "certificate-host-mismatch"),
+                "dane.insecure.test": ("no-policy-found", "success"),
+                "only.insecure.test": ("no-policy-found", "dane-required"),
+                "notls.test": ("no-policy-found", "starttls-not-supported"),
+                "bogustlsa.test": ("no-policy-found", "dnssec-invalid"),
+                "dflt.test": ("tlsa", "success"),
+                "plain.test": ("no-policy-found", "success")}
+        mwtest.eq({d: results.get(d) for d in want}, {d: {w} for d, w in want.items()},
+                  "TLS-RPT (type, result) of each domain")
+        for d, tlsa, mx in (("dane.test", "3 1 1 " + ee_dest, "mx.dane.test"),
+                            ("ta.test", "2 0 1 " + ta_ca, "mx.ta.test")):
+            for r in outcheck.tlsrpt_results(net):
+                if r["policy-domain"] == d:
+                    mwtest.eq([r["policy-string"], r["mx-host"], r["receiving-mx-hostname"]],
+                              [[tlsa], [mx], mx], "TLS-RPT policy of %s" % d)
 
         for d in (dest, ta_dest, notls_dest):
             d.check_idle()

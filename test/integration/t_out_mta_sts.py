@@ -51,6 +51,10 @@ Scenarios, in this order, against one mailward:
      enforce.test is delivered again and wrongmx.test refused again; over
      the whole test every policy host got exactly one GET and every TXT name
      exactly one query, and no lookup failed but broken.test's.
+     Then the TLS-RPT results (tlsrpt = yes) of scenarios 1-10, from
+     state_dir/tlsrpt/DAY.jsonl: one per session and domain, type sts with
+     the policy's lines and mx patterns (testing.test: mode testing and the
+     mismatch it reported) or no-policy-found, and the count of each.
  12. A restart: a new mailward on the same state_dir, the HTTPS server
      still stopped: wrongmx.test is refused and enforce.test delivered by the
      policies stored by the first one (log event=mta_sts_stored for each, no
@@ -63,6 +67,7 @@ Scenarios, in this order, against one mailward:
 
 mailward then stops cleanly (status 0, no sanitizer report)."""
 
+import collections
 import os
 import signal
 import sys
@@ -175,7 +180,8 @@ def main():
         dest2 = net.dest(STRIP, tls="starttls", cert=mx_cert, listen="127.0.0.1", port=2525)
         strip = net.stripper(STRIP, 25, to=("127.0.0.1", 2525), mode="strip")
 
-        mw = net.outbound(policy="%s may\n" % TABLE, default_level="may", mta_sts="yes")
+        mw = net.outbound(policy="%s may\n" % TABLE, default_level="may", mta_sts="yes",
+                          tlsrpt="yes")
 
         # 1. enforce.test: the certificate's name is the policy's mx.
         print("== 1. enforce.test", flush=True)
@@ -305,6 +311,36 @@ def main():
         mwtest.eq(web.errors, [], "HTTPS connections that failed")
         mwtest.eq([f.get("domain") for f in log_events(mw, "mta_sts_failed")], [BROKEN],
                   "mta_sts_failed lines in all")
+
+        # The TLS-RPT results so far (tlsrpt = yes): one line per session and
+        # recipient domain, with the policy that applied and its verdict
+        # (testing.test: what enforce would have refused, though delivered).
+        print("== TLS-RPT results of scenarios 1-10", flush=True)
+        got = collections.Counter()
+        for r in outcheck.tlsrpt_results(net):
+            sts = r["policy-type"] == "sts"
+            if sts:
+                mode, mx = POLICIES[r["policy-domain"]]
+                mwtest.eq(r["policy-string"], policy_body(mode, mx).splitlines(),
+                          "policy-string of %r" % r)
+                mwtest.eq(r["mx-host"], mx, "mx-host of %r" % r)
+            else:
+                mwtest.eq([r["policy-string"], r["mx-host"]], [[], []],
+                          "policy-string and mx-host of %r" % r)
+            mwtest.eq("additional-information" in r, r["result"] != "success",
+                      "additional-information with a failure only: %r" % r)
+            got[(r["policy-domain"], r["policy-type"], r["result"],
+                 r["policy-string"][1] if sts else "", r["receiving-ip"])] += 1
+        mwtest.eq(sorted(got.items()), sorted({
+            ("enforce.test", "sts", "success", "mode: enforce", DEST): 3,
+            ("enforce.test", "sts", "starttls-not-supported", "mode: enforce", STRIP): 1,
+            ("wrongmx.test", "sts", "certificate-host-mismatch", "mode: enforce", DEST): 3,
+            ("wild.test", "sts", "success", "mode: enforce", DEST): 1,
+            ("testing.test", "sts", "certificate-host-mismatch", "mode: testing", DEST): 1,
+            (NOSTS, "no-policy-found", "success", "", DEST): 1,
+            (BROKEN, "no-policy-found", "success", "", DEST): 1,
+            (TABLE, "no-policy-found", "success", "", DEST): 1}.items()),
+            "TLS-RPT results (domain, type, result, mode, receiving-ip): count")
 
         # 12. A restart keeps the policies (state_dir/mta-sts.mdb), the HTTPS
         # server still stopped.

@@ -518,8 +518,10 @@ static void test_config_rules(void **state)
                             "accept_tls = none\n"
                             "require_tls = no\n"
                             "forward = 127.0.0.1:25\n"
-                            "mta_sts = yes\n",
-                            "F:6: mta_sts is used only with forward_tls = policy\n");
+                            "mta_sts = yes\n"
+                            "tlsrpt = yes\n",
+                            "F:6: mta_sts is used only with forward_tls = policy\n"
+                            "F:7: tlsrpt is used only with forward_tls = policy\n");
         test_config_refused(t,
                             "[out]\n"
                             "listen = 127.0.0.1:10026\n"
@@ -543,6 +545,7 @@ static void test_config_rules(void **state)
         assert_int_equal(t->cfg->listeners->default_level, POLICY_LEVEL_ENCRYPT);
         assert_int_equal(t->cfg->listeners->learned_max_age, 30);
         assert_false(t->cfg->listeners->mta_sts);
+        assert_false(t->cfg->listeners->tlsrpt);
         assert_null(t->cfg->listeners->policy);
         assert_string_equal(t->cfg->listeners->forward_ca, "/ca.pem");
 }
