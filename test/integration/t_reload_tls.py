@@ -125,16 +125,23 @@ def wrap_send(mw):
     return codes
 
 
-def single(env):
-    certs = env.certs
-    ecdsa, rsa = (pem_fingerprint(os.path.join(certs, f))
-                  for f in ("server.pem", "server-rsa.pem"))
-    d = env.path("tls")
+def tls_files(env, name):
+    """A directory `name` with cert.pem and key.pem, the ECDSA pair to begin
+    with; returns (cert, key, fingerprint of ECDSA, fingerprint of RSA)."""
+    d = env.path(name)
     os.makedirs(d)
     os.chmod(d, 0o755)
-    cert, key, anchors = (os.path.join(d, f) for f in ("cert.pem", "key.pem", "anchors.pem"))
-    put(os.path.join(certs, "server.pem"), cert)
-    put(os.path.join(certs, "server.key"), key)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    put(os.path.join(env.certs, "server.pem"), cert)
+    put(os.path.join(env.certs, "server.key"), key)
+    return (cert, key) + tuple(pem_fingerprint(os.path.join(env.certs, f))
+                               for f in ("server.pem", "server-rsa.pem"))
+
+
+def single(env):
+    certs = env.certs
+    cert, key, ecdsa, rsa = tls_files(env, "tls")
+    anchors = env.path("tls", "anchors.pem")
     put(os.path.join(certs, "selfsigned.pem"), anchors)
 
     backend = env.recorder()
@@ -206,14 +213,7 @@ def single(env):
 
 def workers(env):
     certs = env.certs
-    ecdsa, rsa = (pem_fingerprint(os.path.join(certs, f))
-                  for f in ("server.pem", "server-rsa.pem"))
-    d = env.path("tls-workers")
-    os.makedirs(d)
-    os.chmod(d, 0o755)
-    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    put(os.path.join(certs, "server.pem"), cert)
-    put(os.path.join(certs, "server.key"), key)
+    cert, key, ecdsa, rsa = tls_files(env, "tls-workers")
     backend = env.recorder()
     mw = env.mailward(listeners={"in": {"accept_tls": "starttls", "cert": cert, "key": key,
                                         "forward": "127.0.0.1:%d" % backend.port}},
