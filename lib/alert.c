@@ -93,6 +93,20 @@ int alert_sink_init(struct alert_sink *s, const struct log *log, const char *pat
         return 0;
 }
 
+int alert_sink_reopen(struct alert_sink *s, const char *path)
+{
+        int fd;
+
+        if (s->fd < 0 || path == NULL)
+                return 0;
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0)
+                return -errno;
+        close(s->fd);
+        s->fd = fd;
+        return 0;
+}
+
 void alert_sink_cleanup(struct alert_sink *s)
 {
         if (s->fd >= 0)

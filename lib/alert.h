@@ -79,6 +79,12 @@ struct alert_sink {
 /* Open (create, append) the JSON-lines file if path is not NULL. 0 or -errno. */
 int alert_sink_init(struct alert_sink *s, const struct log *log, const char *path);
 void alert_sink_cleanup(struct alert_sink *s);
+/*
+ * Open the file again (SIGHUP, after a log rotation moved it away) and write
+ * there from now on: 0, or -errno with the file opened before kept. Nothing
+ * to do (0) without a file.
+ */
+int alert_sink_reopen(struct alert_sink *s, const char *path);
 
 void alert_emit(struct alert_sink *s, const struct alert *a);
 

@@ -438,14 +438,36 @@ static bool main_reload_tls(struct main_state *m, size_t i, unsigned *done)
 }
 
 /*
+ * SIGHUP: the alert log opened again, for log rotation (the rotated file is
+ * left to the rotation; a new one must be writable by the unprivileged user,
+ * which logrotate's "create" gives). If it cannot be opened the old one is
+ * kept. 0, or -1 if that failed.
+ */
+static int main_reopen_alert_log(struct main_state *m)
+{
+        int r = alert_sink_reopen(&m->alerts, m->cfg->alert_log);
+
+        if (r == 0 && m->cfg->alert_log != NULL)
+                log_emit(&m->log, LOG_LVL_INFO, NULL, "event=reopen_alert_log path=%s",
+                         m->cfg->alert_log);
+        else if (r != 0)
+                log_emit(&m->log, LOG_LVL_ERR, NULL,
+                         "event=reopen_alert_log_failed path=%s reason=\"%s\" "
+                         "action=\"kept writing to the file opened before\"",
+                         m->cfg->alert_log, strerror(-r));
+        return r == 0 ? 0 : -1;
+}
+
+/*
  * SIGHUP: read every outbound listener's policy table again, and every
- * listener's certificates. A table with an error, or a file this user cannot
- * read, leaves what the listener had in place. Nothing else is reloaded: the
- * rest of the configuration needs a restart.
+ * listener's certificates, and reopen the alert log. A table with an error,
+ * or a file this user cannot read or write, leaves what was in use in place.
+ * Nothing else is reloaded: the rest of the configuration needs a restart.
  */
 static void main_reload(struct main_state *m)
 {
         unsigned done = 0, failed = 0, tls_done = 0, tls_failed = 0;
+        bool log_failed = false;
         size_t i;
 
         for (i = 0; i < m->nlisteners; i++) {
@@ -483,10 +505,13 @@ static void main_reload(struct main_state *m)
                 if (main_reload_tls(m, i, &tls_done))
                         tls_failed++;
         }
-        log_emit(&m->log, failed || tls_failed ? LOG_LVL_ERR : LOG_LVL_INFO, NULL,
+        if (main_reopen_alert_log(m) != 0)
+                log_failed = true;
+        log_emit(&m->log, failed || tls_failed || log_failed ? LOG_LVL_ERR : LOG_LVL_INFO,
+                 NULL,
                  "event=sighup action=reload policies=%u failed=%u tls=%u tls_failed=%u "
-                 "note=\"policy tables and certificates are reloaded; other settings "
-                 "need a restart\"",
+                 "note=\"policy tables and certificates are reloaded and the alert log "
+                 "reopened; other settings need a restart\"",
                  done, failed, tls_done, tls_failed);
 }
 
