@@ -1978,6 +1978,19 @@ static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
         r.result =
             v->result == POLICY_RESULT_OK ? "success" : policy_result_str(v->result);
         r.info = v->result == POLICY_RESULT_OK ? NULL : v->reason;
+        /* No policy because the announced one could not be had: that is the
+         * session's failure (RFC 8460 section 4.3.2.3). */
+        if (r.sts == NULL && r.dane == NULL && s->l->sts != NULL &&
+            e->source != POLICY_SOURCE_FILE) {
+                const char *why;
+                enum sts_failure f = sts_failure(s->l->sts, domain, &why);
+
+                if (f != STS_FAILURE_NONE) {
+                        r.sts_failed = true;
+                        r.result = sts_failure_str(f);
+                        r.info = why;
+                }
+        }
         conn_ip_str((const struct sockaddr *)&s->o->dst, remote, sizeof(remote));
         r.receiving_ip = remote;
         snprintf(local, sizeof(local), "?");

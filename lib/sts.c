@@ -39,9 +39,11 @@ struct sts_entry {
         bool have_policy;
         struct mtasts_policy policy;
         char id[MTASTS_ID_MAX + 1];
-        int64_t expires;    /* the policy is valid before this */
-        int64_t checked;    /* the last lookup ended then */
-        int64_t none_until; /* without a valid policy: no lookup before this */
+        int64_t expires;          /* the policy is valid before this */
+        int64_t checked;          /* the last lookup ended then */
+        int64_t none_until;       /* without a valid policy: no lookup before this */
+        enum sts_failure failure; /* without a policy: why (RFC 8460) */
+        char failure_why[256];
         struct sts_fetch *fetch;
         struct pending waits;
 };
@@ -61,7 +63,8 @@ struct sts_fetch {
         uint64_t deadline_ms;
         char host[STS_DOMAIN_MAX + 16]; /* mta-sts.DOMAIN */
         char id[MTASTS_ID_MAX + 1];
-        char error[256]; /* why it failed; "" when it did not */
+        char error[256];       /* why it failed; "" when it did not */
+        enum sts_failure kind; /* what a failure counts as, from the TXT record on */
 };
 
 struct sts {
@@ -237,6 +240,8 @@ static void sts_fetch_end(struct sts_fetch *f)
                         if (e->have_policy)
                                 mtasts_policy_cleanup(&e->policy);
                         e->have_policy = false;
+                        e->failure = f->error[0] != '\0' ? f->kind : STS_FAILURE_NONE;
+                        sts_printable(e->failure_why, sizeof(e->failure_why), f->error);
                         e->none_until = now + (f->error[0] != '\0' ? STS_RETRY_SECS
                                                                    : STS_NEGATIVE_SECS);
                 }
@@ -324,6 +329,7 @@ static bool sts_store_load(struct sts *s, struct sts_entry *e, int64_t now)
                 goto drop;
         e->policy = pol;
         e->have_policy = true;
+        e->failure = STS_FAILURE_NONE;
         memcpy(e->id, rec + 10, idlen);
         e->id[idlen] = '\0';
         e->expires = (int64_t)t;
@@ -357,6 +363,8 @@ static void sts_take(struct sts_fetch *f)
                 return;
         }
         if (mtasts_policy_parse(body, blen, &pol, err, sizeof(err)) != 0) {
+                if (!f->done)
+                        f->kind = STS_FAILURE_INVALID;
                 sts_fail(f, "https://%s%s: %s", f->host, STS_PATH, err);
                 return;
         }
@@ -378,28 +386,28 @@ static void sts_take(struct sts_fetch *f)
 static bool sts_check_cert(struct sts_fetch *f)
 {
         struct tls_peer peer;
+        char why[400];
 
         tls_peer_info(conn_tls(f->c), &peer);
         if (!peer.has_cert) {
-                sts_fail(f, "%s: no certificate", f->host);
-                return false;
-        }
-        if (peer.expired) {
-                sts_fail(f, "%s: certificate expired", f->host);
-                return false;
-        }
-        if (!peer.chain_trusted) {
-                sts_fail(f, "%s: certificate not trusted: %s", f->host,
+                snprintf(why, sizeof(why), "no certificate");
+        } else if (peer.expired) {
+                snprintf(why, sizeof(why), "certificate expired");
+        } else if (!peer.chain_trusted) {
+                snprintf(why, sizeof(why), "certificate not trusted: %s",
                          peer.verify_reason[0] ? peer.verify_reason : "no trust anchor");
-                return false;
+        } else {
+                for (unsigned i = 0; i < peer.nnames; i++) {
+                        if (mtasts_name_allowed(peer.names[i], f->host))
+                                return true;
+                }
+                snprintf(why, sizeof(why), "certificate does not name the host (%s%s)",
+                         peer.nnames ? peer.names[0] : "no names",
+                         peer.nnames > 1 ? ", ..." : "");
         }
-        for (unsigned i = 0; i < peer.nnames; i++) {
-                if (mtasts_name_allowed(peer.names[i], f->host))
-                        return true;
-        }
-        sts_fail(f, "%s: certificate does not name the host (%s%s)", f->host,
-                 peer.nnames ? peer.names[0] : "no names",
-                 peer.nnames > 1 ? ", ..." : "");
+        if (!f->done)
+                f->kind = STS_FAILURE_WEBPKI;
+        sts_fail(f, "%s: %s", f->host, why);
         return false;
 }
 
@@ -544,6 +552,8 @@ static void sts_txt_cb(void *arg, int status, const struct dns_txt *txt)
                 sts_fetch_end(f); /* unchanged: the cached policy stays */
                 return;
         }
+        /* A policy is announced: failing to get it is now reported (RFC 8460). */
+        f->kind = STS_FAILURE_FETCH;
         f->dns = dns_addr(f->s->conf.loop, f->host, 443, sts_addr_cb, f);
         if (f->dns == NULL)
                 sts_fail(f, "%s: name too long", f->host);
@@ -601,6 +611,32 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
         }
         *w = pending_add(&e->waits, cb, arg);
         return STS_PENDING;
+}
+
+const char *sts_failure_str(enum sts_failure f)
+{
+        switch (f) {
+        case STS_FAILURE_FETCH:
+                return "sts-policy-fetch-error";
+        case STS_FAILURE_INVALID:
+                return "sts-policy-invalid";
+        case STS_FAILURE_WEBPKI:
+                return "sts-webpki-invalid";
+        case STS_FAILURE_NONE:
+                break;
+        }
+        return NULL;
+}
+
+enum sts_failure sts_failure(struct sts *s, const char *domain, const char **why)
+{
+        const struct sts_entry *e = sts_find(s, domain);
+
+        *why = "";
+        if (e == NULL || e->have_policy || e->failure == STS_FAILURE_NONE)
+                return STS_FAILURE_NONE;
+        *why = e->failure_why;
+        return e->failure;
 }
 
 unsigned sts_recheck(struct sts *s)

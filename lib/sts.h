@@ -66,6 +66,17 @@ struct sts;
 #define STS_STORE_FORMAT     1
 #define STS_FETCH_TIMEOUT_MS 30000
 
+/* Why a domain whose TXT record announced a policy has none (RFC 8460 4.3.2.3). */
+enum sts_failure {
+        STS_FAILURE_NONE,    /* a policy, no record, or the TXT lookup itself failed */
+        STS_FAILURE_FETCH,   /* sts-policy-fetch-error: address, connection, HTTP */
+        STS_FAILURE_INVALID, /* sts-policy-invalid: the body is no valid policy */
+        STS_FAILURE_WEBPKI,  /* sts-webpki-invalid: the policy host's certificate */
+};
+
+/* The RFC 8460 result type ("sts-policy-fetch-error", ...); NULL for NONE. */
+const char *sts_failure_str(enum sts_failure f);
+
 enum sts_answer {
         STS_NONE,    /* no policy applies: carry on without MTA-STS */
         STS_POLICY,  /* *policy is the domain's policy (mode none included) */
@@ -101,6 +112,13 @@ void sts_free(struct sts *s);
 enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
                         const struct mtasts_policy **policy, pending_cb cb, void *arg,
                         struct pending_wait **w);
+
+/*
+ * Why the domain has no policy now, when its last lookup found a TXT record
+ * and then failed (and no cached policy was left): the kind, and *why in
+ * words (printable ASCII). STS_FAILURE_NONE otherwise.
+ */
+enum sts_failure sts_failure(struct sts *s, const char *domain, const char **why);
 
 /*
  * Make every cached domain be looked up again at its next use (SIGHUP): a

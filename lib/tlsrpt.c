@@ -93,7 +93,7 @@ static const char *tlsrpt_type(const struct tlsrpt_result *r)
 {
         if (r->dane != NULL)
                 return "tlsa";
-        return r->sts != NULL ? "sts" : "no-policy-found";
+        return r->sts != NULL || r->sts_failed ? "sts" : "no-policy-found";
 }
 
 static void tlsrpt_json(struct json_out *o, const struct tlsrpt_result *r)

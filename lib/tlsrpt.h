@@ -18,6 +18,7 @@
 #ifndef MAILWARD_TLSRPT_H
 #define MAILWARD_TLSRPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,9 @@ struct tlsrpt_result {
          * DANE lookup's TLSA records, else none (no-policy-found). */
         const struct mtasts_policy *sts;
         const struct dane_result *dane;
+        /* Neither, and the domain's MTA-STS policy could not be had: type sts,
+         * with no policy string or mx hosts, result the RFC 8460 failure. */
+        bool sts_failed;
         const char *result;       /* "success" or an RFC 8460 result-type */
         const char *sending_ip;   /* our address on the server leg */
         const char *receiving_ip; /* the server's address */

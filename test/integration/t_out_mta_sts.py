@@ -38,6 +38,9 @@ Scenarios, in this order, against one mailward:
      no HTTPS request, no mta_sts_policy or mta_sts_failed line, no alert.
   6. broken.test: one GET answered 404: log event=mta_sts_failed naming 404
      and an action; delivered as without MTA-STS (default may), no alert.
+     Then invalid.test (a policy with mode "sideways") and webpki.test (a
+     policy host whose certificate does not name it; no GET is sent): the
+     same, each failure logged with its reason.
   7. One transaction, carol@enforce.test then dave@wrongmx.test: RCPT 250
      then 451; the message reaches the destination once, for carol alone.
   8. wrongmx2.test (table entry may): delivered; no TXT query, no HTTPS
@@ -54,7 +57,9 @@ Scenarios, in this order, against one mailward:
      Then the TLS-RPT results (tlsrpt = yes) of scenarios 1-10, from
      state_dir/tlsrpt/DAY.jsonl: one per session and domain, type sts with
      the policy's lines and mx patterns (testing.test: mode testing and the
-     mismatch it reported) or no-policy-found, and the count of each.
+     mismatch it reported), type sts with the failure for the policies that
+     could not be had (sts-policy-fetch-error, sts-policy-invalid,
+     sts-webpki-invalid), or no-policy-found, and the count of each.
  12. A restart: a new mailward on the same state_dir, the HTTPS server
      still stopped: wrongmx.test is refused and enforce.test delivered by the
      policies stored by the first one (log event=mta_sts_stored for each, no
@@ -90,6 +95,8 @@ POLICIES = {
     "wrongmx2.test": ("enforce", ["mx.wrongmx2.test"]),
 }
 BROKEN = "broken.test"
+INVALID = "invalid.test"
+WEBPKI = "webpki.test"
 NOSTS = "nosts.test"
 TABLE = "wrongmx2.test"
 
@@ -160,8 +167,9 @@ def main():
         net = env.netns(hosts=(DEST, STRIP, WEB, DNS))
 
         # DNS: dnsmasq at 192.0.2.53, the sender's resolver.
-        txt = {"_mta-sts." + d: "v=STSv1; id=%s;" % sts_id(d) for d in list(POLICIES) + [BROKEN]}
-        hosts = {"mta-sts." + d: WEB for d in list(POLICIES) + [BROKEN]}
+        announced = list(POLICIES) + [BROKEN, INVALID, WEBPKI]
+        txt = {"_mta-sts." + d: "v=STSv1; id=%s;" % sts_id(d) for d in announced}
+        hosts = {"mta-sts." + d: WEB for d in announced}
         dns = net.dnsmasq(DNS, txt=txt, hosts=hosts)
         net.resolver(DNS)
         r = net.run(net.sender, ["getent", "ahostsv4", "mta-sts.enforce.test"])
@@ -172,7 +180,11 @@ def main():
         # The policy hosts.
         sites = {"mta-sts." + d: (200, "text/plain", policy_body(*p)) for d, p in POLICIES.items()}
         sites["mta-sts." + BROKEN] = (404, "text/plain", "not here\n")
-        web = net.https(WEB, net.cert("mta-sts.enforce.test", sans=sorted(sites)), sites)
+        sites["mta-sts." + INVALID] = (200, "text/plain", policy_body("sideways", ["mx.x"]))
+        sites["mta-sts." + WEBPKI] = (200, "text/plain", policy_body("enforce", [MX_CERT]))
+        # One certificate names every policy host but mta-sts.webpki.test.
+        web = net.https(WEB, net.cert("mta-sts.enforce.test",
+                                      sans=sorted(set(sites) - {"mta-sts." + WEBPKI})), sites)
 
         # The destinations.
         mx_cert = net.cert(MX_CERT)
@@ -246,6 +258,18 @@ def main():
         mwtest.eq(log_events(mw, "mta_sts_policy", BROKEN), [], "mta_sts_policy for broken.test")
         mwtest.eq(mwtest.find_alerts(mw, domain=BROKEN), [], "alerts for broken.test")
 
+        # 6b. A policy that does not parse, and a policy host whose certificate
+        # does not name it: delivered as without a policy, the failure logged.
+        print("== 6b. invalid.test and webpki.test", flush=True)
+        for d, words in ((INVALID, "mode"), (WEBPKI, "does not name")):
+            outcheck.delivered(net, mw, dest, ["bob@" + d], d)
+            failed = mwtest.wait_for(lambda: log_events(mw, "mta_sts_failed", d), 5)
+            mwtest.eq(len(failed or []), 1, "mta_sts_failed lines for %s" % d)
+            mwtest.check(words in failed[0].get("reason", ""),
+                         "mta_sts_failed for %s does not say %r: %r" % (d, words, failed[0]))
+        mwtest.eq(web.gets("mta-sts." + WEBPKI), [],
+                  "GETs for mta-sts.webpki.test (its certificate was refused first)")
+
         # 7. Two domains in one transaction, each judged by its own policy.
         print("== 7. enforce.test and wrongmx.test in one transaction", flush=True)
         nalerts = len(mwtest.find_alerts(mw, event="certificate_invalid", domain="wrongmx.test"))
@@ -299,18 +323,19 @@ def main():
         outcheck.delivered(net, mw, dest, ["frank@enforce.test"], "cached enforce")
         refused(net, mw, dest, "frank@wrongmx.test", "certificate-host-mismatch",
                 "certificate_invalid", "secure (mta-sts)")
-        for d in list(POLICIES) + [BROKEN]:
+        for d in list(POLICIES) + [BROKEN, INVALID]:
             n = 0 if d == TABLE else 1
             mwtest.eq(len(web.gets("mta-sts." + d)), n, "GETs for mta-sts.%s in all" % d)
             mwtest.eq(dns.count("TXT", "_mta-sts." + d), n, "TXT queries for _mta-sts.%s" % d)
             if n:
-                mwtest.eq(len(log_events(mw, "mta_sts_policy" if d != BROKEN
+                mwtest.eq(len(log_events(mw, "mta_sts_policy" if d in POLICIES
                                          else "mta_sts_failed", d)), 1,
                           "policy or failure lines for %s in all" % d)
-        mwtest.eq(len(web.requests), 5, "HTTPS requests in all: %r" % web.requests)
-        mwtest.eq(web.errors, [], "HTTPS connections that failed")
-        mwtest.eq([f.get("domain") for f in log_events(mw, "mta_sts_failed")], [BROKEN],
-                  "mta_sts_failed lines in all")
+        mwtest.eq(len(web.requests), 6, "HTTPS requests in all: %r" % web.requests)
+        mwtest.eq(len(web.errors), 1, "HTTPS connections that failed (webpki.test's "
+                  "alone, closed by mailward after the handshake): %r" % web.errors)
+        mwtest.eq([f.get("domain") for f in log_events(mw, "mta_sts_failed")],
+                  [BROKEN, INVALID, WEBPKI], "mta_sts_failed lines in all")
 
         # The TLS-RPT results so far (tlsrpt = yes): one line per session and
         # recipient domain, with the policy that applied and its verdict
@@ -318,7 +343,7 @@ def main():
         print("== TLS-RPT results of scenarios 1-10", flush=True)
         got = collections.Counter()
         for r in outcheck.tlsrpt_results(net):
-            sts = r["policy-type"] == "sts"
+            sts = r["policy-type"] == "sts" and r["policy-domain"] in POLICIES
             if sts:
                 mode, mx = POLICIES[r["policy-domain"]]
                 mwtest.eq(r["policy-string"], policy_body(mode, mx).splitlines(),
@@ -338,7 +363,9 @@ def main():
             ("wild.test", "sts", "success", "mode: enforce", DEST): 1,
             ("testing.test", "sts", "certificate-host-mismatch", "mode: testing", DEST): 1,
             (NOSTS, "no-policy-found", "success", "", DEST): 1,
-            (BROKEN, "no-policy-found", "success", "", DEST): 1,
+            (BROKEN, "sts", "sts-policy-fetch-error", "", DEST): 1,
+            (INVALID, "sts", "sts-policy-invalid", "", DEST): 1,
+            (WEBPKI, "sts", "sts-webpki-invalid", "", DEST): 1,
             (TABLE, "no-policy-found", "success", "", DEST): 1}.items()),
             "TLS-RPT results (domain, type, result, mode, receiving-ip): count")
 
@@ -359,7 +386,7 @@ def main():
                                    ("wrongmx.test", "enforce", "wrongmx1")],
                   "mta_sts_stored lines after the restart")
         mwtest.eq(log_events(mw, "mta_sts_policy"), [], "policies fetched after the restart")
-        mwtest.eq(len(web.requests), 5, "HTTPS requests in all, after the restart")
+        mwtest.eq(len(web.requests), 6, "HTTPS requests in all, after the restart")
 
         # 11. SIGHUP and a new policy: wrongmx.test now publishes (new id) the
         # certificate's name. The first RCPT after SIGHUP is judged by the

@@ -105,6 +105,26 @@ static void test_tlsa(void **state)
                                     "\"result\":\"tlsa-invalid\","));
 }
 
+/* An announced MTA-STS policy that could not be had: type sts, nothing known of it. */
+static void test_sts_failed(void **state)
+{
+        struct tlsrpt_result r = {.time = TEST_T0,
+                                  .domain = "example.test",
+                                  .sts_failed = true,
+                                  .result = "sts-policy-fetch-error",
+                                  .sending_ip = "192.0.2.1",
+                                  .receiving_ip = "198.51.100.2",
+                                  .info = "mta-sts.example.test: 404"};
+        char out[1024];
+
+        (void)state;
+        tlsrpt_format(&r, out, sizeof(out));
+        assert_non_null(strstr(out, "\"policy-type\":\"sts\","
+                                    "\"policy-domain\":\"example.test\","
+                                    "\"policy-string\":[],\"mx-host\":[],"
+                                    "\"result\":\"sts-policy-fetch-error\","));
+}
+
 /* Like snprintf: the length is measured past a short buffer, which is left empty. */
 static void test_measure(void **state)
 {
@@ -208,9 +228,10 @@ static void test_open_errors(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_no_policy), cmocka_unit_test(test_sts),
-            cmocka_unit_test(test_tlsa),      cmocka_unit_test(test_measure),
-            cmocka_unit_test(test_files),     cmocka_unit_test(test_open_errors),
+            cmocka_unit_test(test_no_policy),   cmocka_unit_test(test_sts),
+            cmocka_unit_test(test_tlsa),        cmocka_unit_test(test_sts_failed),
+            cmocka_unit_test(test_measure),     cmocka_unit_test(test_files),
+            cmocka_unit_test(test_open_errors),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
