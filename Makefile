@@ -55,7 +55,8 @@ PROXY_OBJ  := $(PROXY_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all deps run test unit integration lint format bench clean mailward-asm mailward-lean FORCE
+.PHONY: all deps run test unit integration install uninstall lint format bench clean \
+        mailward-asm mailward-lean FORCE
 
 all: $(BUILD)/mailward
 
@@ -108,6 +109,59 @@ unit: deps
 integration: deps
 	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(TEST_BUILD)/mailward
 	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests integration
+
+# `make install` copies the build of `make` (of `make WOLFSSL=lean` with
+# WOLFSSL=lean, ...) and mailward's files under DESTDIR and PREFIX; it builds
+# only when that build is missing or out of date. The configuration is
+# installed only if there is none yet. `make uninstall` removes what install
+# put there, except the configuration. README, "Installing as a service".
+PREFIX      ?= /usr/local
+SBINDIR     ?= $(PREFIX)/sbin
+DATADIR     ?= $(PREFIX)/share
+MANDIR      ?= $(DATADIR)/man
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+INSTALL     ?= install
+POLICY_FILES = $(shell find policies -type f | LC_ALL=C sort)
+POLICY_DIRS  = $(sort $(dir $(POLICY_FILES)))
+DATA_SCRIPTS := scripts/import-eff-policy scripts/nft-redirect
+CONF_FILE    = $(DESTDIR)$(SYSCONFDIR)/mailward/mailward.conf
+
+install: $(BUILD)/mailward
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	        $(DESTDIR)$(SYSCONFDIR)/mailward $(DESTDIR)$(DATADIR)/mailward \
+	        $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
+	$(INSTALL) -m 0755 $(BUILD)/mailward $(DESTDIR)$(SBINDIR)/mailward
+	$(INSTALL) -m 0644 proxy/mailward.8 $(DESTDIR)$(MANDIR)/man8/mailward.8
+	$(INSTALL) -m 0644 proxy/mailward.conf.5 $(DESTDIR)$(MANDIR)/man5/mailward.conf.5
+	$(INSTALL) -m 0755 $(DATA_SCRIPTS) $(DESTDIR)$(DATADIR)/mailward/
+	$(INSTALL) -d -m 0755 $(addprefix $(DESTDIR)$(DATADIR)/mailward/,$(POLICY_DIRS))
+	for f in $(POLICY_FILES); do \
+	        $(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/mailward/$$f || exit 1; done
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	        scripts/mailward.service.in >$(DESTDIR)$(UNITDIR)/mailward.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mailward.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/mailward.service.tmp $(DESTDIR)$(UNITDIR)/mailward.service
+	$(INSTALL) -m 0644 scripts/mailward.sysusers $(DESTDIR)$(SYSUSERSDIR)/mailward.conf
+	$(INSTALL) -m 0644 scripts/mailward.tmpfiles $(DESTDIR)$(TMPFILESDIR)/mailward.conf
+	@if [ -e $(CONF_FILE) ]; then \
+	        echo "install: $(CONF_FILE) exists: not overwritten (the shipped one is proxy/mailward.conf)"; \
+	else \
+	        echo "$(INSTALL) -m 0644 proxy/mailward.conf $(CONF_FILE)"; \
+	        $(INSTALL) -m 0644 proxy/mailward.conf $(CONF_FILE); \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/mailward $(DESTDIR)$(MANDIR)/man8/mailward.8 \
+	        $(DESTDIR)$(MANDIR)/man5/mailward.conf.5 $(DESTDIR)$(UNITDIR)/mailward.service \
+	        $(DESTDIR)$(SYSUSERSDIR)/mailward.conf $(DESTDIR)$(TMPFILESDIR)/mailward.conf \
+	        $(addprefix $(DESTDIR)$(DATADIR)/mailward/,$(notdir $(DATA_SCRIPTS)) $(POLICY_FILES))
+	if [ -d $(DESTDIR)$(DATADIR)/mailward ]; then \
+	        find $(DESTDIR)$(DATADIR)/mailward -depth -type d -empty -delete; fi
+	@if [ -e $(CONF_FILE) ]; then \
+	        echo "uninstall: kept $(CONF_FILE) (remove it yourself)"; fi
 
 # The benchmark (not part of `make test`): mailward against nginx's mail proxy
 # and stunnel, see test/bench/README. The load client uses OpenSSL, not
