@@ -63,7 +63,6 @@ Runs, in this order:
 Throughout: today's file is never changed and never reported. And bad usage
 (--submitter that is not the domain of --contact) exits 2."""
 
-import base64
 import datetime
 import email
 import email.policy
@@ -72,6 +71,7 @@ import hashlib
 import http.server
 import json
 import os
+import pwd
 import re
 import shutil
 import socketserver
@@ -347,11 +347,17 @@ def start_dns(env, net, servfail):
     return mwtest.DnsServer(net, net.ns_of(DNS), DNS, txt, hosts, options=options)
 
 
-def write_file(path, text, owner="nobody"):
+def nobody():
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def write_file(path, text):
+    """A file of mailward's user (nobody here)."""
     with open(path, "w", newline="") as f:
         f.write(text)
     os.chmod(path, 0o644)
-    os.chown(path, *mwtest._ids(owner))
+    os.chown(path, *nobody())
 
 
 def snapshot(top):
@@ -474,7 +480,8 @@ def check_post(p, domain, expected, what):
 
 
 def sent_lines(logs):
-    return sorted((x.get("day"), x.get("domain"), x.get("rua")) for x in events(logs, "report_sent"))
+    return sorted((x.get("day"), x.get("domain"), x.get("rua"))
+                  for x in events(logs, "report_sent"))
 
 
 def main():
@@ -498,7 +505,7 @@ def main():
         done = os.path.join(tdir, "done")
         for d in (state, tdir, done):
             os.makedirs(d, exist_ok=True)
-            os.chown(d, *mwtest._ids("nobody"))
+            os.chown(d, *nobody())
             os.chmod(d, 0o750)
         write_file(os.path.join(tdir, D1 + ".jsonl"), d1_lines())
         write_file(os.path.join(tdir, D2 + ".jsonl"), line(
