@@ -12,9 +12,11 @@
 2. A second install leaves a changed mailward.conf as it is, and says so.
 3. systemd-analyze verify has nothing to say about the unit (a copy of it
    whose mailward paths point into DESTDIR; MANPATH finds the man pages).
-4. As root, in a network namespace of its own: the installed binary, run by
-   setpriv(1) with exactly the unit's CapabilityBoundingSet and
-   NoNewPrivileges, checks (-t, the unit's ExecStartPre) and starts on the
+4. As root: systemd-sysusers and systemd-tmpfiles, on an empty --root,
+   make the user mailward and /var/lib/mailward, its own, from the
+   installed files. In a network namespace of its own: the installed
+   binary, run by setpriv(1) with exactly the unit's CapabilityBoundingSet
+   and NoNewPrivileges, checks (-t, the unit's ExecStartPre) and starts on the
    installed mailward.conf, changed only where it must be (user nobody, the
    test certificate and key where it names them, the backend's port, the
    alert log's directory; drain_timeout left out, so that the default is
@@ -35,8 +37,9 @@
    the set is enough, and none of it is too much.
 5. `make uninstall` removes every file install put there but mailward.conf.
 
-Without root step 4 is skipped, without systemd-analyze step 3: the test
-then ends as skipped (77) after the others passed."""
+Without root step 4 is skipped, without systemd (systemd-analyze,
+systemd-sysusers) step 3 and the first part of 4: the test then ends as
+skipped (77) after the others passed."""
 
 import filecmp
 import grp
@@ -257,6 +260,31 @@ def stop(proc, log, timeout):
     rep = sanitizer_report(read(log))
     mwtest.check(rep is None, "sanitizer report in %s:\n%s" % (log, rep))
     mwtest.eq(rc, 0, "exit status after SIGTERM (log:\n%s)" % read(log)[-4000:])
+
+
+def system_files(env, root):
+    """The installed sysusers.d and tmpfiles.d files, applied by systemd's
+    own tools to an empty root (--root): the user mailward, and
+    /var/lib/mailward as its own, mode 0750."""
+    sysroot = env.path("sysroot")
+    os.makedirs(os.path.join(sysroot, "etc"))
+    for tool, conf, extra in (
+            ("systemd-sysusers", "usr/lib/sysusers.d/mailward.conf", []),
+            ("systemd-tmpfiles", "usr/lib/tmpfiles.d/mailward.conf", ["--create"])):
+        r = subprocess.run([tool, "--root=" + sysroot] + extra + [os.path.join(root, conf)],
+                           capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        print("%s: exit %d\n%s%s" % (tool, r.returncode, r.stdout, r.stderr), flush=True)
+        mwtest.eq(r.returncode, 0, "%s on the installed %s" % (tool, conf))
+    users = [line.split(":") for line in read(os.path.join(sysroot, "etc/passwd")).splitlines()]
+    users = [u for u in users if u[0] == "mailward"]
+    mwtest.eq(len(users), 1, "user mailward made by systemd-sysusers")
+    mwtest.eq(users[0][5], "/var/lib/mailward", "mailward's home")
+    mwtest.check(users[0][6].endswith("nologin"), "mailward's shell is %r" % users[0][6])
+    st = os.stat(os.path.join(sysroot, "var/lib/mailward"))
+    mwtest.eq((st.st_uid, st.st_gid, "%o" % (st.st_mode & 0o7777)),
+              (int(users[0][2]), int(users[0][3]), "750"),
+              "/var/lib/mailward made by systemd-tmpfiles (uid, gid, mode)")
 
 
 def confined_run(env, root, unit, failures):
@@ -526,7 +554,12 @@ def main():
             mwtest.eq(r.returncode, 0, "systemd-analyze verify exit status")
             mwtest.eq((r.stdout + r.stderr).strip(), "", "systemd-analyze verify output")
 
-        # 4. The unit's capabilities, as root.
+        # 4. The user and the state directory; the unit's capabilities, as root.
+        if mwtest.is_root() and shutil.which("systemd-sysusers") is None:
+            print("SKIP step: systemd-sysusers is not installed (package systemd)", flush=True)
+            skipped.append("sysusers.d and tmpfiles.d (systemd is not installed)")
+        elif mwtest.is_root():
+            system_files(env, root)
         if mwtest.is_root():
             confined_run(env, root, unit, failures)
         else:
