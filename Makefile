@@ -126,7 +126,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL     ?= install
 POLICY_FILES = $(shell find policies -type f | LC_ALL=C sort)
 POLICY_DIRS  = $(sort $(dir $(POLICY_FILES)))
-DATA_SCRIPTS := scripts/import-eff-policy scripts/nft-redirect
+DATA_SCRIPTS := scripts/import-eff-policy scripts/nft-redirect scripts/tlsrpt-report
 CONF_FILE    = $(DESTDIR)$(SYSCONFDIR)/mailward/mailward.conf
 
 install: $(BUILD)/mailward

@@ -116,6 +116,7 @@ def expected_files():
         "usr/lib/tmpfiles.d/mailward.conf": ("scripts/mailward.tmpfiles", 0o644),
         "usr/share/mailward/import-eff-policy": ("scripts/import-eff-policy", 0o755),
         "usr/share/mailward/nft-redirect": ("scripts/nft-redirect", 0o755),
+        "usr/share/mailward/tlsrpt-report": ("scripts/tlsrpt-report", 0o755),
     }
     for d, _, files in os.walk(os.path.join(REPO, "policies")):
         for n in files:
