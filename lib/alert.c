@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,16 +96,21 @@ int alert_sink_init(struct alert_sink *s, const struct log *log, const char *pat
 
 int alert_sink_reopen(struct alert_sink *s, const char *path)
 {
+        struct stat now, open_one;
         int fd;
 
         if (s->fd < 0 || path == NULL)
+                return 0;
+        /* Not rotated: the file opened at start-up may be root's, and stays. */
+        if (stat(path, &now) == 0 && fstat(s->fd, &open_one) == 0 &&
+            now.st_dev == open_one.st_dev && now.st_ino == open_one.st_ino)
                 return 0;
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (fd < 0)
                 return -errno;
         close(s->fd);
         s->fd = fd;
-        return 0;
+        return 1;
 }
 
 void alert_sink_cleanup(struct alert_sink *s)

@@ -81,8 +81,8 @@ int alert_sink_init(struct alert_sink *s, const struct log *log, const char *pat
 void alert_sink_cleanup(struct alert_sink *s);
 /*
  * Open the file again (SIGHUP, after a log rotation moved it away) and write
- * there from now on: 0, or -errno with the file opened before kept. Nothing
- * to do (0) without a file.
+ * there from now on: 1, or -errno with the file opened before kept. 0 when
+ * there is nothing to do: no file, or the path still names the file open.
  */
 int alert_sink_reopen(struct alert_sink *s, const char *path);
 

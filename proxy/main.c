@@ -438,24 +438,24 @@ static bool main_reload_tls(struct main_state *m, size_t i, unsigned *done)
 }
 
 /*
- * SIGHUP: the alert log opened again, for log rotation (the rotated file is
- * left to the rotation; a new one must be writable by the unprivileged user,
- * which logrotate's "create" gives). If it cannot be opened the old one is
- * kept. 0, or -1 if that failed.
+ * SIGHUP: the alert log opened again if a log rotation moved it away (a new
+ * one must be writable by the unprivileged user, which logrotate's "create"
+ * gives). If it cannot be opened the old one is kept. 0, or -1 if that
+ * failed.
  */
 static int main_reopen_alert_log(struct main_state *m)
 {
         int r = alert_sink_reopen(&m->alerts, m->cfg->alert_log);
 
-        if (r == 0 && m->cfg->alert_log != NULL)
+        if (r > 0)
                 log_emit(&m->log, LOG_LVL_INFO, NULL, "event=reopen_alert_log path=%s",
                          m->cfg->alert_log);
-        else if (r != 0)
+        else if (r < 0)
                 log_emit(&m->log, LOG_LVL_ERR, NULL,
                          "event=reopen_alert_log_failed path=%s reason=\"%s\" "
                          "action=\"kept writing to the file opened before\"",
                          m->cfg->alert_log, strerror(-r));
-        return r == 0 ? 0 : -1;
+        return r < 0 ? -1 : 0;
 }
 
 /*

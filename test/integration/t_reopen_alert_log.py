@@ -3,9 +3,13 @@
 mailward(8), SIGHUP). workers = 2, loopback only; the alerts are
 plaintext_refused, from Python's smtplib sending MAIL FROM without STARTTLS.
 
-1. Two alerts land in logs/alerts.json.
-2. Rotation as logrotate's "create" does it: alerts.json renamed to
-   alerts.json.1 and a new alerts.json made for mailward's user; SIGHUP: the
+1. Two alerts land in logs/alerts.json, which mailward made as root at
+   start-up (mailward's user may not write it). SIGHUP with nothing
+   rotated: no reopen is tried (none logged, no failure), and the next
+   alert still lands there.
+2. Rotation as README's logrotate recipe does it: alerts.json renamed to
+   alerts.json.1 and a new alerts.json of root's that the user's group may
+   write ("create 0660 root mailward"); SIGHUP: the
    supervisor and both workers log event=reopen_alert_log, and six more
    alerts (both workers take sessions) all land in the new file, none in
    alerts.json.1.
@@ -76,18 +80,26 @@ def main():
         # 1
         plaintext_attempts(mw, 2)
         wait_count(path, 2)
+        sighups = mw.log().count("event=sighup ")
+        os.kill(mw.pid, signal.SIGHUP)
+        mwtest.check(mwtest.wait_for(lambda: mw.log().count("event=sighup ") >= sighups + 3,
+                                     10), "no event=sighup from three processes")
+        mwtest.check("reopen_alert_log" not in mw.log(),
+                     "a reopen with nothing rotated:\n%s" % mw.log()[-2000:])
+        plaintext_attempts(mw, 1)
+        wait_count(path, 3)
 
         # 2
         os.rename(path, path + ".1")
         with open(path, "w"):
             pass
-        os.chmod(path, 0o640)
+        os.chmod(path, 0o660)
         if mwtest.is_root():
-            os.chown(path, *mwtest._ids("nobody"))
+            os.chown(path, 0, mwtest._ids("nobody")[1])
         hup_and_wait(mw, "reopen_alert_log")
         plaintext_attempts(mw, 6)
         wait_count(path, 6)
-        mwtest.eq(len(alerts_in(path + ".1")), 2, "alerts in alerts.json.1 after the rotation")
+        mwtest.eq(len(alerts_in(path + ".1")), 3, "alerts in alerts.json.1 after the rotation")
 
         # 3
         os.rename(path, path + ".2")
