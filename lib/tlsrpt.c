@@ -113,7 +113,7 @@ static void tlsrpt_json(struct json_out *o, const struct tlsrpt_result *r)
         json_field(o, "sending-mta-ip", r->sending_ip);
         json_field(o, "receiving-ip", r->receiving_ip);
         json_field(o, "receiving-mx-hostname", r->receiving_mx);
-        json_field(o, "additional-information", r->info);
+        json_field(o, "failure-reason-code", r->info);
         json_put(o, "}\n", 2);
 }
 

@@ -13,7 +13,8 @@
  * A line: {"time", "policy-type" ("sts", "tlsa", "no-policy-found"),
  * "policy-domain", "policy-string" [...], "mx-host" [...], "result",
  * "sending-mta-ip", "receiving-ip", and when known "receiving-mx-hostname",
- * "additional-information"}, with the RFC's member names.
+ * "failure-reason-code" (why it failed, in words)}, with the RFC's member
+ * names.
  */
 #ifndef MAILWARD_TLSRPT_H
 #define MAILWARD_TLSRPT_H

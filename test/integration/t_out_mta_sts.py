@@ -352,8 +352,8 @@ def main():
             else:
                 mwtest.eq([r["policy-string"], r["mx-host"]], [[], []],
                           "policy-string and mx-host of %r" % r)
-            mwtest.eq("additional-information" in r, r["result"] != "success",
-                      "additional-information with a failure only: %r" % r)
+            mwtest.eq("failure-reason-code" in r, r["result"] != "success",
+                      "failure-reason-code with a failure only: %r" % r)
             got[(r["policy-domain"], r["policy-type"], r["result"],
                  r["policy-string"][1] if sts else "", r["receiving-ip"])] += 1
         mwtest.eq(sorted(got.items()), sorted({

@@ -114,7 +114,7 @@ def line(domain, result, ptype="no-policy-found", pstr=(), mx=(), rip="192.0.2.1
     if mxname is not None:
         obj["receiving-mx-hostname"] = mxname
     if info is not None:
-        obj["additional-information"] = info
+        obj["failure-reason-code"] = info
     return json.dumps(obj) + "\n"
 
 

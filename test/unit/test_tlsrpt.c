@@ -44,7 +44,7 @@ static void test_no_policy(void **state)
                                  "\"result\":\"starttls-not-supported\","
                                  "\"sending-mta-ip\":\"192.0.2.1\","
                                  "\"receiving-ip\":\"198.51.100.2\","
-                                 "\"additional-information\":"
+                                 "\"failure-reason-code\":"
                                  "\"no \\\"STARTTLS\\\"\\u000a\"}\n");
 }
 
