@@ -111,6 +111,7 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_N(learned_max_age, 0, 3650),
     CONFIG_L(mta_sts, CONFIG_T_BOOL),
     CONFIG_L(tlsrpt, CONFIG_T_BOOL),
+    CONFIG_L(tlsrpt_from, CONFIG_T_STR),
     CONFIG_L(forward_verify, CONFIG_T_BOOL),
     CONFIG_L(client_identity, CONFIG_T_IDENTITY),
     CONFIG_L(hostname, CONFIG_T_HOSTNAME),
@@ -206,6 +207,7 @@ static void config_listener_free(struct config_listener *l)
         free(l->hostname);
         free(l->forward_ca);
         free(l->policy);
+        free(l->tlsrpt_from);
         free(l);
 }
 
@@ -802,6 +804,15 @@ static void config_check_listener(struct config_parser *p, const struct config_s
         if (l->tlsrpt && l->forward_tls != CONFIG_TLS_POLICY)
                 config_error(p, config_seen(s, "tlsrpt"),
                              "tlsrpt is used only with forward_tls = policy");
+        if (l->tlsrpt_from != NULL && l->forward_tls != CONFIG_TLS_POLICY)
+                config_error(p, config_seen(s, "tlsrpt_from"),
+                             "tlsrpt_from is used only with forward_tls = policy");
+        else if (l->tlsrpt_from != NULL &&
+                 (l->tlsrpt_from[0] == '\0' || strchr(l->tlsrpt_from, '@') == NULL ||
+                  strpbrk(l->tlsrpt_from, " \t<>") != NULL))
+                config_error(p, config_seen(s, "tlsrpt_from"),
+                             "tlsrpt_from: expected an address (local@domain), got '%s'",
+                             l->tlsrpt_from);
 }
 
 static void config_parser_cleanup(struct config_parser *p)

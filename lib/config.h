@@ -50,6 +50,9 @@ struct config_listener {
         unsigned learned_max_age; /* days a learned TLS record holds; 0: off; 30 */
         bool mta_sts;             /* apply recipient domains' MTA-STS policies (no) */
         bool tlsrpt; /* write TLS-RPT results to state_dir/tlsrpt (lib/tlsrpt.h) (no) */
+        /* The envelope sender of TLS-RPT report mail: its transactions need TLS
+         * but no certificate check (RFC 8460 section 5.3); NULL: none. */
+        char *tlsrpt_from;
 
         unsigned max_sessions;   /* per listener; default 1000 */
         unsigned max_per_client; /* per client address; default 20 */

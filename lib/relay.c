@@ -145,7 +145,8 @@ struct relay_out_state {
         struct smtp_caps caps; /* what this server session offers */
         char greeting[SMTP_CAP_LEN];
         struct relay_observed obs;
-        char *held_mail; /* the MAIL line, sent once a recipient passes */
+        char *held_mail;  /* the MAIL line, sent once a recipient passes */
+        bool report_mail; /* MAIL FROM is tlsrpt_from: TLS needed, no certificate check */
         bool mail_sent;
         unsigned rcpt_passed;
         char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
@@ -1898,6 +1899,14 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         if (sts != NULL && sts->mode == MTASTS_MODE_ENFORCE &&
             !(dane != NULL && dane->state == DANE_TLSA))
                 *e = te;
+        /* Report mail: TLS, and no more (the failure it reports may be ours). */
+        if (s->o->report_mail && e->level > POLICY_LEVEL_ENCRYPT) {
+                relay_log(s, LOG_LVL_INFO,
+                          "event=tls_report_mail domain=%s level=%s action=\"TLS "
+                          "required, certificate not checked\"",
+                          domain, policy_level_str(e->level));
+                e->level = POLICY_LEVEL_ENCRYPT;
+        }
         memset(&o, 0, sizeof(o));
         o.nexthop = domain;
         o.mx_host = s->l->original_dst ? NULL : s->l->fwd_host;
@@ -1956,7 +1965,9 @@ static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
         size_t klen;
         int ret;
 
-        if (s->l->env->tlsrpt == NULL || !s->l->conf->tlsrpt || domain[0] == '\0')
+        /* Report mail is left out of the reports (RFC 8460 section 5.3). */
+        if (s->l->env->tlsrpt == NULL || !s->l->conf->tlsrpt || domain[0] == '\0' ||
+            s->o->report_mail)
                 return;
         klen = (size_t)snprintf(key, sizeof(key), "\n%s\n", domain);
         if ((buf_len(done) > 0 &&
@@ -2221,10 +2232,27 @@ static void relay_out_lookup_cb(void *arg)
         relay_run(s);
 }
 
+/*
+ * Whether this MAIL FROM is the sender of TLS-RPT reports (tlsrpt_from).
+ * RFC 8460 (section 5.3) wants reports delivered despite the TLS failures
+ * they report; mailward still never sends them in clear text.
+ */
+static bool relay_out_report_mail(struct relay_session *s, const struct smtp_cmd *cmd)
+{
+        const char *from = s->l->conf->tlsrpt_from, *path, *params;
+        size_t plen, prlen;
+
+        return from != NULL &&
+               smtp_path_parse(cmd->args, cmd->args_len, "FROM:", &path, &plen, &params,
+                               &prlen) == 0 &&
+               plen == strlen(from) && strncasecmp(path, from, plen) == 0;
+}
+
 static void relay_out_reset(struct relay_session *s)
 {
         free(s->o->held_mail);
         s->o->held_mail = NULL;
+        s->o->report_mail = false;
         free(s->o->late_mail_error);
         s->o->late_mail_error = NULL;
         s->o->mail_sent = false;
@@ -2272,6 +2300,7 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
                          * recipient passes. The client needs a reply to go on.
                          */
                         s->o->held_mail = xstrndup(line, len);
+                        s->o->report_mail = relay_out_report_mail(s, cmd);
                         relay_reply(s, "250 2.1.0 Ok");
                 }
                 return true;

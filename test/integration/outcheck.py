@@ -101,12 +101,12 @@ def refused(net, mw, dest, rcpt, result_type, host="192.0.2.10"):
     return t
 
 
-def one_transaction(net, rcpts, msg, host="192.0.2.10"):
+def one_transaction(net, rcpts, msg, host="192.0.2.10", mail_from=FROM):
     """Connect from the sender, EHLO, one transaction, QUIT."""
     s = net.smtp(host)
     code, caps = s.ehlo()
     mwtest.eq(code, 250, "EHLO")
-    t = mwtest.transaction(s, FROM, rcpts, msg)
+    t = mwtest.transaction(s, mail_from, rcpts, msg)
     try:
         s.quit()
     except Exception as e:             # noqa: BLE001 - the reply to QUIT does not matter

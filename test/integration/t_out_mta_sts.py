@@ -54,12 +54,16 @@ Scenarios, in this order, against one mailward:
      enforce.test is delivered again and wrongmx.test refused again; over
      the whole test every policy host got exactly one GET and every TXT name
      exactly one query, and no lookup failed but broken.test's.
+ 10b. Report mail (MAIL FROM tlsrpt_from): to wrongmx.test delivered over
+     TLS with the certificate unchecked (event=tls_report_mail); through
+     the stripper still 451 starttls-not-supported: never in clear text.
      Then the TLS-RPT results (tlsrpt = yes) of scenarios 1-10, from
      state_dir/tlsrpt/DAY.jsonl: one per session and domain, type sts with
      the policy's lines and mx patterns (testing.test: mode testing and the
      mismatch it reported), type sts with the failure for the policies that
      could not be had (sts-policy-fetch-error, sts-policy-invalid,
-     sts-webpki-invalid), or no-policy-found, and the count of each.
+     sts-webpki-invalid), or no-policy-found, and the count of each; none
+     for the report mail of 10b.
  12. A restart: a new mailward on the same state_dir, the HTTPS server
      still stopped: wrongmx.test is refused and enforce.test delivered by the
      policies stored by the first one (log event=mta_sts_stored for each, no
@@ -98,6 +102,7 @@ BROKEN = "broken.test"
 INVALID = "invalid.test"
 WEBPKI = "webpki.test"
 NOSTS = "nosts.test"
+REPORT_FROM = "tlsrpt-noreply@sender.test"
 TABLE = "wrongmx2.test"
 
 
@@ -193,7 +198,7 @@ def main():
         strip = net.stripper(STRIP, 25, to=("127.0.0.1", 2525), mode="strip")
 
         mw = net.outbound(policy="%s may\n" % TABLE, default_level="may", mta_sts="yes",
-                          tlsrpt="yes")
+                          tlsrpt="yes", tlsrpt_from=REPORT_FROM)
 
         # 1. enforce.test: the certificate's name is the policy's mx.
         print("== 1. enforce.test", flush=True)
@@ -336,6 +341,30 @@ def main():
                   "alone, closed by mailward after the handshake): %r" % web.errors)
         mwtest.eq([f.get("domain") for f in log_events(mw, "mta_sts_failed")],
                   [BROKEN, INVALID, WEBPKI], "mta_sts_failed lines in all")
+
+        # 10b. Report mail (MAIL FROM tlsrpt_from) to a domain whose TLS fails
+        # its policy: delivered over TLS, the certificate not checked, and left
+        # out of the TLS-RPT results; through the stripper still refused.
+        print("== 10b. TLS-RPT report mail", flush=True)
+        nmsgs = len(dest.messages)
+        msg = outcheck.message("report")
+        t = outcheck.one_transaction(net, ["tlsrpt@wrongmx.test"], msg, mail_from=REPORT_FROM)
+        mwtest.eq([t["mail"][0], t["rcpt"][0][0], t["data"][0]], [250, 250, 250],
+                  "report mail to wrongmx.test (MAIL, RCPT, end of data)")
+        msgs = dest.wait_messages(nmsgs + 1, 10)
+        mwtest.eq([msgs[-1].mail_from, msgs[-1].rcpt_tos, msgs[-1].data, msgs[-1].tls],
+                  [REPORT_FROM, ["tlsrpt@wrongmx.test"], msg, True],
+                  "report mail at the destination (sender, recipients, bytes, TLS)")
+        got = log_events(mw, "tls_report_mail", "wrongmx.test")
+        mwtest.eq([(x.get("level"), x.get("action")) for x in got],
+                  [("secure", "TLS required, certificate not checked")],
+                  "tls_report_mail lines for wrongmx.test")
+        nstrip = len(dest2.messages)
+        t = outcheck.one_transaction(net, ["tlsrpt@enforce.test"], msg, host=STRIP,
+                                     mail_from=REPORT_FROM)
+        mwtest.check_deferred(t["rcpt"][0], "starttls-not-supported",
+                              "report mail through the stripper")
+        mwtest.eq(len(dest2.messages), nstrip, "messages behind the stripper")
 
         # The TLS-RPT results so far (tlsrpt = yes): one line per session and
         # recipient domain, with the policy that applied and its verdict

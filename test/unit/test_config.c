@@ -519,9 +519,21 @@ static void test_config_rules(void **state)
                             "require_tls = no\n"
                             "forward = 127.0.0.1:25\n"
                             "mta_sts = yes\n"
-                            "tlsrpt = yes\n",
+                            "tlsrpt = yes\n"
+                            "tlsrpt_from = r@x.test\n",
                             "F:6: mta_sts is used only with forward_tls = policy\n"
-                            "F:7: tlsrpt is used only with forward_tls = policy\n");
+                            "F:7: tlsrpt is used only with forward_tls = policy\n"
+                            "F:8: tlsrpt_from is used only with forward_tls = policy\n");
+        test_config_refused(t,
+                            "[out]\n"
+                            "listen = 127.0.0.1:10026\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = original-dst\n"
+                            "forward_tls = policy\n"
+                            "tlsrpt_from = <r@x.test>\n",
+                            "F:7: tlsrpt_from: expected an address (local@domain), got "
+                            "'<r@x.test>'\n");
         test_config_refused(t,
                             "[out]\n"
                             "listen = 127.0.0.1:10026\n"
