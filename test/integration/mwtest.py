@@ -1401,6 +1401,38 @@ class NetEnv:
         return make_leaf_cert(self.env, name, sans or [name], kind)
 
 
+def nsd_config(d, addr, port, zones):
+    """Write d/nsd.conf for an nsd that a test runs (real software): on
+    addr:port, no chroot and no user change, its files in d, the zones
+    [(name, zonefile)]. Returns its path."""
+    conf = os.path.join(d, "nsd.conf")
+    text = """# written by mwtest
+server:
+    ip-address: %(addr)s
+    port: %(port)d
+    do-ip4: yes
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "%(d)s"
+    database: ""
+    zonelistfile: "%(d)s/zone.list"
+    xfrdfile: "%(d)s/xfrd.state"
+    xfrdir: "%(d)s"
+    pidfile: "%(d)s/nsd.pid"
+    server-count: 1
+    verbosity: 2
+    hide-version: yes
+remote-control:
+    control-enable: no
+""" % {"addr": addr, "port": port, "d": d}
+    for name, zonefile in zones:
+        text += 'zone:\n    name: "%s"\n    zonefile: "%s"\n' % (name, zonefile)
+    with open(conf, "w") as f:
+        f.write(text)
+    return conf
+
+
 def make_leaf_cert(env, name, sans, kind="valid"):
     """See NetEnv.cert(); usable without namespaces."""
     if kind not in ("valid", "expired", "untrusted"):
@@ -1926,34 +1958,9 @@ class DnssecZone:
 
     def _start_nsd(self):
         d = self.dir
-        conf = os.path.join(d, "nsd.conf")
-        with open(conf, "w") as f:
-            f.write("""# written by mwtest
-server:
-    ip-address: %(addr)s
-    port: 53
-    do-ip4: yes
-    do-ip6: no
-    username: ""
-    chroot: ""
-    zonesdir: "%(d)s"
-    database: ""
-    zonelistfile: "%(d)s/zone.list"
-    xfrdfile: "%(d)s/xfrd.state"
-    xfrdir: "%(d)s"
-    pidfile: "%(d)s/nsd.pid"
-    server-count: 1
-    verbosity: 2
-    hide-version: yes
-remote-control:
-    control-enable: no
-zone:
-    name: "%(o)s"
-    zonefile: "%(d)s/test.zone.signed"
-zone:
-    name: "%(c)s"
-    zonefile: "%(d)s/insecure.test.zone"
-""" % {"addr": self.auth_addr, "d": d, "o": self.ORIGIN, "c": self.CHILD})
+        conf = nsd_config(d, self.auth_addr, 53,
+                          [(self.ORIGIN, os.path.join(d, "test.zone.signed")),
+                           (self.CHILD, os.path.join(d, "insecure.test.zone"))])
         exe = shutil.which("nsd") or "/usr/sbin/nsd"
         r = subprocess.run([shutil.which("nsd-checkconf") or "/usr/sbin/nsd-checkconf", conf],
                            capture_output=True, text=True)

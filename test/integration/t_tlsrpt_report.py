@@ -286,29 +286,8 @@ def start_nsd(env, net):
     SERVFAIL for every name in it."""
     d = env.path("nsd")
     os.makedirs(d)
-    conf = os.path.join(d, "nsd.conf")
-    with open(conf, "w") as f:
-        f.write("""server:
-    ip-address: 127.0.0.1
-    port: %(port)d
-    do-ip4: yes
-    do-ip6: no
-    username: ""
-    chroot: ""
-    zonesdir: "%(d)s"
-    database: ""
-    zonelistfile: "%(d)s/zone.list"
-    xfrdfile: "%(d)s/xfrd.state"
-    xfrdir: "%(d)s"
-    pidfile: "%(d)s/nsd.pid"
-    server-count: 1
-    verbosity: 2
-remote-control:
-    control-enable: no
-zone:
-    name: "servfail.test."
-    zonefile: "%(d)s/servfail.test.zone-that-is-not-there"
-""" % {"port": NSD_PORT, "d": d})
+    conf = mwtest.nsd_config(d, "127.0.0.1", NSD_PORT, [
+        ("servfail.test.", os.path.join(d, "servfail.test.zone-that-is-not-there"))])
     exe = shutil.which("nsd") or "/usr/sbin/nsd"
     if not os.path.exists(exe):
         mwtest.skip("nsd is not installed")

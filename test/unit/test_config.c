@@ -531,21 +531,14 @@ static void test_config_rules(void **state)
                             "require_tls = no\n"
                             "forward = original-dst\n"
                             "forward_tls = policy\n"
-                            "tlsrpt_from = <r@x.test>\n",
-                            "F:7: tlsrpt_from: expected an address (local@domain), got "
-                            "'<r@x.test>'\n");
-        test_config_refused(t,
-                            "[out]\n"
-                            "listen = 127.0.0.1:10026\n"
-                            "accept_tls = none\n"
-                            "require_tls = no\n"
-                            "forward = original-dst\n"
-                            "forward_tls = policy\n"
                             "default_level = must\n"
-                            "learned_max_age = 9999\n",
+                            "learned_max_age = 9999\n"
+                            "tlsrpt_from = <r@x.test>\n",
                             "F:7: default_level: expected none, may, encrypt, dane, "
                             "dane-only, verify or secure, got 'must'\n"
-                            "F:8: learned_max_age: must be from 0 to 3650, got '9999'\n");
+                            "F:8: learned_max_age: must be from 0 to 3650, got '9999'\n"
+                            "F:9: tlsrpt_from: expected an address (local@domain), got "
+                            "'<r@x.test>'\n");
         test_config_load(t, "[out]\n"
                             "listen = 127.0.0.1:10026\n"
                             "accept_tls = none\n"
