@@ -89,6 +89,16 @@ def wait_for(cond, timeout, step=0.05):
         time.sleep(step)
 
 
+def proc_status(pid):
+    """/proc/PID/status as a dict (Uid, Gid, CapEff, NoNewPrivs, ...)."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
 def children(pid):
     """The pids whose parent is pid, sorted (from /proc)."""
     out = []

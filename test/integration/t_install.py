@@ -183,15 +183,6 @@ def yes(values):
     return bool(values) and values[-1].lower() in ("yes", "true", "on", "1")
 
 
-def status(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
 def sanitizer_report(text):
     for m in mwtest.SANITIZER_MARKERS:
         if m in text:
@@ -346,7 +337,7 @@ def confined_run(env, root, unit, failures):
                  "mailward under the unit's capabilities did not start (exit %r, not "
                  "listening on %r); its log:\n%s" % (p.poll(), missing, read(log)))
     mwtest.check(wait_log(log, "event=start ", p), "no event=start; log:\n%s" % read(log))
-    st = status(p.pid)
+    st = mwtest.proc_status(p.pid)
     print("running: " + ", ".join("%s=%s" % (k, st.get(k)) for k in (
         "Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb",
         "NoNewPrivs")), flush=True)
@@ -435,7 +426,8 @@ def confined_run(env, root, unit, failures):
                  "added; log:\n%s" % read(log3))
     mwtest.check("event=no_transparent" not in read(log3),
                  "event=no_transparent with CAP_NET_ADMIN; log:\n%s" % read(log3))
-    mwtest.eq(int(status(p.pid)["CapEff"], 16), 0, "CapEff after the drop (CAP_NET_ADMIN added)")
+    mwtest.eq(int(mwtest.proc_status(p.pid)["CapEff"], 16), 0,
+              "CapEff after the drop (CAP_NET_ADMIN added)")
     stop(p, log3, stop_timeout)
 
     # Each capability of the set is needed: without it start-up fails, clearly.

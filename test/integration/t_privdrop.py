@@ -19,15 +19,6 @@ import mwtest  # noqa: E402
 NAME = "mw.test.example"
 
 
-def status(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
 def check_caps(st, what, failures):
     for k in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
         if k in st and int(st[k], 16) != 0:
@@ -48,7 +39,7 @@ def main():
 
         mw = env.mailward(listeners=listener, globals={"user": "nobody"})
         time.sleep(0.5)
-        st = status(mw.pid)
+        st = mwtest.proc_status(mw.pid)
         print("user = nobody: " + ", ".join("%s=%s" % (k, st.get(k)) for k in (
             "Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb",
             "NoNewPrivs")))
@@ -86,7 +77,7 @@ def main():
         # allow_root = yes: runs as root, still without capabilities.
         mw = env.mailward(listeners=listener, globals={"user": "root", "allow_root": "yes"})
         time.sleep(0.5)
-        st = status(mw.pid)
+        st = mwtest.proc_status(mw.pid)
         print("allow_root: Uid=%s CapEff=%s CapPrm=%s CapBnd=%s NoNewPrivs=%s"
               % (st["Uid"], st["CapEff"], st["CapPrm"], st["CapBnd"], st["NoNewPrivs"]))
         check_caps(st, "allow_root = yes", failures)

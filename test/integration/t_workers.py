@@ -32,17 +32,8 @@ import mwtest  # noqa: E402
 CONNECT = re.compile(r"mailward\[(\d+)\]: info: (\S+) event=connect ")
 
 
-def status(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
 def check_worker(pid, uid):
-    st = status(pid)
+    st = mwtest.proc_status(pid)
     mwtest.eq(st["Name"], "mailward", "worker %d's name" % pid)
     mwtest.eq(st["Uid"].split(), [str(uid)] * 4, "worker %d's uids" % pid)
     mwtest.eq(int(st["CapEff"], 16), 0, "worker %d's CapEff" % pid)
