@@ -63,7 +63,10 @@ Scenarios, in this order, against one mailward:
      mismatch it reported), type sts with the failure for the policies that
      could not be had (sts-policy-fetch-error, sts-policy-invalid,
      sts-webpki-invalid), or no-policy-found, and the count of each; none
-     for the report mail of 10b.
+     for the report mail of 10b. The same file through
+     scripts/tlsrpt-report --dry-run: every line read, and enforce.test's
+     report (its TLSRPT record names a mailto rua) counts 3 sessions that
+     succeeded and 1 that failed (starttls-not-supported, the stripper).
  12. A restart: a new mailward on the same state_dir, the HTTPS server
      still stopped: wrongmx.test is refused and enforce.test delivered by the
      policies stored by the first one (log event=mta_sts_stored for each, no
@@ -77,7 +80,9 @@ Scenarios, in this order, against one mailward:
 mailward then stops cleanly (status 0, no sanitizer report)."""
 
 import collections
+import json
 import os
+import re
 import signal
 import sys
 
@@ -174,6 +179,7 @@ def main():
         # DNS: dnsmasq at 192.0.2.53, the sender's resolver.
         announced = list(POLICIES) + [BROKEN, INVALID, WEBPKI]
         txt = {"_mta-sts." + d: "v=STSv1; id=%s;" % sts_id(d) for d in announced}
+        txt["_smtp._tls.enforce.test"] = "v=TLSRPTv1; rua=mailto:tlsrpt@enforce.test"
         hosts = {"mta-sts." + d: WEB for d in announced}
         dns = net.dnsmasq(DNS, txt=txt, hosts=hosts)
         net.resolver(DNS)
@@ -397,6 +403,33 @@ def main():
             (WEBPKI, "sts", "sts-webpki-invalid", "", DEST): 1,
             (TABLE, "no-policy-found", "success", "", DEST): 1}.items()),
             "TLS-RPT results (domain, type, result, mode, receiving-ip): count")
+
+        # The same results through scripts/tlsrpt-report (--dry-run on the
+        # day's file, as mailward's user): what mailward writes is what the
+        # reporter reads, and enforce.test's report counts its sessions.
+        print("== TLS-RPT report of enforce.test (tlsrpt-report --dry-run)", flush=True)
+        day = [r["time"][:10] for r in outcheck.tlsrpt_results(net)
+               if r["policy-domain"] == "enforce.test"][-1]
+        r = net.run(net.sender, ["runuser", "-u", "nobody", "--", "/usr/bin/python3",
+                                 os.path.join(mwtest.REPO, "scripts", "tlsrpt-report"),
+                                 "--state-dir", net.state_dir, "--organization", "Sender",
+                                 "--contact", "postmaster@sender.test", "--day", day,
+                                 "--dry-run"], timeout=120)
+        print("tlsrpt-report: exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+        mwtest.eq(r.returncode, 1, "exit status of tlsrpt-report --dry-run (1: a report "
+                  "is still to be sent)")
+        mwtest.check("bad_lines" not in r.stderr, "tlsrpt-report could not read every line")
+        printed = json.loads("[" + re.sub(r"\}\n\{", "},{", r.stdout.strip()) + "]")
+        mwtest.eq([(p["policy-domain"], p["send-to"]) for p in printed],
+                  [("enforce.test", ["mailto:tlsrpt@enforce.test"])],
+                  "reports tlsrpt-report would send (domain, rua)")
+        pols = printed[0]["report"]["policies"]
+        mwtest.eq([(p["policy"]["policy-type"], p["summary"]["total-successful-session-count"],
+                    p["summary"]["total-failure-session-count"],
+                    [(f["result-type"], f["receiving-ip"], f["failed-session-count"])
+                     for f in p.get("failure-details", [])]) for p in pols],
+                  [("sts", 3, 1, [("starttls-not-supported", STRIP, 1)])],
+                  "enforce.test's report (type, successes, failures, details)")
 
         # 12. A restart keeps the policies (state_dir/mta-sts.mdb), the HTTPS
         # server still stopped.
