@@ -2857,6 +2857,11 @@ int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen
         return 1;
 }
 
+int64_t relay_listener_not_after(const struct relay_listener *l)
+{
+        return tls_ctx_not_after(l->tls_server);
+}
+
 unsigned relay_listener_sessions(const struct relay_listener *l)
 {
         const struct relay_session *s;

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tls_suites.h"
 #include "util.h"
@@ -77,6 +78,7 @@ struct tls_ctx {
         bool verify_peer;
         bool verify_record; /* and not verify_peer */
         unsigned refs;      /* the owner's, and one per struct tls made from it */
+        int64_t not_after;  /* server role: when its certificate expires; 0: unknown */
         WOLFSSL_CTX *wctx;
 };
 
@@ -391,6 +393,42 @@ static void tls_cert_free(DecodedCert *dc)
 }
 
 /*
+ * When the first certificate of a PEM file (the server's own, as wolfSSL
+ * loads it) expires, in seconds since the epoch; 0 if that cannot be read.
+ */
+static int64_t tls_cert_file_not_after(const char *path)
+{
+        const unsigned char *date;
+        unsigned char *der;
+        int64_t when = 0;
+        DecodedCert *dc = NULL;
+        struct buf pem;
+        struct tm tm;
+        byte format;
+        int dersz, len;
+
+        buf_init(&pem);
+        if (!tls_read_file(path, TLS_KEY_FILE_MAX * 16, &pem) || buf_len(&pem) == 0) {
+                buf_cleanup(&pem);
+                return 0;
+        }
+        der = xmalloc(buf_len(&pem));
+        dersz = wc_CertPemToDer((const unsigned char *)buf_data(&pem), (int)buf_len(&pem),
+                                der, (int)buf_len(&pem), CERT_TYPE);
+        if (dersz > 0)
+                dc = tls_cert_parse(der, dersz);
+        memset(&tm, 0, sizeof(tm));
+        if (dc != NULL &&
+            wc_GetDateInfo(dc->afterDate, dc->afterDateLen, &date, &format, &len) == 0 &&
+            wc_GetDateAsCalendarTime(date, len, format, &tm) == 0)
+                when = (int64_t)timegm(&tm);
+        tls_cert_free(dc);
+        free(der);
+        buf_cleanup(&pem);
+        return when;
+}
+
+/*
  * True if the certificate the verify callback is at names itself as its
  * issuer. wolfSSL says so (ASN_SELF_SIGNED_E) only with OPENSSL_ALL; other
  * builds say ASN_NO_SIGNER_E, which is true but tells an administrator less.
@@ -603,7 +641,14 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
             role == TLS_ROLE_CLIENT && conf->verify_record && !conf->verify_peer;
         ctx->wctx = wctx;
         ctx->refs = 1;
+        if (role == TLS_ROLE_SERVER)
+                ctx->not_after = tls_cert_file_not_after(conf->cert_file);
         return ctx;
+}
+
+int64_t tls_ctx_not_after(const struct tls_ctx *ctx)
+{
+        return ctx != NULL ? ctx->not_after : 0;
 }
 
 void tls_ctx_free(struct tls_ctx *ctx)

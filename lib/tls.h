@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -70,6 +71,12 @@ void tls_global_cleanup(void);
  */
 struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                             char *err, size_t errlen);
+/*
+ * Server role: when the certificate it serves (the first of cert_file)
+ * expires, in seconds since the epoch; 0 if unknown (or ctx is NULL).
+ */
+int64_t tls_ctx_not_after(const struct tls_ctx *ctx);
+
 /* Drop the owner's reference: freed now, or when the last tls made from it is. */
 void tls_ctx_free(struct tls_ctx *ctx);
 

@@ -39,6 +39,8 @@
 #include "workers.h"
 
 #define MAIN_DEFAULT_CONFIG "/etc/mailward/mailward.conf"
+/* A certificate that expires sooner than this is logged as a warning. */
+#define MAIN_CERT_WARN_DAYS 14
 #define MAIN_BACKLOG        511
 #define MAIN_WATCH_MS       100
 
@@ -58,9 +60,10 @@ struct main_state {
         struct relay_env env;
         struct main_listener *listeners;
         size_t nlisteners;
-        int *fds;                /* bound sockets: [worker * nlisteners + listener] */
-        struct workers *workers; /* workers > 1 */
-        int worker;              /* this worker's index; -1: the only process */
+        int *fds;                   /* bound sockets: [worker * nlisteners + listener] */
+        struct workers *workers;    /* workers > 1 */
+        struct metrics_certs certs; /* when the listeners' certificates expire */
+        int worker;                 /* this worker's index; -1: the only process */
         uv_signal_t sig_term, sig_int, sig_hup;
         uv_timer_t probe_timer, drain_timer, watch_timer, metrics_timer;
         bool metrics_failing; /* the last write failed (logged once) */
@@ -170,6 +173,49 @@ static int main_make_listeners(struct main_state *m, FILE *errs)
         return bad ? -1 : 0;
 }
 
+/*
+ * The listeners' certificates, for the metrics (start-up and after a reload);
+ * with log, one line each, a warning when one expires within
+ * MAIN_CERT_WARN_DAYS days and an error once it has.
+ */
+static void main_update_certs(struct main_state *m, bool log)
+{
+        int64_t now = (int64_t)time(NULL);
+        size_t i;
+
+        if (m->certs.v == NULL)
+                m->certs.v =
+                    xcalloc(m->nlisteners ? m->nlisteners : 1, sizeof(*m->certs.v));
+        m->certs.n = 0;
+        for (i = 0; i < m->nlisteners; i++) {
+                int64_t na = relay_listener_not_after(m->listeners[i].relay);
+                time_t t = (time_t)na;
+                char when[32];
+                struct tm tm;
+                long long left = (long long)((na - now) / 86400);
+
+                if (na == 0)
+                        continue;
+                m->certs.v[m->certs.n].listener = m->listeners[i].conf->name;
+                m->certs.v[m->certs.n++].not_after = na;
+                if (!log)
+                        continue;
+                gmtime_r(&t, &tm);
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+                log_emit(
+                    &m->log,
+                    na <= now                    ? LOG_LVL_ERR
+                    : left < MAIN_CERT_WARN_DAYS ? LOG_LVL_WARN
+                                                 : LOG_LVL_INFO,
+                    NULL,
+                    "event=certificate listener=%s cert=%s not_after=%s days_left=%lld%s",
+                    m->listeners[i].conf->name, m->listeners[i].conf->cert, when, left,
+                    na <= now                    ? " note=\"expired: renew it\""
+                    : left < MAIN_CERT_WARN_DAYS ? " note=\"renew it soon\""
+                                                 : "");
+        }
+}
+
 static void main_free_listeners(struct main_state *m)
 {
         size_t i;
@@ -179,6 +225,9 @@ static void main_free_listeners(struct main_state *m)
         free(m->listeners);
         m->listeners = NULL;
         m->nlisteners = 0;
+        free(m->certs.v);
+        m->certs.v = NULL;
+        m->certs.n = 0;
 }
 
 static void main_on_connection(uv_stream_t *server, int status)
@@ -507,6 +556,8 @@ static void main_reload(struct main_state *m)
         }
         if (main_reopen_alert_log(m) != 0)
                 log_failed = true;
+        /* Once per reload: the single process, or the supervisor. */
+        main_update_certs(m, m->worker < 0);
         log_emit(&m->log, failed || tls_failed || log_failed ? LOG_LVL_ERR : LOG_LVL_INFO,
                  NULL,
                  "event=sighup action=reload policies=%u failed=%u tls=%u tls_failed=%u "
@@ -579,7 +630,8 @@ static void main_write_metrics(struct main_state *m)
                                 &m->env.stats);
                 return;
         }
-        r = metrics_write(m->cfg->metrics_file, &m->alerts, &m->env.stats, &step);
+        r = metrics_write(m->cfg->metrics_file, &m->alerts, &m->env.stats, &m->certs,
+                          &step);
         if (r != 0 && !m->metrics_failing)
                 log_emit(&m->log, LOG_LVL_ERR, NULL,
                          "event=metrics_failed file=%s step=%s error=\"%s\"",
@@ -654,7 +706,8 @@ static int main_check_sinks(struct main_state *m)
                 return -1;
         }
         if (m->cfg->metrics_file != NULL) {
-                r = metrics_write(m->cfg->metrics_file, &m->alerts, &m->env.stats, &step);
+                r = metrics_write(m->cfg->metrics_file, &m->alerts, &m->env.stats,
+                                  &m->certs, &step);
                 if (r != 0) {
                         fprintf(stderr, "mailward: metrics_file %s: %s: %s (as uid %d)\n",
                                 m->cfg->metrics_file, step, strerror(-r), (int)getuid());
@@ -796,11 +849,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mailward: %s\n", err);
                 goto out_alerts;
         }
+        main_update_certs(&m, true);
         if (main_check_sinks(&m) != 0)
                 goto out_alerts;
         if (m.cfg->workers > 1) {
                 m.workers = workers_new(m.cfg, &m.log, m.fds, m.nlisteners);
                 workers_on_hup(m.workers, main_reload_cb, &m);
+                workers_metrics_certs(m.workers, &m.certs);
                 m.worker = workers_run(m.workers, &rc);
                 if (m.worker < 0)
                         goto out_alerts; /* the supervisor, every worker gone */

@@ -42,7 +42,7 @@ static void metrics_printf(struct metrics_out *o, const char *fmt, ...)
 }
 
 int metrics_format(const struct alert_sink *alerts, const struct relay_stats *stats,
-                   char *out, size_t outlen)
+                   const struct metrics_certs *certs, char *out, size_t outlen)
 {
         struct metrics_out o = {out, outlen, 0, false};
         int i;
@@ -69,6 +69,19 @@ int metrics_format(const struct alert_sink *alerts, const struct relay_stats *st
                        (unsigned long long)stats->sessions_active,
                        (unsigned long long)stats->sessions_total,
                        (unsigned long long)stats->messages_total);
+        if (certs != NULL && certs->n > 0)
+                metrics_printf(&o, "# HELP mailward_certificate_expiry_timestamp_seconds "
+                                   "When the certificate a listener serves expires.\n"
+                                   "# TYPE mailward_certificate_expiry_timestamp_seconds "
+                                   "gauge\n");
+        for (size_t c = 0; certs != NULL && c < certs->n; c++) {
+                if (certs->v[c].not_after != 0)
+                        metrics_printf(&o,
+                                       "mailward_certificate_expiry_timestamp_seconds{"
+                                       "listener=\"%s\"} %lld\n",
+                                       certs->v[c].listener,
+                                       (long long)certs->v[c].not_after);
+        }
         if (o.overflow) {
                 out[0] = '\0';
                 return -1;
@@ -77,14 +90,17 @@ int metrics_format(const struct alert_sink *alerts, const struct relay_stats *st
 }
 
 int metrics_write(const char *path, const struct alert_sink *alerts,
-                  const struct relay_stats *stats, const char **step)
+                  const struct relay_stats *stats, const struct metrics_certs *certs,
+                  const char **step)
 {
-        char text[METRICS_BUF], *tmp;
+        /* A line per listener: names are at most 49 characters (config.c). */
+        size_t textlen = METRICS_BUF + (certs != NULL ? certs->n * 128 : 0);
+        char *text = xmalloc(textlen), *tmp;
         size_t tmplen = strlen(path) + 5;
         ssize_t w;
         int fd, n, err = 0;
 
-        n = metrics_format(alerts, stats, text, sizeof(text));
+        n = metrics_format(alerts, stats, certs, text, textlen);
         if (n < 0)
                 fatalx("metrics_format: buffer too small");
         tmp = xmalloc(tmplen);
@@ -112,5 +128,6 @@ int metrics_write(const char *path, const struct alert_sink *alerts,
                 unlink(tmp);
 out:
         free(tmp);
+        free(text);
         return err;
 }

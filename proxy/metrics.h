@@ -16,18 +16,34 @@
 #define MAILWARD_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "alert.h"
 #include "relay.h"
 
 #define METRICS_INTERVAL_MS 10000
 
-/* The exposition text into out (NUL-terminated). Its length, or -1 if too small. */
+/* The certificates the listeners serve: when each expires. */
+struct metrics_cert {
+        const char *listener;
+        int64_t not_after; /* seconds since the epoch; 0: none or unknown (left out) */
+};
+
+struct metrics_certs {
+        size_t n;
+        struct metrics_cert *v;
+};
+
+/*
+ * The exposition text into out (NUL-terminated). Its length, or -1 if too
+ * small. certs may be NULL.
+ */
 int metrics_format(const struct alert_sink *alerts, const struct relay_stats *stats,
-                   char *out, size_t outlen);
+                   const struct metrics_certs *certs, char *out, size_t outlen);
 
 /* 0, or -errno with the failing step ("open", "write", "rename") in *step. */
 int metrics_write(const char *path, const struct alert_sink *alerts,
-                  const struct relay_stats *stats, const char **step);
+                  const struct relay_stats *stats, const struct metrics_certs *certs,
+                  const char **step);
 
 #endif

@@ -58,6 +58,7 @@ struct workers {
         uint64_t metrics_ms; /* next metrics write */
         void (*on_hup)(void *);
         void *on_hup_arg;
+        const struct metrics_certs *certs;
 };
 
 static uint64_t workers_now_ms(void)
@@ -150,7 +151,7 @@ static void workers_write_metrics(struct workers *w)
                 for (int e = 0; e < ALERT_EVENT_COUNT; e++)
                         alerts.count[e] += (unsigned long)workers_load(&s->alerts[e]);
         }
-        r = metrics_write(w->cfg->metrics_file, &alerts, &stats, &step);
+        r = metrics_write(w->cfg->metrics_file, &alerts, &stats, w->certs, &step);
         if (r != 0 && !w->metrics_failing)
                 log_emit(w->log, LOG_LVL_ERR, NULL,
                          "event=metrics_failed file=%s step=%s error=\"%s\"",
@@ -322,6 +323,11 @@ static void workers_drain(struct workers *w, int signum)
         for (unsigned i = 0; i < w->n; i++)
                 w->procs[i].restart_ms = 0;
         workers_signal_all(w, signum);
+}
+
+void workers_metrics_certs(struct workers *w, const struct metrics_certs *certs)
+{
+        w->certs = certs;
 }
 
 void workers_on_hup(struct workers *w, void (*fn)(void *), void *arg)

@@ -85,6 +85,9 @@ void workers_free(struct workers *w);
  * it reloads, for workers started after it), then the signal to every worker.
  */
 void workers_on_hup(struct workers *w, void (*fn)(void *), void *arg);
+/* The certificates for the supervisor's metrics (kept up to date by its owner). */
+struct metrics_certs;
+void workers_metrics_certs(struct workers *w, const struct metrics_certs *certs);
 
 /* In a worker: its index (0..n-1). In the supervisor, at the end: -1. */
 int workers_run(struct workers *w, int *status);

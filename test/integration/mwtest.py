@@ -1443,8 +1443,9 @@ remote-control:
     return conf
 
 
-def make_leaf_cert(env, name, sans, kind="valid"):
-    """See NetEnv.cert(); usable without namespaces."""
+def make_leaf_cert(env, name, sans, kind="valid", days=730):
+    """See NetEnv.cert(); usable without namespaces. days: the validity of
+    a valid or untrusted one."""
     if kind not in ("valid", "expired", "untrusted"):
         raise ValueError("kind must be valid, expired or untrusted")
     n = env._next("leafcert")
@@ -1508,7 +1509,7 @@ commonName = supplied
     if kind == "expired":
         dates = ["-startdate", "20200101000000Z", "-enddate", "20200201000000Z"]
     else:
-        dates = ["-days", "730"]
+        dates = ["-days", str(days)]
     ossl("ca", "-batch", "-notext", "-config", cnf, "-cert", ca_pem, "-keyfile", ca_key,
          "-in", base + ".csr", "-out", base + ".pem", "-extensions", "leaf_ext",
          "-extfile", cnf, *dates)

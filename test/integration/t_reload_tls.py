@@ -23,10 +23,15 @@ smarthost, forward_ca = anchors.pem):
      only root may read: reload_tls_failed (permission), still RSA; the key
      made readable and SIGHUP again: ECDSA.
 
-With workers = 2: a reload reaches both workers (every new session gets
-the new certificate), and workers started after both are killed get it
-too (the supervisor reloaded its own copy)."""
+With workers = 2 and a metrics_file: at start one event=certificate line
+(info, days_left over 300) and the certificate's notAfter (as openssl
+reads it) in mailward_certificate_expiry_timestamp_seconds. A reload to a
+certificate valid for 10 days reaches both workers (every new session gets
+it), the supervisor logs it once as a warning ("renew it soon"), and the
+metric follows; workers started after both are killed serve it too (the
+supervisor reloaded its own copy)."""
 
+import datetime
 import hashlib
 import os
 import re
@@ -35,6 +40,7 @@ import signal
 import smtplib
 import socket
 import ssl
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -211,20 +217,73 @@ def single(env):
     mw.stop()
 
 
+def openssl_not_after(path):
+    r = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-enddate", "-dateopt",
+                        "iso_8601"], capture_output=True, text=True, check=True)
+    when = datetime.datetime.strptime(r.stdout.strip(), "notAfter=%Y-%m-%d %H:%M:%SZ")
+    return int(when.replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+def expiry_metric(prom):
+    """mailward_certificate_expiry_timestamp_seconds{listener="in"} of the
+    metrics file, or None."""
+    try:
+        with open(prom) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    m = re.search(r'^mailward_certificate_expiry_timestamp_seconds\{listener="in"\} (\d+)$',
+                  text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def cert_lines(mw):
+    return re.findall(r"mailward\[\d+\]: (\w+): - event=certificate listener=in cert=\S+ "
+                      r"not_after=(\S+) days_left=(-?\d+)(.*)", mw.log())
+
+
 def workers(env):
     certs = env.certs
-    cert, key, ecdsa, rsa = tls_files(env, "tls-workers")
+    cert, key, ecdsa, _ = tls_files(env, "tls-workers")
+    short = mwtest.make_leaf_cert(env, "localhost", ["localhost", "127.0.0.1"], days=10)
+    short_fp = pem_fingerprint(short[0])
+    mdir = env.path("metrics")
+    os.makedirs(mdir)
+    if mwtest.is_root():
+        os.chown(mdir, *mwtest._ids("nobody"))
+    prom = os.path.join(mdir, "mailward.prom")
     backend = env.recorder()
     mw = env.mailward(listeners={"in": {"accept_tls": "starttls", "cert": cert, "key": key,
                                         "forward": "127.0.0.1:%d" % backend.port}},
-                      globals={"workers": 2})
+                      globals={"workers": 2, "metrics_file": prom})
     mwtest.eq({served(env, mw, "in", False) for _ in range(6)}, {ecdsa},
               "certificates served by two workers at start")
-    put(os.path.join(certs, "server-rsa.pem"), cert)
-    put(os.path.join(certs, "server-rsa.key"), key)
+    # When the certificate expires: logged once at start, and in the metrics.
+    want = openssl_not_after(cert)
+    got = cert_lines(mw)
+    print("certificate lines: %r" % got)
+    mwtest.eq([(lvl, days_left_ok) for lvl, _, d, _ in got
+               for days_left_ok in [int(d) > 300]], [("info", True)],
+              "event=certificate lines at start (level, days_left > 300)")
+    mwtest.eq(expiry_metric(prom), want, "certificate expiry in the metrics at start")
+
+    # The reload: a certificate that expires in 10 days.
+    put(short[0], cert)
+    put(short[1], key, mode=0o644)
     hup_and_wait(mw, [("reload_tls", "in")], n=3)
-    mwtest.eq({served(env, mw, "in", False) for _ in range(12)}, {rsa},
+    mwtest.eq({served(env, mw, "in", False) for _ in range(12)}, {short_fp},
               "certificates served by two workers after the reload")
+    got = cert_lines(mw)
+    print("certificate lines: %r" % got)
+    # 10 days from when the certificate was made, less the seconds since.
+    mwtest.eq([(lvl, d in ("9", "10"), note.strip()) for lvl, _, d, note in got[1:]],
+              [("warning", True, 'note="renew it soon"')],
+              "event=certificate lines after the reload (one, from the supervisor; level, "
+              "days_left 9 or 10, note)")
+    want = openssl_not_after(short[0])
+    mwtest.check(mwtest.wait_for(lambda: expiry_metric(prom) == want, 15),
+                 "certificate expiry in the metrics after the reload: %r, want %d"
+                 % (expiry_metric(prom), want))
     old = mwtest.children(mw.pid)
     mwtest.eq(len(old), 2, "workers")
     for pid in old:
@@ -232,7 +291,7 @@ def workers(env):
     mwtest.check(mwtest.wait_for(lambda: len(set(mwtest.children(mw.pid)) - set(old)) == 2
                                  and mwtest.is_listening(mw.port("in")), 15),
                  "no two new workers: %r" % mwtest.children(mw.pid))
-    mwtest.eq({served(env, mw, "in", False) for _ in range(12)}, {rsa},
+    mwtest.eq({served(env, mw, "in", False) for _ in range(12)}, {short_fp},
               "certificates served by restarted workers")
     s = open_starttls(env, mw, "in")
     deliver(s, backend, "through a restarted worker")

@@ -171,6 +171,44 @@ static struct test_outcome test_handshake(struct tls *c, struct tls *s)
         return o;
 }
 
+/* notAfter of a certificate file as openssl(1) reads it, in seconds since the epoch. */
+static int64_t test_openssl_not_after(const char *path)
+{
+        char cmd[512], line[128];
+        struct tm tm;
+        FILE *p;
+
+        snprintf(cmd, sizeof(cmd),
+                 "openssl x509 -in '%s' -noout -enddate -dateopt iso_8601", path);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        assert_non_null(fgets(line, sizeof(line), p));
+        assert_int_equal(pclose(p), 0);
+        memset(&tm, 0, sizeof(tm));
+        assert_non_null(strptime(line, "notAfter=%Y-%m-%d %H:%M:%S", &tm));
+        return (int64_t)timegm(&tm);
+}
+
+/* The expiry of the certificate a server ctx serves (metrics, reload logs). */
+static void test_ctx_not_after(void **state)
+{
+        struct tls_ctx *ecdsa = test_server_ctx(state, "server.pem", "server.key");
+        struct tls_ctx *expired = test_server_ctx(state, "expired.pem", "expired.key");
+        struct tls_ctx *client = test_client_ctx(state, true);
+        int64_t want = test_openssl_not_after(test_path(state, "server.pem"));
+
+        assert_true(want > 1700000000);
+        assert_int_equal(tls_ctx_not_after(ecdsa), want);
+        assert_int_equal(tls_ctx_not_after(expired),
+                         test_openssl_not_after(test_path(state, "expired.pem")));
+        assert_true(tls_ctx_not_after(expired) < 1609459200); /* 2021-01-01 */
+        assert_int_equal(tls_ctx_not_after(client), 0);
+        assert_int_equal(tls_ctx_not_after(NULL), 0);
+        tls_ctx_free(ecdsa);
+        tls_ctx_free(expired);
+        tls_ctx_free(client);
+}
+
 /* A client with verify_peer against a server with cert/key; returns the outcome. */
 static struct test_outcome test_verify(void **state, const char *cert, const char *key,
                                        const char *servername, char *cerr, size_t cerrlen)
@@ -1659,6 +1697,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_full_session),
             cmocka_unit_test(test_ctx_replaced),
+            cmocka_unit_test(test_ctx_not_after),
             cmocka_unit_test(test_verify_names),
             cmocka_unit_test(test_verify_chain),
             cmocka_unit_test(test_sni),
