@@ -35,7 +35,6 @@ import fcntl
 import json
 import os
 import pwd
-import grp
 import re
 import shutil
 import signal
@@ -1393,13 +1392,15 @@ class NetEnv:
         DnssecZone."""
         return DnssecZone(self, auth_addr, resolver_addr, records, insecure_records, bogus)
 
-    def https(self, addr, cert, sites, port=443, delays=None):
+    def https(self, addr, cert, sites, port=443, delays=None, post_status=None):
         """An HTTPS server inside addr's namespace at addr:port: Python's
         http.server (ThreadingHTTPServer) over ssl, with the certificate
         cert (certfile, keyfile), answering each GET by its Host header
         from sites {host: (status, content_type, body)}, after delays
-        {host: seconds} if given. See HttpsServer."""
-        return HttpsServer(self, self.ns_of(addr), addr, port, cert, sites, delays)
+        {host: seconds} if given, and each POST with post_status. See
+        HttpsServer."""
+        return HttpsServer(self, self.ns_of(addr), addr, port, cert, sites, delays,
+                           post_status)
 
     # -- certificates -----------------------------------------------------------------
     def cert(self, name, sans=None, kind="valid"):
@@ -2068,10 +2069,14 @@ class HttpsServer:
     in sites gets 404. delays {host: seconds} (optional) holds the answer
     to a GET for host back that long once the request is read (each request
     in its own thread: other hosts, and other requests, are not held up);
-    stop() sends held answers at once. Records every request:
+    stop() sends held answers at once. A POST is read and answered by its
+    Host from post_status {host: [status, ...]}: each takes the first status
+    while more than one is left, the last one stays (200 for a host not
+    named). Records every request:
       requests    [{"method", "path", "host", "sni", "version"}] in order
                   (sni: the name the client sent in its TLS ClientHello)
       gets(host)  the GET requests for host
+      posts       [{"host", "path", "ctype", "body", "status"}] in order
       answered    [{"host", "status", "held"}]: the answers written out in
                   full (held: the seconds it was held back), in order
       errors      connections that ended without a request (TLS errors...),
@@ -2079,13 +2084,15 @@ class HttpsServer:
       stop()      close the listening socket: later connections are refused
     Attributes: ns, addr, port, delays (may be changed while it runs)."""
 
-    def __init__(self, net, ns, addr, port, cert, sites, delays=None):
+    def __init__(self, net, ns, addr, port, cert, sites, delays=None, post_status=None):
         import http.server
         import socketserver
         self.ns, self.addr, self.port = ns, addr, port
         self.sites = dict(sites)
         self.delays = dict(delays or {})
+        self.post_status = {h: list(s) for h, s in (post_status or {}).items()}
         self.requests = []
+        self.posts = []
         self.answered = []
         self.errors = []
         self.lock = threading.Lock()
@@ -2143,6 +2150,21 @@ class HttpsServer:
                 self.wfile.flush()
                 with owner.lock:
                     owner.answered.append({"host": host, "status": status, "held": held})
+
+            def do_POST(self):
+                host = self.mw_rec["host"].lower().split(":")[0]
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with owner.lock:
+                    left = owner.post_status.get(host, [200])
+                    status = left.pop(0) if len(left) > 1 else left[0]
+                    owner.posts.append({"host": host, "path": self.path,
+                                        "ctype": self.headers.get("Content-Type"),
+                                        "body": body, "status": status})
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "3")
+                self.end_headers()
+                self.wfile.write(b"ok\n")
 
             def log_message(self, fmt, *args):
                 pass

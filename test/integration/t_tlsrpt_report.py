@@ -68,16 +68,12 @@ import email
 import email.policy
 import gzip
 import hashlib
-import http.server
 import json
 import os
 import pwd
 import re
 import shutil
-import socketserver
-import ssl
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
@@ -197,86 +193,6 @@ EXPECTED_D1 = {
                "handshake failed: bad record mac")])],
 }
 EXPECTED_D2 = {"mailto.test": [policy("tlsa", "mailto.test", TLSA, ["mx.mailto.test"], 1, 0)]}
-
-
-# -- the report hosts --------------------------------------------------------------
-class ReportSink:
-    """Python's http.server (ThreadingHTTPServer, real software) over ssl at
-    addr:443 inside ns, recording every request: posts [{"host", "path",
-    "ctype", "body", "status"}]. A POST is answered from answers {host:
-    [status, ...]} (the first one left, taken), else default {host: status},
-    else 200."""
-
-    def __init__(self, net, ns, addr, cert, answers, default):
-        self.posts, self.others, self.errors = [], [], []
-        self.answers = {h: list(s) for h, s in answers.items()}
-        self.default = dict(default)
-        self.lock = threading.Lock()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert[0], cert[1])
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def setup(self):
-                self.request.settimeout(10)
-                self.request.do_handshake()
-                super().setup()
-
-            def do_POST(self):
-                host = self.headers.get("Host", "").split(":")[0].lower()
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with owner.lock:
-                    left = owner.answers.get(host)
-                    status = left.pop(0) if left else owner.default.get(host, 200)
-                    owner.posts.append({"host": host, "path": self.path,
-                                        "ctype": self.headers.get("Content-Type"),
-                                        "body": body, "status": status})
-                print("https: POST %s%s (%d bytes) -> %d" % (host, self.path, len(body), status),
-                      flush=True)
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", "3")
-                self.end_headers()
-                self.wfile.write(b"ok\n")
-
-            def do_GET(self):
-                with owner.lock:
-                    owner.others.append(("GET", self.path))
-                self.send_error(405)
-
-            def log_message(self, fmt, *args):
-                pass
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-            def server_bind(self):
-                socketserver.TCPServer.server_bind(self)
-                self.server_name, self.server_port = addr, 443
-
-            def get_request(self):
-                sock, peer = self.socket.accept()
-                return ctx.wrap_socket(sock, server_side=True,
-                                       do_handshake_on_connect=False), peer
-
-            def handle_error(self, request, client_address):
-                with owner.lock:
-                    owner.errors.append(repr(sys.exc_info()[1]))
-
-        with net.inside(ns):
-            self.server = Server((addr, 443), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        net.env.on_exit(self.stop)
-
-    def stop(self):
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join(10)
-            self.server = None
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -473,9 +389,9 @@ def main():
         mwtest.check("rcode: SERVFAIL" in r.stdout, "servfail.test does not give SERVFAIL in "
                      "the sender: %s\ndnsmasq: %s" % (r.stdout, dns.output()))
         sites = ["reports.%s" % d for d in ("https.test", "retry.test", "gone.test", "both.test")]
-        web = ReportSink(net, net.ns_of(WEB), WEB, net.cert(sites[0], sans=sites),
-                         answers={"reports.retry.test": [503]},
-                         default={"reports.gone.test": 404})
+        web = net.https(WEB, net.cert(sites[0], sans=sites), {},
+                        post_status={"reports.retry.test": [503, 200],
+                                     "reports.gone.test": [404]})
         mta = net.dest(MTA, tls=None, hostname="mta.sender.test")
 
         # The state directory, as mailward's user (nobody here) has it.
@@ -562,7 +478,8 @@ def main():
                   [("reports.both.test", "/tlsrpt", 200), ("reports.gone.test", "/missing", 404),
                    ("reports.https.test", "/v1/tlsrpt", 200),
                    ("reports.retry.test", "/tlsrpt", 503)], "POSTs of the first run")
-        mwtest.eq([web.others, web.errors], [[], []], "other requests and failed connections")
+        mwtest.eq([[r for r in web.requests if r["method"] != "POST"], web.errors], [[], []],
+                  "other requests and failed connections")
         reports = {}
         for host in ("https.test", "both.test", "retry.test", "gone.test"):
             reports[host] = check_post(posts["reports." + host], host, EXPECTED_D1[host],
