@@ -1868,7 +1868,8 @@ static void relay_out_dane_observe(struct relay_session *s, const struct dane_re
 /*
  * Judge one recipient domain: the expectation (*e comes in as the table's
  * answer, policy_lookup(); then learned record, MTA-STS, DANE) against what
- * the server did. Pure but for the learned lookup and the TLSA match.
+ * the server did. Pure but for the learned lookup, the TLSA match and the
+ * log line of report mail (tlsrpt_from), whose level is capped at encrypt.
  */
 static bool relay_out_judge(struct relay_session *s, const char *domain,
                             const struct mtasts_policy *sts,

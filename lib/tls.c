@@ -60,8 +60,9 @@
 #define TLS_MAGIC     0x746c7373u /* "tlss" */
 
 /* Largest key file read for the key/certificate check, and largest public key. */
-#define TLS_KEY_FILE_MAX (64 * 1024)
-#define TLS_SPKI_MAX     4096
+#define TLS_KEY_FILE_MAX  (64 * 1024)
+#define TLS_CERT_FILE_MAX (1024 * 1024) /* a chain, read for its first certificate */
+#define TLS_SPKI_MAX      4096
 /* Most certificates of a peer's chain looked at (wolfSSL takes 9 at most). */
 #define TLS_CHAIN_MAX 16
 
@@ -408,7 +409,7 @@ static int64_t tls_cert_file_not_after(const char *path)
         int dersz, len;
 
         buf_init(&pem);
-        if (!tls_read_file(path, TLS_KEY_FILE_MAX * 16, &pem) || buf_len(&pem) == 0) {
+        if (!tls_read_file(path, TLS_CERT_FILE_MAX, &pem) || buf_len(&pem) == 0) {
                 buf_cleanup(&pem);
                 return 0;
         }
