@@ -135,6 +135,7 @@ install: $(BUILD)/mailward
 	        $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
 	$(INSTALL) -m 0755 $(BUILD)/mailward $(DESTDIR)$(SBINDIR)/mailward
 	$(INSTALL) -m 0644 proxy/mailward.8 $(DESTDIR)$(MANDIR)/man8/mailward.8
+	$(INSTALL) -m 0644 scripts/tlsrpt-report.8 $(DESTDIR)$(MANDIR)/man8/tlsrpt-report.8
 	$(INSTALL) -m 0644 proxy/mailward.conf.5 $(DESTDIR)$(MANDIR)/man5/mailward.conf.5
 	$(INSTALL) -m 0755 $(DATA_SCRIPTS) $(DESTDIR)$(DATADIR)/mailward/
 	$(INSTALL) -d -m 0755 $(addprefix $(DESTDIR)$(DATADIR)/mailward/,$(POLICY_DIRS))
@@ -155,6 +156,7 @@ install: $(BUILD)/mailward
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/mailward $(DESTDIR)$(MANDIR)/man8/mailward.8 \
+	        $(DESTDIR)$(MANDIR)/man8/tlsrpt-report.8 \
 	        $(DESTDIR)$(MANDIR)/man5/mailward.conf.5 $(DESTDIR)$(UNITDIR)/mailward.service \
 	        $(DESTDIR)$(SYSUSERSDIR)/mailward.conf $(DESTDIR)$(TMPFILESDIR)/mailward.conf \
 	        $(addprefix $(DESTDIR)$(DATADIR)/mailward/,$(notdir $(DATA_SCRIPTS)) $(POLICY_FILES))

@@ -107,6 +107,7 @@ def expected_files():
     out = {
         "usr/sbin/mailward": (mwtest.MAILWARD, 0o755),
         "usr/share/man/man8/mailward.8": ("proxy/mailward.8", 0o644),
+        "usr/share/man/man8/tlsrpt-report.8": ("scripts/tlsrpt-report.8", 0o644),
         "usr/share/man/man5/mailward.conf.5": ("proxy/mailward.conf.5", 0o644),
         "etc/mailward/mailward.conf": ("proxy/mailward.conf", 0o644),
         "usr/lib/systemd/system/mailward.service": (None, 0o644),
