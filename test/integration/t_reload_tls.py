@@ -29,7 +29,14 @@ reads it) in mailward_certificate_expiry_timestamp_seconds. A reload to a
 certificate valid for 10 days reaches both workers (every new session gets
 it), the supervisor logs it once as a warning ("renew it soon"), and the
 metric follows; workers started after both are killed serve it too (the
-supervisor reloaded its own copy)."""
+supervisor reloaded its own copy).
+
+Started on a certificate that expired in 2020 (no workers, a metrics_file):
+-t says the configuration is OK and mailward starts and serves it (a client
+that verifies refuses it); one event=certificate line at level err with
+days_left negative (the whole days since notAfter) and note="expired: renew
+it", its not_after and the metric both the certificate's notAfter as openssl
+reads it. Renewed and reloaded: the next line is info again, with no note."""
 
 import datetime
 import hashlib
@@ -42,6 +49,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
@@ -299,10 +307,77 @@ def workers(env):
     mw.stop()
 
 
+def expired(env):
+    old = mwtest.make_leaf_cert(env, "localhost", ["localhost", "127.0.0.1"], kind="expired")
+    d = env.path("tls-expired")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    put(old[0], cert)
+    put(old[1], key)
+    old_fp = pem_fingerprint(cert)
+    want = openssl_not_after(cert)
+    mdir = env.path("metrics-expired")
+    os.makedirs(mdir)
+    if mwtest.is_root():
+        os.chown(mdir, *mwtest._ids("nobody"))
+    prom = os.path.join(mdir, "mailward.prom")
+    backend = env.recorder()
+    listeners = {"in": {"accept_tls": "starttls", "cert": cert, "key": key,
+                        "forward": "127.0.0.1:%d" % backend.port}}
+    conf, _ = env.mailward_config(listeners, globals={"metrics_file": prom})
+    r = mwtest.run_mailward(["-t", "-c", conf])
+    mwtest.eq((r.returncode, r.stdout), (0, "%s: configuration OK\n" % conf),
+              "mailward -t on an expired certificate (stderr %r)" % r.stderr)
+
+    t0 = time.time()
+    mw = env.mailward(listeners=listeners, globals={"metrics_file": prom})
+    t1 = time.time()
+    # What a client sees: the expired certificate, which a verifying client refuses.
+    noverify = ssl.create_default_context()
+    noverify.check_hostname = False
+    noverify.verify_mode = ssl.CERT_NONE
+    s = smtplib.SMTP("127.0.0.1", mw.port("in"), local_hostname="client.test", timeout=20)
+    s.starttls(context=noverify)
+    mwtest.eq(hashlib.sha256(s.sock.getpeercert(binary_form=True)).hexdigest(), old_fp,
+              "certificate served when started on an expired one")
+    s.close()
+    try:
+        served(env, mw, "in", False)
+        mwtest.fail("a verifying client accepted the expired certificate")
+    except ssl.SSLCertVerificationError as e:
+        mwtest.check("expired" in str(e), "verification failed, not as expired: %s" % e)
+
+    got = cert_lines(mw)
+    print("certificate lines: %r" % got)
+    # C's division truncates, as Python's int() does.
+    days = {int((want - t) / 86400) for t in (t0, t1)}
+    mwtest.check(max(days) < 0, "the test certificate is not expired: %r" % days)
+    when = datetime.datetime.fromtimestamp(want, datetime.timezone.utc)
+    mwtest.eq([(lvl, na, int(d) in days, note.strip()) for lvl, na, d, note in got],
+              [("err", when.strftime("%Y-%m-%dT%H:%M:%SZ"), True,
+                'note="expired: renew it"')],
+              "event=certificate lines at start (level, not_after, days_left in %r, note)"
+              % sorted(days))
+    mwtest.eq(expiry_metric(prom), want, "certificate expiry in the metrics at start")
+
+    # Renewed: SIGHUP and the line is info again.
+    put(os.path.join(env.certs, "server.pem"), cert)
+    put(os.path.join(env.certs, "server.key"), key)
+    hup_and_wait(mw, [("reload_tls", "in")])
+    got = cert_lines(mw)
+    print("certificate lines: %r" % got)
+    mwtest.eq([(lvl, int(d) > 300, note.strip()) for lvl, _, d, note in got[1:]],
+              [("info", True, "")],
+              "event=certificate lines after the renewal (level, days_left > 300, note)")
+    mw.stop()
+
+
 def main():
     with mwtest.Env("reload_tls") as env:
         single(env)
         workers(env)
+        expired(env)
     print("ok")
 
 
