@@ -3,12 +3,13 @@
  * cached. See dane.h.
  *
  * A lookup is one job per cache entry that walks: MX, the MX hosts'
- * addresses one after the other, TLSA. Every way out goes through
- * dane_job_end(), which stores the result in the entry and calls back the
- * waiting.
+ * addresses one after the other, (when none has the destination) the relay
+ * host's addresses, TLSA. Every way out goes through dane_job_end(), which
+ * stores the result in the entry and calls back the waiting.
  */
 #include "dane.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -46,11 +47,14 @@ struct dane_job {
         bool addr_failed; /* a host's addresses could not be looked up */
         bool mx_insecure; /* the MX answer was not validated: no TLSA lookup */
         bool alias_tried; /* TLSA at the CNAME's target had none: now the host's */
+        unsigned port;    /* of the TLSA name: 25, or the relay host's */
+        int mx_error;     /* the MX lookup failed with it (a relay host is asked next) */
         struct dane_result res;
 };
 
 struct dane {
         struct dane_conf conf;
+        char relay_host[256]; /* "" when none */
         struct dane_entry *buckets[DANE_BUCKETS];
         unsigned count;
         bool closing;
@@ -85,6 +89,15 @@ static bool dane_same_ip(const struct sockaddr_storage *a,
         return false;
 }
 
+static unsigned dane_port(const struct sockaddr_storage *a)
+{
+        if (a->ss_family == AF_INET)
+                return ntohs(((const struct sockaddr_in *)a)->sin_port);
+        if (a->ss_family == AF_INET6)
+                return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+        return 0;
+}
+
 static unsigned dane_hash(const char *domain, const struct sockaddr_storage *dst)
 {
         uint32_t h = 2166136261U;
@@ -117,6 +130,18 @@ struct dane *dane_new(const struct dane_conf *conf)
         struct dane *d = xcalloc(1, sizeof(*d));
 
         d->conf = *conf;
+        if (conf->relay_host != NULL) {
+                size_t n = 0;
+
+                /* As the DNS answers name it: lower case, no trailing dot. */
+                for (const char *c = conf->relay_host;
+                     *c != '\0' && n + 1 < sizeof(d->relay_host); c++)
+                        d->relay_host[n++] = (char)tolower((unsigned char)*c);
+                if (n > 0 && d->relay_host[n - 1] == '.')
+                        n--;
+                d->relay_host[n] = '\0';
+        }
+        d->conf.relay_host = NULL;
         return d;
 }
 
@@ -150,7 +175,8 @@ static struct dane_entry *dane_find(const struct dane *d, const char *domain,
         struct dane_entry *e;
 
         for (e = d->buckets[dane_hash(domain, dst)]; e != NULL; e = e->next) {
-                if (strcmp(e->domain, domain) == 0 && dane_same_ip(&e->dst, dst))
+                if (strcmp(e->domain, domain) == 0 && dane_same_ip(&e->dst, dst) &&
+                    dane_port(&e->dst) == dane_port(dst))
                         return e;
         }
         return NULL;
@@ -200,10 +226,11 @@ static void dane_job_end(struct dane_job *j)
                 log_emit(
                     d->conf.log, r->state == DANE_FAILED ? LOG_LVL_WARN : LOG_LVL_INFO,
                     NULL,
-                    "event=dane_lookup listener=%s domain=%s mx=%s state=%s tlsa=%zu "
+                    "event=dane_lookup listener=%s domain=%s %s=%s state=%s tlsa=%zu "
                     "why=\"%s\"",
-                    d->conf.listener, e->domain, r->mx_host[0] ? r->mx_host : "-",
-                    dane_state_str(r->state), r->ntlsa, r->why);
+                    d->conf.listener, e->domain, r->relay ? "relay_host" : "mx",
+                    r->mx_host[0] ? r->mx_host : "-", dane_state_str(r->state), r->ntlsa,
+                    r->why);
         dane_result_cleanup(&e->res);
         e->res = j->res;
         e->have = true;
@@ -234,10 +261,11 @@ static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
                         return;
         }
         if (status == -ENOENT) {
-                dane_set(j, DANE_NONE, "no TLSA records at _25._tcp.%s", r->tlsa_host);
+                dane_set(j, DANE_NONE, "no TLSA records at _%u._tcp.%s", j->port,
+                         r->tlsa_host);
         } else if (status != 0) {
-                dane_set(j, DANE_FAILED, "TLSA lookup for _25._tcp.%s: %s", r->tlsa_host,
-                         dns_strerror(status));
+                dane_set(j, DANE_FAILED, "TLSA lookup for _%u._tcp.%s: %s", j->port,
+                         r->tlsa_host, dns_strerror(status));
         } else if (!set->secure) {
                 dane_set(j, DANE_NONE, "TLSA records of %s not validated (insecure)",
                          r->tlsa_host);
@@ -255,8 +283,8 @@ static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
                         memcpy(t->data, set->rr[i].data, t->len);
                         r->ntlsa++;
                 }
-                dane_set(j, DANE_TLSA, "%zu TLSA records at _25._tcp.%s", r->ntlsa,
-                         r->tlsa_host);
+                dane_set(j, DANE_TLSA, "%zu TLSA records at _%u._tcp.%s", r->ntlsa,
+                         j->port, r->tlsa_host);
         }
         dane_job_end(j);
 }
@@ -267,12 +295,94 @@ static bool dane_tlsa_query(struct dane_job *j, const char *host)
         char name[300];
 
         snprintf(j->res.tlsa_host, sizeof(j->res.tlsa_host), "%s", host);
-        snprintf(name, sizeof(name), "_25._tcp.%s", host);
+        snprintf(name, sizeof(name), "_%u._tcp.%s", j->port, host);
         j->dns = dns_query(j->d->conf.loop, name, DNS_T_TLSA, dane_tlsa_cb, j);
         return j->dns != NULL;
 }
 
 static void dane_addr_next(struct dane_job *j);
+
+/*
+ * Neither an MX host nor the relay host has the destination: no DANE here,
+ * or nothing can be said (a lookup failed). relay_error: the relay host's
+ * address lookup failed (NULL: it did not, or there is no relay host).
+ */
+static void dane_not_mx(struct dane_job *j, const char *relay_error)
+{
+        const struct dane *d = j->d;
+        const char *nor = d->relay_host[0] != '\0' ? ", nor of relay host " : "";
+
+        if (j->mx_error != 0)
+                dane_set(j, DANE_FAILED, "MX lookup for %s: %s%s%s", j->e->domain,
+                         dns_strerror(j->mx_error),
+                         d->relay_host[0] != '\0'
+                             ? "; the destination is not an address of relay host "
+                             : "",
+                         d->relay_host);
+        else if (j->addr_failed && !j->mx_insecure)
+                dane_set(j, DANE_FAILED,
+                         "the destination is not among the addresses found for the MX "
+                         "hosts of %s%s%s, and a lookup failed",
+                         j->e->domain, nor, d->relay_host);
+        else if (relay_error != NULL)
+                dane_set(j, DANE_FAILED,
+                         "the destination is not an address of an MX host of %s; "
+                         "addresses of relay host %s: %s",
+                         j->e->domain, d->relay_host, relay_error);
+        else
+                dane_set(j, DANE_NONE,
+                         "the destination is not an address of an MX host of %s%s%s",
+                         j->e->domain, nor, d->relay_host);
+        dane_job_end(j);
+}
+
+static void dane_relay_cb(void *arg, int status, const struct dns_rrset *set);
+
+/* After the MX hosts: the relay host's addresses, when there is one. */
+static void dane_relay_next(struct dane_job *j)
+{
+        if (j->d->relay_host[0] != '\0') {
+                j->dns = dns_query(j->d->conf.loop, j->d->relay_host, DNS_T_ADDR,
+                                   dane_relay_cb, j);
+                if (j->dns != NULL)
+                        return;
+        }
+        dane_not_mx(j, NULL);
+}
+
+/*
+ * The relay host's addresses: when one is the destination, the relay host
+ * is the TLSA base domain (RFC 7672 section 2.2.2 and 2.2.3: validated
+ * addresses, a CNAME's target first), at the destination's port.
+ */
+static void dane_relay_cb(void *arg, int status, const struct dns_rrset *set)
+{
+        struct dane_job *j = arg;
+        const char *host;
+
+        UTIL_CHECK_MAGIC(j, DANE_JOB_MAGIC);
+        j->dns = NULL;
+        host = j->d->relay_host;
+        for (size_t i = 0; status == 0 && i < set->n; i++) {
+                if (!dane_same_ip(&set->rr[i].addr, &j->e->dst))
+                        continue;
+                j->res.relay = true;
+                snprintf(j->res.mx_host, sizeof(j->res.mx_host), "%s", host);
+                if (!set->secure) {
+                        dane_set(j, DANE_NONE, "addresses of relay host %s not validated",
+                                 host);
+                        dane_job_end(j);
+                        return;
+                }
+                j->port = dane_port(&j->e->dst);
+                if (!dane_tlsa_query(j, set->name[0] != '\0' ? set->name : host)) {
+                        dane_set(j, DANE_NONE, "relay host name %s too long", host);
+                        dane_job_end(j);
+                }
+                return;
+        }
+        dane_not_mx(j, status != 0 && status != -ENOENT ? dns_strerror(status) : NULL);
+}
 
 static void dane_addr_cb(void *arg, int status, const struct dns_rrset *set)
 {
@@ -321,16 +431,7 @@ static void dane_addr_next(struct dane_job *j)
                 if (j->dns != NULL)
                         return;
         }
-        if (j->addr_failed && !j->mx_insecure)
-                dane_set(j, DANE_FAILED,
-                         "the destination is not among the addresses found for the MX "
-                         "hosts of %s, and a lookup failed",
-                         j->e->domain);
-        else
-                dane_set(j, DANE_NONE,
-                         "the destination is not an address of an MX host of %s",
-                         j->e->domain);
-        dane_job_end(j);
+        dane_relay_next(j);
 }
 
 static void dane_mx_cb(void *arg, int status, const struct dns_rrset *set)
@@ -342,9 +443,8 @@ static void dane_mx_cb(void *arg, int status, const struct dns_rrset *set)
         j->dns = NULL;
         domain = j->e->domain;
         if (status != 0 && status != -ENOENT) {
-                dane_set(j, DANE_FAILED, "MX lookup for %s: %s", domain,
-                         dns_strerror(status));
-                dane_job_end(j);
+                j->mx_error = status;
+                dane_relay_next(j);
                 return;
         }
         /*
@@ -371,6 +471,7 @@ static void dane_job_start(struct dane *d, struct dane_entry *e)
         j->magic = DANE_JOB_MAGIC;
         j->d = d;
         j->e = e;
+        j->port = 25;
         e->job = j;
         j->dns = dns_query(d->conf.loop, e->domain, DNS_T_MX, dane_mx_cb, j);
         if (j->dns == NULL) {

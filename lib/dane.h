@@ -13,6 +13,15 @@
  * leads to first, and at its own name when that has none (RFC 7672 section
  * 2.2.3).
  *
+ * With a relay host (dane_conf.relay_host, the host the MTA relays
+ * through), a destination that is none of the domain's MX hosts (or whose
+ * MX lookup failed) is looked for among the relay host's addresses next;
+ * when it is one, the relay host takes the MX host's place: `relay` is set,
+ * mx_host is the relay host, and its TLSA records are those at
+ * _PORT._tcp.RELAYHOST, PORT being the destination's (as Postfix does for
+ * a relayhost). The MX hosts come first so that a delivery to a real MX
+ * host is judged as one whatever the relay host's DNS says.
+ *
  *   DANE_TLSA    secure TLSA records for the destination's MX host: the
  *                certificate is matched against them (tls_dane_match());
  *   DANE_NONE    no DANE here: the MX records or the host's addresses are
@@ -22,12 +31,12 @@
  *   DANE_FAILED  a lookup failed (SERVFAIL, as a validating resolver answers
  *                a bogus record, or a timeout): nothing can be said, and
  *                RFC 7672 says not to deliver; `why` says which.
- * mx_host is the destination's MX host when it was found ("" otherwise),
+ * mx_host is the destination's MX host (or relay host) when it was found ("" otherwise),
  * validated or not: the hosts are looked for even when the MX records are
  * not validated, for level verify, whose "hostname" pattern trusts DNS as
  * Postfix's does (DANE uses the host only when everything was validated).
  *
- * Results are cached per (domain, address) for DANE_CACHE_SECS, failures
+ * Results are cached per (domain, address, port) for DANE_CACHE_SECS, failures
  * for DANE_RETRY_SECS, in memory, at most DANE_CACHE_MAX. One lookup per
  * key runs at a time; callers wait as with sts.h (pending.h), and each
  * lookup is a few DNS queries, each bounded by the resolver's timeouts. A
@@ -67,6 +76,7 @@ struct dane_tlsa {
 
 struct dane_result {
         enum dane_state state;
+        bool relay; /* the destination is the relay host (mx_host) */
         char mx_host[256];
         /* DANE_TLSA: the TLSA base domain: mx_host, or the name its CNAME
          * leads to when the records are there (RFC 7672 section 2.2.3) */
@@ -79,7 +89,8 @@ struct dane_result {
 struct dane_conf {
         struct uv_loop_s *loop;
         const struct log *log;
-        const char *listener; /* for log lines */
+        const char *listener;   /* for log lines */
+        const char *relay_host; /* the MTA's relay host; NULL: none (copied) */
 };
 
 enum dane_answer {
@@ -94,7 +105,7 @@ struct dane *dane_new(const struct dane_conf *conf);
 void dane_shutdown(struct dane *d);
 void dane_free(struct dane *d);
 
-/* domain: lower case, no trailing dot; dst: the server's address (port ignored). */
+/* domain: lower case, no trailing dot; dst: the server's address and port. */
 enum dane_answer dane_get(struct dane *d, const char *domain,
                           const struct sockaddr_storage *dst, int64_t now,
                           const struct dane_result **res, pending_cb cb, void *arg,
