@@ -21,6 +21,7 @@
 
 #include "policy.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <sched.h>
@@ -112,6 +113,7 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(mta_sts, CONFIG_T_BOOL),
     CONFIG_L(tlsrpt, CONFIG_T_BOOL),
     CONFIG_L(tlsrpt_from, CONFIG_T_STR),
+    CONFIG_L(relayhost, CONFIG_T_HOSTNAME),
     CONFIG_L(forward_verify, CONFIG_T_BOOL),
     CONFIG_L(client_identity, CONFIG_T_IDENTITY),
     CONFIG_L(hostname, CONFIG_T_HOSTNAME),
@@ -208,6 +210,7 @@ static void config_listener_free(struct config_listener *l)
         free(l->forward_ca);
         free(l->policy);
         free(l->tlsrpt_from);
+        free(l->relayhost);
         free(l);
 }
 
@@ -372,6 +375,13 @@ static bool config_valid_hostname(const char *v)
 static bool config_valid_name(const char *v)
 {
         return config_valid_hostname(v) && strlen(v) <= CONFIG_MAX_SECTION;
+}
+
+static bool config_is_address(const char *v)
+{
+        struct in6_addr a;
+
+        return inet_pton(AF_INET, v, &a) == 1 || inet_pton(AF_INET6, v, &a) == 1;
 }
 
 static bool config_valid_hostport(const char *v, bool need_host)
@@ -813,6 +823,14 @@ static void config_check_listener(struct config_parser *p, const struct config_s
                 config_error(p, config_seen(s, "tlsrpt_from"),
                              "tlsrpt_from: expected an address (local@domain), got '%s'",
                              l->tlsrpt_from);
+        if (l->relayhost != NULL && l->forward_tls != CONFIG_TLS_POLICY)
+                config_error(p, config_seen(s, "relayhost"),
+                             "relayhost is used only with forward_tls = policy");
+        else if (l->relayhost != NULL && config_is_address(l->relayhost))
+                config_error(p, config_seen(s, "relayhost"),
+                             "relayhost: a host name, not an address (DANE and verify "
+                             "need the name), got '%s'",
+                             l->relayhost);
 }
 
 static void config_parser_cleanup(struct config_parser *p)

@@ -53,6 +53,10 @@ struct config_listener {
         /* The envelope sender of TLS-RPT report mail: its transactions need TLS
          * but no certificate check (RFC 8460 section 5.3); NULL: none. */
         char *tlsrpt_from;
+        /* The host the MTA relays through (Postfix's relayhost), a name: a
+         * destination that is one of its addresses and no MX host of the
+         * recipient domain is judged as the relay host (lib/dane.h); NULL: none. */
+        char *relayhost;
 
         unsigned max_sessions;   /* per listener; default 1000 */
         unsigned max_per_client; /* per client address; default 20 */

@@ -147,6 +147,7 @@ struct relay_out_state {
         struct relay_observed obs;
         char *held_mail;  /* the MAIL line, sent once a recipient passes */
         bool report_mail; /* MAIL FROM is tlsrpt_from: TLS needed, no certificate check */
+        bool to_relay;    /* the destination is the listener's relayhost (dane.h) */
         bool mail_sent;
         unsigned rcpt_passed;
         char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
@@ -1814,7 +1815,8 @@ static void relay_out_observed(const struct relay_session *s, char *out, size_t 
  * What the server's certificate says against the DANE lookup's result, into
  * o (dane, dane_why, and the MX host when the lookup found it).
  */
-static void relay_out_dane_observe(struct relay_session *s, const struct dane_result *d,
+static void relay_out_dane_observe(struct relay_session *s, const char *domain,
+                                   const struct dane_result *d,
                                    struct policy_observation *o, char *why, size_t whylen)
 {
         struct tls_tlsa recs[DANE_TLSA_MAX];
@@ -1862,7 +1864,7 @@ static void relay_out_dane_observe(struct relay_session *s, const struct dane_re
                 break;
         }
         relay_log(s, LOG_LVL_INFO, "event=dane domain=%s mx=%s result=%s why=\"%s\"",
-                  o->nexthop, d->mx_host, policy_dane_str(o->dane), why);
+                  domain, d->mx_host, policy_dane_str(o->dane), why);
 }
 
 /*
@@ -1909,7 +1911,8 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
                 e->level = POLICY_LEVEL_ENCRYPT;
         }
         memset(&o, 0, sizeof(o));
-        o.nexthop = domain;
+        /* Through the relay host, it is the next hop (as in Postfix). */
+        o.nexthop = dane != NULL && dane->relay ? dane->mx_host : domain;
         o.mx_host = s->l->original_dst ? NULL : s->l->fwd_host;
         /* verify: the MX host that the lookup found at this address. */
         if (e->level == POLICY_LEVEL_VERIFY && dane != NULL && dane->mx_host[0] != '\0')
@@ -1938,7 +1941,7 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         o.ncert_names = i;
         if (dane != NULL && o.tls_reached &&
             (e->level == POLICY_LEVEL_DANE || e->level == POLICY_LEVEL_DANE_ONLY))
-                relay_out_dane_observe(s, dane, &o, dane_why, sizeof(dane_why));
+                relay_out_dane_observe(s, domain, dane, &o, dane_why, sizeof(dane_why));
         tv->pass = true;
         tv->result = POLICY_RESULT_OK;
         if (sts != NULL && sts->mode == MTASTS_MODE_TESTING &&
@@ -1968,7 +1971,7 @@ static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
 
         /* Report mail is left out of the reports (RFC 8460 section 5.3). */
         if (s->l->env->tlsrpt == NULL || !s->l->conf->tlsrpt || domain[0] == '\0' ||
-            s->o->report_mail)
+            s->o->report_mail || s->o->to_relay)
                 return;
         klen = (size_t)snprintf(key, sizeof(key), "\n%s\n", domain);
         if ((buf_len(done) > 0 &&
@@ -2026,7 +2029,7 @@ static void relay_out_learn(struct relay_session *s, const char *domain)
         int r;
 
         if (s->l->env->learned == NULL || s->l->conf->learned_max_age == 0 ||
-            !s->o->obs.tls_reached || domain[0] == '\0')
+            !s->o->obs.tls_reached || domain[0] == '\0' || s->o->to_relay)
                 return;
         memset(&rec, 0, sizeof(rec));
         rec.time = (int64_t)time(NULL);
@@ -2111,8 +2114,10 @@ static int relay_out_sts(struct relay_session *s, const char *domain,
 static struct dane *relay_dane(struct relay_listener *l)
 {
         if (l->dane == NULL) {
-                struct dane_conf dc = {
-                    .loop = l->env->loop, .log = l->env->log, .listener = l->conf->name};
+                struct dane_conf dc = {.loop = l->env->loop,
+                                       .log = l->env->log,
+                                       .listener = l->conf->name,
+                                       .relay_host = l->conf->relayhost};
 
                 l->dane = dane_new(&dc);
         }
@@ -2122,8 +2127,10 @@ static struct dane *relay_dane(struct relay_listener *l)
 /*
  * The DANE lookup's result for the domain at this server, when its level is
  * dane, dane-only (TLSA records) or verify (the MX host name) and TLS was
- * reached (otherwise TLS decides): 1 with *d set (or NULL: not needed), or
- * 0 when the RCPT must wait for the lookup.
+ * reached (otherwise TLS decides); and with a relayhost whenever it matters
+ * whether the destination is the relay host (level secure, whose nexthop
+ * it becomes, MTA-STS and TLS-RPT, which it leaves out): 1 with *d set (or
+ * NULL: not needed), or 0 when the RCPT must wait for the lookup.
  */
 static int relay_out_dane(struct relay_session *s, const char *domain,
                           const struct policy_expectation *table, const char *line,
@@ -2132,15 +2139,39 @@ static int relay_out_dane(struct relay_session *s, const char *domain,
         enum policy_level level = table->level;
 
         *d = NULL;
-        if (domain[0] == '\0' || !s->o->obs.tls_reached)
+        if (domain[0] == '\0')
                 return 1;
-        if (level != POLICY_LEVEL_DANE && level != POLICY_LEVEL_DANE_ONLY &&
-            level != POLICY_LEVEL_VERIFY)
+        if (!(s->o->obs.tls_reached &&
+              (level == POLICY_LEVEL_DANE || level == POLICY_LEVEL_DANE_ONLY ||
+               level == POLICY_LEVEL_VERIFY)) &&
+            !(s->l->conf->relayhost != NULL &&
+              (level == POLICY_LEVEL_SECURE || s->l->conf->mta_sts ||
+               s->l->conf->tlsrpt)))
                 return 1;
         if (dane_get(relay_dane(s->l), domain, &s->o->dst, (int64_t)time(NULL), d,
                      relay_out_lookup_cb, s, &s->o->lookup_wait) != DANE_PENDING)
                 return 1;
         return relay_out_wait(s, line, len);
+}
+
+/*
+ * The destination is the relay host: the MTA relays through it, and it is
+ * not the recipient domains' MX. Their MTA-STS policies (about their MX
+ * hosts) and TLS-RPT reports (about delivery to them) do not apply, and
+ * what TLS the relay host has is not learned for them; the names the
+ * certificate must have are the relay host's (relay_out_judge()).
+ */
+static void relay_out_to_relay(struct relay_session *s, const char *host,
+                               const struct mtasts_policy **sts)
+{
+        *sts = NULL;
+        if (s->o->to_relay)
+                return;
+        s->o->to_relay = true;
+        relay_log(s, LOG_LVL_INFO,
+                  "event=relay_host host=%s action=\"judged as the relay host: nexthop "
+                  "%s, no MTA-STS, no TLS-RPT result, nothing learned\"",
+                  host, host);
 }
 
 static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
@@ -2171,8 +2202,11 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                 domain[dlen] = '\0';
         }
         e = policy_lookup(s->l->policy, domain);
-        if (relay_out_sts(s, domain, &e, line, len, &sts) == 0 ||
-            relay_out_dane(s, domain, &e, line, len, &dane) == 0)
+        if (relay_out_dane(s, domain, &e, line, len, &dane) == 0)
+                return;
+        if (dane != NULL && dane->relay)
+                relay_out_to_relay(s, dane->mx_host, &sts);
+        else if (relay_out_sts(s, domain, &e, line, len, &sts) == 0)
                 return;
         relay_out_judge(s, domain, sts, dane, &e, &fresh, &v, &tv);
         relay_out_tlsrpt(s, domain, &e, sts, dane, &v, &tv);

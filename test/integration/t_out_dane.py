@@ -9,6 +9,10 @@ The test bed (network namespaces, documentation addresses only):
   192.0.2.11:25   aiosmtpd with STARTTLS, certificate for mx.ta.test signed
                   by the test CA, the chain (leaf and CA) sent
   192.0.2.12:25   aiosmtpd without STARTTLS
+  192.0.2.13:25   aiosmtpd with STARTTLS, certificate for relay.dane.test: the
+                  relay host (relayhost = relay.dane.test)
+  192.0.2.14:25   aiosmtpd with STARTTLS, certificate for other.test: the relay
+                  host's second address
   192.0.2.54:53   nsd: the zone test., signed (KSK and ZSK, algorithm 13),
                   its unsigned child insecure.test., and two bogus records
   192.0.2.53:53   dnsmasq validating test. (trust anchor: test.'s DS); the
@@ -23,7 +27,8 @@ TLSA data is computed from the certificate files: 3 1 1 is the SHA-256 of the
 certificate's public key (SPKI), 2 0 1 the SHA-256 of the whole CA
 certificate. "other" is the key of a certificate no server uses.
 
-mailward: default_level dane, and the table below. One session per recipient:
+mailward: default_level dane, relayhost = relay.dane.test (A .13 and .14, 3 1 1
+of .13's key), and the table below. One session per recipient:
 
   domain              level      published (MX host -> address, TLSA)   outcome
   1 dane.test         dane       mx.dane.test -> .10, 3 1 1 dest      delivered, match-ee
@@ -60,10 +65,23 @@ mailward: default_level dane, and the table below. One session per recipient:
     cname3.test       dane       3 1 1 other at the target, dest at   451 tlsa-invalid (the target
                                  the alias                             wins)
  13 dane.test again   SIGHUP     the cached lookup is dropped         MX asked again (not before)
+ 14 far.test          dane-only  mx -> .98 only; sent to .13 (relay)  delivered, match-ee with the
+                                                                      relay host's TLSA
+    farwrong.test     dane       the same; sent to .14 (relay)        451 tlsa-invalid
+    farvfy.test       verify     the same; sent to .13                delivered: hostname is the
+                                                                      relay host
+    farsec.test       secure     the same; sent to .13                delivered: nexthop is the
+                                                                      relay host
+    bogusmx.test      dane-only  MX record bogus; sent to .13         delivered (the relay host)
+                                 sent to .10 (no relay)               451 dnssec-invalid
+
+Scenarios 1-13 run with the relay host configured too: a destination that
+is an MX host of the domain is judged as that, whatever the relay host is.
 
 Then the TLS-RPT results (tlsrpt = yes) of a selection of these domains:
 policy type tlsa with the TLSA records and the MX host where the level used
-validated records, no-policy-found otherwise, and each session's verdict.
+validated records, no-policy-found otherwise, and each session's verdict;
+none for the sessions to the relay host, which is not the domains' MX.
 
 For every refusal: MAIL got mailward's own 250, RCPT 451 4.7.5 naming the
 result, DATA 554, and nothing of the envelope reached the destination. The
@@ -93,6 +111,7 @@ import outcheck  # noqa: E402
 log_events = outcheck.log_events
 
 DEST, TA, NOTLS, RES, AUTH = "192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.53", "192.0.2.54"
+RELAY, RELAY2 = "192.0.2.13", "192.0.2.14"   # relay.dane.test's two addresses
 ELSEWHERE = "192.0.2.98"          # an MX address nothing listens on; never connected to
 
 TABLE = {
@@ -103,7 +122,8 @@ TABLE = {
     "nomx.test": "dane-only", "notlsa.test": "dane-only", "unusable.test": "dane-only",
     "plain.test": "encrypt", "vfy.test": "verify", "vfy.insecure.test": "verify",
     "vfyelse.test": "verify", "cname.test": "dane-only", "cname2.test": "dane-only",
-    "cname3.test": "dane",
+    "cname3.test": "dane", "far.test": "dane-only", "farwrong.test": "dane",
+    "farvfy.test": "verify", "farsec.test": "secure", "bogusmx.test": "dane-only",
 }
 
 
@@ -214,7 +234,7 @@ def prove_bed(net, bed):
 def main():
     start = time.monotonic()
     with mwtest.Env("out_dane") as env:
-        net = env.netns(hosts=(DEST, TA, NOTLS, RES, AUTH))
+        net = env.netns(hosts=(DEST, TA, NOTLS, RELAY, RELAY2, RES, AUTH))
 
         # Certificates and TLSA data.
         ca = os.path.join(env.certs, "ca.pem")
@@ -226,7 +246,9 @@ def main():
                 with open(f, "rb") as fh:
                     out.write(fh.read())
         other = net.cert("other.test")
+        relay_cert = net.cert("relay.dane.test")
         ee_dest, ee_other, ta_ca = tlsa_311(dest_cert[0]), tlsa_311(other[0]), tlsa_201(ca)
+        ee_relay = tlsa_311(relay_cert[0])
         mwtest.check(len({ee_dest, ee_other}) == 2 and len(ee_dest) == 64,
                      "TLSA data: %r %r" % (ee_dest, ee_other))
 
@@ -268,11 +290,17 @@ def main():
              "cname3.test. MX 10 mx.cname3.test.", "mx.cname3.test. CNAME real.cname3.test.",
              "real.cname3.test. A " + DEST, "_25._tcp.real.cname3.test. TLSA 3 1 1 " + ee_other,
              "_25._tcp.mx.cname3.test. TLSA 3 1 1 " + ee_dest] +
-            domain("vfyelse.test", [(10, "mx.vfyelse.test", ELSEWHERE)]))
+            domain("vfyelse.test", [(10, "mx.vfyelse.test", ELSEWHERE)]) +
+            # The relay host, and domains whose MX hosts are elsewhere
+            ["relay.dane.test. A " + RELAY, "relay.dane.test. A " + RELAY2,
+             "_25._tcp.relay.dane.test. TLSA 3 1 1 " + ee_relay] +
+            [r for d in ("far.test", "farwrong.test", "farvfy.test", "farsec.test")
+             for r in domain(d, [(10, "mx." + d, ELSEWHERE)], "3 1 1 " + ee_other)] +
+            ["mx.bogusmx.test. A " + DEST, "_25._tcp.mx.bogusmx.test. TLSA 3 1 1 " + ee_dest])
         # The address record was put in by domain(): it is the bogus one.
         records.remove("mx.bogusaddr.test. A " + DEST)
         bogus = ["_25._tcp.mx.bogustlsa.test. TLSA 3 1 1 " + ee_dest,
-                 "mx.bogusaddr.test. A " + DEST]
+                 "mx.bogusaddr.test. A " + DEST, "bogusmx.test. MX 10 mx.bogusmx.test."]
         insecure = ["mx A " + DEST, "_25._tcp.mx TLSA 3 1 1 " + ee_other,
                     "dane MX 10 mx.insecure.test.", "only MX 10 mx.insecure.test.",
                     "vfy MX 10 mx.insecure.test."]
@@ -284,6 +312,8 @@ def main():
         ta_dest = net.dest(TA, tls="starttls", cert=(ta_chain, ta_leaf[1]),
                            hostname="mx.ta.test")
         notls_dest = net.dest(NOTLS, tls=None, hostname="mx.notls.test")
+        relay_dest = net.dest(RELAY, tls="starttls", cert=relay_cert, hostname="relay.dane.test")
+        relay2_dest = net.dest(RELAY2, tls="starttls", cert=other, hostname="relay.dane.test")
 
         print("== 0. the test bed", flush=True)
         prove_bed(net, bed)
@@ -439,6 +469,7 @@ def main():
                 "plain.test": ("no-policy-found", "success")}
         mwtest.eq({d: results.get(d) for d in want}, {d: {w} for d, w in want.items()},
                   "TLS-RPT (type, result) of each domain")
+
         for d, tlsa, mx in (("dane.test", "3 1 1 " + ee_dest, "mx.dane.test"),
                             ("ta.test", "2 0 1 " + ta_ca, "mx.ta.test")):
             for r in outcheck.tlsrpt_results(net):
@@ -446,7 +477,52 @@ def main():
                     mwtest.eq([r["policy-string"], r["mx-host"], r["receiving-mx-hostname"]],
                               [[tlsa], [mx], mx], "TLS-RPT policy of %s" % d)
 
-        for d in (dest, ta_dest, notls_dest):
+        # 14. Through the relay host: where no MX host of the domain has the
+        # destination, the relay host's TLSA records and name are what count.
+        # A second mailward, told of the relay host; tlsrpt = yes makes it
+        # look for the relay host at every level.
+        print("== 14. far*.test and bogusmx.test through the relay host", flush=True)
+        mw.stop()
+        mw = net.outbound(policy=policy, default_level="dane", tlsrpt="yes",
+                          relayhost="relay.dane.test", port=10026)
+        # A delivery to an MX host is judged as one.
+        outcheck.delivered(net, mw, dest, ["bob@dane.test"])
+        check_dane_logged(mw, "dane.test", "mx.dane.test", "match-ee")
+        outcheck.delivered(net, mw, dest, ["bob@plain.test"])
+        mwtest.eq(log_events(mw, "relay_host"), [], "event=relay_host lines (to MX hosts)")
+        outcheck.delivered(net, mw, relay_dest, ["bob@far.test"], host=RELAY)
+        check_dane_logged(mw, "far.test", "relay.dane.test", "match-ee")
+        mwtest.check([x for x in log_events(mw, "relay_host")
+                      if x.get("host") == "relay.dane.test"],
+                     "no event=relay_host line; log:\n%s" % mw.log()[-3000:])
+        looked = [(x.get("relay_host"), x.get("why")) for x in log_events(mw, "dane_lookup")
+                  if x.get("domain") == "far.test"]
+        mwtest.eq(looked, [("relay.dane.test", "1 TLSA records at _25._tcp.relay.dane.test")],
+                  "far.test's lookup (the relay host, its TLSA records)")
+        n = len(mwtest.find_alerts(mw, domain="farwrong.test"))
+        outcheck.refused(net, mw, relay2_dest, "bob@farwrong.test", "tlsa-invalid", host=RELAY2)
+        check_alert(mw, "farwrong.test", n, "dane (policy)", event="certificate_invalid",
+                    host=RELAY2)
+        outcheck.delivered(net, mw, relay_dest, ["bob@farvfy.test"], host=RELAY)
+        outcheck.delivered(net, mw, relay_dest, ["bob@farsec.test"], host=RELAY)
+        outcheck.delivered(net, mw, relay_dest, ["bob@bogusmx.test"], host=RELAY)
+        check_dane_logged(mw, "bogusmx.test", "relay.dane.test", "match-ee")
+        n = len(mwtest.find_alerts(mw, domain="bogusmx.test"))
+        t = outcheck.refused(net, mw, dest, "carl@bogusmx.test", "dnssec-invalid")
+        mwtest.check("MX lookup for bogusmx.test" in t["rcpt"][0][1],
+                     "bogusmx.test at %s: the reply names the failed MX lookup: %r"
+                     % (DEST, t["rcpt"][0]))
+        check_alert(mw, "bogusmx.test", n, "dane-only (policy)", event="dnssec_invalid")
+
+        results = {}
+        for r in outcheck.tlsrpt_results(net):
+            results.setdefault(r["policy-domain"], set()).add((r["policy-type"], r["result"]))
+        mwtest.eq(results, {"dane.test": {("tlsa", "success")},
+                            "plain.test": {("no-policy-found", "success")},
+                            "bogusmx.test": {("no-policy-found", "dnssec-invalid")}},
+                  "TLS-RPT results with the relay host (none for sessions to it)")
+
+        for d in (dest, ta_dest, notls_dest, relay_dest, relay2_dest):
             d.check_idle()
         mw.stop()
     print("ok (%.1f s)" % (time.monotonic() - start))

@@ -520,10 +520,34 @@ static void test_config_rules(void **state)
                             "forward = 127.0.0.1:25\n"
                             "mta_sts = yes\n"
                             "tlsrpt = yes\n"
-                            "tlsrpt_from = r@x.test\n",
+                            "tlsrpt_from = r@x.test\n"
+                            "relayhost = relay.x.test\n",
                             "F:6: mta_sts is used only with forward_tls = policy\n"
                             "F:7: tlsrpt is used only with forward_tls = policy\n"
-                            "F:8: tlsrpt_from is used only with forward_tls = policy\n");
+                            "F:8: tlsrpt_from is used only with forward_tls = policy\n"
+                            "F:9: relayhost is used only with forward_tls = policy\n");
+        /* relayhost: a name, as Postfix writes it without [] and port. */
+        test_config_refused(
+            t,
+            "[out]\n"
+            "listen = 127.0.0.1:10026\n"
+            "accept_tls = none\n"
+            "require_tls = no\n"
+            "forward = original-dst\n"
+            "forward_tls = policy\n"
+            "relayhost = [relay.x.test]:587\n",
+            "F:7: relayhost: '[relay.x.test]:587' is not a valid host name\n");
+        test_config_refused(
+            t,
+            "[out]\n"
+            "listen = 127.0.0.1:10026\n"
+            "accept_tls = none\n"
+            "require_tls = no\n"
+            "forward = original-dst\n"
+            "forward_tls = policy\n"
+            "relayhost = 192.0.2.1\n",
+            "F:7: relayhost: a host name, not an address (DANE and verify "
+            "need the name), got '192.0.2.1'\n");
         test_config_refused(t,
                             "[out]\n"
                             "listen = 127.0.0.1:10026\n"
@@ -552,6 +576,7 @@ static void test_config_rules(void **state)
         assert_false(t->cfg->listeners->mta_sts);
         assert_false(t->cfg->listeners->tlsrpt);
         assert_null(t->cfg->listeners->policy);
+        assert_null(t->cfg->listeners->relayhost);
         assert_string_equal(t->cfg->listeners->forward_ca, "/ca.pem");
 }
 
