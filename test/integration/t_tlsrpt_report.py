@@ -60,6 +60,9 @@ Runs, in this order:
      no report.
   6. A late line for 2026-12-09 (a file that appears again once the day is
      done) is kept in done/2026-12-09.late.jsonl and not reported.
+  7. Another late line while that file cannot be written: exit 2 with one
+     line naming the file (no traceback), the line left in tlsrpt/; once
+     it can be written, the next run keeps it there (exit 0).
 Throughout: today's file is never changed and never reported. And bad usage
 (--submitter that is not the domain of --contact) exits 2."""
 
@@ -591,6 +594,26 @@ def main():
         mwtest.eq([len(web.posts), len(mta.messages)], [5, 4], "POSTs and mail after the late "
                   "line")
         check_today()
+
+        # 7. The late file cannot be written: a broken state directory (2),
+        # said on one line, and the late line is kept for the next run.
+        print("== 7. a late line that cannot be kept yet", flush=True)
+        kept = os.path.join(done, D1 + ".late.jsonl")
+        late2 = line("https.test", "success", day=D1, t="23:59:58")
+        write_file(os.path.join(tdir, D1 + ".jsonl"), late2)
+        os.chmod(kept, 0o444)
+        rc, _, logs, err = run(net, state, expect=2)
+        mwtest.check("Traceback" not in err and kept in err and len(err.splitlines()) == 1,
+                     "stderr of a run that cannot write %s: %r" % (kept, err))
+        mwtest.check(os.path.exists(os.path.join(tdir, D1 + ".jsonl")),
+                     "the late line was not left in tlsrpt/")
+        os.chmod(kept, 0o644)
+        rc, _, logs, _ = run(net, state, expect=0)
+        mwtest.eq([x.get("event") for x in logs], ["late_lines"], "log lines once writable")
+        with open(kept) as f:
+            mwtest.eq(f.read(), late + late2, "done/%s.late.jsonl at the end" % D1)
+        mta.wait_idle()
+        mwtest.eq([len(web.posts), len(mta.messages)], [5, 4], "POSTs and mail in the end")
         web.stop()
     print("ok")
 
