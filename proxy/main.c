@@ -192,7 +192,9 @@ static void main_update_certs(struct main_state *m, bool log)
                 time_t t = (time_t)na;
                 char when[32];
                 struct tm tm;
-                long long left = (long long)((na - now) / 86400);
+                /* Whole days, rounded down: -1 on the day after notAfter. */
+                long long left =
+                    (long long)((na - now) / 86400) - ((na - now) % 86400 < 0 ? 1 : 0);
 
                 if (na == 0)
                         continue;

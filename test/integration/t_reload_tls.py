@@ -34,9 +34,9 @@ supervisor reloaded its own copy).
 Started on a certificate that expired in 2020 (no workers, a metrics_file):
 -t says the configuration is OK and mailward starts and serves it (a client
 that verifies refuses it); one event=certificate line at level err with
-days_left negative (the whole days since notAfter) and note="expired: renew
-it", its not_after and the metric both the certificate's notAfter as openssl
-reads it. Renewed and reloaded: the next line is info again, with no note."""
+days_left negative (days to notAfter rounded down: -1 on the day after it)
+and note="expired: renew it", its not_after and the metric both the
+certificate's notAfter as openssl reads it. Renewed and reloaded: the next line is info again, with no note."""
 
 import datetime
 import hashlib
@@ -350,8 +350,8 @@ def expired(env):
 
     got = cert_lines(mw)
     print("certificate lines: %r" % got)
-    # C's division truncates, as Python's int() does.
-    days = {int((want - t) / 86400) for t in (t0, t1)}
+    # Whole days rounded down, as Python's // does.
+    days = {int(want - t) // 86400 for t in (t0, t1)}
     mwtest.check(max(days) < 0, "the test certificate is not expired: %r" % days)
     when = datetime.datetime.fromtimestamp(want, datetime.timezone.utc)
     mwtest.eq([(lvl, na, int(d) in days, note.strip()) for lvl, na, d, note in got],
