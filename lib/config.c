@@ -60,6 +60,7 @@ enum config_type {
         CONFIG_T_LOG_DEST, /* stderr | syslog, stored as bool syslog */
         CONFIG_T_LEVEL,    /* a policy level (lib/policy.h) */
         CONFIG_T_WORKERS,  /* 1..CONFIG_MAX_WORKERS or auto */
+        CONFIG_T_ADDRESS,  /* an IPv4 or IPv6 address, no port */
 };
 
 struct config_key {
@@ -115,6 +116,7 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(tlsrpt_from, CONFIG_T_STR),
     CONFIG_L(relayhost, CONFIG_T_HOSTNAME),
     CONFIG_L(forward_verify, CONFIG_T_BOOL),
+    CONFIG_L(forward_source, CONFIG_T_ADDRESS),
     CONFIG_L(client_identity, CONFIG_T_IDENTITY),
     CONFIG_L(hostname, CONFIG_T_HOSTNAME),
     CONFIG_N(max_sessions, 1, 1000000),
@@ -211,6 +213,7 @@ static void config_listener_free(struct config_listener *l)
         free(l->policy);
         free(l->tlsrpt_from);
         free(l->relayhost);
+        free(l->forward_source);
         free(l);
 }
 
@@ -431,6 +434,15 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                         config_error(p, p->line,
                                      "%s: expected an absolute path, got '%s'", k->name,
                                      v);
+                        return;
+                }
+                config_set_str((char **)(void *)field, v);
+                return;
+        case CONFIG_T_ADDRESS:
+                if (!config_is_address(v)) {
+                        config_error(p, p->line,
+                                     "%s: expected an IPv4 or IPv6 address, got '%s'",
+                                     k->name, v);
                         return;
                 }
                 config_set_str((char **)(void *)field, v);

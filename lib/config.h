@@ -44,6 +44,10 @@ struct config_listener {
         char *hostname;      /* name in our greeting; default: the system's */
         char *forward_ca;    /* CA file for forward_tls; default system bundle */
         bool forward_verify; /* verify the backend's certificate (default yes) */
+        /* The address connections to forward are made from (an address of
+         * this host; connections to the other family are made unbound);
+         * NULL: the system chooses. */
+        char *forward_source;
         /* Outbound (forward_tls = policy). */
         char *policy;             /* policy table (lib/policy.h); NULL: none */
         unsigned default_level;   /* enum policy_level for unlisted domains; encrypt */

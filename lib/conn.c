@@ -282,14 +282,17 @@ static void conn_connect_cb(uv_connect_t *req, int status)
         conn_emit(c, CONN_EV_CONNECTED);
 }
 
-struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr, conn_cb cb,
-                          void *arg)
+struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr,
+                          const struct sockaddr *src, conn_cb cb, void *arg)
 {
         struct conn *c = conn_alloc(cl, cb, arg);
-        int r;
+        int r = 0;
 
         conn_addr_str(addr, c->peer, sizeof(c->peer));
-        r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, conn_connect_cb);
+        if (src != NULL)
+                r = uv_tcp_bind(&c->tcp, src, 0);
+        if (r == 0)
+                r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, conn_connect_cb);
         if (r < 0) {
                 c->err = r;
                 conn_defer_error(c, r);

@@ -78,10 +78,11 @@ void conn_loop_free(struct conn_loop *cl);
  * errno-style code in *err) if accept fails. */
 struct conn *conn_accept(struct conn_loop *cl, struct uv_stream_s *server, conn_cb cb,
                          void *arg, int *err);
-/* Start connecting to addr; CONN_EV_CONNECTED or CONN_EV_ERROR follows
- * (from the loop, even when the connect fails at once). */
-struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr, conn_cb cb,
-                          void *arg);
+/* Start connecting to addr, from src (an address of this host, port 0) when
+ * not NULL; CONN_EV_CONNECTED or CONN_EV_ERROR follows (from the loop, even
+ * when the connect fails at once). */
+struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr,
+                          const struct sockaddr *src, conn_cb cb, void *arg);
 void conn_free(struct conn *c);
 
 void conn_read(struct conn *c, bool on);

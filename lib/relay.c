@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -122,6 +123,7 @@ struct relay_listener {
         struct tls_ctx *tls_client;
         struct sockaddr_storage fwd_addr;
         char fwd_host[256];
+        struct sockaddr_storage fwd_src; /* forward_source (port 0); family 0: none */
         struct smtp_caps caps;
         bool caps_known;
         bool draining;
@@ -1497,14 +1499,18 @@ static struct conn_loop *relay_cloop(struct relay_listener *l)
 
 static void relay_backend_connect(struct relay_session *s)
 {
+        const struct sockaddr_storage *dst = s->out ? &s->o->dst : &s->l->fwd_addr;
+        const struct sockaddr_storage *src = &s->l->fwd_src;
+
         s->bstate = RELAY_B_CONNECTING;
         s->server_tls = false;
         memset(&s->slines, 0, sizeof(s->slines));
         s->slines.max = SMTP_REPLY_LINE_MAX;
-        s->server =
-            conn_connect(relay_cloop(s->l),
-                         (const struct sockaddr *)(s->out ? &s->o->dst : &s->l->fwd_addr),
-                         relay_server_cb, s);
+        /* forward_source binds connections of its own family (see config.h). */
+        s->server = conn_connect(
+            relay_cloop(s->l), (const struct sockaddr *)dst,
+            src->ss_family == dst->ss_family ? (const struct sockaddr *)src : NULL,
+            relay_server_cb, s);
         s->open++;
 }
 
@@ -2763,14 +2769,59 @@ static int relay_resolve(struct relay_listener *l, char *err, size_t errlen)
         snprintf(port, sizeof(port), "%u", p);
         memset(&hints, 0, sizeof(hints));
         hints.ai_socktype = SOCK_STREAM;
+        /* With forward_source, an address it can reach from. */
+        hints.ai_family = l->fwd_src.ss_family != 0 ? l->fwd_src.ss_family : AF_UNSPEC;
         r = getaddrinfo(l->fwd_host, port, &hints, &res);
         if (r != 0 || res == NULL) {
-                snprintf(err, errlen, "[%s]: forward: cannot resolve '%s': %s",
-                         l->conf->name, l->fwd_host, gai_strerror(r));
+                snprintf(err, errlen, "[%s]: forward: cannot resolve '%s'%s: %s",
+                         l->conf->name, l->fwd_host,
+                         l->fwd_src.ss_family == AF_INET    ? " to an IPv4 address"
+                         : l->fwd_src.ss_family == AF_INET6 ? " to an IPv6 address"
+                                                            : "",
+                         gai_strerror(r));
                 return -1;
         }
         memcpy(&l->fwd_addr, res->ai_addr, res->ai_addrlen);
         freeaddrinfo(res);
+        return 0;
+}
+
+/*
+ * forward_source: parsed, and checked once by binding a socket to it, so
+ * that an address this host does not have stops the start rather than
+ * every session.
+ */
+static int relay_source(struct relay_listener *l, char *err, size_t errlen)
+{
+        const char *a = l->conf->forward_source;
+        struct sockaddr_in *in = (struct sockaddr_in *)&l->fwd_src;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&l->fwd_src;
+        socklen_t len;
+        int fd, r;
+
+        if (a == NULL)
+                return 0;
+        if (inet_pton(AF_INET, a, &in->sin_addr) == 1) {
+                in->sin_family = AF_INET;
+                len = sizeof(*in);
+        } else if (inet_pton(AF_INET6, a, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                len = sizeof(*in6);
+        } else {
+                snprintf(err, errlen, "[%s]: forward_source: not an address: '%s'",
+                         l->conf->name, a);
+                return -1;
+        }
+        fd = socket(l->fwd_src.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        r = fd < 0 ? -1 : bind(fd, (const struct sockaddr *)&l->fwd_src, len);
+        if (r != 0) {
+                snprintf(err, errlen, "[%s]: forward_source %s: %s", l->conf->name, a,
+                         strerror(errno));
+                if (fd >= 0)
+                        close(fd);
+                return -1;
+        }
+        close(fd);
         return 0;
 }
 
@@ -2785,6 +2836,8 @@ struct relay_listener *relay_listener_new(struct relay_env *env,
         l->conf = conf;
         l->outbound = conf->forward_tls == CONFIG_TLS_POLICY;
         l->original_dst = strcmp(conf->forward, "original-dst") == 0;
+        if (relay_source(l, err, errlen) != 0)
+                goto fail;
         if (!l->original_dst && relay_resolve(l, err, errlen) != 0)
                 goto fail;
         if (l->outbound && relay_out_listener_init(l, err, errlen) != 0)

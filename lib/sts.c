@@ -498,8 +498,9 @@ static void sts_connect_next(struct sts_fetch *f)
                 return;
         }
         f->connected = false;
-        f->c = conn_connect(f->s->conf.cloop,
-                            (const struct sockaddr *)&f->addr[f->next++], sts_conn_cb, f);
+        f->c =
+            conn_connect(f->s->conf.cloop, (const struct sockaddr *)&f->addr[f->next++],
+                         NULL, sts_conn_cb, f);
         conn_timeout(f->c, f->deadline_ms - now);
 }
 

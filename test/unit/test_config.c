@@ -548,6 +548,10 @@ static void test_config_rules(void **state)
             "relayhost = 192.0.2.1\n",
             "F:7: relayhost: a host name, not an address (DANE and verify "
             "need the name), got '192.0.2.1'\n");
+        test_config_refused(
+            t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_source = 127.0.0.2:25\n",
+            "F:6: forward_source: expected an IPv4 or IPv6 address, got "
+            "'127.0.0.2:25'\n");
         test_config_refused(t,
                             "[out]\n"
                             "listen = 127.0.0.1:10026\n"
