@@ -97,6 +97,7 @@ run: deps
 	@scripts/run-demo
 
 test: deps
+	@scripts/fetch-sendmail
 	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(TEST_BUILD)/mailward units
 	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests
 	@$(foreach w,$(TEST_ALSO),echo "== the same tests on WOLFSSL=$(w) ==" && \
@@ -107,6 +108,7 @@ unit: deps
 	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests unit
 
 integration: deps
+	@scripts/fetch-sendmail
 	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(TEST_BUILD)/mailward
 	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests integration
 

@@ -338,6 +338,13 @@ class Env:
         pf.start()
         return pf
 
+    def sendmail(self, **kw):
+        """A private Sendmail instance (see Sendmail), started."""
+        sm = Sendmail(self, **kw)
+        self.on_exit(sm.stop)
+        sm.start()
+        return sm
+
     def netns(self, hosts=("192.0.2.10",)):
         """Network namespaces for outbound tests: a sender and one
         destination per address in hosts; see NetEnv. Skips without root."""
@@ -1012,6 +1019,127 @@ class Postfix:
             with open(p, "rb") as f:
                 out.append(f.read())
         return out
+
+
+SENDMAIL_ROOT = os.path.join(REPO, "build", "sendmail", "root")
+
+
+class Sendmail:
+    """A private Sendmail (real software: Debian's sendmail-bin, unpacked by
+    scripts/fetch-sendmail under build/sendmail, never installed) under
+    env.dir/sendmail-N: a sendmail.cf made by sendmail-cf's m4 macros from
+    a small .mc, its own queue. It listens on 127.0.0.1:sm.port as host
+    sm.test.example, accepts mail for relay_domains (and whatever its rules
+    let a client relay) and relays every message to smarthost, a (host,
+    port) such as a Recorder's; nothing else leaves it.
+
+    It runs as root in a mount and UTS namespace of its own (unshare): its
+    host name is sm.test.example and it reads /etc/hosts and
+    /etc/resolv.conf of its own (names for 127.0.0.1 and, in hosts, any
+    extra lines; the resolver 127.0.0.1 with one short try), so that it
+    never waits on or asks a DNS server elsewhere. sm.queue() lists the
+    messages it holds (sendmail -bp)."""
+
+    def __init__(self, env, smarthost, relay_domains=("rcpt.test",), hosts=(), port=None):
+        binary = os.path.join(SENDMAIL_ROOT, "usr", "libexec", "sendmail", "sendmail")
+        if not os.path.exists(binary):
+            skip("no Sendmail in build/sendmail (scripts/fetch-sendmail, run by make test)")
+        if not is_root():
+            skip("a private Sendmail instance needs root")
+        if not shutil.which("m4"):
+            skip("m4 is not installed")
+        self.env = env
+        self.binary = binary
+        self.port = port or free_port()
+        self.n = env._next("sendmail")
+        self.dir = env.path("sendmail-%d" % self.n)
+        self.cf = os.path.join(self.dir, "sendmail.cf")
+        self.proc = None
+        for d, mode in (("", 0o755), ("mqueue", 0o700), ("clientmqueue", 0o770)):
+            os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+            os.chmod(os.path.join(self.dir, d), mode)
+        with open(os.path.join(self.dir, "hosts"), "w") as f:
+            f.write("127.0.0.1 localhost\n127.0.0.1 sm.test.example sm\n"
+                    "::1 localhost sm.test.example sm\n" + "".join(l + "\n" for l in hosts))
+        with open(os.path.join(self.dir, "resolv.conf"), "w") as f:
+            f.write("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+        with open(os.path.join(self.dir, "service.switch"), "w") as f:
+            f.write("hosts files\naliases files\n")
+        d = self.dir
+        mc = ["divert(-1)", "divert(0)dnl", "OSTYPE(`linux')dnl"]
+        mc += ["define(`%s', `%s')dnl" % kv for kv in (
+            ("confDOMAIN_NAME", "sm.test.example"),
+            ("QUEUE_DIR", os.path.join(d, "mqueue")),
+            ("MSP_QUEUE_DIR", os.path.join(d, "clientmqueue")),
+            ("STATUS_FILE", os.path.join(d, "statistics")),
+            ("ALIAS_FILE", ""),
+            ("confHELP_FILE", ""),
+            ("confPID_FILE", os.path.join(d, "sendmail.pid")),
+            ("confSERVICE_SWITCH_FILE", os.path.join(d, "service.switch")),
+            ("confTO_IDENT", "0"),
+            ("confDONT_PROBE_INTERFACES", "true"),
+            ("confDELIVERY_MODE", "background"),
+            ("SMART_HOST", "[%s]" % smarthost[0]),
+            ("RELAY_MAILER_ARGS", "TCP $h %d" % smarthost[1]),
+            ("ESMTP_MAILER_ARGS", "TCP $h %d" % smarthost[1]))]
+        mc += ["FEATURE(`nocanonify')dnl", "FEATURE(`accept_unresolvable_domains')dnl"]
+        mc += ["RELAY_DOMAIN(`%s')dnl" % r for r in relay_domains]
+        mc += ["DAEMON_OPTIONS(`Family=inet, Name=MTA, Addr=127.0.0.1, Port=%d')dnl"
+               % self.port, "MAILER(`smtp')dnl"]
+        with open(os.path.join(d, "sendmail.mc"), "w") as f:
+            f.write("\n".join(mc) + "\n")
+        cfdir = os.path.join(SENDMAIL_ROOT, "usr", "share", "sendmail", "cf") + "/"
+        with open(self.cf, "w") as out:
+            r = subprocess.run(["m4", "-D_CF_DIR_=" + cfdir, cfdir + "m4/cf.m4",
+                                os.path.join(d, "sendmail.mc")], stdout=out,
+                               stderr=subprocess.PIPE, text=True)
+        check(r.returncode == 0 and not r.stderr, "m4 for sendmail.cf: %s" % r.stderr)
+
+    def _cmd(self, *args):
+        """sendmail with args, in its own namespaces (see the class)."""
+        mounts = "; ".join("mount --bind %s /etc/%s" % (os.path.join(self.dir, f), f)
+                           for f in ("hosts", "resolv.conf"))
+        return ["unshare", "--mount", "--uts", "sh", "-ec",
+                "hostname sm.test.example; %s; exec \"$0\" \"$@\"" % mounts,
+                self.binary, "-C", self.cf] + list(args)
+
+    def start(self):
+        self.out = open(os.path.join(self.dir, "output"), "wb")
+        self.proc = subprocess.Popen(self._cmd("-bD"), stdin=subprocess.DEVNULL,
+                                     stdout=self.out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        missing = wait_listening([self.port], 20, alive=lambda: self.proc.poll() is None)
+        check(not missing, "Sendmail not listening on %d after 20 s (exit %r): %s"
+              % (self.port, self.proc.poll(), self.output()))
+
+    def output(self):
+        with open(os.path.join(self.dir, "output"), "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def queue(self):
+        """What sendmail -bp says of its queue."""
+        r = subprocess.run(self._cmd("-bp"), capture_output=True, text=True, timeout=30)
+        return r.stdout + r.stderr
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        # Delivery children are in the same process group.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+        self.out.close()
 
 
 class SmtpSink:
