@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "util.h"
@@ -282,6 +284,32 @@ static void conn_connect_cb(uv_connect_t *req, int status)
         conn_emit(c, CONN_EV_CONNECTED);
 }
 
+/*
+ * The connection's socket, bound to src. IP_BIND_ADDRESS_NO_PORT leaves the
+ * port to connect(), which picks it for the whole address pair: a bound
+ * source then does not use up the ephemeral ports by itself.
+ */
+static int conn_bind_source(struct conn *c, const struct sockaddr *src)
+{
+        socklen_t len = src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                   : sizeof(struct sockaddr_in);
+        int one = 1, r;
+        int fd = socket(src->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return -errno;
+        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(fd, src, len) != 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        r = uv_tcp_open(&c->tcp, fd);
+        if (r != 0)
+                close(fd);
+        return r;
+}
+
 struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr,
                           const struct sockaddr *src, conn_cb cb, void *arg)
 {
@@ -290,7 +318,7 @@ struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr,
 
         conn_addr_str(addr, c->peer, sizeof(c->peer));
         if (src != NULL)
-                r = uv_tcp_bind(&c->tcp, src, 0);
+                r = conn_bind_source(c, src);
         if (r == 0)
                 r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, conn_connect_cb);
         if (r < 0) {
