@@ -361,10 +361,13 @@ class Env:
         return write_config(self, self.path("mailward-%d.conf" % n), listeners,
                             globals, self.path("alerts-%d.json" % n))
 
-    def mailward(self, listeners, globals=None, args=(), wait=True, binary=None, netns=None):
+    def mailward(self, listeners, globals=None, args=(), wait=True, binary=None, netns=None,
+                 wrap=()):
         """Write a configuration and start mailward on it; see Mailward.
-        netns: run it inside that network namespace (see NetEnv)."""
-        mw = Mailward(self, listeners, globals or {}, args, binary or MAILWARD, netns=netns)
+        netns: run it inside that network namespace (see NetEnv); wrap: a
+        command that runs it (argv before mailward's, which it must exec)."""
+        mw = Mailward(self, listeners, globals or {}, args, binary or MAILWARD, netns=netns,
+                      wrap=wrap)
         self._mailwards.append(mw)
         self.on_exit(mw.kill)
         mw.start(wait)
@@ -437,9 +440,10 @@ class Mailward:
     mw.port(name), mw.addr(name) -> (host, port), mw.alerts(), mw.log(),
     mw.stop(), mw.pid, mw.conf (the file), mw.listeners (what was written)."""
 
-    def __init__(self, env, listeners, globals, args, binary, netns=None):
+    def __init__(self, env, listeners, globals, args, binary, netns=None, wrap=()):
         self.env = env
         self.netns = netns
+        self.wrap = list(wrap)
         n = env._next("mailward")
         self.n = n
         self.binary = binary
@@ -468,6 +472,7 @@ class Mailward:
         envv = dict(os.environ)
         envv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         envv.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        argv = self.wrap + argv
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns] + argv
         self.proc = self.env.spawn(argv, log=self.logfile, env=envv, cwd=self.env.dir)
