@@ -137,13 +137,37 @@ static int dns_h_errno(int h)
         }
 }
 
+/*
+ * A TXT answer (len bytes, what the resolver returned) into r->txt: 0, or
+ * -EINVAL when it does not parse. The parsing of dns_txt(), apart from the
+ * query so that test/fuzz/fuzz_dns.c can feed it any bytes.
+ */
+static int dns_txt_parse(struct dns_req *r, const unsigned char *ans, int len)
+{
+        ns_msg msg;
+        ns_rr rr;
+        int count;
+
+        if (len > DNS_ANSWER_MAX || ns_initparse(ans, len, &msg) != 0)
+                return -EINVAL;
+        count = ns_msg_count(msg, ns_s_an);
+        for (int i = 0; i < count && r->ntxt < DNS_TXT_MAX; i++) {
+                if (ns_parserr(&msg, ns_s_an, i, &rr) != 0)
+                        return -EINVAL;
+                /* A CNAME on the way is followed by the resolver: take the TXT only. */
+                if (ns_rr_type(rr) != ns_t_txt || ns_rr_class(rr) != ns_c_in)
+                        continue;
+                if (dns_txt_rdata(r, ns_rr_rdata(rr), ns_rr_rdlen(rr)) != 0)
+                        return -EINVAL;
+        }
+        return 0;
+}
+
 static void dns_txt_work(struct dns_req *r)
 {
         struct __res_state rs;
         unsigned char *ans = xmalloc(DNS_ANSWER_MAX);
-        ns_msg msg;
-        ns_rr rr;
-        int len, count;
+        int len;
 
         memset(&rs, 0, sizeof(rs));
         if (res_ninit(&rs) != 0) {
@@ -152,30 +176,10 @@ static void dns_txt_work(struct dns_req *r)
                 return;
         }
         len = res_nquery(&rs, r->name, ns_c_in, ns_t_txt, ans, DNS_ANSWER_MAX);
-        if (len < 0) {
+        if (len < 0)
                 r->status = dns_h_errno(rs.res_h_errno);
-                goto done;
-        }
-        if (len > DNS_ANSWER_MAX || ns_initparse(ans, len, &msg) != 0) {
-                r->status = -EINVAL;
-                goto done;
-        }
-        count = ns_msg_count(msg, ns_s_an);
-        for (int i = 0; i < count && r->ntxt < DNS_TXT_MAX; i++) {
-                if (ns_parserr(&msg, ns_s_an, i, &rr) != 0) {
-                        r->status = -EINVAL;
-                        goto done;
-                }
-                /* A CNAME on the way is followed by the resolver: take the TXT only. */
-                if (ns_rr_type(rr) != ns_t_txt || ns_rr_class(rr) != ns_c_in)
-                        continue;
-                if (dns_txt_rdata(r, ns_rr_rdata(rr), ns_rr_rdlen(rr)) != 0) {
-                        r->status = -EINVAL;
-                        goto done;
-                }
-        }
-        r->status = 0;
-done:
+        else
+                r->status = dns_txt_parse(r, ans, len);
         res_nclose(&rs);
         free(ans);
 }
@@ -273,6 +277,21 @@ static int dns_rr_take(struct dns_req *r, const ns_msg *msg, const ns_rr *rr)
         return 0;
 }
 
+/*
+ * Whether name[0..n) ends in the dot that ends a name, not in an escaped
+ * dot ("\\.", a dot inside a label, as ns_name_ntop() writes it).
+ */
+static bool dns_ends_in_dot(const char *name, size_t n)
+{
+        size_t backslashes = 0;
+
+        if (n == 0 || name[n - 1] != '.')
+                return false;
+        while (backslashes < n - 1 && name[n - 2 - backslashes] == '\\')
+                backslashes++;
+        return backslashes % 2 == 0;
+}
+
 /* A record's owner name: lower case, no trailing dot. */
 static void dns_owner(char *out, size_t outlen, const char *name)
 {
@@ -281,7 +300,7 @@ static void dns_owner(char *out, size_t outlen, const char *name)
         for (; name[n] != '\0' && n + 1 < outlen; n++)
                 out[n] =
                     (char)(name[n] >= 'A' && name[n] <= 'Z' ? name[n] + 32 : name[n]);
-        if (n > 0 && out[n - 1] == '.')
+        if (dns_ends_in_dot(out, n))
                 n--;
         out[n] = '\0';
 }
@@ -292,13 +311,38 @@ static void dns_owner(char *out, size_t outlen, const char *name)
  * only other types, such as a CNAME the resolver could not follow), -EAGAIN
  * or -EINVAL.
  */
-static int dns_rr_query(struct dns_req *r, res_state res, int qtype, bool *secure)
+/*
+ * The records of type qtype in an answer (len bytes) into r->rr, their
+ * owner into r->owner: 0, -ENOENT (none of that type) or -EINVAL (it does
+ * not parse). Apart from the query, as dns_txt_parse().
+ */
+static int dns_rr_parse(struct dns_req *r, const unsigned char *ans, int len, int qtype)
 {
-        unsigned char *ans = xcalloc(1, DNS_ANSWER_MAX);
         size_t before = r->nrr;
         ns_msg msg;
         ns_rr rr;
-        int len, count, st = 0;
+        int count;
+
+        if (len > DNS_ANSWER_MAX || ns_initparse(ans, len, &msg) != 0)
+                return -EINVAL;
+        count = ns_msg_count(msg, ns_s_an);
+        for (int i = 0; i < count && r->nrr < DNS_RR_MAX; i++) {
+                if (ns_parserr(&msg, ns_s_an, i, &rr) != 0 || ns_rr_class(rr) != ns_c_in)
+                        return -EINVAL;
+                if ((int)ns_rr_type(rr) != qtype)
+                        continue;
+                if (dns_rr_take(r, &msg, &rr) != 0)
+                        return -EINVAL;
+                if (r->owner[0] == '\0')
+                        dns_owner(r->owner, sizeof(r->owner), ns_rr_name(rr));
+        }
+        return r->nrr == before ? -ENOENT : 0;
+}
+
+static int dns_rr_query(struct dns_req *r, res_state res, int qtype, bool *secure)
+{
+        unsigned char *ans = xcalloc(1, DNS_ANSWER_MAX);
+        int len, st;
 
         len = res_nquery(res, r->name, ns_c_in, qtype, ans, DNS_ANSWER_MAX);
         /* The header is there for a negative answer too: is the denial validated? */
@@ -307,31 +351,9 @@ static int dns_rr_query(struct dns_req *r, res_state res, int qtype, bool *secur
                 st = dns_h_errno(res->res_h_errno);
                 if (st != -ENOENT)
                         *secure = false;
-                goto done;
+        } else {
+                st = dns_rr_parse(r, ans, len, qtype);
         }
-        if (len > DNS_ANSWER_MAX || ns_initparse(ans, len, &msg) != 0) {
-                st = -EINVAL;
-                goto done;
-        }
-        count = ns_msg_count(msg, ns_s_an);
-        for (int i = 0; i < count && r->nrr < DNS_RR_MAX; i++) {
-                if (ns_parserr(&msg, ns_s_an, i, &rr) != 0 ||
-                    ns_rr_class(rr) != ns_c_in) {
-                        st = -EINVAL;
-                        goto done;
-                }
-                if ((int)ns_rr_type(rr) != qtype)
-                        continue;
-                if (dns_rr_take(r, &msg, &rr) != 0) {
-                        st = -EINVAL;
-                        goto done;
-                }
-                if (r->owner[0] == '\0')
-                        dns_owner(r->owner, sizeof(r->owner), ns_rr_name(rr));
-        }
-        if (r->nrr == before)
-                st = -ENOENT;
-done:
         free(ans);
         return st;
 }
