@@ -115,8 +115,10 @@ integration: deps
 # `make install` copies the build of `make` (of `make WOLFSSL=lean` with
 # WOLFSSL=lean, ...) and mailward's files under DESTDIR and PREFIX; it builds
 # only when that build is missing or out of date. The configuration is
-# installed only if there is none yet. `make uninstall` removes what install
-# put there, except the configuration. README, "Installing as a service".
+# installed only if there is none yet, and so is tlsrpt-report.env, the site's
+# settings for mailward-tlsrpt.service (its timer is not enabled). `make
+# uninstall` removes what install put there, except those two. README,
+# "Installing as a service".
 PREFIX      ?= /usr/local
 SBINDIR     ?= $(PREFIX)/sbin
 DATADIR     ?= $(PREFIX)/share
@@ -130,6 +132,11 @@ POLICY_FILES = $(shell find policies -type f | LC_ALL=C sort)
 POLICY_DIRS  = $(sort $(dir $(POLICY_FILES)))
 DATA_SCRIPTS := scripts/import-eff-policy scripts/nft-redirect scripts/tlsrpt-report
 CONF_FILE    = $(DESTDIR)$(SYSCONFDIR)/mailward/mailward.conf
+TLSRPT_ENV   = $(DESTDIR)$(SYSCONFDIR)/mailward/tlsrpt-report.env
+# Units written from scripts/UNIT.in with the install paths filled in.
+UNITS_IN     := mailward.service mailward-tlsrpt.service
+UNIT_SED     = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+                   -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
 
 install: $(BUILD)/mailward
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
@@ -143,10 +150,11 @@ install: $(BUILD)/mailward
 	$(INSTALL) -d -m 0755 $(addprefix $(DESTDIR)$(DATADIR)/mailward/,$(POLICY_DIRS))
 	for f in $(POLICY_FILES); do \
 	        $(INSTALL) -m 0644 $$f $(DESTDIR)$(DATADIR)/mailward/$$f || exit 1; done
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
-	        scripts/mailward.service.in >$(DESTDIR)$(UNITDIR)/mailward.service.tmp
-	chmod 0644 $(DESTDIR)$(UNITDIR)/mailward.service.tmp
-	mv -f $(DESTDIR)$(UNITDIR)/mailward.service.tmp $(DESTDIR)$(UNITDIR)/mailward.service
+	for u in $(UNITS_IN); do \
+	        $(UNIT_SED) scripts/$$u.in >$(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	        chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	        mv -f $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	$(INSTALL) -m 0644 scripts/mailward-tlsrpt.timer $(DESTDIR)$(UNITDIR)/mailward-tlsrpt.timer
 	$(INSTALL) -m 0644 scripts/mailward.sysusers $(DESTDIR)$(SYSUSERSDIR)/mailward.conf
 	$(INSTALL) -m 0644 scripts/mailward.tmpfiles $(DESTDIR)$(TMPFILESDIR)/mailward.conf
 	@if [ -e $(CONF_FILE) ]; then \
@@ -155,17 +163,24 @@ install: $(BUILD)/mailward
 	        echo "$(INSTALL) -m 0644 proxy/mailward.conf $(CONF_FILE)"; \
 	        $(INSTALL) -m 0644 proxy/mailward.conf $(CONF_FILE); \
 	fi
+	@if [ -e $(TLSRPT_ENV) ]; then \
+	        echo "install: $(TLSRPT_ENV) exists: not overwritten (the shipped one is scripts/tlsrpt-report.env)"; \
+	else \
+	        echo "$(INSTALL) -m 0644 scripts/tlsrpt-report.env $(TLSRPT_ENV)"; \
+	        $(INSTALL) -m 0644 scripts/tlsrpt-report.env $(TLSRPT_ENV); \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/mailward $(DESTDIR)$(MANDIR)/man8/mailward.8 \
 	        $(DESTDIR)$(MANDIR)/man8/tlsrpt-report.8 \
-	        $(DESTDIR)$(MANDIR)/man5/mailward.conf.5 $(DESTDIR)$(UNITDIR)/mailward.service \
+	        $(DESTDIR)$(MANDIR)/man5/mailward.conf.5 \
+	        $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS_IN) mailward-tlsrpt.timer) \
 	        $(DESTDIR)$(SYSUSERSDIR)/mailward.conf $(DESTDIR)$(TMPFILESDIR)/mailward.conf \
 	        $(addprefix $(DESTDIR)$(DATADIR)/mailward/,$(notdir $(DATA_SCRIPTS)) $(POLICY_FILES))
 	if [ -d $(DESTDIR)$(DATADIR)/mailward ]; then \
 	        find $(DESTDIR)$(DATADIR)/mailward -depth -type d -empty -delete; fi
-	@if [ -e $(CONF_FILE) ]; then \
-	        echo "uninstall: kept $(CONF_FILE) (remove it yourself)"; fi
+	@for f in $(CONF_FILE) $(TLSRPT_ENV); do \
+	        if [ -e $$f ]; then echo "uninstall: kept $$f (remove it yourself)"; fi; done
 
 # The benchmark (not part of `make test`): mailward against nginx's mail proxy
 # and stunnel, see test/bench/README. The load client uses OpenSSL, not

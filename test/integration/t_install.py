@@ -7,12 +7,28 @@
    rebuilt into it with the default ones): every file lands, nothing else,
    each with its mode; the binary is the test build's, which is left as it
    was; the unit names /usr/sbin/mailward and /etc/mailward/mailward.conf.
+   mailward-tlsrpt.service runs /usr/share/mailward/tlsrpt-report once, as
+   mailward, with its settings from /etc/mailward/tlsrpt-report.env, no
+   capability, write access to /var/lib/mailward/tlsrpt only, and every
+   setting of mailward.service that confines it (SystemCallFilter may deny
+   more); mailward-tlsrpt.timer starts it daily, a few hours after midnight
+   UTC, at a random time within a window, persistently, for timers.target.
    `make -n install` names build/mailward and /usr/local by default, and
    build-lean/mailward with WOLFSSL=lean.
-2. A second install leaves a changed mailward.conf as it is, and says so.
-3. systemd-analyze verify has nothing to say about the unit (a copy of it
-   whose mailward paths point into DESTDIR; MANPATH finds the man pages).
-4. As root: systemd-sysusers and systemd-tmpfiles, on an empty --root,
+2. A second install leaves a changed mailward.conf and tlsrpt-report.env
+   as they are, and says so.
+3. systemd-analyze verify has nothing to say about the three units (copies
+   whose program paths point into DESTDIR; MANPATH finds the man pages),
+   and systemd-analyze calendar reads the timer's OnCalendar as a daily
+   time between 01:00 and 05:00 UTC.
+4. The installed tlsrpt-report run with the service's command line, its
+   ${NAME} and $NAME expanded from the installed tlsrpt-report.env as
+   systemd.service(5) says: as shipped (nothing filled in) it refuses, exit
+   status 2, saying why; filled in (an organization with a space, an option
+   in TLSRPT_OPTIONS) it works on an empty state_dir/tlsrpt, exit 0 and
+   nothing logged; as root, run as nobody with no capability and
+   NoNewPrivs, and its lock file there is nobody's.
+5. As root: systemd-sysusers and systemd-tmpfiles, on an empty --root,
    make the user mailward and /var/lib/mailward, its own, from the
    installed files. In a network namespace of its own: the installed
    binary, run by setpriv(1) with exactly the unit's CapabilityBoundingSet
@@ -36,16 +52,18 @@
    README gives for TPROXY) it does not. Without any one capability of the
    unit's set, start-up fails with exit status 1 and the reason on stderr:
    the set is enough, and none of it is too much.
-5. `make uninstall` removes every file install put there but mailward.conf.
+6. `make uninstall` removes every file install put there but mailward.conf
+   and tlsrpt-report.env.
 
-Without root step 4 is skipped, without systemd (systemd-analyze,
-systemd-sysusers) step 3 and the first part of 4: the test then ends as
+Without root step 5 is skipped, without systemd (systemd-analyze,
+systemd-sysusers) step 3 and the first part of 5: the test then ends as
 skipped (77) after the others passed."""
 
 import filecmp
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import smtplib
@@ -62,6 +80,24 @@ OUT_PORT = 10026
 MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "WOLFSSL", "BUILD", "CFLAGS",
              "LDFLAGS", "DESTDIR", "PREFIX", "SBINDIR", "DATADIR", "MANDIR", "SYSCONFDIR",
              "UNITDIR", "SYSUSERSDIR", "TMPFILESDIR")
+
+# mailward-tlsrpt.service's command line, PREFIX=/usr.
+TLSRPT_EXEC = ("/usr/share/mailward/tlsrpt-report --state-dir /var/lib/mailward "
+               "--organization ${TLSRPT_ORGANIZATION} --contact ${TLSRPT_CONTACT} "
+               "--from ${TLSRPT_FROM} $TLSRPT_OPTIONS")
+# Settings of mailward.service that do not confine it. mailward-tlsrpt.service
+# has every other one with the same value, but for these, which it narrows
+# (checked on their own).
+NOT_CONFINING = {"Type", "ExecStartPre", "ExecStart", "ExecReload", "KillMode",
+                 "TimeoutStopSec", "Restart", "RestartSec", "LimitNOFILE", "LogsDirectory"}
+NARROWED = {"CapabilityBoundingSet", "ReadWritePaths", "SystemCallFilter"}
+# The PATH systemd gives a service (systemd.exec(5)): tlsrpt-report's
+# "#!/usr/bin/env python3" is the system's python3 there.
+SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# A filled-in tlsrpt-report.env (a space in a value, two options in one).
+TLSRPT_SITE = {"TLSRPT_ORGANIZATION": "Example Org", "TLSRPT_CONTACT": "tlsrpt@example.org",
+               "TLSRPT_FROM": "tlsrpt-noreply@example.org",
+               "TLSRPT_OPTIONS": "--smtp 127.0.0.1:10025 --keep-days 20"}
 
 # What start-up says without each capability the unit gives it.
 WITHOUT = {
@@ -111,6 +147,9 @@ def expected_files():
         "usr/share/man/man5/mailward.conf.5": ("proxy/mailward.conf.5", 0o644),
         "etc/mailward/mailward.conf": ("proxy/mailward.conf", 0o644),
         "usr/lib/systemd/system/mailward.service": (None, 0o644),
+        "usr/lib/systemd/system/mailward-tlsrpt.service": (None, 0o644),
+        "usr/lib/systemd/system/mailward-tlsrpt.timer": ("scripts/mailward-tlsrpt.timer", 0o644),
+        "etc/mailward/tlsrpt-report.env": ("scripts/tlsrpt-report.env", 0o644),
         "usr/lib/sysusers.d/mailward.conf": ("scripts/mailward.sysusers", 0o644),
         "usr/lib/tmpfiles.d/mailward.conf": ("scripts/mailward.tmpfiles", 0o644),
         "usr/share/mailward/import-eff-policy": ("scripts/import-eff-policy", 0o755),
@@ -178,6 +217,165 @@ def bounding_set(unit):
             caps.add(c[4:].lower())
     mwtest.check(caps, "the unit sets no CapabilityBoundingSet")
     return caps
+
+
+def check_tlsrpt_units(root, main, failures):
+    """mailward-tlsrpt.service and .timer as installed, beside mailward.service
+    (main, parsed): paths filled in, mailward's user, no capability, and
+    every setting that confines mailward.service. Returns (service, timer),
+    parsed."""
+    udir = os.path.join(root, "usr", "lib", "systemd", "system")
+    units = {}
+    for name in ("mailward-tlsrpt.service", "mailward-tlsrpt.timer"):
+        path = os.path.join(udir, name)
+        if not os.path.exists(path):
+            mwtest.fail("%s is not installed" % name)
+        left = re.findall(r"@[A-Z_]+@", read(path))
+        if left:
+            failures.append("placeholders left in %s: %r" % (name, left))
+        units[name] = parse_unit(path)
+    svc, timer = units["mailward-tlsrpt.service"], units["mailward-tlsrpt.timer"]
+
+    # The user that sysusers.d makes and mailward.conf drops to.
+    m = re.search(r"(?m)^u (\S+) ", read(os.path.join(REPO, "scripts", "mailward.sysusers")))
+    user = m.group(1) if m else None
+    mwtest.check(re.search(r"(?m)^user = %s$" % re.escape(user or "?"),
+                           read(os.path.join(REPO, "proxy", "mailward.conf"))),
+                 "mailward.sysusers's user %r is not mailward.conf's" % user)
+    for name, unit, key, want in (
+            ("service", svc, ("Service", "Type"), ["oneshot"]),
+            ("service", svc, ("Service", "User"), [user]),
+            ("service", svc, ("Service", "Group"), [user]),
+            ("service", svc, ("Service", "EnvironmentFile"), ["/etc/mailward/tlsrpt-report.env"]),
+            ("service", svc, ("Service", "ExecStart"), [TLSRPT_EXEC]),
+            ("service", svc, ("Service", "CapabilityBoundingSet"), [""]),
+            ("service", svc, ("Service", "AmbientCapabilities"), None),
+            ("service", svc, ("Service", "ReadWritePaths"), ["-/var/lib/mailward/tlsrpt"]),
+            ("timer", timer, ("Timer", "Unit"), None),
+            ("timer", timer, ("Install", "WantedBy"), ["timers.target"])):
+        if unit.get(key) != want:
+            failures.append("mailward-tlsrpt.%s: [%s] %s is %r, expected %r"
+                            % (name, key[0], key[1], unit.get(key), want))
+    mwtest.check(("Install", "WantedBy") not in svc,
+                 "mailward-tlsrpt.service has an [Install] section: the timer starts it")
+
+    for (sec, key), vals in sorted(main.items()):
+        if sec != "Service" or key in NOT_CONFINING or key in NARROWED:
+            continue
+        if svc.get((sec, key)) != vals:
+            failures.append("mailward-tlsrpt.service: %s is %r, mailward.service has %r"
+                            % (key, svc.get((sec, key)), vals))
+    mf = main.get(("Service", "SystemCallFilter"), [])
+    sf = svc.get(("Service", "SystemCallFilter"), [])
+    if sf[:len(mf)] != mf or [v for v in sf[len(mf):] if not v.startswith("~")]:
+        failures.append("mailward-tlsrpt.service: SystemCallFilter %r is not mailward.service's "
+                        "%r with only denials added" % (sf, mf))
+
+    for key in ("OnCalendar", "RandomizedDelaySec", "Persistent"):
+        mwtest.eq(len(timer.get(("Timer", key), [])), 1, "mailward-tlsrpt.timer: %s= lines" % key)
+    mwtest.check(yes(timer[("Timer", "Persistent")]), "mailward-tlsrpt.timer: Persistent is "
+                 "%r" % timer[("Timer", "Persistent")])
+    return svc, timer
+
+
+def check_calendar(sa, timer):
+    """The timer's OnCalendar, read by systemd-analyze: daily, at a time
+    between 01:00 and 05:00 UTC, and RandomizedDelaySec keeps the run before
+    06:00 UTC."""
+    spec = timer[("Timer", "OnCalendar")][0]
+    r = subprocess.run([sa, "calendar", spec], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    print("systemd-analyze calendar %r: exit %d\n%s%s" % (spec, r.returncode, r.stdout, r.stderr),
+          flush=True)
+    mwtest.eq(r.returncode, 0, "systemd-analyze calendar %r" % spec)
+    m = re.search(r"Normalized form: \*-\*-\* (\d\d):(\d\d):(\d\d) UTC\n", r.stdout)
+    mwtest.check(m, "OnCalendar=%s is not one time a day, in UTC" % spec)
+    start = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
+    delay = timer[("Timer", "RandomizedDelaySec")][0]
+    r = subprocess.run([sa, "timespan", delay], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    m = re.search(r"(?m)^\s*\S+: (\d+)$", r.stdout)
+    mwtest.check(r.returncode == 0 and m, "RandomizedDelaySec=%s: %s%s" % (delay, r.stdout,
+                                                                         r.stderr))
+    end = start + int(m.group(1)) / 1e6
+    print("mailward-tlsrpt.timer: between %02d:%02d and %02d:%02d UTC" % (
+        start // 3600, start % 3600 // 60, end // 3600, end % 3600 // 60), flush=True)
+    mwtest.check(3600 <= start <= 5 * 3600 and start < end <= 6 * 3600,
+                 "mailward-tlsrpt.timer runs from %g h to %g h UTC, not a few hours after "
+                 "midnight" % (start / 3600, end / 3600))
+
+
+def env_file(text):
+    """{NAME: value} of an EnvironmentFile= in the simple forms
+    systemd.exec(5) describes: comments and blank lines skipped, the value
+    stripped, enclosing quotes removed."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        k, _, v = line.partition("=")
+        v = v.strip()
+        if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
+            v = v[1:-1]
+        out[k.strip()] = v
+    return out
+
+
+def exec_argv(line, values):
+    """An ExecStart= line as systemd.service(5) expands it: ${NAME} becomes
+    the value, always within one argument; $NAME, a word of its own, the
+    value split at whitespace (zero or more arguments)."""
+    argv = []
+    for w in shlex.split(line):
+        m = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", w)
+        if m:
+            argv += shlex.split(values.get(m.group(1), ""))
+        else:
+            argv.append(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}",
+                               lambda v: values.get(v.group(1), ""), w))
+    return argv
+
+
+def tlsrpt_service_run(env, root, svc):
+    """Step 4: the installed tlsrpt-report run as mailward-tlsrpt.service
+    runs it, with the installed tlsrpt-report.env and then a filled-in one."""
+    state = env.path("tlsrpt-state")
+    os.makedirs(os.path.join(state, "tlsrpt"), 0o750)
+    pre = []
+    if mwtest.is_root():
+        nobody = pwd.getpwnam("nobody")
+        for d in (state, os.path.join(state, "tlsrpt")):
+            os.chown(d, nobody.pw_uid, nobody.pw_gid)
+        pre = ["setpriv", "--reuid", str(nobody.pw_uid), "--regid", str(nobody.pw_gid),
+               "--clear-groups", "--bounding-set", "-all", "--inh-caps", "-all",
+               "--no-new-privs", "--"]
+
+    def run(values):
+        argv = exec_argv(svc[("Service", "ExecStart")][-1], values)
+        argv[0] = os.path.join(root, argv[0].lstrip("/"))
+        argv[argv.index("--state-dir") + 1] = state
+        r = subprocess.run(pre + argv, capture_output=True, text=True, timeout=60,
+                           env=dict(values, PATH=SYSTEMD_PATH), stdin=subprocess.DEVNULL)
+        print("%s: exit %d\n%s%s" % (shlex.join(argv), r.returncode, r.stdout, r.stderr),
+              flush=True)
+        return r
+
+    shipped = env_file(read(os.path.join(root, "etc", "mailward", "tlsrpt-report.env")))
+    mwtest.eq(sorted(shipped), sorted(TLSRPT_SITE), "the variables of tlsrpt-report.env")
+    r = run(shipped)
+    mwtest.eq(r.returncode, 2, "tlsrpt-report's exit status with tlsrpt-report.env as shipped")
+    mwtest.check(r.stderr.startswith("tlsrpt-report: --organization: empty"),
+                 "tlsrpt-report does not say what is missing: %r" % r.stderr)
+    mwtest.eq(os.listdir(os.path.join(state, "tlsrpt")), [], "state_dir/tlsrpt after a refusal")
+
+    r = run(TLSRPT_SITE)
+    mwtest.eq((r.returncode, r.stdout, r.stderr), (0, "", ""),
+              "tlsrpt-report (exit status, stdout, stderr) with tlsrpt-report.env filled in")
+    lock = os.path.join(state, "tlsrpt", ".tlsrpt-report.lock")
+    mwtest.check(os.path.exists(lock), "tlsrpt-report did not take its lock in %s" % lock)
+    if pre:
+        mwtest.eq(os.stat(lock).st_uid, pwd.getpwnam("nobody").pw_uid, "owner of the lock file")
 
 
 def yes(values):
@@ -488,6 +686,7 @@ def main():
                   "ExecReload")
         mwtest.eq(unit.get(("Service", "Restart")), ["on-failure"], "Restart")
         mwtest.check(("Service", "DynamicUser") not in unit, "the unit sets DynamicUser")
+        tlsrpt_svc, tlsrpt_timer = check_tlsrpt_units(root, unit, failures)
         for wolfssl, bdir, prefix in ((None, "build", "/usr/local"),
                                       ("lean", "build-lean", "/usr/local")):
             args = ["-n", "-o", bdir + "/mailward", "install", "DESTDIR=/nonexistent"]
@@ -500,19 +699,22 @@ def main():
             if "/nonexistent/etc/mailward/mailward.conf" not in r.stdout:
                 failures.append("make %s: mailward.conf is not put in /etc" % " ".join(args))
 
-        # 2. A second install keeps a changed mailward.conf.
+        # 2. A second install keeps a changed mailward.conf and tlsrpt-report.env.
         conf = os.path.join(root, "etc", "mailward", "mailward.conf")
-        with open(conf, "a") as f:
-            f.write("# changed by the administrator\n")
-        with open(conf) as f:
-            changed = f.read()
+        tlsrpt_env = os.path.join(root, "etc", "mailward", "tlsrpt-report.env")
+        changed = {}
+        for path in (conf, tlsrpt_env):
+            with open(path, "a") as f:
+                f.write("# changed by the administrator\n")
+            changed[path] = read(path)
         r = make("-o", build + "/mailward", "install", "DESTDIR=" + root, "PREFIX=/usr",
                  "BUILD=" + build)
         mwtest.eq(r.returncode, 0, "second make install")
-        with open(conf) as f:
-            mwtest.eq(f.read(), changed, "mailward.conf after a second install")
-        mwtest.check("mailward.conf exists: not overwritten" in r.stdout,
-                     "the second install does not say that it kept mailward.conf")
+        for path in (conf, tlsrpt_env):
+            name = os.path.basename(path)
+            mwtest.eq(read(path), changed[path], "%s after a second install" % name)
+            mwtest.check("%s exists: not overwritten" % path in r.stdout,
+                         "the second install does not say that it kept %s" % name)
 
         # 3. systemd-analyze verify.
         sa = shutil.which("systemd-analyze")
@@ -522,24 +724,30 @@ def main():
         else:
             vdir = env.path("verify")
             os.mkdir(vdir)
-            with open(unit_path) as f:
-                text = f.read().replace("/usr/sbin/mailward",
-                                        os.path.join(root, "usr/sbin/mailward"))
-            with open(os.path.join(vdir, "mailward.service"), "w") as f:
-                f.write(text)
+            names = ("mailward.service", "mailward-tlsrpt.service", "mailward-tlsrpt.timer")
+            for name in names:
+                text = read(os.path.join(os.path.dirname(unit_path), name))
+                for prog in ("/usr/sbin/mailward", "/usr/share/mailward/tlsrpt-report"):
+                    text = text.replace(prog, os.path.join(root, prog.lstrip("/")))
+                with open(os.path.join(vdir, name), "w") as f:
+                    f.write(text)
             venv = dict(os.environ, MANPATH=os.path.join(root, "usr/share/man"))
             man = [] if shutil.which("man") else ["--man=no"]
             if man:
                 print("man is not installed: Documentation= is not checked", flush=True)
-            r = subprocess.run([sa, "verify"] + man + [os.path.join(vdir, "mailward.service")],
+            r = subprocess.run([sa, "verify"] + man + [os.path.join(vdir, n) for n in names],
                                capture_output=True, text=True, timeout=60, env=venv,
                                stdin=subprocess.DEVNULL)
             print("systemd-analyze verify: exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr),
                   flush=True)
             mwtest.eq(r.returncode, 0, "systemd-analyze verify exit status")
             mwtest.eq((r.stdout + r.stderr).strip(), "", "systemd-analyze verify output")
+            check_calendar(sa, tlsrpt_timer)
 
-        # 4. The user and the state directory; the unit's capabilities, as root.
+        # 4. tlsrpt-report as mailward-tlsrpt.service runs it.
+        tlsrpt_service_run(env, root, tlsrpt_svc)
+
+        # 5. The user and the state directory; the unit's capabilities, as root.
         if mwtest.is_root() and shutil.which("systemd-sysusers") is None:
             print("SKIP step: systemd-sysusers is not installed (package systemd)", flush=True)
             skipped.append("sysusers.d and tmpfiles.d (systemd is not installed)")
@@ -551,21 +759,22 @@ def main():
             print("SKIP step: the unit's capabilities need root", flush=True)
             skipped.append("the unit's capabilities (needs root)")
 
-        # 5. Uninstall: everything but mailward.conf (and the files put
-        # beside it above) goes.
+        # 6. Uninstall: everything but mailward.conf and tlsrpt-report.env
+        # (and the files put beside them above) goes.
         r = make("uninstall", "DESTDIR=" + root, "PREFIX=/usr")
         mwtest.eq(r.returncode, 0, "make uninstall")
         files = sorted(p for p, m in tree(root).items() if not stat.S_ISDIR(m))
-        kept = ["etc/mailward/mailward.conf"]
+        kept = ["etc/mailward/mailward.conf", "etc/mailward/tlsrpt-report.env"]
         if mwtest.is_root():
             kept += ["etc/mailward/mx.example.org.key", "etc/mailward/mx.example.org.pem"]
         mwtest.eq(files, sorted(kept), "files left after make uninstall")
         mwtest.check(not os.path.exists(os.path.join(root, "usr/share/mailward")),
                      "usr/share/mailward is left after make uninstall")
-        with open(conf) as f:
-            mwtest.eq(f.read(), changed, "mailward.conf after make uninstall")
-        mwtest.check("kept %s" % conf in r.stdout, "make uninstall does not say it kept %s"
-                     % conf)
+        for path in (conf, tlsrpt_env):
+            mwtest.eq(read(path), changed[path], "%s after make uninstall"
+                      % os.path.basename(path))
+            mwtest.check("kept %s" % path in r.stdout, "make uninstall does not say it kept %s"
+                         % path)
 
         for f in failures:
             print("FAIL: " + f)
