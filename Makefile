@@ -54,9 +54,11 @@ PROXY_SRC  := $(wildcard proxy/*.c)
 PROXY_OBJ  := $(PROXY_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
+FUZZ_SRC   := $(wildcard test/fuzz/fuzz_*.c)
+FUZZ_BIN   := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all deps run test unit integration install uninstall lint format bench clean \
-        mailward-asm mailward-lean FORCE
+        mailward-asm mailward-lean fuzz FORCE
 
 all: $(BUILD)/mailward
 
@@ -86,7 +88,13 @@ $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libmailward.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmailward.a $(LDLIBS) -lcmocka
 
-units: $(UNIT_BIN)
+# Each fuzz harness with test/fuzz/replay.c's main(): scripts/run-tests
+# replays test/fuzz/corpus/NAME/ through it (see `make fuzz` below).
+$(BUILD)/fuzz/%: test/fuzz/%.c test/fuzz/replay.c $(BUILD)/libmailward.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< test/fuzz/replay.c $(BUILD)/libmailward.a $(LDLIBS)
+
+units: $(UNIT_BIN) $(FUZZ_BIN)
 
 # Install the packages every target needs (Debian, as root); quick when done.
 deps:
@@ -198,6 +206,38 @@ $(BUILD)/bench/crypto: test/bench/crypto.c lib/tls_suites.h $(WOLFSSL_LIB)
 bench: deps
 	@$(MAKE) --no-print-directory build/mailward build/bench/loadgen build/bench/crypto
 	@test/bench/run
+
+# `make fuzz`: each harness built with clang's libFuzzer and run for
+# FUZZ_SECONDS, starting from test/fuzz/corpus/NAME (copied: what it finds
+# goes to build/fuzz-corpus/NAME, a crash to build/fuzz-crash/). Not part
+# of `make test`, whose replay of the corpus is deterministic.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -DMAILWARD_VERSION='"$(VERSION)"' -g -O1 -Ilib $(PKG_CFLAGS)
+FUZZ_OBJ     := $(LIB_SRC:lib/%.c=build/fuzz-clang/lib/%.o)
+
+build/fuzz-clang/lib/%.o: lib/%.c $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c -o $@ $<
+
+build/fuzz-clang/libmailward.a: $(FUZZ_OBJ)
+	ar rcs $@ $^
+
+fuzz: deps
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang (apt-get install clang)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory build/fuzz-clang/libmailward.a
+	@mkdir -p build/fuzz-crash
+	@set -e; for src in $(FUZZ_SRC); do \
+	        name=$$(basename $$src .c); \
+	        $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) -o build/fuzz-clang/$$name \
+	                $$src build/fuzz-clang/libmailward.a $(PKG_LIBS) -lresolv; \
+	        mkdir -p build/fuzz-corpus/$$name; \
+	        cp -n test/fuzz/corpus/$$name/* build/fuzz-corpus/$$name/ 2>/dev/null || true; \
+	        echo "== $$name: $(FUZZ_SECONDS) s"; \
+	        build/fuzz-clang/$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	                -artifact_prefix=build/fuzz-crash/$$name- build/fuzz-corpus/$$name; \
+	done
 
 FORMAT_SRC := $(wildcard lib/*.[ch] proxy/*.[ch] test/unit/*.[ch] test/fuzz/*.c test/bench/*.c)
 
