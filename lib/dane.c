@@ -338,6 +338,36 @@ static void dane_not_mx(struct dane_job *j, const char *relay_error)
 
 static void dane_relay_cb(void *arg, int status, const struct dns_rrset *set);
 
+/*
+ * Whether one of set's addresses is the destination; when it is, the job
+ * goes on from there: host (what = "MX host" or "relay host") is the
+ * destination's host, and its TLSA records are asked for when its
+ * addresses are validated (a validated CNAME: its target first), or the
+ * job ends.
+ */
+static bool dane_host_found(struct dane_job *j, const struct dns_rrset *set,
+                            const char *host, const char *what)
+{
+        size_t i;
+
+        for (i = 0; i < set->n && !dane_same_ip(&set->rr[i].addr, &j->e->dst); i++)
+                ;
+        if (i == set->n)
+                return false;
+        snprintf(j->res.mx_host, sizeof(j->res.mx_host), "%s", host);
+        if (j->mx_insecure && !j->res.relay)
+                dane_set(j, DANE_NONE, "MX records of %s not validated (insecure)",
+                         j->e->domain);
+        else if (!set->secure)
+                dane_set(j, DANE_NONE, "addresses of %s %s not validated", what, host);
+        else if (dane_tlsa_query(j, set->name[0] != '\0' ? set->name : host))
+                return true;
+        else
+                dane_set(j, DANE_NONE, "%s name %s too long", what, host);
+        dane_job_end(j);
+        return true;
+}
+
 /* After the MX hosts: the relay host's addresses, when there is one. */
 static void dane_relay_next(struct dane_job *j)
 {
@@ -363,23 +393,14 @@ static void dane_relay_cb(void *arg, int status, const struct dns_rrset *set)
         UTIL_CHECK_MAGIC(j, DANE_JOB_MAGIC);
         j->dns = NULL;
         host = j->d->relay_host;
-        for (size_t i = 0; status == 0 && i < set->n; i++) {
-                if (!dane_same_ip(&set->rr[i].addr, &j->e->dst))
-                        continue;
+        if (status == 0) {
+                /* Its TLSA records are at the destination's port. */
                 j->res.relay = true;
-                snprintf(j->res.mx_host, sizeof(j->res.mx_host), "%s", host);
-                if (!set->secure) {
-                        dane_set(j, DANE_NONE, "addresses of relay host %s not validated",
-                                 host);
-                        dane_job_end(j);
-                        return;
-                }
                 j->port = dane_port(&j->e->dst);
-                if (!dane_tlsa_query(j, set->name[0] != '\0' ? set->name : host)) {
-                        dane_set(j, DANE_NONE, "relay host name %s too long", host);
-                        dane_job_end(j);
-                }
-                return;
+                if (dane_host_found(j, set, host, "relay host"))
+                        return;
+                j->res.relay = false;
+                j->port = 25;
         }
         dane_not_mx(j, status != 0 && status != -ENOENT ? dns_strerror(status) : NULL);
 }
@@ -394,30 +415,8 @@ static void dane_addr_cb(void *arg, int status, const struct dns_rrset *set)
         host = j->hosts[j->next - 1];
         if (status == -EAGAIN || status == -EINVAL)
                 j->addr_failed = true;
-        for (size_t i = 0; status == 0 && i < set->n; i++) {
-                if (!dane_same_ip(&set->rr[i].addr, &j->e->dst))
-                        continue;
-                snprintf(j->res.mx_host, sizeof(j->res.mx_host), "%s", host);
-                if (j->mx_insecure) {
-                        dane_set(j, DANE_NONE,
-                                 "MX records of %s not validated (insecure)",
-                                 j->e->domain);
-                        dane_job_end(j);
-                        return;
-                }
-                if (!set->secure) {
-                        dane_set(j, DANE_NONE, "addresses of MX host %s not validated",
-                                 host);
-                        dane_job_end(j);
-                        return;
-                }
-                /* A validated CNAME: its target is the TLSA base domain first. */
-                if (!dane_tlsa_query(j, set->name[0] != '\0' ? set->name : host)) {
-                        dane_set(j, DANE_NONE, "MX host name %s too long", host);
-                        dane_job_end(j);
-                }
+        if (status == 0 && dane_host_found(j, set, host, "MX host"))
                 return;
-        }
         dane_addr_next(j);
 }
 
