@@ -203,9 +203,12 @@ $(BUILD)/bench/crypto: test/bench/crypto.c lib/tls_suites.h $(WOLFSSL_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -Ilib $(WOLFSSL_CFLAGS) -o $@ $< $(WOLFSSL_LIBS)
 
+# `make bench WOLFSSL=lean` (or asm) measures that build of mailward and
+# its crypto floor; the load client is the same for every build.
 bench: deps
-	@$(MAKE) --no-print-directory build/mailward build/bench/loadgen build/bench/crypto
-	@test/bench/run
+	@$(MAKE) --no-print-directory WOLFSSL=system BUILD=build build/bench/loadgen
+	@$(MAKE) --no-print-directory $(BUILD)/mailward $(BUILD)/bench/crypto
+	@test/bench/run --mailward $(BUILD)/mailward --crypto $(BUILD)/bench/crypto
 
 # `make fuzz`: each harness built with clang's libFuzzer and run for
 # FUZZ_SECONDS, starting from test/fuzz/corpus/NAME (copied: what it finds
