@@ -1190,7 +1190,8 @@ class NetEnv:
     `with net.inside():`) and an optional Postfix run, and one destination
     namespace per address in hosts (192.0.2.10, 192.0.2.11, ... by default),
     each joined to the sender by its own veth pair: the sender side has
-    198.51.100.1 and a host route to the destination's address. Nothing is
+    198.51.100.1 (2001:db8:100::1 for an IPv6 address in hosts, such as
+    2001:db8::10) and a host route to the destination's address. Nothing is
     added to the host's own namespace apart from the namespaces themselves
     (named mw-<pid>-<n>-s, -d0, -d1...; the veth pairs are created inside
     them); everything is deleted when the environment is left, also on
@@ -1232,6 +1233,7 @@ class NetEnv:
     """
 
     SENDER_ADDR = "198.51.100.1"
+    SENDER_ADDR6 = "2001:db8:100::1"
 
     def __init__(self, env, hosts=("192.0.2.10",)):
         if not is_root():
@@ -1263,13 +1265,16 @@ class NetEnv:
             self._ip(self.sender, "link", "add", ifs, "type", "veth", "peer", "name", ifd,
                      "netns", ns)
             self._ip(ns, "link", "set", "lo", "up")
-            self._ip(self.sender, "addr", "add", self.SENDER_ADDR + "/32", "dev", ifs)
+            # IPv6 addresses without duplicate address detection, usable at once.
+            v6 = ":" in addr
+            src, plen, nodad = ((self.SENDER_ADDR6, "/128", ["nodad"]) if v6 else
+                                (self.SENDER_ADDR, "/32", []))
+            self._ip(self.sender, "addr", "add", src + plen, "dev", ifs, *nodad)
             self._ip(self.sender, "link", "set", ifs, "up")
-            self._ip(self.sender, "route", "add", addr + "/32", "dev", ifs,
-                     "src", self.SENDER_ADDR)
-            self._ip(ns, "addr", "add", addr + "/32", "dev", ifd)
+            self._ip(self.sender, "route", "add", addr + plen, "dev", ifs, "src", src)
+            self._ip(ns, "addr", "add", addr + plen, "dev", ifd, *nodad)
             self._ip(ns, "link", "set", ifd, "up")
-            self._ip(ns, "route", "add", self.SENDER_ADDR + "/32", "dev", ifd, "src", addr)
+            self._ip(ns, "route", "add", src + plen, "dev", ifd, "src", addr)
         print("mwtest: namespaces %s (%s)" % (self.sender, ", ".join(
             "%s=%s" % kv for kv in self._by_addr.items())), flush=True)
 
@@ -1502,14 +1507,15 @@ class NetEnv:
         os.chmod(path, 0o644)
         return path
 
-    def dnsmasq(self, addr, txt=None, hosts=None):
+    def dnsmasq(self, addr, txt=None, hosts=None, mx=None):
         """dnsmasq (real software) inside addr's namespace, listening on
         addr:53 (UDP and TCP) and answering only from what it is given:
         txt {name: text or [text, ...]} (one TXT record per text, with no
-        comma, quote or backslash in it) and hosts {name: IPv4 address}.
-        Every other name under .test is NXDOMAIN (--local=/test/), nothing
-        is forwarded. See DnsServer."""
-        return DnsServer(self, self.ns_of(addr), addr, txt or {}, hosts or {})
+        comma, quote or backslash in it), hosts {name: IPv4 or IPv6
+        address} and mx {domain: exchange} (preference 10). Every other
+        name under .test is NXDOMAIN (--local=/test/), nothing is
+        forwarded. See DnsServer."""
+        return DnsServer(self, self.ns_of(addr), addr, txt or {}, hosts or {}, mx=mx or {})
 
     def dnssec(self, auth_addr, resolver_addr, records=(), insecure_records=(), bogus=()):
         """A DNSSEC test bed (DANE): nsd (real software) at auth_addr:53
@@ -1855,7 +1861,7 @@ class DnsServer:
     # dnsmasq[PID]: query[TXT] _mta-sts.example.test from 198.51.100.1
     QUERY = re.compile(r"\bquery\[(\w+)\] (\S+) from ")
 
-    def __init__(self, net, ns, addr, txt, hosts, options=("--local=/test/",)):
+    def __init__(self, net, ns, addr, txt, hosts, options=("--local=/test/",), mx=None):
         exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         if not os.path.exists(exe):
             skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
@@ -1874,6 +1880,8 @@ class DnsServer:
                 argv.append("--txt-record=%s,%s" % (name, t))
         for name, ip in hosts.items():
             argv.append("--host-record=%s,%s" % (name, ip))
+        for domain, exchange in (mx or {}).items():
+            argv.append("--mx-host=%s,%s,10" % (domain, exchange))
         self.proc = net.spawn(ns, argv, log=self.log)
         net.env.on_exit(self.stop)
         ok = net.listening(ns, 53, timeout=10, pid=self.proc.pid)

@@ -168,7 +168,7 @@ def main():
             with lock, open(a.events, "a") as f:
                 f.write(what + "\n")
 
-    ls = socket.socket()
+    ls = socket.socket(socket.AF_INET6 if ":" in lhost else socket.AF_INET)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((lhost, int(lport)))
     ls.listen(64)

@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""Outbound over IPv6, set up as README says: scripts/nft-redirect's
+default family (inet) sends IPv6 connections to port 25 to [::1]:PORT, so
+the outbound listener needs a twin on [::1] beside 127.0.0.1.
+
+The test bed: destinations at 2001:db8::10 (aiosmtpd with STARTTLS, a
+certificate for mx.provider.test only) and 2001:db8::11 (the STARTTLS-masking fixture
+in front of an aiosmtpd with STARTTLS), and 192.0.2.10 (aiosmtpd with
+STARTTLS) for IPv4; the sender has 2001:db8:100::1 and 198.51.100.1.
+mailward has [out] on 127.0.0.1:10025 and [out6] on [::1]:10025, the
+same otherwise (policy: v6.test verify, masked.test encrypt).
+
+1. IPv6: a message to bob@v6.test through [2001:db8::10]:25 is delivered
+   over TLS, handled by [out6] with the original destination
+   [2001:db8::10]:25 (SO_ORIGINAL_DST for IPv6), and verify passes only
+   because the certificate is checked against the MX host found for that
+   address (the test's dnsmasq: v6.test MX mx.provider.test, which has
+   AAAA 2001:db8::10; the certificate names nothing under v6.test).
+2. IPv6, STARTTLS masked at 2001:db8::11: 451 4.7.5 starttls-not-supported,
+   an alert naming [2001:db8::11]:25, nothing of the envelope delivered.
+3. IPv4 through [out], at the same time: delivered.
+4. Without [out6] (mailward restarted with [out] alone), the IPv6
+   connection is refused: why README asks for both listeners."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+import outcheck  # noqa: E402
+
+DEST6, MASKED6, DEST4, RES = "2001:db8::10", "2001:db8::11", "192.0.2.10", "192.0.2.53"
+PORT = 10025
+POLICY = "v6.test verify\nmasked.test encrypt\n"
+
+
+def listeners(net, v6=True):
+    common = {"accept_tls": "none", "require_tls": "no", "forward": "original-dst",
+              "forward_tls": "policy", "ca_file": os.path.join(net.env.certs, "ca.pem"),
+              "policy": net.env.path("policy"), "default_level": "encrypt"}
+    out = {"out": dict(common, listen="127.0.0.1:%d" % PORT)}
+    if v6:
+        out["out6"] = dict(common, listen="[::1]:%d" % PORT)
+    return out
+
+
+def main():
+    with mwtest.Env("out_ipv6") as env:
+        net = env.netns(hosts=(DEST6, MASKED6, DEST4, RES))
+        net.dnsmasq(RES, hosts={"mx.provider.test": DEST6}, mx={"v6.test": "mx.provider.test"})
+        net.resolver(RES)
+        cert = net.cert("mx.provider.test")
+        dest6 = net.dest(DEST6, tls="starttls", cert=cert, hostname="mx.provider.test")
+        behind = net.dest(MASKED6, tls="starttls", listen="127.0.0.1", port=2525)
+        net.stripper(MASKED6, to=("127.0.0.1", 2525), mode="mask")
+        dest4 = net.dest(DEST4, tls="starttls")
+        with open(env.path("policy"), "w") as f:
+            f.write(POLICY)
+        state = env.path("state")
+        os.makedirs(state)
+        mwtest._chown(state, "nobody")
+        ruleset = net.redirect(PORT)
+        mwtest.check("ip6 daddr != ::1 tcp dport 25 redirect to :%d" % PORT in ruleset,
+                     "the IPv6 redirect rule: %s" % ruleset)
+        mw = env.mailward(listeners=listeners(net), globals={"state_dir": state},
+                          netns=net.sender)
+
+        print("== 1. IPv6, delivered", flush=True)
+        outcheck.delivered(net, mw, dest6, ["bob@v6.test"], host=DEST6)
+        lines = [x for x in outcheck.log_events(mw, "outbound")
+                 if x.get("server") == "[%s]:25" % DEST6]
+        mwtest.check(lines, "no event=outbound line for [%s]:25; log:\n%s"
+                     % (DEST6, mw.log()[-3000:]))
+        mwtest.check("listener=out6 " in mw.log(), "no session on [out6]; log:\n%s"
+                     % mw.log()[-3000:])
+        m = dest6.messages[-1]
+        mwtest.eq(m.peer[0], net.SENDER_ADDR6, "the destination's peer (mailward, from the "
+                  "sender's IPv6 address)")
+
+        print("== 2. IPv6, STARTTLS masked", flush=True)
+        n = len(mwtest.find_alerts(mw, domain="masked.test"))
+        outcheck.refused(net, mw, behind, "bob@masked.test", "starttls-not-supported",
+                         host=MASKED6)
+        got = mwtest.wait_alerts(mw, n=n + 1, domain="masked.test")
+        mwtest.eq([a.get("server") for a in got[n:]], ["[%s]:25" % MASKED6],
+                  "the alert's server")
+
+        print("== 3. IPv4 beside it", flush=True)
+        outcheck.delivered(net, mw, dest4, ["carol@v4.test"], host=DEST4)
+        mw.stop()
+
+        print("== 4. without the [::1] listener", flush=True)
+        mw = env.mailward(listeners=listeners(net, v6=False), globals={"state_dir": state},
+                          netns=net.sender)
+        try:
+            net.connect(DEST6, 25, timeout=5).close()
+            mwtest.fail("an IPv6 connection was accepted with no listener on [::1]:%d" % PORT)
+        except ConnectionRefusedError:
+            print("refused, as expected")
+        mw.stop()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
