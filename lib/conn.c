@@ -328,6 +328,15 @@ struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr,
         return c;
 }
 
+int conn_fileno(const struct conn *c)
+{
+        uv_os_fd_t fd;
+
+        if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+                return -1;
+        return fd;
+}
+
 void conn_free(struct conn *c)
 {
         if (c == NULL)

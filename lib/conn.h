@@ -84,6 +84,8 @@ struct conn *conn_accept(struct conn_loop *cl, struct uv_stream_s *server, conn_
 struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr,
                           const struct sockaddr *src, conn_cb cb, void *arg);
 void conn_free(struct conn *c);
+/* The connection's descriptor, -1 when it has none. */
+int conn_fileno(const struct conn *c);
 
 void conn_read(struct conn *c, bool on);
 struct buf *conn_input(struct conn *c);

@@ -2699,7 +2699,7 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
 {
         const struct config_listener *lc = l->conf;
         struct relay_session *s = relay_session_new(l);
-        int err = 0;
+        int err = 0, fd;
 
         l->env->stats.sessions_total++;
         l->env->stats.sessions_active++;
@@ -2714,7 +2714,11 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
         s->open = 1;
         relay_log(s, LOG_LVL_INFO, "event=connect listener=%s client=%s", lc->name,
                   conn_peer(s->client));
-        if (l->nsessions >= lc->max_sessions) {
+        fd = conn_fileno(s->client);
+        if (l->env->fd_limit > RELAY_FD_SPARE && fd >= 0 &&
+            (uint64_t)fd >= l->env->fd_limit - RELAY_FD_SPARE) {
+                s->refuse = "Error: too many connections (out of file descriptors)";
+        } else if (l->nsessions >= lc->max_sessions) {
                 s->refuse = "Error: too many connections";
         } else if (relay_count_client(l, conn_peer_ip(s->client)) >= lc->max_per_client) {
                 s->refuse = "Error: too many connections from your address";

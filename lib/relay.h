@@ -42,6 +42,9 @@ struct relay_stats {
 /* What every listener of one process shares; owned by the daemon. */
 struct learned;
 
+/* Descriptors kept for the sessions there when new ones are refused (fd_limit). */
+#define RELAY_FD_SPARE 16
+
 struct relay_env {
         struct uv_loop_s *loop;
         const struct log *log;
@@ -50,6 +53,10 @@ struct relay_env {
         struct learned *sts_store; /* mta_sts: policies fetched (sts.h); NULL: none */
         struct tlsrpt *tlsrpt;     /* tlsrpt: TLS-RPT results (tlsrpt.h); NULL: none */
         struct relay_stats stats;
+        /* RLIMIT_NOFILE (0: unknown): a connection accepted with one of the
+         * last RELAY_FD_SPARE descriptors is refused with a 421, so that
+         * those are left for the sessions already there. */
+        uint64_t fd_limit;
         uint64_t next_session; /* session id counter */
         char id_prefix[12];    /* makes ids unique across restarts */
 };

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -43,12 +44,21 @@
 #define MAIN_CERT_WARN_DAYS 14
 #define MAIN_BACKLOG        511
 #define MAIN_WATCH_MS       100
+/* Descriptors a serving process holds besides its sessions' two each (client
+ * and server): listening sockets, the loop, logs, the stores, DNS and alert
+ * command pipes. */
+#define MAIN_FD_RESERVE 64
+/* A listener that cannot accept (out of descriptors) says so at most this often. */
+#define MAIN_ACCEPT_LOG_SECS 10
 
 struct main_listener {
         uv_tcp_t tcp;
         struct relay_listener *relay;
         const struct config_listener *conf;
+        const struct log *log;
         bool open;
+        time_t accept_logged;   /* when accept_failed was last logged */
+        unsigned accept_failed; /* connections dropped since */
 };
 
 struct main_state {
@@ -164,6 +174,7 @@ static int main_make_listeners(struct main_state *m, FILE *errs)
         m->listeners = xcalloc(m->nlisteners, sizeof(*m->listeners));
         for (lc = m->cfg->listeners; lc != NULL; lc = lc->next, i++) {
                 m->listeners[i].conf = lc;
+                m->listeners[i].log = &m->log;
                 m->listeners[i].relay = relay_listener_new(&m->env, lc, err, sizeof(err));
                 if (m->listeners[i].relay == NULL) {
                         fprintf(errs, "%s:%d: %s\n", m->cfg->path, lc->line, err);
@@ -232,13 +243,74 @@ static void main_free_listeners(struct main_state *m)
         m->certs.n = 0;
 }
 
+/*
+ * A connection that could not be accepted (ENOBUFS, ENOMEM, ...; libuv
+ * handles running out of descriptors itself, closing what waits, which
+ * fd_limit's 421 is there to make rare). Logged at most every
+ * MAIN_ACCEPT_LOG_SECS per listener, with the count.
+ */
+static void main_accept_failed(struct main_listener *ml, int status)
+{
+        time_t now = time(NULL);
+
+        ml->accept_failed++;
+        if (ml->accept_logged != 0 && now - ml->accept_logged < MAIN_ACCEPT_LOG_SECS)
+                return;
+        log_emit(ml->log, LOG_LVL_ERR, NULL,
+                 "event=accept_failed listener=%s error=\"%s\" dropped=%u "
+                 "action=\"connections closed unanswered\"",
+                 ml->conf->name, uv_strerror(status), ml->accept_failed);
+        ml->accept_logged = now;
+        ml->accept_failed = 0;
+}
+
 static void main_on_connection(uv_stream_t *server, int status)
 {
         struct main_listener *ml = server->data;
 
-        if (status < 0)
+        if (status < 0) {
+                main_accept_failed(ml, status);
                 return;
+        }
         relay_accept(ml->relay, server);
+}
+
+/*
+ * RLIMIT_NOFILE: the soft limit is raised to the hard one (a soft 1024 holds
+ * some 480 sessions), and compared with what the listeners' max_sessions
+ * may take in one process, two descriptors a session. A shortfall is a
+ * warning at start: near the limit, new connections get a 421 (relay.h,
+ * fd_limit), and past it libuv closes them unanswered.
+ */
+static void main_nofile(struct main_state *m)
+{
+        unsigned long long need = MAIN_FD_RESERVE, have;
+        struct rlimit rl;
+        size_t i;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max) {
+                struct rlimit up = {rl.rlim_max, rl.rlim_max};
+
+                if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+                        rl = up;
+        }
+        have = (unsigned long long)rl.rlim_cur;
+        m->env.fd_limit = have;
+        for (i = 0; i < m->nlisteners; i++)
+                need += 2ULL * m->listeners[i].conf->max_sessions;
+        if (have >= need) {
+                log_emit(&m->log, LOG_LVL_INFO, NULL,
+                         "event=nofile limit=%llu needed=%llu", have, need);
+                return;
+        }
+        log_emit(&m->log, LOG_LVL_WARN, NULL,
+                 "event=nofile limit=%llu needed=%llu note=\"the listeners' max_sessions "
+                 "need that many descriptors; beyond some %llu sessions at once, new "
+                 "ones are refused (421): raise the limit (LimitNOFILE=, ulimit -n) or "
+                 "lower max_sessions\"",
+                 have, need, have > MAIN_FD_RESERVE ? (have - MAIN_FD_RESERVE) / 2 : 0);
 }
 
 /*
@@ -845,6 +917,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mailward: %s\n", err);
                 goto out_alerts;
         }
+        main_nofile(&m);
         if (main_bind(&m) != 0)
                 goto out_alerts;
         if (privdrop(m.cfg->user, m.cfg->allow_root, err, sizeof(err)) != 0) {
