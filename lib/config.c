@@ -61,6 +61,7 @@ enum config_type {
         CONFIG_T_LEVEL,    /* a policy level (lib/policy.h) */
         CONFIG_T_WORKERS,  /* 1..CONFIG_MAX_WORKERS or auto */
         CONFIG_T_ADDRESS,  /* an IPv4 or IPv6 address, no port */
+        CONFIG_T_VERIFY,   /* a boolean, dane or dane-only */
 };
 
 struct config_key {
@@ -115,7 +116,7 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(tlsrpt, CONFIG_T_BOOL),
     CONFIG_L(tlsrpt_from, CONFIG_T_STR),
     CONFIG_L(relayhost, CONFIG_T_HOSTNAME),
-    CONFIG_L(forward_verify, CONFIG_T_BOOL),
+    CONFIG_L(forward_verify, CONFIG_T_VERIFY),
     CONFIG_L(forward_source, CONFIG_T_ADDRESS),
     CONFIG_L(client_identity, CONFIG_T_IDENTITY),
     CONFIG_L(hostname, CONFIG_T_HOSTNAME),
@@ -163,11 +164,19 @@ struct config_parser {
 
 static const char *const config_tls_names[] = {"none", "starttls", "implicit", "policy"};
 static const char *const config_identity_names[] = {"none", "xclient", "proxy"};
+static const char *const config_verify_names[] = {"no", "yes", "dane", "dane-only"};
 
 const char *config_tls_str(enum config_tls t)
 {
         if ((size_t)t < UTIL_ARRAY_LEN(config_tls_names))
                 return config_tls_names[t];
+        return "?";
+}
+
+const char *config_verify_str(enum config_verify v)
+{
+        if ((size_t)v < UTIL_ARRAY_LEN(config_verify_names))
+                return config_verify_names[v];
         return "?";
 }
 
@@ -263,7 +272,7 @@ static struct config_listener *config_new_listener(const struct config_parser *p
         l->client_identity = CONFIG_IDENTITY_NONE;
         l->hostname = xstrdup(p->hostname);
         l->forward_ca = xstrdup(CONFIG_DEFAULT_CA);
-        l->forward_verify = true;
+        l->forward_verify = CONFIG_VERIFY_YES;
         l->max_sessions = 1000;
         l->max_per_client = 20;
         l->max_line = 512;
@@ -415,6 +424,8 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                                                     "policy"};
         static const unsigned identity_values[] = {
             CONFIG_IDENTITY_NONE, CONFIG_IDENTITY_XCLIENT, CONFIG_IDENTITY_PROXY};
+        static const unsigned verify_values[] = {CONFIG_VERIFY_DANE,
+                                                 CONFIG_VERIFY_DANE_ONLY};
         char *field = (char *)base + k->offset;
         unsigned long n;
         unsigned e;
@@ -462,6 +473,18 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                         return;
                 }
                 *(bool *)(void *)field = b;
+                return;
+        case CONFIG_T_VERIFY:
+                if (config_parse_bool(v, &b) == 0) {
+                        e = b ? CONFIG_VERIFY_YES : CONFIG_VERIFY_NO;
+                } else if (config_parse_enum(v, config_verify_names + 2, 2, verify_values,
+                                             &e) != 0) {
+                        config_error(p, p->line,
+                                     "%s: expected yes, no, dane or dane-only, got '%s'",
+                                     k->name, v);
+                        return;
+                }
+                *(enum config_verify *)(void *)field = (enum config_verify)e;
                 return;
         case CONFIG_T_UINT:
                 if (config_parse_uint(v, &n) != 0) {
@@ -835,6 +858,25 @@ static void config_check_listener(struct config_parser *p, const struct config_s
                 config_error(p, config_seen(s, "tlsrpt_from"),
                              "tlsrpt_from: expected an address (local@domain), got '%s'",
                              l->tlsrpt_from);
+        if (l->forward_verify >= CONFIG_VERIFY_DANE) {
+                char host[CONFIG_MAX_HOST];
+                unsigned port;
+
+                if (l->forward_tls != CONFIG_TLS_STARTTLS &&
+                    l->forward_tls != CONFIG_TLS_IMPLICIT)
+                        config_error(p, config_seen(s, "forward_verify"),
+                                     "forward_verify = %s needs forward_tls starttls or "
+                                     "implicit",
+                                     config_verify_str(l->forward_verify));
+                else if (l->forward != NULL &&
+                         util_split_hostport(l->forward, host, sizeof(host), &port) ==
+                             0 &&
+                         config_is_address(host))
+                        config_error(p, config_seen(s, "forward_verify"),
+                                     "forward_verify = %s needs forward to name a host "
+                                     "(its TLSA records are looked up by name), got '%s'",
+                                     config_verify_str(l->forward_verify), l->forward);
+        }
         if (l->relayhost != NULL && l->forward_tls != CONFIG_TLS_POLICY)
                 config_error(p, config_seen(s, "relayhost"),
                              "relayhost is used only with forward_tls = policy");

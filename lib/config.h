@@ -25,6 +25,15 @@ enum config_tls {
         CONFIG_TLS_POLICY, /* forward_tls only: decided per domain (outbound) */
 };
 
+/* forward_verify: how the backend's certificate is checked (forward_tls
+ * starttls or implicit). */
+enum config_verify {
+        CONFIG_VERIFY_NO,
+        CONFIG_VERIFY_YES,       /* trusted by forward_ca, names the forward host */
+        CONFIG_VERIFY_DANE,      /* its TLSA records when validated, else as yes */
+        CONFIG_VERIFY_DANE_ONLY, /* its TLSA records, validated, or no session */
+};
+
 enum config_identity {
         CONFIG_IDENTITY_NONE,
         CONFIG_IDENTITY_XCLIENT,
@@ -41,9 +50,9 @@ struct config_listener {
         char *forward;    /* "host:port" as written */
         enum config_tls forward_tls;
         enum config_identity client_identity;
-        char *hostname;      /* name in our greeting; default: the system's */
-        char *forward_ca;    /* CA file for forward_tls; default system bundle */
-        bool forward_verify; /* verify the backend's certificate (default yes) */
+        char *hostname;   /* name in our greeting; default: the system's */
+        char *forward_ca; /* CA file for forward_tls; default system bundle */
+        enum config_verify forward_verify; /* the backend's certificate (default yes) */
         /* The address connections to forward are made from (an address of
          * this host; connections to the other family are made unbound);
          * NULL: the system chooses. */
@@ -101,5 +110,6 @@ void config_free(struct config *cfg);
 
 const char *config_tls_str(enum config_tls t);
 const char *config_identity_str(enum config_identity id);
+const char *config_verify_str(enum config_verify v);
 
 #endif

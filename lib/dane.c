@@ -312,7 +312,13 @@ static void dane_not_mx(struct dane_job *j, const char *relay_error)
         const struct dane *d = j->d;
         const char *nor = d->relay_host[0] != '\0' ? ", nor of relay host " : "";
 
-        if (j->mx_error != 0)
+        if (d->conf.direct && relay_error != NULL)
+                dane_set(j, DANE_FAILED, "addresses of %s: %s", d->relay_host,
+                         relay_error);
+        else if (d->conf.direct)
+                dane_set(j, DANE_NONE, "the destination is not an address of %s",
+                         d->relay_host);
+        else if (j->mx_error != 0)
                 dane_set(j, DANE_FAILED, "MX lookup for %s: %s%s%s", j->e->domain,
                          dns_strerror(j->mx_error),
                          d->relay_host[0] != '\0'
@@ -472,6 +478,10 @@ static void dane_job_start(struct dane *d, struct dane_entry *e)
         j->e = e;
         j->port = 25;
         e->job = j;
+        if (d->conf.direct) {
+                dane_relay_next(j);
+                return;
+        }
         j->dns = dns_query(d->conf.loop, e->domain, DNS_T_MX, dane_mx_cb, j);
         if (j->dns == NULL) {
                 dane_set(j, DANE_NONE, "domain name too long");

@@ -20,7 +20,9 @@
  * mx_host is the relay host, and its TLSA records are those at
  * _PORT._tcp.RELAYHOST, PORT being the destination's (as Postfix does for
  * a relayhost). The MX hosts come first so that a delivery to a real MX
- * host is judged as one whatever the relay host's DNS says.
+ * host is judged as one whatever the relay host's DNS says. With
+ * dane_conf.direct there are no MX hosts: the relay host is looked at
+ * alone (a smarthost that mailward forwards to, forward_verify = dane).
  *
  *   DANE_TLSA    secure TLSA records for the destination's MX host: the
  *                certificate is matched against them (tls_dane_match());
@@ -91,6 +93,9 @@ struct dane_conf {
         const struct log *log;
         const char *listener;   /* for log lines */
         const char *relay_host; /* the MTA's relay host; NULL: none (copied) */
+        /* relay_host is the only host (a smarthost mailward itself forwards
+         * to): no MX lookup, the domain given to dane_get() is that host */
+        bool direct;
 };
 
 enum dane_answer {

@@ -192,6 +192,8 @@ struct relay_session {
         bool client_eof; /* the client closed while a reply was awaited */
         bool out;        /* an outbound session: o is set */
         struct relay_out_state *o;
+        /* forward_verify = dane: the smarthost's DANE lookup waited for */
+        struct pending_wait *wrap_wait;
         unsigned messages;
         uint64_t started_ms;
         char reason[128];
@@ -1391,6 +1393,129 @@ static void relay_server_tls_alert(struct relay_session *s, struct conn *c)
                     conn_tls_error(c));
 }
 
+/* TLS is up with the backend (and, with forward_verify = dane, judged). */
+static void relay_server_tls_up(struct relay_session *s)
+{
+        s->server_tls = true;
+        if (s->l->conf->forward_tls == CONFIG_TLS_IMPLICIT) {
+                s->step = RELAY_STEP_GREETING;
+        } else {
+                relay_server_send(s, "EHLO %s", relay_hostname(s));
+                s->step = RELAY_STEP_EHLO_OURS;
+        }
+        conn_read(s->server, true);
+        relay_server_process(s);
+}
+
+static struct dane *relay_dane(struct relay_listener *l);
+static void relay_out_dane_observe(struct relay_session *s, const char *domain,
+                                   const struct dane_result *d,
+                                   struct policy_observation *o, char *why,
+                                   size_t whylen);
+
+/*
+ * forward_verify = dane or dane-only, once TLS is up with the smarthost:
+ * its certificate against the host's TLSA records (_PORT._tcp.HOST, with
+ * validated addresses; lib/dane.h, direct), judged as the outbound side
+ * judges level dane-only; without validated records, dane checks it as
+ * forward_verify = yes does (level secure, match=hostname), and dane-only
+ * has no session. policy_judge() decides; a failure is an alert and the
+ * backend failing (421 to the client, who keeps the message). true: passed.
+ */
+static bool relay_wrap_judge(struct relay_session *s, const struct dane_result *d)
+{
+        static const char *const hostname[] = {"hostname"};
+        const struct config_listener *lc = s->l->conf;
+        const struct tls *t = conn_tls(s->server);
+        struct policy_expectation e;
+        struct policy_observation o;
+        struct policy_verdict v;
+        struct tls_peer peer;
+        const char *names[16];
+        char why[256], *cut;
+        unsigned i;
+
+        memset(&e, 0, sizeof(e));
+        memset(&o, 0, sizeof(o));
+        memset(&peer, 0, sizeof(peer));
+        tls_peer_info(t, &peer);
+        e.level = POLICY_LEVEL_DANE_ONLY;
+        if (d->state == DANE_NONE && lc->forward_verify == CONFIG_VERIFY_DANE) {
+                e.level = POLICY_LEVEL_SECURE;
+                e.match = hostname;
+                e.nmatch = 1;
+        }
+        e.written = e.level;
+        e.min_proto = POLICY_PROTO_TLSV1_2;
+        e.max_proto = POLICY_PROTO_TLSV1_3;
+        o.nexthop = s->l->fwd_host;
+        o.mx_host = s->l->fwd_host;
+        o.starttls_offered = true;
+        o.tls_reached = true;
+        if (policy_proto_parse(tls_version(t), &o.proto) != 0)
+                o.proto = POLICY_PROTO_UNKNOWN;
+        o.cert_trusted = peer.chain_trusted;
+        o.cert_expired = peer.expired;
+        for (i = 0; i < peer.nnames && i < UTIL_ARRAY_LEN(names); i++)
+                names[i] = peer.names[i];
+        o.cert_names = names;
+        o.ncert_names = i;
+        if (e.level == POLICY_LEVEL_DANE_ONLY)
+                relay_out_dane_observe(s, s->l->fwd_host, d, &o, why, sizeof(why));
+        if (policy_judge(&e, &o, &v) && v.result == POLICY_RESULT_OK) {
+                relay_log(s, LOG_LVL_INFO,
+                          "event=backend_verified server=%s forward_verify=%s by=%s",
+                          lc->forward, config_verify_str(lc->forward_verify),
+                          e.level == POLICY_LEVEL_SECURE ? "ca"
+                                                         : policy_dane_str(o.dane));
+                return true;
+        }
+        /* The level's words are policy-table words: say the setting instead. */
+        cut = strstr(v.reason, "; level ");
+        if (cut != NULL)
+                *cut = '\0';
+        relay_alert(s,
+                    v.result == POLICY_RESULT_DNSSEC_INVALID  ? ALERT_DNSSEC_INVALID
+                    : v.result == POLICY_RESULT_DANE_REQUIRED ? ALERT_DANE_REQUIRED
+                                                              : ALERT_CERTIFICATE_INVALID,
+                    ALERT_SEV_CRITICAL, "closed", NULL, policy_result_str(v.result),
+                    v.reason);
+        relay_log(s, LOG_LVL_WARN,
+                  "event=backend_unverified server=%s forward_verify=%s result=%s "
+                  "reason=\"%s\"",
+                  lc->forward, config_verify_str(lc->forward_verify),
+                  policy_result_str(v.result), v.reason);
+        relay_backend_failed(s, policy_result_str(v.result));
+        return false;
+}
+
+static void relay_wrap_dane_cb(void *arg);
+
+/* forward_verify = dane: the lookup, then the judging; reading waits for both. */
+static void relay_wrap_dane(struct relay_session *s)
+{
+        const struct dane_result *d;
+
+        conn_read(s->server, false);
+        if (dane_get(relay_dane(s->l), s->l->fwd_host, &s->l->fwd_addr,
+                     (int64_t)time(NULL), &d, relay_wrap_dane_cb, s,
+                     &s->wrap_wait) == DANE_PENDING)
+                return;
+        if (relay_wrap_judge(s, d))
+                relay_server_tls_up(s);
+}
+
+static void relay_wrap_dane_cb(void *arg)
+{
+        struct relay_session *s = arg;
+
+        UTIL_CHECK_MAGIC(s, RELAY_SESSION_MAGIC);
+        s->wrap_wait = NULL;
+        if (s->server != NULL && s->state != RELAY_S_CLOSING)
+                relay_wrap_dane(s);
+        relay_run(s);
+}
+
 static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
 {
         struct relay_session *s = arg;
@@ -1435,16 +1560,12 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                         relay_server_process(s);
                         break;
                 }
-                s->server_tls = true;
                 relay_log(s, LOG_LVL_DEBUG, "event=backend_tls version=%s cipher=%s",
                           tls_version(conn_tls(c)), tls_cipher(conn_tls(c)));
-                if (lc->forward_tls == CONFIG_TLS_IMPLICIT) {
-                        s->step = RELAY_STEP_GREETING;
-                } else {
-                        relay_server_send(s, "EHLO %s", relay_hostname(s));
-                        s->step = RELAY_STEP_EHLO_OURS;
-                }
-                relay_server_process(s);
+                if (lc->forward_verify >= CONFIG_VERIFY_DANE)
+                        relay_wrap_dane(s);
+                else
+                        relay_server_tls_up(s);
                 break;
         case CONN_EV_TLS_FAILED:
                 if (s->out && s->o->step == RELAY_OUT_TLS) {
@@ -1577,10 +1698,12 @@ static int relay_tls_load(const struct relay_listener *l, struct tls_ctx **serve
         }
         if (l->outbound || lc->forward_tls == CONFIG_TLS_STARTTLS ||
             lc->forward_tls == CONFIG_TLS_IMPLICIT) {
+                /* dane: the chain is recorded, and judged once TLS is up. */
+                bool record = l->outbound || lc->forward_verify >= CONFIG_VERIFY_DANE;
                 struct tls_ctx_conf tc = {.ca_file = lc->forward_ca,
-                                          .verify_peer =
-                                              !l->outbound && lc->forward_verify,
-                                          .verify_record = l->outbound};
+                                          .verify_peer = !record && lc->forward_verify ==
+                                                                        CONFIG_VERIFY_YES,
+                                          .verify_record = record};
 
                 *client = tls_ctx_new(TLS_ROLE_CLIENT, &tc, err, errlen);
                 if (*client == NULL) {
@@ -2120,10 +2243,14 @@ static int relay_out_sts(struct relay_session *s, const char *domain,
 static struct dane *relay_dane(struct relay_listener *l)
 {
         if (l->dane == NULL) {
+                /* A wrapped smarthost (forward_verify = dane) is looked up alone. */
+                bool wrap = !l->outbound && l->conf->forward_verify >= CONFIG_VERIFY_DANE;
                 struct dane_conf dc = {.loop = l->env->loop,
                                        .log = l->env->log,
                                        .listener = l->conf->name,
-                                       .relay_host = l->conf->relayhost};
+                                       .relay_host =
+                                           wrap ? l->fwd_host : l->conf->relayhost,
+                                       .direct = wrap};
 
                 l->dane = dane_new(&dc);
         }
@@ -2477,6 +2604,7 @@ static void relay_free(struct relay_session *s)
                 s->next->prev = s->prev;
         relay_fifo_clear(s);
         relay_forget_helo(s);
+        pending_cancel(s->wrap_wait);
         if (s->o != NULL) {
                 pending_cancel(s->o->lookup_wait);
                 free(s->o->lookup_rcpt);

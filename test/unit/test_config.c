@@ -170,7 +170,7 @@ static void test_config_full(void **state)
         assert_string_equal(l->forward, "backend.example:10025");
         assert_int_equal(l->forward_tls, CONFIG_TLS_STARTTLS);
         assert_string_equal(l->forward_ca, "/ca.pem");
-        assert_false(l->forward_verify);
+        assert_int_equal(l->forward_verify, CONFIG_VERIFY_NO);
         assert_int_equal(l->client_identity, CONFIG_IDENTITY_PROXY);
         assert_string_equal(l->hostname, "mx.example.org");
         assert_int_equal(l->max_sessions, 7);
@@ -218,7 +218,7 @@ static void test_config_defaults(void **state)
         assert_string_equal(l->forward, "127.0.0.1:10025");
         assert_int_equal(l->forward_tls, CONFIG_TLS_NONE);
         assert_string_equal(l->forward_ca, "/etc/ssl/certs/ca-certificates.crt");
-        assert_true(l->forward_verify);
+        assert_int_equal(l->forward_verify, CONFIG_VERIFY_YES);
         assert_int_equal(l->client_identity, CONFIG_IDENTITY_NONE);
         assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
         assert_string_equal(l->hostname, host);
@@ -280,11 +280,11 @@ static void test_config_syntax_accepted(void **state)
         l = l->next;
         assert_string_equal(l->name, "mid");
         assert_true(l->require_tls);
-        assert_false(l->forward_verify);
+        assert_int_equal(l->forward_verify, CONFIG_VERIFY_NO);
         l = l->next;
         assert_string_equal(l->name, "last");
         assert_true(l->require_tls);
-        assert_true(l->forward_verify);
+        assert_int_equal(l->forward_verify, CONFIG_VERIFY_YES);
         assert_int_equal(l->accept_tls, CONFIG_TLS_STARTTLS);
         assert_null(l->next);
 }
@@ -336,7 +336,8 @@ static void test_config_bad_values(void **state)
             {"accept_tls = tls",
              "accept_tls: expected starttls, implicit or none, got 'tls'"},
             {"require_tls = maybe", "require_tls: expected yes or no, got 'maybe'"},
-            {"forward_verify = 2", "forward_verify: expected yes or no, got '2'"},
+            {"forward_verify = 2",
+             "forward_verify: expected yes, no, dane or dane-only, got '2'"},
             {"forward_tls = ssl",
              "forward_tls: expected none, starttls, implicit or policy, got 'ssl'"},
             {"client_identity = haproxy",
@@ -548,6 +549,27 @@ static void test_config_rules(void **state)
             "relayhost = 192.0.2.1\n",
             "F:7: relayhost: a host name, not an address (DANE and verify "
             "need the name), got '192.0.2.1'\n");
+        /* forward_verify = dane: a TLS backend, named. */
+        test_config_refused(
+            t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_verify = dane\n",
+            "F:6: forward_verify = dane needs forward_tls starttls or "
+            "implicit\n");
+        test_config_refused(
+            t,
+            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_tls = implicit\n"
+            "forward_verify = dane-only\n",
+            "F:7: forward_verify = dane-only needs forward to name a host "
+            "(its TLSA records are looked up by name), got "
+            "'127.0.0.1:10025'\n");
+        test_config_load(t, "[smtp]\n"
+                            "listen = 127.0.0.1:2525\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = smtp.example.net:465\n"
+                            "forward_tls = implicit\n"
+                            "forward_verify = DANE-only\n");
+        assert_non_null(t->cfg);
+        assert_int_equal(t->cfg->listeners->forward_verify, CONFIG_VERIFY_DANE_ONLY);
         test_config_refused(
             t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_source = 127.0.0.2:25\n",
             "F:6: forward_source: expected an IPv4 or IPv6 address, got "
