@@ -104,8 +104,10 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run-demo
 
+# Without Sendmail (fetch-sendmail failed: no archive) the other tests still
+# run; t_sendmail then skips, which fails a run as root (README, "Testing").
 test: deps
-	@scripts/fetch-sendmail
+	@scripts/fetch-sendmail || echo "make: no Sendmail unpacked: t_sendmail will skip" >&2
 	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(TEST_BUILD)/mailward units
 	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests
 	@$(foreach w,$(TEST_ALSO),echo "== the same tests on WOLFSSL=$(w) ==" && \
@@ -116,7 +118,7 @@ unit: deps
 	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests unit
 
 integration: deps
-	@scripts/fetch-sendmail
+	@scripts/fetch-sendmail || echo "make: no Sendmail unpacked: t_sendmail will skip" >&2
 	@$(MAKE) --no-print-directory $(TEST_FLAGS) $(TEST_BUILD)/mailward
 	@MAILWARD_BUILD=$(TEST_BUILD) scripts/run-tests integration
 
