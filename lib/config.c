@@ -531,17 +531,36 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                 }
                 *(enum config_identity *)(void *)field = (enum config_identity)e;
                 return;
-        case CONFIG_T_LISTEN:
+        case CONFIG_T_LISTEN: {
+                const char *it = v;
+                char one[CONFIG_MAX_HOST_PORT];
+                int r;
+
+                n = 0;
+                while ((r = util_list_next(&it, one, sizeof(one))) == 1 &&
+                       config_valid_hostport(one, false))
+                        n++;
+                if (r != 0 || n == 0 || n > CONFIG_MAX_LISTEN) {
+                        config_error(
+                            p, p->line,
+                            "%s: expected host:port (up to %d, separated by blanks or "
+                            "commas), got '%s'",
+                            k->name, CONFIG_MAX_LISTEN, v);
+                        return;
+                }
+                config_set_str((char **)(void *)field, v);
+                return;
+        }
         case CONFIG_T_FORWARD:
-                if (k->type == CONFIG_T_FORWARD && strcmp(v, CONFIG_ORIGINAL_DST) == 0) {
+                if (strcmp(v, CONFIG_ORIGINAL_DST) == 0) {
                         config_set_str((char **)(void *)field, v);
                         return;
                 }
-                if (!config_valid_hostport(v, k->type == CONFIG_T_FORWARD)) {
-                        config_error(
-                            p, p->line, "%s: expected host:port%s, got '%s'", k->name,
-                            k->type == CONFIG_T_FORWARD ? " or " CONFIG_ORIGINAL_DST : "",
-                            v);
+                if (!config_valid_hostport(v, true)) {
+                        config_error(p, p->line,
+                                     "%s: expected host:port or " CONFIG_ORIGINAL_DST
+                                     ", got '%s'",
+                                     k->name, v);
                         return;
                 }
                 config_set_str((char **)(void *)field, v);

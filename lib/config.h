@@ -40,10 +40,15 @@ enum config_identity {
         CONFIG_IDENTITY_PROXY, /* PROXY protocol v2 */
 };
 
+#define CONFIG_MAX_LISTEN    8   /* addresses in one listener's listen */
+#define CONFIG_MAX_HOST_PORT 300 /* one "host:port" or "[v6]:port" */
+
 struct config_listener {
-        char *name;   /* section name */
-        int line;     /* line of the section header */
-        char *listen; /* "host:port" as written */
+        char *name; /* section name */
+        int line;   /* line of the section header */
+        /* "host:port" as written; several (up to CONFIG_MAX_LISTEN), separated
+         * by blanks or commas (util_list_next()), for IPv4 and IPv6 */
+        char *listen;
         enum config_tls accept_tls;
         bool require_tls;
         char *cert, *key; /* PEM files; required when accept_tls != none */

@@ -2507,20 +2507,17 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
 }
 
 /*
- * Whether a (the accepted socket's local address) is the listener's own
- * `listen` address: IP and port; a wildcard listen host matches any IP on
- * its port. A connection made to mailward directly, with no redirect and no
- * TPROXY, has that address and no destination.
+ * Whether a (the accepted socket's local address) is the `listen` address
+ * listen: IP and port; a wildcard listen host matches any IP on its port.
  */
-static bool relay_out_is_listen_addr(const struct relay_session *s,
-                                     const struct sockaddr_storage *a)
+static bool relay_out_is_addr(const char *listen, const struct sockaddr_storage *a)
 {
         char host[256];
         unsigned port;
         struct in_addr in4;
         struct in6_addr in6;
 
-        if (util_split_hostport(s->l->conf->listen, host, sizeof(host), &port) != 0)
+        if (util_split_hostport(listen, host, sizeof(host), &port) != 0)
                 return true;
         if (a->ss_family == AF_INET) {
                 const struct sockaddr_in *sin = (const struct sockaddr_in *)a;
@@ -2543,6 +2540,25 @@ static bool relay_out_is_listen_addr(const struct relay_session *s,
         }
         /* Empty ("any"), or not comparable: the port decides (refusing). */
         return true;
+}
+
+/*
+ * Whether a is one of the listener's own `listen` addresses. A connection
+ * made to mailward directly, with no redirect and no TPROXY, has that
+ * address and no destination.
+ */
+static bool relay_out_is_listen_addr(const struct relay_session *s,
+                                     const struct sockaddr_storage *a)
+{
+        const char *it = s->l->conf->listen;
+        char one[CONFIG_MAX_HOST_PORT];
+        int r;
+
+        while ((r = util_list_next(&it, one, sizeof(one))) == 1) {
+                if (relay_out_is_addr(one, a))
+                        return true;
+        }
+        return r != 0;
 }
 
 /* At accept: find where the client meant to go, and go there. */

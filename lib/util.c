@@ -80,6 +80,24 @@ void util_rfc3339(char out[32], const struct timespec *t)
         snprintf(out + n, 32 - n, ".%03dZ", (int)(t->tv_nsec / 1000000) % 1000);
 }
 
+int util_list_next(const char **p, char *out, size_t outlen)
+{
+        const char *s = *p;
+        size_t n;
+
+        while (*s == ' ' || *s == '\t' || *s == ',')
+                s++;
+        n = strcspn(s, " \t,");
+        *p = s + n;
+        if (n == 0)
+                return 0;
+        if (n >= outlen)
+                return -1;
+        memcpy(out, s, n);
+        out[n] = '\0';
+        return 1;
+}
+
 int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port)
 {
         const char *colon, *h = s, *hend;

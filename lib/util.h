@@ -45,4 +45,11 @@ void util_rfc3339(char out[32], const struct timespec *t);
 /* Parse "host:port", "[v6]:port"; host may be empty for "any". 0 or -1. */
 int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port);
 
+/*
+ * The next word of a list separated by blanks or commas ("127.0.0.1:25
+ * [::1]:25"): 1 with it in out and *p past it, 0 at the end, -1 when it is
+ * longer than outlen - 1.
+ */
+int util_list_next(const char **p, char *out, size_t outlen);
+
 #endif

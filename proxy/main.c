@@ -52,10 +52,16 @@
 #define MAIN_ACCEPT_LOG_SECS 10
 
 struct main_listener {
-        uv_tcp_t tcp;
         struct relay_listener *relay;
         const struct config_listener *conf;
+};
+
+/* One address of a listener's `listen` (there may be several). */
+struct main_bind {
+        uv_tcp_t tcp;
+        const struct main_listener *ml;
         const struct log *log;
+        char listen[CONFIG_MAX_HOST_PORT];
         bool open;
         time_t accept_logged;   /* when accept_failed was last logged */
         unsigned accept_failed; /* connections dropped since */
@@ -70,7 +76,9 @@ struct main_state {
         struct relay_env env;
         struct main_listener *listeners;
         size_t nlisteners;
-        int *fds;                   /* bound sockets: [worker * nlisteners + listener] */
+        struct main_bind *binds; /* every listen address of every listener */
+        size_t nbinds;
+        int *fds;                   /* bound sockets: [worker * nbinds + bind] */
         struct workers *workers;    /* workers > 1 */
         struct metrics_certs certs; /* when the listeners' certificates expire */
         int worker;                 /* this worker's index; -1: the only process */
@@ -172,13 +180,21 @@ static int main_make_listeners(struct main_state *m, FILE *errs)
         for (lc = m->cfg->listeners; lc != NULL; lc = lc->next)
                 m->nlisteners++;
         m->listeners = xcalloc(m->nlisteners, sizeof(*m->listeners));
+        m->binds = xcalloc(m->nlisteners * CONFIG_MAX_LISTEN, sizeof(*m->binds));
         for (lc = m->cfg->listeners; lc != NULL; lc = lc->next, i++) {
+                const char *it = lc->listen;
+                struct main_bind *b = &m->binds[m->nbinds];
+
                 m->listeners[i].conf = lc;
-                m->listeners[i].log = &m->log;
                 m->listeners[i].relay = relay_listener_new(&m->env, lc, err, sizeof(err));
                 if (m->listeners[i].relay == NULL) {
                         fprintf(errs, "%s:%d: %s\n", m->cfg->path, lc->line, err);
                         bad++;
+                }
+                while (util_list_next(&it, b->listen, sizeof(b->listen)) == 1) {
+                        b->ml = &m->listeners[i];
+                        b->log = &m->log;
+                        b = &m->binds[++m->nbinds];
                 }
         }
         return bad ? -1 : 0;
@@ -238,6 +254,9 @@ static void main_free_listeners(struct main_state *m)
         free(m->listeners);
         m->listeners = NULL;
         m->nlisteners = 0;
+        free(m->binds);
+        m->binds = NULL;
+        m->nbinds = 0;
         free(m->certs.v);
         m->certs.v = NULL;
         m->certs.n = 0;
@@ -249,30 +268,30 @@ static void main_free_listeners(struct main_state *m)
  * fd_limit's 421 is there to make rare). Logged at most every
  * MAIN_ACCEPT_LOG_SECS per listener, with the count.
  */
-static void main_accept_failed(struct main_listener *ml, int status)
+static void main_accept_failed(struct main_bind *b, int status)
 {
         time_t now = time(NULL);
 
-        ml->accept_failed++;
-        if (ml->accept_logged != 0 && now - ml->accept_logged < MAIN_ACCEPT_LOG_SECS)
+        b->accept_failed++;
+        if (b->accept_logged != 0 && now - b->accept_logged < MAIN_ACCEPT_LOG_SECS)
                 return;
-        log_emit(ml->log, LOG_LVL_ERR, NULL,
-                 "event=accept_failed listener=%s error=\"%s\" dropped=%u "
+        log_emit(b->log, LOG_LVL_ERR, NULL,
+                 "event=accept_failed listener=%s listen=%s error=\"%s\" dropped=%u "
                  "action=\"connections closed unanswered\"",
-                 ml->conf->name, uv_strerror(status), ml->accept_failed);
-        ml->accept_logged = now;
-        ml->accept_failed = 0;
+                 b->ml->conf->name, b->listen, uv_strerror(status), b->accept_failed);
+        b->accept_logged = now;
+        b->accept_failed = 0;
 }
 
 static void main_on_connection(uv_stream_t *server, int status)
 {
-        struct main_listener *ml = server->data;
+        struct main_bind *b = server->data;
 
         if (status < 0) {
-                main_accept_failed(ml, status);
+                main_accept_failed(b, status);
                 return;
         }
-        relay_accept(ml->relay, server);
+        relay_accept(b->ml->relay, server);
 }
 
 /*
@@ -361,11 +380,12 @@ static int main_bind(struct main_state *m)
         unsigned nw = m->cfg->workers;
         size_t i;
 
-        m->fds = xcalloc(nw * m->nlisteners, sizeof(*m->fds));
-        for (i = 0; i < nw * m->nlisteners; i++)
+        m->fds = xcalloc(nw * m->nbinds, sizeof(*m->fds));
+        for (i = 0; i < nw * m->nbinds; i++)
                 m->fds[i] = -1;
-        for (i = 0; i < m->nlisteners; i++) {
-                struct main_listener *ml = &m->listeners[i];
+        for (i = 0; i < m->nbinds; i++) {
+                const struct main_listener *ml = m->binds[i].ml;
+                const char *listen = m->binds[i].listen;
                 struct sockaddr_storage ss;
                 char host[256];
                 unsigned port, w;
@@ -373,7 +393,7 @@ static int main_bind(struct main_state *m)
                                    strcmp(ml->conf->forward, "original-dst") == 0;
                 int fd, terr = 0;
 
-                if (util_split_hostport(ml->conf->listen, host, sizeof(host), &port) != 0)
+                if (util_split_hostport(listen, host, sizeof(host), &port) != 0)
                         fatalx("listen address was checked by config");
                 if (host[0] == '\0')
                         strcpy(host, "0.0.0.0");
@@ -390,11 +410,11 @@ static int main_bind(struct main_state *m)
                         close(fd);
                 for (w = 0; w < nw && fd >= 0; w++) {
                         fd = main_socket(&ss, nw > 1, false, transparent, &terr);
-                        m->fds[w * m->nlisteners + i] = fd;
+                        m->fds[w * m->nbinds + i] = fd;
                 }
                 if (fd < 0) {
                         fprintf(stderr, "mailward: [%s] cannot listen on %s: %s\n",
-                                ml->conf->name, ml->conf->listen, strerror(-fd));
+                                ml->conf->name, listen, strerror(-fd));
                         return -1;
                 }
                 if (terr != 0)
@@ -403,13 +423,12 @@ static int main_bind(struct main_state *m)
                             "event=no_transparent listener=%s listen=%s error=\"%s\" "
                             "note=\"TPROXY will not reach this listener (needs "
                             "CAP_NET_ADMIN); an nftables redirect still works\"",
-                            ml->conf->name, ml->conf->listen, strerror(terr));
+                            ml->conf->name, listen, strerror(terr));
                 log_emit(
                     &m->log, LOG_LVL_INFO, NULL,
                     "event=listening listener=%s listen=%s accept_tls=%s require_tls=%s "
                     "forward=%s identity=%s",
-                    ml->conf->name, ml->conf->listen,
-                    config_tls_str(ml->conf->accept_tls),
+                    ml->conf->name, listen, config_tls_str(ml->conf->accept_tls),
                     ml->conf->require_tls ? "yes" : "no", ml->conf->forward,
                     config_identity_str(ml->conf->client_identity));
         }
@@ -422,7 +441,7 @@ static void main_close_fds(struct main_state *m)
 
         if (m->fds == NULL)
                 return;
-        for (i = 0; i < m->cfg->workers * m->nlisteners; i++) {
+        for (i = 0; i < m->cfg->workers * m->nbinds; i++) {
                 if (m->fds[i] >= 0)
                         close(m->fds[i]);
         }
@@ -433,25 +452,25 @@ static void main_close_fds(struct main_state *m)
 /* In the serving process: libuv takes over this process's row of sockets. */
 static int main_listen(struct main_state *m)
 {
-        size_t row = m->worker < 0 ? 0 : (size_t)m->worker * m->nlisteners;
+        size_t row = m->worker < 0 ? 0 : (size_t)m->worker * m->nbinds;
         size_t i;
 
-        for (i = 0; i < m->nlisteners; i++) {
-                struct main_listener *ml = &m->listeners[i];
+        for (i = 0; i < m->nbinds; i++) {
+                struct main_bind *b = &m->binds[i];
                 int r;
 
-                uv_tcp_init(m->loop, &ml->tcp);
-                ml->tcp.data = ml;
-                ml->open = true;
-                r = uv_tcp_open(&ml->tcp, m->fds[row + i]);
+                uv_tcp_init(m->loop, &b->tcp);
+                b->tcp.data = b;
+                b->open = true;
+                r = uv_tcp_open(&b->tcp, m->fds[row + i]);
                 if (r == 0)
                         m->fds[row + i] = -1; /* the handle closes it */
                 if (r == 0)
-                        r = uv_listen((uv_stream_t *)&ml->tcp, MAIN_BACKLOG,
+                        r = uv_listen((uv_stream_t *)&b->tcp, MAIN_BACKLOG,
                                       main_on_connection);
                 if (r != 0) {
                         fprintf(stderr, "mailward: [%s] cannot listen on %s: %s\n",
-                                ml->conf->name, ml->conf->listen, uv_strerror(r));
+                                b->ml->conf->name, b->listen, uv_strerror(r));
                         return -1;
                 }
         }
@@ -462,13 +481,14 @@ static void main_close_listeners(struct main_state *m)
 {
         size_t i;
 
-        for (i = 0; i < m->nlisteners; i++) {
-                if (m->listeners[i].open) {
-                        m->listeners[i].open = false;
-                        uv_close((uv_handle_t *)&m->listeners[i].tcp, NULL);
+        for (i = 0; i < m->nbinds; i++) {
+                if (m->binds[i].open) {
+                        m->binds[i].open = false;
+                        uv_close((uv_handle_t *)&m->binds[i].tcp, NULL);
                 }
-                relay_listener_drain(m->listeners[i].relay);
         }
+        for (i = 0; i < m->nlisteners; i++)
+                relay_listener_drain(m->listeners[i].relay);
 }
 
 static unsigned main_sessions(const struct main_state *m)
@@ -928,7 +948,7 @@ int main(int argc, char **argv)
         if (main_check_sinks(&m) != 0)
                 goto out_alerts;
         if (m.cfg->workers > 1) {
-                m.workers = workers_new(m.cfg, &m.log, m.fds, m.nlisteners);
+                m.workers = workers_new(m.cfg, &m.log, m.fds, m.nbinds);
                 workers_on_hup(m.workers, main_reload_cb, &m);
                 workers_metrics_certs(m.workers, &m.certs);
                 m.worker = workers_run(m.workers, &rc);

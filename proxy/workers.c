@@ -43,7 +43,7 @@ struct workers {
         const struct config *cfg;
         const struct log *log;
         int *fds;
-        size_t nlisteners;
+        size_t nsockets;
         unsigned n;
         struct workers_proc *procs;
         struct workers_slot *slots;  /* n, shared (MAP_SHARED) */
@@ -70,14 +70,14 @@ static uint64_t workers_now_ms(void)
 }
 
 struct workers *workers_new(const struct config *cfg, const struct log *log, int *fds,
-                            size_t nlisteners)
+                            size_t nsockets)
 {
         struct workers *w = xcalloc(1, sizeof(*w));
 
         w->cfg = cfg;
         w->log = log;
         w->fds = fds;
-        w->nlisteners = nlisteners;
+        w->nsockets = nsockets;
         w->n = cfg->workers;
         w->procs = xcalloc(w->n, sizeof(*w->procs));
         w->slots = mmap(NULL, w->n * sizeof(*w->slots), PROT_READ | PROT_WRITE,
@@ -190,14 +190,14 @@ static void workers_keep_row(struct workers *w, unsigned index)
         for (unsigned i = 0; i < w->n; i++) {
                 if (i == index)
                         continue;
-                for (size_t l = 0; l < w->nlisteners; l++)
-                        workers_close_fd(&w->fds[i * w->nlisteners + l]);
+                for (size_t l = 0; l < w->nsockets; l++)
+                        workers_close_fd(&w->fds[i * w->nsockets + l]);
         }
 }
 
 static void workers_close_all(struct workers *w)
 {
-        for (size_t i = 0; i < w->n * w->nlisteners; i++)
+        for (size_t i = 0; i < w->n * w->nsockets; i++)
                 workers_close_fd(&w->fds[i]);
 }
 
@@ -391,9 +391,9 @@ int workers_run(struct workers *w, int *status)
         sigprocmask(SIG_BLOCK, &w->mask, &w->old_mask);
         w->supervisor = getpid();
         log_emit(w->log, LOG_LVL_INFO, NULL,
-                 "event=supervisor version=%s uid=%d workers=%u%s listeners=%zu",
+                 "event=supervisor version=%s uid=%d workers=%u%s sockets=%zu",
                  MAILWARD_VERSION, (int)getuid(), w->n,
-                 w->cfg->workers_auto ? " (auto)" : "", w->nlisteners);
+                 w->cfg->workers_auto ? " (auto)" : "", w->nsockets);
         for (unsigned i = 0; i < w->n; i++) {
                 if (workers_start(w, i))
                         return (int)i;

@@ -2,9 +2,10 @@
  * workers: several worker processes on the same listeners (workers > 1),
  * and the supervisor that keeps them running.
  *
- * Sockets. Before the privilege drop the daemon binds every listener once
- * per worker, each socket with SO_REUSEPORT and already listening, and hands
- * them over as a table: fds[worker * nlisteners + listener]. The kernel
+ * Sockets. Before the privilege drop the daemon binds every listen address
+ * of every listener once per worker, each socket with SO_REUSEPORT and
+ * already listening, and hands them over as a table: fds[worker * nsockets
+ * + socket], a socket per listen address. The kernel
  * spreads new connections over the sockets of one address by a hash of
  * the connection's addresses and ports, so each worker accepts from a queue
  * of its own (no thundering herd, no worker that grabs a burst; see
@@ -71,12 +72,12 @@
 struct workers;
 
 /*
- * cfg->workers workers on fds (cfg->workers * nlisteners descriptors, see
+ * cfg->workers workers on fds (cfg->workers * nsockets descriptors, see
  * above; the table stays the caller's, workers_run() closes entries and sets
  * them to -1). cfg and log must outlive the struct. Never NULL.
  */
 struct workers *workers_new(const struct config *cfg, const struct log *log, int *fds,
-                            size_t nlisteners);
+                            size_t nsockets);
 /* Unmaps the counters; closes nothing. NULL is a no-op. */
 void workers_free(struct workers *w);
 

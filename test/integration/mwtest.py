@@ -490,10 +490,11 @@ class Mailward:
               % (missing, self.log()))
 
     def port(self, name):
-        return split_hostport(self.listeners[name]["listen"])[1]
+        return self.addr(name)[1]
 
     def addr(self, name):
-        return split_hostport(self.listeners[name]["listen"])
+        """(host, port) of the listener's (first) listen address."""
+        return split_hostport(self.listeners[name]["listen"].replace(",", " ").split()[0])
 
     def log(self):
         try:

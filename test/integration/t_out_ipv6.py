@@ -1,26 +1,29 @@
 #!/usr/bin/python3
 """Outbound over IPv6, set up as README says: scripts/nft-redirect's
 default family (inet) sends IPv6 connections to port 25 to [::1]:PORT, so
-the outbound listener needs a twin on [::1] beside 127.0.0.1.
+the outbound listener listens on [::1] beside 127.0.0.1 (one listener,
+two addresses).
 
 The test bed: destinations at 2001:db8::10 (aiosmtpd with STARTTLS, a
 certificate for mx.provider.test only) and 2001:db8::11 (the STARTTLS-masking fixture
 in front of an aiosmtpd with STARTTLS), and 192.0.2.10 (aiosmtpd with
 STARTTLS) for IPv4; the sender has 2001:db8:100::1 and 198.51.100.1.
-mailward has [out] on 127.0.0.1:10025 and [out6] on [::1]:10025, the
-same otherwise (policy: v6.test verify, masked.test encrypt).
+mailward (workers = 2) has [out] with listen = 127.0.0.1:10025
+[::1]:10025 (policy: v6.test verify, masked.test encrypt); it logs
+event=listening for each.
 
 1. IPv6: a message to bob@v6.test through [2001:db8::10]:25 is delivered
-   over TLS, handled by [out6] with the original destination
-   [2001:db8::10]:25 (SO_ORIGINAL_DST for IPv6), and verify passes only
-   because the certificate is checked against the MX host found for that
-   address (the test's dnsmasq: v6.test MX mx.provider.test, which has
-   AAAA 2001:db8::10; the certificate names nothing under v6.test).
+   over TLS, accepted on [::1]:10025 (its client an IPv6 address), with
+   the original destination [2001:db8::10]:25 (SO_ORIGINAL_DST for IPv6),
+   and verify passes only because the certificate is checked against the
+   MX host found for that address (the test's dnsmasq: v6.test MX
+   mx.provider.test, which has AAAA 2001:db8::10; the certificate names
+   nothing under v6.test).
 2. IPv6, STARTTLS masked at 2001:db8::11: 451 4.7.5 starttls-not-supported,
    an alert naming [2001:db8::11]:25, nothing of the envelope delivered.
-3. IPv4 through [out], at the same time: delivered.
-4. Without [out6] (mailward restarted with [out] alone), the IPv6
-   connection is refused: why README asks for both listeners."""
+3. IPv4 through the same listener, at the same time: delivered.
+4. With listen = 127.0.0.1:10025 alone, the IPv6 connection is refused:
+   why README lists both addresses."""
 
 import os
 import sys
@@ -38,10 +41,8 @@ def listeners(net, v6=True):
     common = {"accept_tls": "none", "require_tls": "no", "forward": "original-dst",
               "forward_tls": "policy", "ca_file": os.path.join(net.env.certs, "ca.pem"),
               "policy": net.env.path("policy"), "default_level": "encrypt"}
-    out = {"out": dict(common, listen="127.0.0.1:%d" % PORT)}
-    if v6:
-        out["out6"] = dict(common, listen="[::1]:%d" % PORT)
-    return out
+    listen = "127.0.0.1:%d" % PORT + (" [::1]:%d" % PORT if v6 else "")
+    return {"out": dict(common, listen=listen)}
 
 
 def main():
@@ -62,8 +63,11 @@ def main():
         ruleset = net.redirect(PORT)
         mwtest.check("ip6 daddr != ::1 tcp dport 25 redirect to :%d" % PORT in ruleset,
                      "the IPv6 redirect rule: %s" % ruleset)
-        mw = env.mailward(listeners=listeners(net), globals={"state_dir": state},
+        # Two workers: each has a socket per address (fds[worker * 2 + address]).
+        mw = env.mailward(listeners=listeners(net), globals={"state_dir": state, "workers": 2},
                           netns=net.sender)
+        mwtest.eq(sorted(x.get("listen") for x in outcheck.log_events(mw, "listening")),
+                  ["127.0.0.1:%d" % PORT, "[::1]:%d" % PORT], "event=listening lines")
 
         print("== 1. IPv6, delivered", flush=True)
         outcheck.delivered(net, mw, dest6, ["bob@v6.test"], host=DEST6)
@@ -71,8 +75,9 @@ def main():
                  if x.get("server") == "[%s]:25" % DEST6]
         mwtest.check(lines, "no event=outbound line for [%s]:25; log:\n%s"
                      % (DEST6, mw.log()[-3000:]))
-        mwtest.check("listener=out6 " in mw.log(), "no session on [out6]; log:\n%s"
-                     % mw.log()[-3000:])
+        # Its client is the sender's IPv6 address: it came in on [::1].
+        mwtest.check("event=connect listener=out client=[%s]:" % net.SENDER_ADDR6 in mw.log(),
+                     "no IPv6 session; log:\n%s" % mw.log()[-3000:])
         m = dest6.messages[-1]
         mwtest.eq(m.peer[0], net.SENDER_ADDR6, "the destination's peer (mailward, from the "
                   "sender's IPv6 address)")
@@ -89,7 +94,7 @@ def main():
         outcheck.delivered(net, mw, dest4, ["carol@v4.test"], host=DEST4)
         mw.stop()
 
-        print("== 4. without the [::1] listener", flush=True)
+        print("== 4. without [::1] in listen", flush=True)
         mw = env.mailward(listeners=listeners(net, v6=False), globals={"state_dir": state},
                           netns=net.sender)
         try:

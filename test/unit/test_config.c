@@ -432,17 +432,38 @@ static void test_config_hostport(void **state)
             "cert = /c.pem\n"
             "key = /k.pem\n"
             "forward = :10025\n",
-            "F:2: listen: expected host:port, got '127.0.0.1'\n"
+            "F:2: listen: expected host:port (up to 8, separated by blanks or commas), "
+            "got '127.0.0.1'\n"
             "F:5: forward: expected host:port or original-dst, got ':10025'\n");
-        test_config_refused(t,
-                            "[smtp]\n"
-                            "listen = ::1:25\n"
-                            "cert = /c.pem\n"
-                            "key = /k.pem\n"
-                            "forward = localhost:99999\n",
-                            "F:2: listen: expected host:port, got '::1:25'\n"
-                            "F:5: forward: expected host:port or original-dst, got "
-                            "'localhost:99999'\n");
+        /* Several addresses: blanks or commas; at most 8. */
+        test_config_load(t, "[out]\n"
+                            "listen = 127.0.0.1:10026, [::1]:10026\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = original-dst\n"
+                            "forward_tls = policy\n");
+        assert_non_null(t->cfg);
+        assert_string_equal(t->cfg->listeners->listen, "127.0.0.1:10026, [::1]:10026");
+        test_config_refused(
+            t,
+            "[smtp]\n"
+            "listen = :1 :2 :3 :4 :5 :6 :7 :8 :9\n"
+            "cert = /c.pem\n"
+            "key = /k.pem\n"
+            "forward = 127.0.0.1:10025\n",
+            "F:2: listen: expected host:port (up to 8, separated by blanks or "
+            "commas), got ':1 :2 :3 :4 :5 :6 :7 :8 :9'\n");
+        test_config_refused(
+            t,
+            "[smtp]\n"
+            "listen = ::1:25\n"
+            "cert = /c.pem\n"
+            "key = /k.pem\n"
+            "forward = localhost:99999\n",
+            "F:2: listen: expected host:port (up to 8, separated by blanks or "
+            "commas), got '::1:25'\n"
+            "F:5: forward: expected host:port or original-dst, got "
+            "'localhost:99999'\n");
 }
 
 static void test_config_missing_keys(void **state)
@@ -467,13 +488,15 @@ static void test_config_missing_keys(void **state)
             "F:1: [smtp]: missing 'cert' (required unless accept_tls = none)\n"
             "F:1: [smtp]: missing 'key' (required unless accept_tls = none)\n");
         /* A bad value is reported once, not again as missing. */
-        test_config_refused(t,
-                            "[smtp]\n"
-                            "listen = nowhere\n"
-                            "cert = /c.pem\n"
-                            "key = /k.pem\n"
-                            "forward = 127.0.0.1:10025\n",
-                            "F:2: listen: expected host:port, got 'nowhere'\n");
+        test_config_refused(
+            t,
+            "[smtp]\n"
+            "listen = nowhere\n"
+            "cert = /c.pem\n"
+            "key = /k.pem\n"
+            "forward = 127.0.0.1:10025\n",
+            "F:2: listen: expected host:port (up to 8, separated by blanks or "
+            "commas), got 'nowhere'\n");
 }
 
 static void test_config_rules(void **state)
