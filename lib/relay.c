@@ -2839,6 +2839,14 @@ static unsigned relay_count_client(const struct relay_listener *l, const char *i
         return n;
 }
 
+const char *relay_refusal_str(enum relay_refusal r)
+{
+        static const char *const names[] = {"file_descriptors", "max_sessions",
+                                            "max_per_client"};
+
+        return (size_t)r < UTIL_ARRAY_LEN(names) ? names[r] : "?";
+}
+
 void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
 {
         const struct config_listener *lc = l->conf;
@@ -2862,10 +2870,13 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
         if (l->env->fd_limit > RELAY_FD_SPARE && fd >= 0 &&
             (uint64_t)fd >= l->env->fd_limit - RELAY_FD_SPARE) {
                 s->refuse = "Error: too many connections (out of file descriptors)";
+                l->env->stats.refused[RELAY_REFUSED_FILES]++;
         } else if (l->nsessions >= lc->max_sessions) {
                 s->refuse = "Error: too many connections";
+                l->env->stats.refused[RELAY_REFUSED_MAX_SESSIONS]++;
         } else if (relay_count_client(l, conn_peer_ip(s->client)) >= lc->max_per_client) {
                 s->refuse = "Error: too many connections from your address";
+                l->env->stats.refused[RELAY_REFUSED_PER_CLIENT]++;
         } else {
                 s->counted = true;
                 l->nsessions++;

@@ -33,10 +33,22 @@ struct uv_stream_s;
 struct relay_listener;
 
 /* Counters the relay keeps for the daemon's metrics; read, never reset. */
+/* Why a session was refused at its greeting (a 421), for the metrics. */
+enum relay_refusal {
+        RELAY_REFUSED_FILES, /* out of file descriptors (fd_limit) */
+        RELAY_REFUSED_MAX_SESSIONS,
+        RELAY_REFUSED_PER_CLIENT, /* max_per_client */
+        RELAY_REFUSED_COUNT,
+};
+
+/* "file_descriptors", "max_sessions", "max_per_client". */
+const char *relay_refusal_str(enum relay_refusal r);
+
 struct relay_stats {
         uint64_t sessions_total;  /* client sessions accepted (probes not counted) */
         uint64_t sessions_active; /* of those, not yet freed */
         uint64_t messages_total;  /* messages the server side took (2xx to the end) */
+        uint64_t refused[RELAY_REFUSED_COUNT]; /* of the accepted, refused at once */
 };
 
 /* What every listener of one process shares; owned by the daemon. */

@@ -69,6 +69,14 @@ int metrics_format(const struct alert_sink *alerts, const struct relay_stats *st
                        (unsigned long long)stats->sessions_active,
                        (unsigned long long)stats->sessions_total,
                        (unsigned long long)stats->messages_total);
+        metrics_printf(&o, "# HELP mailward_sessions_refused_total Client sessions "
+                           "refused at the greeting (a 421), by reason.\n"
+                           "# TYPE mailward_sessions_refused_total counter\n");
+        for (i = 0; i < RELAY_REFUSED_COUNT; i++)
+                metrics_printf(&o,
+                               "mailward_sessions_refused_total{reason=\"%s\"} %llu\n",
+                               relay_refusal_str((enum relay_refusal)i),
+                               (unsigned long long)stats->refused[i]);
         if (certs != NULL && certs->n > 0)
                 metrics_printf(&o, "# HELP mailward_certificate_expiry_timestamp_seconds "
                                    "When the certificate a listener serves expires.\n"

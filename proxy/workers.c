@@ -29,6 +29,7 @@ struct workers_slot {
         uint64_t sessions_total;
         uint64_t sessions_active;
         uint64_t messages_total;
+        uint64_t refused[RELAY_REFUSED_COUNT];
         uint64_t alerts[ALERT_EVENT_COUNT];
 };
 
@@ -121,6 +122,8 @@ void workers_publish(struct workers *w, unsigned index, const struct alert_sink 
         workers_store(&s->sessions_total, stats->sessions_total);
         workers_store(&s->sessions_active, stats->sessions_active);
         workers_store(&s->messages_total, stats->messages_total);
+        for (int i = 0; i < RELAY_REFUSED_COUNT; i++)
+                workers_store(&s->refused[i], stats->refused[i]);
         for (int i = 0; i < ALERT_EVENT_COUNT; i++)
                 workers_store(&s->alerts[i], alerts->count[i]);
 }
@@ -140,6 +143,8 @@ static void workers_write_metrics(struct workers *w)
         memset(&stats, 0, sizeof(stats));
         stats.sessions_total = w->retired.sessions_total;
         stats.messages_total = w->retired.messages_total;
+        for (int k = 0; k < RELAY_REFUSED_COUNT; k++)
+                stats.refused[k] = w->retired.refused[k];
         for (int e = 0; e < ALERT_EVENT_COUNT; e++)
                 alerts.count[e] = (unsigned long)w->retired.alerts[e];
         for (unsigned i = 0; i < w->n; i++) {
@@ -148,6 +153,8 @@ static void workers_write_metrics(struct workers *w)
                 stats.sessions_total += workers_load(&s->sessions_total);
                 stats.sessions_active += workers_load(&s->sessions_active);
                 stats.messages_total += workers_load(&s->messages_total);
+                for (int k = 0; k < RELAY_REFUSED_COUNT; k++)
+                        stats.refused[k] += workers_load(&s->refused[k]);
                 for (int e = 0; e < ALERT_EVENT_COUNT; e++)
                         alerts.count[e] += (unsigned long)workers_load(&s->alerts[e]);
         }
@@ -169,6 +176,8 @@ static void workers_retire_slot(struct workers *w, unsigned i)
 
         w->retired.sessions_total += workers_load(&s->sessions_total);
         w->retired.messages_total += workers_load(&s->messages_total);
+        for (int k = 0; k < RELAY_REFUSED_COUNT; k++)
+                w->retired.refused[k] += workers_load(&s->refused[k]);
         for (int e = 0; e < ALERT_EVENT_COUNT; e++)
                 w->retired.alerts[e] += workers_load(&s->alerts[e]);
         memset(s, 0, sizeof(*s));

@@ -566,6 +566,18 @@ class Mailward:
             self.returncode = self.proc.returncode
 
 
+def read_metrics(path):
+    """metrics_file's samples: {"name{labels}": value}."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def run_mailward(args, timeout=30, **kw):
     """Run mailward with args to completion (for -t, -V, -h and start-up
     refusals). Returns subprocess.CompletedProcess with text stdout/stderr."""

@@ -11,7 +11,9 @@
    descriptors" and an event=refused line instead, and past the limit
    libuv closes connections unanswered (counted, not required). Once those
    clients are gone, a new one gets its 220 and a message is delivered
-   over STARTTLS: the listener did not stop accepting."""
+   over STARTTLS: the listener did not stop accepting. The metrics file
+   counts the refusals in mailward_sessions_refused_total{reason=
+   "file_descriptors"}."""
 
 import os
 import smtplib
@@ -66,7 +68,12 @@ def main():
         mw.stop()
 
         print("== 2. out of descriptors", flush=True)
-        mw = env.mailward(listeners=ls, wrap=["prlimit", "--nofile=48:48", "--"])
+        mdir = env.path("metrics")
+        os.mkdir(mdir)
+        mwtest._chown(mdir, "nobody")
+        prom = os.path.join(mdir, "mailward.prom")
+        mw = env.mailward(listeners=ls, globals={"metrics_file": prom},
+                          wrap=["prlimit", "--nofile=48:48", "--"])
         got = [(x.get("limit"), x.get("needed")) for x in outcheck.log_events(mw, "nofile")]
         mwtest.eq(got, [("48", "264")], "event=nofile lines")
         mwtest.check(" warning: - event=nofile " in mw.log(), "event=nofile not a warning: %s"
@@ -112,6 +119,12 @@ def main():
         mwtest.eq(len(backend.wait_messages(1, 10)), 1, "messages at the backend")
         time.sleep(0.2)
         mw.stop()
+        m = mwtest.read_metrics(prom)
+        mwtest.eq([m.get('mailward_sessions_refused_total{reason="%s"}' % r)
+                   for r in ("file_descriptors", "max_sessions", "max_per_client")],
+                  [float(refused), 0.0, 0.0], "sessions refused in the metrics, by reason")
+        # (one closed unanswered by libuv was never a session)
+        mwtest.eq(m.get("mailward_sessions_total"), float(61 - closed), "sessions in the metrics")
     print("ok")
 
 

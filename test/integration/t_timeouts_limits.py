@@ -14,6 +14,8 @@
   once one closes, a new one is served.
 - max_sessions = 3: the fourth connection (from a fourth address, so the
   per-client limit plays no part) gets "421 4.7.0".
+- The metrics file counts each refusal under its reason
+  (mailward_sessions_refused_total).
 - SIGTERM with a session in the middle of DATA: the listener closes at once,
   the session finishes its message (250 from the backend), mailward exits 0.
 """
@@ -199,6 +201,10 @@ def main():
         be = env.recorder()
         fwd = "127.0.0.1:%d" % be.port
         base = {"hostname": NAME, "forward": fwd}
+        mdir = env.path("metrics")
+        os.mkdir(mdir)
+        mwtest._chown(mdir, "nobody")
+        prom = os.path.join(mdir, "mailward.prom")
         mw = env.mailward(listeners={
             "cmd": dict(base, accept_tls="starttls", timeout_command="2"),
             "preidle": dict(base, accept_tls="starttls", timeout_idle="2"),
@@ -206,7 +212,7 @@ def main():
             "smtps": dict(base, accept_tls="implicit", timeout_handshake="2"),
             "percl": dict(base, accept_tls="starttls", max_per_client="2"),
             "maxs": dict(base, accept_tls="starttls", max_sessions="3"),
-        })
+        }, globals={"metrics_file": prom})
         command_timeout(env, mw, "cmd", failures)
         command_timeout(env, mw, "preidle", failures)
         activity_keeps_alive(env, mw, failures)
@@ -217,6 +223,13 @@ def main():
         # mw.stop() sends SIGTERM again (harmless) and asserts exit 0 and a
         # clean sanitizer log.
         mw.stop()
+        # One refusal each: per_client()'s third connection, max_sessions()'s fourth.
+        m = mwtest.read_metrics(prom)
+        got = [m.get('mailward_sessions_refused_total{reason="%s"}' % r)
+               for r in ("file_descriptors", "max_sessions", "max_per_client")]
+        if got != [0.0, 1.0, 1.0]:
+            failures.append("sessions refused in the metrics (file_descriptors, "
+                            "max_sessions, max_per_client): %r" % got)
         for f in failures:
             print("FAIL: " + f)
         mwtest.check(not failures, "%d timeout/limit checks failed" % len(failures))

@@ -97,17 +97,6 @@ def sessions_by_pid(log):
     return out
 
 
-def parse_metrics(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            if line.startswith("#") or not line.strip():
-                continue
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def main():
     uid = pwd.getpwnam("nobody").pw_uid if mwtest.is_root() else os.getuid()
     with mwtest.Env("workers") as env:
@@ -176,13 +165,16 @@ def main():
         for pid in live:
             mwtest.check(not os.path.exists("/proc/%d" % pid), "worker %d still runs" % pid)
         mwtest.check("event=stopped workers=2" in log, "no supervisor stop line")
-        m = parse_metrics(prom)
+        m = mwtest.read_metrics(prom)
         print("metrics: %r" % m)
         mwtest.eq(m.get("mailward_messages_total"), 40.0, "mailward_messages_total")
         mwtest.eq(m.get("mailward_sessions_total"), 44.0, "mailward_sessions_total")
         mwtest.eq(m.get("mailward_sessions_active"), 0.0, "mailward_sessions_active")
         mwtest.eq(m.get('mailward_alerts_total{event="plaintext_refused"}'), 4.0,
                   "plaintext_refused alerts")
+        mwtest.eq([m.get('mailward_sessions_refused_total{reason="%s"}' % r)
+                   for r in ("file_descriptors", "max_sessions", "max_per_client")],
+                  [0.0, 0.0, 0.0], "sessions refused, by reason")
     print("ok")
 
 
