@@ -906,6 +906,128 @@ static void config_check_listener(struct config_parser *p, const struct config_s
                              l->relayhost);
 }
 
+/* Settings a running daemon takes from a configuration read again (SIGHUP). */
+static const char *const config_hot_keys[] = {
+    "log_level",         "policy",        "default_level",    "learned_max_age",
+    "tlsrpt_from",       "hostname",      "max_sessions",     "max_per_client",
+    "max_line",          "max_text_line", "timeout_greeting", "timeout_command",
+    "timeout_handshake", "timeout_data",  "timeout_idle",     "timeout_final",
+    "probe_interval",
+};
+
+static bool config_is_hot(const char *key)
+{
+        for (size_t i = 0; i < UTIL_ARRAY_LEN(config_hot_keys); i++) {
+                if (strcmp(config_hot_keys[i], key) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static bool config_field_pointer(enum config_type t)
+{
+        return t == CONFIG_T_STR || t == CONFIG_T_ABSPATH || t == CONFIG_T_HOSTNAME ||
+               t == CONFIG_T_LISTEN || t == CONFIG_T_FORWARD || t == CONFIG_T_ADDRESS;
+}
+
+/* Whether key k's field differs between a and b (structures of its table). */
+static bool config_field_differs(const struct config_key *k, const void *a, const void *b)
+{
+        const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+
+        if (config_field_pointer(k->type)) {
+                const char *sa = *(char *const *)(const void *)fa;
+                const char *sb = *(char *const *)(const void *)fb;
+
+                return (sa == NULL) != (sb == NULL) ||
+                       (sa != NULL && sb != NULL && strcmp(sa, sb) != 0);
+        }
+        if (k->type == CONFIG_T_BOOL || k->type == CONFIG_T_LOG_DEST)
+                return *(const bool *)(const void *)fa != *(const bool *)(const void *)fb;
+        /* Every other field is an unsigned or an enum of its size. */
+        return memcmp(fa, fb, sizeof(unsigned)) != 0;
+}
+
+static void config_field_copy(const struct config_key *k, void *to, const void *from)
+{
+        char *ft = (char *)to + k->offset;
+        const char *ff = (const char *)from + k->offset;
+
+        if (config_field_pointer(k->type)) {
+                char **dst = (char **)(void *)ft;
+                const char *src = *(char *const *)(const void *)ff;
+
+                free(*dst);
+                *dst = src != NULL ? xstrdup(src) : NULL;
+        } else if (k->type == CONFIG_T_BOOL || k->type == CONFIG_T_LOG_DEST) {
+                *(bool *)(void *)ft = *(const bool *)(const void *)ff;
+        } else {
+                memcpy(ft, ff, sizeof(unsigned));
+        }
+}
+
+static void config_list_add(char *out, size_t outlen, const char *listener,
+                            const char *key)
+{
+        size_t n = strlen(out);
+
+        if (listener != NULL)
+                snprintf(out + n, outlen - n, "%s[%s] %s", n ? " " : "", listener, key);
+        else
+                snprintf(out + n, outlen - n, "%s%s", n ? " " : "", key);
+}
+
+/* Every key of one table, between the structures a (running) and b (read). */
+static void config_apply_table(const struct config_key *keys, size_t nkeys, void *a,
+                               const void *b, const char *listener, char *applied,
+                               size_t appliedlen, char *restart, size_t restartlen)
+{
+        for (size_t i = 0; i < nkeys; i++) {
+                const struct config_key *k = &keys[i];
+
+                /* An alias (ca_file) of a field seen before. */
+                if (i > 0 && k->offset == keys[i - 1].offset)
+                        continue;
+                if (!config_field_differs(k, a, b))
+                        continue;
+                if (config_is_hot(k->name)) {
+                        config_field_copy(k, a, b);
+                        config_list_add(applied, appliedlen, listener, k->name);
+                } else {
+                        config_list_add(restart, restartlen, listener, k->name);
+                }
+        }
+}
+
+void config_apply_hot(struct config *cfg, const struct config *next, char *applied,
+                      size_t appliedlen, char *restart, size_t restartlen)
+{
+        struct config_listener *l;
+        const struct config_listener *n;
+
+        applied[0] = restart[0] = '\0';
+        config_apply_table(config_global_keys, UTIL_ARRAY_LEN(config_global_keys), cfg,
+                           next, NULL, applied, appliedlen, restart, restartlen);
+        for (l = cfg->listeners; l != NULL; l = l->next) {
+                for (n = next->listeners; n != NULL && strcmp(n->name, l->name) != 0;
+                     n = n->next)
+                        ;
+                if (n == NULL)
+                        config_list_add(restart, restartlen, l->name, "(removed)");
+                else
+                        config_apply_table(
+                            config_listener_keys, UTIL_ARRAY_LEN(config_listener_keys), l,
+                            n, l->name, applied, appliedlen, restart, restartlen);
+        }
+        for (n = next->listeners; n != NULL; n = n->next) {
+                for (l = cfg->listeners; l != NULL && strcmp(n->name, l->name) != 0;
+                     l = l->next)
+                        ;
+                if (l == NULL)
+                        config_list_add(restart, restartlen, n->name, "(added)");
+        }
+}
+
 static void config_parser_cleanup(struct config_parser *p)
 {
         struct config_section *s, *next;

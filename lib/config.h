@@ -111,6 +111,18 @@ struct config {
 
 /* NULL on any error (each reported on errs as file:line: message). */
 struct config *config_load(const char *path, FILE *errs);
+
+/*
+ * SIGHUP: what a running daemon takes from a configuration read again. The
+ * settings that can change while it runs (CONFIG_HOT_KEYS: log_level; per
+ * listener policy, default_level, learned_max_age, tlsrpt_from, hostname,
+ * the limits and the timeouts) are copied from next into cfg; applied gets
+ * "key" or "[listener] key" for each that changed, restart for each other
+ * difference (not copied: it needs a restart), both space-separated.
+ * Listeners are matched by name; one added or removed needs a restart.
+ */
+void config_apply_hot(struct config *cfg, const struct config *next, char *applied,
+                      size_t appliedlen, char *restart, size_t restartlen);
 void config_free(struct config *cfg);
 
 const char *config_tls_str(enum config_tls t);

@@ -85,6 +85,7 @@ struct main_state {
         uv_signal_t sig_term, sig_int, sig_hup;
         uv_timer_t probe_timer, drain_timer, watch_timer, metrics_timer;
         bool metrics_failing; /* the last write failed (logged once) */
+        bool debug;           /* -d: log_level debug whatever the file says */
         bool draining;
         bool shut_down;
 };
@@ -607,31 +608,78 @@ static int main_reopen_alert_log(struct main_state *m)
  * or a file this user cannot read or write, leaves what was in use in place.
  * Nothing else is reloaded: the rest of the configuration needs a restart.
  */
+/* Each line of text (file:line: message lines of a reload), logged; text freed. */
+static void main_log_problems(struct main_state *m, enum log_level level,
+                              const char *event, const char *key, const char *value,
+                              char *text)
+{
+        char *line, *next, esc[512];
+
+        for (line = text; line != NULL && *line != '\0'; line = next) {
+                next = strchr(line, '\n');
+                if (next != NULL)
+                        *next++ = '\0';
+                log_escape(esc, sizeof(esc), line, strlen(line));
+                log_emit(&m->log, level, NULL, "event=%s %s=%s problem=\"%s\"", event,
+                         key, value, esc);
+        }
+        free(text);
+}
+
+/*
+ * SIGHUP, first: the configuration file read again (as the unprivileged
+ * user), and what a running daemon can take from it applied
+ * (config_apply_hot()); what needs a restart is named and left as it was.
+ * A file with errors changes nothing. Returns true if it could not be used.
+ */
+static bool main_reload_config(struct main_state *m)
+{
+        char *text = NULL, applied[1024], restart[1024];
+        size_t len = 0;
+        FILE *errs = open_memstream(&text, &len);
+        struct config *cfg = config_load(m->cfg->path, errs != NULL ? errs : stderr);
+
+        if (errs != NULL)
+                fclose(errs);
+        main_log_problems(m, LOG_LVL_ERR, "reload_config_problem", "file", m->cfg->path,
+                          text);
+        if (cfg == NULL) {
+                log_emit(&m->log, LOG_LVL_ERR, NULL,
+                         "event=reload_config_failed file=%s action=\"kept the settings "
+                         "in use\"",
+                         m->cfg->path);
+                return true;
+        }
+        config_apply_hot(m->cfg, cfg, applied, sizeof(applied), restart, sizeof(restart));
+        config_free(cfg);
+        if (!m->debug)
+                m->log.level = m->cfg->log_level;
+        log_emit(&m->log, restart[0] ? LOG_LVL_WARN : LOG_LVL_INFO, NULL,
+                 "event=reload_config file=%s applied=\"%s\" restart_needed=\"%s\"%s",
+                 m->cfg->path, applied, restart,
+                 restart[0] ? " note=\"restart_needed: changed, kept as before until a "
+                              "restart\""
+                            : "");
+        return false;
+}
+
 static void main_reload(struct main_state *m)
 {
         unsigned done = 0, failed = 0, tls_done = 0, tls_failed = 0;
-        bool log_failed = false;
+        bool log_failed = false, config_failed = main_reload_config(m);
         size_t i;
 
         for (i = 0; i < m->nlisteners; i++) {
                 const struct config_listener *lc = m->listeners[i].conf;
-                char *text = NULL, *line, *next, esc[512];
+                char *text = NULL;
                 size_t len = 0, entries = 0;
                 FILE *errs = open_memstream(&text, &len);
                 int r = relay_listener_reload(m->listeners[i].relay, errs, &entries);
 
                 if (errs != NULL)
                         fclose(errs);
-                for (line = text; line != NULL && *line != '\0'; line = next) {
-                        next = strchr(line, '\n');
-                        if (next != NULL)
-                                *next++ = '\0';
-                        log_escape(esc, sizeof(esc), line, strlen(line));
-                        log_emit(&m->log, r < 0 ? LOG_LVL_ERR : LOG_LVL_WARN, NULL,
-                                 "event=reload_policy_problem listener=%s problem=\"%s\"",
-                                 lc->name, esc);
-                }
-                free(text);
+                main_log_problems(m, r < 0 ? LOG_LVL_ERR : LOG_LVL_WARN,
+                                  "reload_policy_problem", "listener", lc->name, text);
                 if (r > 0) {
                         done++;
                         log_emit(&m->log, LOG_LVL_INFO, NULL,
@@ -652,12 +700,14 @@ static void main_reload(struct main_state *m)
                 log_failed = true;
         /* Once per reload: the single process, or the supervisor. */
         main_update_certs(m, m->worker < 0);
-        log_emit(&m->log, failed || tls_failed || log_failed ? LOG_LVL_ERR : LOG_LVL_INFO,
+        log_emit(&m->log,
+                 failed || tls_failed || log_failed || config_failed ? LOG_LVL_ERR
+                                                                     : LOG_LVL_INFO,
                  NULL,
                  "event=sighup action=reload policies=%u failed=%u tls=%u tls_failed=%u "
-                 "note=\"policy tables and certificates are reloaded and the alert log "
-                 "reopened; other settings need a restart\"",
-                 done, failed, tls_done, tls_failed);
+                 "config=%s note=\"the configuration's running settings, policy tables "
+                 "and certificates are reloaded and the alert log reopened\"",
+                 done, failed, tls_done, tls_failed, config_failed ? "failed" : "read");
 }
 
 static void main_reload_cb(void *arg)
@@ -913,6 +963,7 @@ int main(int argc, char **argv)
         m.cfg = config_load(path, stderr);
         if (m.cfg == NULL)
                 return 1;
+        m.debug = debug;
         m.log.level = debug ? LOG_LVL_DEBUG : m.cfg->log_level;
         if (tls_global_init() != 0)
                 fatalx("wolfSSL initialisation failed");

@@ -84,7 +84,7 @@ def main():
         os.kill(mw.pid, signal.SIGHUP)
         mwtest.check(mwtest.wait_for(lambda: mw.log().count("event=sighup ") >= sighups + 3,
                                      10), "no event=sighup from three processes")
-        mwtest.check("reopen_alert_log" not in mw.log(),
+        mwtest.check("event=reopen_alert_log" not in mw.log(),
                      "a reopen with nothing rotated:\n%s" % mw.log()[-2000:])
         plaintext_attempts(mw, 1)
         wait_count(path, 3)

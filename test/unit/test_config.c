@@ -718,6 +718,69 @@ static void test_config_strings(void **state)
         config_free(NULL);
 }
 
+/* SIGHUP: the running settings copied, the others named for a restart. */
+static void test_config_apply_hot(void **state)
+{
+        struct test_config_state *t = *state;
+        struct config *running;
+        char applied[512], restart[512];
+
+        test_config_load(t, "[mailward]\n"
+                            "log_level = info\n"
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "max_per_client = 5\n"
+                            "[out]\n"
+                            "listen = 127.0.0.1:10026\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = original-dst\n"
+                            "forward_tls = policy\n"
+                            "ca_file = /a.pem\n");
+        assert_non_null(t->cfg);
+        running = t->cfg;
+        t->cfg = NULL;
+        test_config_load(t, "[mailward]\n"
+                            "log_level = debug\n"
+                            "drain_timeout = 5\n"
+                            "[smtp]\n"
+                            "listen = 127.0.0.1:2526\n"
+                            "cert = /c.pem\n"
+                            "key = /k.pem\n"
+                            "forward = 127.0.0.1:10025\n"
+                            "max_per_client = 1\n"
+                            "hostname = mx.example.org\n"
+                            "[out]\n"
+                            "listen = 127.0.0.1:10026\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = original-dst\n"
+                            "forward_tls = policy\n"
+                            "ca_file = /b.pem\n"
+                            "default_level = dane\n"
+                            "tlsrpt_from = r@x.test\n"
+                            "[new]\n" TEST_CONFIG_GOOD_LISTENER);
+        assert_non_null(t->cfg);
+        config_apply_hot(running, t->cfg, applied, sizeof(applied), restart,
+                         sizeof(restart));
+        assert_string_equal(applied, "log_level [smtp] hostname [smtp] max_per_client "
+                                     "[out] default_level [out] tlsrpt_from");
+        assert_string_equal(restart,
+                            "drain_timeout [smtp] listen [out] forward_ca [new] (added)");
+        assert_int_equal(running->log_level, LOG_LVL_DEBUG);
+        assert_int_equal(running->drain_timeout, 30);
+        assert_int_equal(running->listeners->max_per_client, 1);
+        assert_string_equal(running->listeners->hostname, "mx.example.org");
+        assert_string_equal(running->listeners->listen, "127.0.0.1:2525");
+        assert_int_equal(running->listeners->next->default_level, POLICY_LEVEL_DANE);
+        assert_string_equal(running->listeners->next->tlsrpt_from, "r@x.test");
+        assert_string_equal(running->listeners->next->forward_ca, "/a.pem");
+        /* Read again unchanged: nothing either way. */
+        config_apply_hot(running, running, applied, sizeof(applied), restart,
+                         sizeof(restart));
+        assert_string_equal(applied, "");
+        assert_string_equal(restart, "");
+        config_free(running);
+}
+
 int main(void)
 {
 #define TEST_CONFIG(f)                                                                   \
@@ -739,6 +802,7 @@ int main(void)
             TEST_CONFIG(test_config_syntax_errors),
             TEST_CONFIG(test_config_many_errors),
             TEST_CONFIG(test_config_strings),
+            TEST_CONFIG(test_config_apply_hot),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

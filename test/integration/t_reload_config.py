@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""SIGHUP reads the configuration file again: the settings a running
+mailward can take (log_level, and per listener hostname, the limits, the
+timeouts, policy, default_level, learned_max_age, tlsrpt_from) are applied,
+the others are named as needing a restart and left as they were, and a file
+with errors changes nothing.
+
+mailward runs with workers = 2 (each worker and the supervisor read the file
+again). The file is rewritten, then SIGHUP:
+1. hostname, max_per_client and log_level changed: three event=reload_config
+   lines (supervisor and workers) with applied="log_level [smtp] hostname
+   [smtp] max_per_client"; every new session greets with the new name
+   (ten sessions, so both workers; one that max_per_client 1 refuses
+   names it in its 421); debug lines appear in the log.
+2. A syntax error: event=reload_config_problem naming the line and
+   event=reload_config_failed, from each process; sessions still greet with
+   the name of step 1.
+3. listen changed (and timeout_command): restart_needed="[smtp] listen",
+   applied="[smtp] timeout_command", a warning; the old address still
+   serves, the new one was not opened.
+mailward then stops cleanly."""
+
+import os
+import re
+import signal
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+import outcheck  # noqa: E402
+
+
+def greeting(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(512)
+            if not chunk:
+                break
+            data += chunk
+        s.sendall(b"QUIT\r\n")
+    return data.decode("ascii", "replace")
+
+
+def hup(mw, event, n=3):
+    """SIGHUP; wait for n more event= lines (the supervisor and two workers)."""
+    before = len(outcheck.log_events(mw, event))
+    os.kill(mw.pid, signal.SIGHUP)
+    ok = mwtest.wait_for(lambda: len(outcheck.log_events(mw, event)) >= before + n, 10)
+    mwtest.check(ok, "after SIGHUP, fewer than %d event=%s lines:\n%s"
+                 % (n, event, mw.log()[-3000:]))
+    return outcheck.log_events(mw, event)[before:]
+
+
+def main():
+    with mwtest.Env("reload_config") as env:
+        be = env.recorder()
+        port = mwtest.free_port()
+        smtp = {"listen": "127.0.0.1:%d" % port, "forward": "127.0.0.1:%d" % be.port,
+                "hostname": "before.test", "max_per_client": "5"}
+        g = {"workers": 2, "log_level": "info"}
+        mw = env.mailward(listeners={"smtp": smtp}, globals=g)
+        mwtest.check(greeting(port).startswith("220 before.test "), "greeting at start")
+
+        def rewrite(listener, glob):
+            mwtest.write_config(env, mw.conf, {"smtp": listener}, glob, mw.alert_log)
+
+        print("== 1. running settings applied", flush=True)
+        smtp1 = dict(smtp, hostname="after.test", max_per_client="1")
+        rewrite(smtp1, dict(g, log_level="debug"))
+        got = hup(mw, "reload_config")
+        mwtest.eq([(x.get("applied"), x.get("restart_needed")) for x in got],
+                  [("log_level [smtp] hostname [smtp] max_per_client", "")] * 3,
+                  "event=reload_config lines")
+        # (a 421 of max_per_client 1, when the session before has not ended
+        # yet, names the host too)
+        greets = [greeting(port) for _ in range(10)]
+        mwtest.check(all(re.match(r"(220|421 4\.7\.0) after\.test ", x) for x in greets),
+                     "greetings after the reload: %r" % greets)
+        mwtest.check(mwtest.wait_for(lambda: re.search(r": debug: ", mw.log()), 5),
+                     "no debug line after log_level = debug:\n%s" % mw.log()[-2000:])
+
+        print("== 2. a file with an error changes nothing", flush=True)
+        with open(mw.conf, "a") as f:
+            f.write("this is not a setting\n")
+        got = hup(mw, "reload_config_failed")
+        mwtest.eq(len(got), 3, "event=reload_config_failed lines")
+        with open(mw.conf) as f:
+            bad_line = len(f.read().splitlines())
+        problems = [x.get("problem") for x in outcheck.log_events(mw, "reload_config_problem")]
+        print("problems: %r" % problems)
+        mwtest.check(len(problems) == 3 and all(
+            p.startswith("%s:%d:" % (mw.conf, bad_line)) and "syntax" in p for p in problems),
+            "event=reload_config_problem lines (file:%d: syntax error): %r"
+            % (bad_line, problems))
+        mwtest.check(re.match(r"(220|421 4\.7\.0) after\.test ", greeting(port)),
+                     "greeting after a failed reload")
+
+        print("== 3. what needs a restart is named and left", flush=True)
+        newport = mwtest.free_port()
+        rewrite(dict(smtp1, listen="127.0.0.1:%d" % newport, timeout_command="100"),
+                dict(g, log_level="debug"))
+        got = hup(mw, "reload_config")
+        mwtest.eq([(x.get("applied"), x.get("restart_needed")) for x in got],
+                  [("[smtp] timeout_command", "[smtp] listen")] * 3,
+                  "event=reload_config lines")
+        mwtest.check(" warning: - event=reload_config " in mw.log(),
+                     "a reload that needs a restart is not a warning")
+        mwtest.check(re.match(r"(220|421 4\.7\.0) after\.test ", greeting(port)),
+                     "the old address")
+        try:
+            socket.create_connection(("127.0.0.1", newport), timeout=2).close()
+            mwtest.fail("the new listen address was opened by a reload")
+        except ConnectionRefusedError:
+            pass
+        mw.stop()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
