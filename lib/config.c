@@ -908,10 +908,25 @@ static void config_check_listener(struct config_parser *p, const struct config_s
 
 /* Settings a running daemon takes from a configuration read again (SIGHUP). */
 static const char *const config_hot_keys[] = {
-    "log_level",         "policy",        "default_level",    "learned_max_age",
-    "tlsrpt_from",       "hostname",      "max_sessions",     "max_per_client",
-    "max_line",          "max_text_line", "timeout_greeting", "timeout_command",
-    "timeout_handshake", "timeout_data",  "timeout_idle",     "timeout_final",
+    "log_level",
+    "cert",
+    "key",
+    "forward_ca",
+    "policy",
+    "default_level",
+    "learned_max_age",
+    "tlsrpt_from",
+    "hostname",
+    "max_sessions",
+    "max_per_client",
+    "max_line",
+    "max_text_line",
+    "timeout_greeting",
+    "timeout_command",
+    "timeout_handshake",
+    "timeout_data",
+    "timeout_idle",
+    "timeout_final",
     "probe_interval",
 };
 

@@ -114,9 +114,9 @@ struct config *config_load(const char *path, FILE *errs);
 
 /*
  * SIGHUP: what a running daemon takes from a configuration read again. The
- * settings that can change while it runs (CONFIG_HOT_KEYS: log_level; per
- * listener policy, default_level, learned_max_age, tlsrpt_from, hostname,
- * the limits and the timeouts) are copied from next into cfg; applied gets
+ * settings that can change while it runs (log_level; per listener cert,
+ * key, forward_ca, policy, default_level, learned_max_age, tlsrpt_from,
+ * hostname, the limits and the timeouts) are copied from next into cfg; applied gets
  * "key" or "[listener] key" for each that changed, restart for each other
  * difference (not copied: it needs a restart), both space-separated.
  * Listeners are matched by name; one added or removed needs a restart.

@@ -7,9 +7,11 @@ with errors changes nothing.
 
 mailward runs with workers = 2 (each worker and the supervisor read the file
 again). The file is rewritten, then SIGHUP:
-1. hostname, max_per_client and log_level changed: three event=reload_config
-   lines (supervisor and workers) with applied="log_level [smtp] hostname
-   [smtp] max_per_client"; every new session greets with the new name
+1. hostname, max_per_client and log_level changed, and another listener's
+   (implicit TLS) cert and key files: three event=reload_config lines
+   (supervisor and workers) with applied="log_level [smtp] hostname [smtp]
+   max_per_client [tls] cert [tls] key"; new TLS sessions get the new
+   certificate; every new session greets with the new name
    (ten sessions, so both workers; one that max_per_client 1 refuses
    names it in its 421); debug lines appear in the log.
 2. A syntax error: event=reload_config_problem naming the line and
@@ -29,6 +31,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
 import outcheck  # noqa: E402
+from t_reload_tls import pem_fingerprint, served  # noqa: E402
 
 
 def greeting(port):
@@ -59,20 +62,30 @@ def main():
         port = mwtest.free_port()
         smtp = {"listen": "127.0.0.1:%d" % port, "forward": "127.0.0.1:%d" % be.port,
                 "hostname": "before.test", "max_per_client": "5"}
+        tls = {"listen": "127.0.0.1:%d" % mwtest.free_port(), "accept_tls": "implicit",
+               "forward": "127.0.0.1:%d" % be.port}
         g = {"workers": 2, "log_level": "info"}
-        mw = env.mailward(listeners={"smtp": smtp}, globals=g)
+        mw = env.mailward(listeners={"smtp": smtp, "tls": tls}, globals=g)
         mwtest.check(greeting(port).startswith("220 before.test "), "greeting at start")
+        old = served(env, mw, "tls", True)
 
-        def rewrite(listener, glob):
-            mwtest.write_config(env, mw.conf, {"smtp": listener}, glob, mw.alert_log)
+        def rewrite(listener, glob, tls_listener=mw.listeners["tls"]):
+            mwtest.write_config(env, mw.conf, {"smtp": listener, "tls": tls_listener}, glob,
+                                mw.alert_log)
 
         print("== 1. running settings applied", flush=True)
         smtp1 = dict(smtp, hostname="after.test", max_per_client="1")
-        rewrite(smtp1, dict(g, log_level="debug"))
+        cert, key = mwtest.make_leaf_cert(env, "localhost", ["localhost", "127.0.0.1"])
+        tls1 = dict(mw.listeners["tls"], cert=cert, key=key)
+        os.chmod(key, 0o644)  # read again as nobody
+        rewrite(smtp1, dict(g, log_level="debug"), tls1)
         got = hup(mw, "reload_config")
         mwtest.eq([(x.get("applied"), x.get("restart_needed")) for x in got],
-                  [("log_level [smtp] hostname [smtp] max_per_client", "")] * 3,
-                  "event=reload_config lines")
+                  [("log_level [smtp] hostname [smtp] max_per_client [tls] cert [tls] key",
+                    "")] * 3, "event=reload_config lines")
+        new = served(env, mw, "tls", True)
+        mwtest.eq([new != old, new], [True, pem_fingerprint(cert)],
+                  "the certificate served after the reload")
         # (a 421 of max_per_client 1, when the session before has not ended
         # yet, names the host too)
         greets = [greeting(port) for _ in range(10)]
@@ -100,7 +113,7 @@ def main():
         print("== 3. what needs a restart is named and left", flush=True)
         newport = mwtest.free_port()
         rewrite(dict(smtp1, listen="127.0.0.1:%d" % newport, timeout_command="100"),
-                dict(g, log_level="debug"))
+                dict(g, log_level="debug"), tls1)
         got = hup(mw, "reload_config")
         mwtest.eq([(x.get("applied"), x.get("restart_needed")) for x in got],
                   [("[smtp] timeout_command", "[smtp] listen")] * 3,

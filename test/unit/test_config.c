@@ -761,10 +761,10 @@ static void test_config_apply_hot(void **state)
         assert_non_null(t->cfg);
         config_apply_hot(running, t->cfg, applied, sizeof(applied), restart,
                          sizeof(restart));
-        assert_string_equal(applied, "log_level [smtp] hostname [smtp] max_per_client "
-                                     "[out] default_level [out] tlsrpt_from");
-        assert_string_equal(restart,
-                            "drain_timeout [smtp] listen [out] forward_ca [new] (added)");
+        assert_string_equal(
+            applied, "log_level [smtp] hostname [smtp] max_per_client [out] forward_ca "
+                     "[out] default_level [out] tlsrpt_from");
+        assert_string_equal(restart, "drain_timeout [smtp] listen [new] (added)");
         assert_int_equal(running->log_level, LOG_LVL_DEBUG);
         assert_int_equal(running->drain_timeout, 30);
         assert_int_equal(running->listeners->max_per_client, 1);
@@ -772,7 +772,7 @@ static void test_config_apply_hot(void **state)
         assert_string_equal(running->listeners->listen, "127.0.0.1:2525");
         assert_int_equal(running->listeners->next->default_level, POLICY_LEVEL_DANE);
         assert_string_equal(running->listeners->next->tlsrpt_from, "r@x.test");
-        assert_string_equal(running->listeners->next->forward_ca, "/a.pem");
+        assert_string_equal(running->listeners->next->forward_ca, "/b.pem");
         /* Read again unchanged: nothing either way. */
         config_apply_hot(running, running, applied, sizeof(applied), restart,
                          sizeof(restart));
