@@ -3,7 +3,13 @@
 127.0.0.2 sends through mailward (STARTTLS) with smtplib.  The message lands
 in the Maildir with the body intact; Postfix recorded the client as
 [127.0.0.2], not mailward's 127.0.0.1, with the client's own EHLO name (in
-the maillog and in the Received: header)."""
+the maillog and in the Received: header).
+
+run(identity, ipv6=True) (t_postfix_ipv6.py): the same with mailward
+listening on [::1] and the client at ::1, while mailward reaches Postfix
+over IPv4: Postfix must record the client as [::1] ("IPv6:::1" in the
+Received: header), which it can only have from XCLIENT or the PROXY
+header."""
 
 import os
 import re
@@ -19,18 +25,24 @@ RCPT = "user@test.example"
 BODY = b"hello from 127.0.0.2 via mailward\r\n.leading dot\r\nend\r\n"
 
 
-def run(identity=IDENTITY):
+def run(identity=IDENTITY, ipv6=False):
     client = "client.%s.test" % identity
-    with mwtest.Env("postfix_" + identity) as env:
-        pf = env.postfix(identity=identity)
-        mw = env.mailward(listeners={"smtp": {
-            "accept_tls": "starttls", "hostname": NAME, "client_identity": identity,
-            "forward": "127.0.0.1:%d" % pf.port}})
+    addr, seen, rcvd_addr = (("::1", "[::1]", b"IPv6:::1") if ipv6 else
+                             ("127.0.0.2", "[127.0.0.2]", b"[127.0.0.2]"))
+    with mwtest.Env("postfix_%s%s" % (identity, "_ipv6" if ipv6 else "")) as env:
+        # Postfix takes an IPv6 client address (XCLIENT, PROXY) only with
+        # IPv6 among its inet_protocols, even when it listens on 127.0.0.1.
+        pf = env.postfix(identity=identity, main={"inet_protocols": "all"} if ipv6 else None)
+        smtp = {"accept_tls": "starttls", "hostname": NAME, "client_identity": identity,
+                "forward": "127.0.0.1:%d" % pf.port}
+        if ipv6:
+            smtp["listen"] = "[::1]:%d" % mwtest.free_port()
+        mw = env.mailward(listeners={"smtp": smtp})
         msg = (b"From: a@sender.test\r\nTo: %s\r\nSubject: identity %s\r\n"
                b"Message-ID: <%s@mwtest>\r\n\r\n" % (RCPT.encode(), identity.encode(),
                                                     identity.encode()) + BODY)
-        s = smtplib.SMTP("127.0.0.1", mw.port("smtp"), local_hostname=client, timeout=30,
-                         source_address=("127.0.0.2", 0))
+        s = smtplib.SMTP(mw.addr("smtp")[0], mw.port("smtp"), local_hostname=client,
+                         timeout=30, source_address=(addr, 0))
         s.ehlo()
         s.starttls(context=mwtest.ssl_client_context(env))
         s.ehlo()
@@ -46,8 +58,8 @@ def run(identity=IDENTITY):
         rcvd = re.search(rb"^Received: from (\S+) \(([^)]*)\)", text, re.M)
         mwtest.check(rcvd is not None, "no Received: header")
         mwtest.eq(rcvd.group(1).decode(), client, "HELO name in Postfix's Received: header")
-        mwtest.check(b"[127.0.0.2]" in rcvd.group(2),
-                     "Received: header names %r, not [127.0.0.2]" % rcvd.group(2))
+        mwtest.check(rcvd_addr in rcvd.group(2),
+                     "Received: header names %r, not %r" % (rcvd.group(2), rcvd_addr))
 
         mwtest.check(pf.wait_maillog("helo=<%s>" % client, 10), "no helo=<%s> in the maillog"
                      % client)
@@ -55,10 +67,10 @@ def run(identity=IDENTITY):
         print(log)
         clients = re.findall(r": client=(\S+)", log)
         mwtest.eq(len(clients), 1, "queued messages in the maillog (client= lines)")
-        mwtest.check(clients[0].endswith("[127.0.0.2]"),
-                     "Postfix saw the client as %s, not [127.0.0.2]" % clients[0])
+        mwtest.check(clients[0].endswith(seen),
+                     "Postfix saw the client as %s, not %s" % (clients[0], seen))
         info = [l for l in log.splitlines() if "info: DATA from" in l]
-        mwtest.check(info and "[127.0.0.2]" in info[0] and "helo=<%s>" % client in info[0],
+        mwtest.check(info and seen in info[0] and "helo=<%s>" % client in info[0],
                      "the maillog's record of the transaction: %r" % info)
         mwtest.check("127.0.0.1" not in info[0], "the transaction is logged with 127.0.0.1")
         if identity == "proxy":
