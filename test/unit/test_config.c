@@ -95,6 +95,14 @@ static void test_config_refused(struct test_config_state *t, const char *text,
         assert_string_equal(t->errs, expected);
 }
 
+/* An outbound listener's required keys, five lines. */
+#define TEST_CONFIG_OUTBOUND                                                             \
+        "listen = 127.0.0.1:10026\n"                                                     \
+        "accept_tls = none\n"                                                            \
+        "require_tls = no\n"                                                             \
+        "forward = original-dst\n"                                                       \
+        "forward_tls = policy\n"
+
 #define TEST_CONFIG_GOOD_LISTENER                                                        \
         "listen = 127.0.0.1:2525\n"                                                      \
         "cert = /c.pem\n"                                                                \
@@ -552,24 +560,10 @@ static void test_config_rules(void **state)
                             "F:9: relayhost is used only with forward_tls = policy\n");
         /* relayhost: a name, as Postfix writes it without [] and port. */
         test_config_refused(
-            t,
-            "[out]\n"
-            "listen = 127.0.0.1:10026\n"
-            "accept_tls = none\n"
-            "require_tls = no\n"
-            "forward = original-dst\n"
-            "forward_tls = policy\n"
-            "relayhost = [relay.x.test]:587\n",
+            t, "[out]\n" TEST_CONFIG_OUTBOUND "relayhost = [relay.x.test]:587\n",
             "F:7: relayhost: '[relay.x.test]:587' is not a valid host name\n");
         test_config_refused(
-            t,
-            "[out]\n"
-            "listen = 127.0.0.1:10026\n"
-            "accept_tls = none\n"
-            "require_tls = no\n"
-            "forward = original-dst\n"
-            "forward_tls = policy\n"
-            "relayhost = 192.0.2.1\n",
+            t, "[out]\n" TEST_CONFIG_OUTBOUND "relayhost = 192.0.2.1\n",
             "F:7: relayhost: a host name, not an address (DANE and verify "
             "need the name), got '192.0.2.1'\n");
         /* forward_verify = dane: a TLS backend, named. */
@@ -598,13 +592,7 @@ static void test_config_rules(void **state)
             "F:6: forward_source: expected an IPv4 or IPv6 address, got "
             "'127.0.0.2:25'\n");
         test_config_refused(t,
-                            "[out]\n"
-                            "listen = 127.0.0.1:10026\n"
-                            "accept_tls = none\n"
-                            "require_tls = no\n"
-                            "forward = original-dst\n"
-                            "forward_tls = policy\n"
-                            "default_level = must\n"
+                            "[out]\n" TEST_CONFIG_OUTBOUND "default_level = must\n"
                             "learned_max_age = 9999\n"
                             "tlsrpt_from = <r@x.test>\n",
                             "F:7: default_level: expected none, may, encrypt, dane, "
@@ -612,13 +600,7 @@ static void test_config_rules(void **state)
                             "F:8: learned_max_age: must be from 0 to 3650, got '9999'\n"
                             "F:9: tlsrpt_from: expected an address (local@domain), got "
                             "'<r@x.test>'\n");
-        test_config_load(t, "[out]\n"
-                            "listen = 127.0.0.1:10026\n"
-                            "accept_tls = none\n"
-                            "require_tls = no\n"
-                            "forward = original-dst\n"
-                            "forward_tls = policy\n"
-                            "ca_file = /ca.pem\n");
+        test_config_load(t, "[out]\n" TEST_CONFIG_OUTBOUND "ca_file = /ca.pem\n");
         assert_non_null(t->cfg);
         assert_int_equal(t->cfg->listeners->default_level, POLICY_LEVEL_ENCRYPT);
         assert_int_equal(t->cfg->listeners->learned_max_age, 30);
@@ -728,13 +710,7 @@ static void test_config_apply_hot(void **state)
         test_config_load(t, "[mailward]\n"
                             "log_level = info\n"
                             "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "max_per_client = 5\n"
-                            "[out]\n"
-                            "listen = 127.0.0.1:10026\n"
-                            "accept_tls = none\n"
-                            "require_tls = no\n"
-                            "forward = original-dst\n"
-                            "forward_tls = policy\n"
-                            "ca_file = /a.pem\n");
+                            "[out]\n" TEST_CONFIG_OUTBOUND "ca_file = /a.pem\n");
         assert_non_null(t->cfg);
         running = t->cfg;
         t->cfg = NULL;
@@ -748,13 +724,7 @@ static void test_config_apply_hot(void **state)
                             "forward = 127.0.0.1:10025\n"
                             "max_per_client = 1\n"
                             "hostname = mx.example.org\n"
-                            "[out]\n"
-                            "listen = 127.0.0.1:10026\n"
-                            "accept_tls = none\n"
-                            "require_tls = no\n"
-                            "forward = original-dst\n"
-                            "forward_tls = policy\n"
-                            "ca_file = /b.pem\n"
+                            "[out]\n" TEST_CONFIG_OUTBOUND "ca_file = /b.pem\n"
                             "default_level = dane\n"
                             "tlsrpt_from = r@x.test\n"
                             "[new]\n" TEST_CONFIG_GOOD_LISTENER);
