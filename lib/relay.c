@@ -1407,6 +1407,27 @@ static void relay_server_tls_up(struct relay_session *s)
         relay_server_process(s);
 }
 
+/*
+ * What a completed handshake showed, into o: the TLS version (as
+ * tls_version() prints it; "" before TLS), and the certificate's trust,
+ * expiry and names (pointing into peer through names).
+ */
+static void relay_observe_cert(struct policy_observation *o, const char *version,
+                               const struct tls_peer *peer,
+                               const char *names[TLS_PEER_NAMES])
+{
+        unsigned i;
+
+        if (policy_proto_parse(version, &o->proto) != 0)
+                o->proto = POLICY_PROTO_UNKNOWN;
+        o->cert_trusted = peer->chain_trusted;
+        o->cert_expired = peer->expired;
+        for (i = 0; i < peer->nnames && i < TLS_PEER_NAMES; i++)
+                names[i] = peer->names[i];
+        o->cert_names = names;
+        o->ncert_names = i;
+}
+
 static struct dane *relay_dane(struct relay_listener *l);
 static void relay_out_dane_observe(struct relay_session *s, const char *domain,
                                    const struct dane_result *d,
@@ -1431,9 +1452,8 @@ static bool relay_wrap_judge(struct relay_session *s, const struct dane_result *
         struct policy_observation o;
         struct policy_verdict v;
         struct tls_peer peer;
-        const char *names[16];
+        const char *names[TLS_PEER_NAMES];
         char why[256], *cut;
-        unsigned i;
 
         memset(&e, 0, sizeof(e));
         memset(&o, 0, sizeof(o));
@@ -1452,14 +1472,7 @@ static bool relay_wrap_judge(struct relay_session *s, const struct dane_result *
         o.mx_host = s->l->fwd_host;
         o.starttls_offered = true;
         o.tls_reached = true;
-        if (policy_proto_parse(tls_version(t), &o.proto) != 0)
-                o.proto = POLICY_PROTO_UNKNOWN;
-        o.cert_trusted = peer.chain_trusted;
-        o.cert_expired = peer.expired;
-        for (i = 0; i < peer.nnames && i < UTIL_ARRAY_LEN(names); i++)
-                names[i] = peer.names[i];
-        o.cert_names = names;
-        o.ncert_names = i;
+        relay_observe_cert(&o, tls_version(t), &peer, names);
         if (e.level == POLICY_LEVEL_DANE_ONLY)
                 relay_out_dane_observe(s, s->l->fwd_host, d, &o, why, sizeof(why));
         if (policy_judge(&e, &o, &v) && v.result == POLICY_RESULT_OK) {
@@ -2011,7 +2024,7 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         static const char *const fallback[] = {"nexthop", "dot-nexthop"};
         char dane_why[256];
         struct policy_observation o;
-        const char *names[16];
+        const char *names[TLS_PEER_NAMES];
         struct learned_tls rec;
         struct policy_expectation te;
         unsigned i;
@@ -2060,14 +2073,8 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         o.starttls_reply = s->o->obs.starttls_reply;
         o.tls_reached = s->o->obs.tls_reached;
         o.tls_error = s->o->obs.tls_error[0] ? s->o->obs.tls_error : NULL;
-        if (s->o->obs.tls_reached && policy_proto_parse(s->o->obs.version, &o.proto) != 0)
-                o.proto = POLICY_PROTO_UNKNOWN;
-        o.cert_trusted = s->o->obs.peer.chain_trusted;
-        o.cert_expired = s->o->obs.peer.expired;
-        for (i = 0; i < s->o->obs.peer.nnames && i < UTIL_ARRAY_LEN(names); i++)
-                names[i] = s->o->obs.peer.names[i];
-        o.cert_names = names;
-        o.ncert_names = i;
+        relay_observe_cert(&o, s->o->obs.tls_reached ? s->o->obs.version : "",
+                           &s->o->obs.peer, names);
         if (dane != NULL && o.tls_reached &&
             (e->level == POLICY_LEVEL_DANE || e->level == POLICY_LEVEL_DANE_ONLY))
                 relay_out_dane_observe(s, domain, dane, &o, dane_why, sizeof(dane_why));

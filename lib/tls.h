@@ -131,6 +131,8 @@ int tls_cipher_bits(const struct tls *t);
  * certificate the server sent in this handshake, whatever its size (wolfSSL's
  * own copy of the chain leaves out certificates of 2 KB or more).
  */
+#define TLS_PEER_NAMES 16 /* certificate names kept */
+
 struct tls_peer {
         bool has_cert;           /* the server sent a certificate */
         bool chain_trusted;      /* chain verifies to a loaded trust anchor (and none
@@ -139,7 +141,7 @@ struct tls_peer {
         int verify_error;        /* wolfSSL's first verification error, 0 if none */
         char verify_reason[128]; /* its words and the chain depth; "" if none */
         unsigned nnames; /* subjectAltName dNSNames, or the CN if there are none */
-        char names[16][256];
+        char names[TLS_PEER_NAMES][256];
         char sha256[65]; /* hex SHA-256 of the leaf certificate's DER; "" if none */
 };
 
