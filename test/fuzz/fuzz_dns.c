@@ -1,4 +1,4 @@
-/* Build: see `make fuzz` (clang, libFuzzer) and `make fuzz-replay` (any compiler). */
+/* Build: `make fuzz` (clang, libFuzzer); `make units` links it with replay.c. */
 
 /*
  * libFuzzer harness for the parsing of DNS answers (lib/dns.c): what the
