@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -62,6 +63,7 @@ enum config_type {
         CONFIG_T_WORKERS,  /* 1..CONFIG_MAX_WORKERS or auto */
         CONFIG_T_ADDRESS,  /* an IPv4 or IPv6 address, no port */
         CONFIG_T_VERIFY,   /* a boolean, dane or dane-only */
+        CONFIG_T_FILES,    /* one or two paths (cert, key) */
 };
 
 struct config_key {
@@ -103,8 +105,8 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(listen, CONFIG_T_LISTEN),
     CONFIG_L(accept_tls, CONFIG_T_ACCEPT_TLS),
     CONFIG_L(require_tls, CONFIG_T_BOOL),
-    CONFIG_L(cert, CONFIG_T_STR),
-    CONFIG_L(key, CONFIG_T_STR),
+    CONFIG_L(cert, CONFIG_T_FILES),
+    CONFIG_L(key, CONFIG_T_FILES),
     CONFIG_L(forward, CONFIG_T_FORWARD),
     CONFIG_L(forward_tls, CONFIG_T_FORWARD_TLS),
     CONFIG_L(forward_ca, CONFIG_T_STR),
@@ -412,6 +414,17 @@ static void config_set_str(char **field, const char *v)
         *field = xstrdup(v);
 }
 
+/* How many paths a cert or key line names: -1 if one is too long. */
+static int config_count_files(const char *v)
+{
+        char one[PATH_MAX];
+        int n = 0, r;
+
+        while ((r = util_list_nth(v, (unsigned)n, one, sizeof(one))) == 1)
+                n++;
+        return r == 0 ? n : -1;
+}
+
 static void config_set_value(struct config_parser *p, const struct config_key *k,
                              void *base, const char *v)
 {
@@ -551,6 +564,17 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                 config_set_str((char **)(void *)field, v);
                 return;
         }
+        case CONFIG_T_FILES:
+                if (config_count_files(v) < 1 ||
+                    config_count_files(v) > CONFIG_MAX_CERTS) {
+                        config_error(p, p->line,
+                                     "%s: expected one or two files (an ECDSA and an RSA "
+                                     "one), separated by blanks or commas, got '%s'",
+                                     k->name, v);
+                        return;
+                }
+                config_set_str((char **)(void *)field, v);
+                return;
         case CONFIG_T_FORWARD:
                 if (strcmp(v, CONFIG_ORIGINAL_DST) == 0) {
                         config_set_str((char **)(void *)field, v);
@@ -842,6 +866,13 @@ static void config_check_listener(struct config_parser *p, const struct config_s
                             "[%s]: missing 'key' (required unless accept_tls = none)",
                             l->name);
         }
+        if (l->cert != NULL && l->key != NULL &&
+            config_count_files(l->cert) != config_count_files(l->key))
+                config_error(p, config_seen(s, "key"),
+                             "[%s]: cert names %d files and key %d: a key for each "
+                             "certificate, in the same order",
+                             l->name, config_count_files(l->cert),
+                             config_count_files(l->key));
         if (l->require_tls && l->accept_tls == CONFIG_TLS_NONE) {
                 int line = config_seen(s, "require_tls");
 
@@ -942,7 +973,8 @@ static bool config_is_hot(const char *key)
 static bool config_field_pointer(enum config_type t)
 {
         return t == CONFIG_T_STR || t == CONFIG_T_ABSPATH || t == CONFIG_T_HOSTNAME ||
-               t == CONFIG_T_LISTEN || t == CONFIG_T_FORWARD || t == CONFIG_T_ADDRESS;
+               t == CONFIG_T_LISTEN || t == CONFIG_T_FORWARD || t == CONFIG_T_ADDRESS ||
+               t == CONFIG_T_FILES;
 }
 
 /* Whether key k's field differs between a and b (structures of its table). */

@@ -41,6 +41,7 @@ enum config_identity {
 };
 
 #define CONFIG_MAX_LISTEN    8   /* addresses in one listener's listen */
+#define CONFIG_MAX_CERTS     2   /* certificates (and keys) of one listener */
 #define CONFIG_MAX_HOST_PORT 300 /* one "host:port" or "[v6]:port" */
 
 struct config_listener {
@@ -51,8 +52,11 @@ struct config_listener {
         char *listen;
         enum config_tls accept_tls;
         bool require_tls;
-        char *cert, *key; /* PEM files; required when accept_tls != none */
-        char *forward;    /* "host:port" as written */
+        /* PEM files, required when accept_tls != none: one certificate and
+         * its key, or two (ECDSA and RSA, in either order, a key for each in
+         * the same order), separated by blanks or commas (util_list_nth()) */
+        char *cert, *key;
+        char *forward; /* "host:port" as written */
         enum config_tls forward_tls;
         enum config_identity client_identity;
         char *hostname;   /* name in our greeting; default: the system's */

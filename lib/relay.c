@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -931,8 +932,11 @@ static void relay_tls_up(struct relay_session *s)
         /* A backend session from before TLS (monitor mode) knows too much. */
         if (s->bstate != RELAY_B_NONE)
                 relay_backend_abort(s);
-        relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d",
-                  tls_version(t), tls_cipher(t), tls_cipher_bits(t));
+        /* key_type= only where there was a choice (two certificates). */
+        relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d%s%s",
+                  tls_version(t), tls_cipher(t), tls_cipher_bits(t),
+                  tls_served_key(t) != NULL ? " key_type=" : "",
+                  tls_served_key(t) != NULL ? tls_served_key(t) : "");
 }
 
 static void relay_greet(struct relay_session *s)
@@ -1703,8 +1707,18 @@ static int relay_tls_load(const struct relay_listener *l, struct tls_ctx **serve
 
         *server = *client = NULL;
         if (lc->accept_tls != CONFIG_TLS_NONE) {
-                struct tls_ctx_conf tc = {.cert_file = lc->cert, .key_file = lc->key};
+                /* One certificate and key, or two (config_check_listener()). */
+                char cert[CONFIG_MAX_CERTS][PATH_MAX], key[CONFIG_MAX_CERTS][PATH_MAX];
+                struct tls_ctx_conf tc = {.cert_file = cert[0], .key_file = key[0]};
 
+                if (util_list_nth(lc->cert, 0, cert[0], sizeof(cert[0])) != 1 ||
+                    util_list_nth(lc->key, 0, key[0], sizeof(key[0])) != 1)
+                        fatalx("relay_tls_load: [%s]: no cert or key", lc->name);
+                if (util_list_nth(lc->cert, 1, cert[1], sizeof(cert[1])) == 1 &&
+                    util_list_nth(lc->key, 1, key[1], sizeof(key[1])) == 1) {
+                        tc.cert_file2 = cert[1];
+                        tc.key_file2 = key[1];
+                }
                 *server = tls_ctx_new(TLS_ROLE_SERVER, &tc, err, errlen);
                 if (*server == NULL)
                         return -1;
@@ -3111,9 +3125,10 @@ int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen
         return 1;
 }
 
-int64_t relay_listener_not_after(const struct relay_listener *l)
+bool relay_listener_cert(const struct relay_listener *l, unsigned i, int64_t *not_after,
+                         const char **key_type)
 {
-        return tls_ctx_not_after(l->tls_server);
+        return tls_ctx_cert(l->tls_server, i, not_after, key_type);
 }
 
 unsigned relay_listener_sessions(const struct relay_listener *l)

@@ -116,8 +116,9 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
  */
 int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen);
 
-/* When the certificate the listener serves expires (tls_ctx_not_after()); 0: none. */
-int64_t relay_listener_not_after(const struct relay_listener *l);
+/* The i-th certificate the listener serves, if any (tls_ctx_cert()). */
+bool relay_listener_cert(const struct relay_listener *l, unsigned i, int64_t *not_after,
+                         const char **key_type);
 
 /* Ask the backend for its EHLO capabilities (start-up and periodic refresh). */
 void relay_listener_probe(struct relay_listener *l);

@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "tls_suites.h"
+#include "tlshello.h"
 #include "util.h"
 
 /*
@@ -73,14 +74,30 @@ static const char tls_curve_list[] = TLS_SUITES_CURVES;
 #endif
 static const int tls_groups[] = {TLS_SUITES_GROUPS};
 
+/* What a server's certificate is (tls_cert_file_info()). */
+struct tls_cert_info {
+        int64_t not_after;    /* when it expires; 0: unknown */
+        const char *key_type; /* "ecdsa", "rsa" or "other"; "" until read */
+        unsigned group;       /* ECDSA: its curve (TLSHELLO_P256...); 0 otherwise */
+};
+
 struct tls_ctx {
         unsigned magic;
         enum tls_role role;
         bool verify_peer;
         bool verify_record; /* and not verify_peer */
         unsigned refs;      /* the owner's, and one per struct tls made from it */
-        int64_t not_after;  /* server role: when its certificate expires; 0: unknown */
+        /*
+         * Server role: the certificates, in the order the configuration gives
+         * them. With two, wctx serves the ECDSA one and rsa_wctx the RSA one,
+         * and each session is made from the one its ClientHello can take
+         * (tls_hello_ctx()); with one, rsa_wctx is NULL.
+         */
+        struct tls_cert_info cert[2];
+        unsigned ncert;
+        unsigned ecdsa_group; /* with rsa_wctx: the ECDSA certificate's curve */
         WOLFSSL_CTX *wctx;
+        WOLFSSL_CTX *rsa_wctx;
 };
 
 /*
@@ -97,12 +114,14 @@ struct tls_chain {
 struct tls {
         unsigned magic;
         struct tls_ctx *ctx;
-        WOLFSSL *ssl;
+        WOLFSSL *ssl;     /* NULL until the ClientHello is read, with two certificates */
         struct buf in;    /* ciphertext fed, not yet taken by wolfSSL */
         const char *lent; /* ciphertext lent (tls_lend), after `in` */
         size_t lent_len;
         struct buf out; /* ciphertext wolfSSL produced, for the caller to send */
         bool done;      /* handshake complete */
+        /* Server role with two certificates: the one served, "ecdsa" or "rsa". */
+        const char *key_type;
         /* What tls_verify_cb() saw (client role, verify_peer or verify_record). */
         bool verify_ran;     /* it was called */
         bool verify_expired; /* some certificate was outside its validity */
@@ -340,29 +359,29 @@ static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const char *cert_file,
         return ok;
 }
 
-static bool tls_ctx_server(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, char *err,
-                           size_t errlen)
+static bool tls_ctx_server(WOLFSSL_CTX *wctx, const char *cert_file, const char *key_file,
+                           char *err, size_t errlen)
 {
         int ret;
 
-        if (!tls_file_readable("certificate", conf->cert_file, err, errlen) ||
-            !tls_file_readable("key", conf->key_file, err, errlen))
+        if (!tls_file_readable("certificate", cert_file, err, errlen) ||
+            !tls_file_readable("key", key_file, err, errlen))
                 return false;
-        ret = wolfSSL_CTX_use_certificate_chain_file(wctx, conf->cert_file);
+        ret = wolfSSL_CTX_use_certificate_chain_file(wctx, cert_file);
         if (ret != WOLFSSL_SUCCESS) {
-                snprintf(err, errlen, "certificate %s: ", conf->cert_file);
+                snprintf(err, errlen, "certificate %s: ", cert_file);
                 tls_errstr(err + strlen(err), errlen - strlen(err), "cannot load", ret);
                 return false;
         }
-        ret = wolfSSL_CTX_use_PrivateKey_file(wctx, conf->key_file, WOLFSSL_FILETYPE_PEM);
+        ret = wolfSSL_CTX_use_PrivateKey_file(wctx, key_file, WOLFSSL_FILETYPE_PEM);
         if (ret != WOLFSSL_SUCCESS) {
-                snprintf(err, errlen, "key %s: ", conf->key_file);
+                snprintf(err, errlen, "key %s: ", key_file);
                 tls_errstr(err + strlen(err), errlen - strlen(err), "cannot load", ret);
                 return false;
         }
-        if (!tls_key_matches_cert(wctx, conf->cert_file, conf->key_file)) {
-                snprintf(err, errlen, "key %s does not match certificate %s",
-                         conf->key_file, conf->cert_file);
+        if (!tls_key_matches_cert(wctx, cert_file, key_file)) {
+                snprintf(err, errlen, "key %s does not match certificate %s", key_file,
+                         cert_file);
                 return false;
         }
         return true;
@@ -394,24 +413,25 @@ static void tls_cert_free(DecodedCert *dc)
 }
 
 /*
- * When the first certificate of a PEM file (the server's own, as wolfSSL
- * loads it) expires, in seconds since the epoch; 0 if that cannot be read.
+ * The first certificate of a PEM file (the server's own, as wolfSSL loads
+ * it): when it expires, in seconds since the epoch (0 if that cannot be
+ * read), its key type and, for ECDSA, its curve.
  */
-static int64_t tls_cert_file_not_after(const char *path)
+static void tls_cert_file_info(const char *path, struct tls_cert_info *out)
 {
         const unsigned char *date;
         unsigned char *der;
-        int64_t when = 0;
         DecodedCert *dc = NULL;
         struct buf pem;
         struct tm tm;
         byte format;
         int dersz, len;
 
+        *out = (struct tls_cert_info){.key_type = "other"};
         buf_init(&pem);
         if (!tls_read_file(path, TLS_CERT_FILE_MAX, &pem) || buf_len(&pem) == 0) {
                 buf_cleanup(&pem);
-                return 0;
+                return;
         }
         der = xmalloc(buf_len(&pem));
         dersz = wc_CertPemToDer((const unsigned char *)buf_data(&pem), (int)buf_len(&pem),
@@ -422,11 +442,19 @@ static int64_t tls_cert_file_not_after(const char *path)
         if (dc != NULL &&
             wc_GetDateInfo(dc->afterDate, dc->afterDateLen, &date, &format, &len) == 0 &&
             wc_GetDateAsCalendarTime(date, len, format, &tm) == 0)
-                when = (int64_t)timegm(&tm);
+                out->not_after = (int64_t)timegm(&tm);
+        if (dc != NULL && dc->keyOID == RSAk)
+                out->key_type = "rsa";
+        if (dc != NULL && dc->keyOID == ECDSAk) {
+                out->key_type = "ecdsa";
+                out->group = dc->pkCurveOID == ECC_SECP256R1_OID   ? TLSHELLO_P256
+                             : dc->pkCurveOID == ECC_SECP384R1_OID ? TLSHELLO_P384
+                             : dc->pkCurveOID == ECC_SECP521R1_OID ? TLSHELLO_P521
+                                                                   : 0;
+        }
         tls_cert_free(dc);
         free(der);
         buf_cleanup(&pem);
-        return when;
 }
 
 /*
@@ -606,15 +634,17 @@ static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
         return true;
 }
 
-struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
-                            char *err, size_t errlen)
+/*
+ * A wolfSSL context with the policy and, for the server role, one
+ * certificate and its key (cert_file, key_file); NULL with the reason in err.
+ */
+static WOLFSSL_CTX *tls_wctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
+                                 const char *cert_file, const char *key_file, char *err,
+                                 size_t errlen)
 {
-        struct tls_ctx *ctx;
         WOLFSSL_CTX *wctx;
         bool ok;
 
-        if (errlen > 0)
-                err[0] = '\0';
         wctx = wolfSSL_CTX_new(role == TLS_ROLE_SERVER ? wolfSSLv23_server_method()
                                                        : wolfSSLv23_client_method());
         if (wctx == NULL) {
@@ -624,8 +654,9 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
         /* Key size limits come first: they also apply to our own certificate. */
         ok = tls_ctx_policy(wctx, err, errlen);
         if (ok)
-                ok = role == TLS_ROLE_SERVER ? tls_ctx_server(wctx, conf, err, errlen)
-                                             : tls_ctx_client(wctx, conf, err, errlen);
+                ok = role == TLS_ROLE_SERVER
+                         ? tls_ctx_server(wctx, cert_file, key_file, err, errlen)
+                         : tls_ctx_client(wctx, conf, err, errlen);
         if (!ok) {
                 tls_clear_errors();
                 wolfSSL_CTX_free(wctx);
@@ -633,7 +664,65 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
         }
         wolfSSL_CTX_SetIORecv(wctx, tls_io_recv);
         wolfSSL_CTX_SetIOSend(wctx, tls_io_send);
+        return wctx;
+}
 
+/*
+ * The second certificate (cert_file2, key_file2): one of the two must have
+ * an ECDSA key on a curve that TLS names and the other an RSA key. wctx
+ * ends up serving the ECDSA one, rsa_wctx the RSA one.
+ */
+static bool tls_ctx_second(struct tls_ctx *ctx, const struct tls_ctx_conf *conf,
+                           char *err, size_t errlen)
+{
+        const struct tls_cert_info *a = &ctx->cert[0], *b = &ctx->cert[1], *ecdsa, *rsa;
+        WOLFSSL_CTX *w2;
+
+        w2 = tls_wctx_new(TLS_ROLE_SERVER, conf, conf->cert_file2, conf->key_file2, err,
+                          errlen);
+        if (w2 == NULL)
+                return false;
+        tls_cert_file_info(conf->cert_file2, &ctx->cert[1]);
+        ctx->ncert = 2;
+        ecdsa = strcmp(a->key_type, "ecdsa") == 0 ? a : b;
+        rsa = ecdsa == a ? b : a;
+        if (strcmp(ecdsa->key_type, "ecdsa") != 0 || strcmp(rsa->key_type, "rsa") != 0) {
+                snprintf(err, errlen,
+                         "certificates %s (%s key) and %s (%s key): two certificates "
+                         "need one ECDSA key and one RSA key",
+                         conf->cert_file, a->key_type, conf->cert_file2, b->key_type);
+                wolfSSL_CTX_free(w2);
+                return false;
+        }
+        if (ecdsa->group == 0) {
+                snprintf(err, errlen,
+                         "certificate %s: its ECDSA key is on a curve other than "
+                         "P-256, P-384 or P-521",
+                         ecdsa == a ? conf->cert_file : conf->cert_file2);
+                wolfSSL_CTX_free(w2);
+                return false;
+        }
+        ctx->ecdsa_group = ecdsa->group;
+        if (ecdsa == a)
+                ctx->rsa_wctx = w2;
+        else {
+                ctx->rsa_wctx = ctx->wctx;
+                ctx->wctx = w2;
+        }
+        return true;
+}
+
+struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
+                            char *err, size_t errlen)
+{
+        struct tls_ctx *ctx;
+        WOLFSSL_CTX *wctx;
+
+        if (errlen > 0)
+                err[0] = '\0';
+        wctx = tls_wctx_new(role, conf, conf->cert_file, conf->key_file, err, errlen);
+        if (wctx == NULL)
+                return NULL;
         ctx = xcalloc(1, sizeof(*ctx));
         ctx->magic = TLS_CTX_MAGIC;
         ctx->role = role;
@@ -642,14 +731,25 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
             role == TLS_ROLE_CLIENT && conf->verify_record && !conf->verify_peer;
         ctx->wctx = wctx;
         ctx->refs = 1;
-        if (role == TLS_ROLE_SERVER)
-                ctx->not_after = tls_cert_file_not_after(conf->cert_file);
+        if (role == TLS_ROLE_SERVER) {
+                tls_cert_file_info(conf->cert_file, &ctx->cert[0]);
+                ctx->ncert = 1;
+                if (conf->cert_file2 != NULL && !tls_ctx_second(ctx, conf, err, errlen)) {
+                        tls_ctx_free(ctx);
+                        return NULL;
+                }
+        }
         return ctx;
 }
 
-int64_t tls_ctx_not_after(const struct tls_ctx *ctx)
+bool tls_ctx_cert(const struct tls_ctx *ctx, unsigned i, int64_t *not_after,
+                  const char **key_type)
 {
-        return ctx != NULL ? ctx->not_after : 0;
+        if (ctx == NULL || i >= ctx->ncert)
+                return false;
+        *not_after = ctx->cert[i].not_after;
+        *key_type = ctx->cert[i].key_type;
+        return true;
 }
 
 void tls_ctx_free(struct tls_ctx *ctx)
@@ -660,6 +760,7 @@ void tls_ctx_free(struct tls_ctx *ctx)
         if (--ctx->refs > 0)
                 return;
         wolfSSL_CTX_free(ctx->wctx);
+        wolfSSL_CTX_free(ctx->rsa_wctx);
         ctx->magic = 0;
         free(ctx);
 }
@@ -673,6 +774,16 @@ static bool tls_is_ip_literal(const char *name)
                inet_pton(AF_INET6, name, addr) == 1;
 }
 
+static void tls_ssl_new(struct tls *t, WOLFSSL_CTX *wctx)
+{
+        t->ssl = wolfSSL_new(wctx);
+        if (t->ssl == NULL)
+                fatalx("tls_new: wolfSSL_new failed");
+        wolfSSL_SetIOReadCtx(t->ssl, t);
+        wolfSSL_SetIOWriteCtx(t->ssl, t);
+        wolfSSL_SetCertCbCtx(t->ssl, t); /* store->userCtx in tls_verify_cb() */
+}
+
 struct tls *tls_new(struct tls_ctx *ctx, const char *servername)
 {
         struct tls *t;
@@ -684,12 +795,10 @@ struct tls *tls_new(struct tls_ctx *ctx, const char *servername)
         ctx->refs++;
         buf_init(&t->in);
         buf_init(&t->out);
-        t->ssl = wolfSSL_new(ctx->wctx);
-        if (t->ssl == NULL)
-                fatalx("tls_new: wolfSSL_new failed");
-        wolfSSL_SetIOReadCtx(t->ssl, t);
-        wolfSSL_SetIOWriteCtx(t->ssl, t);
-        wolfSSL_SetCertCbCtx(t->ssl, t); /* store->userCtx in tls_verify_cb() */
+        /* Two certificates: the ClientHello decides which (tls_hello_ssl()). */
+        if (ctx->rsa_wctx != NULL)
+                return t;
+        tls_ssl_new(t, ctx->wctx);
         if (ctx->role == TLS_ROLE_CLIENT && servername != NULL && *servername != '\0') {
                 if (!tls_is_ip_literal(servername) &&
                     wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, servername,
@@ -843,6 +952,27 @@ void tls_release_idle(struct tls *t)
 #endif
 }
 
+/*
+ * A server with two certificates makes its session once the whole
+ * ClientHello is in, from the context whose certificate the client can take
+ * (tlshello.h): false until then. Bytes that are no ClientHello go to the
+ * ECDSA context's session, whose handshake refuses them.
+ */
+static bool tls_hello_ssl(struct tls *t)
+{
+        enum tlshello_pick pick;
+
+        if (t->lent_len > 0)
+                tls_lend_end(t); /* one run of bytes to read */
+        pick = tlshello_pick((const unsigned char *)buf_data(&t->in), buf_len(&t->in),
+                             t->ctx->ecdsa_group);
+        if (pick == TLSHELLO_MORE)
+                return false;
+        t->key_type = pick == TLSHELLO_RSA ? "rsa" : "ecdsa";
+        tls_ssl_new(t, pick == TLSHELLO_RSA ? t->ctx->rsa_wctx : t->ctx->wctx);
+        return true;
+}
+
 enum tls_result tls_handshake(struct tls *t)
 {
         int ret;
@@ -851,6 +981,8 @@ enum tls_result tls_handshake(struct tls *t)
         if (t->done)
                 return TLS_OK;
         t->err[0] = '\0';
+        if (t->ssl == NULL && !tls_hello_ssl(t))
+                return TLS_WANT;
         ret = t->ctx->role == TLS_ROLE_SERVER ? wolfSSL_accept(t->ssl)
                                               : wolfSSL_connect(t->ssl);
         if (ret == WOLFSSL_SUCCESS) {
@@ -916,7 +1048,13 @@ void tls_shutdown(struct tls *t)
 {
         UTIL_CHECK_MAGIC(t, TLS_MAGIC);
         /* Not waiting for the peer's close_notify: 2 (not done) is expected. */
-        (void)wolfSSL_shutdown(t->ssl);
+        if (t->ssl != NULL)
+                (void)wolfSSL_shutdown(t->ssl);
+}
+
+const char *tls_served_key(const struct tls *t)
+{
+        return t->key_type;
 }
 
 const char *tls_version(const struct tls *t)
@@ -1045,7 +1183,7 @@ static size_t tls_peer_certs(const struct tls *t, const unsigned char **der, siz
                 }
                 return n;
         }
-        chain = wolfSSL_get_peer_chain(t->ssl);
+        chain = t->ssl != NULL ? wolfSSL_get_peer_chain(t->ssl) : NULL;
         count = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
         for (i = 0; i < count && n < max; i++) {
                 p = wolfSSL_get_chain_cert(chain, i);

@@ -46,8 +46,16 @@ enum tls_result {
 struct tls_ctx_conf {
         const char *cert_file; /* PEM chain; required for the server role */
         const char *key_file;  /* PEM key; required for the server role */
-        const char *ca_file;   /* client role: trust anchors (NULL: none loaded) */
-        bool verify_peer;      /* client role: fail the handshake on a bad chain */
+        /*
+         * Server role, optional: a second certificate and key. Of the two, one
+         * must have an ECDSA key and the other an RSA key; each session gets
+         * the ECDSA one when its ClientHello says it can take it, the RSA one
+         * otherwise (lib/tlshello.h).
+         */
+        const char *cert_file2;
+        const char *key_file2;
+        const char *ca_file; /* client role: trust anchors (NULL: none loaded) */
+        bool verify_peer;    /* client role: fail the handshake on a bad chain */
         /*
          * Client role: check the chain against ca_file (none loaded if NULL) but
          * never fail the handshake because of the certificate; record the outcome
@@ -72,10 +80,13 @@ void tls_global_cleanup(void);
 struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                             char *err, size_t errlen);
 /*
- * Server role: when the certificate it serves (the first of cert_file)
- * expires, in seconds since the epoch; 0 if unknown (or ctx is NULL).
+ * Server role: the i-th certificate it serves (0: cert_file's first, 1:
+ * cert_file2's): false if there is none (or ctx is NULL). Otherwise
+ * *not_after is when it expires, in seconds since the epoch (0: unknown),
+ * and *key_type "ecdsa", "rsa" or "other".
  */
-int64_t tls_ctx_not_after(const struct tls_ctx *ctx);
+bool tls_ctx_cert(const struct tls_ctx *ctx, unsigned i, int64_t *not_after,
+                  const char **key_type);
 
 /* Drop the owner's reference: freed now, or when the last tls made from it is. */
 void tls_ctx_free(struct tls_ctx *ctx);
@@ -118,6 +129,12 @@ enum tls_result tls_read(struct tls *t, void *p, size_t n, size_t *got);
 enum tls_result tls_write(struct tls *t, const void *p, size_t n);
 /* Queue close_notify into tls_output(). */
 void tls_shutdown(struct tls *t);
+
+/*
+ * Server role with two certificates: the key type of the one this session
+ * serves ("ecdsa", "rsa"), once its ClientHello is read; NULL otherwise.
+ */
+const char *tls_served_key(const struct tls *t);
 
 /* After the handshake: "TLSv1.3", "TLS_AES_128_GCM_SHA256", key bits. */
 const char *tls_version(const struct tls *t);

@@ -98,6 +98,15 @@ int util_list_next(const char **p, char *out, size_t outlen)
         return 1;
 }
 
+int util_list_nth(const char *list, unsigned i, char *out, size_t outlen)
+{
+        int r;
+
+        while ((r = util_list_next(&list, out, outlen)) == 1 && i > 0)
+                i--;
+        return r;
+}
+
 int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port)
 {
         const char *colon, *h = s, *hend;

@@ -51,5 +51,7 @@ int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *por
  * longer than outlen - 1.
  */
 int util_list_next(const char **p, char *out, size_t outlen);
+/* The i-th word (from 0) of such a list, as util_list_next() returns it. */
+int util_list_nth(const char *list, unsigned i, char *out, size_t outlen);
 
 #endif

@@ -12,6 +12,7 @@
  * lib/learned.h), the probe and metrics timers, its session id prefix.
  */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -201,6 +202,34 @@ static int main_make_listeners(struct main_state *m, FILE *errs)
         return bad ? -1 : 0;
 }
 
+/* The line for one certificate of a listener (main_update_certs()). */
+static void main_log_cert(struct main_state *m, const struct config_listener *lc,
+                          unsigned i, const char *type, int64_t na, int64_t now)
+{
+        time_t t = (time_t)na;
+        char when[32], file[PATH_MAX];
+        struct tm tm;
+        /* Whole days, rounded down: -1 on the day after notAfter. */
+        long long left =
+            (long long)((na - now) / 86400) - ((na - now) % 86400 < 0 ? 1 : 0);
+
+        if (util_list_nth(lc->cert, i, file, sizeof(file)) != 1)
+                snprintf(file, sizeof(file), "-");
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        log_emit(&m->log,
+                 na <= now                    ? LOG_LVL_ERR
+                 : left < MAIN_CERT_WARN_DAYS ? LOG_LVL_WARN
+                                              : LOG_LVL_INFO,
+                 NULL,
+                 "event=certificate listener=%s cert=%s key_type=%s not_after=%s "
+                 "days_left=%lld%s",
+                 lc->name, file, type, when, left,
+                 na <= now                    ? " note=\"expired: renew it\""
+                 : left < MAIN_CERT_WARN_DAYS ? " note=\"renew it soon\""
+                                              : "");
+}
+
 /*
  * The listeners' certificates, for the metrics (start-up and after a reload);
  * with log, one line each, a warning when one expires within
@@ -212,37 +241,23 @@ static void main_update_certs(struct main_state *m, bool log)
         size_t i;
 
         if (m->certs.v == NULL)
-                m->certs.v =
-                    xcalloc(m->nlisteners ? m->nlisteners : 1, sizeof(*m->certs.v));
+                m->certs.v = xcalloc(m->nlisteners ? m->nlisteners * CONFIG_MAX_CERTS : 1,
+                                     sizeof(*m->certs.v));
         m->certs.n = 0;
         for (i = 0; i < m->nlisteners; i++) {
-                int64_t na = relay_listener_not_after(m->listeners[i].relay);
-                time_t t = (time_t)na;
-                char when[32];
-                struct tm tm;
-                /* Whole days, rounded down: -1 on the day after notAfter. */
-                long long left =
-                    (long long)((na - now) / 86400) - ((na - now) % 86400 < 0 ? 1 : 0);
+                int64_t na;
+                const char *type;
 
-                if (na == 0)
-                        continue;
-                m->certs.v[m->certs.n].listener = m->listeners[i].conf->name;
-                m->certs.v[m->certs.n++].not_after = na;
-                if (!log)
-                        continue;
-                gmtime_r(&t, &tm);
-                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-                log_emit(
-                    &m->log,
-                    na <= now                    ? LOG_LVL_ERR
-                    : left < MAIN_CERT_WARN_DAYS ? LOG_LVL_WARN
-                                                 : LOG_LVL_INFO,
-                    NULL,
-                    "event=certificate listener=%s cert=%s not_after=%s days_left=%lld%s",
-                    m->listeners[i].conf->name, m->listeners[i].conf->cert, when, left,
-                    na <= now                    ? " note=\"expired: renew it\""
-                    : left < MAIN_CERT_WARN_DAYS ? " note=\"renew it soon\""
-                                                 : "");
+                for (unsigned c = 0;
+                     relay_listener_cert(m->listeners[i].relay, c, &na, &type); c++) {
+                        if (na == 0)
+                                continue;
+                        m->certs.v[m->certs.n].listener = m->listeners[i].conf->name;
+                        m->certs.v[m->certs.n].key_type = type;
+                        m->certs.v[m->certs.n++].not_after = na;
+                        if (log)
+                                main_log_cert(m, m->listeners[i].conf, c, type, na, now);
+                }
         }
 }
 

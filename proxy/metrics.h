@@ -26,7 +26,8 @@
 /* The certificates the listeners serve: when each expires. */
 struct metrics_cert {
         const char *listener;
-        int64_t not_after; /* seconds since the epoch; 0: none or unknown (left out) */
+        const char *key_type; /* "ecdsa", "rsa" or "other" */
+        int64_t not_after;    /* seconds since the epoch; 0: none or unknown (left out) */
 };
 
 struct metrics_certs {

@@ -233,21 +233,21 @@ def openssl_not_after(path):
 
 
 def expiry_metric(prom):
-    """mailward_certificate_expiry_timestamp_seconds{listener="in"} of the
-    metrics file, or None."""
+    """mailward_certificate_expiry_timestamp_seconds{listener="in",
+    key_type="ecdsa"} of the metrics file, or None."""
     try:
         with open(prom) as f:
             text = f.read()
     except FileNotFoundError:
         return None
-    m = re.search(r'^mailward_certificate_expiry_timestamp_seconds\{listener="in"\} (\d+)$',
-                  text, re.M)
+    m = re.search(r'^mailward_certificate_expiry_timestamp_seconds'
+                  r'\{listener="in",key_type="ecdsa"\} (\d+)$', text, re.M)
     return int(m.group(1)) if m else None
 
 
 def cert_lines(mw):
     return re.findall(r"mailward\[\d+\]: (\w+): - event=certificate listener=in cert=\S+ "
-                      r"not_after=(\S+) days_left=(-?\d+)(.*)", mw.log())
+                      r"key_type=ecdsa not_after=(\S+) days_left=(-?\d+)(.*)", mw.log())
 
 
 def workers(env):

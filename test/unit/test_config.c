@@ -507,6 +507,41 @@ static void test_config_missing_keys(void **state)
             "commas), got 'nowhere'\n");
 }
 
+/* cert and key: one file each, or two each (ECDSA and RSA, lib/tls.h). */
+static void test_config_two_certs(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_load(t, "[smtp]\n"
+                            "listen = 127.0.0.1:2525\n"
+                            "cert = /e.pem, /r.pem\n"
+                            "key = /e.key /r.key\n"
+                            "forward = 127.0.0.1:10025\n");
+        assert_non_null(t->cfg);
+        assert_string_equal(t->errs, "");
+        assert_string_equal(t->cfg->listeners[0].cert, "/e.pem, /r.pem");
+        assert_string_equal(t->cfg->listeners[0].key, "/e.key /r.key");
+        test_config_refused(t,
+                            "[smtp]\n"
+                            "listen = 127.0.0.1:2525\n"
+                            "cert = /e.pem /r.pem\n"
+                            "key = /e.key\n"
+                            "forward = 127.0.0.1:10025\n",
+                            "F:4: [smtp]: cert names 2 files and key 1: a key for each "
+                            "certificate, in the same order\n");
+        test_config_refused(t,
+                            "[smtp]\n"
+                            "listen = 127.0.0.1:2525\n"
+                            "cert = /a.pem /b.pem /c.pem\n"
+                            "key = ,\n"
+                            "forward = 127.0.0.1:10025\n",
+                            "F:3: cert: expected one or two files (an ECDSA and an RSA "
+                            "one), separated by blanks or commas, got '/a.pem /b.pem "
+                            "/c.pem'\n"
+                            "F:4: key: expected one or two files (an ECDSA and an RSA "
+                            "one), separated by blanks or commas, got ','\n");
+}
+
 static void test_config_rules(void **state)
 {
         struct test_config_state *t = *state;
@@ -767,6 +802,7 @@ int main(void)
             TEST_CONFIG(test_config_workers),
             TEST_CONFIG(test_config_hostport),
             TEST_CONFIG(test_config_missing_keys),
+            TEST_CONFIG(test_config_two_certs),
             TEST_CONFIG(test_config_rules),
             TEST_CONFIG(test_config_duplicates),
             TEST_CONFIG(test_config_syntax_errors),

@@ -189,6 +189,19 @@ static int64_t test_openssl_not_after(const char *path)
         return (int64_t)timegm(&tm);
 }
 
+/* The i-th certificate of ctx: its expiry, 0 if there is none. */
+static int64_t test_not_after(const struct tls_ctx *ctx, unsigned i, const char *type)
+{
+        int64_t na = -1;
+        const char *got = NULL;
+
+        if (!tls_ctx_cert(ctx, i, &na, &got))
+                return 0;
+        assert_non_null(got);
+        assert_string_equal(got, type);
+        return na;
+}
+
 /* The expiry of the certificate a server ctx serves (metrics, reload logs). */
 static void test_ctx_not_after(void **state)
 {
@@ -198,15 +211,75 @@ static void test_ctx_not_after(void **state)
         int64_t want = test_openssl_not_after(test_path(state, "server.pem"));
 
         assert_true(want > 1700000000);
-        assert_int_equal(tls_ctx_not_after(ecdsa), want);
-        assert_int_equal(tls_ctx_not_after(expired),
+        assert_int_equal(test_not_after(ecdsa, 0, "ecdsa"), want);
+        assert_int_equal(test_not_after(ecdsa, 1, ""), 0);
+        assert_int_equal(test_not_after(expired, 0, "ecdsa"),
                          test_openssl_not_after(test_path(state, "expired.pem")));
-        assert_true(tls_ctx_not_after(expired) < 1609459200); /* 2021-01-01 */
-        assert_int_equal(tls_ctx_not_after(client), 0);
-        assert_int_equal(tls_ctx_not_after(NULL), 0);
+        assert_true(test_not_after(expired, 0, "ecdsa") < 1609459200); /* 2021-01-01 */
+        assert_int_equal(test_not_after(client, 0, ""), 0);
+        assert_int_equal(test_not_after(NULL, 0, ""), 0);
         tls_ctx_free(ecdsa);
         tls_ctx_free(expired);
         tls_ctx_free(client);
+}
+
+/* A server ctx with two certificates (cert/key, then cert2/key2). */
+static struct tls_ctx *test_server_ctx2(void **state, const char *cert, const char *key,
+                                        const char *cert2, const char *key2, char *err,
+                                        size_t errlen)
+{
+        struct tls_ctx_conf conf = {0};
+        char p[4][128];
+
+        snprintf(p[0], sizeof(p[0]), "%s", test_path(state, cert));
+        snprintf(p[1], sizeof(p[1]), "%s", test_path(state, key));
+        snprintf(p[2], sizeof(p[2]), "%s", test_path(state, cert2));
+        snprintf(p[3], sizeof(p[3]), "%s", test_path(state, key2));
+        conf.cert_file = p[0];
+        conf.key_file = p[1];
+        conf.cert_file2 = p[2];
+        conf.key_file2 = p[3];
+        return tls_ctx_new(TLS_ROLE_SERVER, &conf, err, errlen);
+}
+
+/*
+ * Two certificates: each one's expiry and key type, in the order given;
+ * one ECDSA and one RSA key, or no context.
+ */
+static void test_dual_ctx(void **state)
+{
+        char err[512];
+        struct tls_ctx *ctx;
+        int64_t ecdsa = test_openssl_not_after(test_path(state, "server.pem"));
+        int64_t rsa = test_openssl_not_after(test_path(state, "server-rsa.pem"));
+
+        ctx = test_server_ctx2(state, "server.pem", "server.key", "server-rsa.pem",
+                               "server-rsa.key", err, sizeof(err));
+        if (ctx == NULL)
+                fail_msg("dual ctx: %s", err);
+        assert_int_equal(test_not_after(ctx, 0, "ecdsa"), ecdsa);
+        assert_int_equal(test_not_after(ctx, 1, "rsa"), rsa);
+        assert_int_equal(test_not_after(ctx, 2, ""), 0);
+        tls_ctx_free(ctx);
+        ctx = test_server_ctx2(state, "server-rsa.pem", "server-rsa.key", "server.pem",
+                               "server.key", err, sizeof(err));
+        if (ctx == NULL)
+                fail_msg("dual ctx, RSA first: %s", err);
+        assert_int_equal(test_not_after(ctx, 0, "rsa"), rsa);
+        assert_int_equal(test_not_after(ctx, 1, "ecdsa"), ecdsa);
+        tls_ctx_free(ctx);
+
+        assert_null(test_server_ctx2(state, "server.pem", "server.key", "wrongname.pem",
+                                     "wrongname.key", err, sizeof(err)));
+        assert_non_null(strstr(err, "need one ECDSA key and one RSA key"));
+        assert_non_null(strstr(err, "wrongname.pem (ecdsa key)"));
+        assert_null(test_server_ctx2(state, "server.pem", "server.key", "server-rsa.pem",
+                                     "server.key", err, sizeof(err)));
+        assert_non_null(strstr(err, "does not match certificate"));
+        assert_null(test_server_ctx2(state, "server.pem", "server.key", "server-rsa.pem",
+                                     "missing.key", err, sizeof(err)));
+        assert_non_null(strstr(err, "missing.key"));
+        test_error_queue_empty();
 }
 
 /* A client with verify_peer against a server with cert/key; returns the outcome. */
@@ -793,6 +866,7 @@ struct test_raw_result {
         char server_err[256];   /* tls_error() */
         char got[128];          /* "version cipher" as the server saw them */
         int bits;               /* tls_cipher_bits() */
+        char key[8];            /* tls_served_key(), "" if NULL */
 };
 
 /* Handshake a raw client against a server struct tls until both end. */
@@ -827,12 +901,11 @@ static void test_raw_handshake(struct test_raw *r, struct tls *s,
         assert_int_equal(rdone, res->server == TLS_OK);
 }
 
-/* Run a raw client against our server with cert and key. */
-static void test_raw_against(void **state, const char *cert, const char *key,
-                             WOLFSSL_METHOD *method, const char *ciphers, int *groups,
-                             int ngroups, struct test_raw_result *res)
+/* Run a raw client against a server made from sctx. */
+static void test_raw_against_ctx(struct tls_ctx *sctx, WOLFSSL_METHOD *method,
+                                 const char *ciphers, int *groups, int ngroups,
+                                 struct test_raw_result *res)
 {
-        struct tls_ctx *sctx = test_server_ctx(state, cert, key);
         struct tls *s = tls_new(sctx, NULL);
         struct test_raw r;
 
@@ -842,8 +915,20 @@ static void test_raw_against(void **state, const char *cert, const char *key,
         snprintf(res->server_err, sizeof(res->server_err), "%s", tls_error(s));
         snprintf(res->got, sizeof(res->got), "%s %s", tls_version(s), tls_cipher(s));
         res->bits = tls_cipher_bits(s);
+        snprintf(res->key, sizeof(res->key), "%s",
+                 tls_served_key(s) != NULL ? tls_served_key(s) : "");
         test_raw_cleanup(&r);
         tls_free(s);
+}
+
+/* Run a raw client against our server with cert and key. */
+static void test_raw_against(void **state, const char *cert, const char *key,
+                             WOLFSSL_METHOD *method, const char *ciphers, int *groups,
+                             int ngroups, struct test_raw_result *res)
+{
+        struct tls_ctx *sctx = test_server_ctx(state, cert, key);
+
+        test_raw_against_ctx(sctx, method, ciphers, groups, ngroups, res);
         tls_ctx_free(sctx);
 }
 
@@ -864,6 +949,86 @@ static void test_tls12_allowed(void **state)
         assert_int_equal(res.server, TLS_OK);
         assert_string_equal(res.got, "TLSv1.2 ECDHE-ECDSA-CHACHA20-POLY1305");
         assert_int_equal(res.bits, 256);
+}
+
+/*
+ * Two certificates: each client gets the one it can take (lib/tlshello.h),
+ * and the handshake completes with it. The ClientHello may come a byte at a
+ * time; bytes that are no ClientHello fail the handshake.
+ */
+static void test_dual_handshake(void **state)
+{
+        char err[512];
+        struct tls_ctx *sctx =
+            test_server_ctx2(state, "server-rsa.pem", "server-rsa.key", "server.pem",
+                             "server.key", err, sizeof(err));
+        struct test_raw_result res;
+        int x25519[] = {WOLFSSL_ECC_X25519};
+        struct tls *s;
+        struct test_raw r;
+
+        if (sctx == NULL)
+                fail_msg("dual ctx: %s", err);
+        /* A single-certificate server chooses nothing. */
+        test_raw_against(state, "server.pem", "server.key", wolfSSLv23_client_method(),
+                         NULL, NULL, 0, &res);
+        assert_int_equal(res.server, TLS_OK);
+        assert_string_equal(res.key, "");
+
+        test_raw_against_ctx(sctx, wolfSSLv23_client_method(), NULL, NULL, 0, &res);
+        assert_int_equal(res.server, TLS_OK);
+        assert_string_equal(res.key, "ecdsa");
+        assert_string_equal(res.got, "TLSv1.3 " TEST_TLS13_FIRST);
+
+        test_raw_against_ctx(sctx, wolfTLSv1_2_client_method(),
+                             "ECDHE-RSA-AES128-GCM-SHA256", NULL, 0, &res);
+        assert_int_equal(res.server, TLS_OK);
+        assert_string_equal(res.key, "rsa");
+        assert_string_equal(res.got, "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256");
+
+        test_raw_against_ctx(sctx, wolfTLSv1_2_client_method(),
+                             "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256",
+                             NULL, 0, &res);
+        assert_int_equal(res.server, TLS_OK);
+        assert_string_equal(res.key, "ecdsa");
+        assert_string_equal(res.got, "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256");
+
+        /* TLS 1.2 without P-256 among its groups: not the P-256 certificate. */
+        test_raw_against_ctx(sctx, wolfTLSv1_2_client_method(),
+                             "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256",
+                             x25519, 1, &res);
+        assert_int_equal(res.server, TLS_OK);
+        assert_string_equal(res.key, "rsa");
+        assert_string_equal(res.got, "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256");
+
+        /* The ClientHello a byte at a time: nothing is decided before its end. */
+        s = tls_new(sctx, NULL);
+        test_raw_init(&r, wolfTLSv1_2_client_method(), "ECDHE-RSA-AES128-GCM-SHA256",
+                      NULL, 0);
+        assert_int_equal(wolfSSL_connect(r.ssl), WOLFSSL_FATAL_ERROR);
+        assert_true(buf_len(&r.out) > 50);
+        while (buf_len(&r.out) > 1) {
+                tls_feed(s, buf_data(&r.out), 1);
+                buf_consume(&r.out, 1);
+                assert_int_equal(tls_handshake(s), TLS_WANT);
+                assert_null(tls_served_key(s));
+                assert_int_equal(buf_len(tls_output(s)), 0);
+        }
+        memset(&res, 0, sizeof(res));
+        test_raw_handshake(&r, s, &res);
+        assert_int_equal(res.server, TLS_OK);
+        assert_string_equal(tls_served_key(s), "rsa");
+        test_raw_cleanup(&r);
+        tls_free(s);
+
+        /* Plaintext where a ClientHello should be. */
+        s = tls_new(sctx, NULL);
+        tls_feed(s, "EHLO client.example\r\n", 21);
+        assert_int_equal(tls_handshake(s), TLS_ERROR);
+        assert_string_not_equal(tls_error(s), "");
+        tls_free(s);
+        tls_ctx_free(sctx);
+        test_error_queue_empty();
 }
 
 /*
@@ -1698,6 +1863,8 @@ int main(void)
             cmocka_unit_test(test_full_session),
             cmocka_unit_test(test_ctx_replaced),
             cmocka_unit_test(test_ctx_not_after),
+            cmocka_unit_test(test_dual_ctx),
+            cmocka_unit_test(test_dual_handshake),
             cmocka_unit_test(test_verify_names),
             cmocka_unit_test(test_verify_chain),
             cmocka_unit_test(test_sni),
