@@ -145,7 +145,9 @@ enum tlshello_pick tlshello_pick(const unsigned char *p, size_t n, unsigned ecds
         if (ecdsa_group < TLSHELLO_P256 || ecdsa_group > TLSHELLO_P521)
                 return TLSHELLO_BAD;
         scheme13 = 0x0403 + 0x0100 * (ecdsa_group - TLSHELLO_P256);
-        len = tlshello_gather(p, n, hs);
+        len = tlshello_gather(p, n < TLSHELLO_INPUT_MAX ? n : TLSHELLO_INPUT_MAX, hs);
+        if (len == 0 && n >= TLSHELLO_INPUT_MAX)
+                return TLSHELLO_BAD;
         if (len <= 0)
                 return len == 0 ? TLSHELLO_MORE : TLSHELLO_BAD;
         r = (struct tlshello_rd){.p = hs + 4, .n = (size_t)len - 4};

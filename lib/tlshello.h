@@ -19,7 +19,10 @@
  * - Otherwise the RSA certificate.
  *
  * The ClientHello may span several records (up to TLSHELLO_MAX bytes of
- * handshake message); bytes after it are not looked at.
+ * handshake message); bytes after it are not looked at. One that is not
+ * whole within the first TLSHELLO_INPUT_MAX bytes (many small records) is
+ * BAD: the caller buffers the bytes until the decision, and a peer must
+ * not make it hold more than a ClientHello's worth.
  */
 #ifndef MAILWARD_TLSHELLO_H
 #define MAILWARD_TLSHELLO_H
@@ -28,6 +31,8 @@
 
 /* Longest ClientHello read (its handshake body); a longer one is BAD. */
 #define TLSHELLO_MAX 16384
+/* Most input read for it, record headers included. */
+#define TLSHELLO_INPUT_MAX (2 * TLSHELLO_MAX)
 
 /* The ECDSA certificate's curve, as TLS names groups (RFC 8446 4.2.7). */
 #define TLSHELLO_P256 23

@@ -337,6 +337,32 @@ static void test_bad(void **state)
 }
 
 /*
+ * A ClientHello in one-byte records: six bytes of input for each byte of
+ * it. Not whole within TLSHELLO_INPUT_MAX bytes of input: BAD, not more.
+ */
+static void test_input_max(void **state)
+{
+        static unsigned char in[TLSHELLO_INPUT_MAX + 600];
+        const unsigned char head[4] = {1, 0, 0x17, 0x70}; /* a 6000-byte body */
+        size_t n = 0;
+
+        (void)state;
+        for (size_t i = 0; n + 6 <= sizeof(in); i++) {
+                in[n++] = 22;
+                in[n++] = 3;
+                in[n++] = 1;
+                in[n++] = 0;
+                in[n++] = 1;
+                in[n++] = i < 4 ? head[i] : 0;
+        }
+        assert_int_equal(tlshello_pick(in, TLSHELLO_INPUT_MAX - 1, TLSHELLO_P256),
+                         TLSHELLO_MORE);
+        assert_int_equal(tlshello_pick(in, TLSHELLO_INPUT_MAX, TLSHELLO_P256),
+                         TLSHELLO_BAD);
+        assert_int_equal(tlshello_pick(in, n, TLSHELLO_P256), TLSHELLO_BAD);
+}
+
+/*
  * ClientHellos of a real client, OpenSSL's (through Python's ssl, written by
  * test/fuzz/make-corpus into the fuzz corpus): decided as the rules say.
  */
@@ -372,9 +398,8 @@ static void test_openssl(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_tls13),
-            cmocka_unit_test(test_tls12),
-            cmocka_unit_test(test_bad),
+            cmocka_unit_test(test_tls13),   cmocka_unit_test(test_tls12),
+            cmocka_unit_test(test_bad),     cmocka_unit_test(test_input_max),
             cmocka_unit_test(test_openssl),
         };
 
