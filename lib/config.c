@@ -869,9 +869,10 @@ static void config_check_listener(struct config_parser *p, const struct config_s
         if (l->cert != NULL && l->key != NULL &&
             config_count_files(l->cert) != config_count_files(l->key))
                 config_error(p, config_seen(s, "key"),
-                             "[%s]: cert names %d files and key %d: a key for each "
+                             "[%s]: cert names %d file%s and key %d: a key for each "
                              "certificate, in the same order",
                              l->name, config_count_files(l->cert),
+                             config_count_files(l->cert) == 1 ? "" : "s",
                              config_count_files(l->key));
         if (l->require_tls && l->accept_tls == CONFIG_TLS_NONE) {
                 int line = config_seen(s, "require_tls");

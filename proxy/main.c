@@ -572,17 +572,37 @@ static void main_on_drain_timeout(uv_timer_t *t)
  * again as the unprivileged user. A file it cannot read, or a key that does
  * not match, leaves the ones loaded before in place. Returns true if failed.
  */
+/* A listener's cert files for a log value: "-" if none, commas between two. */
+static const char *main_cert_files(const struct config_listener *lc, char *out,
+                                   size_t outlen)
+{
+        char one[PATH_MAX];
+        size_t n = 0;
+
+        snprintf(out, outlen, "-");
+        for (unsigned i = 0; lc->accept_tls != CONFIG_TLS_NONE &&
+                             util_list_nth(lc->cert, i, one, sizeof(one)) == 1;
+             i++) {
+                int w = snprintf(out + n, outlen - n, "%s%s", i > 0 ? "," : "", one);
+
+                if (w < 0 || (size_t)w >= outlen - n)
+                        break;
+                n += (size_t)w;
+        }
+        return out;
+}
+
 static bool main_reload_tls(struct main_state *m, size_t i, unsigned *done)
 {
         const struct config_listener *lc = m->listeners[i].conf;
-        char err[512];
+        char err[512], files[2 * PATH_MAX + 2];
         int r = relay_listener_reload_tls(m->listeners[i].relay, err, sizeof(err));
 
         if (r > 0) {
                 (*done)++;
                 log_emit(&m->log, LOG_LVL_INFO, NULL,
                          "event=reload_tls listener=%s cert=%s ca_file=%s", lc->name,
-                         lc->accept_tls != CONFIG_TLS_NONE ? lc->cert : "-",
+                         main_cert_files(lc, files, sizeof(files)),
                          lc->forward_tls != CONFIG_TLS_NONE && lc->forward_ca != NULL
                              ? lc->forward_ca
                              : "-");

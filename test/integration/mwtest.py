@@ -357,9 +357,10 @@ class Env:
     def mailward_config(self, listeners, globals=None):
         """Write a mailward.conf (see Mailward) without starting mailward.
         Returns (path, listeners as written)."""
+        # Names of their own: mailward() counts its files apart.
         n = self._next("mwconf")
-        return write_config(self, self.path("mailward-%d.conf" % n), listeners,
-                            globals, self.path("alerts-%d.json" % n))
+        return write_config(self, self.path("mailward-conf-%d.conf" % n), listeners,
+                            globals, self.path("alerts-conf-%d.json" % n))
 
     def mailward(self, listeners, globals=None, args=(), wait=True, binary=None, netns=None,
                  wrap=()):
