@@ -1,0 +1,61 @@
+/* Build: `make fuzz` (clang, libFuzzer); `make units` links it with replay.c. */
+
+/*
+ * libFuzzer harness for lib/proxyproto.c, which reads the first bytes of a
+ * connection to an accept_proxy listener (a load balancer's, but anyone in
+ * proxy_from can send anything). Besides looking for crashes and reads
+ * outside the input it checks:
+ * - a header is never longer than the input, nor than the longest taken;
+ * - a header that names a client names an IPv4 or IPv6 address, the same
+ *   family for both ends;
+ * - once a prefix is decided (a header, or not one), the whole input is
+ *   decided the same way; a prefix of an input that asks for more asks too.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxyproto.h"
+
+#define FUZZ_PROXYPROTO_CHECK(cond)                                                      \
+        do {                                                                             \
+                if (!(cond)) {                                                           \
+                        fprintf(stderr, "fuzz_proxyproto.c:%d: check failed: %s\n",      \
+                                __LINE__, #cond);                                        \
+                        abort();                                                         \
+                }                                                                        \
+        } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        struct proxyproto_hdr whole, half;
+        char why[128], why2[128];
+        long r = proxyproto_parse(data, size, &whole, why, sizeof(why));
+        long h = proxyproto_parse(data, size / 2, &half, why2, sizeof(why2));
+
+        FUZZ_PROXYPROTO_CHECK(r >= -1 && (size_t)(r > 0 ? r : 0) <= size);
+        FUZZ_PROXYPROTO_CHECK(r <= PROXYPROTO_V2_MAX);
+        FUZZ_PROXYPROTO_CHECK(strnlen(why, sizeof(why)) < sizeof(why));
+        FUZZ_PROXYPROTO_CHECK((r == -1) == (why[0] != '\0'));
+        if (r > 0) {
+                FUZZ_PROXYPROTO_CHECK(whole.version == 1 || whole.version == 2);
+                if (whole.version == 1)
+                        FUZZ_PROXYPROTO_CHECK(r <= PROXYPROTO_V1_MAX);
+        }
+        if (r > 0 && whole.has_addrs) {
+                FUZZ_PROXYPROTO_CHECK(whole.src.ss_family == AF_INET ||
+                                      whole.src.ss_family == AF_INET6);
+                FUZZ_PROXYPROTO_CHECK(whole.src.ss_family == whole.dst.ss_family);
+        }
+        if (r == 0)
+                FUZZ_PROXYPROTO_CHECK(h == 0);
+        if (h != 0) {
+                FUZZ_PROXYPROTO_CHECK(h == r);
+                if (h > 0)
+                        FUZZ_PROXYPROTO_CHECK(memcmp(&half, &whole, sizeof(half)) == 0);
+        }
+        return 0;
+}

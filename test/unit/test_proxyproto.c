@@ -1,0 +1,245 @@
+/*
+ * Unit tests for lib/proxyproto.c: version 1 lines and version 2 headers as
+ * HAProxy's specification writes them (its own examples among them), each
+ * of their prefixes asking for more, and what is not a header, or a bad
+ * one, refused with a reason. t_proxy_in.py puts HAProxy itself in front
+ * of mailward.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+
+#include "proxyproto.h"
+
+/* Parse all n bytes: every prefix asks for more, the whole gives want. */
+static long test_parse(const void *p, size_t n, struct proxyproto_hdr *h, char *why)
+{
+        long r = proxyproto_parse(p, n, h, why, 128);
+
+        for (size_t i = 0; r > 0 && i < (size_t)r; i++) {
+                struct proxyproto_hdr x;
+                char w[128];
+
+                assert_int_equal(proxyproto_parse(p, i, &x, w, sizeof(w)), 0);
+        }
+        return r;
+}
+
+/* "ip:port" of a sockaddr the parser filled in. */
+static const char *test_str(const struct sockaddr_storage *ss, char *out, size_t outlen)
+{
+        char ip[INET6_ADDRSTRLEN];
+
+        if (ss->ss_family == AF_INET) {
+                const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+                inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+                snprintf(out, outlen, "%s:%u", ip, ntohs(s4->sin_port));
+        } else if (ss->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+                inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+                snprintf(out, outlen, "[%s]:%u", ip, ntohs(s6->sin6_port));
+        } else {
+                snprintf(out, outlen, "?");
+        }
+        return out;
+}
+
+static void test_expect(const char *in, long want, const char *src, const char *dst)
+{
+        struct proxyproto_hdr h;
+        char why[128], a[64], b[64];
+        long r = test_parse(in, strlen(in), &h, why);
+
+        assert_int_equal(r, want);
+        assert_string_equal(why, "");
+        assert_int_equal(h.version, 1);
+        assert_int_equal(h.has_addrs, src != NULL);
+        if (src != NULL) {
+                assert_string_equal(test_str(&h.src, a, sizeof(a)), src);
+                assert_string_equal(test_str(&h.dst, b, sizeof(b)), dst);
+        }
+}
+
+static void test_refused(const void *in, size_t n, const char *reason)
+{
+        struct proxyproto_hdr h;
+        char why[128];
+
+        assert_int_equal(proxyproto_parse(in, n, &h, why, sizeof(why)), -1);
+        assert_non_null(strstr(why, reason));
+}
+
+static void test_v1(void **state)
+{
+        static const char tcp4[] = "PROXY TCP4 192.0.2.7 198.51.100.1 56324 25\r\n";
+        static const char tcp6[] =
+            "PROXY TCP6 2001:db8::7 2001:db8::25 65535 465\r\nEHLO x\r\n";
+        static const char *const longest =
+            "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
+
+        (void)state;
+        test_expect(tcp4, (long)strlen(tcp4), "192.0.2.7:56324", "198.51.100.1:25");
+        /* What follows the header is the client's, and not looked at. */
+        test_expect(tcp6, (long)strlen(tcp6) - 8, "[2001:db8::7]:65535",
+                    "[2001:db8::25]:465");
+        test_expect(longest, 104, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+                    "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+        /* The specification's worst case: UNKNOWN with both addresses, 107. */
+        test_expect("PROXY UNKNOWN ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
+                    "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n",
+                    PROXYPROTO_V1_MAX, NULL, NULL);
+        test_expect("PROXY UNKNOWN\r\n", 15, NULL, NULL);
+        test_expect("PROXY UNKNOWN ffff::1 ffff::2  1 2\r\n", 36, NULL, NULL);
+        test_expect("PROXY TCP4 0.0.0.0 255.255.255.255 0 0\r\n", 40, "0.0.0.0:0",
+                    "255.255.255.255:0");
+}
+
+static void test_v1_bad(void **state)
+{
+        char big[200];
+
+        (void)state;
+        test_refused("EHLO client.example\r\n", 21, "no PROXY protocol header");
+        test_refused("\x16\x03\x01\x02\x00", 5, "no PROXY protocol header");
+        test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 56324 25\n", 43, "CRLF");
+        test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 56324\r\n", 41, "6 fields");
+        test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 1 2 3\r\n", 41, "6 fields");
+        test_refused("PROXY TCP4  192.0.2.7 198.51.100.1 1 2\r\n", 40, "spacing");
+        test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 1 2 \r\n", 40, "spacing");
+        test_refused("PROXY UDP4 192.0.2.7 198.51.100.1 1 2\r\n", 39, "protocol");
+        test_refused("PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n", 41, "IPv4 address");
+        test_refused("PROXY TCP6 192.0.2.7 2001:db8::1 1 2\r\n", 38, "IPv6 address");
+        test_refused("PROXY TCP4 192.0.2.07 198.51.100.1 1 2\r\n", 40, "address");
+        test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 65536 2\r\n", 43, "port");
+        test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 025 2\r\n", 41, "port");
+        test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 -1 2\r\n", 40, "port");
+        test_refused("PROXY TCP4 192.0.2.7\0 198.51.100.1 1 2\r\n", 40, "NUL");
+        /* No line end within 107 bytes. */
+        memset(big, 'A', sizeof(big));
+        memcpy(big, "PROXY TCP4 ", 11);
+        test_refused(big, PROXYPROTO_V1_MAX, "no CRLF");
+        {
+                struct proxyproto_hdr h;
+                char why[128];
+
+                assert_int_equal(proxyproto_parse((const unsigned char *)big,
+                                                  PROXYPROTO_V1_MAX - 1, &h, why,
+                                                  sizeof(why)),
+                                 0);
+                /* "PROX" then something else. */
+                assert_int_equal(proxyproto_parse((const unsigned char *)"PROXZ", 5, &h,
+                                                  why, sizeof(why)),
+                                 -1);
+                assert_int_equal(proxyproto_parse((const unsigned char *)"PROX", 4, &h,
+                                                  why, sizeof(why)),
+                                 0);
+                assert_int_equal(proxyproto_parse(NULL, 0, &h, why, sizeof(why)), 0);
+        }
+}
+
+/* A version 2 header: command, family, address block (and extra body bytes). */
+static size_t test_v2_make(unsigned char *out, unsigned cmd, unsigned fam,
+                           const unsigned char *addrs, size_t alen, size_t extra)
+{
+        static const unsigned char sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                              0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+        size_t body = alen + extra;
+
+        memcpy(out, sig, 12);
+        out[12] = (unsigned char)(0x20 | cmd);
+        out[13] = (unsigned char)fam;
+        out[14] = (unsigned char)(body >> 8);
+        out[15] = (unsigned char)body;
+        memcpy(out + 16, addrs, alen);
+        memset(out + 16 + alen, 0xee, extra);
+        return 16 + body;
+}
+
+static void test_v2(void **state)
+{
+        static const unsigned char a4[12] = {192, 0, 2,    7,    198, 51,
+                                             100, 1, 0xdc, 0x04, 0,   25};
+        unsigned char a6[36] = {0x20, 0x01, 0x0d, 0xb8};
+        unsigned char h2[PROXYPROTO_V2_MAX + 8];
+        struct proxyproto_hdr h;
+        char why[128], a[64], b[64];
+        size_t n;
+
+        (void)state;
+        a6[15] = 7;
+        a6[16] = 0x20;
+        a6[17] = 0x01;
+        a6[18] = 0x0d;
+        a6[19] = 0xb8;
+        a6[31] = 0x25;
+        a6[32] = 0xff;
+        a6[33] = 0xff;
+        a6[34] = 0x01;
+        a6[35] = 0xd1;
+        n = test_v2_make(h2, 1, 0x11, a4, sizeof(a4), 0);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_int_equal(h.version, 2);
+        assert_true(h.has_addrs);
+        assert_string_equal(test_str(&h.src, a, sizeof(a)), "192.0.2.7:56324");
+        assert_string_equal(test_str(&h.dst, b, sizeof(b)), "198.51.100.1:25");
+        /* TLVs after the addresses (a balancer's), skipped; more bytes after. */
+        n = test_v2_make(h2, 1, 0x21, a6, sizeof(a6), 40);
+        memcpy(h2 + n, "EHLO", 4);
+        assert_int_equal(test_parse(h2, n + 4, &h, why), (long)n);
+        assert_true(h.has_addrs);
+        assert_string_equal(test_str(&h.src, a, sizeof(a)), "[2001:db8::7]:65535");
+        assert_string_equal(test_str(&h.dst, b, sizeof(b)), "[2001:db8::25]:465");
+        /* LOCAL (a health check), UNSPEC, a Unix socket: no client named. */
+        n = test_v2_make(h2, 0, 0x00, a4, 0, 0);
+        assert_int_equal(test_parse(h2, n, &h, why), 16);
+        assert_false(h.has_addrs);
+        n = test_v2_make(h2, 0, 0x11, a4, sizeof(a4), 0);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_false(h.has_addrs);
+        n = test_v2_make(h2, 1, 0x31, a6, 0, 216);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_false(h.has_addrs);
+        /* The longest body taken, and one byte more. */
+        n = test_v2_make(h2, 1, 0x11, a4, sizeof(a4),
+                         PROXYPROTO_V2_MAX - 16 - sizeof(a4));
+        assert_int_equal(proxyproto_parse(h2, n, &h, why, sizeof(why)),
+                         PROXYPROTO_V2_MAX);
+        n = test_v2_make(h2, 1, 0x11, a4, sizeof(a4),
+                         PROXYPROTO_V2_MAX - 15 - sizeof(a4));
+        test_refused(h2, 16, "more than");
+        /* Version 1 in a v2 signature, command 2, an address block too short. */
+        n = test_v2_make(h2, 1, 0x11, a4, sizeof(a4), 0);
+        h2[12] = 0x11;
+        test_refused(h2, n, "version 1");
+        h2[12] = 0x22;
+        test_refused(h2, n, "command 2");
+        n = test_v2_make(h2, 1, 0x21, a4, sizeof(a4), 0);
+        test_refused(h2, n, "address block");
+        /* The signature broken in its middle. */
+        n = test_v2_make(h2, 1, 0x11, a4, sizeof(a4), 0);
+        h2[6] = 'X';
+        test_refused(h2, 7, "no PROXY protocol header");
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_v1),
+            cmocka_unit_test(test_v1_bad),
+            cmocka_unit_test(test_v2),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
