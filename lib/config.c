@@ -41,7 +41,7 @@
 #define CONFIG_DEFAULT_CA      "/etc/ssl/certs/ca-certificates.crt"
 #define CONFIG_MAX_SECTION     49 /* inih keeps section names in 50 bytes */
 #define CONFIG_MAX_HOST        256
-#define CONFIG_MAX_KEYS        32
+#define CONFIG_MAX_KEYS        40
 #define CONFIG_TIMEOUT_MAX     86400
 #define CONFIG_MAX_WORKERS     64
 #define CONFIG_INLINE_COMMENTS ";"
@@ -64,6 +64,7 @@ enum config_type {
         CONFIG_T_ADDRESS,  /* an IPv4 or IPv6 address, no port */
         CONFIG_T_VERIFY,   /* a boolean, dane or dane-only */
         CONFIG_T_FILES,    /* one or two paths (cert, key) */
+        CONFIG_T_NETS,     /* addresses and networks (util_net_parse()) */
 };
 
 struct config_key {
@@ -120,6 +121,8 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(relayhost, CONFIG_T_HOSTNAME),
     CONFIG_L(forward_verify, CONFIG_T_VERIFY),
     CONFIG_L(forward_source, CONFIG_T_ADDRESS),
+    CONFIG_L(accept_proxy, CONFIG_T_BOOL),
+    CONFIG_L(proxy_from, CONFIG_T_NETS),
     CONFIG_L(client_identity, CONFIG_T_IDENTITY),
     CONFIG_L(hostname, CONFIG_T_HOSTNAME),
     CONFIG_N(max_sessions, 1, 1000000),
@@ -225,6 +228,7 @@ static void config_listener_free(struct config_listener *l)
         free(l->tlsrpt_from);
         free(l->relayhost);
         free(l->forward_source);
+        free(l->proxy_from);
         free(l);
 }
 
@@ -462,6 +466,27 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                 }
                 config_set_str((char **)(void *)field, v);
                 return;
+        case CONFIG_T_NETS: {
+                const char *it = v;
+                char one[64];
+                struct util_net net;
+                int r;
+
+                n = 0;
+                while ((r = util_list_next(&it, one, sizeof(one))) == 1 &&
+                       util_net_parse(one, &net) == 0)
+                        n++;
+                if (r != 0 || n == 0 || n > CONFIG_MAX_PROXY_FROM) {
+                        config_error(p, p->line,
+                                     "%s: expected addresses or networks (192.0.2.0/24, "
+                                     "2001:db8::/32; up to %d, separated by blanks or "
+                                     "commas), got '%s'",
+                                     k->name, CONFIG_MAX_PROXY_FROM, v);
+                        return;
+                }
+                config_set_str((char **)(void *)field, v);
+                return;
+        }
         case CONFIG_T_ADDRESS:
                 if (!config_is_address(v)) {
                         config_error(p, p->line,
@@ -928,6 +953,18 @@ static void config_check_listener(struct config_parser *p, const struct config_s
                                      "(its TLSA records are looked up by name), got '%s'",
                                      config_verify_str(l->forward_verify), l->forward);
         }
+        if (l->accept_proxy && l->proxy_from == NULL && config_seen(s, "proxy_from") == 0)
+                config_error(p, config_seen(s, "accept_proxy"),
+                             "accept_proxy = yes needs proxy_from (the load balancers' "
+                             "addresses: anyone else could name any client)");
+        if (l->proxy_from != NULL && !l->accept_proxy)
+                config_error(p, config_seen(s, "proxy_from"),
+                             "proxy_from is used only with accept_proxy = yes");
+        if (l->accept_proxy && l->forward_tls == CONFIG_TLS_POLICY)
+                config_error(
+                    p, config_seen(s, "accept_proxy"),
+                    "accept_proxy is for listeners that clients reach through a "
+                    "load balancer, not for outbound ones (forward_tls = policy)");
         if (l->relayhost != NULL && l->forward_tls != CONFIG_TLS_POLICY)
                 config_error(p, config_seen(s, "relayhost"),
                              "relayhost is used only with forward_tls = policy");
@@ -975,7 +1012,7 @@ static bool config_field_pointer(enum config_type t)
 {
         return t == CONFIG_T_STR || t == CONFIG_T_ABSPATH || t == CONFIG_T_HOSTNAME ||
                t == CONFIG_T_LISTEN || t == CONFIG_T_FORWARD || t == CONFIG_T_ADDRESS ||
-               t == CONFIG_T_FILES;
+               t == CONFIG_T_FILES || t == CONFIG_T_NETS;
 }
 
 /* Whether key k's field differs between a and b (structures of its table). */

@@ -40,9 +40,10 @@ enum config_identity {
         CONFIG_IDENTITY_PROXY, /* PROXY protocol v2 */
 };
 
-#define CONFIG_MAX_LISTEN    8   /* addresses in one listener's listen */
-#define CONFIG_MAX_CERTS     2   /* certificates (and keys) of one listener */
-#define CONFIG_MAX_HOST_PORT 300 /* one "host:port" or "[v6]:port" */
+#define CONFIG_MAX_LISTEN     8   /* addresses in one listener's listen */
+#define CONFIG_MAX_CERTS      2   /* certificates (and keys) of one listener */
+#define CONFIG_MAX_PROXY_FROM 32  /* networks in one listener's proxy_from */
+#define CONFIG_MAX_HOST_PORT  300 /* one "host:port" or "[v6]:port" */
 
 struct config_listener {
         char *name; /* section name */
@@ -79,6 +80,12 @@ struct config_listener {
          * destination that is one of its addresses and no MX host of the
          * recipient domain is judged as the relay host (lib/dane.h); NULL: none. */
         char *relayhost;
+        /* Connections come from a load balancer that begins each with a
+         * PROXY protocol header naming the client (lib/proxyproto.h); only
+         * from proxy_from: addresses and networks ("10.0.0.0/8 ::1"), up to
+         * CONFIG_MAX_PROXY_FROM, separated by blanks or commas. (no; NULL) */
+        bool accept_proxy;
+        char *proxy_from;
 
         unsigned max_sessions;   /* per listener; default 1000 */
         unsigned max_per_client; /* per client address; default 20 */

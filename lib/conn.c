@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "proxyproto.h"
 #include "util.h"
 
 #define CONN_MAGIC            0x636f6e6eU
@@ -74,6 +75,12 @@ struct conn {
         char peer[64];
         char peer_ip[48];
         unsigned peer_port;
+
+        /* conn_expect_proxy(): the header's bytes so far, and what it came to. */
+        bool proxy_wait;
+        struct buf proxy;
+        char via[64]; /* the balancer's "ip:port" once a header named a client */
+        char proxy_err[128];
 };
 
 struct conn_write_req {
@@ -84,8 +91,8 @@ struct conn_write_req {
 };
 
 static const char *const conn_event_names[] = {
-    "connected", "read",  "drained", "tls_done", "tls_failed",
-    "eof",       "error", "timeout", "closed",
+    "connected", "read",    "drained", "tls_done", "tls_failed",   "eof",
+    "error",     "timeout", "closed",  "proxy",    "proxy_failed",
 };
 
 const char *conn_event_str(enum conn_event ev)
@@ -132,6 +139,19 @@ void conn_addr_str(const struct sockaddr *sa, char *out, size_t outlen)
         }
 }
 
+/* The strings kept for peer_addr. */
+static void conn_peer_strings(struct conn *c)
+{
+        conn_addr_str((struct sockaddr *)&c->peer_addr, c->peer, sizeof(c->peer));
+        conn_ip_str((struct sockaddr *)&c->peer_addr, c->peer_ip, sizeof(c->peer_ip));
+        if (c->peer_addr.ss_family == AF_INET)
+                c->peer_port =
+                    ntohs(((const struct sockaddr_in *)&c->peer_addr)->sin_port);
+        else if (c->peer_addr.ss_family == AF_INET6)
+                c->peer_port =
+                    ntohs(((const struct sockaddr_in6 *)&c->peer_addr)->sin6_port);
+}
+
 static void conn_fill_addrs(struct conn *c)
 {
         int len = sizeof(c->peer_addr);
@@ -141,14 +161,7 @@ static void conn_fill_addrs(struct conn *c)
         uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_addr, &len);
         len = sizeof(c->local_addr);
         uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local_addr, &len);
-        conn_addr_str((struct sockaddr *)&c->peer_addr, c->peer, sizeof(c->peer));
-        conn_ip_str((struct sockaddr *)&c->peer_addr, c->peer_ip, sizeof(c->peer_ip));
-        if (c->peer_addr.ss_family == AF_INET)
-                c->peer_port =
-                    ntohs(((const struct sockaddr_in *)&c->peer_addr)->sin_port);
-        else if (c->peer_addr.ss_family == AF_INET6)
-                c->peer_port =
-                    ntohs(((const struct sockaddr_in6 *)&c->peer_addr)->sin6_port);
+        conn_peer_strings(c);
 }
 
 struct conn_loop *conn_loop_new(struct uv_loop_s *loop)
@@ -181,6 +194,7 @@ static struct conn *conn_alloc(struct conn_loop *cl, conn_cb cb, void *arg)
         c->cb = cb;
         c->arg = arg;
         buf_init(&c->in);
+        buf_init(&c->proxy);
         buf_init(&c->out);
         uv_tcp_init(loop, &c->tcp);
         uv_timer_init(loop, &c->timer);
@@ -347,6 +361,7 @@ void conn_free(struct conn *c)
         tls_free(c->tls);
         buf_cleanup(&c->in);
         buf_cleanup(&c->out);
+        buf_cleanup(&c->proxy);
         c->magic = 0;
         free(c);
 }
@@ -601,6 +616,70 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
         *b = uv_buf_init(cl->readbuf, CONN_READ_SIZE);
 }
 
+/* The peer's bytes p, n (not empty): plaintext for the owner, or TLS records. */
+static void conn_take(struct conn *c, const char *p, size_t n)
+{
+        if (c->tls == NULL) {
+                buf_append(&c->in, p, n);
+                conn_emit(c, CONN_EV_READ);
+                return;
+        }
+        if (!c->tls_seen_input) {
+                c->tls_seen_input = true;
+                if ((unsigned char)p[0] != CONN_TLS_RECORD_START &&
+                    (unsigned char)p[0] != CONN_TLS_RECORD_ALERT) {
+                        c->tls_plaintext = true;
+                        snprintf(c->tls_err, sizeof(c->tls_err),
+                                 "plaintext received where a TLS handshake was due");
+                        c->reading = false;
+                        uv_read_stop((uv_stream_t *)&c->tcp);
+                        conn_emit(c, CONN_EV_TLS_FAILED);
+                        return;
+                }
+        }
+        /* Straight from the read buffer into wolfSSL; a partial record is kept. */
+        tls_lend(c->tls, p, n);
+        conn_tls_pump(c);
+        tls_lend_end(c->tls);
+}
+
+/*
+ * conn_expect_proxy(): gather the header from the first reads. Once it is
+ * whole, the client it names becomes the peer, CONN_EV_PROXY tells the
+ * owner (who may start TLS then), and what followed it is taken as read.
+ */
+static void conn_take_proxy(struct conn *c, const char *p, size_t n)
+{
+        struct proxyproto_hdr h;
+        size_t len;
+        long r;
+
+        buf_append(&c->proxy, p, n);
+        r = proxyproto_parse((const unsigned char *)buf_data(&c->proxy),
+                             buf_len(&c->proxy), &h, c->proxy_err, sizeof(c->proxy_err));
+        if (r == 0)
+                return; /* bounded: the parser refuses more than a header's worth */
+        c->proxy_wait = false;
+        if (r < 0) {
+                c->reading = false;
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                buf_cleanup(&c->proxy);
+                conn_emit(c, CONN_EV_PROXY_FAILED);
+                return;
+        }
+        if (h.has_addrs) {
+                snprintf(c->via, sizeof(c->via), "%s", c->peer);
+                c->peer_addr = h.src;
+                c->local_addr = h.dst;
+                conn_peer_strings(c);
+        }
+        conn_emit(c, CONN_EV_PROXY);
+        len = buf_len(&c->proxy) - (size_t)r;
+        if (!c->closing && len > 0)
+                conn_take(c, buf_data(&c->proxy) + r, len);
+        buf_cleanup(&c->proxy);
+}
+
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
         struct conn *c = s->data;
@@ -619,28 +698,25 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         }
         if (nread == 0)
                 return;
-        if (c->tls == NULL) {
-                buf_append(&c->in, b->base, (size_t)nread);
-                conn_emit(c, CONN_EV_READ);
-                return;
-        }
-        if (!c->tls_seen_input) {
-                c->tls_seen_input = true;
-                if ((unsigned char)b->base[0] != CONN_TLS_RECORD_START &&
-                    (unsigned char)b->base[0] != CONN_TLS_RECORD_ALERT) {
-                        c->tls_plaintext = true;
-                        snprintf(c->tls_err, sizeof(c->tls_err),
-                                 "plaintext received where a TLS handshake was due");
-                        c->reading = false;
-                        uv_read_stop(s);
-                        conn_emit(c, CONN_EV_TLS_FAILED);
-                        return;
-                }
-        }
-        /* Straight from the read buffer into wolfSSL; a partial record is kept. */
-        tls_lend(c->tls, b->base, (size_t)nread);
-        conn_tls_pump(c);
-        tls_lend_end(c->tls);
+        if (c->proxy_wait)
+                conn_take_proxy(c, b->base, (size_t)nread);
+        else
+                conn_take(c, b->base, (size_t)nread);
+}
+
+void conn_expect_proxy(struct conn *c)
+{
+        c->proxy_wait = true;
+}
+
+const char *conn_via(const struct conn *c)
+{
+        return c->via;
+}
+
+const char *conn_proxy_error(const struct conn *c)
+{
+        return c->proxy_err;
 }
 
 void conn_read(struct conn *c, bool on)

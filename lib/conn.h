@@ -52,15 +52,17 @@ struct conn;
 struct conn_loop;
 
 enum conn_event {
-        CONN_EV_CONNECTED,  /* outgoing connect succeeded */
-        CONN_EV_READ,       /* new plaintext in conn_input() */
-        CONN_EV_DRAINED,    /* every queued byte was written */
-        CONN_EV_TLS_DONE,   /* handshake complete */
-        CONN_EV_TLS_FAILED, /* handshake failed: see conn_tls_error() */
-        CONN_EV_EOF,        /* the peer closed (TCP FIN or TLS close_notify) */
-        CONN_EV_ERROR,      /* connect, read or write failed: conn_error() */
-        CONN_EV_TIMEOUT,    /* the timer set with conn_timeout() expired */
-        CONN_EV_CLOSED,     /* handles closed; conn_free() may be called now */
+        CONN_EV_CONNECTED,    /* outgoing connect succeeded */
+        CONN_EV_READ,         /* new plaintext in conn_input() */
+        CONN_EV_DRAINED,      /* every queued byte was written */
+        CONN_EV_TLS_DONE,     /* handshake complete */
+        CONN_EV_TLS_FAILED,   /* handshake failed: see conn_tls_error() */
+        CONN_EV_EOF,          /* the peer closed (TCP FIN or TLS close_notify) */
+        CONN_EV_ERROR,        /* connect, read or write failed: conn_error() */
+        CONN_EV_TIMEOUT,      /* the timer set with conn_timeout() expired */
+        CONN_EV_CLOSED,       /* handles closed; conn_free() may be called now */
+        CONN_EV_PROXY,        /* conn_expect_proxy(): the header was read */
+        CONN_EV_PROXY_FAILED, /* it was not a header: conn_proxy_error() */
 };
 
 typedef void (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
@@ -88,6 +90,20 @@ void conn_free(struct conn *c);
 int conn_fileno(const struct conn *c);
 
 void conn_read(struct conn *c, bool on);
+/*
+ * The connection comes from a load balancer that begins it with a PROXY
+ * protocol header (lib/proxyproto.h): read that before anything else.
+ * CONN_EV_PROXY once it is read: conn_peer() and the other addresses are
+ * then the client's and the address it connected to, as the header names
+ * them, and conn_via() the balancer's (unchanged, and conn_via() "", for a
+ * header that names no client: a health check). The owner may start TLS
+ * then; the bytes that followed the header are taken as read after the
+ * event. CONN_EV_PROXY_FAILED (reading stopped) when the bytes are not a
+ * header, with the reason in conn_proxy_error().
+ */
+void conn_expect_proxy(struct conn *c);
+const char *conn_via(const struct conn *c);
+const char *conn_proxy_error(const struct conn *c);
 struct buf *conn_input(struct conn *c);
 
 void conn_write(struct conn *c, const void *p, size_t n);

@@ -52,6 +52,7 @@ enum relay_state {
         RELAY_S_BDAT,      /* a BDAT chunk's bytes */
         RELAY_S_AUTH,      /* the next line is an AUTH response */
         RELAY_S_POLICY,    /* outbound: a RCPT waits for its domain's MTA-STS lookup */
+        RELAY_S_PROXY,     /* accept_proxy: the balancer's PROXY header, first */
         RELAY_S_CLOSING,
 };
 
@@ -136,6 +137,9 @@ struct relay_listener {
         struct policy *policy; /* outbound: the table (may be empty) */
         struct sts *sts;       /* outbound with mta_sts: the domains' policies */
         struct dane *dane;     /* outbound: TLSA records, for dane and dane-only */
+        /* accept_proxy: the balancers that may name clients (proxy_from). */
+        struct util_net proxy_from[CONFIG_MAX_PROXY_FROM];
+        unsigned nproxy_from;
 };
 
 /* An outbound session's own state, allocated only for outbound sessions. */
@@ -220,8 +224,8 @@ static void relay_out_start(struct relay_session *s);
 static int relay_out_listener_init(struct relay_listener *l, char *err, size_t errlen);
 
 static const char *const relay_state_names[] = {
-    "handshake", "command", "starttls", "wait",    "data",
-    "bdat",      "auth",    "policy",   "closing",
+    "handshake", "command", "starttls", "wait",  "data",
+    "bdat",      "auth",    "policy",   "proxy", "closing",
 };
 
 static uint64_t relay_now_ms(void)
@@ -2663,6 +2667,7 @@ static uint64_t relay_client_timeout(const struct relay_session *s)
         switch (s->state) {
         case RELAY_S_HANDSHAKE:
         case RELAY_S_STARTTLS:
+        case RELAY_S_PROXY:
                 return lc->timeout_handshake * RELAY_MS;
         case RELAY_S_DATA:
         case RELAY_S_BDAT:
@@ -2764,6 +2769,80 @@ static void relay_run(struct relay_session *s)
         }
 }
 
+static unsigned relay_count_client(const struct relay_listener *l, const char *ip)
+{
+        const struct relay_session *s;
+        unsigned n = 0;
+
+        for (s = l->sessions; s != NULL; s = s->next) {
+                if (s->counted && s->client && strcmp(conn_peer_ip(s->client), ip) == 0)
+                        n++;
+        }
+        return n;
+}
+
+/* accept_proxy: may the connection's peer name clients (proxy_from)? */
+static bool relay_proxy_allowed(const struct relay_listener *l, const struct conn *c)
+{
+        for (unsigned i = 0; i < l->nproxy_from; i++)
+                if (util_net_match(&l->proxy_from[i],
+                                   (const struct sockaddr *)conn_peer_addr(c)))
+                        return true;
+        return false;
+}
+
+/* max_per_client, once the client's address is known (a counted session). */
+static void relay_admit(struct relay_session *s)
+{
+        struct relay_listener *l = s->l;
+
+        if (s->counted) {
+                s->counted = false; /* not counted against itself */
+                if (relay_count_client(l, conn_peer_ip(s->client)) >=
+                    l->conf->max_per_client) {
+                        s->refuse = "Error: too many connections from your address";
+                        l->env->stats.refused[RELAY_REFUSED_PER_CLIENT]++;
+                        l->nsessions--;
+                } else {
+                        s->counted = true;
+                }
+        }
+        if (s->refuse != NULL)
+                relay_log(s, LOG_LVL_WARN, "event=refused reason=\"%s\"", s->refuse);
+}
+
+/* Greet, or start implicit TLS (the greeting follows the handshake). */
+static void relay_begin(struct relay_session *s)
+{
+        struct relay_listener *l = s->l;
+        const struct config_listener *lc = l->conf;
+
+        if (l->outbound && s->refuse == NULL) {
+                relay_out_start(s);
+        } else if (lc->accept_tls == CONFIG_TLS_IMPLICIT) {
+                s->state = RELAY_S_HANDSHAKE;
+                if (conn_start_tls(s->client, l->tls_server, NULL, NULL, 0) != 0)
+                        relay_close(s, "tls_start_failed");
+        } else {
+                relay_greet(s);
+        }
+}
+
+/* accept_proxy: the header came (conn_expect_proxy()); the session begins. */
+static void relay_proxy_done(struct relay_session *s)
+{
+        if (conn_via(s->client)[0] != '\0')
+                relay_log(s, LOG_LVL_INFO, "event=proxy client=%s via=%s",
+                          conn_peer(s->client), conn_via(s->client));
+        else
+                relay_log(s, LOG_LVL_INFO,
+                          "event=proxy client=%s note=\"no client named (LOCAL or "
+                          "UNKNOWN): the balancer's own connection\"",
+                          conn_peer(s->client));
+        relay_admit(s);
+        relay_begin(s);
+}
+
 static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
 {
         struct relay_session *s = arg;
@@ -2798,6 +2877,14 @@ static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
                 }
                 relay_close(s, "tls_handshake_failed");
                 break;
+        case CONN_EV_PROXY:
+                relay_proxy_done(s);
+                break;
+        case CONN_EV_PROXY_FAILED:
+                relay_log(s, LOG_LVL_WARN, "event=proxy_failed reason=\"%s\"",
+                          conn_proxy_error(c));
+                relay_close(s, "proxy_failed");
+                break;
         case CONN_EV_EOF:
                 if (s->state == RELAY_S_WAIT)
                         s->client_eof = true; /* read ahead: see relay_run() */
@@ -2812,6 +2899,8 @@ static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
                           relay_state_names[s->state]);
                 if (s->state == RELAY_S_HANDSHAKE || s->state == RELAY_S_STARTTLS)
                         relay_close(s, "handshake_timeout");
+                else if (s->state == RELAY_S_PROXY)
+                        relay_close(s, "proxy_timeout");
                 else
                         relay_fail(s, "timeout", "421 4.4.2 %s Error: timeout exceeded",
                                    relay_hostname(s));
@@ -2848,18 +2937,6 @@ static struct relay_session *relay_session_new(struct relay_listener *l)
         return s;
 }
 
-static unsigned relay_count_client(const struct relay_listener *l, const char *ip)
-{
-        const struct relay_session *s;
-        unsigned n = 0;
-
-        for (s = l->sessions; s != NULL; s = s->next) {
-                if (s->counted && s->client && strcmp(conn_peer_ip(s->client), ip) == 0)
-                        n++;
-        }
-        return n;
-}
-
 const char *relay_refusal_str(enum relay_refusal r)
 {
         static const char *const names[] = {"file_descriptors", "max_sessions",
@@ -2887,6 +2964,14 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
         s->open = 1;
         relay_log(s, LOG_LVL_INFO, "event=connect listener=%s client=%s", lc->name,
                   conn_peer(s->client));
+        if (lc->accept_proxy && !relay_proxy_allowed(l, s->client)) {
+                relay_log(s, LOG_LVL_WARN,
+                          "event=proxy_refused note=\"not in proxy_from: a client must "
+                          "come through the load balancer\"");
+                relay_close(s, "proxy_refused");
+                relay_run(s);
+                return;
+        }
         fd = conn_fileno(s->client);
         if (l->env->fd_limit > RELAY_FD_SPARE && fd >= 0 &&
             (uint64_t)fd >= l->env->fd_limit - RELAY_FD_SPARE) {
@@ -2895,27 +2980,19 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
         } else if (l->nsessions >= lc->max_sessions) {
                 s->refuse = "Error: too many connections";
                 l->env->stats.refused[RELAY_REFUSED_MAX_SESSIONS]++;
-        } else if (relay_count_client(l, conn_peer_ip(s->client)) >= lc->max_per_client) {
-                s->refuse = "Error: too many connections from your address";
-                l->env->stats.refused[RELAY_REFUSED_PER_CLIENT]++;
         } else {
                 s->counted = true;
                 l->nsessions++;
         }
-        if (s->refuse != NULL)
-                relay_log(s, LOG_LVL_WARN, "event=refused reason=\"%s\"", s->refuse);
-        if (l->outbound && s->refuse == NULL) {
-                relay_out_start(s);
-        } else if (lc->accept_tls == CONFIG_TLS_IMPLICIT) {
-                s->state = RELAY_S_HANDSHAKE;
-                if (conn_start_tls(s->client, l->tls_server, NULL, NULL, 0) != 0) {
-                        relay_close(s, "tls_start_failed");
-                        relay_run(s);
-                        return;
-                }
-        } else {
-                relay_greet(s);
+        if (lc->accept_proxy) {
+                /* The client's address, for max_per_client, comes with the header. */
+                relay_enter_state(s, RELAY_S_PROXY);
+                conn_expect_proxy(s->client);
+                relay_run(s);
+                return;
         }
+        relay_admit(s);
+        relay_begin(s);
         relay_run(s);
 }
 
@@ -3005,6 +3082,28 @@ static int relay_source(struct relay_listener *l, char *err, size_t errlen)
         return 0;
 }
 
+/* accept_proxy: proxy_from's networks (config_check_listener() checked them). */
+static int relay_proxy_from(struct relay_listener *l, char *err, size_t errlen)
+{
+        const char *it = l->conf->proxy_from != NULL ? l->conf->proxy_from : "";
+        char one[64];
+
+        while (l->nproxy_from < CONFIG_MAX_PROXY_FROM &&
+               util_list_next(&it, one, sizeof(one)) == 1) {
+                if (util_net_parse(one, &l->proxy_from[l->nproxy_from++]) != 0) {
+                        snprintf(err, errlen, "[%s]: proxy_from: bad network '%s'",
+                                 l->conf->name, one);
+                        return -1;
+                }
+        }
+        if (l->nproxy_from == 0) {
+                snprintf(err, errlen, "[%s]: accept_proxy needs proxy_from",
+                         l->conf->name);
+                return -1;
+        }
+        return 0;
+}
+
 struct relay_listener *relay_listener_new(struct relay_env *env,
                                           const struct config_listener *conf, char *err,
                                           size_t errlen)
@@ -3017,6 +3116,8 @@ struct relay_listener *relay_listener_new(struct relay_env *env,
         l->outbound = conf->forward_tls == CONFIG_TLS_POLICY;
         l->original_dst = strcmp(conf->forward, "original-dst") == 0;
         if (relay_source(l, err, errlen) != 0)
+                goto fail;
+        if (conf->accept_proxy && relay_proxy_from(l, err, errlen) != 0)
                 goto fail;
         if (!l->original_dst && relay_resolve(l, err, errlen) != 0)
                 goto fail;

@@ -1,6 +1,8 @@
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +107,68 @@ int util_list_nth(const char *list, unsigned i, char *out, size_t outlen)
         while ((r = util_list_next(&list, out, outlen)) == 1 && i > 0)
                 i--;
         return r;
+}
+
+int util_net_parse(const char *s, struct util_net *out)
+{
+        char host[64];
+        const char *slash = strchr(s, '/');
+        size_t hl = slash != NULL ? (size_t)(slash - s) : strlen(s);
+        unsigned long bits;
+        char *end;
+
+        memset(out, 0, sizeof(*out));
+        if (hl == 0 || hl >= sizeof(host))
+                return -1;
+        memcpy(host, s, hl);
+        host[hl] = '\0';
+        if (inet_pton(AF_INET, host, out->addr) == 1)
+                out->family = AF_INET;
+        else if (inet_pton(AF_INET6, host, out->addr) == 1)
+                out->family = AF_INET6;
+        else
+                return -1;
+        out->bits = out->family == AF_INET ? 32 : 128;
+        if (slash != NULL) {
+                if (!isdigit((unsigned char)slash[1]))
+                        return -1;
+                bits = strtoul(slash + 1, &end, 10);
+                if (*end != '\0' || bits > out->bits ||
+                    (slash[1] == '0' && slash[2] != '\0'))
+                        return -1;
+                out->bits = (unsigned)bits;
+        }
+        /* No bit set after the prefix: "192.0.2.1/24" is a mistake, not a net. */
+        for (unsigned i = out->bits; i < (out->family == AF_INET ? 32u : 128u); i++)
+                if (out->addr[i / 8] & (0x80 >> (i % 8)))
+                        return -1;
+        return 0;
+}
+
+bool util_net_match(const struct util_net *n, const struct sockaddr *sa)
+{
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0,    0,
+                                                 0, 0, 0, 0, 0xff, 0xff};
+        const unsigned char *a;
+
+        if (sa->sa_family == AF_INET) {
+                if (n->family != AF_INET)
+                        return false;
+                a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        } else if (sa->sa_family == AF_INET6) {
+                a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+                if (n->family == AF_INET) {
+                        if (memcmp(a, mapped, sizeof(mapped)) != 0)
+                                return false;
+                        a += sizeof(mapped);
+                }
+        } else {
+                return false;
+        }
+        for (unsigned i = 0; i < n->bits; i++)
+                if ((a[i / 8] ^ n->addr[i / 8]) & (0x80 >> (i % 8)))
+                        return false;
+        return true;
 }
 
 int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port)

@@ -54,4 +54,18 @@ int util_list_next(const char **p, char *out, size_t outlen);
 /* The i-th word (from 0) of such a list, as util_list_next() returns it. */
 int util_list_nth(const char *list, unsigned i, char *out, size_t outlen);
 
+/* An address or a network: "192.0.2.0/24", "2001:db8::/32", "192.0.2.7". */
+struct util_net {
+        int family; /* AF_INET or AF_INET6 */
+        unsigned char addr[16];
+        unsigned bits; /* prefix length; an address alone is a /32 or /128 */
+};
+
+/* 0, or -1 if s is not one (host bits set after the prefix count as wrong). */
+int util_net_parse(const char *s, struct util_net *out);
+/* Whether the address of sa (AF_INET or AF_INET6; an IPv4-mapped IPv6
+ * address counts as IPv4) is inside n. */
+struct sockaddr;
+bool util_net_match(const struct util_net *n, const struct sockaddr *sa);
+
 #endif

@@ -542,6 +542,49 @@ static void test_config_two_certs(void **state)
                             "one), separated by blanks or commas, got ','\n");
 }
 
+/* accept_proxy: only with proxy_from, never outbound; proxy_from's networks. */
+static void test_config_proxy(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_load(t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "accept_proxy = yes\n"
+                            "proxy_from = 10.0.0.0/8, 192.0.2.7 2001:db8::/32 ::1\n");
+        assert_non_null(t->cfg);
+        assert_string_equal(t->errs, "");
+        assert_true(t->cfg->listeners[0].accept_proxy);
+        assert_string_equal(t->cfg->listeners[0].proxy_from,
+                            "10.0.0.0/8, 192.0.2.7 2001:db8::/32 ::1");
+        test_config_refused(t,
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "accept_proxy = yes\n",
+                            "F:6: accept_proxy = yes needs proxy_from (the load "
+                            "balancers' addresses: anyone else could name any client)\n");
+        test_config_refused(t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "proxy_from = ::1\n",
+                            "F:6: proxy_from is used only with accept_proxy = yes\n");
+        test_config_refused(t,
+                            "[out]\n" TEST_CONFIG_OUTBOUND "accept_proxy = yes\n"
+                            "proxy_from = 127.0.0.1\n",
+                            "F:7: accept_proxy is for listeners that clients reach "
+                            "through a load balancer, not for outbound ones "
+                            "(forward_tls = policy)\n");
+        /* Host bits after the prefix, a prefix too long, a name: no network. */
+        static const char *const bad[] = {"10.0.0.1/8", "::1/129",     "lb.example",
+                                          "10.0.0.0/",  "10.0.0.0/08", "10.0.0.0/8x"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char text[256], want[256];
+
+                snprintf(text, sizeof(text),
+                         "[smtp]\n" TEST_CONFIG_GOOD_LISTENER
+                         "accept_proxy = yes\nproxy_from = 127.0.0.1 %s\n",
+                         bad[i]);
+                snprintf(want, sizeof(want),
+                         "F:7: proxy_from: expected addresses or networks "
+                         "(192.0.2.0/24, 2001:db8::/32; up to 32, separated by blanks "
+                         "or commas), got '127.0.0.1 %s'\n",
+                         bad[i]);
+                test_config_refused(t, text, want);
+        }
+}
+
 static void test_config_rules(void **state)
 {
         struct test_config_state *t = *state;
@@ -803,6 +846,7 @@ int main(void)
             TEST_CONFIG(test_config_hostport),
             TEST_CONFIG(test_config_missing_keys),
             TEST_CONFIG(test_config_two_certs),
+            TEST_CONFIG(test_config_proxy),
             TEST_CONFIG(test_config_rules),
             TEST_CONFIG(test_config_duplicates),
             TEST_CONFIG(test_config_syntax_errors),
