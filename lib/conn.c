@@ -152,6 +152,34 @@ static void conn_peer_strings(struct conn *c)
                     ntohs(((const struct sockaddr_in6 *)&c->peer_addr)->sin6_port);
 }
 
+/*
+ * An IPv4 client reaching an IPv6 socket (a dual-stack listener), or named
+ * so by a PROXY header, has IPv4-mapped addresses (::ffff:192.0.2.1): make
+ * the pair IPv4, as Postfix does, so that XCLIENT, logs and max_per_client
+ * see the address as IPv4 rules name it. Both or neither, so the two ends
+ * keep one family.
+ */
+static void conn_unmap(struct sockaddr_storage *peer, struct sockaddr_storage *local)
+{
+        struct sockaddr_storage *ss[2] = {peer, local};
+
+        for (int i = 0; i < 2; i++) {
+                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss[i];
+
+                if (ss[i]->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+                        return;
+        }
+        for (int i = 0; i < 2; i++) {
+                struct sockaddr_in6 s6 = *(const struct sockaddr_in6 *)ss[i];
+                struct sockaddr_in *s4 = (struct sockaddr_in *)ss[i];
+
+                memset(ss[i], 0, sizeof(*ss[i]));
+                s4->sin_family = AF_INET;
+                s4->sin_port = s6.sin6_port;
+                memcpy(&s4->sin_addr, &s6.sin6_addr.s6_addr[12], 4);
+        }
+}
+
 static void conn_fill_addrs(struct conn *c)
 {
         int len = sizeof(c->peer_addr);
@@ -161,6 +189,7 @@ static void conn_fill_addrs(struct conn *c)
         uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_addr, &len);
         len = sizeof(c->local_addr);
         uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local_addr, &len);
+        conn_unmap(&c->peer_addr, &c->local_addr);
         conn_peer_strings(c);
 }
 
@@ -671,6 +700,7 @@ static void conn_take_proxy(struct conn *c, const char *p, size_t n)
                 snprintf(c->via, sizeof(c->via), "%s", c->peer);
                 c->peer_addr = h.src;
                 c->local_addr = h.dst;
+                conn_unmap(&c->peer_addr, &c->local_addr);
                 conn_peer_strings(c);
         }
         conn_emit(c, CONN_EV_PROXY);

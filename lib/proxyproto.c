@@ -6,6 +6,7 @@
 #include "proxyproto.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,8 +113,16 @@ static long proxyproto_v1(const unsigned char *p, size_t n, struct proxyproto_hd
                 af = AF_INET;
         else if (strcmp(f[1], "TCP6") == 0)
                 af = AF_INET6;
-        else
-                return proxyproto_bad(why, whylen, "v1: unknown protocol '%.8s'", f[1]);
+        else {
+                /* Quoted for the log: letters and digits only, the rest '?'. */
+                char proto[9];
+                size_t i;
+
+                for (i = 0; i < 8 && f[1][i] != '\0'; i++)
+                        proto[i] = isalnum((unsigned char)f[1][i]) ? f[1][i] : '?';
+                proto[i] = '\0';
+                return proxyproto_bad(why, whylen, "v1: unknown protocol '%s'", proto);
+        }
         if (inet_pton(af, f[2], a) != 1 || inet_pton(af, f[3], b) != 1)
                 return proxyproto_bad(why, whylen, "v1: bad %s address",
                                       af == AF_INET ? "IPv4" : "IPv6");
@@ -149,8 +158,10 @@ static long proxyproto_v2(const unsigned char *p, size_t n, struct proxyproto_hd
                 return 0;
         out->version = 2;
         out->has_addrs = false;
-        if (cmd == 0) /* LOCAL: the balancer's own connection */
+        if (cmd == 0) /* LOCAL: the balancer's own connection; family ignored */
                 return (long)need;
+        if ((fam >> 4) > 3 || (fam & 0x0f) > 2)
+                return proxyproto_bad(why, whylen, "v2: unknown family 0x%02x", fam);
         if (fam == 0x11 || fam == 0x21) { /* TCP over IPv4, TCP over IPv6 */
                 size_t alen = fam == 0x11 ? 4 : 16;
                 const unsigned char *q = p + PROXYPROTO_V2_HEAD;

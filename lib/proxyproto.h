@@ -36,7 +36,8 @@ struct proxyproto_hdr {
  * p, n: the bytes read so far, from the connection's first. The header's
  * length (> 0) with *out filled in; 0 when the bytes so far are the start of
  * a header and more are needed; -1 when they are not a header, with a
- * reason in why (whylen bytes, always NUL-terminated).
+ * reason in why (whylen bytes, always NUL-terminated), safe to log as it
+ * is: of the peer's bytes it quotes only letters and digits.
  */
 long proxyproto_parse(const unsigned char *p, size_t n, struct proxyproto_hdr *out,
                       char *why, size_t whylen);

@@ -440,10 +440,12 @@ static void relay_need_backend(struct relay_session *s)
         relay_backend_connect(s);
 }
 
-/* Plaintext or established TLS: not in the middle of a handshake. */
+/* Plaintext or established TLS: not in the middle of a handshake, nor
+ * before a PROXY header (nothing is said to a balancer's connection then). */
 static bool relay_client_writable(const struct relay_session *s)
 {
         return s->client != NULL && !conn_closing(s->client) &&
+               s->state != RELAY_S_PROXY &&
                (conn_tls(s->client) == NULL || conn_tls_active(s->client));
 }
 
@@ -2774,8 +2776,11 @@ static unsigned relay_count_client(const struct relay_listener *l, const char *i
         const struct relay_session *s;
         unsigned n = 0;
 
+        /* Not those still waiting for a PROXY header: their address is the
+         * balancer's, which is not their client's. */
         for (s = l->sessions; s != NULL; s = s->next) {
-                if (s->counted && s->client && strcmp(conn_peer_ip(s->client), ip) == 0)
+                if (s->counted && s->client && s->state != RELAY_S_PROXY &&
+                    strcmp(conn_peer_ip(s->client), ip) == 0)
                         n++;
         }
         return n;
@@ -2839,6 +2844,8 @@ static void relay_proxy_done(struct relay_session *s)
                           "event=proxy client=%s note=\"no client named (LOCAL or "
                           "UNKNOWN): the balancer's own connection\"",
                           conn_peer(s->client));
+        /* Where a session without a header begins (relay_session_new()). */
+        s->state = RELAY_S_HANDSHAKE;
         relay_admit(s);
         relay_begin(s);
 }
@@ -2880,11 +2887,14 @@ static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
         case CONN_EV_PROXY:
                 relay_proxy_done(s);
                 break;
-        case CONN_EV_PROXY_FAILED:
+        case CONN_EV_PROXY_FAILED: {
+                /* The reason quotes no byte of the peer's but letters and
+                 * digits (proxyproto.h). */
                 relay_log(s, LOG_LVL_WARN, "event=proxy_failed reason=\"%s\"",
                           conn_proxy_error(c));
                 relay_close(s, "proxy_failed");
                 break;
+        }
         case CONN_EV_EOF:
                 if (s->state == RELAY_S_WAIT)
                         s->client_eof = true; /* read ahead: see relay_run() */
@@ -2977,6 +2987,14 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
             (uint64_t)fd >= l->env->fd_limit - RELAY_FD_SPARE) {
                 s->refuse = "Error: too many connections (out of file descriptors)";
                 l->env->stats.refused[RELAY_REFUSED_FILES]++;
+                if (lc->accept_proxy) {
+                        /* Not kept until a header comes: closed at once. */
+                        relay_log(s, LOG_LVL_WARN, "event=refused reason=\"%s\"",
+                                  s->refuse);
+                        relay_close(s, "refused");
+                        relay_run(s);
+                        return;
+                }
         } else if (l->nsessions >= lc->max_sessions) {
                 s->refuse = "Error: too many connections";
                 l->env->stats.refused[RELAY_REFUSED_MAX_SESSIONS]++;
@@ -3159,7 +3177,7 @@ void relay_listener_shutdown(struct relay_listener *l)
 
         for (s = l->sessions; s != NULL; s = next) {
                 next = s->next;
-                if (s->probe)
+                if (s->probe || s->state == RELAY_S_PROXY)
                         relay_close(s, "shutdown");
                 else
                         relay_fail(s, "shutdown", "421 4.3.2 %s Service shutting down",

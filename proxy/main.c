@@ -567,11 +567,6 @@ static void main_on_drain_timeout(uv_timer_t *t)
         alertcmd_shutdown(m->alertcmd);
 }
 
-/*
- * SIGHUP, for one listener: its certificate, key and trust anchors, read
- * again as the unprivileged user. A file it cannot read, or a key that does
- * not match, leaves the ones loaded before in place. Returns true if failed.
- */
 /* A listener's cert files for a log value: "-" if none, commas between two. */
 static const char *main_cert_files(const struct config_listener *lc, char *out,
                                    size_t outlen)
@@ -592,6 +587,11 @@ static const char *main_cert_files(const struct config_listener *lc, char *out,
         return out;
 }
 
+/*
+ * SIGHUP, for one listener: its certificate, key and trust anchors, read
+ * again as the unprivileged user. A file it cannot read, or a key that does
+ * not match, leaves the ones loaded before in place. Returns true if failed.
+ */
 static bool main_reload_tls(struct main_state *m, size_t i, unsigned *done)
 {
         const struct config_listener *lc = m->listeners[i].conf;

@@ -22,13 +22,23 @@ connect to HAProxy from addresses of their own (127.0.0.5 and up).
      balancer's own.
   4. Straight to mailward: from an address outside proxy_from, closed at
      once with nothing said (event=proxy_refused); from HAProxy's address
-     without a header, closed with nothing said (event=proxy_failed), and
-     with nothing at all, closed after timeout_handshake (proxy_timeout).
+     without a header, closed with nothing said (event=proxy_failed, the
+     peer's bytes escaped in its reason), and with nothing at all, closed
+     after timeout_handshake (proxy_timeout).
+  5. Headers sent by hand from HAProxy's address: a LOCAL one gets its
+     greeting while two connections wait for theirs (those are not counted
+     as the balancer's for max_per_client); a TCP6 header with IPv4-mapped
+     addresses names the IPv4 client (XCLIENT ADDR=127.0.0.9).
+  6. A listener on an IPv4-mapped address ([::ffff:127.0.0.1], without
+     accept_proxy): an IPv4 client's XCLIENT names it as IPv4.
+  7. SIGTERM (drain_timeout = 1) while an implicit-TLS connection waits for
+     its header: closed with nothing said, no plaintext 421.
 """
 
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import sys
@@ -125,10 +135,13 @@ def main():
         base = {"forward": "127.0.0.1:%d" % be.port, "client_identity": "xclient",
                 "accept_proxy": "yes", "proxy_from": "127.0.0.1",
                 "timeout_handshake": "2"}
+        mapped = {k: v for k, v in base.items() if k not in ("accept_proxy", "proxy_from")}
         mw = env.mailward(listeners={
             "smtp": dict(base, accept_tls="starttls", max_per_client="2"),
             "smtps": dict(base, accept_tls="implicit"),
-        })
+            "mapped": dict(mapped, accept_tls="starttls",
+                           listen="[::ffff:127.0.0.1]:%d" % mwtest.free_port()),
+        }, globals={"drain_timeout": "1"})
         p1, p2, p3 = mwtest.free_port(), mwtest.free_port(), mwtest.free_port()
         stats = env.path("haproxy.sock")
         cfg = env.path("haproxy.cfg")
@@ -206,6 +219,18 @@ def main():
         mwtest.check(mwtest.wait_for(lambda: re.search(
             r'event=proxy_failed reason="no PROXY protocol header"', mw.log()), 5),
             "no event=proxy_failed line:\n%s" % mw.log()[-2000:])
+        c = Client(mw.port("smtp"))
+        c.send(b'PROXY T"x=1\x1b[7 192.0.2.1 192.0.2.2 1 2\r\n')
+        closed, got = c.wait_closed(5)
+        mwtest.eq((closed, got), (True, b""), "a bad v1 line")
+        c.close()
+        mwtest.check(mwtest.wait_for(lambda: "unknown protocol" in mw.log(), 5),
+                     "no event=proxy_failed line for the bad v1 line")
+        line = [x for x in mw.log().splitlines() if "unknown protocol" in x][0]
+        print("logged: %r" % line)
+        mwtest.check("\x1b" not in line and 'T"x' not in line and
+                     "unknown protocol 'T?x?1??7'" in line,
+                     "the peer's bytes logged as they came: %r" % line)
         t0 = time.monotonic()
         c = Client(mw.port("smtps"))
         closed, got = c.wait_closed(10)
@@ -218,6 +243,48 @@ def main():
             lambda: "event=close reason=proxy_timeout" in mw.log(), 5),
             "no close with reason=proxy_timeout")
         mwtest.check(hap.poll() is None, "HAProxy died")
+
+        # 5. Headers by hand.
+        waiting = [Client(mw.port("smtp")) for _ in range(2)]
+        time.sleep(0.2)
+        local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+        c = Client(mw.port("smtp"))
+        c.send(local)
+        r = c.reply()
+        mwtest.eq(r.code, 220, "a LOCAL header while two connections wait for theirs")
+        c.close()
+        for w in waiting:
+            w.close()
+        n = len(be.messages)
+        c = Client(mw.port("smtp"))
+        c.send(b"PROXY TCP6 ::ffff:127.0.0.9 ::ffff:127.0.0.1 40000 25\r\n")
+        mwtest.eq(c.reply().code, 220, "greeting after a mapped TCP6 header")
+        c.cmd("EHLO client.test")
+        c.starttls(mwtest.ssl_client_context(env))
+        c.cmd("EHLO client.test")
+        for line, code in (("MAIL FROM:<a@sender.test>", 250), ("RCPT TO:<b@rcpt.test>", 250),
+                           ("DATA", 354), (MSG + b".\r\n", 250)):
+            r = c.cmd(line)
+            mwtest.eq(r.code, code, "%r answered %r" % (line[:20], r))
+        c.close()
+        m = be.wait_messages(n + 1, 10)[-1]
+        print("mapped TCP6 header: XCLIENT %r" % m.xclient)
+        mwtest.eq((m.xclient.get("ADDR"), m.xclient.get("PORT")), ("127.0.0.9", "40000"),
+                  "XCLIENT for a TCP6 header with IPv4-mapped addresses")
+
+        # 6. A listener on an IPv4-mapped address.
+        (ip, cport), m = send(env, be, mw.port("mapped"), "127.0.0.5")
+        print("listener on [::ffff:127.0.0.1]: XCLIENT %r" % m.xclient)
+        mwtest.eq((m.xclient.get("ADDR"), m.xclient.get("PORT")), ("127.0.0.5", str(cport)),
+                  "XCLIENT of an IPv4 client on an IPv4-mapped listener")
+
+        # 7. SIGTERM while a connection waits for its header.
+        c = Client(mw.port("smtps"))
+        time.sleep(0.2)
+        os.kill(mw.pid, signal.SIGTERM)
+        closed, got = c.wait_closed(10)
+        mwtest.eq((closed, got), (True, b""), "a connection waiting for its header at SIGTERM")
+        c.close()
         mw.stop()
     print("ok")
 

@@ -118,7 +118,10 @@ static void test_v1_bad(void **state)
         test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 1 2 3\r\n", 41, "6 fields");
         test_refused("PROXY TCP4  192.0.2.7 198.51.100.1 1 2\r\n", 40, "spacing");
         test_refused("PROXY TCP4 192.0.2.7 198.51.100.1 1 2 \r\n", 40, "spacing");
-        test_refused("PROXY UDP4 192.0.2.7 198.51.100.1 1 2\r\n", 39, "protocol");
+        test_refused("PROXY UDP4 192.0.2.7 198.51.100.1 1 2\r\n", 39, "protocol 'UDP4'");
+        /* The peer's bytes in a reason: letters and digits only. */
+        test_refused("PROXY T\"x=1\x1b[7 192.0.2.7 198.51.100.1 1 2\r\n", 44,
+                     "unknown protocol 'T?x?1??7'");
         test_refused("PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n", 41, "IPv4 address");
         test_refused("PROXY TCP6 192.0.2.7 2001:db8::1 1 2\r\n", 38, "IPv6 address");
         test_refused("PROXY TCP4 192.0.2.07 198.51.100.1 1 2\r\n", 40, "address");
@@ -219,6 +222,15 @@ static void test_v2(void **state)
         n = test_v2_make(h2, 1, 0x11, a4, sizeof(a4),
                          PROXYPROTO_V2_MAX - 15 - sizeof(a4));
         test_refused(h2, 16, "more than");
+        /* Families and transports the specification does not define: refused
+         * for PROXY, ignored for LOCAL. */
+        n = test_v2_make(h2, 1, 0x41, a4, sizeof(a4), 0);
+        test_refused(h2, n, "unknown family 0x41");
+        n = test_v2_make(h2, 1, 0x13, a4, sizeof(a4), 0);
+        test_refused(h2, n, "unknown family 0x13");
+        n = test_v2_make(h2, 0, 0xff, a4, sizeof(a4), 0);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_false(h.has_addrs);
         /* Version 1 in a v2 signature, command 2, an address block too short. */
         n = test_v2_make(h2, 1, 0x11, a4, sizeof(a4), 0);
         h2[12] = 0x11;
