@@ -939,10 +939,17 @@ static void relay_tls_up(struct relay_session *s)
         if (s->bstate != RELAY_B_NONE)
                 relay_backend_abort(s);
         /* key_type= only where there was a choice (two certificates). */
+        bool chosen = false;
+        const char *key = tls_served_key(t, &chosen);
+
         relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d%s%s",
                   tls_version(t), tls_cipher(t), tls_cipher_bits(t),
-                  tls_served_key(t) != NULL ? " key_type=" : "",
-                  tls_served_key(t) != NULL ? tls_served_key(t) : "");
+                  chosen ? " key_type=" : "", chosen ? key : "");
+        s->l->env->stats.tls[RELAY_TLS_INDEX(
+            strcmp(tls_version(t), "TLSv1.3") == 0 ? 1 : 0,
+            key != NULL && strcmp(key, "ecdsa") == 0 ? RELAY_KEY_ECDSA
+            : key != NULL && strcmp(key, "rsa") == 0 ? RELAY_KEY_RSA
+                                                     : RELAY_KEY_OTHER)]++;
 }
 
 static void relay_greet(struct relay_session *s)
@@ -2945,6 +2952,18 @@ static struct relay_session *relay_session_new(struct relay_listener *l)
                 l->sessions->prev = s;
         l->sessions = s;
         return s;
+}
+
+const char *relay_tls_version_str(unsigned i)
+{
+        return i / RELAY_KEY_COUNT == 1 ? "TLSv1.3" : "TLSv1.2";
+}
+
+const char *relay_tls_key_str(unsigned i)
+{
+        static const char *const names[] = {"ecdsa", "rsa", "other"};
+
+        return names[i % RELAY_KEY_COUNT];
 }
 
 const char *relay_refusal_str(enum relay_refusal r)

@@ -32,7 +32,6 @@ struct uv_loop_s;
 struct uv_stream_s;
 struct relay_listener;
 
-/* Counters the relay keeps for the daemon's metrics; read, never reset. */
 /* Why a session was refused at its greeting (a 421), for the metrics. */
 enum relay_refusal {
         RELAY_REFUSED_FILES, /* out of file descriptors (fd_limit) */
@@ -44,11 +43,26 @@ enum relay_refusal {
 /* "file_descriptors", "max_sessions", "max_per_client". */
 const char *relay_refusal_str(enum relay_refusal r);
 
+/*
+ * Client sessions that reached TLS, by TLS version and the key type of the
+ * certificate served: index RELAY_TLS_INDEX(version, key), version 0 for
+ * TLS 1.2 and 1.3 for 1, key RELAY_KEY_ECDSA, _RSA or _OTHER.
+ */
+enum relay_key { RELAY_KEY_ECDSA, RELAY_KEY_RSA, RELAY_KEY_OTHER, RELAY_KEY_COUNT };
+#define RELAY_TLS_VERSIONS    2
+#define RELAY_TLS_COUNT       (RELAY_TLS_VERSIONS * RELAY_KEY_COUNT)
+#define RELAY_TLS_INDEX(v, k) ((v)*RELAY_KEY_COUNT + (k))
+/* For index i: "TLSv1.2" or "TLSv1.3", and "ecdsa", "rsa" or "other". */
+const char *relay_tls_version_str(unsigned i);
+const char *relay_tls_key_str(unsigned i);
+
+/* Counters the relay keeps for the daemon's metrics; read, never reset. */
 struct relay_stats {
         uint64_t sessions_total;  /* client sessions accepted (probes not counted) */
         uint64_t sessions_active; /* of those, not yet freed */
         uint64_t messages_total;  /* messages the server side took (2xx to the end) */
         uint64_t refused[RELAY_REFUSED_COUNT]; /* of the accepted, refused at once */
+        uint64_t tls[RELAY_TLS_COUNT];         /* client sessions that reached TLS */
 };
 
 /* What every listener of one process shares; owned by the daemon. */

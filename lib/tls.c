@@ -120,7 +120,7 @@ struct tls {
         size_t lent_len;
         struct buf out; /* ciphertext wolfSSL produced, for the caller to send */
         bool done;      /* handshake complete */
-        /* Server role with two certificates: the one served, "ecdsa" or "rsa". */
+        /* Server role: the key type served (tls_served_key()). */
         const char *key_type;
         /* What tls_verify_cb() saw (client role, verify_peer or verify_record). */
         bool verify_ran;     /* it was called */
@@ -798,6 +798,8 @@ struct tls *tls_new(struct tls_ctx *ctx, const char *servername)
         /* Two certificates: the ClientHello decides which (tls_hello_ssl()). */
         if (ctx->rsa_wctx != NULL)
                 return t;
+        if (ctx->role == TLS_ROLE_SERVER)
+                t->key_type = ctx->cert[0].key_type;
         tls_ssl_new(t, ctx->wctx);
         if (ctx->role == TLS_ROLE_CLIENT && servername != NULL && *servername != '\0') {
                 if (!tls_is_ip_literal(servername) &&
@@ -1052,8 +1054,10 @@ void tls_shutdown(struct tls *t)
                 (void)wolfSSL_shutdown(t->ssl);
 }
 
-const char *tls_served_key(const struct tls *t)
+const char *tls_served_key(const struct tls *t, bool *chosen)
 {
+        if (chosen != NULL)
+                *chosen = t->ctx->rsa_wctx != NULL;
         return t->key_type;
 }
 

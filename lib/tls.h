@@ -131,10 +131,12 @@ enum tls_result tls_write(struct tls *t, const void *p, size_t n);
 void tls_shutdown(struct tls *t);
 
 /*
- * Server role with two certificates: the key type of the one this session
- * serves ("ecdsa", "rsa"), once its ClientHello is read; NULL otherwise.
+ * Server role: the key type of the certificate this session serves
+ * ("ecdsa", "rsa" or "other"); with two certificates, NULL until its
+ * ClientHello is read. NULL for the client role. *chosen (may be NULL):
+ * whether there were two to choose from.
  */
-const char *tls_served_key(const struct tls *t);
+const char *tls_served_key(const struct tls *t, bool *chosen);
 
 /* After the handshake: "TLSv1.3", "TLS_AES_128_GCM_SHA256", key bits. */
 const char *tls_version(const struct tls *t);

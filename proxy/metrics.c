@@ -77,6 +77,17 @@ int metrics_format(const struct alert_sink *alerts, const struct relay_stats *st
                                "mailward_sessions_refused_total{reason=\"%s\"} %llu\n",
                                relay_refusal_str((enum relay_refusal)i),
                                (unsigned long long)stats->refused[i]);
+        metrics_printf(&o, "# HELP mailward_tls_sessions_total Client sessions that "
+                           "reached TLS, by TLS version and the key type of the "
+                           "certificate served.\n"
+                           "# TYPE mailward_tls_sessions_total counter\n");
+        for (i = 0; i < RELAY_TLS_COUNT; i++)
+                metrics_printf(
+                    &o,
+                    "mailward_tls_sessions_total{version=\"%s\",key_type=\"%s\"} "
+                    "%llu\n",
+                    relay_tls_version_str((unsigned)i), relay_tls_key_str((unsigned)i),
+                    (unsigned long long)stats->tls[i]);
         if (certs != NULL && certs->n > 0)
                 metrics_printf(&o, "# HELP mailward_certificate_expiry_timestamp_seconds "
                                    "When a certificate a listener serves expires.\n"

@@ -30,6 +30,7 @@ struct workers_slot {
         uint64_t sessions_active;
         uint64_t messages_total;
         uint64_t refused[RELAY_REFUSED_COUNT];
+        uint64_t tls[RELAY_TLS_COUNT];
         uint64_t alerts[ALERT_EVENT_COUNT];
 };
 
@@ -124,6 +125,8 @@ void workers_publish(struct workers *w, unsigned index, const struct alert_sink 
         workers_store(&s->messages_total, stats->messages_total);
         for (int i = 0; i < RELAY_REFUSED_COUNT; i++)
                 workers_store(&s->refused[i], stats->refused[i]);
+        for (int i = 0; i < RELAY_TLS_COUNT; i++)
+                workers_store(&s->tls[i], stats->tls[i]);
         for (int i = 0; i < ALERT_EVENT_COUNT; i++)
                 workers_store(&s->alerts[i], alerts->count[i]);
 }
@@ -145,6 +148,8 @@ static void workers_write_metrics(struct workers *w)
         stats.messages_total = w->retired.messages_total;
         for (int k = 0; k < RELAY_REFUSED_COUNT; k++)
                 stats.refused[k] = w->retired.refused[k];
+        for (int k = 0; k < RELAY_TLS_COUNT; k++)
+                stats.tls[k] = w->retired.tls[k];
         for (int e = 0; e < ALERT_EVENT_COUNT; e++)
                 alerts.count[e] = (unsigned long)w->retired.alerts[e];
         for (unsigned i = 0; i < w->n; i++) {
@@ -155,6 +160,8 @@ static void workers_write_metrics(struct workers *w)
                 stats.messages_total += workers_load(&s->messages_total);
                 for (int k = 0; k < RELAY_REFUSED_COUNT; k++)
                         stats.refused[k] += workers_load(&s->refused[k]);
+                for (int k = 0; k < RELAY_TLS_COUNT; k++)
+                        stats.tls[k] += workers_load(&s->tls[k]);
                 for (int e = 0; e < ALERT_EVENT_COUNT; e++)
                         alerts.count[e] += (unsigned long)workers_load(&s->alerts[e]);
         }
@@ -178,6 +185,8 @@ static void workers_retire_slot(struct workers *w, unsigned i)
         w->retired.messages_total += workers_load(&s->messages_total);
         for (int k = 0; k < RELAY_REFUSED_COUNT; k++)
                 w->retired.refused[k] += workers_load(&s->refused[k]);
+        for (int k = 0; k < RELAY_TLS_COUNT; k++)
+                w->retired.tls[k] += workers_load(&s->tls[k]);
         for (int e = 0; e < ALERT_EVENT_COUNT; e++)
                 w->retired.alerts[e] += workers_load(&s->alerts[e]);
         memset(s, 0, sizeof(*s));

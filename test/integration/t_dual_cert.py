@@ -47,6 +47,8 @@ in env.dir/dual/:
      the same ECDSA one; event=reload_tls names both files (cert=A,B); the
      supervisor logs both certificates again (the RSA one a warning, "renew
      it soon") and the RSA metric follows while the ECDSA one stays.
+  7. After the stop, mailward_tls_sessions_total{version,key_type} counts
+     the sessions that reached TLS as the event=tls lines do.
 mailward stops cleanly (exit 0, no sanitizer report)."""
 
 import datetime
@@ -633,6 +635,22 @@ def main():
         mwtest.eq(metric_certs(prom), want_metric, "certificate metrics after SIGHUP")
 
         mw.stop()
+        # 7. At exit the metrics count every session that reached TLS, by
+        # version and key type, as the event=tls lines do ("one": ECDSA).
+        want = {}
+        for t in tls_sessions(mw):
+            k = (t["version"], t.get("key_type") or "ecdsa")
+            want[k] = want.get(k, 0) + 1
+        with open(prom) as f:
+            got = {(v, k): int(n) for v, k, n in re.findall(
+                r'^mailward_tls_sessions_total\{version="([^"]+)",key_type="([^"]+)"\} '
+                r'(\d+)$', f.read(), re.M)}
+        print("TLS sessions by version and key type: %r" % got)
+        mwtest.eq(len(got), 6, "mailward_tls_sessions_total lines")
+        mwtest.eq({k: v for k, v in got.items() if v}, want,
+                  "mailward_tls_sessions_total at exit against the event=tls lines")
+        mwtest.check(got[("TLSv1.2", "rsa")] > 0 and got[("TLSv1.3", "ecdsa")] > 0,
+                     "sessions of both kinds counted: %r" % got)
         print("\n".join(ck.rows))
         print("%d TLS sessions checked in %.1f s" % (len(ck.rows), time.monotonic() - t0))
     print("ok")

@@ -867,6 +867,7 @@ struct test_raw_result {
         char got[128];          /* "version cipher" as the server saw them */
         int bits;               /* tls_cipher_bits() */
         char key[8];            /* tls_served_key(), "" if NULL */
+        bool chosen;            /* and whether there were two certificates */
 };
 
 /* Handshake a raw client against a server struct tls until both end. */
@@ -916,7 +917,7 @@ static void test_raw_against_ctx(struct tls_ctx *sctx, WOLFSSL_METHOD *method,
         snprintf(res->got, sizeof(res->got), "%s %s", tls_version(s), tls_cipher(s));
         res->bits = tls_cipher_bits(s);
         snprintf(res->key, sizeof(res->key), "%s",
-                 tls_served_key(s) != NULL ? tls_served_key(s) : "");
+                 tls_served_key(s, &res->chosen) != NULL ? tls_served_key(s, NULL) : "");
         test_raw_cleanup(&r);
         tls_free(s);
 }
@@ -969,15 +970,21 @@ static void test_dual_handshake(void **state)
 
         if (sctx == NULL)
                 fail_msg("dual ctx: %s", err);
-        /* A single-certificate server chooses nothing. */
+        /* A single-certificate server chooses nothing: it serves its own. */
         test_raw_against(state, "server.pem", "server.key", wolfSSLv23_client_method(),
                          NULL, NULL, 0, &res);
         assert_int_equal(res.server, TLS_OK);
-        assert_string_equal(res.key, "");
+        assert_string_equal(res.key, "ecdsa");
+        assert_false(res.chosen);
+        test_raw_against(state, "server-rsa.pem", "server-rsa.key",
+                         wolfSSLv23_client_method(), NULL, NULL, 0, &res);
+        assert_string_equal(res.key, "rsa");
+        assert_false(res.chosen);
 
         test_raw_against_ctx(sctx, wolfSSLv23_client_method(), NULL, NULL, 0, &res);
         assert_int_equal(res.server, TLS_OK);
         assert_string_equal(res.key, "ecdsa");
+        assert_true(res.chosen);
         assert_string_equal(res.got, "TLSv1.3 " TEST_TLS13_FIRST);
 
         test_raw_against_ctx(sctx, wolfTLSv1_2_client_method(),
@@ -1011,13 +1018,13 @@ static void test_dual_handshake(void **state)
                 tls_feed(s, buf_data(&r.out), 1);
                 buf_consume(&r.out, 1);
                 assert_int_equal(tls_handshake(s), TLS_WANT);
-                assert_null(tls_served_key(s));
+                assert_null(tls_served_key(s, NULL));
                 assert_int_equal(buf_len(tls_output(s)), 0);
         }
         memset(&res, 0, sizeof(res));
         test_raw_handshake(&r, s, &res);
         assert_int_equal(res.server, TLS_OK);
-        assert_string_equal(tls_served_key(s), "rsa");
+        assert_string_equal(tls_served_key(s, NULL), "rsa");
         test_raw_cleanup(&r);
         tls_free(s);
 
