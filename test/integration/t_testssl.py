@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """testssl.sh (real software) against the STARTTLS listener (-t smtp) and the
-implicit one, both at once (testssl takes minutes).  From its JSON report:
+implicit one, both at once (testssl takes minutes).  The implicit listener
+serves two certificates, ECDSA and RSA (testssl's many client hellos then
+meet both), and testssl must count two there, one on the other.  From its
+JSON report:
 SSLv2, SSLv3, TLS 1.0 and 1.1 are not offered, TLS 1.2 and 1.3 are, and no
 finding about protocols, ciphers or vulnerabilities has severity MEDIUM, HIGH
 or CRITICAL.  Findings about the certificate (a private test CA, no OCSP, no
@@ -70,7 +73,7 @@ def renegotiation_refused(port, starttls):
     return ended and "RENEGOTIATING" in out, out
 
 
-def judge(tag, jf, failures, port, starttls):
+def judge(tag, jf, failures, port, starttls, ncerts):
     with open(jf) as f:
         findings = json.load(f)
     if isinstance(findings, dict):      # --jsonfile-pretty style
@@ -101,6 +104,10 @@ def judge(tag, jf, failures, port, starttls):
                 "ROBOT", "LOGJAM", "SWEET32", "POODLE_SSL", "secure_client_renego"):
         if fid not in byid:
             failures.append("%s: testssl reported nothing for %s" % (tag, fid))
+    got = " ".join(str(f.get("finding")) for f in byid.get("cert_numbers", []))
+    print("%s: cert_numbers -> %s" % (tag, got))
+    if got != str(ncerts):
+        failures.append("%s: testssl counts %r certificates, not %d" % (tag, got, ncerts))
     groups = " ".join(str(f.get("finding")) for f in byid.get("DH_groups", []))
     print("%s: DH_groups -> %s" % (tag, groups))
     for g in groups.split():
@@ -124,7 +131,11 @@ def main():
             "smtp": {"accept_tls": "starttls", "hostname": NAME, "forward": fwd,
                      "max_per_client": "200", "timeout_handshake": "20"},
             "smtps": {"accept_tls": "implicit", "hostname": NAME, "forward": fwd,
-                      "max_per_client": "200", "timeout_handshake": "20"}})
+                      "max_per_client": "200", "timeout_handshake": "20",
+                      "cert": "%s %s" % (os.path.join(env.certs, "server.pem"),
+                                         os.path.join(env.certs, "server-rsa.pem")),
+                      "key": "%s %s" % (os.path.join(env.certs, "server.key"),
+                                        os.path.join(env.certs, "server-rsa.key"))}})
         runs = []
         for tag, listener, starttls in (("starttls", "smtp", True), ("implicit", "smtps", False)):
             port = mw.port(listener)
@@ -139,7 +150,7 @@ def main():
             if not os.path.exists(jf) or os.path.getsize(jf) == 0:
                 print(open(log, errors="replace").read())
                 mwtest.fail("%s: testssl wrote no JSON report (exit %d)" % (tag, rc))
-            judge(tag, jf, failures, port, starttls)
+            judge(tag, jf, failures, port, starttls, 2 if tag == "implicit" else 1)
         mwtest.check(mw.alive(), "mailward died under testssl:\n%s" % mw.log()[-5000:])
         mwtest.eq(be.messages, [], "messages at the backend")
         mw.stop()
