@@ -111,6 +111,8 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(forward, CONFIG_T_FORWARD),
     CONFIG_L(forward_tls, CONFIG_T_FORWARD_TLS),
     CONFIG_L(forward_ca, CONFIG_T_STR),
+    CONFIG_L(forward_cert, CONFIG_T_STR),
+    CONFIG_L(forward_key, CONFIG_T_STR),
     {"ca_file", CONFIG_T_STR, offsetof(struct config_listener, forward_ca), 0, 0},
     CONFIG_L(policy, CONFIG_T_STR),
     CONFIG_L(default_level, CONFIG_T_LEVEL),
@@ -224,6 +226,8 @@ static void config_listener_free(struct config_listener *l)
         free(l->forward);
         free(l->hostname);
         free(l->forward_ca);
+        free(l->forward_cert);
+        free(l->forward_key);
         free(l->policy);
         free(l->tlsrpt_from);
         free(l->relayhost);
@@ -953,6 +957,15 @@ static void config_check_listener(struct config_parser *p, const struct config_s
                                      "(its TLSA records are looked up by name), got '%s'",
                                      config_verify_str(l->forward_verify), l->forward);
         }
+        if ((config_seen(s, "forward_cert") == 0) != (config_seen(s, "forward_key") == 0))
+                config_error(
+                    p, config_seen(s, "forward_cert") + config_seen(s, "forward_key"),
+                    "forward_cert and forward_key go together");
+        if (l->forward_cert != NULL && l->forward_tls == CONFIG_TLS_NONE)
+                config_error(
+                    p, config_seen(s, "forward_cert"),
+                    "forward_cert is used only with forward_tls starttls, implicit "
+                    "or policy");
         if (l->accept_proxy && l->proxy_from == NULL && config_seen(s, "proxy_from") == 0)
                 config_error(p, config_seen(s, "accept_proxy"),
                              "accept_proxy = yes needs proxy_from (the load balancers' "
@@ -981,6 +994,8 @@ static const char *const config_hot_keys[] = {
     "cert",
     "key",
     "forward_ca",
+    "forward_cert",
+    "forward_key",
     "policy",
     "default_level",
     "learned_max_age",

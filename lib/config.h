@@ -62,6 +62,9 @@ struct config_listener {
         enum config_identity client_identity;
         char *hostname;   /* name in our greeting; default: the system's */
         char *forward_ca; /* CA file for forward_tls; default system bundle */
+        /* A certificate and key shown to a server side that asks for one
+         * (forward_tls); NULL: none. */
+        char *forward_cert, *forward_key;
         enum config_verify forward_verify; /* the backend's certificate (default yes) */
         /* The address connections to forward are made from (an address of
          * this host; connections to the other family are made unbound);

@@ -1741,6 +1741,8 @@ static int relay_tls_load(const struct relay_listener *l, struct tls_ctx **serve
                 /* dane: the chain is recorded, and judged once TLS is up. */
                 bool record = l->outbound || lc->forward_verify >= CONFIG_VERIFY_DANE;
                 struct tls_ctx_conf tc = {.ca_file = lc->forward_ca,
+                                          .cert_file = lc->forward_cert,
+                                          .key_file = lc->forward_key,
                                           .verify_peer = !record && lc->forward_verify ==
                                                                         CONFIG_VERIFY_YES,
                                           .verify_record = record};

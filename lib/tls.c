@@ -359,8 +359,9 @@ static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const char *cert_file,
         return ok;
 }
 
-static bool tls_ctx_server(WOLFSSL_CTX *wctx, const char *cert_file, const char *key_file,
-                           char *err, size_t errlen)
+/* Our own certificate chain and key: a server's, or a client's to show. */
+static bool tls_ctx_own_cert(WOLFSSL_CTX *wctx, const char *cert_file,
+                             const char *key_file, char *err, size_t errlen)
 {
         int ret;
 
@@ -626,6 +627,10 @@ static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
                 snprintf(err, errlen, "verify_peer needs a CA file");
                 return false;
         }
+        /* A certificate to show a server that asks for one. */
+        if (conf->cert_file != NULL &&
+            !tls_ctx_own_cert(wctx, conf->cert_file, conf->key_file, err, errlen))
+                return false;
         /* With no verification too: the callback keeps the chain (tls_keep_chain()). */
         if (conf->verify_peer || conf->verify_record)
                 wolfSSL_CTX_set_verify(wctx, WOLFSSL_VERIFY_PEER, tls_verify_cb);
@@ -655,7 +660,7 @@ static WOLFSSL_CTX *tls_wctx_new(enum tls_role role, const struct tls_ctx_conf *
         ok = tls_ctx_policy(wctx, err, errlen);
         if (ok)
                 ok = role == TLS_ROLE_SERVER
-                         ? tls_ctx_server(wctx, cert_file, key_file, err, errlen)
+                         ? tls_ctx_own_cert(wctx, cert_file, key_file, err, errlen)
                          : tls_ctx_client(wctx, conf, err, errlen);
         if (!ok) {
                 tls_clear_errors();

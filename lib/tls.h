@@ -44,8 +44,10 @@ enum tls_result {
 };
 
 struct tls_ctx_conf {
-        const char *cert_file; /* PEM chain; required for the server role */
-        const char *key_file;  /* PEM key; required for the server role */
+        /* PEM chain and key: required for the server role; for the client
+         * role, optional: shown to a server that asks for a certificate. */
+        const char *cert_file;
+        const char *key_file;
         /*
          * Server role, optional: a second certificate and key. Of the two, one
          * must have an ECDSA key and the other an RSA key; each session gets

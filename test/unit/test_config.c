@@ -585,6 +585,32 @@ static void test_config_proxy(void **state)
         }
 }
 
+/* forward_cert and forward_key: together, and only where TLS goes forward. */
+static void test_config_forward_cert(void **state)
+{
+        struct test_config_state *t = *state;
+
+        test_config_load(t, "[wrap]\n"
+                            "listen = 127.0.0.1:2525\n"
+                            "accept_tls = none\n"
+                            "require_tls = no\n"
+                            "forward = smarthost.test:465\n"
+                            "forward_tls = implicit\n"
+                            "forward_cert = /c.pem\n"
+                            "forward_key = /k.pem\n");
+        assert_non_null(t->cfg);
+        assert_string_equal(t->cfg->listeners[0].forward_cert, "/c.pem");
+        assert_string_equal(t->cfg->listeners[0].forward_key, "/k.pem");
+        test_config_refused(t,
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_key = /k.pem\n",
+                            "F:6: forward_cert and forward_key go together\n");
+        test_config_refused(t,
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_cert = /c.pem\n"
+                            "forward_key = /k.pem\n",
+                            "F:6: forward_cert is used only with forward_tls starttls, "
+                            "implicit or policy\n");
+}
+
 static void test_config_rules(void **state)
 {
         struct test_config_state *t = *state;
@@ -847,6 +873,7 @@ int main(void)
             TEST_CONFIG(test_config_missing_keys),
             TEST_CONFIG(test_config_two_certs),
             TEST_CONFIG(test_config_proxy),
+            TEST_CONFIG(test_config_forward_cert),
             TEST_CONFIG(test_config_rules),
             TEST_CONFIG(test_config_duplicates),
             TEST_CONFIG(test_config_syntax_errors),
