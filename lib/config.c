@@ -111,9 +111,9 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(forward, CONFIG_T_FORWARD),
     CONFIG_L(forward_tls, CONFIG_T_FORWARD_TLS),
     CONFIG_L(forward_ca, CONFIG_T_STR),
+    {"ca_file", CONFIG_T_STR, offsetof(struct config_listener, forward_ca), 0, 0},
     CONFIG_L(forward_cert, CONFIG_T_STR),
     CONFIG_L(forward_key, CONFIG_T_STR),
-    {"ca_file", CONFIG_T_STR, offsetof(struct config_listener, forward_ca), 0, 0},
     CONFIG_L(policy, CONFIG_T_STR),
     CONFIG_L(default_level, CONFIG_T_LEVEL),
     CONFIG_N(learned_max_age, 0, 3650),
@@ -961,11 +961,12 @@ static void config_check_listener(struct config_parser *p, const struct config_s
                 config_error(
                     p, config_seen(s, "forward_cert") + config_seen(s, "forward_key"),
                     "forward_cert and forward_key go together");
-        if (l->forward_cert != NULL && l->forward_tls == CONFIG_TLS_NONE)
-                config_error(
-                    p, config_seen(s, "forward_cert"),
-                    "forward_cert is used only with forward_tls starttls, implicit "
-                    "or policy");
+        /* Not outbound: every MX (and MTA-STS host) that asks would get it. */
+        if (l->forward_cert != NULL && l->forward_tls != CONFIG_TLS_STARTTLS &&
+            l->forward_tls != CONFIG_TLS_IMPLICIT)
+                config_error(p, config_seen(s, "forward_cert"),
+                             "forward_cert is used only with forward_tls starttls or "
+                             "implicit (a smarthost)");
         if (l->accept_proxy && l->proxy_from == NULL && config_seen(s, "proxy_from") == 0)
                 config_error(p, config_seen(s, "accept_proxy"),
                              "accept_proxy = yes needs proxy_from (the load balancers' "

@@ -1708,17 +1708,18 @@ static int relay_out_listener_init(struct relay_listener *l, char *err, size_t e
 
 /*
  * The listener's TLS contexts, from the files its configuration names: a
- * server one (cert, key) when it accepts TLS, a client one (forward_ca) when
- * it speaks TLS to the server side (outbound: recording the chain's check
- * for judging; otherwise verifying as forward_verify says). Both, or
- * neither and -1 with the reason in err. Start-up and reload (SIGHUP).
+ * server one (cert, key) when it accepts TLS, a client one (forward_ca,
+ * forward_cert) when it speaks TLS to the server side (outbound: recording
+ * the chain's check for judging; otherwise verifying as forward_verify
+ * says). Each is loaded on its own: 0 with *ctx set (NULL if the listener
+ * has no use for it), or -1 with the reason in err. Start-up and reload.
  */
-static int relay_tls_load(const struct relay_listener *l, struct tls_ctx **server,
-                          struct tls_ctx **client, char *err, size_t errlen)
+static int relay_tls_load_server(const struct relay_listener *l, struct tls_ctx **server,
+                                 char *err, size_t errlen)
 {
         const struct config_listener *lc = l->conf;
 
-        *server = *client = NULL;
+        *server = NULL;
         if (lc->accept_tls != CONFIG_TLS_NONE) {
                 /* One certificate and key, or two (config_check_listener()). */
                 char cert[CONFIG_MAX_CERTS][PATH_MAX], key[CONFIG_MAX_CERTS][PATH_MAX];
@@ -1736,6 +1737,15 @@ static int relay_tls_load(const struct relay_listener *l, struct tls_ctx **serve
                 if (*server == NULL)
                         return -1;
         }
+        return 0;
+}
+
+static int relay_tls_load_client(const struct relay_listener *l, struct tls_ctx **client,
+                                 char *err, size_t errlen)
+{
+        const struct config_listener *lc = l->conf;
+
+        *client = NULL;
         if (l->outbound || lc->forward_tls == CONFIG_TLS_STARTTLS ||
             lc->forward_tls == CONFIG_TLS_IMPLICIT) {
                 /* dane: the chain is recorded, and judged once TLS is up. */
@@ -1748,11 +1758,8 @@ static int relay_tls_load(const struct relay_listener *l, struct tls_ctx **serve
                                           .verify_record = record};
 
                 *client = tls_ctx_new(TLS_ROLE_CLIENT, &tc, err, errlen);
-                if (*client == NULL) {
-                        tls_ctx_free(*server);
-                        *server = NULL;
+                if (*client == NULL)
                         return -1;
-                }
         }
         return 0;
 }
@@ -3162,7 +3169,8 @@ struct relay_listener *relay_listener_new(struct relay_env *env,
                 goto fail;
         if (l->outbound && relay_out_listener_init(l, err, errlen) != 0)
                 goto fail;
-        if (relay_tls_load(l, &l->tls_server, &l->tls_client, terr, sizeof(terr)) != 0) {
+        if (relay_tls_load_server(l, &l->tls_server, terr, sizeof(terr)) != 0 ||
+            relay_tls_load_client(l, &l->tls_client, terr, sizeof(terr)) != 0) {
                 snprintf(err, errlen, "[%s]: %s", conf->name, terr);
                 goto fail;
         }
@@ -3249,26 +3257,50 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
 int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen)
 {
         struct tls_ctx *server, *client;
+        char cerr[256];
+        int failed = 0;
 
         if (l->tls_server == NULL && l->tls_client == NULL)
                 return 0;
-        if (relay_tls_load(l, &server, &client, err, errlen) != 0)
-                return -1;
-        /* Sessions hold their own references to the contexts they were made
-         * from: they go on with the old certificates, new ones get these. */
-        tls_ctx_free(l->tls_server);
-        tls_ctx_free(l->tls_client);
-        l->tls_server = server;
-        l->tls_client = client;
-        if (l->sts != NULL)
-                sts_set_tls(l->sts, client);
-        return 1;
+        /*
+         * Each context on its own: a forward_key the unprivileged user cannot
+         * read must not keep the listener's own certificate from renewal.
+         * Sessions hold their own references to the contexts they were made
+         * from: they go on with the old certificates, new ones get these.
+         */
+        if (relay_tls_load_server(l, &server, err, errlen) == 0) {
+                tls_ctx_free(l->tls_server);
+                l->tls_server = server;
+        } else {
+                failed = 1;
+        }
+        if (relay_tls_load_client(l, &client, cerr, sizeof(cerr)) == 0) {
+                tls_ctx_free(l->tls_client);
+                l->tls_client = client;
+                if (l->sts != NULL)
+                        sts_set_tls(l->sts, client);
+        } else if (failed) {
+                size_t n = strlen(err);
+
+                snprintf(err + n, errlen - n, "; %s", cerr);
+        } else {
+                snprintf(err, errlen, "%s", cerr);
+                failed = 1;
+        }
+        return failed ? -1 : 1;
 }
 
 bool relay_listener_cert(const struct relay_listener *l, unsigned i, int64_t *not_after,
-                         const char **key_type)
+                         const char **key_type, bool *client)
 {
-        return tls_ctx_cert(l->tls_server, i, not_after, key_type);
+        unsigned n = 0;
+
+        /* The server certificates first, then the one shown to the server side. */
+        while (tls_ctx_cert(l->tls_server, n, not_after, key_type))
+                n++;
+        *client = i >= n;
+        return tls_ctx_cert(*client ? l->tls_client : l->tls_server, *client ? i - n : i,
+                            not_after, key_type);
 }
 
 unsigned relay_listener_sessions(const struct relay_listener *l)

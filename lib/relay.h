@@ -130,9 +130,12 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
  */
 int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen);
 
-/* The i-th certificate the listener serves, if any (tls_ctx_cert()). */
+/*
+ * The listener's i-th certificate, if any (tls_ctx_cert()): those it serves
+ * (cert), then the one it shows the server side (forward_cert; *client).
+ */
 bool relay_listener_cert(const struct relay_listener *l, unsigned i, int64_t *not_after,
-                         const char **key_type);
+                         const char **key_type, bool *client);
 
 /* Ask the backend for its EHLO capabilities (start-up and periodic refresh). */
 void relay_listener_probe(struct relay_listener *l);

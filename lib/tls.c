@@ -736,6 +736,11 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
             role == TLS_ROLE_CLIENT && conf->verify_record && !conf->verify_peer;
         ctx->wctx = wctx;
         ctx->refs = 1;
+        /* A client's certificate to show, too, for its expiry. */
+        if (role == TLS_ROLE_CLIENT && conf->cert_file != NULL) {
+                tls_cert_file_info(conf->cert_file, &ctx->cert[0]);
+                ctx->ncert = 1;
+        }
         if (role == TLS_ROLE_SERVER) {
                 tls_cert_file_info(conf->cert_file, &ctx->cert[0]);
                 ctx->ncert = 1;

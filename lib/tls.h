@@ -82,8 +82,9 @@ void tls_global_cleanup(void);
 struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                             char *err, size_t errlen);
 /*
- * Server role: the i-th certificate it serves (0: cert_file's first, 1:
- * cert_file2's): false if there is none (or ctx is NULL). Otherwise
+ * The i-th certificate the context serves (server role; 0: cert_file's
+ * first, 1: cert_file2's) or shows (client role with cert_file: 0): false if
+ * there is none (or ctx is NULL). Otherwise
  * *not_after is when it expires, in seconds since the epoch (0: unknown),
  * and *key_type "ecdsa", "rsa" or "other".
  */

@@ -138,6 +138,15 @@ int util_net_parse(const char *s, struct util_net *out)
                         return -1;
                 out->bits = (unsigned)bits;
         }
+        /* An IPv4-mapped network is the IPv4 one: peers are compared as IPv4
+         * (conn makes a mapped peer IPv4, as Postfix does). */
+        if (out->family == AF_INET6 && out->bits >= 96 &&
+            memcmp(out->addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+                memmove(out->addr, out->addr + 12, 4);
+                memset(out->addr + 4, 0, 12);
+                out->family = AF_INET;
+                out->bits -= 96;
+        }
         /* No bit set after the prefix: "192.0.2.1/24" is a mistake, not a net. */
         for (unsigned i = out->bits; i < (out->family == AF_INET ? 32u : 128u); i++)
                 if (out->addr[i / 8] & (0x80 >> (i % 8)))

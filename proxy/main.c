@@ -204,7 +204,8 @@ static int main_make_listeners(struct main_state *m, FILE *errs)
 
 /* The line for one certificate of a listener (main_update_certs()). */
 static void main_log_cert(struct main_state *m, const struct config_listener *lc,
-                          unsigned i, const char *type, int64_t na, int64_t now)
+                          unsigned i, bool client, const char *type, int64_t na,
+                          int64_t now)
 {
         time_t t = (time_t)na;
         char when[32], file[PATH_MAX];
@@ -213,7 +214,10 @@ static void main_log_cert(struct main_state *m, const struct config_listener *lc
         long long left =
             (long long)((na - now) / 86400) - ((na - now) % 86400 < 0 ? 1 : 0);
 
-        if (util_list_nth(lc->cert, i, file, sizeof(file)) != 1)
+        if (client)
+                snprintf(file, sizeof(file), "%s",
+                         lc->forward_cert ? lc->forward_cert : "-");
+        else if (util_list_nth(lc->cert, i, file, sizeof(file)) != 1)
                 snprintf(file, sizeof(file), "-");
         gmtime_r(&t, &tm);
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -222,9 +226,9 @@ static void main_log_cert(struct main_state *m, const struct config_listener *lc
                  : left < MAIN_CERT_WARN_DAYS ? LOG_LVL_WARN
                                               : LOG_LVL_INFO,
                  NULL,
-                 "event=certificate listener=%s cert=%s key_type=%s not_after=%s "
+                 "event=certificate listener=%s use=%s cert=%s key_type=%s not_after=%s "
                  "days_left=%lld%s",
-                 lc->name, file, type, when, left,
+                 lc->name, client ? "client" : "server", file, type, when, left,
                  na <= now                    ? " note=\"expired: renew it\""
                  : left < MAIN_CERT_WARN_DAYS ? " note=\"renew it soon\""
                                               : "");
@@ -241,22 +245,27 @@ static void main_update_certs(struct main_state *m, bool log)
         size_t i;
 
         if (m->certs.v == NULL)
-                m->certs.v = xcalloc(m->nlisteners ? m->nlisteners * CONFIG_MAX_CERTS : 1,
-                                     sizeof(*m->certs.v));
+                m->certs.v =
+                    xcalloc(m->nlisteners ? m->nlisteners * (CONFIG_MAX_CERTS + 1) : 1,
+                            sizeof(*m->certs.v));
         m->certs.n = 0;
         for (i = 0; i < m->nlisteners; i++) {
                 int64_t na;
                 const char *type;
+                bool client;
 
                 for (unsigned c = 0;
-                     relay_listener_cert(m->listeners[i].relay, c, &na, &type); c++) {
+                     relay_listener_cert(m->listeners[i].relay, c, &na, &type, &client);
+                     c++) {
                         if (na == 0)
                                 continue;
                         m->certs.v[m->certs.n].listener = m->listeners[i].conf->name;
                         m->certs.v[m->certs.n].key_type = type;
+                        m->certs.v[m->certs.n].client = client;
                         m->certs.v[m->certs.n++].not_after = na;
                         if (log)
-                                main_log_cert(m, m->listeners[i].conf, c, type, na, now);
+                                main_log_cert(m, m->listeners[i].conf, c, client, type,
+                                              na, now);
                 }
         }
 }
@@ -600,17 +609,19 @@ static bool main_reload_tls(struct main_state *m, size_t i, unsigned *done)
 
         if (r > 0) {
                 (*done)++;
-                log_emit(&m->log, LOG_LVL_INFO, NULL,
-                         "event=reload_tls listener=%s cert=%s ca_file=%s", lc->name,
-                         main_cert_files(lc, files, sizeof(files)),
-                         lc->forward_tls != CONFIG_TLS_NONE && lc->forward_ca != NULL
-                             ? lc->forward_ca
-                             : "-");
+                log_emit(
+                    &m->log, LOG_LVL_INFO, NULL,
+                    "event=reload_tls listener=%s cert=%s forward_cert=%s ca_file=%s",
+                    lc->name, main_cert_files(lc, files, sizeof(files)),
+                    lc->forward_cert != NULL ? lc->forward_cert : "-",
+                    lc->forward_tls != CONFIG_TLS_NONE && lc->forward_ca != NULL
+                        ? lc->forward_ca
+                        : "-");
         } else if (r < 0) {
                 /* err names our own files and wolfSSL's words: nothing from a peer. */
                 log_emit(&m->log, LOG_LVL_ERR, NULL,
                          "event=reload_tls_failed listener=%s reason=\"%s\" "
-                         "action=\"kept the certificates loaded before\"",
+                         "action=\"kept what was loaded before, for what failed\"",
                          lc->name, err);
         }
         return r < 0;

@@ -90,15 +90,19 @@ int metrics_format(const struct alert_sink *alerts, const struct relay_stats *st
                     (unsigned long long)stats->tls[i]);
         if (certs != NULL && certs->n > 0)
                 metrics_printf(&o, "# HELP mailward_certificate_expiry_timestamp_seconds "
-                                   "When a certificate a listener serves expires.\n"
+                                   "When a certificate of a listener expires (use: "
+                                   "server, it serves it; client, it shows it).\n"
                                    "# TYPE mailward_certificate_expiry_timestamp_seconds "
                                    "gauge\n");
         for (size_t c = 0; certs != NULL && c < certs->n; c++) {
                 if (certs->v[c].not_after != 0)
                         metrics_printf(&o,
                                        "mailward_certificate_expiry_timestamp_seconds{"
-                                       "listener=\"%s\",key_type=\"%s\"} %lld\n",
-                                       certs->v[c].listener, certs->v[c].key_type,
+                                       "listener=\"%s\",use=\"%s\",key_type=\"%s\"} "
+                                       "%lld\n",
+                                       certs->v[c].listener,
+                                       certs->v[c].client ? "client" : "server",
+                                       certs->v[c].key_type,
                                        (long long)certs->v[c].not_after);
         }
         if (o.overflow) {

@@ -272,7 +272,7 @@ def metric_certs(path):
     out = {}
     for labels, value in re.findall(
             r"^mailward_certificate_expiry_timestamp_seconds\{(.*)\} (\d+)$", text, re.M):
-        m = re.fullmatch(r'listener="([^"]*)",key_type="([^"]*)"', labels)
+        m = re.fullmatch(r'listener="([^"]*)",use="server",key_type="([^"]*)"', labels)
         mwtest.check(m, "certificate metric labels not understood: {%s}" % labels)
         mwtest.check(m.groups() not in out, "certificate metric twice: {%s}" % labels)
         out[m.groups()] = int(value)

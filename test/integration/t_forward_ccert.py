@@ -19,9 +19,16 @@ smarthost's certificate verified for "localhost" against the test CA):
   3. SIGHUP after forward_cert's files were replaced by another certificate
      (server.pem, whose fingerprint Postfix does not know): relay refused;
      mailward -t refuses a forward_key that does not match forward_cert.
+  4. (As root.) A listener that also serves STARTTLS, whose forward_key
+     only root can read: SIGHUP cannot read that key as mailward's user
+     (reload_tls_failed names it) but still renews the listener's own
+     certificate (ECDSA, then RSA).
+The certificate's expiry is logged at start (event=certificate use=client)
+and the reload names it (event=reload_tls forward_cert=).
 """
 
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -39,6 +46,17 @@ def fingerprint(path):
     r = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", path],
                        capture_output=True, text=True, check=True)
     return r.stdout.strip().split("=", 1)[1]
+
+
+def served_key(env, port):
+    """The key type of the certificate a STARTTLS listener serves."""
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect",
+                        "127.0.0.1:%d" % port, "-CAfile", os.path.join(env.certs, "ca.pem")],
+                       input=b"QUIT\r\n", capture_output=True, timeout=30)
+    x = subprocess.run(["openssl", "x509", "-noout", "-text"], input=r.stdout,
+                       capture_output=True, timeout=30)
+    text = x.stdout.decode()
+    return "ecdsa" if "id-ecPublicKey" in text else "rsa" if "rsaEncryption" in text else "?"
 
 
 def relay(port):
@@ -90,9 +108,23 @@ def main():
         })
         base = {"accept_tls": "none", "require_tls": "no", "forward_tls": "starttls",
                 "forward": "localhost:%d" % pf.port, "forward_ca": os.path.join(c, "ca.pem")}
+        # "both": STARTTLS for its clients with a certificate of its own, and
+        # a forward_key only root can read (read at start, not on SIGHUP).
+        bcert, bkey, bfkey = (os.path.join(d, n) for n in ("both.pem", "both.key", "fwd.key"))
+        for src, dst, mode in (("server.pem", bcert, 0o644), ("server.key", bkey, 0o644),
+                               ("wrongname.key", bfkey, 0o600)):
+            shutil.copyfile(os.path.join(c, src), dst)
+            os.chmod(dst, mode)
         mw = env.mailward(listeners={
             "cc": dict(base, forward_cert=ccert, forward_key=ckey),
-            "plain": dict(base)})
+            "plain": dict(base),
+            "both": dict(base, accept_tls="starttls", cert=bcert, key=bkey,
+                         forward_cert=ccert, forward_key=bfkey)})
+
+        # Its expiry is watched like a served certificate's.
+        lines = re.findall(r"event=certificate listener=cc use=client cert=(\S+) "
+                           r"key_type=(\w+) ", mw.log())
+        mwtest.eq(lines, [(ccert, "ecdsa")], "event=certificate lines for forward_cert")
 
         # 1. Relayed by certificate.
         got = relay(mw.port("cc"))
@@ -116,10 +148,35 @@ def main():
         mwtest.check(mwtest.wait_for(
             lambda: mw.log().count("event=reload_tls listener=cc") > n, 10),
             "no reload_tls for cc:\n%s" % mw.log()[-2000:])
+        mwtest.check("event=reload_tls listener=cc cert=- forward_cert=%s " % ccert in mw.log(),
+                     "reload_tls does not name forward_cert:\n%s" % mw.log()[-2000:])
         got = relay(mw.port("cc"))
         print("after SIGHUP with an unknown certificate: %r" % (got,))
         mwtest.check(got is not None and got[0] == 554,
                      "relay with a certificate Postfix does not know: %r" % (got,))
+        # 4. "both": its forward_key cannot be read after the privilege drop,
+        # which must not keep its own certificate from renewal.
+        if mwtest.is_root():
+            before = served_key(env, mw.port("both"))
+            for src, dst in (("server-rsa.pem", bcert), ("server-rsa.key", bkey)):
+                shutil.copyfile(os.path.join(c, src), dst + ".new")
+                os.chmod(dst + ".new", 0o644)
+                os.rename(dst + ".new", dst)
+            n = mw.log().count("event=reload_tls_failed listener=both")
+            os.kill(mw.pid, signal.SIGHUP)
+            mwtest.check(mwtest.wait_for(
+                lambda: mw.log().count("event=reload_tls_failed listener=both") > n, 10),
+                "no reload_tls_failed for both:\n%s" % mw.log()[-2000:])
+            line = [x for x in mw.log().splitlines()
+                    if "event=reload_tls_failed listener=both" in x][-1]
+            print("unreadable forward_key: %s" % line)
+            mwtest.check(bfkey in line and "ermission denied" in line,
+                         "the failure does not name the forward_key: %s" % line)
+            after = served_key(env, mw.port("both"))
+            mwtest.eq((before, after), ("ecdsa", "rsa"),
+                      "the listener's own certificate before and after the SIGHUP")
+        else:
+            print("step 4 left out: not root, mailward does not drop privileges")
         path, _ = env.mailward_config({"cc": dict(
             base, forward_cert=os.path.join(c, "server.pem"),
             forward_key=os.path.join(c, "wrongname.key"))})

@@ -607,8 +607,13 @@ static void test_config_forward_cert(void **state)
         test_config_refused(t,
                             "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "forward_cert = /c.pem\n"
                             "forward_key = /k.pem\n",
-                            "F:6: forward_cert is used only with forward_tls starttls, "
-                            "implicit or policy\n");
+                            "F:6: forward_cert is used only with forward_tls starttls or "
+                            "implicit (a smarthost)\n");
+        test_config_refused(t,
+                            "[out]\n" TEST_CONFIG_OUTBOUND "forward_cert = /c.pem\n"
+                            "forward_key = /k.pem\n",
+                            "F:7: forward_cert is used only with forward_tls starttls or "
+                            "implicit (a smarthost)\n");
 }
 
 static void test_config_rules(void **state)

@@ -978,6 +978,7 @@ static void test_dual_handshake(void **state)
         assert_false(res.chosen);
         test_raw_against(state, "server-rsa.pem", "server-rsa.key",
                          wolfSSLv23_client_method(), NULL, NULL, 0, &res);
+        assert_int_equal(res.server, TLS_OK);
         assert_string_equal(res.key, "rsa");
         assert_false(res.chosen);
 

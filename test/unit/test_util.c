@@ -52,11 +52,17 @@ static void test_net(void **state)
         assert_false(test_in("127.0.0.1", "::ffff:127.0.0.2"));
         assert_false(test_in("10.0.0.0/8", "::10.0.0.1"));
         assert_true(test_in("::ffff:0:0/96", "::ffff:10.0.0.1"));
+        /* A mapped network is the IPv4 one: an IPv4 peer matches it. */
+        assert_true(test_in("::ffff:127.0.0.1", "127.0.0.1"));
+        assert_true(test_in("::ffff:10.0.0.0/104", "10.1.2.3"));
+        assert_false(test_in("::ffff:10.0.0.0/104", "11.1.2.3"));
+        assert_true(test_in("::ffff:0:0/96", "192.0.2.1"));
         assert_false(test_in("::/0", "10.0.0.1"));
         /* Not networks. */
         assert_int_equal(util_net_parse("10.0.0.1/8", &n), -1);
         assert_int_equal(util_net_parse("10.0.0.0/33", &n), -1);
         assert_int_equal(util_net_parse("::/129", &n), -1);
+        assert_int_equal(util_net_parse("::ffff:10.0.0.1/104", &n), -1);
         assert_int_equal(util_net_parse("10.0.0.0/-1", &n), -1);
         assert_int_equal(util_net_parse("10.0.0.0/ 8", &n), -1);
         assert_int_equal(util_net_parse("/8", &n), -1);
