@@ -90,7 +90,7 @@ $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libmailward.a
 
 # Each fuzz harness with test/fuzz/replay.c's main(): scripts/run-tests
 # replays test/fuzz/corpus/NAME/ through it (see `make fuzz` below).
-$(BUILD)/fuzz/%: test/fuzz/%.c test/fuzz/replay.c $(BUILD)/libmailward.a
+$(BUILD)/fuzz/%: test/fuzz/%.c test/fuzz/replay.c test/fuzz/fuzz_check.h $(BUILD)/libmailward.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< test/fuzz/replay.c $(BUILD)/libmailward.a $(LDLIBS)
 
@@ -244,7 +244,7 @@ fuzz: deps
 	                -artifact_prefix=build/fuzz-crash/$$name- build/fuzz-corpus/$$name; \
 	done
 
-FORMAT_SRC := $(wildcard lib/*.[ch] proxy/*.[ch] test/unit/*.[ch] test/fuzz/*.c test/bench/*.c)
+FORMAT_SRC := $(wildcard lib/*.[ch] proxy/*.[ch] test/unit/*.[ch] test/fuzz/*.[ch] test/bench/*.c)
 
 lint:
 	clang-format --dry-run -Werror $(FORMAT_SRC)

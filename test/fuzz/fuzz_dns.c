@@ -17,26 +17,19 @@
  */
 #include "../../lib/dns.c" /* IWYU pragma: keep */
 
-#include <stdint.h>
+#include "fuzz_check.h"
 
-#define FUZZ_DNS_CHECK(cond)                                                             \
-        do {                                                                             \
-                if (!(cond)) {                                                           \
-                        fprintf(stderr, "fuzz_dns.c:%d: check failed: %s\n", __LINE__,   \
-                                #cond);                                                  \
-                        abort();                                                         \
-                }                                                                        \
-        } while (0)
+#include <stdint.h>
 
 static void fuzz_dns_name(const char *name, size_t size)
 {
         size_t n = strnlen(name, size);
 
-        FUZZ_DNS_CHECK(n < size);
-        FUZZ_DNS_CHECK(n == 1 || !dns_ends_in_dot(name, n));
+        FUZZ_CHECK(n < size);
+        FUZZ_CHECK(n == 1 || !dns_ends_in_dot(name, n));
         for (size_t i = 0; i < n; i++) {
-                FUZZ_DNS_CHECK(name[i] > ' ' && name[i] < 0x7f);
-                FUZZ_DNS_CHECK(!(name[i] >= 'A' && name[i] <= 'Z'));
+                FUZZ_CHECK(name[i] > ' ' && name[i] < 0x7f);
+                FUZZ_CHECK(!(name[i] >= 'A' && name[i] <= 'Z'));
         }
 }
 
@@ -48,9 +41,9 @@ static void fuzz_dns_rr(const unsigned char *ans, int len, int qtype)
         memset(&r, 0, sizeof(r));
         r.rr = xcalloc(DNS_RR_MAX, sizeof(*r.rr));
         st = dns_rr_parse(&r, ans, len, qtype);
-        FUZZ_DNS_CHECK(st == 0 || st == -ENOENT || st == -EINVAL);
-        FUZZ_DNS_CHECK(r.nrr <= DNS_RR_MAX);
-        FUZZ_DNS_CHECK(st != -ENOENT || r.nrr == 0);
+        FUZZ_CHECK(st == 0 || st == -ENOENT || st == -EINVAL);
+        FUZZ_CHECK(r.nrr <= DNS_RR_MAX);
+        FUZZ_CHECK(st != -ENOENT || r.nrr == 0);
         if (r.nrr > 0)
                 fuzz_dns_name(r.owner, sizeof(r.owner));
         for (size_t i = 0; i < r.nrr; i++) {
@@ -59,17 +52,17 @@ static void fuzz_dns_rr(const unsigned char *ans, int len, int qtype)
                 switch (qtype) {
                 case ns_t_mx:
                         fuzz_dns_name(rr->name, sizeof(rr->name));
-                        FUZZ_DNS_CHECK(rr->name[0] != '\0' && strcmp(rr->name, ".") != 0);
-                        FUZZ_DNS_CHECK(rr->pref <= 65535);
+                        FUZZ_CHECK(rr->name[0] != '\0' && strcmp(rr->name, ".") != 0);
+                        FUZZ_CHECK(rr->pref <= 65535);
                         break;
                 case ns_t_a:
-                        FUZZ_DNS_CHECK(rr->addr.ss_family == AF_INET);
+                        FUZZ_CHECK(rr->addr.ss_family == AF_INET);
                         break;
                 case ns_t_aaaa:
-                        FUZZ_DNS_CHECK(rr->addr.ss_family == AF_INET6);
+                        FUZZ_CHECK(rr->addr.ss_family == AF_INET6);
                         break;
                 case ns_t_tlsa:
-                        FUZZ_DNS_CHECK(rr->data != NULL && rr->len + 3 <= (size_t)len);
+                        FUZZ_CHECK(rr->data != NULL && rr->len + 3 <= (size_t)len);
                         break;
                 }
         }
@@ -80,7 +73,7 @@ static void fuzz_dns_rr(const unsigned char *ans, int len, int qtype)
                         r.rr[i].pref = r.rr[i].pref * DNS_RR_MAX + (unsigned)i;
                 qsort(r.rr, n, sizeof(*r.rr), dns_mx_order);
                 for (size_t i = 1; i < n; i++)
-                        FUZZ_DNS_CHECK(r.rr[i - 1].pref < r.rr[i].pref);
+                        FUZZ_CHECK(r.rr[i - 1].pref < r.rr[i].pref);
         }
         for (size_t i = 0; i < r.nrr; i++)
                 free((void *)r.rr[i].data);
@@ -94,11 +87,11 @@ static void fuzz_dns_txt(const unsigned char *ans, int len)
 
         memset(&r, 0, sizeof(r));
         st = dns_txt_parse(&r, ans, len);
-        FUZZ_DNS_CHECK(st == 0 || st == -EINVAL);
-        FUZZ_DNS_CHECK(r.ntxt <= DNS_TXT_MAX);
+        FUZZ_CHECK(st == 0 || st == -EINVAL);
+        FUZZ_CHECK(r.ntxt <= DNS_TXT_MAX);
         for (size_t i = 0; i < r.ntxt; i++) {
-                FUZZ_DNS_CHECK(r.txt[i][r.txt_len[i]] == '\0');
-                FUZZ_DNS_CHECK(r.txt_len[i] < (size_t)len);
+                FUZZ_CHECK(r.txt[i][r.txt_len[i]] == '\0');
+                FUZZ_CHECK(r.txt_len[i] < (size_t)len);
                 free(r.txt[i]);
         }
 }

@@ -21,19 +21,12 @@
 
 #include "mtasts.h"
 
-#define FUZZ_MTASTS_CHECK(cond)                                                          \
-        do {                                                                             \
-                if (!(cond)) {                                                           \
-                        fprintf(stderr, "fuzz_mtasts.c:%d: check failed: %s\n",          \
-                                __LINE__, #cond);                                        \
-                        abort();                                                         \
-                }                                                                        \
-        } while (0)
+#include "fuzz_check.h"
 
 static void fuzz_mtasts_printable(const char *s)
 {
         for (; *s != '\0'; s++)
-                FUZZ_MTASTS_CHECK(*s >= 0x20 && *s <= 0x7e);
+                FUZZ_CHECK(*s >= 0x20 && *s <= 0x7e);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -53,12 +46,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
         }
         if (mtasts_txt_parse(recs, lens, n, id, err, sizeof(err)) == 1)
-                FUZZ_MTASTS_CHECK(id[0] != '\0' && strlen(id) <= MTASTS_ID_MAX);
+                FUZZ_CHECK(id[0] != '\0' && strlen(id) <= MTASTS_ID_MAX);
         fuzz_mtasts_printable(err);
 
         if (mtasts_http_parse(in, size, &body, &blen, err, sizeof(err)) == 0)
-                FUZZ_MTASTS_CHECK(body >= in && blen <= size &&
-                                  (size_t)(body - in) <= size - blen);
+                FUZZ_CHECK(body >= in && blen <= size &&
+                           (size_t)(body - in) <= size - blen);
         fuzz_mtasts_printable(err);
 
         if (size <= MTASTS_BODY_MAX &&
@@ -66,11 +59,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 for (size_t i = 0; i < p.nmx; i++) {
                         /* ("*.tld" patterns match no wildcard name: not checked) */
                         if (p.mx[i][0] != '*')
-                                FUZZ_MTASTS_CHECK(mtasts_name_allowed(p.mx[i], p.mx[i]));
+                                FUZZ_CHECK(mtasts_name_allowed(p.mx[i], p.mx[i]));
                 }
                 mtasts_policy_cleanup(&p);
         } else if (size <= MTASTS_BODY_MAX) {
-                FUZZ_MTASTS_CHECK(p.nmx == 0 && p.mx == NULL);
+                FUZZ_CHECK(p.nmx == 0 && p.mx == NULL);
                 fuzz_mtasts_printable(err);
         }
         return 0;

@@ -18,14 +18,7 @@
 
 #include "proxyproto.h"
 
-#define FUZZ_PROXYPROTO_CHECK(cond)                                                      \
-        do {                                                                             \
-                if (!(cond)) {                                                           \
-                        fprintf(stderr, "fuzz_proxyproto.c:%d: check failed: %s\n",      \
-                                __LINE__, #cond);                                        \
-                        abort();                                                         \
-                }                                                                        \
-        } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -36,26 +29,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         long r = proxyproto_parse(data, size, &whole, why, sizeof(why));
         long h = proxyproto_parse(data, size / 2, &half, why2, sizeof(why2));
 
-        FUZZ_PROXYPROTO_CHECK(r >= -1 && (size_t)(r > 0 ? r : 0) <= size);
-        FUZZ_PROXYPROTO_CHECK(r <= PROXYPROTO_V2_MAX);
-        FUZZ_PROXYPROTO_CHECK(strnlen(why, sizeof(why)) < sizeof(why));
-        FUZZ_PROXYPROTO_CHECK((r == -1) == (why[0] != '\0'));
+        FUZZ_CHECK(r >= -1 && (size_t)(r > 0 ? r : 0) <= size);
+        FUZZ_CHECK(r <= PROXYPROTO_V2_MAX);
+        FUZZ_CHECK(strnlen(why, sizeof(why)) < sizeof(why));
+        FUZZ_CHECK((r == -1) == (why[0] != '\0'));
         if (r > 0) {
-                FUZZ_PROXYPROTO_CHECK(whole.version == 1 || whole.version == 2);
+                FUZZ_CHECK(whole.version == 1 || whole.version == 2);
                 if (whole.version == 1)
-                        FUZZ_PROXYPROTO_CHECK(r <= PROXYPROTO_V1_MAX);
+                        FUZZ_CHECK(r <= PROXYPROTO_V1_MAX);
         }
         if (r > 0 && whole.has_addrs) {
-                FUZZ_PROXYPROTO_CHECK(whole.src.ss_family == AF_INET ||
-                                      whole.src.ss_family == AF_INET6);
-                FUZZ_PROXYPROTO_CHECK(whole.src.ss_family == whole.dst.ss_family);
+                FUZZ_CHECK(whole.src.ss_family == AF_INET ||
+                           whole.src.ss_family == AF_INET6);
+                FUZZ_CHECK(whole.src.ss_family == whole.dst.ss_family);
         }
         if (r == 0)
-                FUZZ_PROXYPROTO_CHECK(h == 0);
+                FUZZ_CHECK(h == 0);
         if (h != 0) {
-                FUZZ_PROXYPROTO_CHECK(h == r);
+                FUZZ_CHECK(h == r);
                 if (h > 0)
-                        FUZZ_PROXYPROTO_CHECK(memcmp(&half, &whole, sizeof(half)) == 0);
+                        FUZZ_CHECK(memcmp(&half, &whole, sizeof(half)) == 0);
         }
         return 0;
 }

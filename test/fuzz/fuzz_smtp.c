@@ -23,17 +23,7 @@
 #include "buf.h"
 #include "smtp.h"
 
-#define FUZZ_SMTP_CHECK(cond)                                                            \
-        do {                                                                             \
-                if (!(cond))                                                             \
-                        fuzz_smtp_fail(#cond, __LINE__);                                 \
-        } while (0)
-
-static void fuzz_smtp_fail(const char *what, int line)
-{
-        fprintf(stderr, "fuzz_smtp.c:%d: check failed: %s\n", line, what);
-        abort();
-}
+#include "fuzz_check.h"
 
 static bool fuzz_smtp_inside(const char *p, size_t n, const char *base, size_t len)
 {
@@ -77,33 +67,33 @@ static void fuzz_smtp_command(const char *line, size_t len)
         static const char *const prefixes[] = {"FROM:", "TO:"};
 
         smtp_cmd_parse(line, len, &cmd);
-        FUZZ_SMTP_CHECK(fuzz_smtp_inside(cmd.args, cmd.args_len, line, len));
-        FUZZ_SMTP_CHECK(cmd.args_len == 0 || cmd.args[cmd.args_len - 1] != ' ');
-        FUZZ_SMTP_CHECK(smtp_verb_str(cmd.verb) != NULL);
+        FUZZ_CHECK(fuzz_smtp_inside(cmd.args, cmd.args_len, line, len));
+        FUZZ_CHECK(cmd.args_len == 0 || cmd.args[cmd.args_len - 1] != ' ');
+        FUZZ_CHECK(smtp_verb_str(cmd.verb) != NULL);
         if (cmd.verb != SMTP_VERB_UNKNOWN)
-                FUZZ_SMTP_CHECK(cmd.args_len == 0 || cmd.args[0] != ' ');
+                FUZZ_CHECK(cmd.args_len == 0 || cmd.args[0] != ' ');
 
         for (i = 0; i < 2; i++) {
                 if (smtp_path_parse(cmd.args, cmd.args_len, prefixes[i], &path, &plen,
                                     &params, &prlen) != 0)
                         continue;
-                FUZZ_SMTP_CHECK(fuzz_smtp_inside(path, plen, cmd.args, cmd.args_len));
-                FUZZ_SMTP_CHECK(fuzz_smtp_inside(params, prlen, cmd.args, cmd.args_len));
-                FUZZ_SMTP_CHECK(path[-1] == '<' && path[plen] == '>');
+                FUZZ_CHECK(fuzz_smtp_inside(path, plen, cmd.args, cmd.args_len));
+                FUZZ_CHECK(fuzz_smtp_inside(params, prlen, cmd.args, cmd.args_len));
+                FUZZ_CHECK(path[-1] == '<' && path[plen] == '>');
                 if (smtp_addr_domain(path, plen, &dom, &dlen) != 0)
                         continue;
-                FUZZ_SMTP_CHECK(dlen > 0 && fuzz_smtp_inside(dom, dlen, path, plen));
-                FUZZ_SMTP_CHECK(dom[-1] == '@');
-                FUZZ_SMTP_CHECK(memchr(dom, '@', dlen) == NULL);
-                FUZZ_SMTP_CHECK(memchr(dom, ' ', dlen) == NULL);
-                FUZZ_SMTP_CHECK(memchr(dom, '>', dlen) == NULL);
+                FUZZ_CHECK(dlen > 0 && fuzz_smtp_inside(dom, dlen, path, plen));
+                FUZZ_CHECK(dom[-1] == '@');
+                FUZZ_CHECK(memchr(dom, '@', dlen) == NULL);
+                FUZZ_CHECK(memchr(dom, ' ', dlen) == NULL);
+                FUZZ_CHECK(memchr(dom, '>', dlen) == NULL);
         }
         /* Paths and domains also straight on the raw line. */
         if (smtp_addr_domain(line, len, &dom, &dlen) == 0)
-                FUZZ_SMTP_CHECK(dlen > 0 && fuzz_smtp_inside(dom, dlen, line, len));
+                FUZZ_CHECK(dlen > 0 && fuzz_smtp_inside(dom, dlen, line, len));
 
         if (smtp_bdat_parse(cmd.args, cmd.args_len, &size, &last) == 0)
-                FUZZ_SMTP_CHECK(size <= ((uint64_t)1 << 53) && cmd.args_len > 0);
+                FUZZ_CHECK(size <= ((uint64_t)1 << 53) && cmd.args_len > 0);
 }
 
 /* Whole input at once; returns the hash of the events. */
@@ -119,47 +109,47 @@ static uint64_t fuzz_smtp_lines_whole(const char *p, size_t n, size_t max)
 
         for (;;) {
                 r = smtp_lines_next(&s, p + off, n - off, &ln);
-                FUZZ_SMTP_CHECK(ln.consumed <= n - off);
+                FUZZ_CHECK(ln.consumed <= n - off);
                 if (r == SMTP_LINE_NEED_MORE) {
                         off += ln.consumed;
                         if (ln.consumed == 0)
                                 break;
                         continue;
                 }
-                FUZZ_SMTP_CHECK(ln.consumed > 0 && p[off + ln.consumed - 1] == '\n');
+                FUZZ_CHECK(ln.consumed > 0 && p[off + ln.consumed - 1] == '\n');
                 switch (r) {
                 case SMTP_LINE_OK:
-                        FUZZ_SMTP_CHECK(ln.p == p + off && ln.len + 2 == ln.consumed);
-                        FUZZ_SMTP_CHECK(ln.consumed <= max);
-                        FUZZ_SMTP_CHECK(memchr(ln.p, '\r', ln.len) == NULL);
-                        FUZZ_SMTP_CHECK(memchr(ln.p, '\n', ln.len) == NULL);
+                        FUZZ_CHECK(ln.p == p + off && ln.len + 2 == ln.consumed);
+                        FUZZ_CHECK(ln.consumed <= max);
+                        FUZZ_CHECK(memchr(ln.p, '\r', ln.len) == NULL);
+                        FUZZ_CHECK(memchr(ln.p, '\n', ln.len) == NULL);
                         fuzz_smtp_command(ln.p, ln.len);
                         rr = smtp_reply_feed(&rep, ln.p, ln.len);
                         if (rr != SMTP_REPLY_BAD)
-                                FUZZ_SMTP_CHECK(rep.code >= 100 && rep.code <= 599);
+                                FUZZ_CHECK(rep.code >= 100 && rep.code <= 599);
                         if (rr != SMTP_REPLY_MORE)
                                 memset(&rep, 0, sizeof(rep));
                         break;
                 case SMTP_LINE_BARE_LF:
-                        FUZZ_SMTP_CHECK(ln.p == p + off && ln.len + 1 == ln.consumed);
-                        FUZZ_SMTP_CHECK(ln.consumed <= max);
+                        FUZZ_CHECK(ln.p == p + off && ln.len + 1 == ln.consumed);
+                        FUZZ_CHECK(ln.consumed <= max);
                         break;
                 case SMTP_LINE_BARE_CR:
-                        FUZZ_SMTP_CHECK(ln.p == p + off && ln.len + 2 == ln.consumed);
-                        FUZZ_SMTP_CHECK(ln.consumed <= max);
-                        FUZZ_SMTP_CHECK(memchr(ln.p, '\r', ln.len) != NULL);
+                        FUZZ_CHECK(ln.p == p + off && ln.len + 2 == ln.consumed);
+                        FUZZ_CHECK(ln.consumed <= max);
+                        FUZZ_CHECK(memchr(ln.p, '\r', ln.len) != NULL);
                         break;
                 case SMTP_LINE_TOO_LONG:
                         /* Only an overflowing line's own end; nothing inside it. */
-                        FUZZ_SMTP_CHECK(memchr(p + off, '\n', ln.consumed - 1) == NULL);
+                        FUZZ_CHECK(memchr(p + off, '\n', ln.consumed - 1) == NULL);
                         break;
                 default:
-                        FUZZ_SMTP_CHECK(0);
+                        FUZZ_CHECK(0);
                 }
                 h = fuzz_smtp_event(h, r, &ln);
                 off += ln.consumed;
         }
-        FUZZ_SMTP_CHECK(n - off < max || max == 0);
+        FUZZ_CHECK(n - off < max || max == 0);
         return h;
 }
 
@@ -184,7 +174,7 @@ static uint64_t fuzz_smtp_lines_chunked(const char *p, size_t n, size_t max,
                 off += k;
                 for (;;) {
                         r = smtp_lines_next(&s, buf_data(&b), buf_len(&b), &ln);
-                        FUZZ_SMTP_CHECK(ln.consumed <= buf_len(&b));
+                        FUZZ_CHECK(ln.consumed <= buf_len(&b));
                         if (r != SMTP_LINE_NEED_MORE)
                                 h = fuzz_smtp_event(h, r, &ln);
                         buf_consume(&b, ln.consumed);
@@ -192,7 +182,7 @@ static uint64_t fuzz_smtp_lines_chunked(const char *p, size_t n, size_t max,
                                 break;
                 }
                 /* Bounded memory: never a whole max buffered without an LF. */
-                FUZZ_SMTP_CHECK(buf_len(&b) < max || max == 0);
+                FUZZ_CHECK(buf_len(&b) < max || max == 0);
         }
         buf_cleanup(&b);
         return h;
@@ -202,9 +192,9 @@ static void fuzz_smtp_caps_same(const struct smtp_caps *a, const struct smtp_cap
 {
         unsigned i;
 
-        FUZZ_SMTP_CHECK(a->n == b->n);
+        FUZZ_CHECK(a->n == b->n);
         for (i = 0; i < a->n; i++)
-                FUZZ_SMTP_CHECK(strcmp(a->line[i], b->line[i]) == 0);
+                FUZZ_CHECK(strcmp(a->line[i], b->line[i]) == 0);
 }
 
 static void fuzz_smtp_caps_roundtrip(const struct smtp_caps *c)
@@ -214,8 +204,8 @@ static void fuzz_smtp_caps_roundtrip(const struct smtp_caps *c)
 
         buf_init(&b);
         smtp_caps_print(c, "mx.example.org", &b);
-        FUZZ_SMTP_CHECK(buf_len(&b) >= 6 && buf_data(&b)[buf_len(&b) - 1] == '\n');
-        FUZZ_SMTP_CHECK(smtp_caps_parse(&d, buf_data(&b), buf_len(&b)) == 0);
+        FUZZ_CHECK(buf_len(&b) >= 6 && buf_data(&b)[buf_len(&b) - 1] == '\n');
+        FUZZ_CHECK(smtp_caps_parse(&d, buf_data(&b), buf_len(&b)) == 0);
         fuzz_smtp_caps_same(c, &d);
         buf_cleanup(&b);
 }
@@ -231,17 +221,17 @@ static void fuzz_smtp_caps(const char *p, size_t n)
         size_t j;
 
         if (smtp_caps_parse(&c, p, n) != 0) {
-                FUZZ_SMTP_CHECK(c.n == 0);
+                FUZZ_CHECK(c.n == 0);
                 return;
         }
-        FUZZ_SMTP_CHECK(c.n <= SMTP_CAPS_MAX);
+        FUZZ_CHECK(c.n <= SMTP_CAPS_MAX);
         for (i = 0; i < c.n; i++) {
                 size_t len = strlen(c.line[i]);
 
-                FUZZ_SMTP_CHECK(len > 0 && len < SMTP_CAP_LEN);
+                FUZZ_CHECK(len > 0 && len < SMTP_CAP_LEN);
                 for (j = 0; j < len; j++)
-                        FUZZ_SMTP_CHECK((unsigned char)c.line[i][j] >= 0x20 &&
-                                        c.line[i][j] != 0x7f);
+                        FUZZ_CHECK((unsigned char)c.line[i][j] >= 0x20 &&
+                                   c.line[i][j] != 0x7f);
                 /* Each line is found by its own keyword. */
                 {
                         char kw[SMTP_CAP_LEN];
@@ -249,8 +239,8 @@ static void fuzz_smtp_caps(const char *p, size_t n)
 
                         memcpy(kw, c.line[i], k);
                         kw[k] = '\0';
-                        FUZZ_SMTP_CHECK(smtp_caps_has(&c, kw));
-                        FUZZ_SMTP_CHECK(smtp_caps_get(&c, kw) != NULL);
+                        FUZZ_CHECK(smtp_caps_has(&c, kw));
+                        FUZZ_CHECK(smtp_caps_get(&c, kw) != NULL);
                 }
         }
         fuzz_smtp_caps_roundtrip(&c);
@@ -262,12 +252,12 @@ static void fuzz_smtp_caps(const char *p, size_t n)
 
                 for (j = 0; allowed[j] != NULL; j++)
                         ok = ok || smtp_caps_has(&c, allowed[j]);
-                FUZZ_SMTP_CHECK(ok);
+                FUZZ_CHECK(ok);
         }
         smtp_caps_remove(&c, "AUTH");
-        FUZZ_SMTP_CHECK(!smtp_caps_has(&c, "auth"));
+        FUZZ_CHECK(!smtp_caps_has(&c, "auth"));
         smtp_caps_add(&c, "STARTTLS");
-        FUZZ_SMTP_CHECK(smtp_caps_has(&c, "STARTTLS"));
+        FUZZ_CHECK(smtp_caps_has(&c, "STARTTLS"));
         smtp_caps_add(&c, "PIPELINING");
         fuzz_smtp_caps_roundtrip(&c);
 }
@@ -288,8 +278,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p = (const char *)data + 2;
         n = size - 2;
 
-        FUZZ_SMTP_CHECK(fuzz_smtp_lines_whole(p, n, max) ==
-                        fuzz_smtp_lines_chunked(p, n, max, seed));
+        FUZZ_CHECK(fuzz_smtp_lines_whole(p, n, max) ==
+                   fuzz_smtp_lines_chunked(p, n, max, seed));
         /* The whole input as one command line and as one EHLO reply. */
         fuzz_smtp_command(p, n);
         fuzz_smtp_caps(p, n);

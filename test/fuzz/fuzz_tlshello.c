@@ -18,14 +18,7 @@
 
 #include "tlshello.h"
 
-#define FUZZ_TLSHELLO_CHECK(cond)                                                        \
-        do {                                                                             \
-                if (!(cond)) {                                                           \
-                        fprintf(stderr, "fuzz_tlshello.c:%d: check failed: %s\n",        \
-                                __LINE__, #cond);                                        \
-                        abort();                                                         \
-                }                                                                        \
-        } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -43,23 +36,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         data++;
         size--;
         whole = tlshello_pick(data, size, group);
-        FUZZ_TLSHELLO_CHECK(whole <= TLSHELLO_BAD);
+        FUZZ_CHECK(whole <= TLSHELLO_BAD);
         if (group == 29)
-                FUZZ_TLSHELLO_CHECK(whole == TLSHELLO_BAD);
+                FUZZ_CHECK(whole == TLSHELLO_BAD);
         half = tlshello_pick(data, size / 2, group);
         if (whole == TLSHELLO_MORE)
-                FUZZ_TLSHELLO_CHECK(half == TLSHELLO_MORE);
+                FUZZ_CHECK(half == TLSHELLO_MORE);
         if (half != TLSHELLO_MORE)
-                FUZZ_TLSHELLO_CHECK(whole == half);
+                FUZZ_CHECK(whole == half);
         /* A byte more, in a copy of its own (ASan sees a read past the input). */
         copy = malloc(size + 1);
-        FUZZ_TLSHELLO_CHECK(copy != NULL);
+        FUZZ_CHECK(copy != NULL);
         if (size > 0)
                 memcpy(copy, data, size);
         copy[size] = 0x16;
         more = tlshello_pick(copy, size + 1, group);
         if (whole != TLSHELLO_MORE)
-                FUZZ_TLSHELLO_CHECK(more == whole);
+                FUZZ_CHECK(more == whole);
         free(copy);
         return 0;
 }
