@@ -927,6 +927,16 @@ static bool relay_client_process(struct relay_session *s)
         }
 }
 
+/* The metrics' index for a key type (tls_served_key()). */
+static enum relay_key relay_key_index(const char *key)
+{
+        if (key != NULL && strcmp(key, "ecdsa") == 0)
+                return RELAY_KEY_ECDSA;
+        if (key != NULL && strcmp(key, "rsa") == 0)
+                return RELAY_KEY_RSA;
+        return RELAY_KEY_OTHER;
+}
+
 static void relay_tls_up(struct relay_session *s)
 {
         struct tls *t = conn_tls(s->client);
@@ -945,11 +955,9 @@ static void relay_tls_up(struct relay_session *s)
         relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d%s%s",
                   tls_version(t), tls_cipher(t), tls_cipher_bits(t),
                   chosen ? " key_type=" : "", chosen ? key : "");
-        s->l->env->stats.tls[RELAY_TLS_INDEX(
-            strcmp(tls_version(t), "TLSv1.3") == 0 ? 1 : 0,
-            key != NULL && strcmp(key, "ecdsa") == 0 ? RELAY_KEY_ECDSA
-            : key != NULL && strcmp(key, "rsa") == 0 ? RELAY_KEY_RSA
-                                                     : RELAY_KEY_OTHER)]++;
+        /* Only TLS 1.2 and 1.3 are ever negotiated (invariant 7). */
+        s->l->env->stats.tls[RELAY_TLS_INDEX(strcmp(tls_version(t), "TLSv1.3") == 0,
+                                             relay_key_index(key))]++;
 }
 
 static void relay_greet(struct relay_session *s)
@@ -1727,7 +1735,7 @@ static int relay_tls_load_server(const struct relay_listener *l, struct tls_ctx 
 
                 if (util_list_nth(lc->cert, 0, cert[0], sizeof(cert[0])) != 1 ||
                     util_list_nth(lc->key, 0, key[0], sizeof(key[0])) != 1)
-                        fatalx("relay_tls_load: [%s]: no cert or key", lc->name);
+                        fatalx("relay_tls_load_server: [%s]: no cert or key", lc->name);
                 if (util_list_nth(lc->cert, 1, cert[1], sizeof(cert[1])) == 1 &&
                     util_list_nth(lc->key, 1, key[1], sizeof(key[1])) == 1) {
                         tc.cert_file2 = cert[1];
