@@ -885,6 +885,47 @@ static int main_check_alert_command(const struct config *cfg, FILE *errs)
  * After the privilege drop, before any fork: the command must be executable,
  * and the metrics file writable, by the user mailward now runs as.
  */
+/* One file for main_check_reloadable(): a warning if the user cannot read it. */
+static void main_check_readable(struct main_state *m, const char *listener,
+                                const char *key, const char *file)
+{
+        if (file == NULL || access(file, R_OK) == 0)
+                return;
+        log_emit(&m->log, LOG_LVL_WARN, NULL,
+                 "event=not_reloadable listener=%s key=%s file=%s error=\"%s\" "
+                 "note=\"read at start as root; mailward's user cannot read it again, so "
+                 "SIGHUP will not load a renewed one\"",
+                 listener, key, file, strerror(errno));
+}
+
+/*
+ * After the privilege drop: the files SIGHUP reads again as the user (cert,
+ * key, forward_ca, forward_cert, forward_key). One it cannot read is only
+ * found at the next reload, maybe a weekly logrotate's, and then the
+ * certificate in use is kept until it expires: say so now.
+ */
+static void main_check_reloadable(struct main_state *m)
+{
+        for (size_t i = 0; i < m->nlisteners; i++) {
+                const struct config_listener *lc = m->listeners[i].conf;
+                char one[PATH_MAX];
+
+                for (unsigned k = 0;
+                     lc->accept_tls != CONFIG_TLS_NONE && k < CONFIG_MAX_CERTS; k++) {
+                        if (util_list_nth(lc->cert, k, one, sizeof(one)) == 1)
+                                main_check_readable(m, lc->name, "cert", one);
+                        if (util_list_nth(lc->key, k, one, sizeof(one)) == 1)
+                                main_check_readable(m, lc->name, "key", one);
+                }
+                if (lc->forward_tls != CONFIG_TLS_NONE) {
+                        main_check_readable(m, lc->name, "forward_ca", lc->forward_ca);
+                        main_check_readable(m, lc->name, "forward_cert",
+                                            lc->forward_cert);
+                        main_check_readable(m, lc->name, "forward_key", lc->forward_key);
+                }
+        }
+}
+
 static int main_check_sinks(struct main_state *m)
 {
         const char *step = "";
@@ -1042,6 +1083,7 @@ int main(int argc, char **argv)
                 goto out_alerts;
         }
         main_update_certs(&m, true);
+        main_check_reloadable(&m);
         if (main_check_sinks(&m) != 0)
                 goto out_alerts;
         if (m.cfg->workers > 1) {

@@ -20,7 +20,8 @@ smarthost's certificate verified for "localhost" against the test CA):
      (server.pem, whose fingerprint Postfix does not know): relay refused;
      mailward -t refuses a forward_key that does not match forward_cert.
   4. (As root.) A listener that also serves STARTTLS, whose forward_key
-     only root can read: SIGHUP cannot read that key as mailward's user
+     only root can read: mailward says so at start (event=not_reloadable,
+     for that key alone); SIGHUP cannot read that key as mailward's user
      (reload_tls_failed names it) but still renews the listener's own
      certificate (ECDSA, then RSA).
 The certificate's expiry is logged at start (event=certificate use=client)
@@ -121,6 +122,13 @@ def main():
             "both": dict(base, accept_tls="starttls", cert=bcert, key=bkey,
                          forward_cert=ccert, forward_key=bfkey)})
 
+        # A key only root can read is found at start, not at the next SIGHUP.
+        if mwtest.is_root():
+            warned = re.findall(r"event=not_reloadable listener=(\w+) key=(\w+) file=(\S+) ",
+                                mw.log())
+            mwtest.eq([w for w in warned if w[0] in ("cc", "both")],
+                      [("both", "forward_key", bfkey)],
+                      "event=not_reloadable lines at start (cc and both)")
         # Its expiry is watched like a served certificate's.
         lines = re.findall(r"event=certificate listener=cc use=client cert=(\S+) "
                            r"key_type=(\w+) ", mw.log())
