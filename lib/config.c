@@ -422,15 +422,43 @@ static void config_set_str(char **field, const char *v)
         *field = xstrdup(v);
 }
 
-/* How many paths a cert or key line names: -1 if one is too long. */
-static int config_count_files(const char *v)
+/* One word of a list value is good (listen, proxy_from, cert and key). */
+static bool config_word_hostport(const char *w)
+{
+        return config_valid_hostport(w, false);
+}
+
+static bool config_word_net(const char *w)
+{
+        struct util_net net;
+
+        return util_net_parse(w, &net) == 0;
+}
+
+static bool config_word_path(const char *w)
+{
+        (void)w;
+        return true;
+}
+
+/*
+ * How many words a list value has (blanks or commas between, util_list_next()):
+ * -1 if one is too long (PATH_MAX) or not good.
+ */
+static int config_count_words(const char *v, bool (*good)(const char *))
 {
         char one[PATH_MAX];
         int n = 0, r;
 
-        while ((r = util_list_nth(v, (unsigned)n, one, sizeof(one))) == 1)
+        while ((r = util_list_next(&v, one, sizeof(one))) == 1 && good(one))
                 n++;
         return r == 0 ? n : -1;
+}
+
+/* How many paths a cert or key line names: -1 if one is too long. */
+static int config_count_files(const char *v)
+{
+        return config_count_words(v, config_word_path);
 }
 
 static void config_set_value(struct config_parser *p, const struct config_key *k,
@@ -471,16 +499,9 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                 config_set_str((char **)(void *)field, v);
                 return;
         case CONFIG_T_NETS: {
-                const char *it = v;
-                char one[64];
-                struct util_net net;
-                int r;
+                int words = config_count_words(v, config_word_net);
 
-                n = 0;
-                while ((r = util_list_next(&it, one, sizeof(one))) == 1 &&
-                       util_net_parse(one, &net) == 0)
-                        n++;
-                if (r != 0 || n == 0 || n > CONFIG_MAX_PROXY_FROM) {
+                if (words < 1 || words > CONFIG_MAX_PROXY_FROM) {
                         config_error(p, p->line,
                                      "%s: expected addresses or networks (192.0.2.0/24, "
                                      "2001:db8::/32; up to %d, separated by blanks or "
@@ -574,15 +595,9 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                 *(enum config_identity *)(void *)field = (enum config_identity)e;
                 return;
         case CONFIG_T_LISTEN: {
-                const char *it = v;
-                char one[CONFIG_MAX_HOST_PORT];
-                int r;
+                int words = config_count_words(v, config_word_hostport);
 
-                n = 0;
-                while ((r = util_list_next(&it, one, sizeof(one))) == 1 &&
-                       config_valid_hostport(one, false))
-                        n++;
-                if (r != 0 || n == 0 || n > CONFIG_MAX_LISTEN) {
+                if (words < 1 || words > CONFIG_MAX_LISTEN) {
                         config_error(
                             p, p->line,
                             "%s: expected host:port (up to %d, separated by blanks or "

@@ -13,11 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <cmocka.h>
 
+#include "conn.h"
 #include "proxyproto.h"
 
 /* Parse all n bytes: every prefix asks for more, the whole gives want. */
@@ -34,24 +32,10 @@ static long test_parse(const void *p, size_t n, struct proxyproto_hdr *h, char *
         return r;
 }
 
-/* "ip:port" of a sockaddr the parser filled in. */
+/* "ip:port" of a sockaddr the parser filled in (lib/conn.c writes it). */
 static const char *test_str(const struct sockaddr_storage *ss, char *out, size_t outlen)
 {
-        char ip[INET6_ADDRSTRLEN];
-
-        if (ss->ss_family == AF_INET) {
-                const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-
-                inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-                snprintf(out, outlen, "%s:%u", ip, ntohs(s4->sin_port));
-        } else if (ss->ss_family == AF_INET6) {
-                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-
-                inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-                snprintf(out, outlen, "[%s]:%u", ip, ntohs(s6->sin6_port));
-        } else {
-                snprintf(out, outlen, "?");
-        }
+        conn_addr_str((const struct sockaddr *)ss, out, outlen);
         return out;
 }
 
