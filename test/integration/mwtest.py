@@ -1597,9 +1597,27 @@ remote-control:
     return conf
 
 
-def make_leaf_cert(env, name, sans, kind="valid", days=730):
+def put_file(src, dst, mode=0o644):
+    """Replace dst by a copy of src, as a renewal does: a new file renamed
+    over the old one (a reader sees one or the other, never half)."""
+    shutil.copyfile(src, dst + ".new")
+    os.chmod(dst + ".new", mode)
+    os.rename(dst + ".new", dst)
+
+
+def metrics_file(env, name="metrics"):
+    """A metrics_file path in a directory of its own (env.dir/name) that
+    mailward's user (nobody, when the test runs as root) may write to."""
+    d = env.path(name)
+    os.makedirs(d, exist_ok=True)
+    if is_root():
+        _chown(d, "nobody")
+    return os.path.join(d, "mailward.prom")
+
+
+def make_leaf_cert(env, name, sans, kind="valid", days=730, key="ec"):
     """See NetEnv.cert(); usable without namespaces. days: the validity of
-    a valid or untrusted one."""
+    a valid or untrusted one; key: "ec" (P-256) or "rsa" (2048 bits)."""
     if kind not in ("valid", "expired", "untrusted"):
         raise ValueError("kind must be valid, expired or untrusted")
     n = env._next("leafcert")
@@ -1656,8 +1674,12 @@ commonName = supplied
         ossl("req", "-new", "-x509", "-config", cnf, "-key", ca_key,
              "-subj", "/CN=untrusted test CA", "-days", "3650", "-sha256",
              "-extensions", "ca_ext", "-out", ca_pem)
-    ossl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-out", base + ".key")
+    if key == "rsa":
+        ossl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+             "-out", base + ".key")
+    else:
+        ossl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-out", base + ".key")
     ossl("req", "-new", "-config", cnf, "-key", base + ".key", "-subj", "/CN=" + name,
          "-out", base + ".csr")
     if kind == "expired":

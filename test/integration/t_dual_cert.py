@@ -99,33 +99,6 @@ def file_info(path):
         return cert_info(f.read())
 
 
-def put(src, dst):
-    """Replace dst by a copy of src: a new file renamed over the old one."""
-    shutil.copyfile(src, dst + ".new")
-    os.chmod(dst + ".new", 0o644)
-    os.rename(dst + ".new", dst)
-
-
-def make_rsa_cert(env, days):
-    """A new RSA 2048 certificate for the server's names, signed by the test
-    CA, valid `days` days: (cert, key)."""
-    d = env.path("rsa-new")
-    os.makedirs(d)
-    cert, key = os.path.join(d, "rsa.pem"), os.path.join(d, "rsa.key")
-    r = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-         "-out", cert, "-days", str(days), "-sha256", "-subj", "/CN=localhost",
-         "-CA", os.path.join(env.certs, "ca.pem"), "-CAkey", os.path.join(env.certs, "ca.key"),
-         "-addext", "basicConstraints=critical,CA:FALSE",
-         "-addext", "keyUsage=critical,digitalSignature,keyEncipherment",
-         "-addext", "extendedKeyUsage=serverAuth",
-         "-addext", "subjectAltName=DNS:localhost,DNS:mx.test,IP:127.0.0.1"],
-        capture_output=True, text=True, timeout=60)
-    mwtest.check(r.returncode == 0, "openssl req: %s%s" % (r.stdout, r.stderr))
-    os.chmod(key, 0o644)
-    return cert, key
-
-
 # -- clients ------------------------------------------------------------------------
 def sclient(env, port, opts, starttls):
     """openssl s_client, verifying against the test CA: {"pem", "version",
@@ -417,20 +390,17 @@ def main():
         for src, dst in (("server.pem", "ecdsa.pem"), ("server.key", "ecdsa.key"),
                          ("server-rsa.pem", "rsa.pem"), ("server-rsa.key", "rsa.key"),
                          ("server.pem", "one.pem"), ("server.key", "one.key")):
-            put(os.path.join(c, src), os.path.join(d, dst))
+            mwtest.put_file(os.path.join(c, src), os.path.join(d, dst))
         one = os.path.join(d, "one.pem")
         ecdsa, rsa = os.path.join(d, "ecdsa.pem"), os.path.join(d, "rsa.pem")
         ecdsa_key, rsa_key = os.path.join(d, "ecdsa.key"), os.path.join(d, "rsa.key")
-        new_rsa = make_rsa_cert(env, days=10)
+        new_rsa = mwtest.make_leaf_cert(env, "localhost", ["localhost", "mx.test", "127.0.0.1"],
+                                         days=10, key="rsa")
         mwtest.eq([file_info(p)[1] for p in (ecdsa, rsa, new_rsa[0])], ["ecdsa", "rsa", "rsa"],
                   "key types of the test's certificates")
         mwtest.check(file_info(new_rsa[0])[0] != file_info(rsa)[0], "new RSA cert is the old")
 
-        mdir = env.path("metrics")
-        os.makedirs(mdir)
-        if mwtest.is_root():
-            os.chown(mdir, *mwtest._ids("nobody"))
-        prom = os.path.join(mdir, "mailward.prom")
+        prom = mwtest.metrics_file(env)
         be = env.recorder()
         fwd = "127.0.0.1:%d" % be.port
         mw = env.mailward(listeners={
@@ -569,8 +539,8 @@ def main():
                   file_info(rsa)[0], "certificate of the held session")
         old_rsa_fp = file_info(rsa)[0]
         n_cert = len(log_events(mw, "certificate"))
-        put(new_rsa[0], rsa)
-        put(new_rsa[1], rsa_key)
+        mwtest.put_file(new_rsa[0], rsa)
+        mwtest.put_file(new_rsa[1], rsa_key)
         _INFO.clear()
 
         def reloaded():

@@ -68,10 +68,7 @@ def main():
         mw.stop()
 
         print("== 2. out of descriptors", flush=True)
-        mdir = env.path("metrics")
-        os.mkdir(mdir)
-        mwtest._chown(mdir, "nobody")
-        prom = os.path.join(mdir, "mailward.prom")
+        prom = mwtest.metrics_file(env)
         mw = env.mailward(listeners=ls, globals={"metrics_file": prom},
                           wrap=["prlimit", "--nofile=48:48", "--"])
         got = [(x.get("limit"), x.get("needed")) for x in outcheck.log_events(mw, "nofile")]

@@ -147,9 +147,7 @@ def main():
                      "relay without a client certificate: %r" % (got,))
         # 3. Another certificate after SIGHUP: not the one Postfix knows.
         for src, dst in (("server.pem", ccert), ("server.key", ckey)):
-            shutil.copyfile(os.path.join(c, src), dst + ".new")
-            os.chmod(dst + ".new", 0o644)
-            os.rename(dst + ".new", dst)
+            mwtest.put_file(os.path.join(c, src), dst)
         mwtest.check(fingerprint(ccert) != known, "the new certificate is the old one")
         n = mw.log().count("event=reload_tls listener=cc")
         os.kill(mw.pid, signal.SIGHUP)
@@ -167,9 +165,7 @@ def main():
         if mwtest.is_root():
             before = served_key(env, mw.port("both"))
             for src, dst in (("server-rsa.pem", bcert), ("server-rsa.key", bkey)):
-                shutil.copyfile(os.path.join(c, src), dst + ".new")
-                os.chmod(dst + ".new", 0o644)
-                os.rename(dst + ".new", dst)
+                mwtest.put_file(os.path.join(c, src), dst)
             n = mw.log().count("event=reload_tls_failed listener=both")
             os.kill(mw.pid, signal.SIGHUP)
             mwtest.check(mwtest.wait_for(

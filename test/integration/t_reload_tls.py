@@ -42,7 +42,6 @@ import datetime
 import hashlib
 import os
 import re
-import shutil
 import signal
 import smtplib
 import socket
@@ -55,13 +54,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
 
 MSG = b"From: a@client.test\r\nSubject: reload\r\n\r\nbody\r\n"
-
-
-def put(src, dst, mode=0o644):
-    """Replace dst by a copy of src: a new file renamed over the old one."""
-    shutil.copyfile(src, dst + ".new")
-    os.chmod(dst + ".new", mode)
-    os.rename(dst + ".new", dst)
 
 
 def pem_fingerprint(path):
@@ -146,8 +138,8 @@ def tls_files(env, name):
     os.makedirs(d)
     os.chmod(d, 0o755)
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    put(os.path.join(env.certs, "server.pem"), cert)
-    put(os.path.join(env.certs, "server.key"), key)
+    mwtest.put_file(os.path.join(env.certs, "server.pem"), cert)
+    mwtest.put_file(os.path.join(env.certs, "server.key"), key)
     return (cert, key) + tuple(pem_fingerprint(os.path.join(env.certs, f))
                                for f in ("server.pem", "server-rsa.pem"))
 
@@ -156,7 +148,7 @@ def single(env):
     certs = env.certs
     cert, key, ecdsa, rsa = tls_files(env, "tls")
     anchors = env.path("tls", "anchors.pem")
-    put(os.path.join(certs, "selfsigned.pem"), anchors)
+    mwtest.put_file(os.path.join(certs, "selfsigned.pem"), anchors)
 
     backend = env.recorder()
     smarthost = env.recorder(tls="implicit", hostname="smarthost.test")
@@ -182,9 +174,9 @@ def single(env):
     mwtest.eq(len(smarthost.messages), 0, "messages at the untrusted smarthost")
 
     # 2
-    put(os.path.join(certs, "server-rsa.pem"), cert)
-    put(os.path.join(certs, "server-rsa.key"), key)
-    put(os.path.join(certs, "ca.pem"), anchors)
+    mwtest.put_file(os.path.join(certs, "server-rsa.pem"), cert)
+    mwtest.put_file(os.path.join(certs, "server-rsa.key"), key)
+    mwtest.put_file(os.path.join(certs, "ca.pem"), anchors)
     log = hup_and_wait(mw, [("reload_tls", "in"), ("reload_tls", "ins"),
                             ("reload_tls", "wrap")])
     mwtest.check("tls=3 tls_failed=0" in log, "the sighup line does not count 3 reloads")
@@ -199,7 +191,7 @@ def single(env):
     mwtest.eq(len(smarthost.wait_messages(1, 10)), 1, "messages at the smarthost")
 
     # 3
-    put(os.path.join(certs, "server.pem"), cert)
+    mwtest.put_file(os.path.join(certs, "server.pem"), cert)
     log = hup_and_wait(mw, [("reload_tls_failed", "in"), ("reload_tls_failed", "ins")])
     mwtest.check(re.search(r"event=reload_tls_failed listener=in reason=\"key \S+ does not "
                            r"match certificate \S+\" action=\"kept what was loaded before, "
@@ -210,7 +202,7 @@ def single(env):
 
     # 4
     if mwtest.is_root():
-        put(os.path.join(certs, "server.key"), key, mode=0o600)  # root's
+        mwtest.put_file(os.path.join(certs, "server.key"), key, mode=0o600)  # root's
         log = hup_and_wait(mw, [("reload_tls_failed", "in")])
         lines = [l for l in log.splitlines() if "event=reload_tls_failed listener=in " in l]
         print("unreadable key: %s" % lines[-1])
@@ -256,11 +248,7 @@ def workers(env):
     cert, key, ecdsa, _ = tls_files(env, "tls-workers")
     short = mwtest.make_leaf_cert(env, "localhost", ["localhost", "127.0.0.1"], days=10)
     short_fp = pem_fingerprint(short[0])
-    mdir = env.path("metrics")
-    os.makedirs(mdir)
-    if mwtest.is_root():
-        os.chown(mdir, *mwtest._ids("nobody"))
-    prom = os.path.join(mdir, "mailward.prom")
+    prom = mwtest.metrics_file(env)
     backend = env.recorder()
     mw = env.mailward(listeners={"in": {"accept_tls": "starttls", "cert": cert, "key": key,
                                         "forward": "127.0.0.1:%d" % backend.port}},
@@ -277,8 +265,8 @@ def workers(env):
     mwtest.eq(expiry_metric(prom), want, "certificate expiry in the metrics at start")
 
     # The reload: a certificate that expires in 10 days.
-    put(short[0], cert)
-    put(short[1], key, mode=0o644)
+    mwtest.put_file(short[0], cert)
+    mwtest.put_file(short[1], key, mode=0o644)
     hup_and_wait(mw, [("reload_tls", "in")], n=3)
     mwtest.eq({served(env, mw, "in", False) for _ in range(12)}, {short_fp},
               "certificates served by two workers after the reload")
@@ -314,15 +302,11 @@ def expired(env):
     os.makedirs(d)
     os.chmod(d, 0o755)
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    put(old[0], cert)
-    put(old[1], key)
+    mwtest.put_file(old[0], cert)
+    mwtest.put_file(old[1], key)
     old_fp = pem_fingerprint(cert)
     want = openssl_not_after(cert)
-    mdir = env.path("metrics-expired")
-    os.makedirs(mdir)
-    if mwtest.is_root():
-        os.chown(mdir, *mwtest._ids("nobody"))
-    prom = os.path.join(mdir, "mailward.prom")
+    prom = mwtest.metrics_file(env, "metrics-expired")
     backend = env.recorder()
     listeners = {"in": {"accept_tls": "starttls", "cert": cert, "key": key,
                         "forward": "127.0.0.1:%d" % backend.port}}
@@ -363,8 +347,8 @@ def expired(env):
     mwtest.eq(expiry_metric(prom), want, "certificate expiry in the metrics at start")
 
     # Renewed: SIGHUP and the line is info again.
-    put(os.path.join(env.certs, "server.pem"), cert)
-    put(os.path.join(env.certs, "server.key"), key)
+    mwtest.put_file(os.path.join(env.certs, "server.pem"), cert)
+    mwtest.put_file(os.path.join(env.certs, "server.key"), key)
     hup_and_wait(mw, [("reload_tls", "in")])
     got = cert_lines(mw)
     print("certificate lines: %r" % got)

@@ -205,10 +205,7 @@ def main():
         be = env.recorder()
         fwd = "127.0.0.1:%d" % be.port
         base = {"hostname": NAME, "forward": fwd}
-        mdir = env.path("metrics")
-        os.mkdir(mdir)
-        mwtest._chown(mdir, "nobody")
-        prom = os.path.join(mdir, "mailward.prom")
+        prom = mwtest.metrics_file(env)
         mw = env.mailward(listeners={
             "cmd": dict(base, accept_tls="starttls", timeout_command="2"),
             "preidle": dict(base, accept_tls="starttls", timeout_idle="2"),

@@ -101,10 +101,7 @@ def main():
     uid = pwd.getpwnam("nobody").pw_uid if mwtest.is_root() else os.getuid()
     with mwtest.Env("workers") as env:
         be = env.recorder()
-        mdir = env.path("metrics")
-        os.mkdir(mdir)
-        mwtest._chown(mdir, "nobody")
-        prom = os.path.join(mdir, "mailward.prom")
+        prom = mwtest.metrics_file(env)
         mw = env.mailward(listeners={"smtp": {"forward": "127.0.0.1:%d" % be.port}},
                           globals={"workers": 2, "metrics_file": prom})
 
