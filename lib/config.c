@@ -63,7 +63,7 @@ enum config_type {
         CONFIG_T_WORKERS,  /* 1..CONFIG_MAX_WORKERS or auto */
         CONFIG_T_ADDRESS,  /* an IPv4 or IPv6 address, no port */
         CONFIG_T_VERIFY,   /* a boolean, dane or dane-only */
-        CONFIG_T_FILES,    /* one or two paths (cert, key) */
+        CONFIG_T_FILES,    /* up to CONFIG_MAX_CERTS paths (cert, key); may repeat */
         CONFIG_T_NETS,     /* addresses and networks (util_net_parse()) */
 };
 
@@ -612,9 +612,26 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                 if (config_count_files(v) < 1 ||
                     config_count_files(v) > CONFIG_MAX_CERTS) {
                         config_error(p, p->line,
-                                     "%s: expected one or two files (an ECDSA and an RSA "
-                                     "one), separated by blanks or commas, got '%s'",
-                                     k->name, v);
+                                     "%s: expected 1 to %d files, separated by blanks or "
+                                     "commas, got '%s'",
+                                     k->name, CONFIG_MAX_CERTS, v);
+                        return;
+                }
+                /* Again: the paths of every line, in order. */
+                if (*(char **)(void *)field != NULL) {
+                        char *old = *(char **)(void *)field, *all;
+                        size_t len = strlen(old) + 1 + strlen(v) + 1;
+
+                        all = xmalloc(len);
+                        snprintf(all, len, "%s %s", old, v);
+                        if (config_count_files(all) > CONFIG_MAX_CERTS)
+                                config_error(p, p->line,
+                                             "%s: more than %d files in all, with this "
+                                             "line's",
+                                             k->name, CONFIG_MAX_CERTS);
+                        else
+                                config_set_str((char **)(void *)field, all);
+                        free(all);
                         return;
                 }
                 config_set_str((char **)(void *)field, v);
@@ -715,12 +732,14 @@ static int config_handler(void *user, const char *section, const char *name,
                 config_error(p, p->line, "unknown key '%s' in [%s]", name, sname);
                 return 1;
         }
-        if (s->seen[i] != 0) {
+        /* cert and key may come again: one line cannot hold 16 paths. */
+        if (s->seen[i] != 0 && keys[i].type != CONFIG_T_FILES) {
                 config_error(p, p->line, "duplicate key '%s' in [%s] (first on line %d)",
                              name, sname, s->seen[i]);
                 return 1;
         }
-        s->seen[i] = p->line;
+        if (s->seen[i] == 0)
+                s->seen[i] = p->line;
         config_set_value(p, &keys[i], base, value);
         return 1;
 }

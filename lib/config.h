@@ -41,7 +41,7 @@ enum config_identity {
 };
 
 #define CONFIG_MAX_LISTEN     8   /* addresses in one listener's listen */
-#define CONFIG_MAX_CERTS      2   /* certificates (and keys) of one listener */
+#define CONFIG_MAX_CERTS      16  /* certificates (and keys) of one listener */
 #define CONFIG_MAX_PROXY_FROM 32  /* networks in one listener's proxy_from */
 #define CONFIG_MAX_HOST_PORT  300 /* one "host:port" or "[v6]:port" */
 

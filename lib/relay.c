@@ -948,13 +948,19 @@ static void relay_tls_up(struct relay_session *s)
         /* A backend session from before TLS (monitor mode) knows too much. */
         if (s->bstate != RELAY_B_NONE)
                 relay_backend_abort(s);
-        /* key_type= only where there was a choice (two certificates). */
+        /* Which certificate, only where there was a choice (several). */
         bool chosen = false;
         const char *key = tls_served_key(t, &chosen);
 
-        relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d%s%s",
-                  tls_version(t), tls_cipher(t), tls_cipher_bits(t),
-                  chosen ? " key_type=" : "", chosen ? key : "");
+        if (chosen)
+                relay_log(s, LOG_LVL_INFO,
+                          "event=tls version=%s cipher=%s bits=%d key_type=%s sni=%s "
+                          "cert=%s",
+                          tls_version(t), tls_cipher(t), tls_cipher_bits(t), key,
+                          tls_sni(t) != NULL ? tls_sni(t) : "-", tls_served_cert(t));
+        else
+                relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d",
+                          tls_version(t), tls_cipher(t), tls_cipher_bits(t));
         /* Only TLS 1.2 and 1.3 are ever negotiated (invariant 7). */
         s->l->env->stats.tls[RELAY_TLS_INDEX(strcmp(tls_version(t), "TLSv1.3") == 0,
                                              relay_key_index(key))]++;
@@ -1722,6 +1728,9 @@ static int relay_out_listener_init(struct relay_listener *l, char *err, size_t e
  * says). Each is loaded on its own: 0 with *ctx set (NULL if the listener
  * has no use for it), or -1 with the reason in err. Start-up and reload.
  */
+_Static_assert(CONFIG_MAX_CERTS <= TLS_MAX_CERTS,
+               "a listener's certificates fit a context");
+
 static int relay_tls_load_server(const struct relay_listener *l, struct tls_ctx **server,
                                  char *err, size_t errlen)
 {
@@ -1729,19 +1738,22 @@ static int relay_tls_load_server(const struct relay_listener *l, struct tls_ctx 
 
         *server = NULL;
         if (lc->accept_tls != CONFIG_TLS_NONE) {
-                /* One certificate and key, or two (config_check_listener()). */
-                char cert[CONFIG_MAX_CERTS][PATH_MAX], key[CONFIG_MAX_CERTS][PATH_MAX];
-                struct tls_ctx_conf tc = {.cert_file = cert[0], .key_file = key[0]};
+                /* As many keys as certificates (config_check_listener()). */
+                char(*files)[2][PATH_MAX] = xcalloc(CONFIG_MAX_CERTS, sizeof(*files));
+                struct tls_ctx_conf tc = {0};
 
-                if (util_list_nth(lc->cert, 0, cert[0], sizeof(cert[0])) != 1 ||
-                    util_list_nth(lc->key, 0, key[0], sizeof(key[0])) != 1)
-                        fatalx("relay_tls_load_server: [%s]: no cert or key", lc->name);
-                if (util_list_nth(lc->cert, 1, cert[1], sizeof(cert[1])) == 1 &&
-                    util_list_nth(lc->key, 1, key[1], sizeof(key[1])) == 1) {
-                        tc.cert_file2 = cert[1];
-                        tc.key_file2 = key[1];
+                for (unsigned i = 0;
+                     i < CONFIG_MAX_CERTS &&
+                     util_list_nth(lc->cert, i, files[i][0], sizeof(files[i][0])) == 1 &&
+                     util_list_nth(lc->key, i, files[i][1], sizeof(files[i][1])) == 1;
+                     i++) {
+                        tc.cert_file[i] = files[i][0];
+                        tc.key_file[i] = files[i][1];
                 }
+                if (tc.cert_file[0] == NULL)
+                        fatalx("relay_tls_load_server: [%s]: no cert or key", lc->name);
                 *server = tls_ctx_new(TLS_ROLE_SERVER, &tc, err, errlen);
+                free(files);
                 if (*server == NULL)
                         return -1;
         }
@@ -1759,8 +1771,8 @@ static int relay_tls_load_client(const struct relay_listener *l, struct tls_ctx 
                 /* dane: the chain is recorded, and judged once TLS is up. */
                 bool record = l->outbound || lc->forward_verify >= CONFIG_VERIFY_DANE;
                 struct tls_ctx_conf tc = {.ca_file = lc->forward_ca,
-                                          .cert_file = lc->forward_cert,
-                                          .key_file = lc->forward_key,
+                                          .cert_file = {lc->forward_cert},
+                                          .key_file = {lc->forward_key},
                                           .verify_peer = !record && lc->forward_verify ==
                                                                         CONFIG_VERIFY_YES,
                                           .verify_record = record};
@@ -3298,17 +3310,17 @@ int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen
         return failed ? -1 : 1;
 }
 
-bool relay_listener_cert(const struct relay_listener *l, unsigned i, int64_t *not_after,
-                         const char **key_type, bool *client)
+bool relay_listener_cert(const struct relay_listener *l, unsigned i,
+                         struct tls_cert_desc *out, bool *client)
 {
         unsigned n = 0;
 
         /* The server certificates first, then the one shown to the server side. */
-        while (tls_ctx_cert(l->tls_server, n, not_after, key_type))
+        while (tls_ctx_cert(l->tls_server, n, out))
                 n++;
         *client = i >= n;
         return tls_ctx_cert(*client ? l->tls_client : l->tls_server, *client ? i - n : i,
-                            not_after, key_type);
+                            out);
 }
 
 unsigned relay_listener_sessions(const struct relay_listener *l)

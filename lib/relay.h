@@ -28,6 +28,8 @@
 #include "config.h"
 #include "log.h"
 
+struct tls_cert_desc;
+
 struct uv_loop_s;
 struct uv_stream_s;
 struct relay_listener;
@@ -134,8 +136,8 @@ int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen
  * The listener's i-th certificate, if any (tls_ctx_cert()): those it serves
  * (cert), then the one it shows the server side (forward_cert; *client).
  */
-bool relay_listener_cert(const struct relay_listener *l, unsigned i, int64_t *not_after,
-                         const char **key_type, bool *client);
+bool relay_listener_cert(const struct relay_listener *l, unsigned i,
+                         struct tls_cert_desc *out, bool *client);
 
 /* Ask the backend for its EHLO capabilities (start-up and periodic refresh). */
 void relay_listener_probe(struct relay_listener *l);

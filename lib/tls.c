@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -74,11 +75,19 @@ static const char tls_curve_list[] = TLS_SUITES_CURVES;
 #endif
 static const int tls_groups[] = {TLS_SUITES_GROUPS};
 
-/* What a server's certificate is (tls_cert_file_info()). */
+/* One of our own certificates (tls_cert_file_info()). */
 struct tls_cert_info {
         int64_t not_after;    /* when it expires; 0: unknown */
         const char *key_type; /* "ecdsa", "rsa" or "other"; "" until read */
         unsigned group;       /* ECDSA: its curve (TLSHELLO_P256...); 0 otherwise */
+        char *file;           /* the PEM file, as configured */
+        /*
+         * The host names it is for (tls_dc_names()), lower case, no trailing
+         * dot; only those a ClientHello can ask for (tls_own_name()).
+         */
+        char **names;
+        size_t nnames;
+        WOLFSSL_CTX *wctx; /* server role: the context that serves it */
 };
 
 struct tls_ctx {
@@ -88,16 +97,14 @@ struct tls_ctx {
         bool verify_record; /* and not verify_peer */
         unsigned refs;      /* the owner's, and one per struct tls made from it */
         /*
-         * Server role: the certificates, in the order the configuration gives
-         * them. With two, wctx serves the ECDSA one and rsa_wctx the RSA one,
-         * and each session is made from the one its ClientHello can take
-         * (tls_hello_ctx()); with one, rsa_wctx is NULL.
+         * The certificates, in the order the configuration gives them. Server
+         * role: each with its own wolfSSL context; with more than one, each
+         * session is made from the context of the one its ClientHello asks
+         * for (tls_hello_ssl()). Client role: the one shown, if any.
          */
-        struct tls_cert_info cert[2];
+        struct tls_cert_info cert[TLS_MAX_CERTS];
         unsigned ncert;
-        unsigned ecdsa_group; /* with rsa_wctx: the ECDSA certificate's curve */
-        WOLFSSL_CTX *wctx;
-        WOLFSSL_CTX *rsa_wctx;
+        WOLFSSL_CTX *wctx; /* client role */
 };
 
 /*
@@ -114,14 +121,15 @@ struct tls_chain {
 struct tls {
         unsigned magic;
         struct tls_ctx *ctx;
-        WOLFSSL *ssl;     /* NULL until the ClientHello is read, with two certificates */
-        struct buf in;    /* ciphertext fed, not yet taken by wolfSSL */
+        WOLFSSL *ssl;  /* NULL until the ClientHello is read, with several certificates */
+        struct buf in; /* ciphertext fed, not yet taken by wolfSSL */
         const char *lent; /* ciphertext lent (tls_lend), after `in` */
         size_t lent_len;
         struct buf out; /* ciphertext wolfSSL produced, for the caller to send */
         bool done;      /* handshake complete */
-        /* Server role: the key type served (tls_served_key()). */
-        const char *key_type;
+        /* Server role: the certificate served; NULL until chosen. */
+        const struct tls_cert_info *served;
+        char *sni; /* the host name its ClientHello asked for, when read; or NULL */
         /* What tls_verify_cb() saw (client role, verify_peer or verify_record). */
         bool verify_ran;     /* it was called */
         bool verify_expired; /* some certificate was outside its validity */
@@ -414,9 +422,84 @@ static void tls_cert_free(DecodedCert *dc)
 }
 
 /*
+ * wolfSSL keeps a certificate's subjectAltNames in the certificate's order
+ * only with OPENSSL_EXTRA; otherwise its list runs backwards.
+ */
+#if defined(OPENSSL_EXTRA) && !defined(WOLFSSL_ALT_NAMES_NO_REV)
+#define TLS_ALT_NAMES_REVERSED false
+#else
+#define TLS_ALT_NAMES_REVERSED true
+#endif
+
+/*
+ * fn(name, len, arg) for each of a certificate's names: its subjectAltName
+ * dNSNames or, if it has none, its last CN, in the certificate's order, as
+ * wolfSSL's parser has them (with their lengths: a name with a NUL inside
+ * is the caller's to refuse).
+ */
+static void tls_dc_names(const DecodedCert *dc, void (*fn)(const char *, int, void *),
+                         void *arg)
+{
+        const DNS_entry **dns = NULL, *e;
+        size_t i, n = 0;
+
+        for (e = dc->altNames; e != NULL; e = e->next)
+                n += e->type == ASN_DNS_TYPE;
+        dns = n > 0 ? xcalloc(n, sizeof(*dns)) : NULL;
+        i = 0;
+        for (e = dc->altNames; e != NULL; e = e->next)
+                if (e->type == ASN_DNS_TYPE)
+                        dns[i++] = e;
+        for (i = 0; i < n; i++) {
+                e = dns[TLS_ALT_NAMES_REVERSED ? n - 1 - i : i];
+                fn(e->name, e->len, arg);
+        }
+        if (n == 0 && dc->subjectCN != NULL)
+                fn(dc->subjectCN, dc->subjectCNLen, arg);
+        free(dns);
+}
+
+/*
+ * One of our own certificate's names, kept if a ClientHello can ask for it
+ * (tlshello.h: letters, digits, '-', '_', dots) or for the names under it
+ * ("*." and at least two labels more): in lower case, without a trailing dot.
+ */
+static void tls_own_name(const char *name, int len, void *arg)
+{
+        struct tls_cert_info *c = arg;
+        const char *p = name;
+        char *copy;
+        int n = len;
+
+        if (n > 0 && name[n - 1] == '.')
+                n--;
+        if (n > 2 && p[0] == '*' && p[1] == '.') {
+                const char *dot = memchr(p + 2, '.', (size_t)(n - 2));
+
+                /* "*.example.net", not "*.net" nor "*.example." */
+                if (dot == NULL || dot == p + 2 || dot == p + n - 1)
+                        return;
+                p += 2;
+                n -= 2;
+        }
+        if (n <= 0 || n + (p - name) > TLSHELLO_NAME_MAX)
+                return;
+        for (int i = 0; i < n; i++)
+                if (!isalnum((unsigned char)p[i]) && p[i] != '-' && p[i] != '_' &&
+                    p[i] != '.')
+                        return;
+        copy = xmalloc((size_t)(n + (p - name)) + 1);
+        for (int i = 0; i < n + (p - name); i++)
+                copy[i] = (char)tolower((unsigned char)name[i]);
+        copy[n + (p - name)] = '\0';
+        c->names = xrealloc(c->names, (c->nnames + 1) * sizeof(*c->names));
+        c->names[c->nnames++] = copy;
+}
+
+/*
  * The first certificate of a PEM file (the server's own, as wolfSSL loads
  * it): when it expires, in seconds since the epoch (0 if that cannot be
- * read), its key type and, for ECDSA, its curve.
+ * read), its key type, for ECDSA its curve, and the names it is for.
  */
 static void tls_cert_file_info(const char *path, struct tls_cert_info *out)
 {
@@ -428,7 +511,7 @@ static void tls_cert_file_info(const char *path, struct tls_cert_info *out)
         byte format;
         int dersz, len;
 
-        *out = (struct tls_cert_info){.key_type = "other"};
+        *out = (struct tls_cert_info){.key_type = "other", .file = xstrdup(path)};
         buf_init(&pem);
         if (!tls_read_file(path, TLS_CERT_FILE_MAX, &pem) || buf_len(&pem) == 0) {
                 buf_cleanup(&pem);
@@ -453,6 +536,8 @@ static void tls_cert_file_info(const char *path, struct tls_cert_info *out)
                              : dc->pkCurveOID == ECC_SECP521R1_OID ? TLSHELLO_P521
                                                                    : 0;
         }
+        if (dc != NULL)
+                tls_dc_names(dc, tls_own_name, out);
         tls_cert_free(dc);
         free(der);
         buf_cleanup(&pem);
@@ -628,8 +713,8 @@ static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
                 return false;
         }
         /* A certificate to show a server that asks for one. */
-        if (conf->cert_file != NULL &&
-            !tls_ctx_own_cert(wctx, conf->cert_file, conf->key_file, err, errlen))
+        if (conf->cert_file[0] != NULL &&
+            !tls_ctx_own_cert(wctx, conf->cert_file[0], conf->key_file[0], err, errlen))
                 return false;
         /* With no verification too: the callback keeps the chain (tls_keep_chain()). */
         if (conf->verify_peer || conf->verify_record)
@@ -672,47 +757,52 @@ static WOLFSSL_CTX *tls_wctx_new(enum tls_role role, const struct tls_ctx_conf *
         return wctx;
 }
 
-/*
- * The second certificate (cert_file2, key_file2): one of the two must have
- * an ECDSA key on a curve that TLS names and the other an RSA key. wctx
- * ends up serving the ECDSA one, rsa_wctx the RSA one.
- */
-static bool tls_ctx_second(struct tls_ctx *ctx, const struct tls_ctx_conf *conf,
-                           char *err, size_t errlen)
+/* Does c have every name that d has (no name at all: trivially)? */
+static bool tls_names_cover(const struct tls_cert_info *c, const struct tls_cert_info *d)
 {
-        const struct tls_cert_info *a = &ctx->cert[0], *b = &ctx->cert[1], *ecdsa, *rsa;
-        WOLFSSL_CTX *w2;
+        for (size_t j = 0; j < d->nnames; j++) {
+                size_t i = 0;
 
-        w2 = tls_wctx_new(TLS_ROLE_SERVER, conf, conf->cert_file2, conf->key_file2, err,
-                          errlen);
-        if (w2 == NULL)
-                return false;
-        tls_cert_file_info(conf->cert_file2, &ctx->cert[1]);
-        ctx->ncert = 2;
-        ecdsa = strcmp(a->key_type, "ecdsa") == 0 ? a : b;
-        rsa = ecdsa == a ? b : a;
-        if (strcmp(ecdsa->key_type, "ecdsa") != 0 || strcmp(rsa->key_type, "rsa") != 0) {
-                snprintf(err, errlen,
-                         "certificates %s (%s key) and %s (%s key): two certificates "
-                         "need one ECDSA key and one RSA key",
-                         conf->cert_file, a->key_type, conf->cert_file2, b->key_type);
-                wolfSSL_CTX_free(w2);
-                return false;
+                while (i < c->nnames && strcmp(c->names[i], d->names[j]) != 0)
+                        i++;
+                if (i == c->nnames)
+                        return false;
         }
-        if (ecdsa->group == 0) {
-                snprintf(err, errlen,
-                         "certificate %s: its ECDSA key is on a curve other than "
-                         "P-256, P-384 or P-521",
-                         ecdsa == a ? conf->cert_file : conf->cert_file2);
-                wolfSSL_CTX_free(w2);
-                return false;
-        }
-        ctx->ecdsa_group = ecdsa->group;
-        if (ecdsa == a)
-                ctx->rsa_wctx = w2;
-        else {
-                ctx->rsa_wctx = ctx->wctx;
-                ctx->wctx = w2;
+        return true;
+}
+
+/*
+ * With several certificates: each must have an ECDSA key on a curve that
+ * TLS names or an RSA key, and each must be served to some client. One that
+ * an earlier one of the same key (and curve) covers name for name never is:
+ * the earlier one wins every choice (tls_pick_cert()).
+ */
+static bool tls_ctx_check_certs(const struct tls_ctx *ctx, char *err, size_t errlen)
+{
+        for (unsigned j = 0; j < ctx->ncert; j++) {
+                const struct tls_cert_info *d = &ctx->cert[j];
+
+                if (strcmp(d->key_type, "rsa") != 0 &&
+                    (strcmp(d->key_type, "ecdsa") != 0 || d->group == 0)) {
+                        snprintf(err, errlen,
+                                 "certificate %s: with several certificates each needs "
+                                 "an RSA key or an ECDSA key on P-256, P-384 or P-521",
+                                 d->file);
+                        return false;
+                }
+                for (unsigned i = 0; i < j; i++) {
+                        const struct tls_cert_info *c = &ctx->cert[i];
+
+                        if (strcmp(c->key_type, d->key_type) == 0 &&
+                            c->group == d->group && tls_names_cover(c, d)) {
+                                snprintf(err, errlen,
+                                         "certificate %s would never be served: %s, "
+                                         "before it, has the same key type and every "
+                                         "name it has",
+                                         d->file, c->file);
+                                return false;
+                        }
+                }
         }
         return true;
 }
@@ -721,44 +811,61 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                             char *err, size_t errlen)
 {
         struct tls_ctx *ctx;
-        WOLFSSL_CTX *wctx;
 
         if (errlen > 0)
                 err[0] = '\0';
-        wctx = tls_wctx_new(role, conf, conf->cert_file, conf->key_file, err, errlen);
-        if (wctx == NULL)
+        if (role == TLS_ROLE_SERVER && conf->cert_file[0] == NULL) {
+                snprintf(err, errlen, "a server needs a certificate");
                 return NULL;
+        }
         ctx = xcalloc(1, sizeof(*ctx));
         ctx->magic = TLS_CTX_MAGIC;
         ctx->role = role;
         ctx->verify_peer = role == TLS_ROLE_CLIENT && conf->verify_peer;
         ctx->verify_record =
             role == TLS_ROLE_CLIENT && conf->verify_record && !conf->verify_peer;
-        ctx->wctx = wctx;
         ctx->refs = 1;
-        /* A client's certificate to show, too, for its expiry. */
-        if (role == TLS_ROLE_CLIENT && conf->cert_file != NULL) {
-                tls_cert_file_info(conf->cert_file, &ctx->cert[0]);
-                ctx->ncert = 1;
+        if (role == TLS_ROLE_CLIENT) {
+                ctx->wctx = tls_wctx_new(role, conf, conf->cert_file[0],
+                                         conf->key_file[0], err, errlen);
+                if (ctx->wctx == NULL)
+                        goto fail;
+                /* A client's certificate to show, too, for its expiry. */
+                if (conf->cert_file[0] != NULL)
+                        tls_cert_file_info(conf->cert_file[0], &ctx->cert[ctx->ncert++]);
+                return ctx;
         }
-        if (role == TLS_ROLE_SERVER) {
-                tls_cert_file_info(conf->cert_file, &ctx->cert[0]);
-                ctx->ncert = 1;
-                if (conf->cert_file2 != NULL && !tls_ctx_second(ctx, conf, err, errlen)) {
-                        tls_ctx_free(ctx);
-                        return NULL;
-                }
+        for (unsigned i = 0; i < TLS_MAX_CERTS && conf->cert_file[i] != NULL; i++) {
+                struct tls_cert_info *c = &ctx->cert[ctx->ncert];
+                WOLFSSL_CTX *w = tls_wctx_new(role, conf, conf->cert_file[i],
+                                              conf->key_file[i], err, errlen);
+
+                if (w == NULL)
+                        goto fail;
+                tls_cert_file_info(conf->cert_file[i], c);
+                c->wctx = w;
+                ctx->ncert++;
         }
+        if (ctx->ncert > 1 && !tls_ctx_check_certs(ctx, err, errlen))
+                goto fail;
         return ctx;
+fail:
+        tls_ctx_free(ctx);
+        return NULL;
 }
 
-bool tls_ctx_cert(const struct tls_ctx *ctx, unsigned i, int64_t *not_after,
-                  const char **key_type)
+bool tls_ctx_cert(const struct tls_ctx *ctx, unsigned i, struct tls_cert_desc *out)
 {
+        const struct tls_cert_info *c;
+
         if (ctx == NULL || i >= ctx->ncert)
                 return false;
-        *not_after = ctx->cert[i].not_after;
-        *key_type = ctx->cert[i].key_type;
+        c = &ctx->cert[i];
+        *out = (struct tls_cert_desc){.not_after = c->not_after,
+                                      .key_type = c->key_type,
+                                      .file = c->file,
+                                      .names = (const char *const *)c->names,
+                                      .nnames = c->nnames};
         return true;
 }
 
@@ -770,7 +877,15 @@ void tls_ctx_free(struct tls_ctx *ctx)
         if (--ctx->refs > 0)
                 return;
         wolfSSL_CTX_free(ctx->wctx);
-        wolfSSL_CTX_free(ctx->rsa_wctx);
+        for (unsigned i = 0; i < ctx->ncert; i++) {
+                struct tls_cert_info *c = &ctx->cert[i];
+
+                wolfSSL_CTX_free(c->wctx);
+                free(c->file);
+                for (size_t j = 0; j < c->nnames; j++)
+                        free(c->names[j]);
+                free(c->names);
+        }
         ctx->magic = 0;
         free(ctx);
 }
@@ -805,13 +920,16 @@ struct tls *tls_new(struct tls_ctx *ctx, const char *servername)
         ctx->refs++;
         buf_init(&t->in);
         buf_init(&t->out);
-        /* Two certificates: the ClientHello decides which (tls_hello_ssl()). */
-        if (ctx->rsa_wctx != NULL)
+        if (ctx->role == TLS_ROLE_SERVER) {
+                /* Several certificates: the ClientHello decides (tls_hello_ssl()). */
+                if (ctx->ncert > 1)
+                        return t;
+                t->served = &ctx->cert[0];
+                tls_ssl_new(t, ctx->cert[0].wctx);
                 return t;
-        if (ctx->role == TLS_ROLE_SERVER)
-                t->key_type = ctx->cert[0].key_type;
+        }
         tls_ssl_new(t, ctx->wctx);
-        if (ctx->role == TLS_ROLE_CLIENT && servername != NULL && *servername != '\0') {
+        if (servername != NULL && *servername != '\0') {
                 if (!tls_is_ip_literal(servername) &&
                     wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, servername,
                                    (unsigned short)strlen(servername)) != WOLFSSL_SUCCESS)
@@ -833,6 +951,7 @@ void tls_free(struct tls *t)
         buf_cleanup(&t->in);
         buf_cleanup(&t->out);
         free(t->sent);
+        free(t->sni);
         t->magic = 0;
         free(t);
 }
@@ -965,23 +1084,83 @@ void tls_release_idle(struct tls *t)
 }
 
 /*
- * A server with two certificates makes its session once the whole
- * ClientHello is in, from the context whose certificate the client can take
- * (tlshello.h): false until then. Bytes that are no ClientHello go to the
- * ECDSA context's session, whose handshake refuses them.
+ * How well a certificate's names fit the host name a client asks for: 2
+ * one of them is that name, 1 a wildcard covers it ("*.example.net" covers
+ * "mx.example.net", not "example.net" nor "a.mx.example.net"), 0 neither.
+ */
+static int tls_name_fit(const struct tls_cert_info *c, const char *sni)
+{
+        const char *parent = strchr(sni, '.');
+        int fit = 0;
+
+        for (size_t i = 0; i < c->nnames && sni[0] != '\0'; i++) {
+                const char *name = c->names[i];
+
+                if (strcmp(name, sni) == 0)
+                        return 2;
+                if (name[0] == '*' && parent != NULL && parent != sni &&
+                    strcmp(name + 1, parent) == 0)
+                        fit = 1;
+        }
+        return fit;
+}
+
+/*
+ * The certificate for a ClientHello: one the client can take before one it
+ * cannot (tlshello.h; RSA: every client); then one for the host name it
+ * asks for (SNI) over one that a wildcard covers it with, over the rest;
+ * then ECDSA over RSA (a smaller, faster handshake); then the
+ * configuration's order. With no name asked for, or one that no
+ * certificate has: the first ECDSA one the client can take, else the first
+ * RSA one.
+ */
+static const struct tls_cert_info *tls_pick_cert(const struct tls_ctx *ctx,
+                                                 const struct tlshello *h)
+{
+        const struct tls_cert_info *best = &ctx->cert[0];
+        int best_score = -1;
+
+        for (unsigned i = 0; i < ctx->ncert; i++) {
+                const struct tls_cert_info *c = &ctx->cert[i];
+                bool ecdsa = strcmp(c->key_type, "ecdsa") == 0;
+                bool takes = !ecdsa || tlshello_takes_ecdsa(h, c->group);
+                int score =
+                    (takes ? 8 : 0) + 2 * tls_name_fit(c, h->sni) + (ecdsa ? 1 : 0);
+
+                if (score > best_score) {
+                        best = c;
+                        best_score = score;
+                }
+        }
+        return best;
+}
+
+/*
+ * A server with several certificates makes its session once the whole
+ * ClientHello is in, from the context of the certificate tls_pick_cert()
+ * chooses: false until then. Bytes that are no ClientHello go to the first
+ * certificate's session, whose handshake refuses them.
  */
 static bool tls_hello_ssl(struct tls *t)
 {
-        enum tlshello_pick pick;
+        struct tlshello h;
 
         if (t->lent_len > 0)
                 tls_lend_end(t); /* one run of bytes to read */
-        pick = tlshello_pick((const unsigned char *)buf_data(&t->in), buf_len(&t->in),
-                             t->ctx->ecdsa_group);
-        if (pick == TLSHELLO_MORE)
+        switch (
+            tlshello_read((const unsigned char *)buf_data(&t->in), buf_len(&t->in), &h)) {
+        case TLSHELLO_READ_MORE:
                 return false;
-        t->key_type = pick == TLSHELLO_RSA ? "rsa" : "ecdsa";
-        tls_ssl_new(t, pick == TLSHELLO_RSA ? t->ctx->rsa_wctx : t->ctx->wctx);
+        case TLSHELLO_READ_OK:
+                t->served = tls_pick_cert(t->ctx, &h);
+                if (h.sni[0] != '\0')
+                        t->sni = xstrdup(h.sni);
+                break;
+        case TLSHELLO_READ_BAD:
+                t->served = &t->ctx->cert[0];
+                break;
+        }
+        tls_ssl_new(t, t->served->wctx);
         return true;
 }
 
@@ -1067,8 +1246,18 @@ void tls_shutdown(struct tls *t)
 const char *tls_served_key(const struct tls *t, bool *chosen)
 {
         if (chosen != NULL)
-                *chosen = t->ctx->rsa_wctx != NULL;
-        return t->key_type;
+                *chosen = t->ctx->ncert > 1;
+        return t->served != NULL ? t->served->key_type : NULL;
+}
+
+const char *tls_served_cert(const struct tls *t)
+{
+        return t->served != NULL ? t->served->file : NULL;
+}
+
+const char *tls_sni(const struct tls *t)
+{
+        return t->sni;
 }
 
 const char *tls_version(const struct tls *t)
@@ -1133,46 +1322,23 @@ static bool tls_copy_name(const char *p, int n, char out[256])
         return true;
 }
 
-/*
- * wolfSSL keeps a certificate's subjectAltNames in the certificate's order
- * only with OPENSSL_EXTRA; otherwise its list runs backwards.
- */
-#if defined(OPENSSL_EXTRA) && !defined(WOLFSSL_ALT_NAMES_NO_REV)
-#define TLS_ALT_NAMES_REVERSED false
-#else
-#define TLS_ALT_NAMES_REVERSED true
-#endif
+/* A peer's names for tls_dc_names(): copied while there is room. */
+static void tls_peer_name(const char *name, int len, void *arg)
+{
+        struct tls_peer *out = arg;
 
-/*
- * The leaf's subjectAltName dNSNames or, if it has none, its last CN, in the
- * certificate's order. wolfSSL's parser keeps each name's length: a name with
- * a NUL inside is refused, not cut short.
- */
+        if (out->nnames < UTIL_ARRAY_LEN(out->names) &&
+            tls_copy_name(name, len, out->names[out->nnames]))
+                out->nnames++;
+}
+
+/* The leaf's names (tls_dc_names()). */
 static void tls_peer_names(const unsigned char *der, int len, struct tls_peer *out)
 {
-        const size_t max = UTIL_ARRAY_LEN(out->names);
         DecodedCert *dc = tls_cert_parse(der, len);
-        const DNS_entry **dns = NULL, *e;
-        size_t i, n = 0;
 
-        if (dc != NULL) {
-                for (e = dc->altNames; e != NULL; e = e->next)
-                        n += e->type == ASN_DNS_TYPE;
-                dns = n > 0 ? xcalloc(n, sizeof(*dns)) : NULL;
-                i = 0;
-                for (e = dc->altNames; e != NULL; e = e->next)
-                        if (e->type == ASN_DNS_TYPE)
-                                dns[i++] = e;
-                for (i = 0; i < n && out->nnames < max; i++) {
-                        e = dns[TLS_ALT_NAMES_REVERSED ? n - 1 - i : i];
-                        if (tls_copy_name(e->name, e->len, out->names[out->nnames]))
-                                out->nnames++;
-                }
-                if (n == 0 &&
-                    tls_copy_name(dc->subjectCN, dc->subjectCNLen, out->names[0]))
-                        out->nnames = 1;
-        }
-        free(dns);
+        if (dc != NULL)
+                tls_dc_names(dc, tls_peer_name, out);
         tls_cert_free(dc);
 }
 

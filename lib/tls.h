@@ -43,19 +43,19 @@ enum tls_result {
         TLS_ERROR,  /* fatal; see tls_error() */
 };
 
+/* Most certificates a server context serves. */
+#define TLS_MAX_CERTS 16
+
 struct tls_ctx_conf {
-        /* PEM chain and key: required for the server role; for the client
-         * role, optional: shown to a server that asks for a certificate. */
-        const char *cert_file;
-        const char *key_file;
         /*
-         * Server role, optional: a second certificate and key. Of the two, one
-         * must have an ECDSA key and the other an RSA key; each session gets
-         * the ECDSA one when its ClientHello says it can take it, the RSA one
-         * otherwise (lib/tlshello.h).
+         * PEM chains and their keys, pairwise, up to the first NULL. Server
+         * role: one at least. With several, each must have an ECDSA key (on
+         * P-256, P-384 or P-521) or an RSA key, and each session gets the one
+         * its ClientHello asks for (tls_new()). Client role: none, or one to
+         * show a server that asks for a certificate.
          */
-        const char *cert_file2;
-        const char *key_file2;
+        const char *cert_file[TLS_MAX_CERTS];
+        const char *key_file[TLS_MAX_CERTS];
         const char *ca_file; /* client role: trust anchors (NULL: none loaded) */
         bool verify_peer;    /* client role: fail the handshake on a bad chain */
         /*
@@ -81,20 +81,37 @@ void tls_global_cleanup(void);
  */
 struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                             char *err, size_t errlen);
+/* One of a context's certificates (tls_ctx_cert()); valid while the context is. */
+struct tls_cert_desc {
+        int64_t not_after;    /* when it expires, seconds since the epoch; 0: unknown */
+        const char *key_type; /* "ecdsa", "rsa" or "other" */
+        const char *file;     /* its cert_file */
+        /*
+         * The host names a ClientHello can ask for that it names: its
+         * subjectAltName dNSNames or, if none, its CN, lower case, no
+         * trailing dot; wildcards ("*.example.net") as they are.
+         */
+        const char *const *names;
+        size_t nnames;
+};
+
 /*
- * The i-th certificate the context serves (server role; 0: cert_file's
- * first, 1: cert_file2's) or shows (client role with cert_file: 0): false if
- * there is none (or ctx is NULL). Otherwise
- * *not_after is when it expires, in seconds since the epoch (0: unknown),
- * and *key_type "ecdsa", "rsa" or "other".
+ * The i-th certificate the context serves (server role, in cert_file's
+ * order) or shows (client role with a cert_file: 0): false if there is none
+ * (or ctx is NULL).
  */
-bool tls_ctx_cert(const struct tls_ctx *ctx, unsigned i, int64_t *not_after,
-                  const char **key_type);
+bool tls_ctx_cert(const struct tls_ctx *ctx, unsigned i, struct tls_cert_desc *out);
 
 /* Drop the owner's reference: freed now, or when the last tls made from it is. */
 void tls_ctx_free(struct tls_ctx *ctx);
 
-/* servername: client role, for SNI and name checks (may be NULL). */
+/*
+ * servername: client role, for SNI and name checks (may be NULL). A server
+ * context with several certificates makes the session's wolfSSL object only
+ * once the ClientHello is in: from the certificate the client can take
+ * (tlshello.h), for the host name it asks for (its own name, then a wildcard
+ * over it), ECDSA over RSA, the configuration's order last (tls_pick_cert()).
+ */
 struct tls *tls_new(struct tls_ctx *ctx, const char *servername);
 void tls_free(struct tls *t);
 
@@ -135,11 +152,19 @@ void tls_shutdown(struct tls *t);
 
 /*
  * Server role: the key type of the certificate this session serves
- * ("ecdsa", "rsa" or "other"); with two certificates, NULL until its
+ * ("ecdsa", "rsa" or "other"); with several certificates, NULL until its
  * ClientHello is read. NULL for the client role. *chosen (may be NULL):
- * whether there were two to choose from.
+ * whether there were several to choose from.
  */
 const char *tls_served_key(const struct tls *t, bool *chosen);
+/* The same certificate's file (its cert_file); NULL where tls_served_key() is. */
+const char *tls_served_cert(const struct tls *t);
+/*
+ * Server role with several certificates: the host name the ClientHello
+ * asked for (tlshello.h), once read; NULL if it asked for none (or for
+ * something that is no host name), or before.
+ */
+const char *tls_sni(const struct tls *t);
 
 /* After the handshake: "TLSv1.3", "TLS_AES_128_GCM_SHA256", key bits. */
 const char *tls_version(const struct tls *t);

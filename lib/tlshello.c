@@ -16,9 +16,10 @@
 #define TLSHELLO_CLIENT_HELLO  1     /* handshake type */
 
 /* Extensions read. */
-#define TLSHELLO_EXT_GROUPS   10
-#define TLSHELLO_EXT_SIGALGS  13
-#define TLSHELLO_EXT_VERSIONS 43
+#define TLSHELLO_EXT_SERVER_NAME 0
+#define TLSHELLO_EXT_GROUPS      10
+#define TLSHELLO_EXT_SIGALGS     13
+#define TLSHELLO_EXT_VERSIONS    43
 
 #define TLSHELLO_TLS13 0x0304
 
@@ -131,32 +132,66 @@ static long tlshello_gather(const unsigned char *p, size_t n, unsigned char *hs)
         return 0;
 }
 
-enum tlshello_pick tlshello_pick(const unsigned char *p, size_t n, unsigned ecdsa_group)
+/*
+ * The host name of a server_name extension's data (RFC 6066 3): the first
+ * host_name entry, lower case, no trailing dot; "" when it is no host name.
+ */
+static void tlshello_sni(struct tlshello_rd data, char *out)
 {
-        /* 1.3: the scheme of the certificate's curve; 1.2: ECDSA with SHA-2. */
+        struct tlshello_rd list = tlshello_vec16(&data);
+
+        out[0] = '\0';
+        while (!list.bad && list.n > 0) {
+                unsigned type = tlshello_u8(&list);
+                struct tlshello_rd name = tlshello_vec16(&list);
+                size_t i, n = name.n;
+
+                if (list.bad || type != 0)
+                        continue;
+                if (n > 0 && name.p[n - 1] == '.')
+                        n--;
+                if (n == 0 || n > TLSHELLO_NAME_MAX)
+                        return;
+                for (i = 0; i < n; i++) {
+                        unsigned char c = name.p[i];
+
+                        if (c >= 'A' && c <= 'Z')
+                                c = (unsigned char)(c - 'A' + 'a');
+                        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                                   c == '-' || c == '_' || c == '.')) {
+                                out[0] = '\0';
+                                return;
+                        }
+                        out[i] = (char)c;
+                }
+                out[n] = '\0';
+                return;
+        }
+}
+
+enum tlshello_result tlshello_read(const unsigned char *p, size_t n, struct tlshello *h)
+{
+        /* 1.2: ECDSA with SHA-2, in a suite mailward allows. */
         static const unsigned ecdsa12_suites[] = {0xc02b, 0xc02c, 0xcca9};
         static const unsigned ecdsa12_sigalgs[] = {0x0403, 0x0503, 0x0603};
         unsigned char hs[TLSHELLO_MAX + 4];
         struct tlshello_rd r, suites, sigalgs = {0}, groups = {0};
         bool tls13 = false, have_sigalgs = false, have_groups = false;
-        unsigned scheme13;
         long len;
 
-        if (ecdsa_group < TLSHELLO_P256 || ecdsa_group > TLSHELLO_P521)
-                return TLSHELLO_BAD;
-        scheme13 = 0x0403 + 0x0100 * (ecdsa_group - TLSHELLO_P256);
+        memset(h, 0, sizeof(*h));
         len = tlshello_gather(p, n < TLSHELLO_INPUT_MAX ? n : TLSHELLO_INPUT_MAX, hs);
         if (len == 0 && n >= TLSHELLO_INPUT_MAX)
-                return TLSHELLO_BAD;
+                return TLSHELLO_READ_BAD;
         if (len <= 0)
-                return len == 0 ? TLSHELLO_MORE : TLSHELLO_BAD;
+                return len == 0 ? TLSHELLO_READ_MORE : TLSHELLO_READ_BAD;
         r = (struct tlshello_rd){.p = hs + 4, .n = (size_t)len - 4};
         (void)tlshello_sub(&r, 2 + 32); /* legacy_version, random */
         (void)tlshello_vec8(&r);        /* legacy_session_id */
         suites = tlshello_vec16(&r);
         (void)tlshello_vec8(&r); /* legacy_compression_methods */
         if (r.bad)
-                return TLSHELLO_BAD;
+                return TLSHELLO_READ_BAD;
         if (r.n > 0) {
                 struct tlshello_rd exts = tlshello_vec16(&r);
 
@@ -175,22 +210,54 @@ enum tlshello_pick tlshello_pick(const unsigned char *p, size_t n, unsigned ecds
                         } else if (type == TLSHELLO_EXT_GROUPS) {
                                 groups = tlshello_vec16(&data);
                                 have_groups = !groups.bad;
+                        } else if (type == TLSHELLO_EXT_SERVER_NAME && !exts.bad) {
+                                tlshello_sni(data, h->sni);
                         }
                 }
-                if (exts.bad)
-                        return TLSHELLO_BAD;
+                if (exts.bad) {
+                        h->sni[0] = '\0';
+                        return TLSHELLO_READ_BAD;
+                }
         }
-        if (tls13)
-                return have_sigalgs && tlshello_has16(sigalgs, &scheme13, 1)
-                           ? TLSHELLO_ECDSA
-                           : TLSHELLO_RSA;
-        if (!tlshello_has16(suites, ecdsa12_suites, 3))
-                return TLSHELLO_RSA;
-        if (have_sigalgs && !tlshello_has16(sigalgs, ecdsa12_sigalgs, 3))
-                return TLSHELLO_RSA;
-        if (have_groups && !tlshello_has16(groups, &ecdsa_group, 1))
-                return TLSHELLO_RSA;
-        return TLSHELLO_ECDSA;
+        for (unsigned g = TLSHELLO_P256; g <= TLSHELLO_P521; g++) {
+                bool *ok = &h->ecdsa[g - TLSHELLO_P256];
+
+                if (tls13) {
+                        /* The scheme of the certificate's curve. */
+                        unsigned scheme13 = 0x0403 + 0x0100 * (g - TLSHELLO_P256);
+
+                        *ok = have_sigalgs && tlshello_has16(sigalgs, &scheme13, 1);
+                        continue;
+                }
+                *ok = tlshello_has16(suites, ecdsa12_suites, 3) &&
+                      (!have_sigalgs || tlshello_has16(sigalgs, ecdsa12_sigalgs, 3)) &&
+                      (!have_groups || tlshello_has16(groups, &g, 1));
+        }
+        return TLSHELLO_READ_OK;
+}
+
+bool tlshello_takes_ecdsa(const struct tlshello *h, unsigned group)
+{
+        return group >= TLSHELLO_P256 && group <= TLSHELLO_P521 &&
+               h->ecdsa[group - TLSHELLO_P256];
+}
+
+enum tlshello_pick tlshello_pick(const unsigned char *p, size_t n, unsigned ecdsa_group)
+{
+        struct tlshello h;
+
+        if (ecdsa_group < TLSHELLO_P256 || ecdsa_group > TLSHELLO_P521)
+                return TLSHELLO_BAD;
+        switch (tlshello_read(p, n, &h)) {
+        case TLSHELLO_READ_MORE:
+                return TLSHELLO_MORE;
+        case TLSHELLO_READ_OK:
+                return tlshello_takes_ecdsa(&h, ecdsa_group) ? TLSHELLO_ECDSA
+                                                             : TLSHELLO_RSA;
+        case TLSHELLO_READ_BAD:
+                break;
+        }
+        return TLSHELLO_BAD;
 }
 
 const char *tlshello_pick_str(enum tlshello_pick pick)

@@ -1,12 +1,13 @@
 /*
- * tlshello: which of two server certificates, ECDSA or RSA, a TLS client can
- * take, read from its ClientHello before the TLS library sees it. Pure: no
- * I/O, no allocation; any bytes are safe.
+ * tlshello: which server certificates a TLS client can take, ECDSA or RSA,
+ * and the host name it asks for (SNI), read from its ClientHello before the
+ * TLS library sees it. Pure: no I/O, no allocation; any bytes are safe.
  *
  * wolfSSL holds one certificate per context and chooses nothing; lib/tls.c
- * reads the ClientHello with tlshello_pick() and only then makes the
- * session, from the context with the certificate the client can take. The
- * choice is the one OpenSSL makes with two certificates (nginx, Postfix):
+ * reads the ClientHello with tlshello_read() and only then makes the
+ * session, from the context with the certificate the client can take and
+ * that names the host it asks for. Whether it can take an ECDSA one is
+ * decided as OpenSSL decides between two certificates (nginx, Postfix):
  *
  * - A client that offers TLS 1.3 (supported_versions lists 0x0304) takes the
  *   ECDSA certificate when its signature_algorithms list the ECDSA scheme of
@@ -16,7 +17,12 @@
  *   mailward allows (AES-GCM or ChaCha20-Poly1305), its signature_algorithms,
  *   if it sends them, name some hash with ECDSA, and its supported_groups, if
  *   it sends them, name the certificate's curve (RFC 8422 section 5.1).
- * - Otherwise the RSA certificate.
+ * - Otherwise it takes only an RSA certificate.
+ *
+ * The host name is the first host_name of its server_name extension (RFC
+ * 6066 section 3), in lower case and without a trailing dot, when it is one:
+ * letters, digits, '-', '_' and dots, up to 253 bytes. Anything else (an IP
+ * address is allowed by no client, but some send one) is no name.
  *
  * The ClientHello may span several records (up to TLSHELLO_MAX bytes of
  * handshake message); bytes after it are not looked at. One that is not
@@ -27,6 +33,7 @@
 #ifndef MAILWARD_TLSHELLO_H
 #define MAILWARD_TLSHELLO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Longest ClientHello read (its handshake body); a longer one is BAD. */
@@ -39,6 +46,33 @@
 #define TLSHELLO_P384 24
 #define TLSHELLO_P521 25
 
+/* The longest host name read (RFC 1035's 253 in text). */
+#define TLSHELLO_NAME_MAX 253
+
+/* What a whole ClientHello says (tlshello_read()). */
+struct tlshello {
+        /* It can take an ECDSA certificate on P-256, P-384, P-521. */
+        bool ecdsa[3];
+        /* The host name asked for (SNI); "" if none. */
+        char sni[TLSHELLO_NAME_MAX + 1];
+};
+
+enum tlshello_result {
+        TLSHELLO_READ_MORE, /* a ClientHello so far, not all of it: feed more */
+        TLSHELLO_READ_OK,   /* read: *h is filled */
+        TLSHELLO_READ_BAD,  /* as TLSHELLO_BAD below */
+};
+
+/* p, n: the bytes the client sent so far, from the first. */
+enum tlshello_result tlshello_read(const unsigned char *p, size_t n, struct tlshello *h);
+
+/* Can the client take an ECDSA certificate on the curve group (TLSHELLO_P256...)? */
+bool tlshello_takes_ecdsa(const struct tlshello *h, unsigned group);
+
+/*
+ * The same for one ECDSA certificate on ecdsa_group against an RSA one, in
+ * one word: the unit tests' and the fuzzer's question.
+ */
 enum tlshello_pick {
         TLSHELLO_MORE,  /* a ClientHello so far, not all of it: feed more */
         TLSHELLO_ECDSA, /* the client can take the ECDSA certificate */
@@ -51,7 +85,6 @@ enum tlshello_pick {
         TLSHELLO_BAD,
 };
 
-/* p, n: the bytes the client sent so far, from the first. */
 enum tlshello_pick tlshello_pick(const unsigned char *p, size_t n, unsigned ecdsa_group);
 
 const char *tlshello_pick_str(enum tlshello_pick pick);

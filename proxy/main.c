@@ -202,23 +202,30 @@ static int main_make_listeners(struct main_state *m, FILE *errs)
         return bad ? -1 : 0;
 }
 
+/* At most so many of a certificate's names in its line; then "+N". */
+#define MAIN_CERT_NAMES_LOGGED 4
+
 /* The line for one certificate of a listener (main_update_certs()). */
 static void main_log_cert(struct main_state *m, const struct config_listener *lc,
-                          unsigned i, bool client, const char *type, int64_t na,
-                          int64_t now)
+                          bool client, const struct tls_cert_desc *d, int64_t now)
 {
+        int64_t na = d->not_after;
         time_t t = (time_t)na;
-        char when[32], file[PATH_MAX];
+        char when[32], names[MAIN_CERT_NAMES_LOGGED * 256 + 16];
         struct tm tm;
+        size_t len = 0;
         /* Whole days, rounded down: -1 on the day after notAfter. */
         long long left =
             (long long)((na - now) / 86400) - ((na - now) % 86400 < 0 ? 1 : 0);
 
-        if (client)
-                snprintf(file, sizeof(file), "%s",
-                         lc->forward_cert ? lc->forward_cert : "-");
-        else if (util_list_nth(lc->cert, i, file, sizeof(file)) != 1)
-                snprintf(file, sizeof(file), "-");
+        /* Host names only (tls_cert_desc): nothing here needs quoting. */
+        names[0] = '\0';
+        for (size_t i = 0; i < d->nnames && i < MAIN_CERT_NAMES_LOGGED; i++)
+                len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+                                        i ? "," : "", d->names[i]);
+        if (d->nnames > MAIN_CERT_NAMES_LOGGED)
+                snprintf(names + len, sizeof(names) - len, ",+%zu",
+                         d->nnames - MAIN_CERT_NAMES_LOGGED);
         gmtime_r(&t, &tm);
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
         log_emit(&m->log,
@@ -226,9 +233,10 @@ static void main_log_cert(struct main_state *m, const struct config_listener *lc
                  : left < MAIN_CERT_WARN_DAYS ? LOG_LVL_WARN
                                               : LOG_LVL_INFO,
                  NULL,
-                 "event=certificate listener=%s use=%s cert=%s key_type=%s not_after=%s "
-                 "days_left=%lld%s",
-                 lc->name, client ? "client" : "server", file, type, when, left,
+                 "event=certificate listener=%s use=%s cert=%s key_type=%s names=%s "
+                 "not_after=%s days_left=%lld%s",
+                 lc->name, client ? "client" : "server", d->file, d->key_type,
+                 names[0] != '\0' ? names : "-", when, left,
                  na <= now                    ? " note=\"expired: renew it\""
                  : left < MAIN_CERT_WARN_DAYS ? " note=\"renew it soon\""
                                               : "");
@@ -250,22 +258,22 @@ static void main_update_certs(struct main_state *m, bool log)
                             sizeof(*m->certs.v));
         m->certs.n = 0;
         for (i = 0; i < m->nlisteners; i++) {
-                int64_t na;
-                const char *type;
+                struct tls_cert_desc d;
                 bool client;
 
+                /* Pointers into the listener's TLS contexts: good until a reload. */
                 for (unsigned c = 0;
-                     relay_listener_cert(m->listeners[i].relay, c, &na, &type, &client);
-                     c++) {
-                        if (na == 0)
+                     relay_listener_cert(m->listeners[i].relay, c, &d, &client); c++) {
+                        if (d.not_after == 0)
                                 continue;
-                        m->certs.v[m->certs.n].listener = m->listeners[i].conf->name;
-                        m->certs.v[m->certs.n].key_type = type;
-                        m->certs.v[m->certs.n].client = client;
-                        m->certs.v[m->certs.n++].not_after = na;
+                        m->certs.v[m->certs.n++] =
+                            (struct metrics_cert){.listener = m->listeners[i].conf->name,
+                                                  .key_type = d.key_type,
+                                                  .file = d.file,
+                                                  .client = client,
+                                                  .not_after = d.not_after};
                         if (log)
-                                main_log_cert(m, m->listeners[i].conf, c, client, type,
-                                              na, now);
+                                main_log_cert(m, m->listeners[i].conf, client, &d, now);
                 }
         }
 }

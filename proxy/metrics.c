@@ -41,6 +41,19 @@ static void metrics_printf(struct metrics_out *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
+/* A label value as the exposition format escapes it: \\, \" and \n. */
+static void metrics_label(struct metrics_out *o, const char *v)
+{
+        for (; *v != '\0' && !o->overflow; v++) {
+                if (*v == '\\' || *v == '"')
+                        metrics_printf(o, "\\%c", *v);
+                else if (*v == '\n')
+                        metrics_printf(o, "\\n");
+                else
+                        metrics_printf(o, "%c", *v);
+        }
+}
+
 int metrics_format(const struct alert_sink *alerts, const struct relay_stats *stats,
                    const struct metrics_certs *certs, char *out, size_t outlen)
 {
@@ -91,19 +104,21 @@ int metrics_format(const struct alert_sink *alerts, const struct relay_stats *st
         if (certs != NULL && certs->n > 0)
                 metrics_printf(&o, "# HELP mailward_certificate_expiry_timestamp_seconds "
                                    "When a certificate of a listener expires (use: "
-                                   "server, it serves it; client, it shows it).\n"
+                                   "server, it serves it; client, it shows it; cert: "
+                                   "its file).\n"
                                    "# TYPE mailward_certificate_expiry_timestamp_seconds "
                                    "gauge\n");
         for (size_t c = 0; certs != NULL && c < certs->n; c++) {
-                if (certs->v[c].not_after != 0)
-                        metrics_printf(&o,
-                                       "mailward_certificate_expiry_timestamp_seconds{"
-                                       "listener=\"%s\",use=\"%s\",key_type=\"%s\"} "
-                                       "%lld\n",
-                                       certs->v[c].listener,
-                                       certs->v[c].client ? "client" : "server",
-                                       certs->v[c].key_type,
-                                       (long long)certs->v[c].not_after);
+                if (certs->v[c].not_after == 0)
+                        continue;
+                metrics_printf(&o,
+                               "mailward_certificate_expiry_timestamp_seconds{"
+                               "listener=\"%s\",use=\"%s\",key_type=\"%s\",cert=\"",
+                               certs->v[c].listener,
+                               certs->v[c].client ? "client" : "server",
+                               certs->v[c].key_type);
+                metrics_label(&o, certs->v[c].file);
+                metrics_printf(&o, "\"} %lld\n", (long long)certs->v[c].not_after);
         }
         if (o.overflow) {
                 out[0] = '\0';
@@ -116,12 +131,19 @@ int metrics_write(const char *path, const struct alert_sink *alerts,
                   const struct relay_stats *stats, const struct metrics_certs *certs,
                   const char **step)
 {
-        /* A line per listener: names are at most 49 characters (config.c). */
-        size_t textlen = METRICS_BUF + (certs != NULL ? certs->n * 128 : 0);
-        char *text = xmalloc(textlen), *tmp;
+        /*
+         * A line per certificate: listener names are at most 49 characters
+         * (config.c); a file's, escaped, at most twice its own.
+         */
+        size_t textlen = METRICS_BUF;
+        char *text, *tmp;
         size_t tmplen = strlen(path) + 5;
         ssize_t w;
         int fd, n, err = 0;
+
+        for (size_t c = 0; certs != NULL && c < certs->n; c++)
+                textlen += 160 + 2 * strlen(certs->v[c].file);
+        text = xmalloc(textlen);
 
         n = metrics_format(alerts, stats, certs, text, textlen);
         if (n < 0)

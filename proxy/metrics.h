@@ -27,6 +27,7 @@
 struct metrics_cert {
         const char *listener;
         const char *key_type; /* "ecdsa", "rsa" or "other" */
+        const char *file;     /* its file (cert or forward_cert) */
         bool client;          /* shown to the server side (forward_cert), not served */
         int64_t not_after;    /* seconds since the epoch; 0: none or unknown (left out) */
 };

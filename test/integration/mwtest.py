@@ -410,7 +410,8 @@ def write_config(env, path, listeners, globals, alert_log):
     (env.certs/server.pem/.key, unless accept_tls = none), forward_ca
     (env.certs/ca.pem when forward_tls is not none); in [mailward]: user
     (nobody when running as root), alert_log (in env.dir), drain_timeout
-    (10). A value of None leaves the key out."""
+    (10). A value of None leaves the key out; a list writes the key once
+    per item, in order (cert and key may come again)."""
     g = {"alert_log": alert_log, "drain_timeout": 10}
     if is_root():
         g["user"] = "nobody"
@@ -429,7 +430,8 @@ def write_config(env, path, listeners, globals, alert_log):
             o.setdefault("forward_ca", os.path.join(env.certs, "ca.pem"))
         o = {k: v for k, v in o.items() if v is not None}
         written[name] = o
-        out += ["", "[%s]" % name] + ["%s = %s" % (k, _conf_value(v)) for k, v in o.items()]
+        out += ["", "[%s]" % name] + ["%s = %s" % (k, _conf_value(one)) for k, v in o.items()
+                                      for one in (v if isinstance(v, list) else [v])]
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
     return path, written

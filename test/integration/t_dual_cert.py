@@ -14,8 +14,8 @@ in env.dir/dual/:
 
   1. Start-up: one event=certificate line per certificate (cert=, key_type=,
      not_after= as openssl reads it, days_left), and
-     mailward_certificate_expiry_timestamp_seconds{listener=,key_type=} per
-     certificate: two for "smtp" and "smtps", one for "one".
+     mailward_certificate_expiry_timestamp_seconds{listener=,key_type=,cert=}
+     per certificate: two for "smtp" and "smtps", one for "one".
   2. Who gets what. ECDSA: s_client's default (TLS 1.3), TLS 1.3 with
      ecdsa_secp256r1_sha256 and only X25519, TLS 1.2 default, TLS 1.2 with
      only ECDHE-ECDSA-AES128-GCM-SHA256, Python's default and TLS 1.2
@@ -35,11 +35,12 @@ in env.dir/dual/:
      that end before their ClientHello is whole (closed at once, a partial
      record, STARTTLS then nothing, STARTTLS then plaintext: a
      starttls_injection alert) leave mailward serving.
-  5. mailward -t: both orders and commas are OK; an error for a different
-     number of files in cert and key (at key's line), for three files (at
-     cert's and key's lines), for two ECDSA and for two RSA certificates
-     ("two certificates need one ECDSA key and one RSA key"), and for keys
-     in the wrong order (the key does not match).
+  5. mailward -t: both orders and commas are OK, and so are two ECDSA
+     certificates for different names, with or without an RSA one; an
+     error for a different number of files in cert and key (at key's
+     line), for seventeen files (at cert's and key's lines), for a second
+     RSA certificate with no name the first lacks ("would never be
+     served"), and for keys in the wrong order (the key does not match).
   6. SIGHUP after dual/rsa.pem was replaced by another RSA certificate
      (signed by the test CA, valid 10 days): every process reloads; an RSA
      session held open across it still delivers; RSA-only clients on both
@@ -236,7 +237,8 @@ def tls_sessions(mw):
 
 
 def metric_certs(path):
-    """{(listener, key_type): value} of the certificate expiry metric."""
+    """{(listener, key_type): value} of the certificate expiry metric (its
+    cert= label must name a file of that listener's, whose key type it says)."""
     try:
         with open(path) as f:
             text = f.read()
@@ -245,10 +247,12 @@ def metric_certs(path):
     out = {}
     for labels, value in re.findall(
             r"^mailward_certificate_expiry_timestamp_seconds\{(.*)\} (\d+)$", text, re.M):
-        m = re.fullmatch(r'listener="([^"]*)",use="server",key_type="([^"]*)"', labels)
+        m = re.fullmatch(r'listener="([^"]*)",use="server",key_type="([^"]*)",cert="([^"]*)"',
+                         labels)
         mwtest.check(m, "certificate metric labels not understood: {%s}" % labels)
-        mwtest.check(m.groups() not in out, "certificate metric twice: {%s}" % labels)
-        out[m.groups()] = int(value)
+        mwtest.check(m.groups()[:2] not in out, "certificate metric twice: {%s}" % labels)
+        mwtest.eq(file_info(m.group(3))[1], m.group(2), "key type of %s (metric)" % m.group(3))
+        out[m.groups()[:2]] = int(value)
     return out
 
 
@@ -329,12 +333,20 @@ def check_config_errors(env, dual):
             lines = f.read().splitlines()
         at = {k: 1 + next(i for i, l in enumerate(lines) if l.startswith(k + " = "))
               for k in ("cert", "key")}
+        # The fifth of a key's lines: "cert+4".
+        for k in ("cert", "key"):
+            again = [1 + i for i, l in enumerate(lines) if l.startswith(k + " = ")]
+            if len(again) > 4:
+                at[k + "+4"] = again[4]
         at["[smtp]"] = 1 + lines.index("[smtp]")
         return path, at
 
     for cert, key in (("%s %s" % (ec, rsa), "%s %s" % (eck, rsak)),
                       ("%s,%s" % (rsa, ec), "%s, %s" % (rsak, eck)),
-                      ("%s , %s" % (ec, rsa), "%s\t%s" % (eck, rsak))):
+                      ("%s , %s" % (ec, rsa), "%s\t%s" % (eck, rsak)),
+                      # Two ECDSA ones for different names (t_sni_cert serves such).
+                      ("%s %s" % (ec, wn), "%s %s" % (eck, wnk)),
+                      ("%s %s %s" % (ec, rsa, wn), "%s %s %s" % (eck, rsak, wnk))):
         path, _ = conf(cert, key)
         r = mwtest.run_mailward(["-t", "-c", path])
         mwtest.eq((r.returncode, r.stdout, r.stderr), (0, "%s: configuration OK\n" % path, ""),
@@ -346,13 +358,13 @@ def check_config_errors(env, dual):
          {"key": ["cert names 2 files and key 1"]}),
         ("one cert, two keys", ec, "%s %s" % (eck, rsak),
          {"key": ["cert names 1 file and key 2"]}),
-        ("three files", "%s %s %s" % (ec, rsa, wn), "%s %s %s" % (eck, rsak, wnk),
-         {"cert": ["cert: expected one or two files"],
-          "key": ["key: expected one or two files"]}),
-        ("two ECDSA certificates", "%s %s" % (ec, wn), "%s %s" % (eck, wnk),
-         {"[smtp]": ["two certificates need one ECDSA key and one RSA key", ec, wn]}),
-        ("two RSA certificates", "%s %s" % (rsa, rsa2), "%s %s" % (rsak, rsa2k),
-         {"[smtp]": ["two certificates need one ECDSA key and one RSA key", rsa, rsa2]}),
+        ("seventeen files", [" ".join([ec] * 4)] * 4 + [ec], [" ".join([eck] * 4)] * 4 + [eck],
+         {"cert+4": ["cert: more than 16 files in all, with this line's"],
+          "key+4": ["key: more than 16 files in all, with this line's"]}),
+        ("two RSA certificates for the same names", "%s %s" % (rsa, rsa2),
+         "%s %s" % (rsak, rsa2k),
+         {"[smtp]": ["certificate %s would never be served: %s, before it, has the same "
+                     "key type and every name it has" % (rsa2, rsa)]}),
         ("keys in the other order", "%s %s" % (ec, rsa), "%s %s" % (rsak, eck),
          {"[smtp]": ["key %s does not match certificate %s" % (rsak, ec)]}),
     ]

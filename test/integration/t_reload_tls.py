@@ -226,21 +226,23 @@ def openssl_not_after(path):
 
 def expiry_metric(prom):
     """mailward_certificate_expiry_timestamp_seconds{listener="in",
-    use="server",key_type="ecdsa"} of the metrics file, or None."""
+    use="server",key_type="ecdsa",cert=...} of the metrics file, or None."""
     try:
         with open(prom) as f:
             text = f.read()
     except FileNotFoundError:
         return None
     m = re.search(r'^mailward_certificate_expiry_timestamp_seconds'
-                  r'\{listener="in",use="server",key_type="ecdsa"\} (\d+)$', text, re.M)
+                  r'\{listener="in",use="server",key_type="ecdsa",cert="[^"]+"\} (\d+)$',
+                  text, re.M)
     return int(m.group(1)) if m else None
 
 
 def cert_lines(mw):
     return re.findall(r"mailward\[\d+\]: (\w+): - event=certificate listener=in use=server "
                       r"cert=\S+ "
-                      r"key_type=ecdsa not_after=(\S+) days_left=(-?\d+)(.*)", mw.log())
+                      r"key_type=ecdsa names=\S+ not_after=(\S+) days_left=(-?\d+)(.*)",
+                      mw.log())
 
 
 def workers(env):

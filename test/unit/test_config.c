@@ -521,6 +521,29 @@ static void test_config_two_certs(void **state)
         assert_string_equal(t->errs, "");
         assert_string_equal(t->cfg->listeners[0].cert, "/e.pem, /r.pem");
         assert_string_equal(t->cfg->listeners[0].key, "/e.key /r.key");
+        /* Again and again: one line cannot hold many paths (inih: 200 characters). */
+        test_config_load(t, "[smtp]\n"
+                            "listen = 127.0.0.1:2525\n"
+                            "cert = /a.ecdsa.pem /a.rsa.pem\n"
+                            "key = /a.ecdsa.key /a.rsa.key\n"
+                            "cert = /b.pem\n"
+                            "key = /b.key\n"
+                            "forward = 127.0.0.1:10025\n");
+        assert_non_null(t->cfg);
+        assert_string_equal(t->errs, "");
+        assert_string_equal(t->cfg->listeners[0].cert, "/a.ecdsa.pem /a.rsa.pem /b.pem");
+        assert_string_equal(t->cfg->listeners[0].key, "/a.ecdsa.key /a.rsa.key /b.key");
+        test_config_refused(t,
+                            "[smtp]\n"
+                            "listen = 127.0.0.1:2525\n"
+                            "cert = /1 /2 /3 /4 /5 /6 /7 /8 /9 /10 /11 /12 /13 /14 /15\n"
+                            "cert = /16 /17\n"
+                            "key = /1 /2 /3 /4 /5 /6 /7 /8 /9 /10 /11 /12 /13 /14 /15\n"
+                            "key = /16\n"
+                            "forward = 127.0.0.1:10025\n",
+                            "F:4: cert: more than 16 files in all, with this line's\n"
+                            "F:5: [smtp]: cert names 15 files and key 16: a key for each "
+                            "certificate, in the same order\n");
         test_config_refused(t,
                             "[smtp]\n"
                             "listen = 127.0.0.1:2525\n"
@@ -529,17 +552,19 @@ static void test_config_two_certs(void **state)
                             "forward = 127.0.0.1:10025\n",
                             "F:4: [smtp]: cert names 2 files and key 1: a key for each "
                             "certificate, in the same order\n");
-        test_config_refused(t,
-                            "[smtp]\n"
-                            "listen = 127.0.0.1:2525\n"
-                            "cert = /a.pem /b.pem /c.pem\n"
-                            "key = ,\n"
-                            "forward = 127.0.0.1:10025\n",
-                            "F:3: cert: expected one or two files (an ECDSA and an RSA "
-                            "one), separated by blanks or commas, got '/a.pem /b.pem "
-                            "/c.pem'\n"
-                            "F:4: key: expected one or two files (an ECDSA and an RSA "
-                            "one), separated by blanks or commas, got ','\n");
+        test_config_refused(
+            t,
+            "[smtp]\n"
+            "listen = 127.0.0.1:2525\n"
+            "cert = /1 /2 /3 /4 /5 /6 /7 /8 /9 /10 /11 /12 /13 /14 /15 /16 "
+            "/17\n"
+            "key = ,\n"
+            "forward = 127.0.0.1:10025\n",
+            "F:3: cert: expected 1 to 16 files, separated by blanks or "
+            "commas, got '/1 /2 /3 /4 /5 /6 /7 /8 /9 /10 /11 /12 /13 /14 "
+            "/15 /16 /17'\n"
+            "F:4: key: expected 1 to 16 files, separated by blanks or "
+            "commas, got ','\n");
 }
 
 /* accept_proxy: only with proxy_from, never outbound; proxy_from's networks. */

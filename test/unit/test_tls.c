@@ -111,8 +111,8 @@ static struct tls_ctx *test_server_ctx(void **state, const char *cert, const cha
         struct tls_ctx *ctx;
 
         snprintf(certpath, sizeof(certpath), "%s", test_path(state, cert));
-        conf.cert_file = certpath;
-        conf.key_file = test_path(state, key);
+        conf.cert_file[0] = certpath;
+        conf.key_file[0] = test_path(state, key);
         ctx = tls_ctx_new(TLS_ROLE_SERVER, &conf, err, sizeof(err));
         if (ctx == NULL)
                 fail_msg("server ctx: %s", err);
@@ -192,14 +192,14 @@ static int64_t test_openssl_not_after(const char *path)
 /* The i-th certificate of ctx: its expiry, 0 if there is none. */
 static int64_t test_not_after(const struct tls_ctx *ctx, unsigned i, const char *type)
 {
-        int64_t na = -1;
-        const char *got = NULL;
+        struct tls_cert_desc d = {.not_after = -1};
 
-        if (!tls_ctx_cert(ctx, i, &na, &got))
+        if (!tls_ctx_cert(ctx, i, &d))
                 return 0;
-        assert_non_null(got);
-        assert_string_equal(got, type);
-        return na;
+        assert_non_null(d.key_type);
+        assert_string_equal(d.key_type, type);
+        assert_non_null(d.file);
+        return d.not_after;
 }
 
 /* The expiry of the certificate a server ctx serves (metrics, reload logs). */
@@ -223,61 +223,100 @@ static void test_ctx_not_after(void **state)
         tls_ctx_free(client);
 }
 
-/* A server ctx with two certificates (cert/key, then cert2/key2). */
-static struct tls_ctx *test_server_ctx2(void **state, const char *cert, const char *key,
-                                        const char *cert2, const char *key2, char *err,
+/*
+ * A server ctx with several certificates: "cert key" pairs in one string,
+ * blank-separated ("server.pem server.key server-rsa.pem server-rsa.key").
+ */
+static struct tls_ctx *test_server_ctxn(void **state, const char *pairs, char *err,
                                         size_t errlen)
 {
         struct tls_ctx_conf conf = {0};
-        char p[4][128];
+        char p[2 * TLS_MAX_CERTS][128], words[512], *w, *save = NULL;
+        unsigned n = 0;
 
-        snprintf(p[0], sizeof(p[0]), "%s", test_path(state, cert));
-        snprintf(p[1], sizeof(p[1]), "%s", test_path(state, key));
-        snprintf(p[2], sizeof(p[2]), "%s", test_path(state, cert2));
-        snprintf(p[3], sizeof(p[3]), "%s", test_path(state, key2));
-        conf.cert_file = p[0];
-        conf.key_file = p[1];
-        conf.cert_file2 = p[2];
-        conf.key_file2 = p[3];
+        snprintf(words, sizeof(words), "%s", pairs);
+        for (w = strtok_r(words, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+                assert_true(n < 2 * TLS_MAX_CERTS);
+                snprintf(p[n], sizeof(p[n]), "%s", test_path(state, w));
+                if (n % 2 == 0)
+                        conf.cert_file[n / 2] = p[n];
+                else
+                        conf.key_file[n / 2] = p[n];
+                n++;
+        }
+        assert_true(n % 2 == 0);
         return tls_ctx_new(TLS_ROLE_SERVER, &conf, err, errlen);
 }
 
 /*
- * Two certificates: each one's expiry and key type, in the order given;
- * one ECDSA and one RSA key, or no context.
+ * Several certificates: each one's expiry, key type, file and names, in the
+ * order given; none that another before it hides; keys that match.
  */
 static void test_dual_ctx(void **state)
 {
         char err[512];
         struct tls_ctx *ctx;
+        struct tls_cert_desc d;
         int64_t ecdsa = test_openssl_not_after(test_path(state, "server.pem"));
         int64_t rsa = test_openssl_not_after(test_path(state, "server-rsa.pem"));
 
-        ctx = test_server_ctx2(state, "server.pem", "server.key", "server-rsa.pem",
-                               "server-rsa.key", err, sizeof(err));
+        ctx =
+            test_server_ctxn(state, "server.pem server.key server-rsa.pem server-rsa.key",
+                             err, sizeof(err));
         if (ctx == NULL)
                 fail_msg("dual ctx: %s", err);
         assert_int_equal(test_not_after(ctx, 0, "ecdsa"), ecdsa);
         assert_int_equal(test_not_after(ctx, 1, "rsa"), rsa);
         assert_int_equal(test_not_after(ctx, 2, ""), 0);
+        /* The SAN's DNS names, in order; not its IP addresses. */
+        assert_true(tls_ctx_cert(ctx, 1, &d));
+        assert_string_equal(d.file, test_path(state, "server-rsa.pem"));
+        assert_int_equal(d.nnames, 2);
+        assert_string_equal(d.names[0], "localhost");
+        assert_string_equal(d.names[1], "mx.test");
         tls_ctx_free(ctx);
-        ctx = test_server_ctx2(state, "server-rsa.pem", "server-rsa.key", "server.pem",
-                               "server.key", err, sizeof(err));
+        ctx =
+            test_server_ctxn(state, "server-rsa.pem server-rsa.key server.pem server.key",
+                             err, sizeof(err));
         if (ctx == NULL)
                 fail_msg("dual ctx, RSA first: %s", err);
         assert_int_equal(test_not_after(ctx, 0, "rsa"), rsa);
         assert_int_equal(test_not_after(ctx, 1, "ecdsa"), ecdsa);
         tls_ctx_free(ctx);
+        /* Two ECDSA certificates for different names, and an RSA one. */
+        ctx = test_server_ctxn(state,
+                               "server.pem server.key wrongname.pem wrongname.key "
+                               "server-rsa.pem server-rsa.key",
+                               err, sizeof(err));
+        if (ctx == NULL)
+                fail_msg("three certificates: %s", err);
+        assert_true(tls_ctx_cert(ctx, 1, &d));
+        assert_int_equal(d.nnames, 1);
+        assert_string_equal(d.names[0], "wrong.test");
+        tls_ctx_free(ctx);
 
-        assert_null(test_server_ctx2(state, "server.pem", "server.key", "wrongname.pem",
-                                     "wrongname.key", err, sizeof(err)));
-        assert_non_null(strstr(err, "need one ECDSA key and one RSA key"));
-        assert_non_null(strstr(err, "wrongname.pem (ecdsa key)"));
-        assert_null(test_server_ctx2(state, "server.pem", "server.key", "server-rsa.pem",
-                                     "server.key", err, sizeof(err)));
+        /* One that an earlier one of the same key type names all of: never served. */
+        assert_null(
+            test_server_ctxn(state,
+                             "server.pem server.key server-rsa.pem server-rsa.key "
+                             "expired.pem expired.key",
+                             err, sizeof(err)));
+        assert_non_null(strstr(err, "expired.pem would never be served"));
+        assert_non_null(strstr(err, "server.pem, before it"));
+        assert_null(test_server_ctxn(state, "server.pem server.key server.pem server.key",
+                                     err, sizeof(err)));
+        assert_non_null(strstr(err, "would never be served"));
+        /* The other way round, each has a name the other has not. */
+        ctx = test_server_ctxn(state, "wrongname.pem wrongname.key server.pem server.key",
+                               err, sizeof(err));
+        if (ctx == NULL)
+                fail_msg("wrongname first: %s", err);
+        tls_ctx_free(ctx);
+        assert_null(test_server_ctxn(
+            state, "server.pem server.key server-rsa.pem server.key", err, sizeof(err)));
         assert_non_null(strstr(err, "does not match certificate"));
-        assert_null(test_server_ctx2(state, "server.pem", "server.key", "server-rsa.pem",
-                                     "missing.key", err, sizeof(err)));
+        assert_null(test_server_ctxn(
+            state, "server.pem server.key server-rsa.pem missing.key", err, sizeof(err)));
         assert_non_null(strstr(err, "missing.key"));
         test_error_queue_empty();
 }
@@ -867,7 +906,9 @@ struct test_raw_result {
         char got[128];          /* "version cipher" as the server saw them */
         int bits;               /* tls_cipher_bits() */
         char key[8];            /* tls_served_key(), "" if NULL */
-        bool chosen;            /* and whether there were two certificates */
+        bool chosen;            /* and whether there were several certificates */
+        char cert[32];          /* tls_served_cert()'s last part, "" if NULL */
+        char sni[64];           /* tls_sni(), "" if NULL */
 };
 
 /* Handshake a raw client against a server struct tls until both end. */
@@ -902,17 +943,28 @@ static void test_raw_handshake(struct test_raw *r, struct tls *s,
         assert_int_equal(rdone, res->server == TLS_OK);
 }
 
-/* Run a raw client against a server made from sctx. */
-static void test_raw_against_ctx(struct tls_ctx *sctx, WOLFSSL_METHOD *method,
-                                 const char *ciphers, int *groups, int ngroups,
-                                 struct test_raw_result *res)
+/* Run a raw client asking for the host name sni (NULL: none) against sctx. */
+static void test_raw_sni(struct tls_ctx *sctx, WOLFSSL_METHOD *method,
+                         const char *ciphers, int *groups, int ngroups, const char *sni,
+                         struct test_raw_result *res)
 {
         struct tls *s = tls_new(sctx, NULL);
         struct test_raw r;
+        const char *cert;
 
         memset(res, 0, sizeof(*res));
         test_raw_init(&r, method, ciphers, groups, ngroups);
+        if (sni != NULL)
+                assert_int_equal(wolfSSL_UseSNI(r.ssl, WOLFSSL_SNI_HOST_NAME, sni,
+                                                (unsigned short)strlen(sni)),
+                                 WOLFSSL_SUCCESS);
         test_raw_handshake(&r, s, res);
+        cert = tls_served_cert(s);
+        snprintf(res->cert, sizeof(res->cert), "%s",
+                 cert == NULL         ? ""
+                 : strrchr(cert, '/') ? strrchr(cert, '/') + 1
+                                      : cert);
+        snprintf(res->sni, sizeof(res->sni), "%s", tls_sni(s) ? tls_sni(s) : "");
         snprintf(res->server_err, sizeof(res->server_err), "%s", tls_error(s));
         snprintf(res->got, sizeof(res->got), "%s %s", tls_version(s), tls_cipher(s));
         res->bits = tls_cipher_bits(s);
@@ -920,6 +972,14 @@ static void test_raw_against_ctx(struct tls_ctx *sctx, WOLFSSL_METHOD *method,
                  tls_served_key(s, &res->chosen) != NULL ? tls_served_key(s, NULL) : "");
         test_raw_cleanup(&r);
         tls_free(s);
+}
+
+/* Run a raw client against a server made from sctx. */
+static void test_raw_against_ctx(struct tls_ctx *sctx, WOLFSSL_METHOD *method,
+                                 const char *ciphers, int *groups, int ngroups,
+                                 struct test_raw_result *res)
+{
+        test_raw_sni(sctx, method, ciphers, groups, ngroups, NULL, res);
 }
 
 /* Run a raw client against our server with cert and key. */
@@ -961,8 +1021,8 @@ static void test_dual_handshake(void **state)
 {
         char err[512];
         struct tls_ctx *sctx =
-            test_server_ctx2(state, "server-rsa.pem", "server-rsa.key", "server.pem",
-                             "server.key", err, sizeof(err));
+            test_server_ctxn(state, "server-rsa.pem server-rsa.key server.pem server.key",
+                             err, sizeof(err));
         struct test_raw_result res;
         int x25519[] = {WOLFSSL_ECC_X25519};
         struct tls *s;
@@ -1035,6 +1095,58 @@ static void test_dual_handshake(void **state)
         assert_int_equal(tls_handshake(s), TLS_ERROR);
         assert_string_not_equal(tls_error(s), "");
         tls_free(s);
+        tls_ctx_free(sctx);
+        test_error_queue_empty();
+}
+
+/*
+ * Several certificates and the host name a client asks for (SNI): the one
+ * for that name among those it can take; with none for it, or no name, the
+ * first ECDSA one it can take, else the first RSA one.
+ */
+static void test_sni_handshake(void **state)
+{
+        char err[512];
+        /* wrong.test: ECDSA only; localhost, mx.test: ECDSA and RSA. */
+        struct tls_ctx *sctx =
+            test_server_ctxn(state,
+                             "server-rsa.pem server-rsa.key server.pem server.key "
+                             "wrongname.pem wrongname.key",
+                             err, sizeof(err));
+        const char *rsa12 = "ECDHE-RSA-AES128-GCM-SHA256";
+        const struct {
+                const char *sni;
+                bool rsa_only; /* TLS 1.2 and an ECDHE-RSA suite alone */
+                const char *cert, *got_sni;
+        } cases[] = {
+            {NULL, false, "server.pem", ""},
+            {"wrong.test", false, "wrongname.pem", "wrong.test"},
+            {"WRONG.Test.", false, "wrongname.pem", "wrong.test"},
+            {"mx.test", false, "server.pem", "mx.test"},
+            {"other.test", false, "server.pem", "other.test"},
+            /* Only RSA: the RSA one, whatever the name. */
+            {"wrong.test", true, "server-rsa.pem", "wrong.test"},
+            {"mx.test", true, "server-rsa.pem", "mx.test"},
+            /* Not a host name: as if none. */
+            {"mx test", false, "server.pem", ""},
+        };
+        struct test_raw_result res;
+
+        if (sctx == NULL)
+                fail_msg("three certificates: %s", err);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                bool r = cases[i].rsa_only;
+
+                test_raw_sni(sctx,
+                             r ? wolfTLSv1_2_client_method() : wolfSSLv23_client_method(),
+                             r ? rsa12 : NULL, NULL, 0, cases[i].sni, &res);
+                if (res.server != TLS_OK || strcmp(res.cert, cases[i].cert) != 0 ||
+                    strcmp(res.sni, cases[i].got_sni) != 0)
+                        fail_msg("case %zu (%s): %d, served %s, sni '%s' (%s)", i,
+                                 cases[i].sni ? cases[i].sni : "no name", res.server,
+                                 res.cert, res.sni, res.server_err);
+                assert_true(res.chosen);
+        }
         tls_ctx_free(sctx);
         test_error_queue_empty();
 }
@@ -1157,20 +1269,20 @@ static void test_ctx_errors(void **state)
         char cert[128], err[256];
 
         snprintf(cert, sizeof(cert), "%s", test_path(state, "server.pem"));
-        conf.cert_file = cert;
-        conf.key_file = test_path(state, "missing.key");
+        conf.cert_file[0] = cert;
+        conf.key_file[0] = test_path(state, "missing.key");
         assert_null(tls_ctx_new(TLS_ROLE_SERVER, &conf, err, sizeof(err)));
-        assert_non_null(strstr(err, conf.key_file));
+        assert_non_null(strstr(err, conf.key_file[0]));
         assert_non_null(strstr(err, "No such file"));
 
-        conf.key_file = test_path(state, "wrongname.key");
+        conf.key_file[0] = test_path(state, "wrongname.key");
         assert_null(tls_ctx_new(TLS_ROLE_SERVER, &conf, err, sizeof(err)));
-        assert_non_null(strstr(err, conf.key_file));
+        assert_non_null(strstr(err, conf.key_file[0]));
         assert_non_null(strstr(err, "does not match"));
 
-        conf.key_file = test_path(state, "ca.pem"); /* not a key */
+        conf.key_file[0] = test_path(state, "ca.pem"); /* not a key */
         assert_null(tls_ctx_new(TLS_ROLE_SERVER, &conf, err, sizeof(err)));
-        assert_non_null(strstr(err, conf.key_file));
+        assert_non_null(strstr(err, conf.key_file[0]));
 
         memset(&conf, 0, sizeof(conf));
         conf.verify_peer = true;
@@ -1873,6 +1985,7 @@ int main(void)
             cmocka_unit_test(test_ctx_not_after),
             cmocka_unit_test(test_dual_ctx),
             cmocka_unit_test(test_dual_handshake),
+            cmocka_unit_test(test_sni_handshake),
             cmocka_unit_test(test_verify_names),
             cmocka_unit_test(test_verify_chain),
             cmocka_unit_test(test_sni),

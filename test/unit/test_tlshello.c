@@ -45,6 +45,9 @@ struct test_hello {
         const unsigned *sigalgs;  /* signature_algorithms */
         const unsigned *groups;   /* supported_groups */
         bool no_extensions;       /* not even the extensions' length */
+        const char *sni;          /* server_name's one name; NULL: "mx" */
+        unsigned sni_type;        /* and its name_type (0: host_name) */
+        bool no_sni;              /* no server_name */
 };
 
 struct test_bytes {
@@ -98,7 +101,8 @@ static void test_put_ext(struct test_bytes *o, unsigned type, const unsigned *li
 static void test_handshake(const struct test_hello *h, struct test_bytes *o)
 {
         struct test_bytes body = {.n = 0}, ext = {.n = 0};
-        static const unsigned sni_name[] = {0x6d78, TEST_END}; /* "mx" */
+        const char *sni = h->sni != NULL ? h->sni : "mx";
+        size_t sni_len = strlen(sni);
 
         test_put16(&body, TEST_TLS12); /* legacy_version */
         for (int i = 0; i < 32; i++)
@@ -109,12 +113,17 @@ static void test_handshake(const struct test_hello *h, struct test_bytes *o)
         test_put_list16(&body, h->suites, false);
         test_put8(&body, 1); /* legacy_compression_methods: null */
         test_put8(&body, 0);
-        /* An extension not read, first: server_name (host "mx"). */
-        test_put16(&ext, 0);
-        test_put16(&ext, 7);
-        test_put16(&ext, 5);
-        test_put8(&ext, 0);
-        test_put_list16(&ext, sni_name, false);
+        /* server_name first (RFC 6066 3: a list of one name). */
+        if (!h->no_sni) {
+                test_put16(&ext, 0);
+                test_put16(&ext, (unsigned)(sni_len + 5));
+                test_put16(&ext, (unsigned)(sni_len + 3));
+                test_put8(&ext, h->sni_type);
+                test_put16(&ext, (unsigned)sni_len);
+                assert_true(ext.n + sni_len <= sizeof(ext.b));
+                memcpy(ext.b + ext.n, sni, sni_len);
+                ext.n += sni_len;
+        }
         if (h->versions != NULL)
                 test_put_ext(&ext, 43, h->versions, true);
         if (h->sigalgs != NULL)
@@ -362,6 +371,64 @@ static void test_input_max(void **state)
         assert_int_equal(tlshello_pick(in, n, TLSHELLO_P256), TLSHELLO_BAD);
 }
 
+/* The host name h asks for, as tlshello_read() reads it ("BAD" if it cannot). */
+static const char *test_sni_of(const struct test_hello *h)
+{
+        static struct tlshello got;
+        struct test_bytes hs, rec;
+
+        test_handshake(h, &hs);
+        test_records(&hs, sizeof(hs.b), &rec);
+        if (tlshello_read(rec.b, rec.n, &got) != TLSHELLO_READ_OK)
+                return "BAD";
+        return got.sni;
+}
+
+/* SNI: a host name, in lower case, without its trailing dot; anything else is none. */
+static void test_sni(void **state)
+{
+        struct test_hello h = {.suites = test_suites13,
+                               .versions = test_v13,
+                               .sigalgs = test_sig_both,
+                               .groups = test_groups_all};
+        char name[300];
+
+        (void)state;
+        assert_string_equal(test_sni_of(&h), "mx");
+        h.sni = "MX1.Example.NET.";
+        assert_string_equal(test_sni_of(&h), "mx1.example.net");
+        h.sni = "_smtp-relay.example-1.test";
+        assert_string_equal(test_sni_of(&h), "_smtp-relay.example-1.test");
+        /* Not host names: a blank, a NUL, a wildcard, an empty one, "." alone. */
+        h.sni = "mx example.net";
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni = "*.example.net";
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni = "";
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni = ".";
+        assert_string_equal(test_sni_of(&h), "");
+        /* 253 bytes are a name (254 with its trailing dot); 254 are not. */
+        memset(name, 'a', sizeof(name));
+        name[253] = '\0';
+        h.sni = name;
+        assert_int_equal(strlen(test_sni_of(&h)), 253);
+        name[253] = '.';
+        name[254] = '\0';
+        assert_int_equal(strlen(test_sni_of(&h)), 253);
+        name[253] = 'a';
+        assert_string_equal(test_sni_of(&h), "");
+        /* A name_type other than host_name; no server_name at all. */
+        h.sni = "mx.example.net";
+        h.sni_type = 1;
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni_type = 0;
+        h.no_sni = true;
+        assert_string_equal(test_sni_of(&h), "");
+        /* The decision on the key stays what it was. */
+        assert_int_equal(test_pick(&h, TLSHELLO_P256), TLSHELLO_ECDSA);
+}
+
 /*
  * ClientHellos of a real client, OpenSSL's (through Python's ssl, written by
  * test/fuzz/make-corpus into the fuzz corpus): decided as the rules say.
@@ -400,7 +467,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_tls13),   cmocka_unit_test(test_tls12),
             cmocka_unit_test(test_bad),     cmocka_unit_test(test_input_max),
-            cmocka_unit_test(test_openssl),
+            cmocka_unit_test(test_openssl), cmocka_unit_test(test_sni),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
