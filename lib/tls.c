@@ -752,6 +752,15 @@ static WOLFSSL_CTX *tls_wctx_new(enum tls_role role, const struct tls_ctx_conf *
                 wolfSSL_CTX_free(wctx);
                 return NULL;
         }
+        /*
+         * No session cache on our servers: it is one per process, for every
+         * context alike, so a TLS 1.2 client would resume by session ID a
+         * session made with another certificate (another name's, another
+         * listener's) and never get the one it asks for (RFC 6066 3). Sessions
+         * resume by ticket, which each context seals with keys of its own.
+         */
+        if (role == TLS_ROLE_SERVER)
+                (void)wolfSSL_CTX_set_session_cache_mode(wctx, WOLFSSL_SESS_CACHE_OFF);
         wolfSSL_CTX_SetIORecv(wctx, tls_io_recv);
         wolfSSL_CTX_SetIOSend(wctx, tls_io_send);
         return wctx;
