@@ -766,30 +766,58 @@ static WOLFSSL_CTX *tls_wctx_new(enum tls_role role, const struct tls_ctx_conf *
         return wctx;
 }
 
-/* Does c have every name that d has (no name at all: trivially)? */
-static bool tls_names_cover(const struct tls_cert_info *c, const struct tls_cert_info *d)
+/* Does c have the name? */
+static bool tls_has_name(const struct tls_cert_info *c, const char *name)
 {
-        for (size_t j = 0; j < d->nnames; j++) {
-                size_t i = 0;
+        for (size_t i = 0; i < c->nnames; i++)
+                if (strcmp(c->names[i], name) == 0)
+                        return true;
+        return false;
+}
 
-                while (i < c->nnames && strcmp(c->names[i], d->names[j]) != 0)
+/* Can tls_pick_cert() tell c and d apart only by their names? */
+static bool tls_same_key(const struct tls_cert_info *c, const struct tls_cert_info *d)
+{
+        return strcmp(c->key_type, d->key_type) == 0 && c->group == d->group;
+}
+
+/*
+ * Is the j-th certificate one that tls_pick_cert() never chooses? So it is
+ * when certificates before it with the same key (and curve) have each of
+ * its names, and there is one (a certificate without names serves only
+ * where it is the first of its key): for every name, and for none, one of
+ * them fits as well and comes first. *by: the first of them, to name.
+ */
+static bool tls_cert_hidden(const struct tls_ctx *ctx, unsigned j,
+                            const struct tls_cert_info **by)
+{
+        const struct tls_cert_info *d = &ctx->cert[j];
+
+        *by = NULL;
+        for (unsigned i = 0; i < j && *by == NULL; i++)
+                if (tls_same_key(&ctx->cert[i], d))
+                        *by = &ctx->cert[i];
+        for (size_t k = 0; k < d->nnames && *by != NULL; k++) {
+                unsigned i = 0;
+
+                while (i < j && !(tls_same_key(&ctx->cert[i], d) &&
+                                  tls_has_name(&ctx->cert[i], d->names[k])))
                         i++;
-                if (i == c->nnames)
+                if (i == j)
                         return false;
         }
-        return true;
+        return *by != NULL;
 }
 
 /*
  * With several certificates: each must have an ECDSA key on a curve that
- * TLS names or an RSA key, and each must be served to some client. One that
- * an earlier one of the same key (and curve) covers name for name never is:
- * the earlier one wins every choice (tls_pick_cert()).
+ * TLS names or an RSA key, and each must be served to some client
+ * (tls_cert_hidden()).
  */
 static bool tls_ctx_check_certs(const struct tls_ctx *ctx, char *err, size_t errlen)
 {
         for (unsigned j = 0; j < ctx->ncert; j++) {
-                const struct tls_cert_info *d = &ctx->cert[j];
+                const struct tls_cert_info *d = &ctx->cert[j], *c;
 
                 if (strcmp(d->key_type, "rsa") != 0 &&
                     (strcmp(d->key_type, "ecdsa") != 0 || d->group == 0)) {
@@ -799,18 +827,23 @@ static bool tls_ctx_check_certs(const struct tls_ctx *ctx, char *err, size_t err
                                  d->file);
                         return false;
                 }
-                for (unsigned i = 0; i < j; i++) {
-                        const struct tls_cert_info *c = &ctx->cert[i];
+                if (tls_cert_hidden(ctx, j, &c)) {
+                        bool one = true;
 
-                        if (strcmp(c->key_type, d->key_type) == 0 &&
-                            c->group == d->group && tls_names_cover(c, d)) {
-                                snprintf(err, errlen,
-                                         "certificate %s would never be served: %s, "
-                                         "before it, has the same key type and every "
-                                         "name it has",
-                                         d->file, c->file);
-                                return false;
-                        }
+                        for (size_t k = 0; k < d->nnames && one; k++)
+                                one = tls_has_name(c, d->names[k]);
+                        snprintf(
+                            err, errlen,
+                            d->nnames == 0
+                                ? "certificate %s would never be served: it names no "
+                                  "host, and %s, before it, has the same key type"
+                            : one ? "certificate %s would never be served: %s, before "
+                                    "it, has the same key type and every name it has"
+                                  : "certificate %s would never be served: %s and "
+                                    "others before it with the same key type have "
+                                    "every name it has",
+                            d->file, c->file);
+                        return false;
                 }
         }
         return true;

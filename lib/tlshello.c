@@ -165,6 +165,9 @@ static void tlshello_sni(struct tlshello_rd data, char *out)
                         out[i] = (char)c;
                 }
                 out[n] = '\0';
+                /* An IPv4 address is no host name (RFC 6066: none is sent). */
+                if (strspn(out, "0123456789.") == n)
+                        out[0] = '\0';
                 return;
         }
 }

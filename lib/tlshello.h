@@ -21,8 +21,9 @@
  *
  * The host name is the first host_name of its server_name extension (RFC
  * 6066 section 3), in lower case and without a trailing dot, when it is one:
- * letters, digits, '-', '_' and dots, up to 253 bytes. Anything else (an IP
- * address is allowed by no client, but some send one) is no name.
+ * letters, digits, '-', '_' and dots, up to 253 bytes, not only digits and
+ * dots. Anything else is no name: an IP address (RFC 6066 allows none, but
+ * some clients send one), a wildcard, blanks or other bytes.
  *
  * The ClientHello may span several records (up to TLSHELLO_MAX bytes of
  * handshake message); bytes after it are not looked at. One that is not

@@ -399,7 +399,7 @@ static void test_sni(void **state)
         assert_string_equal(test_sni_of(&h), "mx1.example.net");
         h.sni = "_smtp-relay.example-1.test";
         assert_string_equal(test_sni_of(&h), "_smtp-relay.example-1.test");
-        /* Not host names: a blank, a NUL, a wildcard, an empty one, "." alone. */
+        /* Not host names: a blank, a wildcard, an empty one, "." alone. */
         h.sni = "mx example.net";
         assert_string_equal(test_sni_of(&h), "");
         h.sni = "*.example.net";
@@ -408,6 +408,13 @@ static void test_sni(void **state)
         assert_string_equal(test_sni_of(&h), "");
         h.sni = ".";
         assert_string_equal(test_sni_of(&h), "");
+        /* An IPv4 address (RFC 6066 allows none; some clients send one). */
+        h.sni = "127.0.0.1";
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni = "192.0.2.25.";
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni = "25.192.0.2.in-addr.test";
+        assert_string_equal(test_sni_of(&h), "25.192.0.2.in-addr.test");
         /* 253 bytes are a name (254 with its trailing dot); 254 are not. */
         memset(name, 'a', sizeof(name));
         name[253] = '\0';
