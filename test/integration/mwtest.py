@@ -31,6 +31,7 @@ against a real XCLIENT implementation).
 
 import asyncio
 import contextlib
+import datetime
 import fcntl
 import json
 import os
@@ -2574,3 +2575,57 @@ class MisbehavingBackend:
                 s.close()
             except OSError:
                 pass
+
+
+# -- what a certificate is, as openssl x509 reads it; mailward's event lines -----------
+_CERT_INFO = {}
+
+
+def cert_info(pem):
+    """(sha256 fingerprint as lowercase hex, "ecdsa"|"rsa", notAfter as
+    seconds since the epoch) of the first certificate in pem (text)."""
+    if pem not in _CERT_INFO:
+        r = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-text",
+                            "-enddate", "-dateopt", "iso_8601"], input=pem,
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0, "openssl x509: %s" % r.stderr)
+        fp = re.search(r"^sha256 Fingerprint=([0-9A-F:]+)$", r.stdout, re.M | re.I)
+        alg = re.search(r"Public Key Algorithm: (\S+)", r.stdout)
+        na = re.search(r"^notAfter=(.+)$", r.stdout, re.M)
+        check(fp and alg and na, "openssl x509 output not understood:\n%s" % r.stdout)
+        kind = {"id-ecPublicKey": "ecdsa", "rsaEncryption": "rsa"}.get(alg.group(1),
+                                                                       alg.group(1))
+        when = datetime.datetime.strptime(na.group(1).strip(), "%Y-%m-%d %H:%M:%SZ")
+        _CERT_INFO[pem] = (fp.group(1).replace(":", "").lower(), kind,
+                      int(when.replace(tzinfo=datetime.timezone.utc).timestamp()))
+    return _CERT_INFO[pem]
+
+
+def cert_file_info(path):
+    """cert_info() of the file at path."""
+    with open(path) as f:
+        return cert_info(f.read())
+
+
+_EVENT_LINE = re.compile(r"mailward\[(\d+)\]: (\w+): (\S+) event=(\w+)(.*)$")
+_EVENT_KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
+
+
+def log_events(mw, event):
+    """mailward's log lines of one event, in order, as dicts of their
+    key=value pairs plus "_pid", "_level", "_sid"."""
+    out = []
+    for line in mw.log().splitlines():
+        m = _EVENT_LINE.search(line)
+        if m and m.group(4) == event:
+            kv = {k: v.strip('"') for k, v in _EVENT_KV.findall(m.group(5))}
+            kv.update(_pid=m.group(1), _level=m.group(2), _sid=m.group(3))
+            out.append(kv)
+    return out
+
+
+def tls_sessions(mw):
+    """Every event=tls line, in order, with "listener" from its session's
+    event=connect line (sessions are named by process and session id)."""
+    where = {(c["_pid"], c["_sid"]): c.get("listener") for c in log_events(mw, "connect")}
+    return [dict(t, listener=where.get((t["_pid"], t["_sid"]))) for t in log_events(mw, "tls")]

@@ -71,35 +71,6 @@ NAME = "mw.test.example"
 SENDER, RCPT = "a@client.test", "b@rcpt.test"
 
 
-# -- what a certificate is, as openssl x509 reads it --------------------------------
-_INFO = {}
-
-
-def cert_info(pem):
-    """(sha256 fingerprint as lowercase hex, "ecdsa"|"rsa", notAfter as
-    seconds since the epoch) of the first certificate in pem (text)."""
-    if pem not in _INFO:
-        r = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-text",
-                            "-enddate", "-dateopt", "iso_8601"], input=pem,
-                           capture_output=True, text=True, timeout=30)
-        mwtest.check(r.returncode == 0, "openssl x509: %s" % r.stderr)
-        fp = re.search(r"^sha256 Fingerprint=([0-9A-F:]+)$", r.stdout, re.M | re.I)
-        alg = re.search(r"Public Key Algorithm: (\S+)", r.stdout)
-        na = re.search(r"^notAfter=(.+)$", r.stdout, re.M)
-        mwtest.check(fp and alg and na, "openssl x509 output not understood:\n%s" % r.stdout)
-        kind = {"id-ecPublicKey": "ecdsa", "rsaEncryption": "rsa"}.get(alg.group(1),
-                                                                       alg.group(1))
-        when = datetime.datetime.strptime(na.group(1).strip(), "%Y-%m-%d %H:%M:%SZ")
-        _INFO[pem] = (fp.group(1).replace(":", "").lower(), kind,
-                      int(when.replace(tzinfo=datetime.timezone.utc).timestamp()))
-    return _INFO[pem]
-
-
-def file_info(path):
-    with open(path) as f:
-        return cert_info(f.read())
-
-
 # -- clients ------------------------------------------------------------------------
 def sclient(env, port, opts, starttls):
     """openssl s_client, verifying against the test CA: {"pem", "version",
@@ -212,30 +183,6 @@ def chunked_session(env, port, kind):
 
 
 # -- mailward's log and metrics ------------------------------------------------------
-_LINE = re.compile(r"mailward\[(\d+)\]: (\w+): (\S+) event=(\w+)(.*)$")
-_KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
-
-
-def log_events(mw, event):
-    """mailward's log lines of one event, in order, as dicts of their
-    key=value pairs plus "_pid", "_level", "_sid"."""
-    out = []
-    for line in mw.log().splitlines():
-        m = _LINE.search(line)
-        if m and m.group(4) == event:
-            kv = {k: v.strip('"') for k, v in _KV.findall(m.group(5))}
-            kv.update(_pid=m.group(1), _level=m.group(2), _sid=m.group(3))
-            out.append(kv)
-    return out
-
-
-def tls_sessions(mw):
-    """Every event=tls line, in order, with "listener" from its session's
-    event=connect line (sessions are named by process and session id)."""
-    where = {(c["_pid"], c["_sid"]): c.get("listener") for c in log_events(mw, "connect")}
-    return [dict(t, listener=where.get((t["_pid"], t["_sid"]))) for t in log_events(mw, "tls")]
-
-
 def metric_certs(path):
     """{(listener, key_type): value} of the certificate expiry metric (its
     cert= label must name a file of that listener's, whose key type it says)."""
@@ -251,7 +198,7 @@ def metric_certs(path):
                          labels)
         mwtest.check(m, "certificate metric labels not understood: {%s}" % labels)
         mwtest.check(m.groups()[:2] not in out, "certificate metric twice: {%s}" % labels)
-        mwtest.eq(file_info(m.group(3))[1], m.group(2), "key type of %s (metric)" % m.group(3))
+        mwtest.eq(mwtest.cert_file_info(m.group(3))[1], m.group(2), "key type of %s (metric)" % m.group(3))
         out[m.groups()[:2]] = int(value)
     return out
 
@@ -270,18 +217,18 @@ class Checker:
     def expect(self, listener, want, what, client):
         """Run client() (-> {"pem", "version", "cipher"}); want: "ecdsa" or
         "rsa" (of a two-certificate listener), "only" (its one certificate)."""
-        n = len(tls_sessions(self.mw))
+        n = len(mwtest.tls_sessions(self.mw))
         got = client()
-        fp, kind, _ = cert_info(got["pem"])
+        fp, kind, _ = mwtest.cert_info(got["pem"])
         label = "%s on %s (%s %s)" % (what, listener, got["version"], got["cipher"])
         self.rows.append("%-6s %-5s %s" % (listener, kind, label))
         print("%s: %s certificate %s..." % (label, kind, fp[:16]), flush=True)
-        want_fp, want_kind, _ = file_info(self.files[listener][want])
+        want_fp, want_kind, _ = mwtest.cert_file_info(self.files[listener][want])
         mwtest.eq((kind, fp), (want_kind, want_fp), "%s: certificate received (key type, "
                   "SHA-256)" % label)
-        ok = mwtest.wait_for(lambda: len(tls_sessions(self.mw)) >= n + 1, 5)
+        ok = mwtest.wait_for(lambda: len(mwtest.tls_sessions(self.mw)) >= n + 1, 5)
         mwtest.check(ok, "%s: no event=tls line for the session" % label)
-        line = tls_sessions(self.mw)[n]
+        line = mwtest.tls_sessions(self.mw)[n]
         mwtest.eq((line["listener"], line.get("key_type"), line["version"], line["cipher"]),
                   (listener, None if want == "only" else want, got["version"], got["cipher"]),
                   "%s: its event=tls line (listener, key_type, version, cipher)" % label)
@@ -408,9 +355,9 @@ def main():
         ecdsa_key, rsa_key = os.path.join(d, "ecdsa.key"), os.path.join(d, "rsa.key")
         new_rsa = mwtest.make_leaf_cert(env, "localhost", ["localhost", "mx.test", "127.0.0.1"],
                                          days=10, key="rsa")
-        mwtest.eq([file_info(p)[1] for p in (ecdsa, rsa, new_rsa[0])], ["ecdsa", "rsa", "rsa"],
+        mwtest.eq([mwtest.cert_file_info(p)[1] for p in (ecdsa, rsa, new_rsa[0])], ["ecdsa", "rsa", "rsa"],
                   "key types of the test's certificates")
-        mwtest.check(file_info(new_rsa[0])[0] != file_info(rsa)[0], "new RSA cert is the old")
+        mwtest.check(mwtest.cert_file_info(new_rsa[0])[0] != mwtest.cert_file_info(rsa)[0], "new RSA cert is the old")
 
         prom = mwtest.metrics_file(env)
         be = env.recorder()
@@ -430,18 +377,18 @@ def main():
         # 1. event=certificate lines and the metrics at start.
         want = {("smtp", ecdsa, "ecdsa"), ("smtp", rsa, "rsa"), ("smtps", rsa, "rsa"),
                 ("smtps", ecdsa, "ecdsa"), ("one", one, "ecdsa")}
-        lines = log_events(mw, "certificate")
+        lines = mwtest.log_events(mw, "certificate")
         print("event=certificate lines: %r" % lines)
         mwtest.eq(sorted((l["listener"], l["cert"], l["key_type"]) for l in lines), sorted(want),
                   "event=certificate lines at start (listener, cert, key_type)")
         for l in lines:
-            na = file_info(l["cert"])[2]
+            na = mwtest.cert_file_info(l["cert"])[2]
             when = datetime.datetime.fromtimestamp(na, datetime.timezone.utc)
             mwtest.eq((l["_level"], l["not_after"], int(l["days_left"]) > 300),
                       ("info", when.strftime("%Y-%m-%dT%H:%M:%SZ"), True),
                       "event=certificate line for %s %s (level, not_after, days_left > 300)"
                       % (l["listener"], l["cert"]))
-        want_metric = {(lst, kind): file_info(path)[2] for lst, path, kind in want}
+        want_metric = {(lst, kind): mwtest.cert_file_info(path)[2] for lst, path, kind in want}
         mwtest.check(mwtest.wait_for(lambda: metric_certs(prom) == want_metric, 5),
                      "certificate metrics at start: %r, want %r"
                      % (metric_certs(prom), want_metric))
@@ -494,8 +441,8 @@ def main():
             s["smtp"].quit()
         s = smtplib.SMTP_SSL("localhost", mw.port("smtps"), local_hostname="client.test",
                              timeout=20, context=py_ctx(env, "rsa12"))
-        mwtest.eq(file_info(rsa)[0],
-                  cert_info(ssl.DER_cert_to_PEM_cert(s.sock.getpeercert(True)))[0],
+        mwtest.eq(mwtest.cert_file_info(rsa)[0],
+                  mwtest.cert_info(ssl.DER_cert_to_PEM_cert(s.sock.getpeercert(True)))[0],
                   "certificate of the implicit RSA-only delivery")
         s.ehlo()
         deliver(s, be, "implicit rsa-only", "implicit TLS, RSA-only client")
@@ -505,8 +452,8 @@ def main():
         for kind, want_kind in (("rsa12", "rsa"), ("default", "ecdsa")):
             ck.expect("smtps", want_kind, "chunked ClientHello, Python ssl %s" % kind,
                       lambda: chunked_session(env, mw.port("smtps"), kind))
-        n_tls = len(tls_sessions(mw))
-        n_close = len(log_events(mw, "close"))
+        n_tls = len(mwtest.tls_sessions(mw))
+        n_close = len(mwtest.log_events(mw, "close"))
         with socket.create_connection(("127.0.0.1", mw.port("smtps")), timeout=10):
             pass
         with socket.create_connection(("127.0.0.1", mw.port("smtps")), timeout=10) as raw:
@@ -529,10 +476,10 @@ def main():
                     except OSError as e:
                         rest = repr(e)
                     print("plaintext after STARTTLS, mailward answered %r" % (rest,))
-        ok = mwtest.wait_for(lambda: len(log_events(mw, "close")) >= n_close + 4, 10)
+        ok = mwtest.wait_for(lambda: len(mwtest.log_events(mw, "close")) >= n_close + 4, 10)
         mwtest.check(ok, "the four sessions without a ClientHello did not all end:\n%s"
                      % mw.log()[-3000:])
-        mwtest.eq(len(tls_sessions(mw)), n_tls, "event=tls lines for sessions without TLS")
+        mwtest.eq(len(mwtest.tls_sessions(mw)), n_tls, "event=tls lines for sessions without TLS")
         got = mwtest.wait_alerts(mw, 1, event="starttls_injection", listener="smtp")
         mwtest.eq([(a["action"], a["observed"]) for a in got],
                   [("closed", "plaintext where a TLS handshake was due")],
@@ -547,17 +494,16 @@ def main():
 
         # 6. A new RSA certificate, SIGHUP.
         held = starttls_smtp(env, mw.port("smtp"), "rsa12")
-        mwtest.eq(cert_info(ssl.DER_cert_to_PEM_cert(held.sock.getpeercert(True)))[0],
-                  file_info(rsa)[0], "certificate of the held session")
-        old_rsa_fp = file_info(rsa)[0]
-        n_cert = len(log_events(mw, "certificate"))
+        mwtest.eq(mwtest.cert_info(ssl.DER_cert_to_PEM_cert(held.sock.getpeercert(True)))[0],
+                  mwtest.cert_file_info(rsa)[0], "certificate of the held session")
+        old_rsa_fp = mwtest.cert_file_info(rsa)[0]
+        n_cert = len(mwtest.log_events(mw, "certificate"))
         mwtest.put_file(new_rsa[0], rsa)
         mwtest.put_file(new_rsa[1], rsa_key)
-        _INFO.clear()
 
         def reloaded():
             got = {}
-            for l in log_events(mw, "reload_tls"):
+            for l in mwtest.log_events(mw, "reload_tls"):
                 got[l["listener"]] = got.get(l["listener"], 0) + 1
             return got
         hup_ns = time.time_ns()
@@ -566,13 +512,13 @@ def main():
                                          for l in ("smtp", "smtps", "one")), 10)
         mwtest.check(ok, "not every process (supervisor and 2 workers) logged reload_tls for "
                      "every listener: %r\n%s" % (reloaded(), mw.log()[-4000:]))
-        mwtest.eq(log_events(mw, "reload_tls_failed"), [], "reload_tls_failed lines")
-        mwtest.eq(sorted({(l["listener"], l["cert"]) for l in log_events(mw, "reload_tls")}),
+        mwtest.eq(mwtest.log_events(mw, "reload_tls_failed"), [], "reload_tls_failed lines")
+        mwtest.eq(sorted({(l["listener"], l["cert"]) for l in mwtest.log_events(mw, "reload_tls")}),
                   [("one", one), ("smtp", ecdsa + "," + rsa), ("smtps", rsa + "," + ecdsa)],
                   "reload_tls lines (listener, cert: the files, commas between)")
         deliver(held, be, "held across reload", "the RSA session held across the reload")
         held.quit()
-        new_fp = file_info(rsa)[0]
+        new_fp = mwtest.cert_file_info(rsa)[0]
         mwtest.check(new_fp != old_rsa_fp, "rsa.pem did not change")
         for lst, starttls in (("smtp", True), ("smtps", False)):
             port = mw.port(lst)
@@ -585,17 +531,17 @@ def main():
                       lambda: sclient(env, port, rsa_cases[0][1], starttls))
             ck.expect(lst, "ecdsa", "after SIGHUP, " + ecdsa_cases[0][0],
                       lambda: sclient(env, port, ecdsa_cases[0][1], starttls))
-        pids = sorted(int(t["_pid"]) for t in tls_sessions(mw)[-20:])
+        pids = sorted(int(t["_pid"]) for t in mwtest.tls_sessions(mw)[-20:])
         print("sessions after the reload served by processes %r" % sorted(set(pids)))
         mwtest.eq(sorted(set(pids)), mwtest.children(mw.pid),
                   "processes that served the 20 sessions after SIGHUP (both workers)")
         s = starttls_smtp(env, mw.port("smtp"), "rsa12")
-        mwtest.eq(cert_info(ssl.DER_cert_to_PEM_cert(s.sock.getpeercert(True)))[0], new_fp,
+        mwtest.eq(mwtest.cert_info(ssl.DER_cert_to_PEM_cert(s.sock.getpeercert(True)))[0], new_fp,
                   "certificate of an RSA delivery after the reload")
         deliver(s, be, "after reload rsa-only", "an RSA session after the reload")
         s.quit()
 
-        lines = log_events(mw, "certificate")[n_cert:]
+        lines = mwtest.log_events(mw, "certificate")[n_cert:]
         print("event=certificate lines after SIGHUP: %r" % lines)
         mwtest.eq(sorted((l["listener"], l["cert"], l["key_type"]) for l in lines), sorted(want),
                   "event=certificate lines after SIGHUP (once, from the supervisor)")
@@ -612,15 +558,15 @@ def main():
         # written after the SIGHUP, then it must have the new RSA expiry.
         ok = mwtest.wait_for(lambda: os.stat(prom).st_mtime_ns > hup_ns, 12)
         mwtest.check(ok, "metrics file not written again within 12 s of the SIGHUP")
-        want_metric.update({("smtp", "rsa"): file_info(rsa)[2],
-                            ("smtps", "rsa"): file_info(rsa)[2]})
+        want_metric.update({("smtp", "rsa"): mwtest.cert_file_info(rsa)[2],
+                            ("smtps", "rsa"): mwtest.cert_file_info(rsa)[2]})
         mwtest.eq(metric_certs(prom), want_metric, "certificate metrics after SIGHUP")
 
         mw.stop()
         # 7. At exit the metrics count every session that reached TLS, by
         # version and key type, as the event=tls lines do ("one": ECDSA).
         want = {}
-        for t in tls_sessions(mw):
+        for t in mwtest.tls_sessions(mw):
             k = (t["version"], t.get("key_type") or "ecdsa")
             want[k] = want.get(k, 0) + 1
         with open(prom) as f:

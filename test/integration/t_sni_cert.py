@@ -64,7 +64,6 @@ file a line) and "smtps" (implicit TLS, two files a line, commas or blanks).
   7. After the stop, the metrics have the seven series per listener.
 mailward stops cleanly (exit 0, no sanitizer report)."""
 
-import datetime
 import os
 import re
 import shutil
@@ -121,33 +120,6 @@ CASES = [
     ("sc-rsa12", "x.b.test", "a-rsa", "x.b.test"),
     ("py-rsa", "c.test", "c-rsa", "c.test"),
 ]
-
-_INFO = {}
-
-
-def cert_info(pem):
-    """(SHA-256 fingerprint, "ecdsa"|"rsa", notAfter in epoch seconds) of a
-    PEM certificate (text), as openssl x509 reads it."""
-    if pem not in _INFO:
-        r = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-text",
-                            "-enddate", "-dateopt", "iso_8601"], input=pem,
-                           capture_output=True, text=True, timeout=30)
-        fp = re.search(r"^sha256 Fingerprint=([0-9A-F:]+)$", r.stdout, re.M | re.I)
-        alg = re.search(r"Public Key Algorithm: (\S+)", r.stdout)
-        na = re.search(r"^notAfter=(.+)$", r.stdout, re.M)
-        mwtest.check(r.returncode == 0 and fp and alg and na,
-                     "openssl x509 not understood: %s%s" % (r.stdout, r.stderr))
-        when = datetime.datetime.strptime(na.group(1).strip(), "%Y-%m-%d %H:%M:%SZ")
-        _INFO[pem] = (fp.group(1).replace(":", "").lower(),
-                      {"id-ecPublicKey": "ecdsa", "rsaEncryption": "rsa"}[alg.group(1)],
-                      int(when.replace(tzinfo=datetime.timezone.utc).timestamp()))
-    return _INFO[pem]
-
-
-def file_info(path):
-    with open(path) as f:
-        return cert_info(f.read())
-
 
 # -- clients: each returns {"pem", "version", "smtp" (open session or None)} --------------
 def sclient(env, port, starttls, sni, verify, opts=()):
@@ -215,28 +187,6 @@ def swaks(env, port, starttls, sni, subject):
 
 
 # -- mailward's log and metrics -------------------------------------------------------------
-_LINE = re.compile(r"mailward\[(\d+)\]: (\w+): (\S+) event=(\w+)(.*)$")
-_KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
-
-
-def log_events(mw, event):
-    """The log lines of one event, as dicts (plus "_pid", "_level", "_sid")."""
-    out = []
-    for line in mw.log().splitlines():
-        m = _LINE.search(line)
-        if m and m.group(4) == event:
-            kv = {k: v.strip('"') for k, v in _KV.findall(m.group(5))}
-            kv.update(_pid=m.group(1), _level=m.group(2), _sid=m.group(3))
-            out.append(kv)
-    return out
-
-
-def tls_sessions(mw):
-    """event=tls lines in order, with "listener" from their event=connect."""
-    where = {(c["_pid"], c["_sid"]): c.get("listener") for c in log_events(mw, "connect")}
-    return [dict(t, listener=where.get((t["_pid"], t["_sid"]))) for t in log_events(mw, "tls")]
-
-
 def metric_certs(path):
     """{(listener, cert file, key_type): value} of the expiry metric."""
     try:
@@ -258,16 +208,16 @@ class Checker:
         self.n = 0
 
     def expect(self, listener, want, sni_logged, what, client):
-        n = len(tls_sessions(self.mw))
+        n = len(mwtest.tls_sessions(self.mw))
         got = client()
-        fp, kind, _ = cert_info(got["pem"])
-        want_fp, want_kind, _ = file_info(self.files[want])
+        fp, kind, _ = mwtest.cert_info(got["pem"])
+        want_fp, want_kind, _ = mwtest.cert_file_info(self.files[want])
         label = "%s on %s (%s)" % (what, listener, got["version"])
         print("%s: %s certificate %s..." % (label, kind, fp[:16]), flush=True)
         mwtest.eq(fp, want_fp, "%s: certificate received (SHA-256), %s expected" % (label, want))
-        ok = mwtest.wait_for(lambda: len(tls_sessions(self.mw)) > n, 5)
+        ok = mwtest.wait_for(lambda: len(mwtest.tls_sessions(self.mw)) > n, 5)
         mwtest.check(ok, "%s: no event=tls line" % label)
-        t = tls_sessions(self.mw)[n]
+        t = mwtest.tls_sessions(self.mw)[n]
         mwtest.eq((t["listener"], t["version"], t.get("key_type"), t.get("sni"), t.get("cert")),
                   (listener, got["version"], want_kind, sni_logged, self.files[want]),
                   "%s: event=tls (listener, version, key_type, sni, cert)" % label)
@@ -306,7 +256,7 @@ def check_certificates(mw, files, lists, lines):
     """event=certificate lines: one per certificate and listener."""
     got = sorted((l["listener"], l["cert"], l["key_type"], l["names"], l["_level"])
                  for l in lines)
-    want = sorted((lst, files[c], file_info(files[c])[1], NAMES[c], "info")
+    want = sorted((lst, files[c], mwtest.cert_file_info(files[c])[1], NAMES[c], "info")
                   for lst, labels in lists.items() for c in labels)
     mwtest.eq(got, want, "event=certificate lines (listener, cert, key_type, names, level)")
 
@@ -344,7 +294,7 @@ def check_resumption(env, files, keys):
                         re.S)
         mwtest.check(pem or how == "Reused", "%s -> %s: no certificate" % (first, then))
         if pem:
-            mwtest.eq(cert_info(pem.group(0))[0], file_info(files[cert])[0],
+            mwtest.eq(mwtest.cert_info(pem.group(0))[0], mwtest.cert_file_info(files[cert])[0],
                       "%s -> %s: the certificate for %s" % (first, then, cert))
     text = sclient12(env, port, "a.test", ["-no_ticket"])
     sid = re.search(r"^ *Session-ID: *(\S*)$", text, re.M)
@@ -433,8 +383,8 @@ def main():
 
         # 1. event=certificate lines and metrics at start.
         lists = {"smtp": list(CERTS), "smtps": list(CERTS)}
-        check_certificates(mw, files, lists, log_events(mw, "certificate"))
-        want_metric = {(lst, files[c], file_info(files[c])[1]): file_info(files[c])[2]
+        check_certificates(mw, files, lists, mwtest.log_events(mw, "certificate"))
+        want_metric = {(lst, files[c], mwtest.cert_file_info(files[c])[1]): mwtest.cert_file_info(files[c])[2]
                        for lst in lists for c in CERTS}
         mwtest.check(mwtest.wait_for(lambda: metric_certs(prom) == want_metric, 5),
                      "certificate metrics at start: %r, want %r"
@@ -463,27 +413,27 @@ def main():
         # 5. SIGHUP with d.test's certificate added to mw.conf.
         for lst in ("smtp", "smtps"):
             run_case(env, mw, ck, lst, ("sc", "d.test", "a-ec", "d.test"))
-        n_cert, n_reload = len(log_events(mw, "certificate")), len(log_events(mw, "reload_tls"))
+        n_cert, n_reload = len(mwtest.log_events(mw, "certificate")), len(mwtest.log_events(mw, "reload_tls"))
         mwtest.write_config(env, mw.conf, listeners(["d-ec"]), glob, mw.alert_log)
         os.kill(mw.pid, signal.SIGHUP)
 
         def reloaded():    # by the supervisor and both workers, then logged again
             return (len({(l["listener"], l["_pid"])
-                         for l in log_events(mw, "reload_tls")[n_reload:]}) == 6 and
-                    len(log_events(mw, "certificate")) >= n_cert + 14)
+                         for l in mwtest.log_events(mw, "reload_tls")[n_reload:]}) == 6 and
+                    len(mwtest.log_events(mw, "certificate")) >= n_cert + 14)
         mwtest.check(mwtest.wait_for(reloaded, 10), "reload_tls not logged by 3 processes for "
                      "both listeners, or certificates not again:\n%s" % mw.log()[-4000:])
-        mwtest.eq(log_events(mw, "reload_tls_failed"), [], "reload_tls_failed lines")
+        mwtest.eq(mwtest.log_events(mw, "reload_tls_failed"), [], "reload_tls_failed lines")
         new = order + [files["d-ec"]]
-        mwtest.eq(sorted({(l["listener"], l["cert"]) for l in log_events(mw, "reload_tls")
+        mwtest.eq(sorted({(l["listener"], l["cert"]) for l in mwtest.log_events(mw, "reload_tls")
                           [n_reload:]}),
                   [("smtp", ",".join(new)), ("smtps", ",".join(new))], "reload_tls lines")
-        mwtest.eq({(l["applied"], l["restart_needed"]) for l in log_events(mw, "reload_config")},
+        mwtest.eq({(l["applied"], l["restart_needed"]) for l in mwtest.log_events(mw, "reload_config")},
                   {("[smtp] cert [smtp] key [smtps] cert [smtps] key", "")},
                   "reload_config lines (applied, restart_needed)")
         lists = {"smtp": list(CERTS) + ["d-ec"], "smtps": list(CERTS) + ["d-ec"]}
-        check_certificates(mw, files, lists, log_events(mw, "certificate")[n_cert:])
-        n_tls = len(tls_sessions(mw))
+        check_certificates(mw, files, lists, mwtest.log_events(mw, "certificate")[n_cert:])
+        n_tls = len(mwtest.tls_sessions(mw))
         for lst in ("smtp", "smtps"):
             for _ in range(5):
                 run_case(env, mw, ck, lst, ("py", "d.test", "d-ec", "d.test"))
@@ -491,7 +441,7 @@ def main():
             run_case(env, mw, ck, lst, ("sc-rsa13", "d.test", "a-rsa", "d.test"))
             run_case(env, mw, ck, lst, ("sc", None, "a-ec", "-"))
             run_case(env, mw, ck, lst, ("py", "mx.b.test", "b-wild", "mx.b.test"))
-        pids = sorted({int(t["_pid"]) for t in tls_sessions(mw)[n_tls:]})
+        pids = sorted({int(t["_pid"]) for t in mwtest.tls_sessions(mw)[n_tls:]})
         mwtest.eq(pids, mwtest.children(mw.pid), "processes that served after SIGHUP (workers)")
 
         # 6. Resumption, on a mailward of its own.
@@ -499,7 +449,7 @@ def main():
 
         mw.stop()
         # 7. The metrics written at exit: the seven certificates per listener.
-        want_metric.update({(lst, files["d-ec"], "ecdsa"): file_info(files["d-ec"])[2]
+        want_metric.update({(lst, files["d-ec"], "ecdsa"): mwtest.cert_file_info(files["d-ec"])[2]
                             for lst in lists})
         mwtest.eq(metric_certs(prom), want_metric, "certificate metrics after the stop")
         print("%d TLS sessions checked, %d messages, in %.1f s"
