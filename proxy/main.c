@@ -584,7 +584,11 @@ static void main_on_drain_timeout(uv_timer_t *t)
         alertcmd_shutdown(m->alertcmd);
 }
 
-/* A listener's cert files for a log value: "-" if none, commas between two. */
+/*
+ * A listener's cert files for a log value: "-" if none, commas between them;
+ * as many as fit (the value comes last in its line, which log_emit() may
+ * cut short).
+ */
 static const char *main_cert_files(const struct config_listener *lc, char *out,
                                    size_t outlen)
 {
@@ -619,12 +623,12 @@ static bool main_reload_tls(struct main_state *m, size_t i, unsigned *done)
                 (*done)++;
                 log_emit(
                     &m->log, LOG_LVL_INFO, NULL,
-                    "event=reload_tls listener=%s cert=%s forward_cert=%s ca_file=%s",
-                    lc->name, main_cert_files(lc, files, sizeof(files)),
-                    lc->forward_cert != NULL ? lc->forward_cert : "-",
+                    "event=reload_tls listener=%s forward_cert=%s ca_file=%s cert=%s",
+                    lc->name, lc->forward_cert != NULL ? lc->forward_cert : "-",
                     lc->forward_tls != CONFIG_TLS_NONE && lc->forward_ca != NULL
                         ? lc->forward_ca
-                        : "-");
+                        : "-",
+                    main_cert_files(lc, files, sizeof(files)));
         } else if (r < 0) {
                 /* err names our own files and wolfSSL's words: nothing from a peer. */
                 log_emit(&m->log, LOG_LVL_ERR, NULL,
