@@ -23,7 +23,6 @@
 #include <arpa/inet.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -87,6 +86,12 @@ struct tls_cert_info {
          */
         char **names;
         size_t nnames;
+        /*
+         * Server role: it is the first certificate, or has a name the first
+         * has (the same host's certificate with another key): the ones a
+         * client that asks for no name, or for none of theirs, gets.
+         */
+        bool first_host;
         WOLFSSL_CTX *wctx; /* server role: the context that serves it */
 };
 
@@ -461,39 +466,26 @@ static void tls_dc_names(const DecodedCert *dc, void (*fn)(const char *, int, vo
 
 /*
  * One of our own certificate's names, kept if a ClientHello can ask for it
- * (tlshello.h: letters, digits, '-', '_', dots) or for the names under it
- * ("*." and at least two labels more): in lower case, without a trailing dot.
+ * (tlshello_host_name(): lower case, no trailing dot) or for the names
+ * under it: "*." and a host name of two labels at least ("*.example.net",
+ * not "*.net").
  */
 static void tls_own_name(const char *name, int len, void *arg)
 {
         struct tls_cert_info *c = arg;
-        const char *p = name;
-        char *copy;
-        int n = len;
+        char host[TLSHELLO_NAME_MAX + 1];
+        size_t n = len > 0 ? (size_t)len : 0, skip = 0;
 
-        if (n > 0 && name[n - 1] == '.')
-                n--;
-        if (n > 2 && p[0] == '*' && p[1] == '.') {
-                const char *dot = memchr(p + 2, '.', (size_t)(n - 2));
-
-                /* "*.example.net", not "*.net" nor "*.example." */
-                if (dot == NULL || dot == p + 2 || dot == p + n - 1)
-                        return;
-                p += 2;
-                n -= 2;
-        }
-        if (n <= 0 || n + (p - name) > TLSHELLO_NAME_MAX)
+        if (n > 2 && name[0] == '*' && name[1] == '.')
+                skip = 2;
+        if (!tlshello_host_name(name + skip, n - skip, host) ||
+            (skip > 0 && strchr(host, '.') == NULL) ||
+            strlen(host) + skip > TLSHELLO_NAME_MAX)
                 return;
-        for (int i = 0; i < n; i++)
-                if (!isalnum((unsigned char)p[i]) && p[i] != '-' && p[i] != '_' &&
-                    p[i] != '.')
-                        return;
-        copy = xmalloc((size_t)(n + (p - name)) + 1);
-        for (int i = 0; i < n + (p - name); i++)
-                copy[i] = (char)tolower((unsigned char)name[i]);
-        copy[n + (p - name)] = '\0';
         c->names = xrealloc(c->names, (c->nnames + 1) * sizeof(*c->names));
-        c->names[c->nnames++] = copy;
+        c->names[c->nnames] = xmalloc(skip + strlen(host) + 1);
+        snprintf(c->names[c->nnames++], skip + strlen(host) + 1, "%s%s", skip ? "*." : "",
+                 host);
 }
 
 /*
@@ -784,9 +776,12 @@ static bool tls_same_key(const struct tls_cert_info *c, const struct tls_cert_in
 /*
  * Is the j-th certificate one that tls_pick_cert() never chooses? So it is
  * when certificates before it with the same key (and curve) have each of
- * its names, and there is one (a certificate without names serves only
- * where it is the first of its key): for every name, and for none, one of
- * them fits as well and comes first. *by: the first of them, to name.
+ * its names, and there is one: for every name, and for none, one of them
+ * fits as well and comes first. One without names (not the first) serves
+ * only clients that ask for no name of any certificate's and can take no
+ * certificate of the first host's; so it is hidden too where the first
+ * host has an RSA one (every client takes it) or an ECDSA one on its curve.
+ * *by: the certificate that hides it, to name.
  */
 static bool tls_cert_hidden(const struct tls_ctx *ctx, unsigned j,
                             const struct tls_cert_info **by)
@@ -797,6 +792,14 @@ static bool tls_cert_hidden(const struct tls_ctx *ctx, unsigned j,
         for (unsigned i = 0; i < j && *by == NULL; i++)
                 if (tls_same_key(&ctx->cert[i], d))
                         *by = &ctx->cert[i];
+        for (unsigned i = 0; i < ctx->ncert && *by == NULL && d->nnames == 0 && j > 0;
+             i++) {
+                const struct tls_cert_info *c = &ctx->cert[i];
+
+                if (c->first_host &&
+                    (strcmp(c->key_type, "rsa") == 0 || tls_same_key(c, d)))
+                        *by = c;
+        }
         for (size_t k = 0; k < d->nnames && *by != NULL; k++) {
                 unsigned i = 0;
 
@@ -836,7 +839,7 @@ static bool tls_ctx_check_certs(const struct tls_ctx *ctx, char *err, size_t err
                             err, errlen,
                             d->nnames == 0
                                 ? "certificate %s would never be served: it names no "
-                                  "host, and %s, before it, has the same key type"
+                                  "host, and a client that can take it gets %s"
                             : one ? "certificate %s would never be served: %s, before "
                                     "it, has the same key type and every name it has"
                                   : "certificate %s would never be served: %s and "
@@ -887,6 +890,13 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                 tls_cert_file_info(conf->cert_file[i], c);
                 c->wctx = w;
                 ctx->ncert++;
+        }
+        for (unsigned i = 0; i < ctx->ncert; i++) {
+                struct tls_cert_info *c = &ctx->cert[i];
+
+                c->first_host = i == 0;
+                for (size_t k = 0; k < c->nnames && !c->first_host; k++)
+                        c->first_host = tls_has_name(&ctx->cert[0], c->names[k]);
         }
         if (ctx->ncert > 1 && !tls_ctx_check_certs(ctx, err, errlen))
                 goto fail;
@@ -1151,10 +1161,11 @@ static int tls_name_fit(const struct tls_cert_info *c, const char *sni)
  * The certificate for a ClientHello: one the client can take before one it
  * cannot (tlshello.h; RSA: every client); then one for the host name it
  * asks for (SNI) over one that a wildcard covers it with, over the rest;
- * then ECDSA over RSA (a smaller, faster handshake); then the
- * configuration's order. With no name asked for, or one that no
- * certificate has: the first ECDSA one the client can take, else the first
- * RSA one.
+ * then, where none of them is for that name, the first host's (first_host)
+ * over the others; then ECDSA over RSA (a smaller, faster handshake); then
+ * the configuration's order. With no name asked for, or one that no
+ * certificate has: the first host's ECDSA certificate if the client can
+ * take it, else its RSA one; another host's only if it can take neither.
  */
 static const struct tls_cert_info *tls_pick_cert(const struct tls_ctx *ctx,
                                                  const struct tlshello *h)
@@ -1166,8 +1177,9 @@ static const struct tls_cert_info *tls_pick_cert(const struct tls_ctx *ctx,
                 const struct tls_cert_info *c = &ctx->cert[i];
                 bool ecdsa = strcmp(c->key_type, "ecdsa") == 0;
                 bool takes = !ecdsa || tlshello_takes_ecdsa(h, c->group);
-                int score =
-                    (takes ? 8 : 0) + 2 * tls_name_fit(c, h->sni) + (ecdsa ? 1 : 0);
+                int fit = tls_name_fit(c, h->sni);
+                int score = (takes ? 16 : 0) + 4 * fit +
+                            (fit == 0 && c->first_host ? 2 : 0) + (ecdsa ? 1 : 0);
 
                 if (score > best_score) {
                         best = c;

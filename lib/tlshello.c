@@ -132,9 +132,40 @@ static long tlshello_gather(const unsigned char *p, size_t n, unsigned char *hs)
         return 0;
 }
 
+bool tlshello_host_name(const char *p, size_t n, char *out)
+{
+        bool label = false, letter = false;
+
+        if (n > 0 && p[n - 1] == '.')
+                n--;
+        if (n == 0 || n > TLSHELLO_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = p[i];
+
+                if (c >= 'A' && c <= 'Z')
+                        c = (char)(c - 'A' + 'a');
+                if (c == '.') {
+                        if (!label)
+                                return false; /* an empty label */
+                        label = false;
+                } else if (c >= 'a' && c <= 'z') {
+                        label = letter = true;
+                } else if ((c >= '0' && c <= '9') || c == '-' || c == '_') {
+                        label = true;
+                } else {
+                        return false;
+                }
+                out[i] = c;
+        }
+        out[n] = '\0';
+        /* No letter: an IPv4 address (RFC 6066 allows none), or no name. */
+        return label && letter;
+}
+
 /*
  * The host name of a server_name extension's data (RFC 6066 3): the first
- * host_name entry, lower case, no trailing dot; "" when it is no host name.
+ * host_name entry (tlshello_host_name()); "" when it is none.
  */
 static void tlshello_sni(struct tlshello_rd data, char *out)
 {
@@ -144,29 +175,10 @@ static void tlshello_sni(struct tlshello_rd data, char *out)
         while (!list.bad && list.n > 0) {
                 unsigned type = tlshello_u8(&list);
                 struct tlshello_rd name = tlshello_vec16(&list);
-                size_t i, n = name.n;
 
                 if (list.bad || type != 0)
                         continue;
-                if (n > 0 && name.p[n - 1] == '.')
-                        n--;
-                if (n == 0 || n > TLSHELLO_NAME_MAX)
-                        return;
-                for (i = 0; i < n; i++) {
-                        unsigned char c = name.p[i];
-
-                        if (c >= 'A' && c <= 'Z')
-                                c = (unsigned char)(c - 'A' + 'a');
-                        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                                   c == '-' || c == '_' || c == '.')) {
-                                out[0] = '\0';
-                                return;
-                        }
-                        out[i] = (char)c;
-                }
-                out[n] = '\0';
-                /* An IPv4 address is no host name (RFC 6066: none is sent). */
-                if (strspn(out, "0123456789.") == n)
+                if (!tlshello_host_name((const char *)name.p, name.n, out))
                         out[0] = '\0';
                 return;
         }

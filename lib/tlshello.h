@@ -20,10 +20,9 @@
  * - Otherwise it takes only an RSA certificate.
  *
  * The host name is the first host_name of its server_name extension (RFC
- * 6066 section 3), in lower case and without a trailing dot, when it is one:
- * letters, digits, '-', '_' and dots, up to 253 bytes, not only digits and
- * dots. Anything else is no name: an IP address (RFC 6066 allows none, but
- * some clients send one), a wildcard, blanks or other bytes.
+ * 6066 section 3) when tlshello_host_name() takes it. Anything else is no
+ * name: an IP address (RFC 6066 allows none, but some clients send one), a
+ * wildcard, blanks or other bytes.
  *
  * The ClientHello may span several records (up to TLSHELLO_MAX bytes of
  * handshake message); bytes after it are not looked at. One that is not
@@ -66,6 +65,17 @@ enum tlshello_result {
 
 /* p, n: the bytes the client sent so far, from the first. */
 enum tlshello_result tlshello_read(const unsigned char *p, size_t n, struct tlshello *h);
+
+/*
+ * A host name as a ClientHello can ask for one, into out (room for
+ * TLSHELLO_NAME_MAX + 1 bytes): p, n less one trailing dot, in lower case
+ * (ASCII), when that is dot-separated labels of letters, digits, '-' and '_',
+ * none empty, up to TLSHELLO_NAME_MAX bytes, with a letter somewhere (so
+ * not an IPv4 address, which RFC 6066 allows no client to send). False
+ * otherwise, with out undefined. Also for a certificate's own names
+ * (lib/tls.c).
+ */
+bool tlshello_host_name(const char *p, size_t n, char *out);
 
 /* Can the client take an ECDSA certificate on the curve group (TLSHELLO_P256...)? */
 bool tlshello_takes_ecdsa(const struct tlshello *h, unsigned group);

@@ -45,7 +45,9 @@ file a line) and "smtps" (implicit TLS, two files a line, commas or blanks).
      one's "*.b.test" (and the other way round: both name the same), and
      when two earlier ones have its names between them (a.test, x.b.test
      after a-ec and xb-ec), or when it names no host and is not the first
-     ECDSA one; a-ec after the ECDSA one for www.a.test alone is OK.
+     (an ECDSA one after a-ec, or after a-rsa first: every client takes the
+     first host's RSA one); a-ec after the ECDSA one for www.a.test alone
+     is OK.
   5. SIGHUP after mw.conf was rewritten with a new ECDSA certificate d-ec
      (d.test) last on both listeners: before, d.test got a-ec; every
      process logs reload_tls (cert= names all seven files) and reload_config
@@ -312,12 +314,14 @@ def check_config(env, conf, files, keys, wild2):
     one = "%s would never be served: %s, before it, has the same key type and every name it has"
     two = ("%s would never be served: %s and others before it with the same key type have "
            "every name it has")
-    none = "%s would never be served: it names no host, and %s, before it, has the same key type"
+    none = ("%s would never be served: it names no host, and a client that can take it "
+            "gets %s")
     for order, bad in (([files["a-ec"], files["a-rsa"], a2], one % (a2, files["a-ec"])),
                        ([files["b-wild"], wild2], one % (wild2, files["b-wild"])),
                        ([wild2, files["b-wild"]], one % (files["b-wild"], wild2)),
                        ([files["a-ec"], files["xb-ec"], ab], two % (ab, files["a-ec"])),
                        ([files["a-rsa"], files["a-ec"], nn], none % (nn, files["a-ec"])),
+                       ([files["a-rsa"], nn], none % (nn, files["a-rsa"])),
                        ([nn, files["a-ec"]], None),
                        ([a2, files["a-ec"]], None)):
         path, _ = env.mailward_config({"smtp": {

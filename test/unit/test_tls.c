@@ -1102,7 +1102,7 @@ static void test_dual_handshake(void **state)
 /*
  * Several certificates and the host name a client asks for (SNI): the one
  * for that name among those it can take; with none for it, or no name, the
- * first ECDSA one it can take, else the first RSA one.
+ * first host's (the first certificate's names), ECDSA if it can take it.
  */
 static void test_sni_handshake(void **state)
 {
@@ -1147,6 +1147,24 @@ static void test_sni_handshake(void **state)
                                  res.cert, res.sni, res.server_err);
                 assert_true(res.chosen);
         }
+        tls_ctx_free(sctx);
+
+        /*
+         * The first host has only an RSA certificate: a client that asks for
+         * no name gets it, not another host's ECDSA one; wrong.test its own.
+         */
+        sctx = test_server_ctxn(
+            state, "server-rsa.pem server-rsa.key wrongname.pem wrongname.key", err,
+            sizeof(err));
+        if (sctx == NULL)
+                fail_msg("RSA first: %s", err);
+        test_raw_sni(sctx, wolfSSLv23_client_method(), NULL, NULL, 0, NULL, &res);
+        assert_int_equal(res.server, TLS_OK);
+        assert_string_equal(res.cert, "server-rsa.pem");
+        test_raw_sni(sctx, wolfSSLv23_client_method(), NULL, NULL, 0, "other.test", &res);
+        assert_string_equal(res.cert, "server-rsa.pem");
+        test_raw_sni(sctx, wolfSSLv23_client_method(), NULL, NULL, 0, "wrong.test", &res);
+        assert_string_equal(res.cert, "wrongname.pem");
         tls_ctx_free(sctx);
         test_error_queue_empty();
 }

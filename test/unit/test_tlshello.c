@@ -408,6 +408,18 @@ static void test_sni(void **state)
         assert_string_equal(test_sni_of(&h), "");
         h.sni = ".";
         assert_string_equal(test_sni_of(&h), "");
+        /* Empty labels; one trailing dot goes, not two. */
+        h.sni = "a.test..";
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni = "a..test";
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni = ".a.test";
+        assert_string_equal(test_sni_of(&h), "");
+        /* No letter: no name ("-" would read as sni=- in the log). */
+        h.sni = "-";
+        assert_string_equal(test_sni_of(&h), "");
+        h.sni = "1-2.3";
+        assert_string_equal(test_sni_of(&h), "");
         /* An IPv4 address (RFC 6066 allows none; some clients send one). */
         h.sni = "127.0.0.1";
         assert_string_equal(test_sni_of(&h), "");
