@@ -2607,6 +2607,29 @@ def cert_file_info(path):
         return cert_info(f.read())
 
 
+def sclient_session(env, port, opts=(), starttls=True, servername="localhost",
+                   verify="localhost"):
+    """openssl s_client on 127.0.0.1:port asking for servername (None:
+    -noservername), verifying the chain against the test CA and the served
+    certificate against verify (a host name, or an IP address); fails the
+    test unless the handshake was a new, verified one. {"pem" (the served
+    certificate), "version", "cipher"}."""
+    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+            "-CAfile", os.path.join(env.certs, "ca.pem"), "-verify_return_error",
+            "-verify_ip" if verify[0].isdigit() else "-verify_hostname", verify]
+    argv += ["-servername", servername] if servername is not None else ["-noservername"]
+    argv += (["-starttls", "smtp"] if starttls else []) + list(opts)
+    r = subprocess.run(argv, input=b"QUIT\r\n", capture_output=True, timeout=30)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    new = re.search(r"^New, (TLSv1\.[23]), Cipher is (\S+)$", out, re.M)
+    pem = re.search(r"-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n", out, re.S)
+    if (r.returncode != 0 or not new or not pem or
+            not re.search(r"^Verification: OK$", out, re.M)):
+        fail("$ %s\n-> exit %d: no verified handshake:\n%s" % (" ".join(argv), r.returncode,
+                                                                 out))
+    return {"pem": pem.group(0), "version": new.group(1), "cipher": new.group(2)}
+
+
 _EVENT_LINE = re.compile(r"mailward\[(\d+)\]: (\w+): (\S+) event=(\w+)(.*)$")
 _EVENT_KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
 

@@ -60,7 +60,6 @@ import signal
 import smtplib
 import socket
 import ssl
-import subprocess
 import sys
 import time
 
@@ -73,23 +72,8 @@ SENDER, RCPT = "a@client.test", "b@rcpt.test"
 
 # -- clients ------------------------------------------------------------------------
 def sclient(env, port, opts, starttls):
-    """openssl s_client, verifying against the test CA: {"pem", "version",
-    "cipher"} of the session it made."""
-    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
-            "-CAfile", os.path.join(env.certs, "ca.pem"), "-verify_return_error",
-            "-verify_hostname", "localhost", "-servername", "localhost"]
-    if starttls:
-        argv += ["-starttls", "smtp"]
-    argv += list(opts)
-    r = subprocess.run(argv, input=b"QUIT\r\n", capture_output=True, timeout=30)
-    out = (r.stdout + r.stderr).decode("utf-8", "replace")
-    new = re.search(r"^New, (TLSv1\.[23]), Cipher is (\S+)$", out, re.M)
-    pem = re.search(r"-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n", out, re.S)
-    if r.returncode != 0 or not new or not pem or not re.search(r"^Verification: OK$", out,
-                                                                 re.M):
-        mwtest.fail("$ %s\n-> exit %d: no verified handshake:\n%s"
-                    % (" ".join(argv), r.returncode, out))
-    return {"pem": pem.group(0), "version": new.group(1), "cipher": new.group(2)}
+    """openssl s_client asking for and verifying localhost (mwtest.sclient_session())."""
+    return mwtest.sclient_session(env, port, opts, starttls, "localhost", "localhost")
 
 
 def py_ctx(env, kind):

@@ -125,20 +125,8 @@ CASES = [
 
 # -- clients: each returns {"pem", "version", "smtp" (open session or None)} --------------
 def sclient(env, port, starttls, sni, verify, opts=()):
-    """openssl s_client asking for sni (None: -noservername), verifying the
-    chain against the test CA and the certificate for `verify`."""
-    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-CAfile",
-            os.path.join(env.certs, "ca.pem"), "-verify_return_error",
-            "-verify_ip" if verify[0].isdigit() else "-verify_hostname", verify]
-    argv += ["-servername", sni] if sni is not None else ["-noservername"]
-    argv += (["-starttls", "smtp"] if starttls else []) + list(opts)
-    r = subprocess.run(argv, input=b"QUIT\r\n", capture_output=True, timeout=30)
-    out = (r.stdout + r.stderr).decode("utf-8", "replace")
-    new = re.search(r"^New, (TLSv1\.[23]), Cipher is (\S+)$", out, re.M)
-    pem = re.search(r"-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n", out, re.S)
-    if r.returncode != 0 or not new or not pem or "\nVerification: OK\n" not in out:
-        mwtest.fail("$ %r\n-> exit %d, no verified handshake:\n%s" % (argv, r.returncode, out))
-    return {"pem": pem.group(0), "version": new.group(1), "smtp": None}
+    """openssl s_client asking for sni (mwtest.sclient_session())."""
+    return dict(mwtest.sclient_session(env, port, opts, starttls, sni, verify), smtp=None)
 
 
 class Named:
