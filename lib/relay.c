@@ -954,13 +954,15 @@ static void relay_tls_up(struct relay_session *s)
 
         if (chosen)
                 relay_log(s, LOG_LVL_INFO,
-                          "event=tls version=%s cipher=%s bits=%d key_type=%s sni=%s "
+                          "event=tls version=%s cipher=%s bits=%d%s key_type=%s sni=%s "
                           "cert=%s",
-                          tls_version(t), tls_cipher(t), tls_cipher_bits(t), key,
+                          tls_version(t), tls_cipher(t), tls_cipher_bits(t),
+                          tls_resumed(t) ? " resumed=yes" : "", key,
                           tls_sni(t) != NULL ? tls_sni(t) : "-", tls_served_cert(t));
         else
-                relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d",
-                          tls_version(t), tls_cipher(t), tls_cipher_bits(t));
+                relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d%s",
+                          tls_version(t), tls_cipher(t), tls_cipher_bits(t),
+                          tls_resumed(t) ? " resumed=yes" : "");
         /* Only TLS 1.2 and 1.3 are ever negotiated (invariant 7). */
         s->l->env->stats.tls[RELAY_TLS_INDEX(strcmp(tls_version(t), "TLSv1.3") == 0,
                                              relay_key_index(key))]++;

@@ -15,17 +15,21 @@
 #include <wolfssl/version.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/rsa.h>
 
 #include <arpa/inet.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,6 +84,8 @@ struct tls_cert_info {
         const char *key_type; /* "ecdsa", "rsa" or "other"; "" until read */
         unsigned group;       /* ECDSA: its curve (TLSHELLO_P256...); 0 otherwise */
         char *file;           /* the PEM file, as configured */
+        /* SHA-256 of its DER: what its session tickets are sealed for. */
+        unsigned char ticket_label[WC_SHA256_DIGEST_SIZE];
         /*
          * The host names it is for (tls_dc_names()), lower case, no trailing
          * dot; only those a ClientHello can ask for (tls_own_name()).
@@ -146,13 +152,211 @@ struct tls {
         char err[160];
 };
 
+/*
+ * Session ticket keys, one set for every process: tls_global_init() maps it
+ * shared before the workers are forked. wolfSSL's own keys are made in each
+ * process at its first ticket, so a client came back to another worker
+ * than the one that sealed its ticket and got a full handshake. [0] is the
+ * key tickets are sealed with, [1] the one before it, still opened; the
+ * first process to need a ticket after TLS_TICKET_KEY_LIFETIME makes a new
+ * one (tls_ticket_keys()). Each certificate seals with its own key, derived
+ * from these and its label (tls_ticket_cb()).
+ */
+#define TLS_TICKET_KEY_LIFETIME (60 * 60)
+#define TLS_TICKET_NONCE_SZ     12 /* of WOLFSSL_TICKET_IV_SZ */
+#define TLS_TICKET_TAG_SZ       16 /* of WOLFSSL_TICKET_MAC_SZ */
+
+struct tls_ticket_key {
+        int64_t born; /* when it was made; 0: none */
+        unsigned char name[WOLFSSL_TICKET_NAME_SZ];
+        unsigned char key[32];
+};
+
+struct tls_tickets {
+        pthread_mutex_t lock; /* process-shared, robust */
+        struct tls_ticket_key key[2];
+};
+
+static struct tls_tickets *tls_tickets; /* NULL: wolfSSL's keys, per process */
+
+static bool tls_random(void *p, size_t n)
+{
+        return getrandom(p, n, 0) == (ssize_t)n;
+}
+
+/* A new key in [0], the one before in [1]; with the lock held. */
+static bool tls_ticket_new_key(int64_t now)
+{
+        struct tls_ticket_key k = {.born = now};
+
+        if (!tls_random(k.name, sizeof(k.name)) || !tls_random(k.key, sizeof(k.key)))
+                return false;
+        tls_tickets->key[1] = tls_tickets->key[0];
+        tls_tickets->key[0] = k;
+        explicit_bzero(&k, sizeof(k));
+        return true;
+}
+
+static bool tls_ticket_lock(void)
+{
+        int r = pthread_mutex_lock(&tls_tickets->lock);
+
+        /*
+         * A process died holding it. Even a key it left half written seals
+         * and opens alike in every process: go on.
+         */
+        if (r == EOWNERDEAD)
+                r = pthread_mutex_consistent(&tls_tickets->lock);
+        return r == 0;
+}
+
+/*
+ * The keys as they are now (*out, 2 of them), a new one made first when
+ * the one in use is older than TLS_TICKET_KEY_LIFETIME (or rotate).
+ */
+static bool tls_ticket_keys(struct tls_ticket_key *out, bool rotate)
+{
+        int64_t now = (int64_t)time(NULL);
+        bool ok = true;
+
+        if (!tls_ticket_lock())
+                return false;
+        if (rotate || now - tls_tickets->key[0].born >= TLS_TICKET_KEY_LIFETIME ||
+            now < tls_tickets->key[0].born)
+                ok = tls_ticket_new_key(now);
+        memcpy(out, tls_tickets->key, sizeof(tls_tickets->key));
+        pthread_mutex_unlock(&tls_tickets->lock);
+        return ok;
+}
+
+void tls_ticket_rotate(void)
+{
+        struct tls_ticket_key k[2];
+
+        if (tls_tickets != NULL)
+                (void)tls_ticket_keys(k, true);
+        explicit_bzero(k, sizeof(k));
+}
+
+/* The shared keys, mapped before any fork. Without them, wolfSSL's own. */
+static void tls_tickets_init(void)
+{
+        pthread_mutexattr_t attr;
+        struct tls_tickets *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+                                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+        if (t == MAP_FAILED)
+                return;
+        memset(t, 0, sizeof(*t));
+        if (pthread_mutexattr_init(&attr) != 0) {
+                munmap(t, sizeof(*t));
+                return;
+        }
+        if (pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) != 0 ||
+            pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) != 0 ||
+            pthread_mutex_init(&t->lock, &attr) != 0) {
+                pthread_mutexattr_destroy(&attr);
+                munmap(t, sizeof(*t));
+                return;
+        }
+        pthread_mutexattr_destroy(&attr);
+        tls_tickets = t;
+}
+
+/*
+ * wolfSSL's ticket callback for our server contexts (arg: the certificate's
+ * tls_cert_info): AES-256-GCM under HMAC-SHA-256(key, the certificate's
+ * label), so that a ticket opens only for the certificate it was sealed
+ * for, in any process. The nonce is the first TLS_TICKET_NONCE_SZ bytes of
+ * iv, the tag the first TLS_TICKET_TAG_SZ of mac; the rest of both is zero,
+ * and the key's name, iv and length are authenticated. A ticket sealed
+ * with the key before is opened and replaced (RET_CREATE); one with
+ * another name, or that does not open, is refused: a full handshake.
+ */
+static int tls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                         unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                         unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc,
+                         unsigned char *ticket, int len, int *outlen, void *arg)
+{
+        static const unsigned char zero[WOLFSSL_TICKET_MAC_SZ];
+        const struct tls_cert_info *c = arg;
+        unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2];
+        unsigned char key[WC_SHA256_DIGEST_SIZE];
+        struct tls_ticket_key k[2];
+        int i = 0, ret = WOLFSSL_TICKET_RET_REJECT;
+        Hmac hmac;
+        Aes aes;
+
+        (void)ssl;
+        if (len < 0 || len > 0xffff || !tls_ticket_keys(k, false))
+                return WOLFSSL_TICKET_RET_REJECT;
+        if (enc) {
+                memcpy(name, k[0].name, WOLFSSL_TICKET_NAME_SZ);
+                memset(iv, 0, WOLFSSL_TICKET_IV_SZ);
+                memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
+                if (!tls_random(iv, TLS_TICKET_NONCE_SZ))
+                        goto out;
+        } else {
+                while (i < 2 && (k[i].born == 0 ||
+                                 memcmp(name, k[i].name, WOLFSSL_TICKET_NAME_SZ) != 0))
+                        i++;
+                if (i == 2 ||
+                    memcmp(iv + TLS_TICKET_NONCE_SZ, zero,
+                           WOLFSSL_TICKET_IV_SZ - TLS_TICKET_NONCE_SZ) != 0 ||
+                    memcmp(mac + TLS_TICKET_TAG_SZ, zero,
+                           WOLFSSL_TICKET_MAC_SZ - TLS_TICKET_TAG_SZ) != 0)
+                        goto out;
+        }
+        if (wc_HmacInit(&hmac, NULL, INVALID_DEVID) != 0)
+                goto out;
+        if (wc_HmacSetKey(&hmac, WC_SHA256, k[i].key, sizeof(k[i].key)) != 0 ||
+            wc_HmacUpdate(&hmac, c->ticket_label, sizeof(c->ticket_label)) != 0 ||
+            wc_HmacFinal(&hmac, key) != 0) {
+                wc_HmacFree(&hmac);
+                goto out;
+        }
+        wc_HmacFree(&hmac);
+        memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
+        memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
+        aad[sizeof(aad) - 2] = (unsigned char)(len >> 8);
+        aad[sizeof(aad) - 1] = (unsigned char)len;
+        if (wc_AesInit(&aes, NULL, INVALID_DEVID) != 0)
+                goto out;
+        if (wc_AesGcmSetKey(&aes, key, sizeof(key)) == 0) {
+                if (enc)
+                        ret = wc_AesGcmEncrypt(&aes, ticket, ticket, (word32)len, iv,
+                                               TLS_TICKET_NONCE_SZ, mac,
+                                               TLS_TICKET_TAG_SZ, aad, sizeof(aad)) == 0
+                                  ? WOLFSSL_TICKET_RET_OK
+                                  : WOLFSSL_TICKET_RET_FATAL;
+                else if (wc_AesGcmDecrypt(&aes, ticket, ticket, (word32)len, iv,
+                                          TLS_TICKET_NONCE_SZ, mac, TLS_TICKET_TAG_SZ,
+                                          aad, sizeof(aad)) == 0)
+                        ret = i == 0 ? WOLFSSL_TICKET_RET_OK : WOLFSSL_TICKET_RET_CREATE;
+        }
+        wc_AesFree(&aes);
+        *outlen = len;
+out:
+        explicit_bzero(key, sizeof(key));
+        explicit_bzero(k, sizeof(k));
+        return ret;
+}
+
 int tls_global_init(void)
 {
-        return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : -1;
+        if (wolfSSL_Init() != WOLFSSL_SUCCESS)
+                return -1;
+        tls_tickets_init();
+        return 0;
 }
 
 void tls_global_cleanup(void)
 {
+        /* Not pthread_mutex_destroy(): the other processes still use it. */
+        if (tls_tickets != NULL) {
+                munmap(tls_tickets, sizeof(*tls_tickets));
+                tls_tickets = NULL;
+        }
         wolfSSL_Cleanup();
 }
 
@@ -512,8 +716,10 @@ static void tls_cert_file_info(const char *path, struct tls_cert_info *out)
         der = xmalloc(buf_len(&pem));
         dersz = wc_CertPemToDer((const unsigned char *)buf_data(&pem), (int)buf_len(&pem),
                                 der, (int)buf_len(&pem), CERT_TYPE);
-        if (dersz > 0)
+        if (dersz > 0) {
                 dc = tls_cert_parse(der, dersz);
+                (void)wc_Sha256Hash(der, (word32)dersz, out->ticket_label);
+        }
         memset(&tm, 0, sizeof(tm));
         if (dc != NULL &&
             wc_GetDateInfo(dc->afterDate, dc->afterDateLen, &date, &format, &len) == 0 &&
@@ -890,6 +1096,12 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
                 tls_cert_file_info(conf->cert_file[i], c);
                 c->wctx = w;
                 ctx->ncert++;
+                if (tls_tickets != NULL &&
+                    (wolfSSL_CTX_set_TicketEncCb(w, tls_ticket_cb) != WOLFSSL_SUCCESS ||
+                     wolfSSL_CTX_set_TicketEncCtx(w, c) != WOLFSSL_SUCCESS)) {
+                        snprintf(err, errlen, "cannot set the session ticket callback");
+                        goto fail;
+                }
         }
         for (unsigned i = 0; i < ctx->ncert; i++) {
                 struct tls_cert_info *c = &ctx->cert[i];
@@ -1302,6 +1514,11 @@ const char *tls_served_key(const struct tls *t, bool *chosen)
         if (chosen != NULL)
                 *chosen = t->ctx->ncert > 1;
         return t->served != NULL ? t->served->key_type : NULL;
+}
+
+bool tls_resumed(const struct tls *t)
+{
+        return t->done && wolfSSL_session_reused(t->ssl) == 1;
 }
 
 const char *tls_served_cert(const struct tls *t)

@@ -71,9 +71,18 @@ struct tls_ctx_conf {
 const char *tls_library_version(void);
 const char *tls_library_build(void);
 
-/* Call once before anything else (wolfSSL_Init). 0 or -1. */
+/*
+ * Call once before anything else (wolfSSL_Init), and before forking the
+ * processes that serve: the session ticket keys it maps are shared by every
+ * process forked after it, so a ticket sealed by one opens in all. 0 or -1.
+ */
 int tls_global_init(void);
 void tls_global_cleanup(void);
+/*
+ * Make a new session ticket key now, as happens on its own every hour
+ * (tickets sealed with the one before still open; older ones do not).
+ */
+void tls_ticket_rotate(void);
 
 /*
  * Load certificates and set the policy above. NULL on error, with a message
@@ -157,6 +166,8 @@ void tls_shutdown(struct tls *t);
  * whether there were several to choose from.
  */
 const char *tls_served_key(const struct tls *t, bool *chosen);
+/* After the handshake: whether it resumed an earlier session (a ticket). */
+bool tls_resumed(const struct tls *t);
 /* The same certificate's file (its cert_file); NULL where tls_served_key() is. */
 const char *tls_served_cert(const struct tls *t);
 /*

@@ -1100,6 +1100,68 @@ static void test_dual_handshake(void **state)
 }
 
 /*
+ * A TLS 1.2 client with the session (and ticket) of prev (NULL: none)
+ * against a server made from sctx: whether the server resumed it. The new
+ * client is left in *r, for the next one. A client whose ticket the server
+ * refuses may fail the handshake: wolfSSL's client sends an alert where
+ * OpenSSL's goes on with a full handshake (t_sni_cert), also against
+ * wolfSSL's own ticket keys; so only a resumption must complete here.
+ */
+static bool test_ticket_resume(struct tls_ctx *sctx, struct test_raw *prev,
+                               struct test_raw *r)
+{
+        struct tls *s = tls_new(sctx, NULL);
+        struct test_raw_result res;
+        bool resumed;
+
+        memset(&res, 0, sizeof(res));
+        test_raw_init(r, wolfTLSv1_2_client_method(), NULL, NULL, 0);
+        assert_int_equal(wolfSSL_UseSessionTicket(r->ssl), WOLFSSL_SUCCESS);
+        if (prev != NULL)
+                assert_int_equal(
+                    wolfSSL_set_session(r->ssl, wolfSSL_get_session(prev->ssl)),
+                    WOLFSSL_SUCCESS);
+        test_raw_handshake(r, s, &res);
+        resumed = tls_resumed(s);
+        if (resumed || prev == NULL) {
+                assert_int_equal(res.server, TLS_OK);
+                assert_int_equal(wolfSSL_session_reused(r->ssl), resumed);
+        }
+        tls_free(s);
+        return resumed;
+}
+
+/*
+ * Session tickets open in every context made for the same certificate (as
+ * in every worker), not in another certificate's; after one new key, the
+ * ticket still opens (and a new one is sealed); after two, it does not.
+ */
+static void test_ticket_keys(void **state)
+{
+        struct tls_ctx *a = test_server_ctx(state, "server.pem", "server.key");
+        struct tls_ctx *b = test_server_ctx(state, "server.pem", "server.key");
+        struct tls_ctx *other = test_server_ctx(state, "wrongname.pem", "wrongname.key");
+        struct test_raw r[7];
+
+        assert_false(test_ticket_resume(a, NULL, &r[0]));
+        assert_true(test_ticket_resume(b, &r[0], &r[1]));
+        assert_true(test_ticket_resume(a, &r[1], &r[2]));
+        assert_false(test_ticket_resume(other, &r[2], &r[3]));
+        assert_true(test_ticket_resume(b, &r[2], &r[4]));
+        tls_ticket_rotate();
+        assert_true(test_ticket_resume(a, &r[4], &r[5]));
+        tls_ticket_rotate();
+        tls_ticket_rotate();
+        assert_false(test_ticket_resume(b, &r[4], &r[6]));
+        for (size_t i = 0; i < 7; i++)
+                test_raw_cleanup(&r[i]);
+        tls_ctx_free(a);
+        tls_ctx_free(b);
+        tls_ctx_free(other);
+        test_error_queue_empty();
+}
+
+/*
  * Several certificates and the host name a client asks for (SNI): the one
  * for that name among those it can take; with none for it, or no name, the
  * first host's (the first certificate's names), ECDSA if it can take it.
@@ -2004,6 +2066,7 @@ int main(void)
             cmocka_unit_test(test_dual_ctx),
             cmocka_unit_test(test_dual_handshake),
             cmocka_unit_test(test_sni_handshake),
+            cmocka_unit_test(test_ticket_keys),
             cmocka_unit_test(test_verify_names),
             cmocka_unit_test(test_verify_chain),
             cmocka_unit_test(test_sni),
