@@ -78,7 +78,7 @@ static const char tls_curve_list[] = TLS_SUITES_CURVES;
 #endif
 static const int tls_groups[] = {TLS_SUITES_GROUPS};
 
-/* One of our own certificates (tls_cert_file_info()). */
+/* One of our own certificates (tls_cert_pem_info()). */
 struct tls_cert_info {
         int64_t not_after;    /* when it expires; 0: unknown */
         const char *key_type; /* "ecdsa", "rsa" or "other"; "" until read */
@@ -86,6 +86,7 @@ struct tls_cert_info {
         char *file;           /* the PEM file, as configured */
         /* SHA-256 of its DER: what its session tickets are sealed for. */
         unsigned char ticket_label[WC_SHA256_DIGEST_SIZE];
+        bool have_label;
         /*
          * The host names it is for (tls_dc_names()), lower case, no trailing
          * dot; only those a ClientHello can ask for (tls_own_name()).
@@ -153,27 +154,37 @@ struct tls {
 };
 
 /*
- * Session ticket keys, one set for every process: tls_global_init() maps it
- * shared before the workers are forked. wolfSSL's own keys are made in each
- * process at its first ticket, so a client came back to another worker
- * than the one that sealed its ticket and got a full handshake. [0] is the
- * key tickets are sealed with, [1] the one before it, still opened; the
- * first process to need a ticket after TLS_TICKET_KEY_LIFETIME makes a new
- * one (tls_ticket_keys()). Each certificate seals with its own key, derived
- * from these and its label (tls_ticket_cb()).
+ * Session ticket keys, one set for every process: tls_global_init() maps
+ * the page they live in, shared, before the workers are forked. (wolfSSL's
+ * own keys are made in each process at its first ticket, so a client that
+ * came back to another worker got a full handshake.) A key seals tickets
+ * for TLS_TICKET_KEY_LIFETIME, in [0], then opens them for as long again,
+ * in [1]; then it is wiped. Whichever process seals first when [0] has
+ * served its time makes the next key; tls_ticket_expire(), every minute,
+ * wipes what has served its time even when nothing happens. The clock is
+ * CLOCK_BOOTTIME, read with the lock held: no jumps, no going back. Each
+ * certificate seals with its own key, derived from these and its label
+ * (tls_ticket_cb()).
  */
 #define TLS_TICKET_KEY_LIFETIME (60 * 60)
 #define TLS_TICKET_NONCE_SZ     12 /* of WOLFSSL_TICKET_IV_SZ */
 #define TLS_TICKET_TAG_SZ       16 /* of WOLFSSL_TICKET_MAC_SZ */
 
 struct tls_ticket_key {
-        int64_t born; /* when it was made; 0: none */
+        int64_t born; /* when it was made (tls_ticket_now()); 0: none */
         unsigned char name[WOLFSSL_TICKET_NAME_SZ];
         unsigned char key[32];
 };
 
 struct tls_tickets {
         pthread_mutex_t lock; /* process-shared, robust */
+        /*
+         * The length of what wolfSSL hands over to seal (its own ticket
+         * structure, always the same): a ticket to open must say it, as
+         * wolfSSL 5.5.4 does not check the length a client's ticket gives
+         * against the bytes it sent. 0 until the first ticket.
+         */
+        int sealed_len;
         struct tls_ticket_key key[2];
 };
 
@@ -184,17 +195,13 @@ static bool tls_random(void *p, size_t n)
         return getrandom(p, n, 0) == (ssize_t)n;
 }
 
-/* A new key in [0], the one before in [1]; with the lock held. */
-static bool tls_ticket_new_key(int64_t now)
+/* Seconds since boot, from 1 (0 is "no key"). */
+static int64_t tls_ticket_now(void)
 {
-        struct tls_ticket_key k = {.born = now};
+        struct timespec ts;
 
-        if (!tls_random(k.name, sizeof(k.name)) || !tls_random(k.key, sizeof(k.key)))
-                return false;
-        tls_tickets->key[1] = tls_tickets->key[0];
-        tls_tickets->key[0] = k;
-        explicit_bzero(&k, sizeof(k));
-        return true;
+        clock_gettime(CLOCK_BOOTTIME, &ts);
+        return (int64_t)ts.tv_sec + 1;
 }
 
 static bool tls_ticket_lock(void)
@@ -205,27 +212,56 @@ static bool tls_ticket_lock(void)
          * A process died holding it. Even a key it left half written seals
          * and opens alike in every process: go on.
          */
-        if (r == EOWNERDEAD)
-                r = pthread_mutex_consistent(&tls_tickets->lock);
-        return r == 0;
+        if (r == EOWNERDEAD && pthread_mutex_consistent(&tls_tickets->lock) != 0) {
+                pthread_mutex_unlock(&tls_tickets->lock);
+                return false;
+        }
+        return r == 0 || r == EOWNERDEAD;
+}
+
+/* Wipe the keys that have served their time; with the lock held. */
+static void tls_ticket_age(int64_t now)
+{
+        struct tls_ticket_key *k = tls_tickets->key;
+
+        if (k[1].born != 0 && now - k[0].born >= TLS_TICKET_KEY_LIFETIME)
+                explicit_bzero(&k[1], sizeof(k[1]));
+        if (k[0].born != 0 && now - k[0].born >= 2 * TLS_TICKET_KEY_LIFETIME)
+                explicit_bzero(&k[0], sizeof(k[0]));
 }
 
 /*
- * The keys as they are now (*out, 2 of them), a new one made first when
- * the one in use is older than TLS_TICKET_KEY_LIFETIME (or rotate).
+ * The keys (*out, 2 of them, born 0 where none), after wiping those that
+ * served their time and, to seal, making a new one when [0] has served its
+ * (or rotate). False, with *out wiped, if that failed.
  */
-static bool tls_ticket_keys(struct tls_ticket_key *out, bool rotate)
+static bool tls_ticket_keys(struct tls_ticket_key *out, bool seal, bool rotate)
 {
-        int64_t now = (int64_t)time(NULL);
+        struct tls_ticket_key *k;
         bool ok = true;
+        int64_t now;
 
         if (!tls_ticket_lock())
                 return false;
-        if (rotate || now - tls_tickets->key[0].born >= TLS_TICKET_KEY_LIFETIME ||
-            now < tls_tickets->key[0].born)
-                ok = tls_ticket_new_key(now);
-        memcpy(out, tls_tickets->key, sizeof(tls_tickets->key));
+        k = tls_tickets->key;
+        now = tls_ticket_now();
+        tls_ticket_age(now);
+        if ((seal && (k[0].born == 0 || now - k[0].born >= TLS_TICKET_KEY_LIFETIME)) ||
+            rotate) {
+                struct tls_ticket_key fresh = {.born = now};
+
+                ok = tls_random(fresh.name, sizeof(fresh.name)) &&
+                     tls_random(fresh.key, sizeof(fresh.key));
+                if (ok) {
+                        k[1] = k[0];
+                        k[0] = fresh;
+                }
+                explicit_bzero(&fresh, sizeof(fresh));
+        }
+        memcpy(out, k, sizeof(tls_tickets->key));
         pthread_mutex_unlock(&tls_tickets->lock);
+        if (!ok)
+                explicit_bzero(out, sizeof(tls_tickets->key));
         return ok;
 }
 
@@ -234,11 +270,36 @@ void tls_ticket_rotate(void)
         struct tls_ticket_key k[2];
 
         if (tls_tickets != NULL)
-                (void)tls_ticket_keys(k, true);
+                (void)tls_ticket_keys(k, false, true);
         explicit_bzero(k, sizeof(k));
 }
 
-/* The shared keys, mapped before any fork. Without them, wolfSSL's own. */
+void tls_ticket_expire(void)
+{
+        if (tls_tickets == NULL || !tls_ticket_lock())
+                return;
+        tls_ticket_age(tls_ticket_now());
+        pthread_mutex_unlock(&tls_tickets->lock);
+}
+
+/*
+ * The length a ticket to open must have (enc: what this one seals, kept);
+ * false if it is not that one.
+ */
+static bool tls_ticket_len(int len, bool enc)
+{
+        bool ok;
+
+        if (!tls_ticket_lock())
+                return false;
+        if (enc)
+                tls_tickets->sealed_len = len;
+        ok = len > 0 && len == tls_tickets->sealed_len;
+        pthread_mutex_unlock(&tls_tickets->lock);
+        return ok;
+}
+
+/* The shared page, mapped before any fork. Without it, wolfSSL's own keys. */
 static void tls_tickets_init(void)
 {
         pthread_mutexattr_t attr;
@@ -247,6 +308,8 @@ static void tls_tickets_init(void)
 
         if (t == MAP_FAILED)
                 return;
+        /* Keys have no place in a core dump. */
+        (void)madvise(t, sizeof(*t), MADV_DONTDUMP);
         memset(t, 0, sizeof(*t));
         if (pthread_mutexattr_init(&attr) != 0) {
                 munmap(t, sizeof(*t));
@@ -263,6 +326,11 @@ static void tls_tickets_init(void)
         tls_tickets = t;
 }
 
+bool tls_tickets_shared(void)
+{
+        return tls_tickets != NULL;
+}
+
 /*
  * wolfSSL's ticket callback for our server contexts (arg: the certificate's
  * tls_cert_info): AES-256-GCM under HMAC-SHA-256(key, the certificate's
@@ -270,8 +338,10 @@ static void tls_tickets_init(void)
  * for, in any process. The nonce is the first TLS_TICKET_NONCE_SZ bytes of
  * iv, the tag the first TLS_TICKET_TAG_SZ of mac; the rest of both is zero,
  * and the key's name, iv and length are authenticated. A ticket sealed
- * with the key before is opened and replaced (RET_CREATE); one with
- * another name, or that does not open, is refused: a full handshake.
+ * with the key before opens with RET_CREATE (wolfSSL 5.5.4 seals a new one
+ * for TLS 1.3 only); one of another length (checked before anything past
+ * it is read), with another key's name, or that does not open, is refused:
+ * a full handshake.
  */
 static int tls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
                          unsigned char iv[WOLFSSL_TICKET_IV_SZ],
@@ -288,7 +358,8 @@ static int tls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ
         Aes aes;
 
         (void)ssl;
-        if (len < 0 || len > 0xffff || !tls_ticket_keys(k, false))
+        if (len <= 0 || len > 0xffff || !tls_ticket_len(len, enc) ||
+            !tls_ticket_keys(k, enc, false))
                 return WOLFSSL_TICKET_RET_REJECT;
         if (enc) {
                 memcpy(name, k[0].name, WOLFSSL_TICKET_NAME_SZ);
@@ -313,9 +384,11 @@ static int tls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ
             wc_HmacUpdate(&hmac, c->ticket_label, sizeof(c->ticket_label)) != 0 ||
             wc_HmacFinal(&hmac, key) != 0) {
                 wc_HmacFree(&hmac);
+                explicit_bzero(&hmac, sizeof(hmac));
                 goto out;
         }
         wc_HmacFree(&hmac);
+        explicit_bzero(&hmac, sizeof(hmac)); /* its pads hold the key */
         memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
         memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
         aad[sizeof(aad) - 2] = (unsigned char)(len >> 8);
@@ -335,6 +408,7 @@ static int tls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ
                         ret = i == 0 ? WOLFSSL_TICKET_RET_OK : WOLFSSL_TICKET_RET_CREATE;
         }
         wc_AesFree(&aes);
+        explicit_bzero(&aes, sizeof(aes)); /* its key schedule */
         *outlen = len;
 out:
         explicit_bzero(key, sizeof(key));
@@ -550,7 +624,7 @@ static int tls_key_spki(const char *key_file, int type, unsigned char *out, word
  * wolfSSL's check alone. The certificate is the file's first, as wolfSSL
  * loaded it (wolfSSL_CTX_get0_certificate() needs OPENSSL_EXTRA).
  */
-static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const char *cert_file,
+static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const struct buf *pem,
                                  const char *key_file)
 {
         WOLFSSL_X509 *cert;
@@ -560,7 +634,9 @@ static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const char *cert_file,
 
         if (wolfSSL_CTX_check_private_key(wctx) != WOLFSSL_SUCCESS)
                 return false;
-        cert = wolfSSL_X509_load_certificate_file(cert_file, WOLFSSL_FILETYPE_PEM);
+        cert =
+            wolfSSL_X509_load_certificate_buffer((const unsigned char *)buf_data(pem),
+                                                 (int)buf_len(pem), WOLFSSL_FILETYPE_PEM);
         if (cert == NULL)
                 return false;
         type = wolfSSL_X509_get_pubkey_type(cert);
@@ -576,33 +652,57 @@ static bool tls_key_matches_cert(WOLFSSL_CTX *wctx, const char *cert_file,
         return ok;
 }
 
-/* Our own certificate chain and key: a server's, or a client's to show. */
+static void tls_cert_pem_info(const char *path, const struct buf *pem,
+                              struct tls_cert_info *out);
+
+/*
+ * Our own certificate chain and key: a server's, or a client's to show; and
+ * what *info says of it. The chain file is read once: what wolfSSL loads is
+ * what the key is checked against and what info describes (its ticket
+ * label above all), even if the file is replaced meanwhile.
+ */
 static bool tls_ctx_own_cert(WOLFSSL_CTX *wctx, const char *cert_file,
-                             const char *key_file, char *err, size_t errlen)
+                             const char *key_file, struct tls_cert_info *info, char *err,
+                             size_t errlen)
 {
+        struct buf pem;
+        bool ok = false;
         int ret;
 
         if (!tls_file_readable("certificate", cert_file, err, errlen) ||
             !tls_file_readable("key", key_file, err, errlen))
                 return false;
-        ret = wolfSSL_CTX_use_certificate_chain_file(wctx, cert_file);
+        buf_init(&pem);
+        if (!tls_read_file(cert_file, TLS_CERT_FILE_MAX, &pem)) {
+                snprintf(err, errlen,
+                         "certificate %s: cannot read it, or it is over %d KB", cert_file,
+                         TLS_CERT_FILE_MAX / 1024);
+                goto out;
+        }
+        ret = wolfSSL_CTX_use_certificate_chain_buffer_format(
+            wctx, (const unsigned char *)buf_data(&pem), (long)buf_len(&pem),
+            WOLFSSL_FILETYPE_PEM);
         if (ret != WOLFSSL_SUCCESS) {
                 snprintf(err, errlen, "certificate %s: ", cert_file);
                 tls_errstr(err + strlen(err), errlen - strlen(err), "cannot load", ret);
-                return false;
+                goto out;
         }
         ret = wolfSSL_CTX_use_PrivateKey_file(wctx, key_file, WOLFSSL_FILETYPE_PEM);
         if (ret != WOLFSSL_SUCCESS) {
                 snprintf(err, errlen, "key %s: ", key_file);
                 tls_errstr(err + strlen(err), errlen - strlen(err), "cannot load", ret);
-                return false;
+                goto out;
         }
-        if (!tls_key_matches_cert(wctx, cert_file, key_file)) {
+        if (!tls_key_matches_cert(wctx, &pem, key_file)) {
                 snprintf(err, errlen, "key %s does not match certificate %s", key_file,
                          cert_file);
-                return false;
+                goto out;
         }
-        return true;
+        tls_cert_pem_info(cert_file, &pem, info);
+        ok = true;
+out:
+        buf_cleanup(&pem);
+        return ok;
 }
 
 /*
@@ -693,32 +793,30 @@ static void tls_own_name(const char *name, int len, void *arg)
 }
 
 /*
- * The first certificate of a PEM file (the server's own, as wolfSSL loads
- * it): when it expires, in seconds since the epoch (0 if that cannot be
- * read), its key type, for ECDSA its curve, and the names it is for.
+ * The first certificate of a PEM chain (path's, as wolfSSL loaded it): when
+ * it expires, in seconds since the epoch (0 if that cannot be read), its
+ * key type, for ECDSA its curve, the names it is for and its ticket label.
  */
-static void tls_cert_file_info(const char *path, struct tls_cert_info *out)
+static void tls_cert_pem_info(const char *path, const struct buf *pem,
+                              struct tls_cert_info *out)
 {
         const unsigned char *date;
         unsigned char *der;
         DecodedCert *dc = NULL;
-        struct buf pem;
         struct tm tm;
         byte format;
         int dersz, len;
 
         *out = (struct tls_cert_info){.key_type = "other", .file = xstrdup(path)};
-        buf_init(&pem);
-        if (!tls_read_file(path, TLS_CERT_FILE_MAX, &pem) || buf_len(&pem) == 0) {
-                buf_cleanup(&pem);
+        if (buf_len(pem) == 0)
                 return;
-        }
-        der = xmalloc(buf_len(&pem));
-        dersz = wc_CertPemToDer((const unsigned char *)buf_data(&pem), (int)buf_len(&pem),
-                                der, (int)buf_len(&pem), CERT_TYPE);
+        der = xmalloc(buf_len(pem));
+        dersz = wc_CertPemToDer((const unsigned char *)buf_data(pem), (int)buf_len(pem),
+                                der, (int)buf_len(pem), CERT_TYPE);
         if (dersz > 0) {
                 dc = tls_cert_parse(der, dersz);
-                (void)wc_Sha256Hash(der, (word32)dersz, out->ticket_label);
+                out->have_label =
+                    wc_Sha256Hash(der, (word32)dersz, out->ticket_label) == 0;
         }
         memset(&tm, 0, sizeof(tm));
         if (dc != NULL &&
@@ -738,7 +836,6 @@ static void tls_cert_file_info(const char *path, struct tls_cert_info *out)
                 tls_dc_names(dc, tls_own_name, out);
         tls_cert_free(dc);
         free(der);
-        buf_cleanup(&pem);
 }
 
 /*
@@ -891,8 +988,8 @@ static int tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         return t->ctx->verify_record ? 1 : preverify;
 }
 
-static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, char *err,
-                           size_t errlen)
+static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf,
+                           struct tls_cert_info *info, char *err, size_t errlen)
 {
         int ret;
 
@@ -912,7 +1009,8 @@ static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
         }
         /* A certificate to show a server that asks for one. */
         if (conf->cert_file[0] != NULL &&
-            !tls_ctx_own_cert(wctx, conf->cert_file[0], conf->key_file[0], err, errlen))
+            !tls_ctx_own_cert(wctx, conf->cert_file[0], conf->key_file[0], info, err,
+                              errlen))
                 return false;
         /* With no verification too: the callback keeps the chain (tls_keep_chain()). */
         if (conf->verify_peer || conf->verify_record)
@@ -924,11 +1022,12 @@ static bool tls_ctx_client(WOLFSSL_CTX *wctx, const struct tls_ctx_conf *conf, c
 
 /*
  * A wolfSSL context with the policy and, for the server role, one
- * certificate and its key (cert_file, key_file); NULL with the reason in err.
+ * certificate and its key (cert_file, key_file), described in *info (so is
+ * a client's, if it has one); NULL with the reason in err.
  */
 static WOLFSSL_CTX *tls_wctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
-                                 const char *cert_file, const char *key_file, char *err,
-                                 size_t errlen)
+                                 const char *cert_file, const char *key_file,
+                                 struct tls_cert_info *info, char *err, size_t errlen)
 {
         WOLFSSL_CTX *wctx;
         bool ok;
@@ -943,8 +1042,8 @@ static WOLFSSL_CTX *tls_wctx_new(enum tls_role role, const struct tls_ctx_conf *
         ok = tls_ctx_policy(wctx, err, errlen);
         if (ok)
                 ok = role == TLS_ROLE_SERVER
-                         ? tls_ctx_own_cert(wctx, cert_file, key_file, err, errlen)
-                         : tls_ctx_client(wctx, conf, err, errlen);
+                         ? tls_ctx_own_cert(wctx, cert_file, key_file, info, err, errlen)
+                         : tls_ctx_client(wctx, conf, info, err, errlen);
         if (!ok) {
                 tls_clear_errors();
                 wolfSSL_CTX_free(wctx);
@@ -1078,25 +1177,25 @@ struct tls_ctx *tls_ctx_new(enum tls_role role, const struct tls_ctx_conf *conf,
         ctx->refs = 1;
         if (role == TLS_ROLE_CLIENT) {
                 ctx->wctx = tls_wctx_new(role, conf, conf->cert_file[0],
-                                         conf->key_file[0], err, errlen);
+                                         conf->key_file[0], &ctx->cert[0], err, errlen);
                 if (ctx->wctx == NULL)
                         goto fail;
                 /* A client's certificate to show, too, for its expiry. */
                 if (conf->cert_file[0] != NULL)
-                        tls_cert_file_info(conf->cert_file[0], &ctx->cert[ctx->ncert++]);
+                        ctx->ncert = 1;
                 return ctx;
         }
         for (unsigned i = 0; i < TLS_MAX_CERTS && conf->cert_file[i] != NULL; i++) {
                 struct tls_cert_info *c = &ctx->cert[ctx->ncert];
                 WOLFSSL_CTX *w = tls_wctx_new(role, conf, conf->cert_file[i],
-                                              conf->key_file[i], err, errlen);
+                                              conf->key_file[i], c, err, errlen);
 
                 if (w == NULL)
                         goto fail;
-                tls_cert_file_info(conf->cert_file[i], c);
                 c->wctx = w;
                 ctx->ncert++;
-                if (tls_tickets != NULL &&
+                /* Without a label (no DER: cannot be), wolfSSL's own keys. */
+                if (tls_tickets != NULL && c->have_label &&
                     (wolfSSL_CTX_set_TicketEncCb(w, tls_ticket_cb) != WOLFSSL_SUCCESS ||
                      wolfSSL_CTX_set_TicketEncCtx(w, c) != WOLFSSL_SUCCESS)) {
                         snprintf(err, errlen, "cannot set the session ticket callback");

@@ -79,9 +79,15 @@ const char *tls_library_build(void);
 int tls_global_init(void);
 void tls_global_cleanup(void);
 /*
- * Make a new session ticket key now, as happens on its own every hour
- * (tickets sealed with the one before still open; older ones do not).
+ * Session ticket keys: whether they are shared by the processes forked
+ * after tls_global_init() (false: it could not map their page, and each
+ * process has wolfSSL's own). A key seals tickets for an hour, then opens
+ * them for an hour more; then it is wiped. tls_ticket_expire(): wipe what
+ * has served its time now (call it every minute, in every process that
+ * serves). tls_ticket_rotate(): a new key now, the one before kept (tests).
  */
+bool tls_tickets_shared(void);
+void tls_ticket_expire(void);
 void tls_ticket_rotate(void);
 
 /*

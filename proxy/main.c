@@ -45,6 +45,7 @@
 #define MAIN_CERT_WARN_DAYS 14
 #define MAIN_BACKLOG        511
 #define MAIN_WATCH_MS       100
+#define MAIN_TICKET_MS      60000 /* tls_ticket_expire() */
 /* Descriptors a serving process holds besides its sessions' two each (client
  * and server): listening sockets, the loop, logs, the stores, DNS and alert
  * command pipes. */
@@ -84,7 +85,7 @@ struct main_state {
         struct metrics_certs certs; /* when the listeners' certificates expire */
         int worker;                 /* this worker's index; -1: the only process */
         uv_signal_t sig_term, sig_int, sig_hup;
-        uv_timer_t probe_timer, drain_timer, watch_timer, metrics_timer;
+        uv_timer_t probe_timer, drain_timer, watch_timer, metrics_timer, ticket_timer;
         bool metrics_failing; /* the last write failed (logged once) */
         bool debug;           /* -d: log_level debug whatever the file says */
         bool draining;
@@ -556,6 +557,7 @@ static void main_close_all(struct main_state *m)
         uv_close((uv_handle_t *)&m->drain_timer, NULL);
         uv_close((uv_handle_t *)&m->watch_timer, NULL);
         uv_close((uv_handle_t *)&m->metrics_timer, NULL);
+        uv_close((uv_handle_t *)&m->ticket_timer, NULL);
         alertcmd_close(m->alertcmd);
         for (size_t i = 0; i < m->nlisteners; i++)
                 relay_listener_stop(m->listeners[i].relay);
@@ -795,6 +797,12 @@ static void main_on_signal(uv_signal_t *h, int signum)
         uv_timer_start(&m->watch_timer, main_on_watch, 0, MAIN_WATCH_MS);
 }
 
+static void main_on_ticket(uv_timer_t *t)
+{
+        (void)t;
+        tls_ticket_expire();
+}
+
 static void main_on_probe(uv_timer_t *t)
 {
         struct main_state *m = t->data;
@@ -862,8 +870,11 @@ static void main_handles(struct main_state *m)
         uv_timer_init(m->loop, &m->drain_timer);
         uv_timer_init(m->loop, &m->watch_timer);
         uv_timer_init(m->loop, &m->metrics_timer);
+        uv_timer_init(m->loop, &m->ticket_timer);
         m->probe_timer.data = m->drain_timer.data = m->watch_timer.data = m;
         m->metrics_timer.data = m;
+        /* Every serving process: a quiet one must not keep an old key either. */
+        uv_timer_start(&m->ticket_timer, main_on_ticket, MAIN_TICKET_MS, MAIN_TICKET_MS);
         uv_timer_start(&m->probe_timer, main_on_probe, 0,
                        (uint64_t)main_probe_interval(m->cfg) * 1000);
         if (m->cfg->metrics_file != NULL) {
@@ -1096,6 +1107,12 @@ int main(int argc, char **argv)
         }
         main_update_certs(&m, true);
         main_check_reloadable(&m);
+        if (m.cfg->workers > 1 && !tls_tickets_shared())
+                log_emit(&m.log, LOG_LVL_WARN, NULL,
+                         "event=tickets_not_shared note=\"the session ticket keys could "
+                         "not be "
+                         "shared: a client resumes its session only on the worker that "
+                         "sealed its ticket\"");
         if (main_check_sinks(&m) != 0)
                 goto out_alerts;
         if (m.cfg->workers > 1) {

@@ -1100,15 +1100,17 @@ static void test_dual_handshake(void **state)
 }
 
 /*
- * A TLS 1.2 client with the session (and ticket) of prev (NULL: none)
- * against a server made from sctx: whether the server resumed it. The new
- * client is left in *r, for the next one. A client whose ticket the server
+ * A TLS 1.2 client with the session (and ticket) of prev (NULL: none), its
+ * ticket replaced by ticket/n if ticket is not NULL, against a server made
+ * from sctx: whether the server resumed it. The new client is left in *r,
+ * for the next one. A client whose ticket the server
  * refuses may fail the handshake: wolfSSL's client sends an alert where
  * OpenSSL's goes on with a full handshake (t_sni_cert), also against
  * wolfSSL's own ticket keys; so only a resumption must complete here.
  */
-static bool test_ticket_resume(struct tls_ctx *sctx, struct test_raw *prev,
-                               struct test_raw *r)
+static bool test_ticket_resume_as(struct tls_ctx *sctx, struct test_raw *prev,
+                                  const unsigned char *ticket, word32 n,
+                                  struct test_raw *r)
 {
         struct tls *s = tls_new(sctx, NULL);
         struct test_raw_result res;
@@ -1121,6 +1123,9 @@ static bool test_ticket_resume(struct tls_ctx *sctx, struct test_raw *prev,
                 assert_int_equal(
                     wolfSSL_set_session(r->ssl, wolfSSL_get_session(prev->ssl)),
                     WOLFSSL_SUCCESS);
+        if (ticket != NULL)
+                assert_int_equal(wolfSSL_set_SessionTicket(r->ssl, ticket, n),
+                                 WOLFSSL_SUCCESS);
         test_raw_handshake(r, s, &res);
         resumed = tls_resumed(s);
         if (resumed || prev == NULL) {
@@ -1131,10 +1136,18 @@ static bool test_ticket_resume(struct tls_ctx *sctx, struct test_raw *prev,
         return resumed;
 }
 
+static bool test_ticket_resume(struct tls_ctx *sctx, struct test_raw *prev,
+                               struct test_raw *r)
+{
+        return test_ticket_resume_as(sctx, prev, NULL, 0, r);
+}
+
 /*
  * Session tickets open in every context made for the same certificate (as
  * in every worker), not in another certificate's; after one new key, the
- * ticket still opens (and a new one is sealed); after two, it does not.
+ * ticket still opens; after two, it does not. A ticket whose length field
+ * says more than was sent (wolfSSL does not check: the callback must, before
+ * reading past it), less, or with a byte changed, does not open.
  */
 static void test_ticket_keys(void **state)
 {
@@ -1155,6 +1168,37 @@ static void test_ticket_keys(void **state)
         assert_false(test_ticket_resume(b, &r[4], &r[6]));
         for (size_t i = 0; i < 7; i++)
                 test_raw_cleanup(&r[i]);
+
+        /* ExternalTicket: key name 16, iv 16, enc_len 2, enc_ticket, mac 32. */
+        {
+                unsigned char t[512], bad[512];
+                word32 n = sizeof(t);
+                struct test_raw q[6];
+                unsigned len;
+
+                assert_false(test_ticket_resume(a, NULL, &q[0]));
+                assert_int_equal(wolfSSL_get_SessionTicket(q[0].ssl, t, &n),
+                                 WOLFSSL_SUCCESS);
+                assert_true(n > 66 && n <= sizeof(t));
+                len = (unsigned)t[32] << 8 | t[33];
+                assert_int_equal(n, 16 + 16 + 2 + len + 32);
+                assert_true(test_ticket_resume_as(b, &q[0], t, n, &q[1])); /* as it is */
+                memcpy(bad, t, n);
+                bad[32] = (unsigned char)((len + 32) >> 8);
+                bad[33] = (unsigned char)(len + 32);
+                assert_false(test_ticket_resume_as(b, &q[0], bad, n, &q[2]));
+                bad[32] = (unsigned char)((len - 16) >> 8);
+                bad[33] = (unsigned char)(len - 16);
+                assert_false(test_ticket_resume_as(b, &q[0], bad, n, &q[3]));
+                memcpy(bad, t, n);
+                bad[40] ^= 1;
+                assert_false(test_ticket_resume_as(b, &q[0], bad, n, &q[4]));
+                memcpy(bad, t, n);
+                bad[n - 1] ^= 1; /* the zero half of mac */
+                assert_false(test_ticket_resume_as(b, &q[0], bad, n, &q[5]));
+                for (size_t i = 0; i < 6; i++)
+                        test_raw_cleanup(&q[i]);
+        }
         tls_ctx_free(a);
         tls_ctx_free(b);
         tls_ctx_free(other);
