@@ -101,10 +101,17 @@ def main():
             s.close()
 
         # The listener still accepts once descriptors are free again.
+        late = []  # 421s before mailward saw the clients go (a loaded machine)
+
         def fresh():
             try:
                 c = smtplib.SMTP("127.0.0.1", mw.port("smtp"), local_hostname="client.test",
                                  timeout=10)
+            except smtplib.SMTPConnectError as e:
+                mwtest.check(e.smtp_code == 421 and b"out of file descriptors" in e.smtp_error,
+                             "unexpected refusal: %r" % (e,))
+                late.append(e)
+                return None
             except (smtplib.SMTPServerDisconnected, ConnectionError):
                 return None
             return c
@@ -119,9 +126,11 @@ def main():
         m = mwtest.read_metrics(prom)
         mwtest.eq([m.get('mailward_sessions_refused_total{reason="%s"}' % r)
                    for r in ("file_descriptors", "max_sessions", "max_per_client")],
-                  [float(refused), 0.0, 0.0], "sessions refused in the metrics, by reason")
+                  [float(refused + len(late)), 0.0, 0.0],
+                  "sessions refused in the metrics, by reason")
         # (one closed unanswered by libuv was never a session)
-        mwtest.eq(m.get("mailward_sessions_total"), float(61 - closed), "sessions in the metrics")
+        mwtest.eq(m.get("mailward_sessions_total"), float(61 - closed + len(late)),
+                  "sessions in the metrics")
     print("ok")
 
 
