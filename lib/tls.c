@@ -195,13 +195,20 @@ static bool tls_random(void *p, size_t n)
         return getrandom(p, n, 0) == (ssize_t)n;
 }
 
+static int64_t tls_ticket_skew; /* tls_ticket_advance() */
+
 /* Seconds since boot, from 1 (0 is "no key"). */
 static int64_t tls_ticket_now(void)
 {
         struct timespec ts;
 
         clock_gettime(CLOCK_BOOTTIME, &ts);
-        return (int64_t)ts.tv_sec + 1;
+        return (int64_t)ts.tv_sec + 1 + tls_ticket_skew;
+}
+
+void tls_ticket_advance(int64_t seconds)
+{
+        tls_ticket_skew += seconds;
 }
 
 static bool tls_ticket_lock(void)
@@ -210,7 +217,10 @@ static bool tls_ticket_lock(void)
 
         /*
          * A process died holding it. Even a key it left half written seals
-         * and opens alike in every process: go on.
+         * and opens alike in every process: go on. If the mutex cannot be
+         * made whole (it never happens in practice), every call fails from
+         * now on, and with it every handshake that seals a ticket: wolfSSL
+         * 5.5.4 ends a handshake whose ticket cannot be sealed.
          */
         if (r == EOWNERDEAD && pthread_mutex_consistent(&tls_tickets->lock) != 0) {
                 pthread_mutex_unlock(&tls_tickets->lock);
@@ -219,15 +229,18 @@ static bool tls_ticket_lock(void)
         return r == 0 || r == EOWNERDEAD;
 }
 
-/* Wipe the keys that have served their time; with the lock held. */
+/*
+ * Wipe the keys that have served their time, two lifetimes after each was
+ * made (sealing stops after one: tls_ticket_keys()); with the lock held.
+ */
 static void tls_ticket_age(int64_t now)
 {
-        struct tls_ticket_key *k = tls_tickets->key;
+        for (int i = 0; i < 2; i++) {
+                struct tls_ticket_key *k = &tls_tickets->key[i];
 
-        if (k[1].born != 0 && now - k[0].born >= TLS_TICKET_KEY_LIFETIME)
-                explicit_bzero(&k[1], sizeof(k[1]));
-        if (k[0].born != 0 && now - k[0].born >= 2 * TLS_TICKET_KEY_LIFETIME)
-                explicit_bzero(&k[0], sizeof(k[0]));
+                if (k->born != 0 && now - k->born >= 2 * TLS_TICKET_KEY_LIFETIME)
+                        explicit_bzero(k, sizeof(*k));
+        }
 }
 
 /*
@@ -308,8 +321,9 @@ static void tls_tickets_init(void)
 
         if (t == MAP_FAILED)
                 return;
-        /* Keys have no place in a core dump. */
+        /* Keys have no place in a core dump, nor in swap (where it can be). */
         (void)madvise(t, sizeof(*t), MADV_DONTDUMP);
+        (void)mlock(t, sizeof(*t));
         memset(t, 0, sizeof(*t));
         if (pthread_mutexattr_init(&attr) != 0) {
                 munmap(t, sizeof(*t));

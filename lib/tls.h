@@ -89,6 +89,8 @@ void tls_global_cleanup(void);
 bool tls_tickets_shared(void);
 void tls_ticket_expire(void);
 void tls_ticket_rotate(void);
+/* Tests: the clock of the ticket keys runs this many seconds further on. */
+void tls_ticket_advance(int64_t seconds);
 
 /*
  * Load certificates and set the policy above. NULL on error, with a message

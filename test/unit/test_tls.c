@@ -1206,6 +1206,58 @@ static void test_ticket_keys(void **state)
 }
 
 /*
+ * How long a ticket opens (README: a key seals for an hour, opens for an
+ * hour more, then is wiped), on the ticket keys' own clock: with sealing
+ * all the time, and on a quiet host whose first seal after an hour of
+ * nothing comes late, where the key before must still go two hours after
+ * it was made, not two hours after the new one.
+ */
+static void test_ticket_lifetime(void **state)
+{
+        struct tls_ctx *a = test_server_ctx(state, "server.pem", "server.key");
+        struct test_raw r0, r, q0, q;
+
+        tls_ticket_rotate(); /* a key of this test's own, made now */
+        assert_false(test_ticket_resume(a, NULL, &r0));
+        tls_ticket_advance(59 * 60);
+        assert_true(test_ticket_resume(a, &r0, &r)); /* it seals yet */
+        test_raw_cleanup(&r);
+        tls_ticket_advance(2 * 60);
+        assert_false(test_ticket_resume(a, NULL, &q0)); /* a new key seals */
+        assert_true(test_ticket_resume(a, &r0, &r));    /* the old one opens */
+        test_raw_cleanup(&r);
+        tls_ticket_advance(58 * 60);
+        tls_ticket_expire();
+        assert_true(test_ticket_resume(a, &r0, &r)); /* 119 min */
+        test_raw_cleanup(&r);
+        tls_ticket_advance(2 * 60);
+        tls_ticket_expire();
+        assert_false(test_ticket_resume(a, &r0, &r)); /* 121 min: wiped */
+        test_raw_cleanup(&r);
+        assert_true(test_ticket_resume(a, &q0, &q)); /* the new one still opens */
+        test_raw_cleanup(&q);
+        test_raw_cleanup(&q0);
+        test_raw_cleanup(&r0);
+
+        /* A quiet host: made at 0, nothing until a seal at 119 min. */
+        tls_ticket_advance(3 * 60 * 60);
+        tls_ticket_expire(); /* nothing left from above */
+        assert_false(test_ticket_resume(a, NULL, &r0));
+        tls_ticket_advance(119 * 60);
+        assert_false(test_ticket_resume(a, NULL, &q0)); /* the new key */
+        assert_true(test_ticket_resume(a, &r0, &r));
+        test_raw_cleanup(&r);
+        tls_ticket_advance(2 * 60);
+        tls_ticket_expire();
+        assert_false(test_ticket_resume(a, &r0, &r)); /* 121 min after it was made */
+        test_raw_cleanup(&r);
+        test_raw_cleanup(&q0);
+        test_raw_cleanup(&r0);
+        tls_ctx_free(a);
+        test_error_queue_empty();
+}
+
+/*
  * Several certificates and the host name a client asks for (SNI): the one
  * for that name among those it can take; with none for it, or no name, the
  * first host's (the first certificate's names), ECDSA if it can take it.
@@ -2111,6 +2163,7 @@ int main(void)
             cmocka_unit_test(test_dual_handshake),
             cmocka_unit_test(test_sni_handshake),
             cmocka_unit_test(test_ticket_keys),
+            cmocka_unit_test(test_ticket_lifetime),
             cmocka_unit_test(test_verify_names),
             cmocka_unit_test(test_verify_chain),
             cmocka_unit_test(test_sni),
