@@ -951,18 +951,14 @@ static void relay_tls_up(struct relay_session *s)
         /* Which certificate, only where there was a choice (several). */
         bool chosen = false;
         const char *key = tls_served_key(t, &chosen);
+        char which[PATH_MAX + 320] = "";
 
         if (chosen)
-                relay_log(s, LOG_LVL_INFO,
-                          "event=tls version=%s cipher=%s bits=%d%s key_type=%s sni=%s "
-                          "cert=%s",
-                          tls_version(t), tls_cipher(t), tls_cipher_bits(t),
-                          tls_resumed(t) ? " resumed=yes" : "", key,
-                          tls_sni(t) != NULL ? tls_sni(t) : "-", tls_served_cert(t));
-        else
-                relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d%s",
-                          tls_version(t), tls_cipher(t), tls_cipher_bits(t),
-                          tls_resumed(t) ? " resumed=yes" : "");
+                snprintf(which, sizeof(which), " key_type=%s sni=%s cert=%s", key,
+                         tls_sni(t) != NULL ? tls_sni(t) : "-", tls_served_cert(t));
+        relay_log(s, LOG_LVL_INFO, "event=tls version=%s cipher=%s bits=%d%s%s",
+                  tls_version(t), tls_cipher(t), tls_cipher_bits(t),
+                  tls_resumed(t) ? " resumed=yes" : "", which);
         /* Only TLS 1.2 and 1.3 are ever negotiated (invariant 7). */
         s->l->env->stats.tls[RELAY_TLS_INDEX(strcmp(tls_version(t), "TLSv1.3") == 0,
                                              relay_key_index(key))]++;

@@ -81,7 +81,7 @@ static const int tls_groups[] = {TLS_SUITES_GROUPS};
 /* One of our own certificates (tls_cert_pem_info()). */
 struct tls_cert_info {
         int64_t not_after;    /* when it expires; 0: unknown */
-        const char *key_type; /* "ecdsa", "rsa" or "other"; "" until read */
+        const char *key_type; /* "ecdsa", "rsa" or "other" */
         unsigned group;       /* ECDSA: its curve (TLSHELLO_P256...); 0 otherwise */
         char *file;           /* the PEM file, as configured */
         /* SHA-256 of its DER: what its session tickets are sealed for. */
@@ -246,9 +246,10 @@ static void tls_ticket_age(int64_t now)
 /*
  * The keys (*out, 2 of them, born 0 where none), after wiping those that
  * served their time and, to seal, making a new one when [0] has served its
- * (or rotate). False, with *out wiped, if that failed.
+ * (or rotate). len (0: none): the length of the ticket to seal, kept, or to
+ * open, which must be that one. False, with *out wiped, if that failed.
  */
-static bool tls_ticket_keys(struct tls_ticket_key *out, bool seal, bool rotate)
+static bool tls_ticket_keys(struct tls_ticket_key *out, int len, bool seal, bool rotate)
 {
         struct tls_ticket_key *k;
         bool ok = true;
@@ -256,6 +257,12 @@ static bool tls_ticket_keys(struct tls_ticket_key *out, bool seal, bool rotate)
 
         if (!tls_ticket_lock())
                 return false;
+        if (len != 0 && seal)
+                tls_tickets->sealed_len = len;
+        if (len != 0 && len != tls_tickets->sealed_len) {
+                pthread_mutex_unlock(&tls_tickets->lock);
+                return false;
+        }
         k = tls_tickets->key;
         now = tls_ticket_now();
         tls_ticket_age(now);
@@ -283,7 +290,7 @@ void tls_ticket_rotate(void)
         struct tls_ticket_key k[2];
 
         if (tls_tickets != NULL)
-                (void)tls_ticket_keys(k, false, true);
+                (void)tls_ticket_keys(k, 0, false, true);
         explicit_bzero(k, sizeof(k));
 }
 
@@ -293,23 +300,6 @@ void tls_ticket_expire(void)
                 return;
         tls_ticket_age(tls_ticket_now());
         pthread_mutex_unlock(&tls_tickets->lock);
-}
-
-/*
- * The length a ticket to open must have (enc: what this one seals, kept);
- * false if it is not that one.
- */
-static bool tls_ticket_len(int len, bool enc)
-{
-        bool ok;
-
-        if (!tls_ticket_lock())
-                return false;
-        if (enc)
-                tls_tickets->sealed_len = len;
-        ok = len > 0 && len == tls_tickets->sealed_len;
-        pthread_mutex_unlock(&tls_tickets->lock);
-        return ok;
 }
 
 /* The shared page, mapped before any fork. Without it, wolfSSL's own keys. */
@@ -372,8 +362,7 @@ static int tls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ
         Aes aes;
 
         (void)ssl;
-        if (len <= 0 || len > 0xffff || !tls_ticket_len(len, enc) ||
-            !tls_ticket_keys(k, enc, false))
+        if (len <= 0 || len > 0xffff || !tls_ticket_keys(k, len, enc, false))
                 return WOLFSSL_TICKET_RET_REJECT;
         if (enc) {
                 memcpy(name, k[0].name, WOLFSSL_TICKET_NAME_SZ);
