@@ -81,6 +81,7 @@ struct conn {
         struct buf proxy;
         char via[64]; /* the balancer's "ip:port" once a header named a client */
         char proxy_err[128];
+        const struct proxyproto_hdr *proxy_hdr; /* during CONN_EV_PROXY only */
 };
 
 struct conn_write_req {
@@ -703,7 +704,9 @@ static void conn_take_proxy(struct conn *c, const char *p, size_t n)
                 conn_unmap(&c->peer_addr, &c->local_addr);
                 conn_peer_strings(c);
         }
+        c->proxy_hdr = &h;
         conn_emit(c, CONN_EV_PROXY);
+        c->proxy_hdr = NULL;
         len = buf_len(&c->proxy) - (size_t)r;
         if (!c->closing && len > 0)
                 conn_take(c, buf_data(&c->proxy) + r, len);
@@ -742,6 +745,11 @@ void conn_expect_proxy(struct conn *c)
 const char *conn_via(const struct conn *c)
 {
         return c->via;
+}
+
+const struct proxyproto_hdr *conn_proxy_header(const struct conn *c)
+{
+        return c->proxy_hdr;
 }
 
 const char *conn_proxy_error(const struct conn *c)

@@ -50,6 +50,7 @@ struct uv_loop_s;
 struct uv_stream_s;
 struct conn;
 struct conn_loop;
+struct proxyproto_hdr;
 
 enum conn_event {
         CONN_EV_CONNECTED,    /* outgoing connect succeeded */
@@ -98,11 +99,14 @@ void conn_read(struct conn *c, bool on);
  * them, and conn_via() the balancer's (unchanged, and conn_via() "", for a
  * header that names no client: a health check). The owner may start TLS
  * then; the bytes that followed the header are taken as read after the
- * event. CONN_EV_PROXY_FAILED (reading stopped) when the bytes are not a
- * header, with the reason in conn_proxy_error().
+ * event. conn_proxy_header() is the header as read (its TLVs among it)
+ * while CONN_EV_PROXY is delivered, and NULL otherwise. CONN_EV_PROXY_FAILED
+ * (reading stopped) when the bytes are not a header, with the reason in
+ * conn_proxy_error().
  */
 void conn_expect_proxy(struct conn *c);
 const char *conn_via(const struct conn *c);
+const struct proxyproto_hdr *conn_proxy_header(const struct conn *c);
 const char *conn_proxy_error(const struct conn *c);
 struct buf *conn_input(struct conn *c);
 

@@ -6,9 +6,17 @@
  * Version 1 is a text line, "PROXY TCP4|TCP6 src dst sport dport\r\n" or
  * "PROXY UNKNOWN...\r\n", 107 bytes at most. Version 2 is binary: a
  * 12-byte signature, version and command, family, a length, then the
- * addresses and TLVs (skipped here). Addresses must be well formed (v1:
- * inet_pton()'s forms, ports 0-65535 without leading zeros); anything
- * else is an error, never a guess.
+ * addresses and TLVs (type, 16-bit length, value). Addresses must be well
+ * formed (v1: inet_pton()'s forms, ports 0-65535 without leading zeros),
+ * and the TLVs must fill the header exactly; anything else is an error,
+ * never a guess.
+ *
+ * Of the TLVs, these are read (the others are skipped, as the specification
+ * asks): CRC32C, checked against the header (a mismatch is an error); the
+ * balancer's UNIQUE_ID; SSL, to learn whether the balancer ended the
+ * client's TLS itself, and its VERSION; the cloud endpoint a client came
+ * through (AWS's VPC endpoint id, Azure's Private Link id, Google Cloud's
+ * Private Service Connect id). The first three at most once each.
  *
  * A LOCAL command (version 2: the balancer's own health check), an UNKNOWN
  * line (version 1) or a family other than TCP over IPv4 or IPv6 carries no
@@ -26,10 +34,21 @@
 #define PROXYPROTO_V1_MAX 107
 #define PROXYPROTO_V2_MAX (16 + 1024)
 
+/* The longest UNIQUE_ID the specification allows, and its text below. */
+#define PROXYPROTO_ID_MAX 128
+
 struct proxyproto_hdr {
         int version;    /* 1 or 2 */
         bool has_addrs; /* PROXY with TCP over IPv4 or IPv6: src and dst are set */
         struct sockaddr_storage src, dst; /* the client, and where it connected */
+        /* Version 2 TLVs. The strings are "" when absent and safe to log as
+         * they are: the value itself when every byte is a letter, a digit
+         * or one of "-._:/+=@", else "0x" and its bytes in hex. */
+        bool crc32c;          /* a CRC32C TLV was there, and matched */
+        bool balancer_tls;    /* SSL with PP2_CLIENT_SSL: the balancer ended TLS */
+        char tls_version[32]; /* its SSL_VERSION ("TLSv1.3"), cut to fit */
+        char unique_id[2 * PROXYPROTO_ID_MAX + 3];
+        char endpoint[2 * 64 + 16]; /* "aws:vpce-...", "azure:N", "gcp:N" */
 };
 
 /*

@@ -26,6 +26,7 @@
 #include "dane.h"
 #include "learned.h"
 #include "policy.h"
+#include "proxyproto.h"
 #include "smtp.h"
 #include "sts.h"
 #include "tlsrpt.h"
@@ -2867,19 +2868,41 @@ static void relay_begin(struct relay_session *s)
         }
 }
 
-/* accept_proxy: the header came (conn_expect_proxy()); the session begins. */
+/* accept_proxy: the header came (conn_expect_proxy()); the session begins,
+ * unless the balancer ended the client's TLS itself: then what comes
+ * through it is plaintext, and neither STARTTLS nor implicit TLS would be
+ * the client's (README, "Behind a load balancer"). */
 static void relay_proxy_done(struct relay_session *s)
 {
+        const struct proxyproto_hdr *h = conn_proxy_header(s->client);
+        char tlv[2 * PROXYPROTO_ID_MAX + 200];
+
+        /* The header's strings are safe to log as they are (proxyproto.h). */
+        snprintf(tlv, sizeof(tlv), "%s%s%s%s%s", h->unique_id[0] ? " unique_id=" : "",
+                 h->unique_id, h->endpoint[0] ? " endpoint=" : "", h->endpoint,
+                 h->crc32c ? " crc32c=yes" : "");
         if (conn_via(s->client)[0] != '\0')
-                relay_log(s, LOG_LVL_INFO, "event=proxy client=%s via=%s",
-                          conn_peer(s->client), conn_via(s->client));
+                relay_log(s, LOG_LVL_INFO, "event=proxy client=%s via=%s%s",
+                          conn_peer(s->client), conn_via(s->client), tlv);
         else
                 relay_log(s, LOG_LVL_INFO,
-                          "event=proxy client=%s note=\"no client named (LOCAL or "
+                          "event=proxy client=%s%s note=\"no client named (LOCAL or "
                           "UNKNOWN): the balancer's own connection\"",
-                          conn_peer(s->client));
+                          conn_peer(s->client), tlv);
         /* Where a session without a header begins (relay_session_new()). */
         s->state = RELAY_S_HANDSHAKE;
+        if (h->balancer_tls) {
+                relay_log(s, LOG_LVL_WARN,
+                          "event=proxy_tls_ended tls=%s note=\"the balancer ended the "
+                          "client's TLS: it must pass the connection through\"",
+                          h->tls_version[0] ? h->tls_version : "unknown");
+                s->l->env->stats.refused[RELAY_REFUSED_BALANCER_TLS]++;
+                relay_fail(s, "balancer_tls",
+                           "421 4.7.0 %s Error: TLS must reach this server, not end "
+                           "before it",
+                           relay_hostname(s));
+                return;
+        }
         relay_admit(s);
         relay_begin(s);
 }
@@ -2996,7 +3019,7 @@ const char *relay_tls_key_str(unsigned i)
 const char *relay_refusal_str(enum relay_refusal r)
 {
         static const char *const names[] = {"file_descriptors", "max_sessions",
-                                            "max_per_client"};
+                                            "max_per_client", "balancer_tls"};
 
         return (size_t)r < UTIL_ARRAY_LEN(names) ? names[r] : "?";
 }

@@ -38,11 +38,12 @@ struct relay_listener;
 enum relay_refusal {
         RELAY_REFUSED_FILES, /* out of file descriptors (fd_limit) */
         RELAY_REFUSED_MAX_SESSIONS,
-        RELAY_REFUSED_PER_CLIENT, /* max_per_client */
+        RELAY_REFUSED_PER_CLIENT,   /* max_per_client */
+        RELAY_REFUSED_BALANCER_TLS, /* a PROXY header: the balancer ended TLS */
         RELAY_REFUSED_COUNT,
 };
 
-/* "file_descriptors", "max_sessions", "max_per_client". */
+/* "file_descriptors", "max_sessions", "max_per_client", "balancer_tls". */
 const char *relay_refusal_str(enum relay_refusal r);
 
 /*

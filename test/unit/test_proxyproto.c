@@ -61,7 +61,8 @@ static void test_refused(const void *in, size_t n, const char *reason)
         char why[128];
 
         assert_int_equal(proxyproto_parse(in, n, &h, why, sizeof(why)), -1);
-        assert_non_null(strstr(why, reason));
+        if (strstr(why, reason) == NULL)
+                fail_msg("refused for \"%s\", not \"%s\"", why, reason);
 }
 
 static void test_v1(void **state)
@@ -136,7 +137,8 @@ static void test_v1_bad(void **state)
         }
 }
 
-/* A version 2 header: command, family, address block (and extra body bytes). */
+/* A version 2 header: command, family, address block, and extra body bytes
+ * (0 or at least 3): one NOOP TLV that fills them. */
 static size_t test_v2_make(unsigned char *out, unsigned cmd, unsigned fam,
                            const unsigned char *addrs, size_t alen, size_t extra)
 {
@@ -151,6 +153,11 @@ static size_t test_v2_make(unsigned char *out, unsigned cmd, unsigned fam,
         out[15] = (unsigned char)body;
         memcpy(out + 16, addrs, alen);
         memset(out + 16 + alen, 0xee, extra);
+        if (extra >= 3) {
+                out[16 + alen] = 0x04; /* PP2_TYPE_NOOP */
+                out[16 + alen + 1] = (unsigned char)((extra - 3) >> 8);
+                out[16 + alen + 2] = (unsigned char)(extra - 3);
+        }
         return 16 + body;
 }
 
@@ -229,12 +236,210 @@ static void test_v2(void **state)
         test_refused(h2, 7, "no PROXY protocol header");
 }
 
+/* CRC-32C, table-driven: not the parser's way of computing it. */
+static uint32_t test_crc32c(const unsigned char *p, size_t n)
+{
+        static uint32_t table[256];
+        uint32_t crc = 0xffffffffu;
+
+        if (table[1] == 0)
+                for (uint32_t i = 0; i < 256; i++) {
+                        uint32_t c = i;
+
+                        for (int k = 0; k < 8; k++)
+                                c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+                        table[i] = c;
+                }
+        for (size_t i = 0; i < n; i++)
+                crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+        return ~crc;
+}
+
+/* A PROXY TCP4 header with the TLVs tlv, n; its length set. */
+static size_t test_v2_tlvs(unsigned char *out, const void *tlv, size_t n)
+{
+        static const unsigned char a4[12] = {192, 0, 2,    7,    198, 51,
+                                             100, 1, 0xdc, 0x04, 0,   25};
+        size_t len = test_v2_make(out, 1, 0x11, a4, sizeof(a4), 0);
+
+        memcpy(out + len, tlv, n);
+        len += n;
+        out[14] = (unsigned char)((len - 16) >> 8);
+        out[15] = (unsigned char)(len - 16);
+        return len;
+}
+
+/* As test_v2_tlvs(), then a CRC32C TLV (last) over the whole header. */
+static size_t test_v2_crc(unsigned char *out, const void *tlv, size_t n)
+{
+        unsigned char t[600];
+        size_t len;
+        uint32_t crc;
+
+        memcpy(t, tlv, n);
+        memcpy(t + n, "\x03\x00\x04\x00\x00\x00\x00", 7);
+        len = test_v2_tlvs(out, t, n + 7);
+        crc = test_crc32c(out, len);
+        out[len - 4] = (unsigned char)(crc >> 24);
+        out[len - 3] = (unsigned char)(crc >> 16);
+        out[len - 2] = (unsigned char)(crc >> 8);
+        out[len - 1] = (unsigned char)crc;
+        return len;
+}
+
+static void test_v2_tlv(void **state)
+{
+        /* HAProxy's SSL TLV: client 0x07 (SSL, cert in connection and
+         * session), verify 0, VERSION "TLSv1.3", CN, CIPHER. */
+        static const unsigned char ssl[] = "\x20\x00\x2c\x07\x00\x00\x00\x00"
+                                           "\x21\x00\x07TLSv1.3"
+                                           "\x22\x00\x08"
+                                           "a.b.test"
+                                           "\x23\x00\x0fTLS_AES_128_GCM";
+        static const unsigned char aws[] = "\xea\x00\x17\x01vpce-08d2bf15fac5001c9";
+        unsigned char h2[PROXYPROTO_V2_MAX], t[400];
+        struct proxyproto_hdr h;
+        char why[128];
+        size_t n;
+
+        (void)state;
+        assert_int_equal(test_crc32c((const unsigned char *)"123456789", 9), 0xe3069283u);
+        /* A CRC32C that matches, with a unique id and the balancer's TLS. */
+        memcpy(t,
+               "\x05\x00\x0a"
+               "ab12:CD_9z",
+               13);
+        memcpy(t + 13, ssl, sizeof(ssl) - 1);
+        n = test_v2_crc(h2, t, 13 + sizeof(ssl) - 1);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_true(h.has_addrs);
+        assert_true(h.crc32c);
+        assert_string_equal(h.unique_id, "ab12:CD_9z");
+        assert_true(h.balancer_tls);
+        assert_string_equal(h.tls_version, "TLSv1.3");
+        assert_string_equal(h.endpoint, "");
+        /* Any byte of the body changed (but the CRC32C TLV's type, which
+         * turns it into another TLV): refused. */
+        for (size_t i = 16; i < n; i++) {
+                if (i == n - 7)
+                        continue;
+                h2[i] ^= 0x20;
+                if (proxyproto_parse(h2, n, &h, why, sizeof(why)) != -1)
+                        fail_msg("byte %zu changed, taken", i);
+                h2[i] ^= 0x20;
+        }
+        h2[n - 1] ^= 1;
+        test_refused(h2, n, "CRC32C does not match");
+        /* The client's connection to the balancer was not TLS. */
+        memcpy(t, ssl, sizeof(ssl) - 1);
+        t[3] = 0x00;
+        n = test_v2_tlvs(h2, t, sizeof(ssl) - 1);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_false(h.balancer_tls);
+        assert_false(h.crc32c);
+        /* Endpoints: AWS, Azure (little-endian), Google Cloud (big-endian). */
+        n = test_v2_tlvs(h2, aws, sizeof(aws) - 1);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_string_equal(h.endpoint, "aws:vpce-08d2bf15fac5001c9");
+        n = test_v2_tlvs(h2, "\xee\x00\x05\x01\x01\x02\x00\x80", 8);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_string_equal(h.endpoint, "azure:2147484161");
+        n = test_v2_tlvs(h2, "\xe0\x00\x08\x00\x00\x00\x00\x00\x01\x00\x02", 11);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_string_equal(h.endpoint, "gcp:65538");
+        /* Endpoint TLVs of a form not known are skipped; given again, the
+         * last one stands. */
+        n = test_v2_tlvs(h2, "\xe0\x00\x02\x00\x01\xee\x00\x01\x01", 9);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_string_equal(h.endpoint, "");
+        n = test_v2_tlvs(h2, "\xee\x00\x05\x01\x01\x00\x00\x00\xea\x00\x02\x01Z", 13);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_string_equal(h.endpoint, "aws:Z");
+        n = test_v2_tlvs(h2, "\x21\x00\x00\x20\x00\x08\x01\x00\x00\x00\x00\x21\x00\x00",
+                         14);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_true(h.balancer_tls);
+        assert_string_equal(h.tls_version, "");
+        /* Unknown TLVs (ALPN, NETNS, AWS's other subtypes) are skipped. */
+        n = test_v2_tlvs(h2, "\x01\x00\x02h2\x30\x00\x00\xea\x00\x02\x02x", 13);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_string_equal(h.endpoint, "");
+        /* Bytes that are not letters, digits or "-._:/+=@" are given in hex;
+         * 128 bytes is the longest id, hex and all; a long endpoint is cut. */
+        n = test_v2_tlvs(h2,
+                         "\x05\x00\x04"
+                         "a b\n",
+                         7);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_string_equal(h.unique_id, "0x6120620a");
+        t[0] = 0x05;
+        t[1] = 0;
+        t[2] = PROXYPROTO_ID_MAX;
+        memset(t + 3, 0xff, PROXYPROTO_ID_MAX);
+        n = test_v2_tlvs(h2, t, 3 + PROXYPROTO_ID_MAX);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        assert_int_equal(strlen(h.unique_id), 2 + 2 * PROXYPROTO_ID_MAX);
+        assert_int_equal(strspn(h.unique_id + 2, "f"), 2 * PROXYPROTO_ID_MAX);
+        t[2] = PROXYPROTO_ID_MAX + 1;
+        n = test_v2_tlvs(h2, t, 4 + PROXYPROTO_ID_MAX);
+        test_refused(h2, n, "UNIQUE_ID of 129 bytes");
+        memcpy(t, "\xea\x00\xc9\x01", 4);
+        memset(t + 4, '\0', 200);
+        n = test_v2_tlvs(h2, t, 204);
+        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
+        n = strlen(h.endpoint);
+        assert_in_range(n, sizeof(h.endpoint) - 3, sizeof(h.endpoint) - 1);
+        assert_memory_equal(h.endpoint, "aws:0x0000", 10);
+        assert_int_equal(strspn(h.endpoint + 6, "0"), n - 8);
+        assert_string_equal(h.endpoint + n - 2, "..");
+        /* Malformed: a TLV past the end, bytes left over, a short SSL TLV or
+         * sub-TLV, a CRC32C of 3 bytes, a second id or SSL TLV. */
+        n = test_v2_tlvs(h2,
+                         "\x05\x00\x05"
+                         "abcd",
+                         7);
+        test_refused(h2, n, "TLV of type 0x05 overruns the header");
+        n = test_v2_tlvs(h2, "\x04\x00\x00\x04\x00", 5);
+        test_refused(h2, n, "2 bytes after the last TLV");
+        n = test_v2_tlvs(h2, "\x20\x00\x04\x01\x00\x00\x00", 7);
+        test_refused(h2, n, "SSL TLV of 4 bytes");
+        n = test_v2_tlvs(h2, "\x20\x00\x08\x01\x00\x00\x00\x00\x21\x00\x01", 11);
+        test_refused(h2, n, "SSL sub-TLV overruns");
+        n = test_v2_tlvs(h2,
+                         "\x03\x00\x03"
+                         "abc",
+                         6);
+        test_refused(h2, n, "CRC32C TLV of 3 bytes");
+        n = test_v2_tlvs(h2,
+                         "\x05\x00\x01"
+                         "a\x05\x00\x01"
+                         "b",
+                         8);
+        test_refused(h2, n, "two TLVs of type 0x05");
+        n = test_v2_tlvs(
+            h2, "\x20\x00\x05\x01\x00\x00\x00\x00\x20\x00\x05\x00\x00\x00\x00\x00", 16);
+        test_refused(h2, n, "two TLVs of type 0x20");
+        /* UNSPEC carries TLVs straight after the header; LOCAL's body is not
+         * read at all. */
+        n = test_v2_make(h2, 1, 0x00, h2, 0, 0);
+        memcpy(h2 + n, "\x05\x00\x02id", 5);
+        h2[15] = 5;
+        assert_int_equal(test_parse(h2, n + 5, &h, why), (long)n + 5);
+        assert_false(h.has_addrs);
+        assert_string_equal(h.unique_id, "id");
+        h2[12] = 0x20;
+        h2[17] = 0xff;
+        assert_int_equal(test_parse(h2, n + 5, &h, why), (long)n + 5);
+        assert_string_equal(h.unique_id, "");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_v1),
             cmocka_unit_test(test_v1_bad),
             cmocka_unit_test(test_v2),
+            cmocka_unit_test(test_v2_tlv),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
