@@ -1038,6 +1038,7 @@ static const char *const config_hot_keys[] = {
     "hostname",
     "max_sessions",
     "max_per_client",
+    "proxy_from",
     "max_line",
     "max_text_line",
     "timeout_greeting",

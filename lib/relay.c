@@ -3169,25 +3169,29 @@ static int relay_source(struct relay_listener *l, char *err, size_t errlen)
         return 0;
 }
 
-/* accept_proxy: proxy_from's networks (config_check_listener() checked them). */
+/* accept_proxy: proxy_from's networks (config_check_listener() checked them),
+ * at start and again at a reload; on an error the ones in use stay. */
 static int relay_proxy_from(struct relay_listener *l, char *err, size_t errlen)
 {
         const char *it = l->conf->proxy_from != NULL ? l->conf->proxy_from : "";
+        struct util_net nets[CONFIG_MAX_PROXY_FROM];
+        unsigned n = 0;
         char one[64];
 
-        while (l->nproxy_from < CONFIG_MAX_PROXY_FROM &&
-               util_list_next(&it, one, sizeof(one)) == 1) {
-                if (util_net_parse(one, &l->proxy_from[l->nproxy_from++]) != 0) {
+        while (n < CONFIG_MAX_PROXY_FROM && util_list_next(&it, one, sizeof(one)) == 1) {
+                if (util_net_parse(one, &nets[n++]) != 0) {
                         snprintf(err, errlen, "[%s]: proxy_from: bad network '%s'",
                                  l->conf->name, one);
                         return -1;
                 }
         }
-        if (l->nproxy_from == 0) {
+        if (n == 0) {
                 snprintf(err, errlen, "[%s]: accept_proxy needs proxy_from",
                          l->conf->name);
                 return -1;
         }
+        memcpy(l->proxy_from, nets, n * sizeof(nets[0]));
+        l->nproxy_from = n;
         return 0;
 }
 
@@ -3284,6 +3288,15 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
                          "event=reload_dane listener=%s entries=%u action=\"looked up "
                          "again at their next use\"",
                          l->conf->name, dane_flush(l->dane));
+        if (l->conf->accept_proxy) {
+                char err[256];
+
+                if (relay_proxy_from(l, err, sizeof(err)) != 0)
+                        log_emit(l->env->log, LOG_LVL_ERR, NULL,
+                                 "event=reload_proxy_from_failed reason=\"%s\" "
+                                 "action=\"kept the balancers in use\"",
+                                 err);
+        }
         if (!l->outbound || l->conf->policy == NULL)
                 return 0;
         r = relay_policy_load(l->conf, errs, &p);

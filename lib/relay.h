@@ -119,6 +119,9 @@ bool relay_listener_outbound(const struct relay_listener *l);
  * table stays. Sessions look a domain up at each RCPT and keep nothing of the
  * table between events, so the next RCPT sees the new one. With mta_sts,
  * every cached domain is also looked up again at its next use (sts_recheck()).
+ * With accept_proxy, the balancers are taken again from proxy_from (which
+ * config_apply_hot() copied into the running configuration): the next
+ * connection is judged by them.
  */
 int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries);
 

@@ -24,11 +24,15 @@ HAProxy (mode tcp) has three frontends:
      event=proxy_failed with the reason. An AWS VPC endpoint TLV, and a
      unique id with bytes that are not plain: logged as endpoint=aws:...
      and unique_id=0x..., and the session goes on to its greeting.
+  4. proxy_from changed to 127.0.0.2 only, then SIGHUP: the reload says
+     it applied proxy_from on both listeners; a header from 127.0.0.1 is
+     then refused (event=proxy_refused), one from 127.0.0.2 greeted.
 """
 
 import os
 import re
 import shutil
+import signal
 import smtplib
 import sys
 
@@ -206,6 +210,32 @@ def main():
                  r"unique_id=0x6120620a endpoint=aws:vpce-08d2bf15fac5001c9 crc32c=yes$",
                  "AWS endpoint")
         mwtest.check(hap.poll() is None, "HAProxy died")
+
+        # 4. A reload changes the balancers.
+        mwtest.write_config(env, mw.conf, {
+            name: dict(mw.listeners[name], proxy_from="127.0.0.2") for name in ("smtp",
+                                                                               "smtps")},
+            {"metrics_file": prom}, mw.alert_log)
+        before = mw.log().count("event=reload_config ")
+        os.kill(mw.pid, signal.SIGHUP)
+        got = log_wait(mw, r'event=reload_config file=\S+ applied="([^"]*)" '
+                       r'restart_needed="([^"]*)"', "reload")
+        mwtest.check(len(got) == before + 1, "event=reload_config lines: %r" % got)
+        mwtest.eq(got[-1], ("[smtp] proxy_from [smtps] proxy_from", ""),
+                  "applied and restart_needed")
+        refused = mw.log().count("event=proxy_refused")
+        c = Client(mw.port("smtp"))
+        c.send(v2(TCP4))
+        closed, got = c.wait_closed(5)
+        mwtest.eq((closed, got), (True, b""), "from 127.0.0.1, no longer in proxy_from")
+        c.close()
+        mwtest.check(mwtest.wait_for(
+            lambda: mw.log().count("event=proxy_refused") == refused + 1, 5),
+            "no event=proxy_refused after the reload")
+        c = Client(mw.port("smtp"), source="127.0.0.2")
+        c.send(v2(TCP4))
+        mwtest.eq(c.reply().code, 220, "greeting for a header from 127.0.0.2")
+        c.close()
         mw.stop()
         metrics = mwtest.read_metrics(prom)
         mwtest.eq(metrics.get('mailward_sessions_refused_total{reason="balancer_tls"}'), 2.0,
