@@ -86,7 +86,7 @@ enum relay_action {
         RELAY_A_STARTTLS, /* local 220: start TLS once it is written */
         RELAY_A_OUT_EHLO, /* outbound: the client's EHLO, answered once TLS is decided */
         RELAY_A_OUT_MAIL, /* outbound: a MAIL sent late; swallowed unless it fails */
-        RELAY_A_OUT_RCPT, /* outbound: a RCPT after a late MAIL: the MAIL's error wins */
+        RELAY_A_OUT_RCPT, /* outbound: a RCPT, after a late MAIL: the MAIL's error wins */
 };
 
 /* Outbound: mailward's own commands while it reaches TLS for the client's EHLO. */
@@ -158,7 +158,7 @@ struct relay_out_state {
         bool to_relay;    /* the destination is the listener's relayhost (dane.h) */
         bool mail_sent;
         unsigned rcpt_passed;
-        char *late_mail_error; /* a late MAIL's error, for the RCPT behind it */
+        char *late_mail_error; /* a late MAIL's error, for the RCPTs behind it */
         struct pending_wait *lookup_wait; /* RELAY_S_POLICY: the lookup waited for */
         char *lookup_rcpt;                /* RELAY_S_POLICY: the RCPT line that waits */
         struct buf tlsrpt_done; /* "\ndomain\n" for each domain with a TLS-RPT result */
@@ -1298,8 +1298,12 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 relay_out_ehlo_reply(s, code);
                 return;
         case RELAY_A_OUT_MAIL:
+                /* Replies come in order: every RCPT sent after this MAIL and
+                 * before the next one gets its error (the server answers
+                 * them "need MAIL", which an MTA would take as permanent). */
+                free(s->o->late_mail_error);
+                s->o->late_mail_error = NULL;
                 if (code / 100 != 2) {
-                        free(s->o->late_mail_error);
                         s->o->late_mail_error =
                             xstrndup(buf_data(&s->sreply_buf), buf_len(&s->sreply_buf));
                         s->o->mail_sent = false;
@@ -1310,8 +1314,6 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 if (s->o->late_mail_error != NULL) {
                         relay_pending_set(p, s->o->late_mail_error,
                                           strlen(s->o->late_mail_error));
-                        free(s->o->late_mail_error);
-                        s->o->late_mail_error = NULL;
                         return;
                 }
                 break;
@@ -2379,7 +2381,7 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
         const struct dane_result *dane;
         struct policy_expectation e;
         struct policy_verdict v, tv;
-        bool fresh, late = false;
+        bool fresh;
         size_t i;
 
         if (s->o->held_mail == NULL && !s->o->mail_sent) {
@@ -2435,10 +2437,9 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                 relay_fifo_push(s, RELAY_A_OUT_MAIL);
                 relay_to_server_line(s, s->o->held_mail, strlen(s->o->held_mail));
                 s->o->mail_sent = true;
-                late = true;
         }
         s->o->rcpt_passed++;
-        relay_fifo_push(s, late ? RELAY_A_OUT_RCPT : RELAY_A_FORWARD);
+        relay_fifo_push(s, RELAY_A_OUT_RCPT);
         relay_to_server_line(s, line, len);
 }
 
