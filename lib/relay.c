@@ -2464,6 +2464,58 @@ static void relay_out_lookup_cb(void *arg)
 }
 
 /*
+ * AUTH, outbound: the MTA's credentials go only to the relay host, and only
+ * once its certificate is judged as level secure judges it for the relay
+ * host's name (a CA-trusted chain, in date, naming it). AUTH comes before
+ * any recipient, so no recipient's level can decide; without this, a
+ * server that only encrypt would pass (any certificate) got them. Refused
+ * with 454 4.7.0, so that the MTA keeps the message (Postfix's
+ * smtp_sasl_auth_soft_bounce) and says why. true: relay the AUTH.
+ */
+static bool relay_out_auth_ok(struct relay_session *s)
+{
+        static const char *const nexthop[] = {"nexthop"};
+        const char *relayhost = s->l->conf->relayhost;
+        struct policy_expectation e;
+        struct policy_observation o;
+        struct policy_verdict v;
+        const char *names[TLS_PEER_NAMES];
+        char *cut;
+
+        memset(&v, 0, sizeof(v));
+        if (relayhost == NULL) {
+                snprintf(v.reason, sizeof(v.reason),
+                         "no relayhost is set, the only server that may have the "
+                         "credentials");
+        } else {
+                memset(&e, 0, sizeof(e));
+                memset(&o, 0, sizeof(o));
+                e.level = e.written = POLICY_LEVEL_SECURE;
+                e.match = nexthop;
+                e.nmatch = 1;
+                e.min_proto = POLICY_PROTO_TLSV1_2;
+                e.max_proto = POLICY_PROTO_TLSV1_3;
+                o.nexthop = relayhost;
+                o.mx_host = relayhost;
+                o.starttls_offered = true;
+                o.tls_reached = true;
+                relay_observe_cert(&o, s->o->obs.version, &s->o->obs.peer, names);
+                if (policy_judge(&e, &o, &v) && v.result == POLICY_RESULT_OK)
+                        return true;
+                cut = strstr(v.reason, "; level ");
+                if (cut != NULL)
+                        *cut = '\0';
+                relay_alert(s, ALERT_CERTIFICATE_INVALID, ALERT_SEV_WARNING, "deferred",
+                            NULL, "AUTH refused", v.reason);
+        }
+        relay_log(s, LOG_LVL_WARN, "event=auth_refused relayhost=%s reason=\"%s\"",
+                  relayhost != NULL ? relayhost : "none", v.reason);
+        relay_reply(s, "454 4.7.0 Temporary authentication failure: credentials go only "
+                       "to a verified relay host");
+        return false;
+}
+
+/*
  * Whether this MAIL FROM is the sender of TLS-RPT reports (tlsrpt_from).
  * RFC 8460 (section 5.3) wants reports delivered despite the TLS failures
  * they report; mailward still never sends them in clear text.
@@ -2560,10 +2612,11 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
                 relay_out_reset(s);
                 return false;
         case SMTP_VERB_AUTH:
-                if (s->server_tls)
-                        return false;
-                relay_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-                return true;
+                if (!s->server_tls) {
+                        relay_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+                        return true;
+                }
+                return !relay_out_auth_ok(s);
         default:
                 return false;
         }

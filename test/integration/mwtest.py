@@ -1478,13 +1478,15 @@ class NetEnv:
 
     # -- destinations -----------------------------------------------------------------
     def dest(self, addr="192.0.2.10", port=25, tls="starttls", cert=None, listen=None,
-             hostname=None, tls_max=None):
+             hostname=None, tls_max=None, auth=None):
         """An aiosmtpd recorder (real software, see Recorder) inside addr's
         namespace, listening on addr:port (or listen="127.0.0.1" for one
         behind a stripper). tls: None, "starttls" or "implicit"; cert:
-        (certfile, keyfile), default the test server certificate."""
+        (certfile, keyfile), default the test server certificate; auth:
+        "user:password", aiosmtpd's AUTH offered after STARTTLS, taking
+        that login."""
         return DestServer(self, self.ns_of(addr), listen or addr, port, tls, cert,
-                          hostname or "mx.dest.test", tls_max)
+                          hostname or "mx.dest.test", tls_max, auth)
 
     def stripper(self, addr="192.0.2.10", port=25, to=("127.0.0.1", 2525), mode="mask"):
         """test/integration/stripper.py (a fixture) at addr:port inside
@@ -1727,7 +1729,7 @@ class DestServer:
                   complete: call it before asserting that nothing arrived)
     Attributes: ns, addr, port, tls, log (its output)."""
 
-    def __init__(self, net, ns, addr, port, tls, cert, hostname, tls_max=None):
+    def __init__(self, net, ns, addr, port, tls, cert, hostname, tls_max=None, auth=None):
         self.net, self.ns, self.addr, self.port, self.tls = net, ns, addr, port, tls
         n = net.env._next("dest")
         self.state = net.env.path("dest-%d.json" % n)
@@ -1740,6 +1742,8 @@ class DestServer:
             argv += ["--tls", tls]
         if tls_max:
             argv += ["--tls-max", tls_max]
+        if auth:
+            argv += ["--auth", auth]
         if cert:
             argv += ["--cert", cert[0], "--key", cert[1]]
         elif tls:
