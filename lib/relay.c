@@ -2823,14 +2823,24 @@ static bool relay_read_ahead(struct relay_session *s)
 
 static void relay_run(struct relay_session *s)
 {
+        unsigned queued;
         bool reading;
 
-        if (s->state != RELAY_S_CLOSING) {
+        /*
+         * Commands are taken until RELAY_FIFO_MAX await replies; the replies
+         * ready then make room, and the commands already read (no read event
+         * will come for them) are taken again, until neither moves.
+         */
+        while (s->state != RELAY_S_CLOSING) {
                 while (relay_client_process(s) && s->state != RELAY_S_CLOSING)
                         ;
-        }
-        if (s->state != RELAY_S_CLOSING && s->client != NULL)
+                if (s->state == RELAY_S_CLOSING || s->client == NULL)
+                        break;
+                queued = s->fifo_len;
                 relay_fifo_flush(s);
+                if (s->fifo_len == queued)
+                        break;
+        }
         if (s->quit && s->state != RELAY_S_CLOSING)
                 relay_close(s, "quit");
         /* An end of input read ahead counts once what came before it has been
