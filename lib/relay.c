@@ -33,11 +33,14 @@
 #include "tls.h"
 #include "util.h"
 
-#define RELAY_SESSION_MAGIC  0x72656c61U
-#define RELAY_HIGH_WATER     (256 * 1024) /* bytes queued towards a slow peer */
-#define RELAY_REPLY_MAX      (64 * 1024)  /* one backend reply, all lines */
-#define RELAY_FIFO_MAX       100          /* pipelined commands awaiting replies */
-#define RELAY_READ_AHEAD     (64 * 1024)  /* client bytes read while a reply is awaited */
+#define RELAY_SESSION_MAGIC 0x72656c61U
+#define RELAY_HIGH_WATER    (256 * 1024) /* bytes queued towards a slow peer */
+#define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
+#define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
+#define RELAY_ERROR_LIMIT                                                                \
+        20                               /* errors mailward answers itself, as Postfix's \
+                                            smtpd_hard_error_limit, before it hangs up */
+#define RELAY_READ_AHEAD     (64 * 1024) /* client bytes read while a reply is awaited */
 #define RELAY_MS             1000ULL
 #define RELAY_TLSRPT_DOMAINS (16 * 1024) /* bytes of domains with a TLS-RPT result */
 /* A command this listener does not take (STARTTLS on a plain one, XCLIENT...). */
@@ -194,6 +197,8 @@ struct relay_session {
         bool data_crlf;     /* the last DATA line ended with CRLF */
         bool cmd_bare_lf;   /* inside a command line that held a bare LF */
         bool plaintext_alerted;
+        bool refused_alerted; /* plaintext_refused: one alert a session */
+        unsigned errors;      /* 4xx/5xx mailward answered, since the last message */
         bool quit;
         bool client_eof; /* the client closed while a reply was awaited */
         bool out;        /* an outbound session: o is set */
@@ -324,6 +329,8 @@ static void relay_reply(struct relay_session *s, const char *fmt, ...)
                 n = (int)sizeof(line) - 3;
         memcpy(line + n, "\r\n", 2);
         relay_pending_set(p, line, (size_t)n + 2);
+        if (line[0] == '4' || line[0] == '5')
+                s->errors++;
 }
 
 static struct relay_pending *relay_fifo_unanswered(const struct relay_session *s)
@@ -529,6 +536,11 @@ static void relay_plaintext_refused(struct relay_session *s, const struct smtp_c
                  smtp_verb_str(cmd->verb));
         relay_log(s, LOG_LVL_WARN, "event=refused reason=plaintext command=%s domain=%s",
                   smtp_verb_str(cmd->verb), domain[0] ? domain : "-");
+        /* One alert for the session, as for plaintext_relayed: a client that
+         * repeats itself must not flood the alert sinks. */
+        if (s->refused_alerted)
+                return;
+        s->refused_alerted = true;
         relay_alert(s, ALERT_PLAINTEXT_REFUSED, ALERT_SEV_WARNING, "rejected",
                     domain[0] ? domain : NULL, observed, "TLS required before mail");
 }
@@ -768,6 +780,16 @@ static bool relay_client_commands(struct relay_session *s)
 
         while (s->state == RELAY_S_COMMAND && !s->quit && buf_len(in) > 0 &&
                s->fifo_len < RELAY_FIFO_MAX && !relay_backpressure(s)) {
+                /* Inbound only: outbound, the MTA is ours, and each recipient
+                 * of a domain that cannot have TLS is a 451 of mailward's. */
+                if (s->errors >= RELAY_ERROR_LIMIT && !s->out) {
+                        relay_log(s, LOG_LVL_WARN, "event=too_many_errors errors=%u",
+                                  s->errors);
+                        relay_fail(s, "too_many_errors",
+                                   "421 4.7.0 %s Error: too many errors",
+                                   relay_hostname(s));
+                        return true;
+                }
                 r = smtp_lines_next(&s->clines, buf_data(in), buf_len(in), &ln);
                 if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
                         break;
@@ -1345,6 +1367,7 @@ static void relay_backend_reply(struct relay_session *s, int code)
         case RELAY_A_MESSAGE:
                 if (code / 100 == 2) {
                         s->messages++;
+                        s->errors = 0; /* "without delivering mail", as Postfix */
                         s->l->env->stats.messages_total++;
                         relay_log(s, LOG_LVL_INFO, "event=delivered reply=%d", code);
                 } else {

@@ -35,6 +35,7 @@ struct alertcmd_item {
         struct alertcmd_item *next;
         char sid[ALERTCMD_SID_MAX];
         enum alert_event event;
+        enum alert_severity severity;
         size_t len;
         char json[]; /* len bytes, the JSON line with its "\n" */
 };
@@ -372,23 +373,55 @@ static void alertcmd_on_kick(uv_timer_t *t)
 
 /* ---- the sink ---- */
 
+static void alertcmd_dropped(struct alertcmd *ac, const char *sid, enum alert_event ev,
+                             const char *why)
+{
+        log_emit(ac->log, LOG_LVL_WARN, sid,
+                 "event=alert_command_dropped alert=%s reason=%s queued=%u running=%u",
+                 alert_event_str(ev), why, ac->queued, ac->running);
+}
+
+/*
+ * The queue is full and a critical alert comes: the oldest queued alert
+ * that is not critical makes room for it, so that a flood of warnings
+ * cannot keep a STARTTLS stripping from the command. false: all critical.
+ */
+static bool alertcmd_make_room(struct alertcmd *ac)
+{
+        struct alertcmd_item **pp, *item;
+
+        for (pp = &ac->head; (item = *pp) != NULL; pp = &item->next) {
+                if (item->severity == ALERT_SEV_CRITICAL)
+                        continue;
+                *pp = item->next;
+                if (ac->tail == &item->next)
+                        ac->tail = pp;
+                ac->queued--;
+                alertcmd_dropped(ac, item->sid[0] ? item->sid : NULL, item->event,
+                                 "queue_full_for_critical");
+                free(item);
+                return true;
+        }
+        return false;
+}
+
 void alertcmd_hook(void *arg, const struct alert *a, const char *json, size_t len)
 {
         struct alertcmd *ac = arg;
         struct alertcmd_item *item;
 
-        if (ac->shut || ac->queued >= ALERTCMD_QUEUED) {
-                log_emit(ac->log, LOG_LVL_WARN, a->session,
-                         "event=alert_command_dropped alert=%s reason=%s queued=%u "
-                         "running=%u",
-                         alert_event_str(a->event), ac->shut ? "shutdown" : "queue_full",
-                         ac->queued, ac->running);
+        if (ac->shut ||
+            (ac->queued >= ALERTCMD_QUEUED &&
+             (a->severity != ALERT_SEV_CRITICAL || !alertcmd_make_room(ac)))) {
+                alertcmd_dropped(ac, a->session, a->event,
+                                 ac->shut ? "shutdown" : "queue_full");
                 return;
         }
         item = xmalloc(sizeof(*item) + len);
         item->next = NULL;
         snprintf(item->sid, sizeof(item->sid), "%s", a->session ? a->session : "");
         item->event = a->event;
+        item->severity = a->severity;
         item->len = len;
         memcpy(item->json, json, len);
         *ac->tail = item;
