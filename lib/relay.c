@@ -524,18 +524,25 @@ static void relay_plaintext_refused(struct relay_session *s, const struct smtp_c
 {
         const char *path, *params, *dom;
         size_t plen, prlen, dlen;
-        char domain[256] = "";
+        char domain[256] = "", esc[256] = "";
         char observed[64];
 
+        /* The alert escapes its strings itself (JSON); the log line needs
+         * the log's escaping. A domain has 255 bytes at most. */
         if (cmd->verb == SMTP_VERB_MAIL &&
             smtp_path_parse(cmd->args, cmd->args_len, "FROM:", &path, &plen, &params,
                             &prlen) == 0 &&
-            smtp_addr_domain(path, plen, &dom, &dlen) == 0)
-                log_escape(domain, sizeof(domain), dom, dlen);
+            smtp_addr_domain(path, plen, &dom, &dlen) == 0) {
+                if (dlen >= sizeof(domain))
+                        dlen = sizeof(domain) - 1;
+                memcpy(domain, dom, dlen);
+                domain[dlen] = '\0';
+                log_escape(esc, sizeof(esc), dom, dlen);
+        }
         snprintf(observed, sizeof(observed), "%s before STARTTLS",
                  smtp_verb_str(cmd->verb));
         relay_log(s, LOG_LVL_WARN, "event=refused reason=plaintext command=%s domain=%s",
-                  smtp_verb_str(cmd->verb), domain[0] ? domain : "-");
+                  smtp_verb_str(cmd->verb), esc[0] ? esc : "-");
         /* One alert for the session, as for plaintext_relayed: a client that
          * repeats itself must not flood the alert sinks. */
         if (s->refused_alerted)

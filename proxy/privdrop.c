@@ -92,11 +92,16 @@ int privdrop(const char *user, bool allow_root, char *err, size_t errlen)
                                 return privdrop_fail(err, errlen, "cap_drop_bound");
                 }
                 if (pw->pw_uid != 0) {
-                        if (setgroups(1, &pw->pw_gid) != 0)
-                                return privdrop_fail(err, errlen, "setgroups");
-                        if (setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0)
+                        uid_t uid = pw->pw_uid;
+                        gid_t gid = pw->pw_gid;
+
+                        /* The user's groups in /etc/group too (ssl-cert, say, for
+                         * a key a reload reads again), not only its own. */
+                        if (initgroups(pw->pw_name, gid) != 0)
+                                return privdrop_fail(err, errlen, "initgroups");
+                        if (setresgid(gid, gid, gid) != 0)
                                 return privdrop_fail(err, errlen, "setresgid");
-                        if (setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0)
+                        if (setresuid(uid, uid, uid) != 0)
                                 return privdrop_fail(err, errlen, "setresuid");
                         if (setuid(0) == 0) {
                                 snprintf(err, errlen,

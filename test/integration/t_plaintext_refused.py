@@ -4,9 +4,9 @@
 Before TLS: MAIL RCPT DATA BDAT AUTH VRFY EXPN each get "530 5.7.0"; EHLO
 offers STARTTLS and no AUTH; HELO NOOP RSET get 250, QUIT 221; the backend
 sees nothing from the session; alert plaintext_refused names the domain of
-MAIL FROM.  After TLS: EHLO offers no STARTTLS, MAIL before a new EHLO gets
-503, and the EHLO name given before TLS is forgotten (the backend is told the
-name given after TLS).
+MAIL FROM (a UTF-8 one as its bytes, not escaped twice). After TLS: EHLO
+offers no STARTTLS, MAIL before a new EHLO gets 503, and the EHLO name given
+before TLS is forgotten (the backend is told the name given after TLS).
 """
 
 import os
@@ -45,6 +45,20 @@ def before_tls(mw, be):
     closed, _ = c.wait_closed(3)
     mwtest.check(closed, "not closed after QUIT")
     c.close()
+
+    # A domain in UTF-8 (SMTPUTF8): its bytes reach the alert as the man
+    # page says (from 0x80 up as \u00XX), escaped once; the log escapes them.
+    c = Client(mw.port("smtp"))
+    c.reply()
+    c.cmd("EHLO before-tls.test")
+    r = c.cmd("MAIL FROM:<a@b\u00fccher.example> SMTPUTF8".encode() + b"\r\n")
+    mwtest.check(r.starts("530 5.7.0"), "UTF-8 MAIL before TLS: %r" % r)
+    c.close()
+    utf8 = "b\u00fccher.example".encode().decode("latin-1")
+    mwtest.check(mwtest.wait_for(lambda: any(a.get("domain") == utf8 for a in mw.alerts()),
+                                 5), "no alert with domain %r: %r" % (utf8, mw.alerts()))
+    mwtest.check("domain=b\\xc3\\xbccher.example" in mw.log(),
+                 "the UTF-8 domain in the log:\n%s" % mw.log()[-1500:])
 
     # BDAT on its own connection: whether a refused BDAT's chunk is consumed
     # is not what this test is about, so nothing follows it.

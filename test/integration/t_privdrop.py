@@ -5,11 +5,18 @@ but nogroup) with no capability at all (CapEff, CapPrm, CapInh, CapBnd,
 CapAmb 0) and NoNewPrivs 1, and still serves a session.  With user = root
 and no allow_root it refuses to start (exit 1, "refusing to run as root"),
 listening on nothing.  With allow_root = yes it runs as root but still with
-no capability and NoNewPrivs 1."""
+no capability and NoNewPrivs 1.  With a user of its own (made for the test,
+and removed) that is also a member of a group of its own in /etc/group,
+mailward keeps that supplementary group, as mailward(8) says: a key file
+root:that-group, mode 0640, is read again on SIGHUP (event=reload_tls)."""
 
+import grp
 import os
 import pwd
+import shutil
+import signal
 import smtplib
+import subprocess
 import sys
 import time
 
@@ -81,6 +88,36 @@ def main():
         print("allow_root: Uid=%s CapEff=%s CapPrm=%s CapBnd=%s NoNewPrivs=%s"
               % (st["Uid"], st["CapEff"], st["CapPrm"], st["CapBnd"], st["NoNewPrivs"]))
         check_caps(st, "allow_root = yes", failures)
+        mw.stop()
+
+        # A user with a supplementary group (the key's, as Debian's ssl-cert).
+        user = group = "mwtest%d" % os.getpid()
+        r = subprocess.run(["groupadd", "--system", group], capture_output=True, text=True)
+        mwtest.check(r.returncode == 0, "groupadd: %s" % r.stderr)
+        env.on_exit(lambda: subprocess.run(["groupdel", group], capture_output=True))
+        r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                            "/usr/sbin/nologin", "--user-group", "--groups", group,
+                            user + "u"], capture_output=True, text=True)
+        mwtest.check(r.returncode == 0, "useradd: %s" % r.stderr)
+        env.on_exit(lambda: subprocess.run(["userdel", user + "u"], capture_output=True))
+        key = env.path("group.key")
+        shutil.copy(os.path.join(env.certs, "server.key"), key)
+        os.chown(key, 0, grp.getgrnam(group).gr_gid)
+        os.chmod(key, 0o640)
+        mw = env.mailward(listeners={"smtp": dict(listener["smtp"], key=key)},
+                          globals={"user": user + "u"})
+        st = mwtest.proc_status(mw.pid)
+        print("user %su: Groups=%s" % (user, st.get("Groups")))
+        if str(grp.getgrnam(group).gr_gid) not in st.get("Groups", "").split():
+            failures.append("the user's group %s is not among Groups %r"
+                            % (group, st.get("Groups")))
+        os.kill(mw.pid, signal.SIGHUP)
+        if not mwtest.wait_for(lambda: "event=reload_tls " in mw.log() or
+                               "event=reload_tls_failed" in mw.log(), 10):
+            failures.append("no reload_tls line after SIGHUP")
+        elif "event=reload_tls_failed" in mw.log():
+            failures.append("the key root:%s 0640 was not read again: %s" % (
+                group, [x for x in mw.log().splitlines() if "reload_tls" in x]))
         mw.stop()
         for f in failures:
             print("FAIL: " + f)
