@@ -635,6 +635,21 @@ static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
         buf_cleanup(&b);
 }
 
+/* A BDAT refused (its reply given): its chunk, when the size can be read, is
+ * read past as data, never taken as commands. */
+static void relay_bdat_skip(struct relay_session *s, const struct smtp_cmd *cmd)
+{
+        uint64_t size;
+        bool last;
+
+        if (cmd->verb != SMTP_VERB_BDAT ||
+            smtp_bdat_parse(cmd->args, cmd->args_len, &size, &last) != 0 || size == 0)
+                return;
+        s->bdat_left = size;
+        s->bdat_discard = true;
+        relay_enter_state(s, RELAY_S_BDAT);
+}
+
 static void relay_cmd_bdat(struct relay_session *s, const struct smtp_cmd *cmd,
                            const char *line, size_t len)
 {
@@ -673,6 +688,11 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
                 relay_log(s, LOG_LVL_DEBUG, "event=command line=\"%s\"",
                           log_escape(esc, sizeof(esc), line, len));
 
+        /* Never forwarded: the server might read a command in it (smtp.h). */
+        if (cmd.verb == SMTP_VERB_BAD) {
+                relay_reply(s, "500 5.5.2 Error: command not recognized");
+                return;
+        }
         if (s->out && relay_out_command(s, &cmd, line, len))
                 return;
         switch (cmd.verb) {
@@ -715,21 +735,12 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
                 if (cmd.verb == SMTP_VERB_MAIL || cmd.verb == SMTP_VERB_RCPT ||
                     cmd.verb == SMTP_VERB_AUTH)
                         relay_plaintext_refused(s, &cmd);
-                if (cmd.verb == SMTP_VERB_BDAT) {
-                        uint64_t size;
-                        bool last;
-
-                        if (smtp_bdat_parse(cmd.args, cmd.args_len, &size, &last) == 0 &&
-                            size > 0) {
-                                s->bdat_left = size;
-                                s->bdat_discard = true;
-                                relay_enter_state(s, RELAY_S_BDAT);
-                        }
-                }
+                relay_bdat_skip(s, &cmd);
                 return;
         }
         if (s->helo == NULL) {
                 relay_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+                relay_bdat_skip(s, &cmd);
                 return;
         }
         switch (cmd.verb) {
@@ -2625,18 +2636,7 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
                 if (s->o->rcpt_passed > 0)
                         return false;
                 relay_reply(s, "554 5.5.1 Error: no valid recipients");
-                if (cmd->verb == SMTP_VERB_BDAT) {
-                        uint64_t size;
-                        bool last;
-
-                        if (smtp_bdat_parse(cmd->args, cmd->args_len, &size, &last) ==
-                                0 &&
-                            size > 0) {
-                                s->bdat_left = size;
-                                s->bdat_discard = true;
-                                relay_enter_state(s, RELAY_S_BDAT);
-                        }
-                }
+                relay_bdat_skip(s, cmd);
                 return true;
         case SMTP_VERB_RSET:
                 relay_out_reset(s);

@@ -29,6 +29,8 @@ static bool smtp_eq_ci(const char *s, size_t n, const char *w)
         return strlen(w) == n && smtp_mem_ci(s, w, n);
 }
 
+static bool smtp_is_alnum(char c);
+
 static bool smtp_is_digit(char c)
 {
         return c >= '0' && c <= '9';
@@ -118,19 +120,23 @@ static const struct smtp_verb_name {
     {SMTP_VERB_EXPN, "EXPN"},       {SMTP_VERB_HELP, "HELP"},
     {SMTP_VERB_AUTH, "AUTH"},       {SMTP_VERB_ETRN, "ETRN"},
     {SMTP_VERB_XCLIENT, "XCLIENT"}, {SMTP_VERB_XFORWARD, "XFORWARD"},
+    {SMTP_VERB_BAD, "BAD"},
 };
 
 void smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
 {
         size_t vlen = 0, i, a;
 
-        while (vlen < len && line[vlen] != ' ')
+        while (vlen < len && (smtp_is_alnum(line[vlen]) || line[vlen] == '-'))
                 vlen++;
 
-        out->verb = SMTP_VERB_UNKNOWN;
+        out->verb = vlen == 0 || (vlen < len && line[vlen] != ' ') ? SMTP_VERB_BAD
+                                                                   : SMTP_VERB_UNKNOWN;
         a = 0;
-        for (i = 1; i < UTIL_ARRAY_LEN(smtp_verb_names); i++) {
-                if (smtp_eq_ci(line, vlen, smtp_verb_names[i].name)) {
+        for (i = 1; out->verb == SMTP_VERB_UNKNOWN && i < UTIL_ARRAY_LEN(smtp_verb_names);
+             i++) {
+                if (smtp_verb_names[i].verb != SMTP_VERB_BAD &&
+                    smtp_eq_ci(line, vlen, smtp_verb_names[i].name)) {
                         out->verb = smtp_verb_names[i].verb;
                         a = vlen;
                         while (a < len && line[a] == ' ')

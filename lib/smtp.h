@@ -81,6 +81,7 @@ enum smtp_verb {
         SMTP_VERB_ETRN,
         SMTP_VERB_XCLIENT,
         SMTP_VERB_XFORWARD,
+        SMTP_VERB_BAD, /* not a command line: see smtp_cmd_parse() */
 };
 
 struct smtp_cmd {
@@ -90,9 +91,14 @@ struct smtp_cmd {
 };
 
 /*
- * Parse a command line (without CRLF). The verb is matched case-insensitively
- * and must be followed by a space or the end of the line; anything else is
- * SMTP_VERB_UNKNOWN with args at the start of the line. Never fails.
+ * Parse a command line (without CRLF). The verb is letters, digits and '-'
+ * from the first byte on, followed by a space or the end of the line; a
+ * known one is matched case-insensitively, another is SMTP_VERB_UNKNOWN
+ * with args at the start of the line. A line that does not begin so (a
+ * blank or a tab first, a tab or ':' after the verb) is SMTP_VERB_BAD, the
+ * same: it must never reach a server, whose parser may split it where
+ * this one did not ("XCLIENT<TAB>ADDR=..." is XCLIENT to Postfix). Never
+ * fails.
  */
 void smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out);
 const char *smtp_verb_str(enum smtp_verb v);

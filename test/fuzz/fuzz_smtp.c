@@ -70,8 +70,17 @@ static void fuzz_smtp_command(const char *line, size_t len)
         FUZZ_CHECK(fuzz_smtp_inside(cmd.args, cmd.args_len, line, len));
         FUZZ_CHECK(cmd.args_len == 0 || cmd.args[cmd.args_len - 1] != ' ');
         FUZZ_CHECK(smtp_verb_str(cmd.verb) != NULL);
-        if (cmd.verb != SMTP_VERB_UNKNOWN)
+        if (cmd.verb != SMTP_VERB_UNKNOWN && cmd.verb != SMTP_VERB_BAD)
                 FUZZ_CHECK(cmd.args_len == 0 || cmd.args[0] != ' ');
+        /* Anything but BAD is a word of letters, digits and '-' and then a
+         * space or the end: nothing a server could split elsewhere. */
+        if (cmd.verb != SMTP_VERB_BAD) {
+                for (i = 0; i < len && line[i] != ' '; i++)
+                        FUZZ_CHECK((line[i] >= 'a' && line[i] <= 'z') ||
+                                   (line[i] >= 'A' && line[i] <= 'Z') ||
+                                   (line[i] >= '0' && line[i] <= '9') || line[i] == '-');
+                FUZZ_CHECK(i > 0);
+        }
 
         for (i = 0; i < 2; i++) {
                 if (smtp_path_parse(cmd.args, cmd.args_len, prefixes[i], &path, &plen,

@@ -275,16 +275,28 @@ static void test_smtp_cmd(void **state)
         test_smtp_expect_cmd("ETRN example.org", SMTP_VERB_ETRN, "example.org");
         test_smtp_expect_cmd("XCLIENT ADDR=1.2.3.4", SMTP_VERB_XCLIENT, "ADDR=1.2.3.4");
         test_smtp_expect_cmd("XFORWARD NAME=x", SMTP_VERB_XFORWARD, "NAME=x");
-        /* Anything but a space after the verb: unknown, args from the start. */
+        /* Another word: unknown, args from the start. */
         test_smtp_expect_cmd("EHLOX", SMTP_VERB_UNKNOWN, "EHLOX");
         test_smtp_expect_cmd("EHL", SMTP_VERB_UNKNOWN, "EHL");
-        test_smtp_expect_cmd("MAIL\tFROM:<a@b>", SMTP_VERB_UNKNOWN, "MAIL\tFROM:<a@b>");
-        test_smtp_expect_cmd("MAIL:FROM", SMTP_VERB_UNKNOWN, "MAIL:FROM");
-        test_smtp_expect_cmd(" QUIT", SMTP_VERB_UNKNOWN, " QUIT");
         test_smtp_expect_cmd("FOO bar  ", SMTP_VERB_UNKNOWN, "FOO bar");
+        test_smtp_expect_cmd("X-FOO2 bar", SMTP_VERB_UNKNOWN, "X-FOO2 bar");
         test_smtp_expect_cmd("UNKNOWN", SMTP_VERB_UNKNOWN, "UNKNOWN");
-        test_smtp_expect_cmd("", SMTP_VERB_UNKNOWN, "");
-        test_smtp_expect_cmd("   ", SMTP_VERB_UNKNOWN, "");
+        test_smtp_expect_cmd("BAD", SMTP_VERB_UNKNOWN, "BAD");
+        /* Not a command line: a blank or tab first, or anything but a space
+         * after the verb; a server that splits at tabs would read a command
+         * in it (XCLIENT to Postfix), so it is never forwarded. */
+        test_smtp_expect_cmd("MAIL\tFROM:<a@b>", SMTP_VERB_BAD, "MAIL\tFROM:<a@b>");
+        test_smtp_expect_cmd("MAIL:FROM", SMTP_VERB_BAD, "MAIL:FROM");
+        test_smtp_expect_cmd(" QUIT", SMTP_VERB_BAD, " QUIT");
+        test_smtp_expect_cmd("\tEHLO x", SMTP_VERB_BAD, "\tEHLO x");
+        test_smtp_expect_cmd("XCLIENT\tADDR=127.0.0.1", SMTP_VERB_BAD,
+                             "XCLIENT\tADDR=127.0.0.1");
+        test_smtp_expect_cmd("xclient\vADDR=127.0.0.1", SMTP_VERB_BAD,
+                             "xclient\vADDR=127.0.0.1");
+        test_smtp_expect_cmd("DATA\t", SMTP_VERB_BAD, "DATA\t");
+        test_smtp_expect_cmd("QUIT\r", SMTP_VERB_BAD, "QUIT\r");
+        test_smtp_expect_cmd("", SMTP_VERB_BAD, "");
+        test_smtp_expect_cmd("   ", SMTP_VERB_BAD, "");
 }
 
 static void test_smtp_cmd_not_nul_terminated(void **state)
@@ -311,6 +323,7 @@ static void test_smtp_verb_str(void **state)
         assert_string_equal(smtp_verb_str(SMTP_VERB_MAIL), "MAIL");
         assert_string_equal(smtp_verb_str(SMTP_VERB_STARTTLS), "STARTTLS");
         assert_string_equal(smtp_verb_str(SMTP_VERB_XFORWARD), "XFORWARD");
+        assert_string_equal(smtp_verb_str(SMTP_VERB_BAD), "BAD");
         assert_string_equal(smtp_verb_str((enum smtp_verb)999), "UNKNOWN");
 }
 
