@@ -37,9 +37,10 @@
 #define RELAY_HIGH_WATER    (256 * 1024) /* bytes queued towards a slow peer */
 #define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
 #define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
-#define RELAY_ERROR_LIMIT                                                                \
-        20                               /* errors mailward answers itself, as Postfix's \
-                                            smtpd_hard_error_limit, before it hangs up */
+#define RELAY_HELO_MAX      255          /* the longest EHLO name taken */
+/* Errors mailward answers itself before it hangs up: Postfix's
+ * smtpd_hard_error_limit and its default. */
+#define RELAY_ERROR_LIMIT    20
 #define RELAY_READ_AHEAD     (64 * 1024) /* client bytes read while a reply is awaited */
 #define RELAY_MS             1000ULL
 #define RELAY_TLSRPT_DOMAINS (16 * 1024) /* bytes of domains with a TLS-RPT result */
@@ -607,15 +608,30 @@ static void relay_forward(struct relay_session *s, const char *line, size_t len,
         relay_need_backend(s);
 }
 
+/*
+ * EHLO/HELO without a name, or with one longer than a domain can be (255,
+ * RFC 5321 section 4.5.3.1.2): refused here, before it is sent on (the
+ * backend's EHLO, XCLIENT's HELO= in xtext) or the backend refuses it.
+ */
+static bool relay_helo_refused(struct relay_session *s, const struct smtp_cmd *cmd)
+{
+        if (cmd->args_len == 0)
+                relay_reply(s, "501 5.5.4 Syntax: %s hostname", smtp_verb_str(cmd->verb));
+        else if (cmd->args_len > RELAY_HELO_MAX)
+                relay_reply(s, "501 5.5.4 Error: %s name longer than %d characters",
+                            smtp_verb_str(cmd->verb), RELAY_HELO_MAX);
+        else
+                return false;
+        return true;
+}
+
 static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
                            const char *line, size_t len)
 {
         struct buf b;
 
-        if (cmd->args_len == 0) {
-                relay_reply(s, "501 5.5.4 Syntax: %s hostname", smtp_verb_str(cmd->verb));
+        if (relay_helo_refused(s, cmd))
                 return;
-        }
         relay_forget_helo(s);
         s->helo = xstrndup(cmd->args, cmd->args_len);
         s->helo_verb = cmd->verb;
@@ -1051,7 +1067,7 @@ static void relay_server_send(struct relay_session *s, const char *fmt, ...)
 
 static void relay_server_send(struct relay_session *s, const char *fmt, ...)
 {
-        char line[600];
+        char line[1024]; /* XCLIENT with a RELAY_HELO_MAX name, all xtext: < 900 */
         va_list ap;
         int n;
 
@@ -1087,7 +1103,7 @@ static void relay_xtext(char *out, size_t outlen, const char *in)
 static void relay_send_xclient(struct relay_session *s)
 {
         const struct sockaddr_storage *pa = conn_peer_addr(s->client);
-        char helo[300];
+        char helo[3 * RELAY_HELO_MAX + 4]; /* relay_xtext() keeps room for one more */
 
         relay_xtext(helo, sizeof(helo), s->helo);
         relay_server_send(s,
@@ -2590,11 +2606,8 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
         switch (cmd->verb) {
         case SMTP_VERB_EHLO:
         case SMTP_VERB_HELO:
-                if (cmd->args_len == 0) {
-                        relay_reply(s, "501 5.5.4 Syntax: %s hostname",
-                                    smtp_verb_str(cmd->verb));
+                if (relay_helo_refused(s, cmd))
                         return true;
-                }
                 relay_forget_helo(s);
                 s->helo = xstrndup(cmd->args, cmd->args_len);
                 s->helo_verb = cmd->verb;

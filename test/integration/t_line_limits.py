@@ -6,8 +6,15 @@ Command lines: 512 octets including CRLF are accepted, 513 get
 command is accepted.  DATA text lines: 1000 octets including CRLF are
 delivered byte-exact, 1001 get "500 5.5.2" after the end of data and the
 message is not delivered; the next message in the session is.
-HELO is used for the command lines because mailward answers it itself, so
-the backend's own limits play no part.
+NOOP (padded with blanks) is used for the command lines because mailward
+answers it itself before a backend is connected, so the backend's own
+limits play no part.
+
+EHLO names: 255 characters are taken, 256 get "501 5.5.4" (a domain has
+255 at most), also with max_line raised: a 255-character name reaches the
+backend in XCLIENT's HELO= (xtext, up to three times as long), and the
+message is delivered. (A 600-character name used to abort mailward when it
+built that XCLIENT line.)
 """
 
 import os
@@ -21,9 +28,15 @@ from rawsmtp import Client  # noqa: E402
 NAME = "mw.test.example"
 
 
-def helo_of(total):
-    """'HELO <domain-like name>\\r\\n' of exactly `total` octets."""
-    n = total - len("HELO \r\n")
+def noop_of(total):
+    """'NOOP' and blanks, CRLF: exactly `total` octets."""
+    line = "NOOP" + " " * (total - 6) + "\r\n"
+    assert len(line) == total, (len(line), total)
+    return line
+
+
+def name_of(n):
+    """A domain-like name of n characters (labels of up to 60)."""
     labels, left = [], n
     while left > 0:
         k = min(60, left)
@@ -32,9 +45,8 @@ def helo_of(total):
         labels.append("a" * (k - 1) + ("." if left - k > 0 else "a"))
         left -= k
     name = "".join(labels)
-    line = "HELO " + name + "\r\n"
-    assert len(line) == total, (len(line), total)
-    return line
+    assert len(name) == n, (len(name), n)
+    return name
 
 
 def msg_with_line(total, tag):
@@ -71,20 +83,42 @@ def main():
     failures = []
     with mwtest.Env("line_limits") as env:
         be = env.recorder()
+        bx = env.recorder(xclient=True)
         fwd = "127.0.0.1:%d" % be.port
         mw = env.mailward(listeners={
             "smtp": {"accept_tls": "starttls", "hostname": NAME, "forward": fwd},
             "wide": {"accept_tls": "starttls", "hostname": NAME, "forward": fwd,
                      "max_line": "1024"},
+            "xcl": {"accept_tls": "starttls", "hostname": NAME, "max_line": "1024",
+                    "forward": "127.0.0.1:%d" % bx.port, "client_identity": "xclient"},
         })
 
+        # EHLO names: 255 characters at most.
+        c = tls_session(env, mw.port("xcl"))
+        for n in (256, 600):
+            r = c.cmd("EHLO " + name_of(n))
+            print("%d-character EHLO name: %r" % (n, r))
+            if not r.starts("501 5.5.4"):
+                failures.append("%d-character EHLO name: expected 501 5.5.4, got %r" % (n, r))
+        longest = name_of(255)
+        if c.cmd("EHLO " + longest).code != 250:
+            failures.append("255-character EHLO name refused")
+        r = send_msg(c, msg_with_line(10, "long name"))
+        if r.code != 250:
+            failures.append("message after a 255-character EHLO name: %r" % r)
+        c.close()
+        got = bx.wait_messages(1, 10)
+        if len(got) != 1 or (got[0].xclient or {}).get("HELO") != longest:
+            failures.append("XCLIENT HELO for the 255-character name: %r"
+                            % [m.xclient for m in got])
+
         c = session(env, mw.port("smtp"))
-        r = c.cmd(helo_of(512).rstrip("\r\n"))
-        print("512-octet HELO: %r" % r)
+        r = c.cmd(noop_of(512).rstrip("\r\n"))
+        print("512-octet NOOP: %r" % r)
         if r.code != 250:
             failures.append("512-octet command line: expected 250, got %r" % r)
-        r = c.cmd(helo_of(513).rstrip("\r\n"))
-        print("513-octet HELO: %r" % r)
+        r = c.cmd(noop_of(513).rstrip("\r\n"))
+        print("513-octet NOOP: %r" % r)
         if not r.starts("500 5.5.2"):
             failures.append("513-octet command line: expected 500 5.5.2, got %r" % r)
         r = c.cmd("NOOP")
@@ -92,7 +126,7 @@ def main():
             failures.append("session did not go on after an over-long line: NOOP got %r" % r)
         # Far longer than any buffer: still one 500, still a live session.
         r = c.cmd("HELO " + "b" * 100000)
-        print("100000-octet HELO: %r" % r)
+        print("100000-octet line: %r" % r)
         if not r.starts("500 5.5.2"):
             failures.append("100000-octet command line: expected 500 5.5.2, got %r" % r)
         extra = c.pending(0.5)
@@ -104,11 +138,11 @@ def main():
         c.close()
 
         c = session(env, mw.port("wide"))
-        r = c.cmd(helo_of(1000).rstrip("\r\n"))
-        print("1000-octet HELO with max_line = 1024: %r" % r)
+        r = c.cmd(noop_of(1000).rstrip("\r\n"))
+        print("1000-octet NOOP with max_line = 1024: %r" % r)
         if r.code != 250:
             failures.append("max_line = 1024, 1000-octet command: expected 250, got %r" % r)
-        r = c.cmd(helo_of(1025).rstrip("\r\n"))
+        r = c.cmd(noop_of(1025).rstrip("\r\n"))
         if not r.starts("500 5.5.2"):
             failures.append("max_line = 1024, 1025-octet command: expected 500 5.5.2, got %r" % r)
         c.close()
