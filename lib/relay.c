@@ -200,6 +200,11 @@ struct relay_session {
         bool plaintext_alerted;
         bool refused_alerted; /* plaintext_refused: one alert a session */
         unsigned errors;      /* 4xx/5xx mailward answered, since the last message */
+        /* Inbound: a MAIL went to the backend and its message has not ended,
+         * or the client logged in there: that backend session cannot be
+         * replaced by another without the client knowing. */
+        bool txn;
+        bool authed;
         bool quit;
         bool client_eof; /* the client closed while a reply was awaited */
         bool out;        /* an outbound session: o is set */
@@ -446,6 +451,14 @@ static void relay_need_backend(struct relay_session *s)
                            relay_hostname(s));
                 return;
         }
+        /* The login was the old backend session's: a new one would be
+         * anonymous (relay refused, or the wrong sender rules). */
+        if (s->authed) {
+                relay_fail(s, "login_lost",
+                           "421 4.7.0 %s Error: log in again on a new connection",
+                           relay_hostname(s));
+                return;
+        }
         relay_backend_connect(s);
 }
 
@@ -633,6 +646,7 @@ static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
         if (relay_helo_refused(s, cmd))
                 return;
         relay_forget_helo(s);
+        s->txn = false;
         s->helo = xstrndup(cmd->args, cmd->args_len);
         s->helo_verb = cmd->verb;
         if (s->bstate != RELAY_B_NONE) {
@@ -731,6 +745,8 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
                 return;
         case SMTP_VERB_NOOP:
         case SMTP_VERB_RSET:
+                if (cmd.verb == SMTP_VERB_RSET)
+                        s->txn = false;
                 if (s->bstate != RELAY_B_NONE)
                         relay_forward(s, line, len, RELAY_A_FORWARD);
                 else
@@ -770,6 +786,10 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
         case SMTP_VERB_AUTH:
                 relay_forward(s, line, len, RELAY_A_AUTH);
                 relay_enter_state(s, RELAY_S_WAIT);
+                return;
+        case SMTP_VERB_MAIL:
+                s->txn = true;
+                relay_forward(s, line, len, RELAY_A_FORWARD);
                 return;
         default:
                 relay_forward(s, line, len, RELAY_A_FORWARD);
@@ -915,6 +935,7 @@ static bool relay_client_data(struct relay_session *s)
                 if (s->poison != NULL) {
                         relay_reply(s, "%s", s->poison);
                         s->poison = NULL;
+                        s->txn = false;
                 } else {
                         relay_fifo_push(s, RELAY_A_MESSAGE);
                 }
@@ -1205,6 +1226,30 @@ static void relay_backend_failed(struct relay_session *s, const char *why)
                    relay_hostname(s));
 }
 
+/*
+ * The backend ended its session while no reply was awaited (a 421 of its
+ * own, or a close: its idle timeout). Between transactions a new one is
+ * made at the next command. Inside one (a MAIL taken, its message not
+ * ended), or after the client logged in there, a new one would not know
+ * what the client was told: the client gets 421 and comes back, as it
+ * would from the backend itself; a DATA sent on to a new session would get
+ * "need RCPT", a permanent error.
+ */
+static void relay_backend_closed(struct relay_session *s)
+{
+        relay_log(s, LOG_LVL_INFO, "event=backend_closed_idle%s",
+                  s->out || (!s->txn && !s->authed) ? ""
+                  : s->txn                          ? " in=transaction"
+                                                    : " in=authenticated");
+        if (s->out || (!s->txn && !s->authed)) {
+                relay_backend_abort(s);
+                return;
+        }
+        relay_fail(s, "backend_closed",
+                   "421 4.4.2 %s Error: the server ended the session, closing connection",
+                   relay_hostname(s));
+}
+
 static void relay_backend_ready(struct relay_session *s)
 {
         s->bstate = RELAY_B_READY;
@@ -1342,8 +1387,7 @@ static void relay_backend_reply(struct relay_session *s, int code)
         if (p == NULL) {
                 /* Unsolicited: a backend closing an idle session says 421. */
                 if (code == 421 && s->state == RELAY_S_COMMAND) {
-                        relay_log(s, LOG_LVL_INFO, "event=backend_closed_idle");
-                        relay_backend_abort(s);
+                        relay_backend_closed(s);
                         return;
                 }
                 relay_backend_failed(s, "unsolicited reply");
@@ -1397,8 +1441,11 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 break;
         case RELAY_A_AUTH:
                 relay_enter_state(s, code == 334 ? RELAY_S_AUTH : RELAY_S_COMMAND);
+                if (code == 235)
+                        s->authed = true;
                 break;
         case RELAY_A_MESSAGE:
+                s->txn = false;
                 if (code / 100 == 2) {
                         s->messages++;
                         s->errors = 0; /* "without delivering mail", as Postfix */
@@ -1688,8 +1735,7 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 } else if (s->bstate == RELAY_B_READY &&
                            relay_fifo_unanswered(s) == NULL &&
                            s->state == RELAY_S_COMMAND) {
-                        relay_log(s, LOG_LVL_INFO, "event=backend_closed_idle");
-                        relay_backend_abort(s);
+                        relay_backend_closed(s);
                 } else {
                         relay_backend_failed(s, ev == CONN_EV_EOF ? "connection closed"
                                                                   : conn_error(c));
