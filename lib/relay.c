@@ -806,20 +806,6 @@ static bool relay_backpressure(struct relay_session *s)
 }
 
 /*
- * Did the line that smtp_lines_next() just reported end with CRLF? Only for
- * TOO_LONG is this a question: the CR may sit in an earlier, dropped chunk.
- */
-static bool relay_line_crlf(enum smtp_line_result r, const char *p,
-                            const struct smtp_line *ln)
-{
-        if (r == SMTP_LINE_BARE_LF)
-                return false;
-        if (r == SMTP_LINE_TOO_LONG)
-                return ln->consumed < 2 || p[ln->consumed - 2] == '\r';
-        return true;
-}
-
-/*
  * Command lines; returns true if it consumed input. A line ends at CRLF only:
  * a bare LF does not split a command in two (that difference between two
  * parsers is what SMTP smuggling feeds on), so everything up to the next CRLF
@@ -850,7 +836,7 @@ static bool relay_client_commands(struct relay_session *s)
                 progress = true;
                 if (r == SMTP_LINE_BARE_LF ||
                     (s->cmd_bare_lf && r != SMTP_LINE_NEED_MORE)) {
-                        s->cmd_bare_lf = !relay_line_crlf(r, buf_data(in), &ln);
+                        s->cmd_bare_lf = !ln.crlf;
                         buf_consume(in, ln.consumed);
                         if (!s->cmd_bare_lf)
                                 relay_reply(s, "500 5.5.2 Error: bare <LF> received");
@@ -905,7 +891,7 @@ static bool relay_client_data(struct relay_session *s)
                 if (r == SMTP_LINE_OK && ln.len == 1 && ln.p[0] == '.' && s->data_crlf)
                         end = true;
                 if (r != SMTP_LINE_NEED_MORE)
-                        s->data_crlf = relay_line_crlf(r, p + off, &ln);
+                        s->data_crlf = ln.crlf;
                 if (r != SMTP_LINE_OK && r != SMTP_LINE_NEED_MORE && s->poison == NULL) {
                         s->poison =
                             r == SMTP_LINE_TOO_LONG ? "500 5.5.2 Error: line too long"

@@ -55,6 +55,7 @@ enum smtp_line_result smtp_lines_next(struct smtp_lines *s, const char *p, size_
         out->p = p;
         out->len = 0;
         out->consumed = 0;
+        out->crlf = false;
 
         if (lf == NULL) {
                 /*
@@ -62,8 +63,9 @@ enum smtp_line_result smtp_lines_next(struct smtp_lines *s, const char *p, size_
                  * once n >= max it is too long whatever comes: drop what is
                  * here and remember that we are inside it.
                  */
-                if (s->overflow || (n > 0 && n >= s->max)) {
+                if (n > 0 && (s->overflow || n >= s->max)) {
                         s->overflow = true;
+                        s->last_cr = p[n - 1] == '\r';
                         out->consumed = n;
                 }
                 return SMTP_LINE_NEED_MORE;
@@ -71,8 +73,12 @@ enum smtp_line_result smtp_lines_next(struct smtp_lines *s, const char *p, size_
 
         linelen = (size_t)(lf - p) + 1;
         out->consumed = linelen;
+        /* Where the line's CR was dropped already, it is remembered: what
+         * ends a message must not depend on where reads split the input. */
+        out->crlf = linelen >= 2 ? p[linelen - 2] == '\r' : s->overflow && s->last_cr;
         if (s->overflow || linelen > s->max) {
                 s->overflow = false;
+                s->last_cr = false;
                 return SMTP_LINE_TOO_LONG;
         }
 

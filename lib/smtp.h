@@ -40,12 +40,16 @@ enum smtp_line_result {
 struct smtp_lines {
         size_t max;    /* longest line accepted, CRLF included */
         bool overflow; /* private: inside a line that is already too long */
+        bool last_cr;  /* private: the last byte of it dropped was a CR */
 };
 
 struct smtp_line {
         const char *p;   /* the line without its terminator (OK, BARE_*) */
         size_t len;      /* length of p */
         size_t consumed; /* bytes of input used, terminator included */
+        /* The line ended with CR LF (OK, BARE_CR, and TOO_LONG when its CR
+         * came with bytes dropped before), not LF alone. */
+        bool crlf;
 };
 
 /*

@@ -7,7 +7,9 @@ line, a bare CR in a line) followed by a smuggled MAIL/RCPT/DATA: the client
 gets "550 5.6.0" after its real CRLF.CRLF (and no other reply), the backend
 receives no message and never sees the smuggled commands; then a clean
 message in the same session is delivered (mailward reconnects the backend),
-byte-exact.  A command line with a bare LF gets "500 5.5.2".
+byte-exact.  An over-long line ending in a bare LF leaves the message open
+whether or not the LF comes in a read of its own.  A command line with a
+bare LF gets "500 5.5.2".
 """
 
 import os
@@ -95,6 +97,32 @@ def main():
             for m in new:
                 if b"smuggled" in m.data or b"carrier" in m.data:
                     failures.append("%s: backend received %r" % (what, m.data[:120]))
+
+        # An over-long line that ends in a bare LF, the LF in a read of its
+        # own: where the message ends must not depend on where reads split.
+        # Still open after "\n.\r\n"; the next CRLF.CRLF ends it (refused).
+        for split in (False, True):
+            what = "over-long line, bare LF%s" % (" in a read of its own" if split else "")
+            c = session(env, mw)
+            for line, code in (("MAIL FROM:<a@sender.test>", 250),
+                               ("RCPT TO:<b@rcpt.test>", 250), ("DATA", 354)):
+                mwtest.eq(c.cmd(line).code, code, "%s: %s" % (what, line))
+            head = b"Subject: long\r\n\r\n" + b"a" * 1500
+            tail = b"\n.\r\nRSET\r\nMAIL FROM:<x@y.test>\r\n"
+            if split:
+                c.send(head)
+                time.sleep(0.5)
+                c.send(tail)
+            else:
+                c.send(head + tail)
+            extra = c.pending(1.0)
+            print("%s: %r" % (what, extra))
+            if extra:
+                failures.append("%s: the message ended at \\n.\\r\\n: %r" % (what, extra))
+            r = c.cmd(b"\r\n.\r\n")
+            if not r.starts("500 5.5.2"):
+                failures.append("%s: end of data: expected 500 5.5.2, got %r" % (what, r))
+            c.close()
 
         # Bare LF in a command line: the line is everything up to CRLF, so one
         # line gets one 500 and nothing after the LF is executed either.

@@ -186,6 +186,52 @@ static void test_smtp_lines_too_long_wins(void **state)
 }
 
 /* The same input split anywhere gives the same lines: feed it byte by byte. */
+/*
+ * An over-long line ends in CRLF or in LF alone, and says which whatever
+ * way reads split it, also when its CR came in a chunk already dropped:
+ * where a message ends must not depend on it.
+ */
+static void test_smtp_lines_too_long_crlf(void **state)
+{
+        static const char *const ins[] = {"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n.\r\n",
+                                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n.\r\n"};
+
+        (void)state;
+        for (size_t k = 0; k < 2; k++) {
+                size_t n = strlen(ins[k]);
+
+                for (size_t cut = 1; cut < n; cut++) {
+                        struct smtp_lines s = {.max = 16};
+                        struct smtp_line out;
+                        struct buf b;
+                        enum smtp_line_result r;
+                        int seen = 0;
+
+                        buf_init(&b);
+                        for (int part = 0; part < 2; part++) {
+                                buf_append(&b, ins[k] + (part ? cut : 0),
+                                           part ? n - cut : cut);
+                                for (;;) {
+                                        r = smtp_lines_next(&s, buf_data(&b), buf_len(&b),
+                                                            &out);
+                                        buf_consume(&b, out.consumed);
+                                        if (r == SMTP_LINE_NEED_MORE && out.consumed == 0)
+                                                break;
+                                        if (r == SMTP_LINE_TOO_LONG) {
+                                                assert_int_equal(out.crlf, k == 0);
+                                                seen++;
+                                        } else if (r == SMTP_LINE_OK) {
+                                                assert_true(out.crlf);
+                                                seen++;
+                                        }
+                                }
+                        }
+                        assert_int_equal(seen, 2);
+                        buf_cleanup(&b);
+                }
+        }
+}
+
 static void test_smtp_lines_stream(void **state)
 {
         const char in[] = "EHLO a\r\nMAIL FROM:<a@b>\r\n\n.\r\nx\ry\r\n.\r\n";
@@ -921,6 +967,7 @@ int main(void)
             cmocka_unit_test(test_smtp_lines_too_long_pieces),
             cmocka_unit_test(test_smtp_lines_too_long_wins),
             cmocka_unit_test(test_smtp_lines_stream),
+            cmocka_unit_test(test_smtp_lines_too_long_crlf),
             cmocka_unit_test(test_smtp_lines_str),
             cmocka_unit_test(test_smtp_cmd),
             cmocka_unit_test(test_smtp_cmd_not_nul_terminated),
