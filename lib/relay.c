@@ -892,6 +892,11 @@ static bool relay_client_data(struct relay_session *s)
                         end = true;
                 if (r != SMTP_LINE_NEED_MORE)
                         s->data_crlf = ln.crlf;
+                /* The splitter takes one byte more: the dot a client doubles
+                 * at the start of a line is not the line's (RFC 5321
+                 * 4.5.3.1.6), so only a line that starts with one may have it. */
+                if (r == SMTP_LINE_OK && ln.consumed >= s->dlines.max && ln.p[0] != '.')
+                        r = SMTP_LINE_TOO_LONG;
                 if (r != SMTP_LINE_OK && r != SMTP_LINE_NEED_MORE && s->poison == NULL) {
                         s->poison =
                             r == SMTP_LINE_TOO_LONG ? "500 5.5.2 Error: line too long"
@@ -1417,7 +1422,7 @@ static void relay_backend_reply(struct relay_session *s, int code)
         case RELAY_A_DATA:
                 if (code == 354) {
                         memset(&s->dlines, 0, sizeof(s->dlines));
-                        s->dlines.max = s->l->conf->max_text_line;
+                        s->dlines.max = s->l->conf->max_text_line + 1;
                         s->poison = NULL;
                         s->data_crlf = true;
                         relay_enter_state(s, RELAY_S_DATA);

@@ -5,7 +5,9 @@ Command lines: 512 octets including CRLF are accepted, 513 get
 "500 5.5.2" and the session goes on; with max_line = 1024 a 1000-octet
 command is accepted.  DATA text lines: 1000 octets including CRLF are
 delivered byte-exact, 1001 get "500 5.5.2" after the end of data and the
-message is not delivered; the next message in the session is.
+message is not delivered; the next message in the session is, and so is
+one with a 998-character line that begins with a dot (1001 octets as the
+client sends it: the doubled dot does not count, RFC 5321 4.5.3.1.6).
 NOOP (padded with blanks) is used for the command lines because mailward
 answers it itself before a backend is connected, so the backend's own
 limits play no part.
@@ -165,19 +167,28 @@ def main():
         extra = c.pending(0.5)
         if extra:
             failures.append("1001-octet text line: extra replies %r" % extra)
+        # A 998-character line that begins with a dot is 1001 octets once
+        # the client doubles the dot: the doubled dot is not the line's.
+        dotted = (b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: dotted\r\n\r\n"
+                  b"." + b"D" * 997 + b"\r\n")
+        r = send_msg(c, dotted.replace(b"\r\n.", b"\r\n.."))
+        print("998-character line with a leading dot (1001 octets stuffed): %r" % r)
+        if r.code != 250:
+            failures.append("a 998-character line with a leading dot: expected 250, got %r" % r)
         follow = msg_with_line(10, "follow-up")
         r = send_msg(c, follow)
         if r.code != 250:
             failures.append("message after a refused one got %r" % r)
         c.cmd("QUIT")
         c.close()
-        be.wait_messages(2, 10)
+        be.wait_messages(3, 10)
         time.sleep(0.5)
         datas = [m.data for m in be.messages]
         if any(b"line 1001" in d for d in datas):
             failures.append("the message with a 1001-octet line was delivered")
-        if datas[1:] != [follow]:
-            failures.append("follow-up message: backend has %r" % [d[:60] for d in datas])
+        if datas[1:] != [dotted, follow]:
+            failures.append("dotted and follow-up messages: backend has %r"
+                            % [d[:60] for d in datas])
 
         for f in failures:
             print("FAIL: " + f)
