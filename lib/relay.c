@@ -2923,9 +2923,16 @@ static void relay_run(struct relay_session *s)
         }
         if (s->quit && s->state != RELAY_S_CLOSING)
                 relay_close(s, "quit");
-        /* An end of input read ahead counts once what came before it has been
-         * taken as far as it can be, as if it had been read only now. */
-        if (s->client_eof && s->state != RELAY_S_CLOSING && relay_takes_input(s))
+        /*
+         * An end of input read ahead counts once what came before it has been
+         * taken as far as it can be, as if it had been read only now; and once
+         * the replies still due have been written: a client that half-closes
+         * after its final dot must get the server's answer to its message (it
+         * would send the message again). In the middle of a message it ends
+         * the session at once: that message is discarded.
+         */
+        if (s->client_eof && s->state != RELAY_S_CLOSING && relay_takes_input(s) &&
+            (s->head == NULL || s->state == RELAY_S_DATA || s->state == RELAY_S_BDAT))
                 relay_close(s, "client_closed");
         if (s->client != NULL)
                 conn_flush(s->client);
@@ -3097,8 +3104,8 @@ static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
                 break;
         }
         case CONN_EV_EOF:
-                if (s->state == RELAY_S_WAIT)
-                        s->client_eof = true; /* read ahead: see relay_run() */
+                if (s->state == RELAY_S_WAIT || s->head != NULL)
+                        s->client_eof = true; /* see relay_run() */
                 else
                         relay_close(s, "client_closed");
                 break;
