@@ -3,7 +3,7 @@
 
 VERSION    := 0.1.0
 CC         ?= cc
-PKGS       := libuv inih libcap lmdb
+PKGS       := libuv inih libcap lmdb libidn2
 
 # Which wolfSSL (README, "Which wolfSSL"): by default Debian's libwolfssl-dev
 # (security updates come with the system); `make WOLFSSL=asm` (or `make

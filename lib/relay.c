@@ -2468,15 +2468,14 @@ static void relay_out_to_relay(struct relay_session *s, const char *host,
 static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                            const char *line, size_t len)
 {
-        const char *path, *params, *dom;
-        size_t plen, prlen, dlen;
+        const char *path, *params;
+        size_t plen, prlen;
         char domain[256] = "", expected[96];
         const struct mtasts_policy *sts;
         const struct dane_result *dane;
         struct policy_expectation e;
         struct policy_verdict v, tv;
         bool fresh;
-        size_t i;
 
         if (s->o->held_mail == NULL && !s->o->mail_sent) {
                 relay_reply(s, "503 5.5.1 Error: need MAIL command");
@@ -2487,10 +2486,12 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
                 relay_reply(s, "501 5.1.3 Error: bad recipient address syntax");
                 return;
         }
-        if (smtp_addr_domain(path, plen, &dom, &dlen) == 0 && dlen < sizeof(domain)) {
-                for (i = 0; i < dlen; i++)
-                        domain[i] = (char)tolower((unsigned char)dom[i]);
-                domain[dlen] = '\0';
+        /* A domain that cannot be read as lookups name it is not guessed at
+         * (the default level would let a secure domain's mail through). */
+        if (smtp_addr_domain_ascii(path, plen, domain, sizeof(domain)) < 0) {
+                relay_log(s, LOG_LVL_WARN, "event=rcpt_refused reason=domain");
+                relay_reply(s, "501 5.1.3 Error: bad recipient address syntax (domain)");
+                return;
         }
         e = policy_lookup(s->l->policy, domain);
         if (relay_out_dane(s, domain, &e, line, len, &dane) == 0)

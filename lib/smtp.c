@@ -1,5 +1,7 @@
 #include "smtp.h"
 
+#include <ctype.h>
+#include <idn2.h>
 #include <string.h>
 
 #include "util.h"
@@ -224,7 +226,8 @@ static bool smtp_is_alnum(char c)
 /*
  * A domain as it may appear in a mailbox: an address literal "[192.0.2.1]" or
  * "[IPv6:2001:db8::1]" (letters, digits, '.', ':' and '-' inside), or labels
- * of letters, digits, '-' and UTF-8 bytes (SMTPUTF8) separated by single dots.
+ * of letters, digits, '-', '_' (which DNS allows, and a policy must see) and
+ * UTF-8 bytes (SMTPUTF8) separated by single dots.
  * No empty label: "example.org." or "a..b" would let a sender name a domain
  * that a policy lookup for "example.org" does not find.
  */
@@ -248,7 +251,7 @@ static bool smtp_domain_ok(const char *d, size_t n)
                 if (d[i] == '.') {
                         if (i == 0 || i == n - 1 || d[i - 1] == '.')
                                 return false;
-                } else if (!smtp_is_alnum(d[i]) && d[i] != '-' &&
+                } else if (!smtp_is_alnum(d[i]) && d[i] != '-' && d[i] != '_' &&
                            (unsigned char)d[i] < 0x80) {
                         return false;
                 }
@@ -290,6 +293,44 @@ int smtp_addr_domain(const char *path, size_t len, const char **dom, size_t *dom
         *dom = path + i;
         *dom_len = len - i;
         return 0;
+}
+
+int smtp_addr_domain_ascii(const char *path, size_t len, char *out, size_t outlen)
+{
+        const char *dom;
+        size_t dlen, i;
+        bool ascii = true;
+        char utf8[256], *a = NULL;
+
+        /* One trailing dot, as a fully qualified name has it. */
+        if (len > 1 && path[len - 1] == '.' && path[len - 2] != '.' &&
+            path[len - 2] != '@')
+                len--;
+        if (smtp_addr_domain(path, len, &dom, &dlen) != 0)
+                return memchr(path, '@', len) == NULL ? 0 : -1;
+        if (dlen >= sizeof(utf8) || dlen >= outlen)
+                return -1;
+        for (i = 0; i < dlen; i++)
+                ascii = ascii && (unsigned char)dom[i] < 0x80;
+        if (ascii) {
+                for (i = 0; i < dlen; i++)
+                        out[i] = (char)tolower((unsigned char)dom[i]);
+                out[dlen] = '\0';
+                return 1;
+        }
+        memcpy(utf8, dom, dlen);
+        utf8[dlen] = '\0';
+        if (idn2_to_ascii_8z(utf8, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) !=
+                IDN2_OK ||
+            strlen(a) >= outlen) {
+                idn2_free(a);
+                return -1;
+        }
+        for (i = 0; a[i] != '\0'; i++)
+                out[i] = (char)tolower((unsigned char)a[i]);
+        out[i] = '\0';
+        idn2_free(a);
+        return 1;
 }
 
 #define SMTP_BDAT_MAX ((uint64_t)1 << 53)

@@ -127,6 +127,17 @@ int smtp_path_parse(const char *args, size_t len, const char *prefix, const char
  */
 int smtp_addr_domain(const char *path, size_t len, const char **dom, size_t *dom_len);
 
+/*
+ * The domain of a mailbox as a policy, MTA-STS or DANE lookup must name it:
+ * in ASCII lower case, a name in UTF-8 (SMTPUTF8) as its A-labels
+ * ("b\xc3\xbccher.example" is "xn--bcher-kva.example", IDNA2008 with
+ * UTS #46 mapping, libidn2), one trailing dot dropped, '_' taken in labels
+ * as DNS takes it. 1 with it in out (outlen bytes, at least 256); 0 when
+ * the path has no domain at all ("postmaster", ""); -1 when it has one that
+ * cannot be read so: the caller must not guess a policy for it.
+ */
+int smtp_addr_domain_ascii(const char *path, size_t len, char *out, size_t outlen);
+
 /* "BDAT <size> [LAST]". -1 if malformed or size > 2^53. */
 int smtp_bdat_parse(const char *args, size_t len, uint64_t *size, bool *last);
 

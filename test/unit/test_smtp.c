@@ -542,6 +542,53 @@ static void test_smtp_domain_bad(void **state)
 
 /* ---- BDAT ---- */
 
+/* The domain as lookups name it: ASCII, lower case, A-labels. */
+static void test_smtp_domain_ascii_expect(const char *path, int want, const char *domain)
+{
+        char out[256];
+
+        memset(out, 'x', sizeof(out));
+        assert_int_equal(smtp_addr_domain_ascii(path, strlen(path), out, sizeof(out)),
+                         want);
+        if (want == 1)
+                assert_string_equal(out, domain);
+}
+
+static void test_smtp_domain_ascii(void **state)
+{
+        char big[300];
+
+        (void)state;
+        test_smtp_domain_ascii_expect("bob@Secure.TEST", 1, "secure.test");
+        test_smtp_domain_ascii_expect("bob@secure.test.", 1, "secure.test");
+        test_smtp_domain_ascii_expect("bob@mail_x.secure.test", 1, "mail_x.secure.test");
+        test_smtp_domain_ascii_expect("bob@b\xc3\xbc"
+                                      "cher.test",
+                                      1, "xn--bcher-kva.test");
+        test_smtp_domain_ascii_expect("bob@B\xc3\x9c"
+                                      "CHER.test",
+                                      1, "xn--bcher-kva.test");
+        test_smtp_domain_ascii_expect("bob@xn--bcher-kva.test", 1, "xn--bcher-kva.test");
+        test_smtp_domain_ascii_expect("\"a@b\"@quoted.test", 1, "quoted.test");
+        test_smtp_domain_ascii_expect("@relay.test:bob@routed.test", 1, "routed.test");
+        test_smtp_domain_ascii_expect("bob@[192.0.2.1]", 1, "[192.0.2.1]");
+        /* No domain at all. */
+        test_smtp_domain_ascii_expect("postmaster", 0, NULL);
+        test_smtp_domain_ascii_expect("", 0, NULL);
+        /* A domain that cannot be read as lookups must name it. */
+        test_smtp_domain_ascii_expect("bob@", -1, NULL);
+        test_smtp_domain_ascii_expect("bob@.", -1, NULL);
+        test_smtp_domain_ascii_expect("bob@secure.test..", -1, NULL);
+        test_smtp_domain_ascii_expect("bob@a..secure.test", -1, NULL);
+        test_smtp_domain_ascii_expect("bob@secure test", -1, NULL);
+        test_smtp_domain_ascii_expect("bob@\xff\xfe.test", -1, NULL);
+        test_smtp_domain_ascii_expect("bob@\xe2\x98\x83.test", -1, NULL); /* a symbol */
+        memset(big, 'a', sizeof(big));
+        memcpy(big, "bob@", 4);
+        big[sizeof(big) - 1] = '\0';
+        test_smtp_domain_ascii_expect(big, -1, NULL);
+}
+
 static void test_smtp_bdat(void **state)
 {
         uint64_t size = 1;
@@ -977,6 +1024,7 @@ int main(void)
             cmocka_unit_test(test_smtp_path_nul),
             cmocka_unit_test(test_smtp_domain),
             cmocka_unit_test(test_smtp_domain_bad),
+            cmocka_unit_test(test_smtp_domain_ascii),
             cmocka_unit_test(test_smtp_bdat),
             cmocka_unit_test(test_smtp_bdat_bad),
             cmocka_unit_test(test_smtp_reply),
