@@ -2664,6 +2664,12 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
                 /* VRFY/EXPN carry addresses, which must not go out before judging. */
                 relay_reply(s, "%s", RELAY_REPLY_UNAVAILABLE);
                 return true;
+        case SMTP_VERB_UNKNOWN:
+                /* Not forwarded: nothing but judged commands goes to a server
+                 * that may be in clear text, and a client that sends its
+                 * message as commands (out of step) must not send it. */
+                relay_reply(s, "500 5.5.2 Error: command not recognized");
+                return true;
         case SMTP_VERB_MAIL:
                 if (s->helo == NULL) {
                         relay_reply(s, "503 5.5.1 Error: send HELO/EHLO first");

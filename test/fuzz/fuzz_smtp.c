@@ -89,6 +89,23 @@ static void fuzz_smtp_command(const char *line, size_t len)
                 FUZZ_CHECK(fuzz_smtp_inside(path, plen, cmd.args, cmd.args_len));
                 FUZZ_CHECK(fuzz_smtp_inside(params, prlen, cmd.args, cmd.args_len));
                 FUZZ_CHECK(path[-1] == '<' && path[plen] == '>');
+                {
+                        /* As lookups name it: ASCII, lower case, no empty label. */
+                        char ascii[256];
+                        int a = smtp_addr_domain_ascii(path, plen, ascii, sizeof(ascii));
+
+                        FUZZ_CHECK(a >= -1 && a <= 1);
+                        if (a == 1) {
+                                size_t k, alen = strnlen(ascii, sizeof(ascii));
+
+                                FUZZ_CHECK(alen > 0 && alen < sizeof(ascii));
+                                FUZZ_CHECK(ascii[alen - 1] != '.' && ascii[0] != '.');
+                                FUZZ_CHECK(strstr(ascii, "..") == NULL);
+                                for (k = 0; k < alen; k++)
+                                        FUZZ_CHECK((unsigned char)ascii[k] < 0x80 &&
+                                                   !(ascii[k] >= 'A' && ascii[k] <= 'Z'));
+                        }
+                }
                 if (smtp_addr_domain(path, plen, &dom, &dlen) != 0)
                         continue;
                 FUZZ_CHECK(dlen > 0 && fuzz_smtp_inside(dom, dlen, path, plen));
