@@ -1181,6 +1181,62 @@ static void config_parser_cleanup(struct config_parser *p)
         p->sections = NULL;
 }
 
+/* Two listen addresses ("host:port") that cannot both be bound: the same
+ * port and the same address, or one the wildcard of the other's family. */
+static bool config_listen_clash(const char *a, const char *b)
+{
+        char ha[CONFIG_MAX_HOST_PORT], hb[CONFIG_MAX_HOST_PORT];
+        unsigned pa, pb;
+        unsigned char xa[16], xb[16], zero[16] = {0};
+
+        if (util_split_hostport(a, ha, sizeof(ha), &pa) != 0 ||
+            util_split_hostport(b, hb, sizeof(hb), &pb) != 0 || pa != pb)
+                return false;
+        if (strcasecmp(ha, hb) == 0 || ha[0] == '\0' || hb[0] == '\0') /* "": any */
+                return true;
+        if (inet_pton(AF_INET, ha, xa) == 1 && inet_pton(AF_INET, hb, xb) == 1)
+                return memcmp(xa, xb, 4) == 0 || memcmp(xa, zero, 4) == 0 ||
+                       memcmp(xb, zero, 4) == 0;
+        if (inet_pton(AF_INET6, ha, xa) == 1 && inet_pton(AF_INET6, hb, xb) == 1)
+                return memcmp(xa, xb, 16) == 0 || memcmp(xa, zero, 16) == 0 ||
+                       memcmp(xb, zero, 16) == 0;
+        return false;
+}
+
+/* Every listen address of every listener against those after it: a clash
+ * would pass the check and fail the start ("Address already in use"). */
+static void config_check_listens(struct config_parser *p)
+{
+        char one[CONFIG_MAX_HOST_PORT], two[CONFIG_MAX_HOST_PORT];
+
+        for (struct config_section *s = p->sections; s != NULL; s = s->next) {
+                const char *it;
+
+                if (s->global || !s->keep || s->listener->listen == NULL)
+                        continue;
+                it = s->listener->listen;
+                while (util_list_next(&it, one, sizeof(one)) == 1) {
+                        const char *it2 = it; /* the rest of this listener's */
+
+                        for (struct config_section *t = s; t != NULL; t = t->next) {
+                                if (t->global || !t->keep || t->listener->listen == NULL)
+                                        continue;
+                                if (t != s)
+                                        it2 = t->listener->listen;
+                                while (util_list_next(&it2, two, sizeof(two)) == 1) {
+                                        if (config_listen_clash(one, two))
+                                                config_error(
+                                                    p, config_seen(t, "listen"),
+                                                    "[%s] listen %s: [%s] listens "
+                                                    "on %s already",
+                                                    t->listener->name, two,
+                                                    s->listener->name, one);
+                                }
+                        }
+                }
+        }
+}
+
 struct config *config_load(const char *path, FILE *errs)
 {
         struct config_parser p;
@@ -1216,6 +1272,7 @@ struct config *config_load(const char *path, FILE *errs)
                 if (!s->global && s->keep)
                         config_check_listener(&p, s);
         }
+        config_check_listens(&p);
         if (p.cfg->listeners == NULL)
                 config_error(&p, 0, "no listener defined");
 

@@ -1083,6 +1083,12 @@ int main(int argc, char **argv)
             main_check_alert_command(m.cfg, stderr) != 0)
                 goto out;
         if (check) {
+                /* As a start would (as root): the user must be there. */
+                if (privdrop_check(m.cfg->user, m.cfg->allow_root, err, sizeof(err)) !=
+                    0) {
+                        fprintf(stderr, "mailward: %s\n", err);
+                        goto out;
+                }
                 printf("%s: configuration OK\n", path);
                 rc = 0;
                 goto out;

@@ -90,7 +90,8 @@ static void fuzz_smtp_command(const char *line, size_t len)
                 FUZZ_CHECK(fuzz_smtp_inside(params, prlen, cmd.args, cmd.args_len));
                 FUZZ_CHECK(path[-1] == '<' && path[plen] == '>');
                 {
-                        /* As lookups name it: ASCII, lower case, no empty label. */
+                        /* As lookups name it: ASCII, lower case, a name with no
+                         * empty label. */
                         char ascii[256];
                         int a = smtp_addr_domain_ascii(path, plen, ascii, sizeof(ascii));
 
@@ -99,8 +100,11 @@ static void fuzz_smtp_command(const char *line, size_t len)
                                 size_t k, alen = strnlen(ascii, sizeof(ascii));
 
                                 FUZZ_CHECK(alen > 0 && alen < sizeof(ascii));
-                                FUZZ_CHECK(ascii[alen - 1] != '.' && ascii[0] != '.');
-                                FUZZ_CHECK(strstr(ascii, "..") == NULL);
+                                /* A name (an address literal is passed as is). */
+                                if (ascii[0] != '[')
+                                        FUZZ_CHECK(ascii[alen - 1] != '.' &&
+                                                   ascii[0] != '.' &&
+                                                   strstr(ascii, "..") == NULL);
                                 for (k = 0; k < alen; k++)
                                         FUZZ_CHECK((unsigned char)ascii[k] < 0x80 &&
                                                    !(ascii[k] >= 'A' && ascii[k] <= 'Z'));

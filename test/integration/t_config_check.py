@@ -2,7 +2,8 @@
 """mailward -t checks a configuration without starting: exit 0 and
 "FILE: configuration OK" on stdout for a good one; exit 1 and exactly one
 "file:line: message" line on stderr per error (the line of the offending key)
-for broken ones.  -V prints "mailward VERSION" and a wolfSSL line, -h the
+for broken ones (two listeners on one address among them); run as root,
+a user that does not exist.  -V prints "mailward VERSION" and a wolfSSL line, -h the
 usage on stdout (exit 0), an unknown option the usage on stderr (exit 2)."""
 
 import os
@@ -71,6 +72,10 @@ BROKEN = [
      "key = {certs}/server.key\nforward = 127.0.0.1:10025\n", None, ["cert"]),
     ("not INI", "[smtp]\nlisten = 127.0.0.1:2525\ncert = {certs}/server.pem\n"
      "key = {certs}/server.key\nthis line is not ini\nforward = 127.0.0.1:10025\n", 5, []),
+    ("two listeners on one address", "[a]\nlisten = 0.0.0.0:2525\ncert = {certs}/server.pem\n"
+     "key = {certs}/server.key\nforward = 127.0.0.1:10025\n[b]\nlisten = 127.0.0.1:2525\n"
+     "cert = {certs}/server.pem\nkey = {certs}/server.key\nforward = 127.0.0.1:10025\n", 7,
+     ["listens on 0.0.0.0:2525"]),
 ]
 
 
@@ -121,7 +126,8 @@ def main():
                     "old.example encrypt ciphers=high\ndane.example dane\n")
         out = env.path("outbound.conf")
         with open(out, "w") as f:
-            f.write("[out]\nlisten = 127.0.0.1:%d\naccept_tls = none\nrequire_tls = no\n"
+            f.write("[mailward]\nuser = nobody\n"
+                    "[out]\nlisten = 127.0.0.1:%d\naccept_tls = none\nrequire_tls = no\n"
                     "forward = original-dst\nforward_tls = policy\npolicy = %s\n"
                     % (mwtest.free_port(), policy))
         r = mwtest.run_mailward(["-t", "-c", out])
@@ -139,6 +145,18 @@ def main():
         if r.returncode != 0 or "configuration OK" not in r.stdout:
             failures.append("good outbound config: exit %d, %r %r"
                             % (r.returncode, r.stdout, r.stderr))
+
+        # A user that does not exist: a start as root would fail, so -t (as
+        # root) does too.
+        if mwtest.is_root():
+            nouser = env.path("nouser.conf")
+            with open(good) as f, open(nouser, "w") as g:
+                g.write(f.read().replace("user = nobody", "user = mwtest-no-such-user"))
+            r = mwtest.run_mailward(["-t", "-c", nouser])
+            print("no such user: exit %d stderr %r" % (r.returncode, r.stderr))
+            if r.returncode != 1 or "no such user" not in r.stderr or "OK" in r.stdout:
+                failures.append("-t with a user that does not exist: exit %d, %r %r"
+                                % (r.returncode, r.stdout, r.stderr))
 
         missing = env.path("does-not-exist.conf")
         r = mwtest.run_mailward(["-t", "-c", missing])

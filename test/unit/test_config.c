@@ -249,25 +249,27 @@ static void test_config_syntax_accepted(void **state)
         struct test_config_state *t = *state;
         const struct config_listener *l;
 
-        test_config_load(t, "\xef\xbb\xbf# comment\r\n"
-                            "[zeta]\r\n"
-                            "  listen = :25 ; any address\r\n"
-                            "  cert = /c.pem\r\n"
-                            "  key = /k.pem\r\n"
-                            "\tforward = 127.0.0.1:10025\r\n"
-                            "  require_tls = ON\r\n"
-                            "[alpha]\n"
-                            "listen: 127.0.0.1:2526\n"
-                            "accept_tls = none\n"
-                            "require_tls = off\n"
-                            "forward = original-dst\n"
-                            "forward_tls = policy\n"
-                            "client_identity = xclient\n"
-                            "[mid]\n" TEST_CONFIG_GOOD_LISTENER "require_tls = 1\n"
-                            "forward_verify = no\n"
-                            "[last]\n" TEST_CONFIG_GOOD_LISTENER "require_tls = true\n"
-                            "forward_verify = yes\n"
-                            "accept_tls = STARTTLS\n");
+        test_config_load(t,
+                         "\xef\xbb\xbf# comment\r\n"
+                         "[zeta]\r\n"
+                         "  listen = :25 ; any address\r\n"
+                         "  cert = /c.pem\r\n"
+                         "  key = /k.pem\r\n"
+                         "\tforward = 127.0.0.1:10025\r\n"
+                         "  require_tls = ON\r\n"
+                         "[alpha]\n"
+                         "listen: 127.0.0.1:2526\n"
+                         "accept_tls = none\n"
+                         "require_tls = off\n"
+                         "forward = original-dst\n"
+                         "forward_tls = policy\n"
+                         "client_identity = xclient\n"
+                         "[mid]\n" TEST_CONFIG_GOOD_LISTENER "require_tls = 1\n"
+                         "forward_verify = no\n"
+                         "[last]\nlisten = 127.0.0.1:2527\ncert = /c.pem\nkey = /k.pem\n"
+                         "forward = 127.0.0.1:10025\nrequire_tls = true\n"
+                         "forward_verify = yes\n"
+                         "accept_tls = STARTTLS\n");
         assert_string_equal(t->errs, "");
         assert_non_null(t->cfg);
         l = t->cfg->listeners;
@@ -761,6 +763,55 @@ static void test_config_duplicates(void **state)
                             "F:6: duplicate key 'listen' in [smtp] (first on line 2)\n");
 }
 
+/* Listen addresses that cannot all be bound are refused by the check, not
+ * found at start ("Address already in use"). */
+static void test_config_listen_clash(void **state)
+{
+        struct test_config_state *t = *state;
+        static const char *const clash[][2] = {
+            {"127.0.0.1:2525", "127.0.0.1:2525"}, {"0.0.0.0:2525", "127.0.0.1:2525"},
+            {"127.0.0.1:2525", "0.0.0.0:2525"},   {"[::]:2525", "[::1]:2525"},
+            {":2525", "127.0.0.1:2525"},          {"localhost:2525", "LOCALHOST:2525"},
+        };
+        static const char *const fine[][2] = {
+            {"127.0.0.1:2525", "127.0.0.2:2525"},
+            {"127.0.0.1:2525", "127.0.0.1:2526"},
+            {"[::]:2525", "127.0.0.1:2525"},
+            {"[::1]:2525", "0.0.0.0:2525"},
+        };
+        char text[512], want[256];
+
+        for (size_t i = 0; i < sizeof(clash) / sizeof(clash[0]); i++) {
+                snprintf(text, sizeof(text),
+                         "[a]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\n"
+                         "forward = 127.0.0.1:10025\n"
+                         "[b]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\n"
+                         "forward = 127.0.0.1:10025\n",
+                         clash[i][0], clash[i][1]);
+                snprintf(want, sizeof(want),
+                         "F:7: [b] listen %s: [a] listens on %s already\n", clash[i][1],
+                         clash[i][0]);
+                test_config_refused(t, text, want);
+        }
+        for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+                snprintf(text, sizeof(text),
+                         "[a]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\n"
+                         "forward = 127.0.0.1:10025\n"
+                         "[b]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\n"
+                         "forward = 127.0.0.1:10025\n",
+                         fine[i][0], fine[i][1]);
+                test_config_load(t, text);
+                assert_non_null(t->cfg);
+        }
+        /* Twice in one listener's list. */
+        test_config_refused(
+            t,
+            "[a]\nlisten = 127.0.0.1:2525, [::1]:2525 127.0.0.1:2525\n"
+            "cert = /c.pem\nkey = /k.pem\nforward = 127.0.0.1:10025\n",
+            "F:2: [a] listen 127.0.0.1:2525: [a] listens on 127.0.0.1:2525 "
+            "already\n");
+}
+
 static void test_config_syntax_errors(void **state)
 {
         struct test_config_state *t = *state;
@@ -906,6 +957,7 @@ int main(void)
             TEST_CONFIG(test_config_forward_cert),
             TEST_CONFIG(test_config_rules),
             TEST_CONFIG(test_config_duplicates),
+            TEST_CONFIG(test_config_listen_clash),
             TEST_CONFIG(test_config_syntax_errors),
             TEST_CONFIG(test_config_many_errors),
             TEST_CONFIG(test_config_strings),
