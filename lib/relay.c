@@ -700,6 +700,8 @@ static void relay_cmd_bdat(struct relay_session *s, const struct smtp_cmd *cmd,
                 s->bdat_discard = true;
         } else {
                 relay_forward(s, line, len, last ? RELAY_A_MESSAGE : RELAY_A_FORWARD);
+                if (last && s->out)
+                        relay_out_reset(s); /* as at the end of DATA */
         }
         if (s->bdat_left > 0)
                 relay_enter_state(s, RELAY_S_BDAT);
@@ -930,6 +932,10 @@ static bool relay_client_data(struct relay_session *s)
                 } else {
                         relay_fifo_push(s, RELAY_A_MESSAGE);
                 }
+                /* Outbound, the transaction ends with its data: a MAIL the
+                 * client pipelines behind the dot (RFC 2920) is a new one. */
+                if (s->out)
+                        relay_out_reset(s);
                 relay_enter_state(s, RELAY_S_COMMAND);
         }
         return off > 0;
@@ -1446,8 +1452,6 @@ static void relay_backend_reply(struct relay_session *s, int code)
                         relay_log(s, LOG_LVL_INFO, "event=message_refused reply=%d",
                                   code);
                 }
-                if (s->out)
-                        relay_out_reset(s);
                 break;
         default:
                 break;
