@@ -159,6 +159,11 @@ static void alertcmd_finish(struct alertcmd_job *job)
         if (job->finished)
                 return;
         job->finished = true;
+        /* What the program left behind in its process group (a background
+         * child) goes with it: the limits of time and number hold for it
+         * too. The group's id is not reused while a member lives. */
+        if (job->spawned && job->exited)
+                (void)kill(-job->proc.pid, SIGKILL);
         if (job->spawned)
                 alertcmd_report(job);
         alertcmd_close_handle((uv_handle_t *)&job->in);

@@ -14,7 +14,8 @@
    one "event=alert_command_dropped" line each; the drain timeout kills what
    still runs and mailward exits 0.
 3. A command that exits 3 is logged with status=3 and its output; a command
-   that is not executable is refused by mailward -t.
+   that is not executable is refused by mailward -t; a background child a
+   command leaves in its process group is killed once the command is done.
 """
 
 import json
@@ -22,6 +23,7 @@ import os
 import re
 import smtplib
 import stat
+import subprocess
 import sys
 import time
 
@@ -250,6 +252,28 @@ def part3(env):
     mwtest.eq(r.returncode, 1, "mailward -t with a non-executable alert_command")
     mwtest.check("alert_command %s: not an executable file" % noexec in r.stderr,
                  "-t message: %r" % r.stderr)
+
+    # A command that leaves a child behind in its process group: the child
+    # goes when the command has exited, and escapes no limit.
+    marker = "%d.%d" % (3000 + os.getpid() % 1000, os.getpid() % 97)
+    cmd = script(env, "fork.sh", "cat >/dev/null\nsleep %s >/dev/null 2>&1 &\n"
+                 "echo left a child\nexit 0\n" % marker)
+
+    def left():
+        r = subprocess.run(["pgrep", "-f", "sleep %s" % marker], capture_output=True,
+                           text=True)
+        return r.stdout.split()
+    mw = env.mailward(
+        listeners={"smtp": {"accept_tls": "starttls", "require_tls": "yes",
+                            "hostname": NAME, "forward": "127.0.0.1:%d" % be.port}},
+        globals={"alert_command": cmd})
+    env.on_exit(lambda: [os.kill(int(p), 9) for p in left()])
+    plaintext_mail(mw)
+    mwtest.check(mwtest.wait_for(lambda: "event=alert_command_done" in mw.log(), 10),
+                 "no alert_command_done:\n%s" % mw.log()[-2000:])
+    mwtest.check(mwtest.wait_for(lambda: not left(), 3),
+                 "the command's background child still runs: %r" % left())
+    mw.stop()
 
 
 def main():
