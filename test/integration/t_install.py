@@ -102,7 +102,7 @@ TLSRPT_SITE = {"TLSRPT_ORGANIZATION": "Example Org", "TLSRPT_CONTACT": "tlsrpt@e
 # What start-up says without each capability the unit gives it.
 WITHOUT = {
     "net_bind_service": "cannot listen on :25: Permission denied",
-    "setgid": "setgroups: Operation not permitted",
+    "setgid": "initgroups: Operation not permitted",
     "setuid": "setresuid: Operation not permitted",
     "setpcap": "cap_drop_bound: Operation not permitted",
 }
