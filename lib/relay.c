@@ -3470,6 +3470,27 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
         return 1;
 }
 
+int relay_listener_check_tls(const struct relay_listener *l,
+                             const struct config_listener *next, char *err, size_t errlen)
+{
+        struct relay_listener *trial = xmalloc(sizeof(*trial));
+        struct tls_ctx *server = NULL, *client = NULL;
+        int r;
+
+        /* The loaders read only the configuration and what kind of listener
+         * it is: a copy that points at the next configuration will do. */
+        *trial = *l;
+        trial->conf = next;
+        r = relay_tls_load_server(trial, &server, err, errlen) == 0 &&
+                    relay_tls_load_client(trial, &client, err, errlen) == 0
+                ? 0
+                : -1;
+        tls_ctx_free(server);
+        tls_ctx_free(client);
+        free(trial);
+        return r;
+}
+
 int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen)
 {
         struct tls_ctx *server, *client;

@@ -137,6 +137,16 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
 int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen);
 
 /*
+ * Would the TLS files of next (this listener in a configuration read
+ * again) load? 0, or -1 with the reason in err; nothing is kept. A reload
+ * asks before it applies anything, so that a file -t would refuse changes
+ * nothing, as a syntax error does.
+ */
+int relay_listener_check_tls(const struct relay_listener *l,
+                             const struct config_listener *next, char *err,
+                             size_t errlen);
+
+/*
  * The listener's i-th certificate, if any (tls_ctx_cert()): those it serves
  * (cert), then the one it shows the server side (forward_cert; *client).
  */

@@ -692,6 +692,53 @@ static void main_log_problems(struct main_state *m, enum log_level level,
  * (config_apply_hot()); what needs a restart is named and left as it was.
  * A file with errors changes nothing. Returns true if it could not be used.
  */
+/* Whether a listener's TLS files are other ones in next. */
+static bool main_tls_files_changed(const struct config_listener *a,
+                                   const struct config_listener *b)
+{
+        const char *const fa[] = {a->cert, a->key, a->forward_ca, a->forward_cert,
+                                  a->forward_key};
+        const char *const fb[] = {b->cert, b->key, b->forward_ca, b->forward_cert,
+                                  b->forward_key};
+
+        for (size_t i = 0; i < UTIL_ARRAY_LEN(fa); i++) {
+                if ((fa[i] == NULL) != (fb[i] == NULL) ||
+                    (fa[i] != NULL && strcmp(fa[i], fb[i]) != 0))
+                        return true;
+        }
+        return false;
+}
+
+/*
+ * Before a configuration read again is applied: the TLS files a listener
+ * names anew must load (as -t would load them), or nothing is applied.
+ * Files whose names did not change are read again later (reload_tls),
+ * each on its own. 0, or -1 (logged).
+ */
+static int main_reload_check_tls(struct main_state *m, const struct config *next)
+{
+        char err[512];
+
+        for (size_t i = 0; i < m->nlisteners; i++) {
+                const struct config_listener *cur = m->listeners[i].conf, *n;
+
+                for (n = next->listeners; n != NULL && strcmp(n->name, cur->name) != 0;
+                     n = n->next)
+                        ;
+                if (n == NULL || !main_tls_files_changed(cur, n))
+                        continue;
+                if (relay_listener_check_tls(m->listeners[i].relay, n, err,
+                                             sizeof(err)) == 0)
+                        continue;
+                log_emit(&m->log, LOG_LVL_ERR, NULL,
+                         "event=reload_config_failed file=%s listener=%s reason=\"%s\" "
+                         "action=\"kept the settings in use\"",
+                         m->cfg->path, cur->name, err);
+                return -1;
+        }
+        return 0;
+}
+
 static bool main_reload_config(struct main_state *m)
 {
         char *text = NULL, applied[1024], restart[1024];
@@ -708,6 +755,10 @@ static bool main_reload_config(struct main_state *m)
                          "event=reload_config_failed file=%s action=\"kept the settings "
                          "in use\"",
                          m->cfg->path);
+                return true;
+        }
+        if (main_reload_check_tls(m, cfg) != 0) {
+                config_free(cfg);
                 return true;
         }
         config_apply_hot(m->cfg, cfg, applied, sizeof(applied), restart, sizeof(restart));
@@ -917,21 +968,25 @@ static void main_check_readable(struct main_state *m, const char *listener,
         log_emit(&m->log, LOG_LVL_WARN, NULL,
                  "event=not_reloadable listener=%s key=%s file=%s error=\"%s\" "
                  "note=\"read at start as root; mailward's user cannot read it again, so "
-                 "SIGHUP will not load a renewed one\"",
+                 "SIGHUP will not load a new one\"",
                  listener, key, file, strerror(errno));
 }
 
 /*
- * After the privilege drop: the files SIGHUP reads again as the user (cert,
- * key, forward_ca, forward_cert, forward_key). One it cannot read is only
+ * After the privilege drop: the files SIGHUP reads again as the user (the
+ * configuration, policy, cert, key, forward_ca, forward_cert, forward_key).
+ * One it cannot read is only
  * found at the next reload, maybe a weekly logrotate's, and then the
  * certificate in use is kept until it expires: say so now.
  */
 static void main_check_reloadable(struct main_state *m)
 {
+        main_check_readable(m, "-", "config", m->cfg->path);
         for (size_t i = 0; i < m->nlisteners; i++) {
                 const struct config_listener *lc = m->listeners[i].conf;
                 char one[PATH_MAX];
+
+                main_check_readable(m, lc->name, "policy", lc->policy);
 
                 for (unsigned k = 0;
                      lc->accept_tls != CONFIG_TLS_NONE && k < CONFIG_MAX_CERTS; k++) {

@@ -17,6 +17,9 @@ again). The file is rewritten, then SIGHUP:
 2. A syntax error: event=reload_config_problem naming the line and
    event=reload_config_failed, from each process; sessions still greet with
    the name of step 1.
+2b. A new host name beside a cert file that does not exist (mailward -t
+   would refuse it): event=reload_config_failed listener=tls from each
+   process, and the host name is not applied either.
 3. listen changed (and timeout_command): restart_needed="[smtp] listen",
    applied="[smtp] timeout_command", a warning; the old address still
    serves, the new one was not opened.
@@ -109,6 +112,19 @@ def main():
             % (bad_line, problems))
         mwtest.check(re.match(r"(220|421 4\.7\.0) after\.test ", greeting(port)),
                      "greeting after a failed reload")
+
+        print("== 2b. a certificate file that does not load: nothing applied", flush=True)
+        before = len(outcheck.log_events(mw, "reload_config_failed"))
+        rewrite(dict(smtp1, hostname="never.test"), dict(g, log_level="debug"),
+                dict(tls1, cert=env.path("no-such-cert.pem")))
+        got = hup(mw, "reload_config_failed")
+        mwtest.eq(len(got), 3, "event=reload_config_failed lines")
+        mwtest.check(all(x.get("listener") == "tls" and "no-such-cert.pem" in x.get("reason", "")
+                         for x in got), "reload_config_failed lines: %r" % got)
+        mwtest.eq(len(outcheck.log_events(mw, "reload_config_failed")), before + 3,
+                  "event=reload_config_failed lines in all")
+        mwtest.check(re.match(r"(220|421 4\.7\.0) after\.test ", greeting(port)),
+                     "the host name of a file whose certificate does not load was applied")
 
         print("== 3. what needs a restart is named and left", flush=True)
         newport = mwtest.free_port()
