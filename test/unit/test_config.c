@@ -763,6 +763,17 @@ static void test_config_duplicates(void **state)
                             "F:6: duplicate key 'listen' in [smtp] (first on line 2)\n");
 }
 
+/* Two listeners, [a] and [b], on the listen addresses a and b. */
+static const char *test_config_two(char *text, size_t len, const char *a, const char *b)
+{
+        snprintf(
+            text, len,
+            "[a]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\nforward = 127.0.0.1:10025\n"
+            "[b]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\nforward = 127.0.0.1:10025\n",
+            a, b);
+        return text;
+}
+
 /* Listen addresses that cannot all be bound are refused by the check, not
  * found at start ("Address already in use"). */
 static void test_config_listen_clash(void **state)
@@ -782,25 +793,16 @@ static void test_config_listen_clash(void **state)
         char text[512], want[256];
 
         for (size_t i = 0; i < sizeof(clash) / sizeof(clash[0]); i++) {
-                snprintf(text, sizeof(text),
-                         "[a]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\n"
-                         "forward = 127.0.0.1:10025\n"
-                         "[b]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\n"
-                         "forward = 127.0.0.1:10025\n",
-                         clash[i][0], clash[i][1]);
                 snprintf(want, sizeof(want),
                          "F:7: [b] listen %s: [a] listens on %s already\n", clash[i][1],
                          clash[i][0]);
-                test_config_refused(t, text, want);
+                test_config_refused(
+                    t, test_config_two(text, sizeof(text), clash[i][0], clash[i][1]),
+                    want);
         }
         for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
-                snprintf(text, sizeof(text),
-                         "[a]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\n"
-                         "forward = 127.0.0.1:10025\n"
-                         "[b]\nlisten = %s\ncert = /c.pem\nkey = /k.pem\n"
-                         "forward = 127.0.0.1:10025\n",
-                         fine[i][0], fine[i][1]);
-                test_config_load(t, text);
+                test_config_load(
+                    t, test_config_two(text, sizeof(text), fine[i][0], fine[i][1]));
                 assert_non_null(t->cfg);
         }
         /* Twice in one listener's list. */

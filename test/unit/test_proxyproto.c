@@ -287,6 +287,18 @@ static size_t test_v2_crc(unsigned char *out, const void *tlv, size_t n)
         return len;
 }
 
+/* A TCP4 header with the TLVs tlv, n is taken, and names endpoint want. */
+static void test_endpoint(const void *tlv, size_t n, const char *want)
+{
+        unsigned char h2[PROXYPROTO_V2_MAX];
+        struct proxyproto_hdr h;
+        char why[128];
+        size_t len = test_v2_tlvs(h2, tlv, n);
+
+        assert_int_equal(test_parse(h2, len, &h, why), (long)len);
+        assert_string_equal(h.endpoint, want);
+}
+
 static void test_v2_tlv(void **state)
 {
         /* HAProxy's SSL TLV: client 0x07 (SSL, cert in connection and
@@ -337,24 +349,14 @@ static void test_v2_tlv(void **state)
         assert_int_equal(test_parse(h2, n, &h, why), (long)n);
         assert_false(h.balancer_tls);
         assert_false(h.crc32c);
-        /* Endpoints: AWS, Azure (little-endian), Google Cloud (big-endian). */
-        n = test_v2_tlvs(h2, aws, sizeof(aws) - 1);
-        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
-        assert_string_equal(h.endpoint, "aws:vpce-08d2bf15fac5001c9");
-        n = test_v2_tlvs(h2, "\xee\x00\x05\x01\x01\x02\x00\x80", 8);
-        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
-        assert_string_equal(h.endpoint, "azure:2147484161");
-        n = test_v2_tlvs(h2, "\xe0\x00\x08\x00\x00\x00\x00\x00\x01\x00\x02", 11);
-        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
-        assert_string_equal(h.endpoint, "gcp:65538");
-        /* Endpoint TLVs of a form not known are skipped; given again, the
-         * last one stands. */
-        n = test_v2_tlvs(h2, "\xe0\x00\x02\x00\x01\xee\x00\x01\x01", 9);
-        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
-        assert_string_equal(h.endpoint, "");
-        n = test_v2_tlvs(h2, "\xee\x00\x05\x01\x01\x00\x00\x00\xea\x00\x02\x01Z", 13);
-        assert_int_equal(test_parse(h2, n, &h, why), (long)n);
-        assert_string_equal(h.endpoint, "aws:Z");
+        /* Endpoints: AWS, Azure (little-endian), Google Cloud (big-endian);
+         * those of a form not known are skipped; given again, the last one
+         * stands. */
+        test_endpoint(aws, sizeof(aws) - 1, "aws:vpce-08d2bf15fac5001c9");
+        test_endpoint("\xee\x00\x05\x01\x01\x02\x00\x80", 8, "azure:2147484161");
+        test_endpoint("\xe0\x00\x08\x00\x00\x00\x00\x00\x01\x00\x02", 11, "gcp:65538");
+        test_endpoint("\xe0\x00\x02\x00\x01\xee\x00\x01\x01", 9, "");
+        test_endpoint("\xee\x00\x05\x01\x01\x00\x00\x00\xea\x00\x02\x01Z", 13, "aws:Z");
         n = test_v2_tlvs(h2, "\x21\x00\x00\x20\x00\x08\x01\x00\x00\x00\x00\x21\x00\x00",
                          14);
         assert_int_equal(test_parse(h2, n, &h, why), (long)n);
