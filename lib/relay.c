@@ -116,6 +116,7 @@ struct relay_observed {
 
 struct relay_pending {
         enum relay_action action;
+        unsigned txn; /* outbound MAIL and RCPT: the transaction (relay_out_state) */
         bool ready;
         char *text;
         size_t len;
@@ -162,7 +163,11 @@ struct relay_out_state {
         bool to_relay;    /* the destination is the listener's relayhost (dane.h) */
         bool mail_sent;
         unsigned rcpt_passed;
+        /* Transactions are numbered (relay_out_reset() starts the next); a
+         * late MAIL's error answers the RCPTs of its own one only. */
+        unsigned txn;
         char *late_mail_error; /* a late MAIL's error, for the RCPTs behind it */
+        unsigned late_txn;
         struct pending_wait *lookup_wait; /* RELAY_S_POLICY: the lookup waited for */
         char *lookup_rcpt;                /* RELAY_S_POLICY: the RCPT line that waits */
         struct buf tlsrpt_done; /* "\ndomain\n" for each domain with a TLS-RPT result */
@@ -824,7 +829,11 @@ static bool relay_client_commands(struct relay_session *s)
                s->fifo_len < RELAY_FIFO_MAX && !relay_backpressure(s)) {
                 /* Inbound only: outbound, the MTA is ours, and each recipient
                  * of a domain that cannot have TLS is a 451 of mailward's. */
-                if (s->errors >= RELAY_ERROR_LIMIT && !s->out) {
+                /* Not while the backend still owes a reply: a message's must
+                 * not be replaced by the 421 (the client would send it
+                 * again). Replies already made go out before the 421. */
+                if (s->errors >= RELAY_ERROR_LIMIT && !s->out &&
+                    relay_fifo_unanswered(s) == NULL) {
                         relay_log(s, LOG_LVL_WARN, "event=too_many_errors errors=%u",
                                   s->errors);
                         relay_fail(s, "too_many_errors",
@@ -1234,11 +1243,14 @@ static void relay_backend_failed(struct relay_session *s, const char *why)
  */
 static void relay_backend_closed(struct relay_session *s)
 {
+        /* Outbound, the held MAIL sent or a recipient passed. */
+        bool txn = s->out ? s->o->mail_sent || s->o->rcpt_passed > 0 : s->txn;
+
         relay_log(s, LOG_LVL_INFO, "event=backend_closed_idle%s",
-                  s->out || (!s->txn && !s->authed) ? ""
-                  : s->txn                          ? " in=transaction"
-                                                    : " in=authenticated");
-        if (s->out || (!s->txn && !s->authed)) {
+                  !txn && !s->authed ? ""
+                  : txn              ? " in=transaction"
+                                     : " in=authenticated");
+        if (!txn && !s->authed) {
                 relay_backend_abort(s);
                 return;
         }
@@ -1403,12 +1415,15 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 if (code / 100 != 2) {
                         s->o->late_mail_error =
                             xstrndup(buf_data(&s->sreply_buf), buf_len(&s->sreply_buf));
-                        s->o->mail_sent = false;
+                        s->o->late_txn = p->txn;
+                        /* A transaction the client has ended since keeps it. */
+                        if (p->txn == s->o->txn)
+                                s->o->mail_sent = false;
                 }
                 relay_pending_set(p, "", 0);
                 return;
         case RELAY_A_OUT_RCPT:
-                if (s->o->late_mail_error != NULL) {
+                if (s->o->late_mail_error != NULL && s->o->late_txn == p->txn) {
                         relay_pending_set(p, s->o->late_mail_error,
                                           strlen(s->o->late_mail_error));
                         return;
@@ -2533,12 +2548,12 @@ static void relay_out_rcpt(struct relay_session *s, const struct smtp_cmd *cmd,
         if (s->state == RELAY_S_CLOSING)
                 return;
         if (!s->o->mail_sent) {
-                relay_fifo_push(s, RELAY_A_OUT_MAIL);
+                relay_fifo_push(s, RELAY_A_OUT_MAIL)->txn = s->o->txn;
                 relay_to_server_line(s, s->o->held_mail, strlen(s->o->held_mail));
                 s->o->mail_sent = true;
         }
         s->o->rcpt_passed++;
-        relay_fifo_push(s, RELAY_A_OUT_RCPT);
+        relay_fifo_push(s, RELAY_A_OUT_RCPT)->txn = s->o->txn;
         relay_to_server_line(s, line, len);
 }
 
@@ -2630,15 +2645,16 @@ static bool relay_out_report_mail(struct relay_session *s, const struct smtp_cmd
                plen == strlen(from) && strncasecmp(path, from, plen) == 0;
 }
 
+/* The transaction ends (its data, RSET, EHLO): the next one begins. A late
+ * MAIL's error stays for the RCPTs of this one still to be answered. */
 static void relay_out_reset(struct relay_session *s)
 {
         free(s->o->held_mail);
         s->o->held_mail = NULL;
         s->o->report_mail = false;
-        free(s->o->late_mail_error);
-        s->o->late_mail_error = NULL;
         s->o->mail_sent = false;
         s->o->rcpt_passed = 0;
+        s->o->txn++;
 }
 
 /* Outbound commands; false: not special here, the common path handles it. */
@@ -3115,7 +3131,10 @@ static void relay_client_cb(struct conn *c, enum conn_event ev, void *arg)
                 break;
         }
         case CONN_EV_EOF:
-                if (s->state == RELAY_S_WAIT || s->head != NULL)
+                /* Not while a RCPT waits for its lookup: nothing of the
+                 * envelope goes out for a client that has gone. */
+                if (s->state == RELAY_S_WAIT ||
+                    (s->head != NULL && s->state != RELAY_S_POLICY))
                         s->client_eof = true; /* see relay_run() */
                 else
                         relay_close(s, "client_closed");

@@ -13,7 +13,10 @@ lets it go):
   2. After STARTTLS: 15 over-long lines (500 each, mailward's own), a
      message (delivered: the count starts again, "without delivering
      mail" as Postfix says), 19 more: all 500; the 20th since the message
-     is answered, the next command gets 421.
+     is answered, the next command gets 421. Then 19 errors, a message with
+     a 20th error and NOOP in the write of its dot: the message's 250 is
+     not replaced by the 421 (the client would send it again): 250, 500,
+     250, and the message is delivered.
   3. The alert command's queue: while 4 runs wait, 70 sessions with a
      plaintext MAIL each fill the 64 places; then a STARTTLS with a command
      pipelined behind it (starttls_injection, critical). It takes the
@@ -91,6 +94,25 @@ def main():
                      "the command after 20 errors: %r" % r)
         c.close()
         mwtest.eq(len(be.wait_messages(1, 10)), 1, "messages at the backend")
+
+        # The 20th error pipelined behind a message's dot: the message's own
+        # answer comes first (the client would send it again after a 421).
+        c = Client(port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        c.starttls(mwtest.ssl_client_context(env))
+        c.cmd("EHLO client.test")
+        c.send(long_line * 19)
+        mwtest.eq(codes(c, 19), [500] * 19, "19 over-long lines")
+        for line, code in (("MAIL FROM:<a@sender.test>", 250), ("RCPT TO:<b@rcpt.test>", 250),
+                           ("DATA", 354)):
+            mwtest.eq(c.cmd(line).code, code, "%r" % line)
+        c.send(MSG + long_line + b"NOOP\r\n")
+        got = codes(c, 3)
+        print("a message, an error and NOOP in one write: %r" % got)
+        mwtest.eq(got, [250, 500, 250], "the message's answer, the error, NOOP")
+        c.close()
+        mwtest.eq(len(be.wait_messages(2, 10)), 2, "messages at the backend")
 
         # 3. A critical alert is not dropped for warnings.
         os.unlink(release)

@@ -13,7 +13,13 @@ RCPT; Postfix pipelines MAIL, three RCPTs and DATA (the destination offers
 PIPELINING). The server answers the later RCPTs "503 5.5.1 need MAIL
 command", which must not reach the sending Postfix: it would bounce those
 recipients. Checked: it logs status=deferred for all three recipients (each
-with the 452), bounces none, and nothing was delivered."""
+with the 452), bounces none, and nothing was delivered.
+
+Then a raw client, in one write: MAIL from alice (refused), RCPT, BDAT
+LAST with its chunk, MAIL from bob, RCPT b; five replies; then RCPT c and
+BDAT LAST. The refused MAIL belongs to the first transaction only: RCPT c
+gets 250 (not the first MAIL's error, nor the 503 of a MAIL sent twice),
+and bob's message reaches b and c."""
 
 import os
 import re
@@ -21,6 +27,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
+from rawsmtp import Client  # noqa: E402
 
 MSG = b"From: alice@sender.test\r\nTo: b@test.example\r\nSubject: deferred\r\n\r\nbody\r\n"
 RCPTS = ["b@test.example", "c@test.example", "user@test.example"]
@@ -78,6 +85,29 @@ def main():
         mwtest.check(" queued" not in log and "status=sent" not in log,
                      "the destination took a message:\n%s" % log)
         pf.stop()
+
+        with net.inside():
+            c = Client(25, host="192.0.2.10", timeout=20)
+        c.reply()
+        mwtest.eq(c.cmd("EHLO client.sender.test").code, 250, "EHLO")
+        first, second = b"Subject: a\r\n\r\nA\r\n", b"Subject: b\r\n\r\nB\r\n"
+        c.send(b"MAIL FROM:<alice@sender.test>\r\nRCPT TO:<b@test.example>\r\n"
+               b"BDAT %d LAST\r\n" % len(first) + first +
+               b"MAIL FROM:<bob@sender.test>\r\nRCPT TO:<b@test.example>\r\n")
+        got = [c.reply() for _ in range(5)]
+        print("pipelined: %r" % got)
+        mwtest.eq([r.code for r in got][:2], [250, 452], "MAIL (held) and RCPT of alice")
+        mwtest.eq([r.code for r in got][3:], [250, 250], "MAIL (held) and RCPT of bob")
+        r = c.cmd("RCPT TO:<c@test.example>")
+        mwtest.eq(r.code, 250, "RCPT c in bob's transaction: %r" % r)
+        c.send(b"BDAT %d LAST\r\n" % len(second) + second)
+        mwtest.eq(c.reply().code, 250, "bob's message")
+        c.cmd("QUIT")
+        c.close()
+        for rcpt in ("b@test.example", "c@test.example"):
+            got = dest.wait_mailbox(rcpt, 1, 20)
+            mwtest.eq(len(got), 1, "messages for %s" % rcpt)
+            mwtest.check(b"Subject: b" in got[0], "the message for %s: %r" % (rcpt, got[0]))
         dest.stop()
         mw.stop()
     print("ok")
