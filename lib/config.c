@@ -1181,26 +1181,47 @@ static void config_parser_cleanup(struct config_parser *p)
         p->sections = NULL;
 }
 
-/* Two listen addresses ("host:port") that cannot both be bound: the same
- * port and the same address, or one the wildcard of the other's family. */
+/*
+ * Two listen addresses ("host:port") that cannot both be bound: the same
+ * port and the same address; or an IPv4 one and the IPv4 wildcard (0.0.0.0,
+ * or an empty host, which mailward binds as 0.0.0.0); or anything and the
+ * IPv6 wildcard "::", which takes IPv4 too (no IPV6_V6ONLY).
+ */
 static bool config_listen_clash(const char *a, const char *b)
 {
         char ha[CONFIG_MAX_HOST_PORT], hb[CONFIG_MAX_HOST_PORT];
         unsigned pa, pb;
         unsigned char xa[16], xb[16], zero[16] = {0};
+        int fa, fb;
 
         if (util_split_hostport(a, ha, sizeof(ha), &pa) != 0 ||
             util_split_hostport(b, hb, sizeof(hb), &pb) != 0 || pa != pb)
                 return false;
-        if (strcasecmp(ha, hb) == 0 || ha[0] == '\0' || hb[0] == '\0') /* "": any */
+        if (strcasecmp(ha, hb) == 0)
                 return true;
-        if (inet_pton(AF_INET, ha, xa) == 1 && inet_pton(AF_INET, hb, xb) == 1)
+        fa = ha[0] == '\0'                      ? AF_INET
+             : inet_pton(AF_INET, ha, xa) == 1  ? AF_INET
+             : inet_pton(AF_INET6, ha, xa) == 1 ? AF_INET6
+                                                : 0;
+        fb = hb[0] == '\0'                      ? AF_INET
+             : inet_pton(AF_INET, hb, xb) == 1  ? AF_INET
+             : inet_pton(AF_INET6, hb, xb) == 1 ? AF_INET6
+                                                : 0;
+        if (ha[0] == '\0')
+                memset(xa, 0, 4);
+        if (hb[0] == '\0')
+                memset(xb, 0, 4);
+        if (fa == 0 || fb == 0) /* a host name: only the same name is known to clash */
+                return false;
+        if ((fa == AF_INET6 && memcmp(xa, zero, 16) == 0) ||
+            (fb == AF_INET6 && memcmp(xb, zero, 16) == 0))
+                return true;
+        if (fa != fb)
+                return false;
+        if (fa == AF_INET)
                 return memcmp(xa, xb, 4) == 0 || memcmp(xa, zero, 4) == 0 ||
                        memcmp(xb, zero, 4) == 0;
-        if (inet_pton(AF_INET6, ha, xa) == 1 && inet_pton(AF_INET6, hb, xb) == 1)
-                return memcmp(xa, xb, 16) == 0 || memcmp(xa, zero, 16) == 0 ||
-                       memcmp(xb, zero, 16) == 0;
-        return false;
+        return memcmp(xa, xb, 16) == 0;
 }
 
 /* Every listen address of every listener against those after it: a clash

@@ -330,6 +330,12 @@ int smtp_addr_domain_ascii(const char *path, size_t len, char *out, size_t outle
                 out[i] = (char)tolower((unsigned char)a[i]);
         out[i] = '\0';
         idn2_free(a);
+        /* UTS #46 maps other full stops (U+3002, U+FF0E, ...) to '.', and
+         * drops some characters: the result is checked as a name again. */
+        if (i > 0 && out[i - 1] == '.')
+                out[--i] = '\0';
+        if (i == 0 || out[0] == '.' || out[i - 1] == '.' || strstr(out, "..") != NULL)
+                return -1;
         return 1;
 }
 

@@ -569,6 +569,12 @@ static void test_smtp_domain_ascii(void **state)
                                       "CHER.test",
                                       1, "xn--bcher-kva.test");
         test_smtp_domain_ascii_expect("bob@xn--bcher-kva.test", 1, "xn--bcher-kva.test");
+        /* Other full stops are dots once mapped, at the end too; a soft
+         * hyphen that leaves an empty label is refused. */
+        test_smtp_domain_ascii_expect("bob@secure.test\xe3\x80\x82", 1, "secure.test");
+        test_smtp_domain_ascii_expect("bob@secure\xef\xbc\x8etest", 1, "secure.test");
+        test_smtp_domain_ascii_expect("bob@\xc2\xad.secure.test", -1, NULL);
+        test_smtp_domain_ascii_expect("bob@secure.test.\xe3\x80\x82", -1, NULL);
         test_smtp_domain_ascii_expect("\"a@b\"@quoted.test", 1, "quoted.test");
         test_smtp_domain_ascii_expect("@relay.test:bob@routed.test", 1, "routed.test");
         test_smtp_domain_ascii_expect("bob@[192.0.2.1]", 1, "[192.0.2.1]");
