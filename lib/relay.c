@@ -828,8 +828,8 @@ static bool relay_client_commands(struct relay_session *s)
         while (s->state == RELAY_S_COMMAND && !s->quit && buf_len(in) > 0 &&
                s->fifo_len < RELAY_FIFO_MAX && !relay_backpressure(s)) {
                 /* Inbound only: outbound, the MTA is ours, and each recipient
-                 * of a domain that cannot have TLS is a 451 of mailward's. */
-                /* Not while the backend still owes a reply: a message's must
+                 * of a domain that cannot have TLS is a 451 of mailward's.
+                 * Not while the backend still owes a reply: a message's must
                  * not be replaced by the 421 (the client would send it
                  * again). Replies already made go out before the 421. */
                 if (s->errors >= RELAY_ERROR_LIMIT && !s->out &&
