@@ -126,6 +126,7 @@ static const struct config_key config_listener_keys[] = {
     CONFIG_L(accept_proxy, CONFIG_T_BOOL),
     CONFIG_L(proxy_from, CONFIG_T_NETS),
     CONFIG_L(client_identity, CONFIG_T_IDENTITY),
+    CONFIG_L(client_name_lookup, CONFIG_T_BOOL),
     CONFIG_L(hostname, CONFIG_T_HOSTNAME),
     CONFIG_N(max_sessions, 1, 1000000),
     CONFIG_N(max_per_client, 1, 1000000),
@@ -280,6 +281,7 @@ static struct config_listener *config_new_listener(const struct config_parser *p
         l->require_tls = true;
         l->forward_tls = CONFIG_TLS_NONE;
         l->client_identity = CONFIG_IDENTITY_NONE;
+        l->client_name_lookup = true;
         l->hostname = xstrdup(p->hostname);
         l->forward_ca = xstrdup(CONFIG_DEFAULT_CA);
         l->forward_verify = CONFIG_VERIFY_YES;

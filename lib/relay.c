@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -112,6 +113,15 @@ struct relay_observed {
         char version[16];
         char cipher[64];
         struct tls_peer peer;
+};
+
+/* client_name_lookup: one lookup of a client's host name (relay_name_start()). */
+struct relay_name {
+        uv_getnameinfo_t ni;
+        uv_getaddrinfo_t ai;
+        struct relay_session *s; /* NULL once the session is gone */
+        struct sockaddr_storage addr;
+        char host[NI_MAXHOST];
 };
 
 struct relay_pending {
@@ -210,6 +220,11 @@ struct relay_session {
          * replaced by another without the client knowing. */
         bool txn;
         bool authed;
+        /* client_name_lookup: the lookup under way (NULL when done or
+         * none), its result, and whether XCLIENT waits for it. */
+        struct relay_name *name_req;
+        char *client_name;
+        bool name_wait;
         bool quit;
         bool client_eof; /* the client closed while a reply was awaited */
         bool out;        /* an outbound session: o is set */
@@ -1133,8 +1148,8 @@ static void relay_send_xclient(struct relay_session *s)
         char helo[3 * RELAY_HELO_MAX + 4]; /* relay_xtext() keeps room for one more */
 
         relay_xtext(helo, sizeof(helo), s->helo);
-        relay_server_send(s,
-                          "XCLIENT NAME=[UNAVAILABLE] ADDR=%s%s PORT=%u PROTO=%s HELO=%s",
+        relay_server_send(s, "XCLIENT NAME=%s ADDR=%s%s PORT=%u PROTO=%s HELO=%s",
+                          s->client_name != NULL ? s->client_name : "[UNAVAILABLE]",
                           pa->ss_family == AF_INET6 ? "IPV6:" : "",
                           conn_peer_ip(s->client), conn_peer_port(s->client),
                           s->helo_verb == SMTP_VERB_EHLO ? "ESMTP" : "SMTP", helo);
@@ -1330,6 +1345,10 @@ static void relay_setup_reply(struct relay_session *s, int code)
                 } else if (lc->client_identity == CONFIG_IDENTITY_XCLIENT) {
                         if (!smtp_caps_has(&caps, "XCLIENT")) {
                                 relay_backend_failed(s, "backend does not offer XCLIENT");
+                                return;
+                        }
+                        if (s->name_req != NULL) {
+                                s->name_wait = true; /* relay_name_done() sends it */
                                 return;
                         }
                         relay_send_xclient(s);
@@ -2843,6 +2862,9 @@ static void relay_free(struct relay_session *s)
                 s->next->prev = s->prev;
         relay_fifo_clear(s);
         relay_forget_helo(s);
+        if (s->name_req != NULL)
+                s->name_req->s = NULL; /* its callback frees it */
+        free(s->client_name);
         pending_cancel(s->wrap_wait);
         if (s->o != NULL) {
                 pending_cancel(s->o->lookup_wait);
@@ -3029,12 +3051,119 @@ static void relay_admit(struct relay_session *s)
                 relay_log(s, LOG_LVL_WARN, "event=refused reason=\"%s\"", s->refuse);
 }
 
+/*
+ * client_name_lookup: the client's host name for XCLIENT's NAME=, found as
+ * Postfix finds it: the address's PTR name, kept only when that name's
+ * addresses include the client's (otherwise, or with no PTR, [UNAVAILABLE];
+ * [TEMPUNAVAIL] when a lookup failed for now). With the system's resolver
+ * (libuv's thread pool), while TLS and the first commands go on; XCLIENT
+ * waits for it if it must.
+ */
+static void relay_name_done(struct relay_name *n, const char *name)
+{
+        struct relay_session *s = n->s;
+
+        if (s != NULL) {
+                s->name_req = NULL;
+                s->client_name = xstrdup(name); /* name may be n->host */
+        }
+        free(n);
+        if (s == NULL)
+                return;
+        relay_log(s, LOG_LVL_DEBUG, "event=client_name name=%s", name);
+        if (s->name_wait && s->state != RELAY_S_CLOSING && s->server != NULL) {
+                s->name_wait = false;
+                relay_send_xclient(s);
+                s->step = RELAY_STEP_XCLIENT;
+                relay_run(s);
+        }
+}
+
+/* Does the address a (of an addrinfo) equal the client's? */
+static bool relay_name_same(const struct sockaddr_storage *c, const struct sockaddr *a)
+{
+        if (c->ss_family != a->sa_family)
+                return false;
+        if (a->sa_family == AF_INET)
+                return memcmp(&((const struct sockaddr_in *)(const void *)c)->sin_addr,
+                              &((const struct sockaddr_in *)(const void *)a)->sin_addr,
+                              4) == 0;
+        return a->sa_family == AF_INET6 &&
+               memcmp(&((const struct sockaddr_in6 *)(const void *)c)->sin6_addr,
+                      &((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+                      16) == 0;
+}
+
+static void relay_name_addrs_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+        struct relay_name *n = req->data;
+        bool same = false;
+
+        for (struct addrinfo *r = status == 0 ? res : NULL; r != NULL && !same;
+             r = r->ai_next)
+                same = relay_name_same(&n->addr, r->ai_addr);
+        uv_freeaddrinfo(res);
+        relay_name_done(n, same ? n->host
+                           : status == 0 || status == UV_EAI_NONAME ||
+                                   status == UV_EAI_NODATA
+                               ? "[UNAVAILABLE]"
+                               : "[TEMPUNAVAIL]");
+}
+
+static void relay_name_ptr_cb(uv_getnameinfo_t *req, int status, const char *host,
+                              const char *service)
+{
+        struct relay_name *n = req->data;
+        struct addrinfo hints;
+        size_t i, len = host != NULL ? strlen(host) : 0;
+        bool ok = status == 0 && len > 0 && len < sizeof(n->host);
+
+        (void)service;
+        /* A name as XCLIENT can carry it: letters, digits, '-', '.', '_'. */
+        for (i = 0; ok && i < len; i++)
+                ok = isalnum((unsigned char)host[i]) || strchr("-._", host[i]) != NULL;
+        if (n->s == NULL || !ok) {
+                relay_name_done(n, status == 0 || status == UV_EAI_NONAME
+                                       ? "[UNAVAILABLE]"
+                                       : "[TEMPUNAVAIL]");
+                return;
+        }
+        for (i = 0; i < len; i++)
+                n->host[i] = (char)tolower((unsigned char)host[i]);
+        n->host[len] = '\0';
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        n->ai.data = n;
+        if (uv_getaddrinfo(n->s->l->env->loop, &n->ai, relay_name_addrs_cb, n->host, NULL,
+                           &hints) != 0)
+                relay_name_done(n, "[TEMPUNAVAIL]");
+}
+
+static void relay_name_start(struct relay_session *s)
+{
+        struct relay_name *n = xcalloc(1, sizeof(*n));
+
+        n->s = s;
+        n->addr = *conn_peer_addr(s->client);
+        n->ni.data = n;
+        s->name_req = n;
+        if (uv_getnameinfo(s->l->env->loop, &n->ni, relay_name_ptr_cb,
+                           (const struct sockaddr *)&n->addr, NI_NAMEREQD) != 0) {
+                s->name_req = NULL;
+                free(n);
+                s->client_name = xstrdup("[TEMPUNAVAIL]");
+        }
+}
+
 /* Greet, or start implicit TLS (the greeting follows the handshake). */
 static void relay_begin(struct relay_session *s)
 {
         struct relay_listener *l = s->l;
         const struct config_listener *lc = l->conf;
 
+        if (!l->outbound && s->refuse == NULL &&
+            lc->client_identity == CONFIG_IDENTITY_XCLIENT && lc->client_name_lookup)
+                relay_name_start(s);
         if (l->outbound && s->refuse == NULL) {
                 relay_out_start(s);
         } else if (lc->accept_tls == CONFIG_TLS_IMPLICIT) {
