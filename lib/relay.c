@@ -160,6 +160,7 @@ struct relay_listener {
 
 /* An outbound session's own state, allocated only for outbound sessions. */
 struct relay_out_state {
+        bool helo_tried; /* the server refused EHLO: HELO was sent instead */
         struct sockaddr_storage dst;
         char dst_str[64];
         bool banner_sent;
@@ -2002,6 +2003,23 @@ static void relay_out_greeting_name(struct relay_session *s)
 /* The server's reply to the client's EHLO (sent as EHLO even for HELO). */
 static void relay_out_ehlo_reply(struct relay_session *s, int code)
 {
+        /*
+         * A server that knows only HELO (RFC 5321 4.1.1.1: a client may fall
+         * back to it): HELO, once, before TLS. It offers no STARTTLS, and is
+         * judged as any server without it is (a path that makes EHLO fail
+         * strips STARTTLS as surely as one that deletes the line).
+         */
+        if ((code == 500 || code == 502 || code == 504) && !s->server_tls &&
+            !s->o->helo_tried && !s->o->plain_fallback) {
+                s->o->helo_tried = true;
+                relay_log(s, LOG_LVL_INFO,
+                          "event=ehlo_refused server=%s reply=%d action=\"HELO instead, "
+                          "no STARTTLS\"",
+                          s->o->dst_str, code);
+                relay_to_server(s, "HELO ", 5);
+                relay_to_server_line(s, s->helo, strlen(s->helo));
+                return; /* the client's EHLO waits for that reply */
+        }
         if (code != 250 || smtp_caps_parse(&s->o->caps, buf_data(&s->sreply_buf),
                                            buf_len(&s->sreply_buf)) != 0) {
                 relay_pending_set(relay_fifo_unanswered(s), buf_data(&s->sreply_buf),
@@ -2688,6 +2706,7 @@ static bool relay_out_command(struct relay_session *s, const struct smtp_cmd *cm
                 relay_forget_helo(s);
                 s->helo = xstrndup(cmd->args, cmd->args_len);
                 s->helo_verb = cmd->verb;
+                s->o->helo_tried = false;
                 relay_out_reset(s);
                 /* EHLO even for HELO: STARTTLS needs the extended greeting. */
                 relay_fifo_push(s, RELAY_A_OUT_EHLO);

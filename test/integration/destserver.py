@@ -4,6 +4,7 @@ own, for the outbound tests' destination namespaces (mwtest.NetEnv.dest()).
 
     destserver.py --state FILE --addr ADDR --port PORT [--tls starttls|implicit
                   --cert PEM --key KEY] [--hostname NAME] [--auth USER:PASSWORD]
+                  [--no-ehlo]
 
 Not a test (no t_ prefix). Runs until killed. Whenever what it recorded
 changes, and every 0.1 s, it rewrites FILE (atomically, by rename) as JSON:
@@ -65,6 +66,7 @@ def main():
     ap.add_argument("--tls-max", help="highest TLS version offered, e.g. TLSv1.2")
     ap.add_argument("--auth", metavar="USER:PASSWORD",
                     help="offer AUTH (aiosmtpd's, after STARTTLS) and take this login")
+    ap.add_argument("--no-ehlo", action="store_true", help="answer EHLO with 502")
     a = ap.parse_args()
     cert = (a.cert, a.key) if a.cert else None
     kw = {}
@@ -77,7 +79,7 @@ def main():
                                        data.password == password.encode()))
         kw = {"authenticator": authenticator, "auth_require_tls": True}
     rec = mwtest.Recorder(_NoEnv(), port=a.port, tls=a.tls, host=a.addr, cert=cert,
-                          hostname=a.hostname, tls_max=a.tls_max, **kw)
+                          hostname=a.hostname, tls_max=a.tls_max, no_ehlo=a.no_ehlo, **kw)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("destserver: %s:%d tls=%s cert=%s" % (a.addr, a.port, a.tls, a.cert), flush=True)

@@ -657,14 +657,16 @@ class Recorder:
     Options: tls None|"starttls"|"implicit"; xclient=True adds a small XCLIENT
     extension (a fixture: aiosmtpd has none); proxy=True expects a PROXY
     header (aiosmtpd's own support, v1 and v2); hostname (greeting name,
-    default "recorder.test"); reply: the reply to the end of data; host:
+    default "recorder.test"); reply: the reply to the end of data; no_ehlo:
+    EHLO gets 502, as from a server that knows only HELO (a fixture: aiosmtpd
+    answers EHLO); host:
     the address to listen on (default 127.0.0.1); cert: (certfile, keyfile)
     instead of the test server certificate; other keywords go to aiosmtpd's
     SMTP class (e.g. data_size_limit)."""
 
     def __init__(self, env, port=None, tls=None, xclient=False, proxy=False,
                  hostname="recorder.test", reply=None, host="127.0.0.1", cert=None,
-                 tls_max=None, **smtp_kw):
+                 tls_max=None, no_ehlo=False, **smtp_kw):
         aio = _aiosmtpd()
         self.env = env
         self.port = port or free_port()
@@ -676,6 +678,7 @@ class Recorder:
         self.closed = 0              # sessions that have ended
         self.lock = threading.Lock()
         self._reply = reply
+        self._no_ehlo = no_ehlo
         kw = dict(smtp_kw)
         if proxy:
             kw["proxy_protocol_timeout"] = 10
@@ -733,6 +736,8 @@ class _RecordingHandler:
         self.rec = rec
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.rec._no_ehlo:
+            return ["502 5.5.2 Error: command not recognized"]
         session.host_name = hostname
         if server._mw_xclient_enabled:
             responses.insert(-1, "250-XCLIENT ADDR PORT NAME PROTO HELO LOGIN DESTADDR DESTPORT")
@@ -1484,15 +1489,15 @@ class NetEnv:
 
     # -- destinations -----------------------------------------------------------------
     def dest(self, addr="192.0.2.10", port=25, tls="starttls", cert=None, listen=None,
-             hostname=None, tls_max=None, auth=None):
+             hostname=None, tls_max=None, auth=None, no_ehlo=False):
         """An aiosmtpd recorder (real software, see Recorder) inside addr's
         namespace, listening on addr:port (or listen="127.0.0.1" for one
         behind a stripper). tls: None, "starttls" or "implicit"; cert:
         (certfile, keyfile), default the test server certificate; auth:
         "user:password", aiosmtpd's AUTH offered after STARTTLS, taking
-        that login."""
+        that login; no_ehlo: see Recorder."""
         return DestServer(self, self.ns_of(addr), listen or addr, port, tls, cert,
-                          hostname or "mx.dest.test", tls_max, auth)
+                          hostname or "mx.dest.test", tls_max, auth, no_ehlo)
 
     def stripper(self, addr="192.0.2.10", port=25, to=("127.0.0.1", 2525), mode="mask"):
         """test/integration/stripper.py (a fixture) at addr:port inside
@@ -1735,7 +1740,8 @@ class DestServer:
                   complete: call it before asserting that nothing arrived)
     Attributes: ns, addr, port, tls, log (its output)."""
 
-    def __init__(self, net, ns, addr, port, tls, cert, hostname, tls_max=None, auth=None):
+    def __init__(self, net, ns, addr, port, tls, cert, hostname, tls_max=None, auth=None,
+                 no_ehlo=False):
         self.net, self.ns, self.addr, self.port, self.tls = net, ns, addr, port, tls
         n = net.env._next("dest")
         self.state = net.env.path("dest-%d.json" % n)
@@ -1750,6 +1756,8 @@ class DestServer:
             argv += ["--tls-max", tls_max]
         if auth:
             argv += ["--auth", auth]
+        if no_ehlo:
+            argv += ["--no-ehlo"]
         if cert:
             argv += ["--cert", cert[0], "--key", cert[1]]
         elif tls:
