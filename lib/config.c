@@ -281,7 +281,7 @@ static struct config_listener *config_new_listener(const struct config_parser *p
         l->require_tls = true;
         l->forward_tls = CONFIG_TLS_NONE;
         l->client_identity = CONFIG_IDENTITY_NONE;
-        l->client_name_lookup = true;
+        l->client_name_lookup = false;
         l->hostname = xstrdup(p->hostname);
         l->forward_ca = xstrdup(CONFIG_DEFAULT_CA);
         l->forward_verify = CONFIG_VERIFY_YES;

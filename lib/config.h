@@ -61,7 +61,7 @@ struct config_listener {
         enum config_tls forward_tls;
         enum config_identity client_identity;
         /* xclient: look up the client's host name (PTR, confirmed by the
-         * name's addresses) for XCLIENT's NAME=, as Postfix would. (yes) */
+         * name's addresses) for XCLIENT's NAME=, as Postfix would. (no) */
         bool client_name_lookup;
         char *hostname;   /* name in our greeting; default: the system's */
         char *forward_ca; /* CA file for forward_tls; default system bundle */

@@ -39,6 +39,8 @@
 #define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
 #define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
 #define RELAY_HELO_MAX      255          /* the longest EHLO name taken */
+#define RELAY_NAME_LOOKUPS  16           /* client name lookups at once, a process */
+#define RELAY_NAME_WAIT_MS  5000         /* how long XCLIENT waits for one */
 /* Errors mailward answers itself before it hangs up: Postfix's
  * smtpd_hard_error_limit and its default. */
 #define RELAY_ERROR_LIMIT    20
@@ -119,6 +121,7 @@ struct relay_observed {
 struct relay_name {
         uv_getnameinfo_t ni;
         uv_getaddrinfo_t ai;
+        struct relay_env *env;
         struct relay_session *s; /* NULL once the session is gone */
         struct sockaddr_storage addr;
         char host[NI_MAXHOST];
@@ -254,6 +257,7 @@ static void relay_out_reset(struct relay_session *s);
 static void relay_out_tls_done(struct relay_session *s);
 static void relay_out_tls_lost(struct relay_session *s, const char *why);
 static void relay_out_start(struct relay_session *s);
+static void relay_name_abandon(struct relay_session *s);
 static int relay_out_listener_init(struct relay_listener *l, char *err, size_t errlen);
 
 static const char *const relay_state_names[] = {
@@ -1772,6 +1776,19 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 }
                 break;
         case CONN_EV_TIMEOUT:
+                if (s->name_wait) {
+                        /* The client's name took too long: Postfix, too, says
+                         * [TEMPUNAVAIL] for a lookup that fails for now. */
+                        relay_name_abandon(s);
+                        s->name_wait = false;
+                        s->client_name = xstrdup("[TEMPUNAVAIL]");
+                        relay_log(s, LOG_LVL_INFO,
+                                  "event=client_name name=[TEMPUNAVAIL] "
+                                  "reason=\"lookup too slow\"");
+                        relay_send_xclient(s);
+                        s->step = RELAY_STEP_XCLIENT;
+                        break;
+                }
                 relay_log(s, LOG_LVL_WARN, "event=backend_timeout server=%s",
                           lc->forward);
                 if (s->probe)
@@ -2881,8 +2898,7 @@ static void relay_free(struct relay_session *s)
                 s->next->prev = s->prev;
         relay_fifo_clear(s);
         relay_forget_helo(s);
-        if (s->name_req != NULL)
-                s->name_req->s = NULL; /* its callback frees it */
+        relay_name_abandon(s);
         free(s->client_name);
         pending_cancel(s->wrap_wait);
         if (s->o != NULL) {
@@ -2930,6 +2946,8 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
         const struct config_listener *lc = s->l->conf;
         const struct relay_pending *p;
 
+        if (s->name_wait)
+                return RELAY_NAME_WAIT_MS;
         if (s->bstate == RELAY_B_CONNECTING || s->bstate == RELAY_B_SETUP)
                 return lc->timeout_greeting * RELAY_MS;
         for (p = s->head; p != NULL; p = p->next) {
@@ -3082,6 +3100,7 @@ static void relay_name_done(struct relay_name *n, const char *name)
 {
         struct relay_session *s = n->s;
 
+        n->env->name_lookups--;
         if (s != NULL) {
                 s->name_req = NULL;
                 s->client_name = xstrdup(name); /* name may be n->host */
@@ -3089,13 +3108,41 @@ static void relay_name_done(struct relay_name *n, const char *name)
         free(n);
         if (s == NULL)
                 return;
-        relay_log(s, LOG_LVL_DEBUG, "event=client_name name=%s", name);
+        relay_log(s, LOG_LVL_DEBUG, "event=client_name name=%s", s->client_name);
         if (s->name_wait && s->state != RELAY_S_CLOSING && s->server != NULL) {
                 s->name_wait = false;
                 relay_send_xclient(s);
                 s->step = RELAY_STEP_XCLIENT;
                 relay_run(s);
         }
+}
+
+/*
+ * A host name as Postfix takes it (its valid_hostname()): labels of 1 to 63
+ * letters, digits, '-' and '_', not beginning or ending with '-', 255 in
+ * all, and not all digits and dots (an address in a PTR record).
+ */
+static bool relay_name_valid(const char *h, size_t len)
+{
+        size_t label = 0, i;
+        bool numeric = true;
+
+        if (len == 0 || len > 255)
+                return false;
+        for (i = 0; i < len; i++) {
+                if (h[i] == '.') {
+                        if (label == 0 || h[i - 1] == '-')
+                                return false;
+                        label = 0;
+                        continue;
+                }
+                if (!isalnum((unsigned char)h[i]) && h[i] != '-' && h[i] != '_')
+                        return false;
+                if ((label == 0 && h[i] == '-') || ++label > 63)
+                        return false;
+                numeric = numeric && isdigit((unsigned char)h[i]);
+        }
+        return label > 0 && h[len - 1] != '-' && !numeric;
 }
 
 /* Does the address a (of an addrinfo) equal the client's? */
@@ -3138,9 +3185,7 @@ static void relay_name_ptr_cb(uv_getnameinfo_t *req, int status, const char *hos
         bool ok = status == 0 && len > 0 && len < sizeof(n->host);
 
         (void)service;
-        /* A name as XCLIENT can carry it: letters, digits, '-', '.', '_'. */
-        for (i = 0; ok && i < len; i++)
-                ok = isalnum((unsigned char)host[i]) || strchr("-._", host[i]) != NULL;
+        ok = ok && relay_name_valid(host, len);
         if (n->s == NULL || !ok) {
                 relay_name_done(n, status == 0 || status == UV_EAI_NONAME
                                        ? "[UNAVAILABLE]"
@@ -3160,8 +3205,21 @@ static void relay_name_ptr_cb(uv_getnameinfo_t *req, int status, const char *hos
 
 static void relay_name_start(struct relay_session *s)
 {
-        struct relay_name *n = xcalloc(1, sizeof(*n));
+        struct relay_env *env = s->l->env;
+        struct relay_name *n;
 
+        /* Lookups hold threads of libuv's pool until the resolver gives up:
+         * a few slow PTR answers must not queue every later session's. */
+        if (env->name_lookups >= RELAY_NAME_LOOKUPS) {
+                s->client_name = xstrdup("[TEMPUNAVAIL]");
+                relay_log(s, LOG_LVL_INFO,
+                          "event=client_name name=[TEMPUNAVAIL] "
+                          "reason=\"too many lookups at once\"");
+                return;
+        }
+        n = xcalloc(1, sizeof(*n));
+        n->env = env;
+        env->name_lookups++;
         n->s = s;
         n->addr = *conn_peer_addr(s->client);
         n->ni.data = n;
@@ -3169,9 +3227,24 @@ static void relay_name_start(struct relay_session *s)
         if (uv_getnameinfo(s->l->env->loop, &n->ni, relay_name_ptr_cb,
                            (const struct sockaddr *)&n->addr, NI_NAMEREQD) != 0) {
                 s->name_req = NULL;
+                env->name_lookups--;
                 free(n);
                 s->client_name = xstrdup("[TEMPUNAVAIL]");
         }
+}
+
+/* The lookup is left to end by itself (its callback frees it), and the
+ * session goes on without it; one still queued is taken off the queue. */
+static void relay_name_abandon(struct relay_session *s)
+{
+        struct relay_name *n = s->name_req;
+
+        if (n == NULL)
+                return;
+        s->name_req = NULL;
+        n->s = NULL;
+        /* The PTR lookup is under way until the forward one starts. */
+        uv_cancel(n->ai.type == UV_GETADDRINFO ? (uv_req_t *)&n->ai : (uv_req_t *)&n->ni);
 }
 
 /* Greet, or start implicit TLS (the greeting follows the handshake). */

@@ -76,6 +76,7 @@ struct learned;
 
 struct relay_env {
         struct uv_loop_s *loop;
+        unsigned name_lookups; /* client_name_lookup: lookups under way (relay.c) */
         const struct log *log;
         struct alert_sink *alerts;
         struct learned *learned;   /* outbound: TLS seen per domain; NULL: not kept */

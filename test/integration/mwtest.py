@@ -409,9 +409,7 @@ def write_config(env, path, listeners, globals, alert_log):
 
     Filled in unless given: listen (127.0.0.1:<free port>), cert and key
     (env.certs/server.pem/.key, unless accept_tls = none), forward_ca
-    (env.certs/ca.pem when forward_tls is not none), client_name_lookup =
-    no with client_identity = xclient (no DNS query leaves the machine);
-    in [mailward]: user
+    (env.certs/ca.pem when forward_tls is not none); in [mailward]: user
     (nobody when running as root), alert_log (in env.dir), drain_timeout
     (10). A value of None leaves the key out; a list writes the key once
     per item, in order (cert and key may come again)."""
@@ -431,10 +429,6 @@ def write_config(env, path, listeners, globals, alert_log):
             o.setdefault("key", os.path.join(env.certs, "server.key"))
         if o.get("forward_tls", "none") != "none":
             o.setdefault("forward_ca", os.path.join(env.certs, "ca.pem"))
-        # A client at 127.0.0.2 would have its PTR asked of the system's
-        # resolver, outside: tests ask for the lookup where they want it.
-        if o.get("client_identity") == "xclient":
-            o.setdefault("client_name_lookup", "no")
         o = {k: v for k, v in o.items() if v is not None}
         written[name] = o
         out += ["", "[%s]" % name] + ["%s = %s" % (k, _conf_value(one)) for k, v in o.items()

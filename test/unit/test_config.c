@@ -228,7 +228,7 @@ static void test_config_defaults(void **state)
         assert_string_equal(l->forward_ca, "/etc/ssl/certs/ca-certificates.crt");
         assert_int_equal(l->forward_verify, CONFIG_VERIFY_YES);
         assert_int_equal(l->client_identity, CONFIG_IDENTITY_NONE);
-        assert_true(l->client_name_lookup);
+        assert_false(l->client_name_lookup);
         assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
         assert_string_equal(l->hostname, host);
         assert_int_equal(l->max_sessions, 1000);
