@@ -1229,6 +1229,8 @@ class NetEnv:
                                             mailward's outbound listener in the
                                             sender (redirected to, user nobody,
                                             state_dir owned by nobody)
+      net.sending_postfix(**main)           Postfix in the sender, relaying all to
+                                            [192.0.2.10]:25 without TLS of its own
       net.dest(addr, tls=..., cert=...)     aiosmtpd recorder inside a destination
       net.stripper(addr, to, mode)          the STARTTLS-stripping fixture there
       net.cert(name, sans, kind)            a leaf certificate for the test
@@ -1480,6 +1482,18 @@ class NetEnv:
             self.redirect(port)
         return self.env.mailward(listeners={name: opts}, globals=g, netns=self.sender,
                                  wait=wait)
+
+    def sending_postfix(self, relayhost="[192.0.2.10]:25", **main):
+        """A private Postfix (real software) in the sender, as the sending MTA
+        of the outbound tests: everything goes to relayhost over SMTP,
+        smtp_tls_security_level = none (the only TLS on the way is
+        mailward's). main: more main.cf settings."""
+        opts = {"default_transport": "smtp", "relay_transport": "smtp",
+                "relayhost": relayhost, "smtp_tls_security_level": "none",
+                "smtp_connect_timeout": "10s"}
+        opts.update(main)
+        return self.env.postfix(identity=None, netns=self.sender, hostname="pf.sender.test",
+                                main=opts)
 
     # -- destinations -----------------------------------------------------------------
     def dest(self, addr="192.0.2.10", port=25, tls="starttls", cert=None, listen=None,

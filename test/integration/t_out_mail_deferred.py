@@ -50,14 +50,8 @@ def main():
                                      "check_sender_access texthash:" + access})
         net.stripper("192.0.2.10", to=("127.0.0.1", dest.port), mode="pass")
         mw = net.outbound(policy="test.example encrypt\n", default_level="encrypt")
-        pf = env.postfix(identity=None, netns=net.sender, hostname="pf.sender.test", main={
-            "default_transport": "smtp",
-            "relay_transport": "smtp",
-            "relayhost": "[192.0.2.10]:25",
-            "smtp_tls_security_level": "none",
-            "smtp_connect_timeout": "10s",
-            "virtual_mailbox_domains": "",  # test.example is the destination's
-        })
+        # test.example is the destination's, not the sending Postfix's own.
+        pf = net.sending_postfix(virtual_mailbox_domains="")
         with net.inside():
             import smtplib
             s = smtplib.SMTP("127.0.0.1", pf.port, local_hostname="submit.sender.test",

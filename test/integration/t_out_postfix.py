@@ -26,13 +26,7 @@ def main():
         cert = net.cert("mx.dest.test")
         dest = net.dest("192.0.2.10", tls="starttls", cert=cert, hostname="mx.dest.test")
         mw = net.outbound(policy="dest.test secure\n", default_level="encrypt")
-        pf = env.postfix(identity=None, netns=net.sender, hostname="pf.sender.test", main={
-            "default_transport": "smtp",
-            "relay_transport": "smtp",
-            "relayhost": "[192.0.2.10]:25",
-            "smtp_tls_security_level": "none",
-            "smtp_connect_timeout": "10s",
-        })
+        pf = net.sending_postfix()
         with net.inside():
             import smtplib
             s = smtplib.SMTP("127.0.0.1", pf.port, local_hostname="submit.sender.test",
