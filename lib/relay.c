@@ -1605,6 +1605,40 @@ static void relay_out_dane_observe(struct relay_session *s, const char *domain,
                                    size_t whylen);
 
 /*
+ * One server judged against one host name, as a setting asks (not a policy
+ * entry): level with match, TLS 1.2 or later, the certificate in version
+ * and peer; o is left for what the caller adds (DANE) before judging.
+ */
+static void relay_host_judging(struct policy_expectation *e, struct policy_observation *o,
+                               enum policy_level level, const char *const *match,
+                               const char *host, const char *version,
+                               const struct tls_peer *peer,
+                               const char *names[TLS_PEER_NAMES])
+{
+        memset(e, 0, sizeof(*e));
+        memset(o, 0, sizeof(*o));
+        e->level = e->written = level;
+        e->match = match;
+        e->nmatch = match != NULL ? 1 : 0;
+        e->min_proto = POLICY_PROTO_TLSV1_2;
+        e->max_proto = POLICY_PROTO_TLSV1_3;
+        o->nexthop = host;
+        o->mx_host = host;
+        o->starttls_offered = true;
+        o->tls_reached = true;
+        relay_observe_cert(o, version, peer, names);
+}
+
+/* A verdict's reason names a policy table's level: say the setting instead. */
+static void relay_reason_of_setting(struct policy_verdict *v)
+{
+        char *cut = strstr(v->reason, "; level ");
+
+        if (cut != NULL)
+                *cut = '\0';
+}
+
+/*
  * forward_verify = dane or dane-only, once TLS is up with the smarthost:
  * its certificate against the host's TLSA records (_PORT._tcp.HOST, with
  * validated addresses; lib/dane.h, direct), judged as the outbound side
@@ -1623,26 +1657,14 @@ static bool relay_wrap_judge(struct relay_session *s, const struct dane_result *
         struct policy_verdict v;
         struct tls_peer peer;
         const char *names[TLS_PEER_NAMES];
-        char why[256], *cut;
+        char why[256];
+        bool ca = d->state == DANE_NONE && lc->forward_verify == CONFIG_VERIFY_DANE;
 
-        memset(&e, 0, sizeof(e));
-        memset(&o, 0, sizeof(o));
         memset(&peer, 0, sizeof(peer));
         tls_peer_info(t, &peer);
-        e.level = POLICY_LEVEL_DANE_ONLY;
-        if (d->state == DANE_NONE && lc->forward_verify == CONFIG_VERIFY_DANE) {
-                e.level = POLICY_LEVEL_SECURE;
-                e.match = hostname;
-                e.nmatch = 1;
-        }
-        e.written = e.level;
-        e.min_proto = POLICY_PROTO_TLSV1_2;
-        e.max_proto = POLICY_PROTO_TLSV1_3;
-        o.nexthop = s->l->fwd_host;
-        o.mx_host = s->l->fwd_host;
-        o.starttls_offered = true;
-        o.tls_reached = true;
-        relay_observe_cert(&o, tls_version(t), &peer, names);
+        relay_host_judging(&e, &o, ca ? POLICY_LEVEL_SECURE : POLICY_LEVEL_DANE_ONLY,
+                           ca ? hostname : NULL, s->l->fwd_host, tls_version(t), &peer,
+                           names);
         if (e.level == POLICY_LEVEL_DANE_ONLY)
                 relay_out_dane_observe(s, s->l->fwd_host, d, &o, why, sizeof(why));
         if (policy_judge(&e, &o, &v) && v.result == POLICY_RESULT_OK) {
@@ -1653,10 +1675,7 @@ static bool relay_wrap_judge(struct relay_session *s, const struct dane_result *
                                                          : policy_dane_str(o.dane));
                 return true;
         }
-        /* The level's words are policy-table words: say the setting instead. */
-        cut = strstr(v.reason, "; level ");
-        if (cut != NULL)
-                *cut = '\0';
+        relay_reason_of_setting(&v);
         relay_alert(s,
                     v.result == POLICY_RESULT_DNSSEC_INVALID  ? ALERT_DNSSEC_INVALID
                     : v.result == POLICY_RESULT_DANE_REQUIRED ? ALERT_DANE_REQUIRED
@@ -2648,7 +2667,6 @@ static bool relay_out_auth_ok(struct relay_session *s)
         struct policy_observation o;
         struct policy_verdict v;
         const char *names[TLS_PEER_NAMES];
-        char *cut;
 
         memset(&v, 0, sizeof(v));
         if (relayhost == NULL) {
@@ -2656,23 +2674,11 @@ static bool relay_out_auth_ok(struct relay_session *s)
                          "no relayhost is set, the only server that may have the "
                          "credentials");
         } else {
-                memset(&e, 0, sizeof(e));
-                memset(&o, 0, sizeof(o));
-                e.level = e.written = POLICY_LEVEL_SECURE;
-                e.match = nexthop;
-                e.nmatch = 1;
-                e.min_proto = POLICY_PROTO_TLSV1_2;
-                e.max_proto = POLICY_PROTO_TLSV1_3;
-                o.nexthop = relayhost;
-                o.mx_host = relayhost;
-                o.starttls_offered = true;
-                o.tls_reached = true;
-                relay_observe_cert(&o, s->o->obs.version, &s->o->obs.peer, names);
+                relay_host_judging(&e, &o, POLICY_LEVEL_SECURE, nexthop, relayhost,
+                                   s->o->obs.version, &s->o->obs.peer, names);
                 if (policy_judge(&e, &o, &v) && v.result == POLICY_RESULT_OK)
                         return true;
-                cut = strstr(v.reason, "; level ");
-                if (cut != NULL)
-                        *cut = '\0';
+                relay_reason_of_setting(&v);
                 relay_alert(s, ALERT_CERTIFICATE_INVALID, ALERT_SEV_WARNING, "deferred",
                             NULL, "AUTH refused", v.reason);
         }
