@@ -40,7 +40,10 @@ drain_timeout = 2):
      RCPT waits, so both sessions end at once, while the lookup still runs
      (their close lines come before the policy is logged), and their waits
      are cancelled; the destination never sees a MAIL or RCPT for
-     gone.test. mailward stays up, the fetch completes (the answer was
+     gone.test. C sends MAIL, a RCPT to slow.test (policy cached: sent on
+     at once, its reply owed by the destination) and a RCPT to gone.test
+     in one write and half-closes (FIN): it ends at once too, with the
+     reply still owed, and its gone.test RCPT is never sent. mailward stays up, the fetch completes (the answer was
      written out in full, mta_sts_policy for gone.test, no mta_sts_failed),
      nothing for gone.test is delivered. A new session to gone.test is then
      delivered without waiting, with no second GET or TXT query.
@@ -318,20 +321,30 @@ def scenario_gone(net, mw, dest, web, dns):
     wait_policy_state(mw, sid_b)
     b.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     b.close()
-    print("A (session %s) closed after its RCPT; B (session %s) reset" % (sid_a, sid_b),
-          flush=True)
 
-    for who, sid in (("A", sid_a), ("B", sid_b)):
+    # C: MAIL, a RCPT to slow.test (its policy cached by scenario 1: sent to
+    # the destination at once, its reply owed), a RCPT to gone.test (waits)
+    # in one write, then a FIN: the session ends with a reply still owed.
+    c = raw_client(net)
+    ehlo(c)
+    sid_c = session_of(mw, c.sock.getsockname()[1])
+    c.send("MAIL FROM:<%s>\r\nRCPT TO:<c1@slow.test>\r\nRCPT TO:<c2@gone.test>\r\n" % FROM)
+    c.sock.shutdown(socket.SHUT_WR)
+    print("A (session %s) closed after its RCPT; B (session %s) reset; C (session %s) "
+          "half-closed with a reply owed" % (sid_a, sid_b, sid_c), flush=True)
+
+    for who, sid in (("A", sid_a), ("B", sid_b), ("C", sid_c)):
         got = mwtest.wait_for(lambda: closes(mw, sid), 1.0)
         mwtest.check(got, "no close line for session %s (%s) within 1 s of its close, while "
                      "the lookup runs; its log lines: %r" % (sid, who, session_events(mw, sid)))
         print("%s: session %s: %r" % (who, sid, got), flush=True)
         mwtest.eq(len(got), 1, "close lines for session %s (%s)" % (sid, who))
         mwtest.eq(got[0].get("messages"), "0", "messages of session %s (%s)" % (sid, who))
+    c.close()
     mwtest.eq(log_events(mw, "mta_sts_policy", "gone.test"), [],
               "mta_sts_policy for gone.test already logged when both sessions had closed "
               "(the answer is held %.1f s)" % HOLD)
-    pol = check_policy_logged_once(mw, "gone.test")
+    check_policy_logged_once(mw, "gone.test")
     t_pol = time.monotonic()
     print("policy for gone.test logged %.2f s after A closed" % (t_pol - t_a), flush=True)
     mwtest.check(mw.alive(), "mailward is gone; its log:\n%s" % mw.log()[-6000:])
