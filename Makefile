@@ -246,8 +246,14 @@ fuzz: deps
 
 FORMAT_SRC := $(wildcard lib/*.[ch] proxy/*.[ch] test/unit/*.[ch] test/fuzz/*.[ch] test/bench/*.c)
 
+# Python: the tests, their fixtures and the scripts (pyflakes: unused names,
+# undefined names; a test that names a variable wrongly fails only when run).
+PY_SRC = $(wildcard test/integration/*.py test/unit/*.py) scripts/import-eff-policy \
+	scripts/tlsrpt-report test/bench/run test/fuzz/make-corpus
+
 lint:
 	clang-format --dry-run -Werror $(FORMAT_SRC)
+	/usr/bin/python3 -m pyflakes $(PY_SRC)
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
 	        --inline-suppr --suppress=missingIncludeSystem -Ilib lib proxy
 

@@ -246,7 +246,6 @@ def cert_lines(mw):
 
 
 def workers(env):
-    certs = env.certs
     cert, key, ecdsa, _ = tls_files(env, "tls-workers")
     short = mwtest.make_leaf_cert(env, "localhost", ["localhost", "127.0.0.1"], days=10)
     short_fp = pem_fingerprint(short[0])

@@ -21,11 +21,9 @@ With workers = 2 and a plaintext client refused (530) through each worker:
 
 import os
 import re
-import signal
 import socket
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402

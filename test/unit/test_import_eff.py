@@ -10,7 +10,6 @@ would run it: what is checked is its exit status, its stderr and the table.
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
