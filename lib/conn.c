@@ -156,24 +156,22 @@ static void conn_peer_strings(struct conn *c)
 /*
  * An IPv4 client reaching an IPv6 socket (a dual-stack listener), or named
  * so by a PROXY header, has IPv4-mapped addresses (::ffff:192.0.2.1): make
- * the pair IPv4, as Postfix does, so that XCLIENT, logs and max_per_client
- * see the address as IPv4 rules name it. Both or neither, so the two ends
- * keep one family.
+ * them IPv4, as Postfix does, so that XCLIENT, logs, the client's name
+ * lookup and max_per_client see the address as IPv4 rules name it. Each
+ * end on its own: a PROXY v1 header may pair a mapped client with an IPv6
+ * destination (TCP6 ::ffff:192.0.2.1 ::1); the PROXY header sent on puts
+ * such a pair back into one family (relay_as_in6()).
  */
 static void conn_unmap(struct sockaddr_storage *peer, struct sockaddr_storage *local)
 {
         struct sockaddr_storage *ss[2] = {peer, local};
 
         for (int i = 0; i < 2; i++) {
-                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss[i];
-
-                if (ss[i]->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-                        return;
-        }
-        for (int i = 0; i < 2; i++) {
                 struct sockaddr_in6 s6 = *(const struct sockaddr_in6 *)ss[i];
                 struct sockaddr_in *s4 = (struct sockaddr_in *)ss[i];
 
+                if (ss[i]->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+                        continue;
                 memset(ss[i], 0, sizeof(*ss[i]));
                 s4->sin_family = AF_INET;
                 s4->sin_port = s6.sin6_port;

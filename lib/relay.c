@@ -1183,6 +1183,25 @@ static size_t relay_proxy_addrs(unsigned char *h, size_t n, const void *src,
         return n + 2 * alen + 4;
 }
 
+/* An address as IPv6, IPv4 as ::ffff:a.b.c.d: the PROXY header's two ends
+ * share one family, and a header received may pair an IPv4-mapped client
+ * with an IPv6 destination (conn_unmap() makes the client IPv4). */
+static void relay_as_in6(const struct sockaddr_storage *ss, struct sockaddr_in6 *out)
+{
+        memset(out, 0, sizeof(*out));
+        if (ss->ss_family == AF_INET6) {
+                *out = *(const struct sockaddr_in6 *)ss;
+        } else if (ss->ss_family == AF_INET) {
+                const struct sockaddr_in *a = (const void *)ss;
+
+                out->sin6_family = AF_INET6;
+                out->sin6_port = a->sin_port;
+                out->sin6_addr.s6_addr[10] = 0xff;
+                out->sin6_addr.s6_addr[11] = 0xff;
+                memcpy(&out->sin6_addr.s6_addr[12], &a->sin_addr, 4);
+        }
+}
+
 /* PROXY protocol v2 header, with the TLS version and cipher in PP2_TYPE_SSL. */
 static void relay_send_proxy(struct relay_session *s)
 {
@@ -1200,7 +1219,7 @@ static void relay_send_proxy(struct relay_session *s)
                 const struct sockaddr_storage *dst = conn_local_addr(s->client);
 
                 h[12] = 0x21; /* version 2, PROXY */
-                if (src->ss_family == AF_INET) {
+                if (src->ss_family == AF_INET && dst->ss_family == AF_INET) {
                         const struct sockaddr_in *a = (const void *)src;
                         const struct sockaddr_in *b = (const void *)dst;
 
@@ -1208,12 +1227,13 @@ static void relay_send_proxy(struct relay_session *s)
                         n = relay_proxy_addrs(h, n, &a->sin_addr, &b->sin_addr, 4,
                                               &a->sin_port, &b->sin_port);
                 } else {
-                        const struct sockaddr_in6 *a = (const void *)src;
-                        const struct sockaddr_in6 *b = (const void *)dst;
+                        struct sockaddr_in6 a, b;
 
+                        relay_as_in6(src, &a);
+                        relay_as_in6(dst, &b);
                         h[13] = 0x21; /* TCP over IPv6 */
-                        n = relay_proxy_addrs(h, n, &a->sin6_addr, &b->sin6_addr, 16,
-                                              &a->sin6_port, &b->sin6_port);
+                        n = relay_proxy_addrs(h, n, &a.sin6_addr, &b.sin6_addr, 16,
+                                              &a.sin6_port, &b.sin6_port);
                 }
                 if (s->tls) {
                         struct tls *t = conn_tls(s->client);

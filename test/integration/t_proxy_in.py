@@ -28,7 +28,8 @@ connect to HAProxy from addresses of their own (127.0.0.5 and up).
   5. Headers sent by hand from HAProxy's address: a LOCAL one gets its
      greeting while two connections wait for theirs (those are not counted
      as the balancer's for max_per_client); a TCP6 header with IPv4-mapped
-     addresses names the IPv4 client (XCLIENT ADDR=127.0.0.9).
+     addresses names the IPv4 client (XCLIENT ADDR=127.0.0.9), also when
+     only the client's is mapped (to ::1).
   6. A listener on an IPv4-mapped address ([::ffff:127.0.0.1], without
      accept_proxy): an IPv4 client's XCLIENT names it as IPv4.
   7. SIGTERM (drain_timeout = 1) while an implicit-TLS connection waits for
@@ -255,22 +256,24 @@ def main():
         c.close()
         for w in waiting:
             w.close()
-        n = len(be.messages)
-        c = Client(mw.port("smtp"))
-        c.send(b"PROXY TCP6 ::ffff:127.0.0.9 ::ffff:127.0.0.1 40000 25\r\n")
-        mwtest.eq(c.reply().code, 220, "greeting after a mapped TCP6 header")
-        c.cmd("EHLO client.test")
-        c.starttls(mwtest.ssl_client_context(env))
-        c.cmd("EHLO client.test")
-        for line, code in (("MAIL FROM:<a@sender.test>", 250), ("RCPT TO:<b@rcpt.test>", 250),
-                           ("DATA", 354), (MSG + b".\r\n", 250)):
-            r = c.cmd(line)
-            mwtest.eq(r.code, code, "%r answered %r" % (line[:20], r))
-        c.close()
-        m = be.wait_messages(n + 1, 10)[-1]
-        print("mapped TCP6 header: XCLIENT %r" % m.xclient)
-        mwtest.eq((m.xclient.get("ADDR"), m.xclient.get("PORT")), ("127.0.0.9", "40000"),
-                  "XCLIENT for a TCP6 header with IPv4-mapped addresses")
+        for dst in ("::ffff:127.0.0.1", "::1"):
+            n = len(be.messages)
+            c = Client(mw.port("smtp"))
+            c.send(b"PROXY TCP6 ::ffff:127.0.0.9 %s 40000 25\r\n" % dst.encode())
+            mwtest.eq(c.reply().code, 220, "greeting after a mapped TCP6 header (to %s)" % dst)
+            c.cmd("EHLO client.test")
+            c.starttls(mwtest.ssl_client_context(env))
+            c.cmd("EHLO client.test")
+            for line, code in (("MAIL FROM:<a@sender.test>", 250),
+                               ("RCPT TO:<b@rcpt.test>", 250), ("DATA", 354),
+                               (MSG + b".\r\n", 250)):
+                r = c.cmd(line)
+                mwtest.eq(r.code, code, "%r answered %r" % (line[:20], r))
+            c.close()
+            m = be.wait_messages(n + 1, 10)[-1]
+            print("mapped TCP6 header to %s: XCLIENT %r" % (dst, m.xclient))
+            mwtest.eq((m.xclient.get("ADDR"), m.xclient.get("PORT")), ("127.0.0.9", "40000"),
+                      "XCLIENT for a TCP6 header with an IPv4-mapped client (to %s)" % dst)
 
         # 6. A listener on an IPv4-mapped address.
         (ip, cport), m = send(env, be, mw.port("mapped"), "127.0.0.5")
