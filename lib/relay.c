@@ -2216,6 +2216,41 @@ static void relay_out_observed(const struct relay_session *s, char *out, size_t 
                 snprintf(out, outlen, "no STARTTLS offered");
 }
 
+/* The lookup's TLSA records as lib/tls.h takes them; their number. */
+static size_t relay_tlsa_recs(const struct dane_result *d, struct tls_tlsa *recs)
+{
+        for (size_t i = 0; i < d->ntlsa; i++) {
+                recs[i].usage = d->tlsa[i].usage;
+                recs[i].selector = d->tlsa[i].selector;
+                recs[i].mtype = d->tlsa[i].mtype;
+                recs[i].data = d->tlsa[i].data;
+                recs[i].len = d->tlsa[i].len;
+        }
+        return d->ntlsa;
+}
+
+/*
+ * Whether DANE decides for a domain at this level (RFC 7672, RFC 8461
+ * section 2): the level uses DANE and the lookup found a record usable for
+ * SMTP. Then its MTA-STS policy is not used; otherwise it is, also where
+ * TLSA records exist (a level that does not use them, such as encrypt with
+ * relayhost's lookup, or only PKIX usages: DANE does not apply).
+ */
+static bool relay_out_dane_applies(enum policy_level level, const struct dane_result *d)
+{
+        struct tls_tlsa recs[DANE_TLSA_MAX];
+        size_t n;
+
+        if (d == NULL || d->state != DANE_TLSA ||
+            (level != POLICY_LEVEL_DANE && level != POLICY_LEVEL_DANE_ONLY))
+                return false;
+        n = relay_tlsa_recs(d, recs);
+        for (size_t i = 0; i < n; i++)
+                if (tls_dane_record_usable(&recs[i]))
+                        return true;
+        return false;
+}
+
 /*
  * What the server's certificate says against the DANE lookup's result, into
  * o (dane, dane_why, and the MX host when the lookup found it).
@@ -2245,13 +2280,7 @@ static void relay_out_dane_observe(struct relay_session *s, const char *domain,
         case DANE_TLSA:
                 break;
         }
-        for (size_t i = 0; i < d->ntlsa; i++) {
-                recs[i].usage = d->tlsa[i].usage;
-                recs[i].selector = d->tlsa[i].selector;
-                recs[i].mtype = d->tlsa[i].mtype;
-                recs[i].data = d->tlsa[i].data;
-                recs[i].len = d->tlsa[i].len;
-        }
+        relay_tlsa_recs(d, recs);
         t = s->server != NULL ? conn_tls(s->server) : NULL;
         switch (t != NULL ? tls_dane_match(t, recs, d->ntlsa, why, whylen)
                           : TLS_DANE_NO_MATCH) {
@@ -2303,9 +2332,9 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         te = *e;
         if (sts != NULL && sts->mode != MTASTS_MODE_NONE)
                 te = policy_mta_sts(e, (const char *const *)sts->mx, sts->nmx);
-        /* DANE first where it has TLSA records (RFC 8461 section 2). */
+        /* DANE first where it applies (RFC 8461 section 2). */
         if (sts != NULL && sts->mode == MTASTS_MODE_ENFORCE &&
-            !(dane != NULL && dane->state == DANE_TLSA))
+            !relay_out_dane_applies(e->level, dane))
                 *e = te;
         /* Report mail: TLS, and no more (the failure it reports may be ours). */
         if (s->o->report_mail && e->level > POLICY_LEVEL_ENCRYPT) {
@@ -2381,11 +2410,9 @@ static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
         memset(&r, 0, sizeof(r));
         r.time = (int64_t)time(NULL);
         r.domain = domain;
-        if (dane != NULL && dane->state == DANE_TLSA &&
-            (e->level == POLICY_LEVEL_DANE || e->level == POLICY_LEVEL_DANE_ONLY))
+        if (relay_out_dane_applies(e->level, dane))
                 r.dane = dane;
-        else if (sts != NULL && sts->mode != MTASTS_MODE_NONE &&
-                 !(dane != NULL && dane->state == DANE_TLSA))
+        else if (sts != NULL && sts->mode != MTASTS_MODE_NONE)
                 r.sts = sts;
         if (r.sts != NULL && r.sts->mode == MTASTS_MODE_TESTING)
                 v = tv;

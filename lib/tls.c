@@ -1848,6 +1848,13 @@ static bool tls_dane_usable(const struct tls_tlsa *r, char *reason, size_t reaso
         return false;
 }
 
+bool tls_dane_record_usable(const struct tls_tlsa *r)
+{
+        char reason[64];
+
+        return tls_dane_usable(r, reason, sizeof(reason));
+}
+
 /*
  * A certificate's SubjectPublicKeyInfo, its DER bytes as the certificate has
  * them, into out: length, or -1 if the certificate does not parse.

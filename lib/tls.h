@@ -278,6 +278,9 @@ enum tls_dane_result {
         TLS_DANE_MATCH_TA,
 };
 
+/* Whether record r can be used for SMTP at all (TLS_DANE_UNUSABLE's rules). */
+bool tls_dane_record_usable(const struct tls_tlsa *r);
+
 /*
  * Match a chain given as DER certificates, leaf first (der[0], derlen[0]), as
  * the server sent it, against nrecs records (recs may be NULL if nrecs is 0).
