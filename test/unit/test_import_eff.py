@@ -49,6 +49,21 @@ def entries(table):
     return out
 
 
+def testing_lines(table):
+    """{domain: (match, the line above it)} of the "# testing: DOMAIN secure
+    match=..." comments: the list's testing domains, not entries."""
+    out = {}
+    above = None
+    for line in table.splitlines():
+        if line.startswith("# testing: "):
+            words = line[len("# testing: "):].split()
+            assert words[0] not in out, f"duplicate {words[0]}"
+            assert words[1] == "secure" and words[2].startswith("match="), line
+            out[words[0]] = (words[2][len("match="):], above)
+        above = line
+    return out
+
+
 def crafted(**overrides):
     data = {
         "timestamp": "2030-01-01T00:00:00Z",
@@ -129,24 +144,25 @@ class RealList(Temp):
                                          "2020-06-03T17:25:12Z") for l in header))
 
         got = entries(r.stdout)
+        soft = testing_lines(r.stdout)
         n_enforce = sum(1 for m, _ in self.modes.values() if m == "enforce")
         n_testing = sum(1 for m, _ in self.modes.values() if m == "testing")
-        self.assertEqual(len(got), len(self.data["policies"]))
-        self.assertEqual(sum(1 for l, _, _ in got.values() if l == "secure"), n_enforce)
-        self.assertEqual(sum(1 for l, _, _ in got.values() if l == "may"), n_testing)
+        # testing domains have no entry: nothing lowers their level
+        self.assertEqual((len(got), len(soft)), (n_enforce, n_testing))
+        self.assertEqual({l for l, _, _ in got.values()}, {"secure"})
         self.assertEqual((n_enforce, n_testing), (361, 565))
         self.assertIn(f"# domains:   926 ({n_enforce} enforce -> secure, "
-                      f"{n_testing} testing -> may)", header)
+                      f"{n_testing} testing -> comment only)", header)
         # every domain has the mode and mxs the JSON gives it
         for domain, (mode, mxs) in self.modes.items():
-            level, match, comment = got[domain]
             # names are folded to lower case (some entries are mixed case)
-            mxs = list(dict.fromkeys(mx.lower() for mx in mxs))
+            mxs = ":".join(dict.fromkeys(mx.lower() for mx in mxs))
             if mode == "enforce":
-                self.assertEqual((level, match), ("secure", ":".join(mxs)), domain)
+                self.assertEqual(got[domain][:2], ("secure", mxs), domain)
+                self.assertNotIn(domain, soft)
             else:
-                self.assertEqual((level, match), ("may", None), domain)
-                self.assertIn(f"would be secure match={':'.join(mxs)}", comment)
+                self.assertNotIn(domain, got)
+                self.assertEqual(soft[domain][0], mxs, domain)
 
     def test_spot_checks(self):
         r = run("--ignore-expiry", "--now", SHIPPED_NOW, REAL_JSON)
@@ -155,15 +171,17 @@ class RealList(Temp):
         # a .suffix MX pattern stays .suffix
         self.assertIn("gmail.com secure "
                       "match=gmail-smtp-in.l.google.com:.gmail-smtp-in.l.google.com", lines)
-        i = lines.index("eff.org may")
-        self.assertEqual(lines[i - 1], "# testing in EFF list: would be secure match=.eff.org")
+        self.assertIn("# testing: eff.org secure match=.eff.org", lines)
         # policy-alias resolved
-        i = lines.index("hotmail.com may")
-        self.assertEqual(lines[i - 1], "# testing in EFF list (policy-alias outlook): would be "
-                         "secure match=.olc.protection.outlook.com:.mail.protection.outlook.com")
-        i = lines.index("aol.com may")
-        self.assertIn("(policy-alias yahoo)", lines[i - 1])
-        self.assertIn("match=.am0.yahoodns.net:mta5.am0.yahoodns.net", lines[i - 1])
+        i = lines.index("# testing: hotmail.com secure "
+                        "match=.olc.protection.outlook.com:.mail.protection.outlook.com")
+        self.assertEqual(lines[i - 1], "# testing (policy-alias outlook)")
+        soft = testing_lines(r.stdout)
+        self.assertEqual(soft["aol.com"][1], "# testing (policy-alias yahoo)")
+        self.assertIn(".am0.yahoodns.net:mta5.am0.yahoodns.net", soft["aol.com"][0])
+        # no testing domain is an entry (a "may" would lower its level)
+        for domain in ("eff.org", "hotmail.com", "aol.com", "yahoo.com", "outlook.com"):
+            self.assertFalse(any(l.split()[:1] == [domain] for l in lines), domain)
 
     def test_mixed_case_mx_folded(self):
         r = run("--ignore-expiry", "--now", SHIPPED_NOW, REAL_JSON)
@@ -205,16 +223,18 @@ class Crafted(Temp):
         self.assertEqual(got["big.example"][2], "# enforce (policy-alias big)")
         # policy-alias wins over the other fields (RULES.md); the key is folded
         self.assertEqual(got["other.example"][:2], ("secure", ".mx.big.example:mx.big.example"))
-        self.assertEqual(got["soft.example"][:2], ("may", None))
-        self.assertEqual(got["soft.example"][2],
-                         "# testing in EFF list (policy-alias soft): would be secure "
-                         "match=mx.soft.example")
+        soft = testing_lines(r.stdout)
+        self.assertNotIn("soft.example", got)
+        self.assertEqual(soft["soft.example"], ("mx.soft.example",
+                                                "# testing (policy-alias soft)"))
         self.assertEqual(got["plain.example"][:2],
                          ("secure", "mx1.plain.example:.plain.example"))
         self.assertIsNone(got["plain.example"][2])
-        self.assertEqual(got["try.example"][:2], ("may", None))
+        self.assertNotIn("try.example", got)
+        self.assertEqual(soft["try.example"][0], ".try.example")
         self.assertNotIn("EXPIRY IGNORED", r.stdout)
-        self.assertIn("# domains:   5 (3 enforce -> secure, 2 testing -> may)", r.stdout)
+        self.assertIn("# domains:   5 (3 enforce -> secure, 2 testing -> comment only)",
+                      r.stdout)
         # sorted, so that a new list gives a readable diff
         domains = [l.split()[0] for l in r.stdout.splitlines() if l and not l.startswith("#")]
         self.assertEqual(domains, sorted(domains))
