@@ -145,6 +145,29 @@ static bool sts_valid(const struct sts_entry *e, int64_t now)
         return e->have_policy && now < e->expires;
 }
 
+/*
+ * How often a valid policy in use is fetched again, its id unchanged (RFC
+ * 8461 section 3.3: refresh before it expires, about once a day, so that
+ * blocking the one fetch at its expiry cannot take it away): daily, or at
+ * half its lifetime when that is shorter.
+ */
+static int64_t sts_life(const struct sts_entry *e)
+{
+        return e->policy.max_age > STS_MIN_SECS ? (int64_t)e->policy.max_age
+                                                : STS_MIN_SECS;
+}
+
+static int64_t sts_refresh_every(const struct sts_entry *e)
+{
+        return sts_life(e) / 2 < STS_REFRESH_SECS ? sts_life(e) / 2 : STS_REFRESH_SECS;
+}
+
+/* Whether e's valid policy is due for that refresh (fetched at expiry - life). */
+static bool sts_refresh_due(const struct sts_entry *e, int64_t now)
+{
+        return now - (e->expires - sts_life(e)) >= sts_refresh_every(e);
+}
+
 /* Drop entries nobody uses: first those that say nothing any more, then
  * every one without a valid policy. */
 static void sts_evict(struct sts *s, int64_t now)
@@ -374,8 +397,7 @@ static void sts_take(struct sts_fetch *f)
         e->have_policy = true;
         snprintf(e->id, sizeof(e->id), "%s", f->id);
         /* Held a minute at least: the sessions that waited for it must find it. */
-        e->expires = (int64_t)time(NULL) +
-                     (pol.max_age > STS_MIN_SECS ? (int64_t)pol.max_age : STS_MIN_SECS);
+        e->expires = (int64_t)time(NULL) + sts_life(e);
         sts_log_policy(f->s, e);
         sts_store_save(f->s, e, body, blen);
         f->done = true;
@@ -549,7 +571,8 @@ static void sts_txt_cb(void *arg, int status, const struct dns_txt *txt)
                 sts_fail(f, "_mta-sts.%s TXT: %s", e->domain, err);
                 return;
         }
-        if (sts_valid(e, (int64_t)time(NULL)) && strcmp(f->id, e->id) == 0) {
+        if (sts_valid(e, (int64_t)time(NULL)) && strcmp(f->id, e->id) == 0 &&
+            !sts_refresh_due(e, (int64_t)time(NULL))) {
                 sts_fetch_end(f); /* unchanged: the cached policy stays */
                 return;
         }
@@ -597,8 +620,13 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
                 sts_store_load(s, e, now);
         }
         if (sts_valid(e, now)) {
-                /* Look for a new id now and then; the cached policy serves meanwhile. */
-                if (e->fetch == NULL && now - e->checked >= STS_RECHECK_SECS)
+                /* Look for a new id now and then, and refresh the policy when
+                 * due; the cached policy serves meanwhile. */
+                int64_t every = sts_refresh_every(e);
+
+                if (every > STS_RECHECK_SECS)
+                        every = STS_RECHECK_SECS;
+                if (e->fetch == NULL && now - e->checked >= every)
                         sts_fetch_start(s, e);
                 *policy = &e->policy;
                 return STS_POLICY;

@@ -25,8 +25,11 @@
  *
  * While a policy is valid, its TXT record is looked at again in the
  * background at most every STS_RECHECK_SECS when the domain is used, and a
- * changed id fetches the policy again; a failed refresh keeps the cached
- * policy (as RFC 8461 says). Without a valid cached policy, a domain with no
+ * changed id fetches the policy again, as does an unchanged one once the
+ * policy is STS_REFRESH_SECS old (or half its max_age, if that is less: RFC
+ * 8461 section 3.3, refresh before it expires); a refresh that fetches a
+ * policy starts its max_age anew, and a failed one keeps the cached policy
+ * (as RFC 8461 says). Without a valid cached policy, a domain with no
  * TXT record (or a failed lookup or fetch) is "none" for STS_NEGATIVE_SECS
  * (no record) or STS_RETRY_SECS (a failure): mail goes on as if the domain
  * had no policy, as the RFC says, and the failure is logged.
@@ -58,6 +61,7 @@ struct sts;
 
 #define STS_CACHE_MAX        10000
 #define STS_RECHECK_SECS     300
+#define STS_REFRESH_SECS     86400
 #define STS_NEGATIVE_SECS    3600
 #define STS_RETRY_SECS       300
 #define STS_MIN_SECS         60 /* a policy is kept at least this long */
