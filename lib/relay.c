@@ -430,7 +430,12 @@ static void relay_ehlo_text(struct relay_session *s, const struct smtp_caps *fro
                 smtp_caps_add(&c, "ENHANCEDSTATUSCODES");
         }
         smtp_caps_filter(&c, relay_caps_allowed);
-        if (!s->tls)
+        /* AUTH only over TLS: the client's, or, for a plaintext-only client
+         * (accept_tls = none, relayed as such), the verified TLS to the
+         * backend (a smarthost's login crosses the network inside it). */
+        if (!s->tls && !(s->l->conf->accept_tls == CONFIG_TLS_NONE &&
+                         s->l->conf->forward_tls != CONFIG_TLS_NONE &&
+                         s->l->conf->forward_verify != CONFIG_VERIFY_NO))
                 smtp_caps_remove(&c, "AUTH");
         if (s->l->conf->accept_tls == CONFIG_TLS_STARTTLS && !s->tls)
                 smtp_caps_add(&c, "STARTTLS");

@@ -12,7 +12,11 @@ the host name of `forward`.
 3. forward = localhost:PORT, a certificate for IP 127.0.0.1 only (so the
    name checked is "localhost", not the address connected to):
    the client gets a 4xx/5xx and never a 250 to its message, and the
-   smarthost never sees an SMTP command."""
+   smarthost never sees an SMTP command.
+4. A smarthost that requires a login (aiosmtpd's AUTH, user:secret): the
+   plaintext client sees AUTH in mailward's EHLO reply (the login crosses
+   the network only inside the TLS to the smarthost), logs in and
+   delivers."""
 
 import os
 import smtplib
@@ -22,6 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
 
 MSG = b"From: legacy@lan.test\r\nSubject: wrapped in TLS\r\n\r\n.dot\r\nbody\r\n"
+
+
+def login(server, session, envelope, mechanism, data):
+    """aiosmtpd's authenticator: user:secret."""
+    from aiosmtpd.smtp import AuthResult
+    return AuthResult(success=data.login == b"user" and data.password == b"secret")
 
 
 def refused_session(port):
@@ -54,12 +64,15 @@ def main():
                                    os.path.join(env.certs, "wrongname.key")))
         ipcert = env.recorder(tls="implicit", hostname="smarthost.test",
                               cert=mwtest.make_leaf_cert(env, "127.0.0.1", ["127.0.0.1"]))
+        authhost = env.recorder(tls="implicit", hostname="smarthost.test", authenticator=login,
+                                auth_require_tls=False, auth_required=True)
         common = {"accept_tls": "none", "require_tls": "no", "forward_tls": "implicit",
                   "forward_ca": os.path.join(env.certs, "ca.pem"), "hostname": "mw.lan.test"}
         mw = env.mailward(listeners={
             "legacy": dict(common, forward="localhost:%d" % good.port),
             "wrong": dict(common, forward="127.0.0.1:%d" % wrong.port),
-            "ipcert": dict(common, forward="localhost:%d" % ipcert.port)})
+            "ipcert": dict(common, forward="localhost:%d" % ipcert.port),
+            "auth": dict(common, forward="localhost:%d" % authhost.port)})
 
         s = smtplib.SMTP("127.0.0.1", mw.port("legacy"), local_hostname="legacy.lan.test",
                          timeout=20)
@@ -91,6 +104,17 @@ def main():
             hits = [a for a in alerts
                     if a.get("listener") == name and a.get("event") == "certificate_invalid"]
             mwtest.check(hits, "no certificate_invalid alert for the %s smarthost" % name)
+
+        s = smtplib.SMTP("127.0.0.1", mw.port("auth"), local_hostname="legacy.lan.test",
+                         timeout=20)
+        s.ehlo()
+        print("EHLO through mailward to the login smarthost: %r" % s.esmtp_features)
+        mwtest.check(s.has_extn("auth"), "no AUTH offered to the plaintext client: %r"
+                     % s.esmtp_features)
+        mwtest.eq(s.login("user", "secret")[0], 235, "login")
+        mwtest.eq(s.sendmail("legacy@lan.test", ["bob@remote.test"], MSG), {}, "refused")
+        s.quit()
+        mwtest.eq(len(authhost.wait_messages(1, 10)), 1, "messages at the login smarthost")
         mw.stop()
     print("ok")
 
