@@ -1663,14 +1663,24 @@ static void relay_reason_of_setting(struct policy_verdict *v)
                 *cut = '\0';
 }
 
+static bool relay_host_is_address(const char *h)
+{
+        struct in6_addr a;
+
+        return inet_pton(AF_INET, h, &a) == 1 || inet_pton(AF_INET6, h, &a) == 1;
+}
+
 /*
  * forward_verify = dane or dane-only, once TLS is up with the smarthost:
  * its certificate against the host's TLSA records (_PORT._tcp.HOST, with
  * validated addresses; lib/dane.h, direct), judged as the outbound side
  * judges level dane-only; without validated records, dane checks it as
  * forward_verify = yes does (level secure, match=hostname), and dane-only
- * has no session. policy_judge() decides; a failure is an alert and the
- * backend failing (421 to the client, who keeps the message). true: passed.
+ * has no session. forward_verify = yes (d NULL): as dane without records,
+ * after wolfSSL's own check, whose name matching takes wildcards anywhere
+ * ("*.*.net", "smtp.*.net"): mailward's takes one, left-most, as RFC 6125
+ * does. policy_judge() decides; a failure is an alert and the backend
+ * failing (421 to the client, who keeps the message). true: passed.
  */
 static bool relay_wrap_judge(struct relay_session *s, const struct dane_result *d)
 {
@@ -1683,7 +1693,8 @@ static bool relay_wrap_judge(struct relay_session *s, const struct dane_result *
         struct tls_peer peer;
         const char *names[TLS_PEER_NAMES];
         char why[256];
-        bool ca = d->state == DANE_NONE && lc->forward_verify == CONFIG_VERIFY_DANE;
+        bool ca = d == NULL ||
+                  (d->state == DANE_NONE && lc->forward_verify == CONFIG_VERIFY_DANE);
 
         memset(&peer, 0, sizeof(peer));
         tls_peer_info(t, &peer);
@@ -1791,7 +1802,9 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                           tls_version(conn_tls(c)), tls_cipher(conn_tls(c)));
                 if (lc->forward_verify >= CONFIG_VERIFY_DANE)
                         relay_wrap_dane(s);
-                else
+                else if (lc->forward_verify == CONFIG_VERIFY_NO ||
+                         relay_host_is_address(s->l->fwd_host) ||
+                         relay_wrap_judge(s, NULL))
                         relay_server_tls_up(s);
                 break;
         case CONN_EV_TLS_FAILED:
