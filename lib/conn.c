@@ -654,8 +654,12 @@ static void conn_take(struct conn *c, const char *p, size_t n)
         }
         if (!c->tls_seen_input) {
                 c->tls_seen_input = true;
+                /* A byte with the high bit set is no SMTP text: an SSLv2
+                 * CLIENT-HELLO (old clients, scanners) is a handshake that
+                 * fails, not plaintext injected. */
                 if ((unsigned char)p[0] != CONN_TLS_RECORD_START &&
-                    (unsigned char)p[0] != CONN_TLS_RECORD_ALERT) {
+                    (unsigned char)p[0] != CONN_TLS_RECORD_ALERT &&
+                    ((unsigned char)p[0] & 0x80) == 0) {
                         c->tls_plaintext = true;
                         snprintf(c->tls_err, sizeof(c->tls_err),
                                  "plaintext received where a TLS handshake was due");

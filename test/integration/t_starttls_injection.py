@@ -10,9 +10,15 @@
    where the ClientHello belongs.
 3. Implicit TLS listener, client speaks plaintext first: closed at once,
    nothing at the backend, alert starttls_injection.
+4. An SSLv2-format CLIENT-HELLO (what old clients and scanners send) on the
+   implicit listener and after STARTTLS is a handshake that fails, not
+   plaintext: closed, alert tls_handshake_failed (warning), and no
+   starttls_injection (critical, which would run alert_command).
 """
 
 import os
+import socket
+import struct
 import sys
 import time
 
@@ -113,6 +119,43 @@ def implicit_plaintext(mw, be):
     mwtest.eq(alerts[-1].get("listener"), "smtps", "alert listener")
 
 
+def sslv2_hello():
+    """An SSLv2 CLIENT-HELLO record offering TLS 1.2 and three suites."""
+    suites = b"\x00\xc0\x2f" + b"\x00\x00\x9c" + b"\x00\x00\x2f"
+    challenge = os.urandom(16)
+    body = (b"\x01\x03\x03" + struct.pack(">HHH", len(suites), 0, len(challenge)) +
+            suites + challenge)
+    return struct.pack(">H", 0x8000 | len(body)) + body
+
+
+def sslv2(mw, be):
+    injections = len(wait_alerts(mw, "starttls_injection", 0, 0))
+    failed = len(wait_alerts(mw, "tls_handshake_failed", 0, 0))
+    s = socket.create_connection(("127.0.0.1", mw.port("smtps")), timeout=5)
+    s.sendall(sslv2_hello())
+    try:
+        got = s.recv(100)
+    except (socket.timeout, ConnectionResetError) as e:
+        got = repr(e).encode()
+    s.close()
+    c = Client(mw.port("smtp"))
+    c.reply()
+    c.cmd("EHLO client.test")
+    mwtest.eq(c.cmd("STARTTLS").code, 220, "STARTTLS")
+    c.send(sslv2_hello())
+    closed, data = c.wait_closed(5)
+    c.close()
+    print("SSLv2 hello: implicit got %r; after STARTTLS closed=%s, %r" % (got, closed, data))
+    mwtest.check(closed, "the session stayed open after an SSLv2 hello")
+    check_backend_clean(be, "SSLv2 hello")
+    alerts = wait_alerts(mw, "tls_handshake_failed", failed + 2)
+    mwtest.eq(sorted(a.get("listener") for a in alerts[failed:]), ["smtp", "smtps"],
+              "tls_handshake_failed alerts for the SSLv2 hellos (all: %r)" % mw.alerts())
+    mwtest.eq({a.get("severity") for a in alerts[failed:]}, {"warning"}, "their severity")
+    mwtest.eq(len(wait_alerts(mw, "starttls_injection", 0, 0)), injections,
+              "starttls_injection alerts after the SSLv2 hellos")
+
+
 def main():
     with mwtest.Env("starttls_injection") as env:
         be = env.recorder()
@@ -125,6 +168,7 @@ def main():
         second_send(mw, be)
         after_220(mw, be)
         implicit_plaintext(mw, be)
+        sslv2(mw, be)
         mw.stop()
     print("ok")
     return 0
