@@ -92,6 +92,10 @@ def bdat(env, failures):
     mw = env.mailward(listeners={"pf": {"accept_tls": "starttls", "hostname": NAME,
                                         "client_identity": "xclient",
                                         "forward": "127.0.0.1:%d" % pf.port}})
+    # The capabilities offered come from mailward's probe of the backend at
+    # start: wait until Postfix has seen it end, or a client right behind the
+    # start gets mailward's defaults (no CHUNKING).
+    mwtest.wait_for(lambda: "disconnect from" in pf.maillog(), 15)
     c, ehlo = tls_client(env, mw.port("pf"))
     if "PIPELINING" not in ehlo_keywords(ehlo):
         failures.append("PIPELINING of Postfix not advertised after TLS: %r" % ehlo)
