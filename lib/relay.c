@@ -43,7 +43,12 @@
 #define RELAY_NAME_WAIT_MS  5000         /* how long XCLIENT waits for one */
 /* Errors mailward answers itself before it hangs up: Postfix's
  * smtpd_hard_error_limit and its default. */
-#define RELAY_ERROR_LIMIT    20
+#define RELAY_ERROR_LIMIT 20
+/* Commands that move no mail (NOOP, RSET, VRFY, EXPN, HELP, ETRN, EHLO,
+ * HELO) a session may send before each counts as an error (Postfix's
+ * smtpd_junk_command_limit): with the error limit, a client cannot hold a
+ * session for ever by sending them within every timeout. */
+#define RELAY_JUNK_LIMIT     100
 #define RELAY_READ_AHEAD     (64 * 1024) /* client bytes read while a reply is awaited */
 #define RELAY_MS             1000ULL
 #define RELAY_TLSRPT_DOMAINS (16 * 1024) /* bytes of domains with a TLS-RPT result */
@@ -219,6 +224,7 @@ struct relay_session {
         bool plaintext_alerted;
         bool refused_alerted; /* plaintext_refused: one alert a session */
         unsigned errors;      /* 4xx/5xx mailward answered, since the last message */
+        unsigned junk;        /* RELAY_JUNK_LIMIT's commands, since the last message */
         /* Inbound: a MAIL went to the backend and its message has not ended,
          * or the client logged in there: that backend session cannot be
          * replaced by another without the client knowing. */
@@ -754,6 +760,21 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
         if (cmd.verb == SMTP_VERB_BAD) {
                 relay_reply(s, "500 5.5.2 Error: command not recognized");
                 return;
+        }
+        switch (cmd.verb) {
+        case SMTP_VERB_NOOP:
+        case SMTP_VERB_RSET:
+        case SMTP_VERB_VRFY:
+        case SMTP_VERB_EXPN:
+        case SMTP_VERB_HELP:
+        case SMTP_VERB_ETRN:
+        case SMTP_VERB_EHLO:
+        case SMTP_VERB_HELO:
+                if (++s->junk > RELAY_JUNK_LIMIT)
+                        s->errors++;
+                break;
+        default:
+                break;
         }
         if (s->out && relay_out_command(s, &cmd, line, len))
                 return;
@@ -1510,6 +1531,7 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 if (code / 100 == 2) {
                         s->messages++;
                         s->errors = 0; /* "without delivering mail", as Postfix */
+                        s->junk = 0;
                         s->l->env->stats.messages_total++;
                         relay_log(s, LOG_LVL_INFO, "event=delivered reply=%d", code);
                 } else {
