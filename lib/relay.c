@@ -154,6 +154,7 @@ struct relay_listener {
         bool caps_known;
         bool draining;
         bool probing;
+        struct pending probe_waits; /* EHLOs waiting for the first probe's caps */
         unsigned nsessions;
         struct relay_session *sessions;
         bool outbound;         /* forward_tls = policy */
@@ -241,6 +242,9 @@ struct relay_session {
         struct relay_out_state *o;
         /* forward_verify = dane: the smarthost's DANE lookup waited for */
         struct pending_wait *wrap_wait;
+        /* An EHLO answered once the listener's first probe has ended. */
+        struct pending_wait *caps_wait;
+        struct relay_pending *caps_reply;
         unsigned messages;
         uint64_t started_ms;
         char reason[128];
@@ -554,12 +558,20 @@ static void relay_fail(struct relay_session *s, const char *reason, const char *
         relay_close(s, reason);
 }
 
+static void relay_caps_unwait(struct relay_session *s)
+{
+        pending_cancel(s->caps_wait);
+        s->caps_wait = NULL;
+        s->caps_reply = NULL;
+}
+
 static void relay_close(struct relay_session *s, const char *reason)
 {
         if (s->state == RELAY_S_CLOSING)
                 return;
         snprintf(s->reason, sizeof(s->reason), "%s", reason);
         relay_enter_state(s, RELAY_S_CLOSING);
+        relay_caps_unwait(s);
         relay_fifo_clear(s);
         if (s->client != NULL)
                 conn_close(s->client, true);
@@ -674,6 +686,22 @@ static bool relay_helo_refused(struct relay_session *s, const struct smtp_cmd *c
         return true;
 }
 
+/* The listener's first probe has ended: the EHLO that waited for it. */
+static void relay_caps_cb(void *arg)
+{
+        struct relay_session *s = arg;
+        struct buf b;
+
+        UTIL_CHECK_MAGIC(s, RELAY_SESSION_MAGIC);
+        s->caps_wait = NULL;
+        buf_init(&b);
+        relay_ehlo_text(s, s->l->caps_known ? &s->l->caps : NULL, &b);
+        relay_pending_set(s->caps_reply, buf_data(&b), buf_len(&b));
+        buf_cleanup(&b);
+        s->caps_reply = NULL;
+        relay_run(s);
+}
+
 static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
                            const char *line, size_t len)
 {
@@ -693,6 +721,13 @@ static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
         }
         if (cmd->verb == SMTP_VERB_HELO) {
                 relay_reply(s, "250 %s", relay_hostname(s));
+                return;
+        }
+        if (!s->l->caps_known && s->l->probing && s->caps_wait == NULL) {
+                /* The first probe is under way (a client right behind the
+                 * start): answer with its capabilities, not the defaults. */
+                s->caps_reply = relay_fifo_push(s, RELAY_A_LOCAL);
+                s->caps_wait = pending_add(&s->l->probe_waits, relay_caps_cb, s);
                 return;
         }
         buf_init(&b);
@@ -2967,6 +3002,7 @@ static void relay_out_start(struct relay_session *s)
 static void relay_free(struct relay_session *s)
 {
         struct relay_listener *l = s->l;
+        bool probe = s->probe;
 
         if (s->probe) {
                 l->probing = false;
@@ -2994,6 +3030,7 @@ static void relay_free(struct relay_session *s)
         relay_name_abandon(s);
         free(s->client_name);
         pending_cancel(s->wrap_wait);
+        relay_caps_unwait(s);
         if (s->o != NULL) {
                 pending_cancel(s->o->lookup_wait);
                 free(s->o->lookup_rcpt);
@@ -3006,6 +3043,9 @@ static void relay_free(struct relay_session *s)
         buf_cleanup(&s->to_server);
         s->magic = 0;
         free(s);
+        /* The EHLOs that waited for it, once it is gone: its caps or none. */
+        if (probe)
+                pending_deliver(&l->probe_waits);
 }
 
 static uint64_t relay_client_timeout(const struct relay_session *s)
