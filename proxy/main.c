@@ -93,9 +93,9 @@ struct main_state {
 };
 
 /*
- * The learned TLS store, for outbound listeners: opened after the privilege
- * drop (state_dir belongs to the unprivileged user). Without it mailward
- * still runs; it just does not learn.
+ * The learned TLS store, for outbound listeners that learn: opened after the
+ * privilege drop (state_dir belongs to the unprivileged user). Without it
+ * mailward still runs; it just does not learn.
  */
 static void main_open_learned(struct main_state *m)
 {
@@ -115,6 +115,18 @@ static void main_open_learned(struct main_state *m)
                          "event=learned_unavailable state_dir=%s reason=\"%s\" "
                          "note=\"TLS history is not kept\"",
                          m->cfg->state_dir, err);
+}
+
+/*
+ * The MTA-STS policy store, for listeners with mta_sts = yes, whether or not
+ * they learn: opened like the learned store, at start only (mta_sts needs a
+ * restart). Without it policies are kept in memory only.
+ */
+static void main_open_sts_store(struct main_state *m)
+{
+        char err[256];
+        size_t i;
+
         for (i = 0; i < m->nlisteners; i++) {
                 if (m->listeners[i].conf->mta_sts)
                         break;
@@ -1065,6 +1077,7 @@ static int main_serve(struct main_state *m)
                 return -1;
         main_start_alertcmd(m);
         main_open_learned(m);
+        main_open_sts_store(m);
         main_open_tlsrpt(m);
         if (m->worker < 0)
                 log_emit(&m->log, LOG_LVL_INFO, NULL,
