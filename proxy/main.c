@@ -598,6 +598,27 @@ static void main_on_drain_timeout(uv_timer_t *t)
         alertcmd_shutdown(m->alertcmd);
 }
 
+static void main_on_probe(uv_timer_t *t)
+{
+        struct main_state *m = t->data;
+        size_t i;
+
+        for (i = 0; i < m->nlisteners; i++)
+                relay_listener_probe(m->listeners[i].relay);
+}
+
+static unsigned main_probe_interval(const struct config *cfg)
+{
+        const struct config_listener *lc;
+        unsigned ival = 0;
+
+        for (lc = cfg->listeners; lc != NULL; lc = lc->next) {
+                if (ival == 0 || lc->probe_interval < ival)
+                        ival = lc->probe_interval;
+        }
+        return ival ? ival : 300;
+}
+
 /*
  * A listener's cert files for a log value: "-" if none, commas between them;
  * as many as fit (the value comes last in its line, which log_emit() may
@@ -786,11 +807,26 @@ static bool main_reload_config(struct main_state *m)
         return false;
 }
 
+/*
+ * SIGHUP, in a process that serves (not the supervisor, which has no loop):
+ * a changed probe_interval restarts the probe timer, from now.
+ */
+static void main_reload_timers(struct main_state *m)
+{
+        uint64_t ival = (uint64_t)main_probe_interval(m->cfg) * 1000;
+
+        if (m->loop == NULL || uv_timer_get_repeat(&m->probe_timer) == ival)
+                return;
+        uv_timer_start(&m->probe_timer, main_on_probe, ival, ival);
+}
+
 static void main_reload(struct main_state *m)
 {
         unsigned done = 0, failed = 0, tls_done = 0, tls_failed = 0;
         bool log_failed = false, config_failed = main_reload_config(m);
         size_t i;
+
+        main_reload_timers(m);
 
         for (i = 0; i < m->nlisteners; i++) {
                 const struct config_listener *lc = m->listeners[i].conf;
@@ -864,27 +900,6 @@ static void main_on_ticket(uv_timer_t *t)
 {
         (void)t;
         tls_ticket_expire();
-}
-
-static void main_on_probe(uv_timer_t *t)
-{
-        struct main_state *m = t->data;
-        size_t i;
-
-        for (i = 0; i < m->nlisteners; i++)
-                relay_listener_probe(m->listeners[i].relay);
-}
-
-static unsigned main_probe_interval(const struct config *cfg)
-{
-        const struct config_listener *lc;
-        unsigned ival = 0;
-
-        for (lc = cfg->listeners; lc != NULL; lc = lc->next) {
-                if (ival == 0 || lc->probe_interval < ival)
-                        ival = lc->probe_interval;
-        }
-        return ival ? ival : 300;
 }
 
 /*
