@@ -94,14 +94,18 @@ struct main_state {
 
 /*
  * The learned TLS store, for outbound listeners that learn: opened after the
- * privilege drop (state_dir belongs to the unprivileged user). Without it
- * mailward still runs; it just does not learn.
+ * privilege drop (state_dir belongs to the unprivileged user), in each
+ * process that serves; again by each SIGHUP while it is not open, so that a
+ * reload that turns learning on (learned_max_age from 0) learns from then
+ * on. Without it mailward still runs; it just does not learn.
  */
 static void main_open_learned(struct main_state *m)
 {
         char err[256];
         size_t i;
 
+        if (m->env.learned != NULL)
+                return;
         for (i = 0; i < m->nlisteners; i++) {
                 if (relay_listener_outbound(m->listeners[i].relay) &&
                     m->listeners[i].conf->learned_max_age > 0)
@@ -808,16 +812,19 @@ static bool main_reload_config(struct main_state *m)
 }
 
 /*
- * SIGHUP, in a process that serves (not the supervisor, which has no loop):
- * a changed probe_interval restarts the probe timer, from now.
+ * SIGHUP, in a process that serves (not the supervisor, which has no loop
+ * and no store): a changed probe_interval restarts the probe timer, from
+ * now; learning turned on opens the learned store.
  */
-static void main_reload_timers(struct main_state *m)
+static void main_reload_serving(struct main_state *m)
 {
         uint64_t ival = (uint64_t)main_probe_interval(m->cfg) * 1000;
 
-        if (m->loop == NULL || uv_timer_get_repeat(&m->probe_timer) == ival)
+        if (m->loop == NULL)
                 return;
-        uv_timer_start(&m->probe_timer, main_on_probe, ival, ival);
+        if (uv_timer_get_repeat(&m->probe_timer) != ival)
+                uv_timer_start(&m->probe_timer, main_on_probe, ival, ival);
+        main_open_learned(m);
 }
 
 static void main_reload(struct main_state *m)
@@ -826,7 +833,7 @@ static void main_reload(struct main_state *m)
         bool log_failed = false, config_failed = main_reload_config(m);
         size_t i;
 
-        main_reload_timers(m);
+        main_reload_serving(m);
 
         for (i = 0; i < m->nlisteners; i++) {
                 const struct config_listener *lc = m->listeners[i].conf;

@@ -1,11 +1,16 @@
 #!/usr/bin/python3
-"""The state stores of an outbound listener, in every worker.
+"""The state stores of an outbound listener, in every worker, and a SIGHUP
+that turns learning on.
 
 mailward runs with workers = 2, one outbound listener with mta_sts = yes
 and learned_max_age = 0:
 1. each worker holds state_dir/mta-sts.mdb open (MTA-STS policies are kept
    across restarts whether or not anything is learned), and no
    learned.mdb.
+2. The file is rewritten with learned_max_age = 30, then SIGHUP: each
+   worker applies it (event=reload_config applied="[out] learned_max_age")
+   and then holds learned.mdb open, as a start with 30 would have it; the
+   supervisor, which serves no session, opens neither store.
 mailward then stops cleanly."""
 
 import os
@@ -13,6 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
+from t_reload_config import hup  # noqa: E402
 
 
 def open_files(pid):
@@ -50,6 +56,20 @@ def main():
             mwtest.check("learned.mdb" not in files,
                          "worker %d: learned.mdb open with learned_max_age = 0" % pid)
 
+        print("== 2. SIGHUP to learned_max_age = 30: the learned store opened", flush=True)
+        mwtest.write_config(env, mw.conf, {"out": dict(mw.listeners["out"],
+                                                       learned_max_age=30)},
+                            g, mw.alert_log)
+        got = hup(mw, "reload_config")
+        mwtest.eq([x.get("applied") for x in got], ["[out] learned_max_age"] * 3,
+                  "event=reload_config lines")
+        for pid in workers:
+            ok = mwtest.wait_for(lambda: "learned.mdb" in open_files(pid), 5)
+            mwtest.check(ok, "worker %d: learned_max_age = 30 applied by SIGHUP, but "
+                         "learned.mdb was not opened" % pid)
+        files = open_files(mw.pid)
+        mwtest.check(not {"learned.mdb", "mta-sts.mdb"} & files,
+                     "the supervisor opened a store: %s" % sorted(files))
         mw.stop()
     print("ok")
 
