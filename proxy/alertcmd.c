@@ -410,6 +410,27 @@ static bool alertcmd_make_room(struct alertcmd *ac)
         return false;
 }
 
+/*
+ * A warning (or info) goes to the tail; a critical alert ahead of every one
+ * that is not critical, behind the critical ones that wait already, so the
+ * queue always holds its critical alerts first, each kind in order.
+ */
+static void alertcmd_enqueue(struct alertcmd *ac, struct alertcmd_item *item)
+{
+        struct alertcmd_item **pp = ac->tail;
+
+        if (item->severity == ALERT_SEV_CRITICAL) {
+                for (pp = &ac->head; *pp != NULL && (*pp)->severity == ALERT_SEV_CRITICAL;
+                     pp = &(*pp)->next)
+                        ;
+        }
+        item->next = *pp;
+        *pp = item;
+        if (item->next == NULL)
+                ac->tail = &item->next;
+        ac->queued++;
+}
+
 void alertcmd_hook(void *arg, const struct alert *a, const char *json, size_t len)
 {
         struct alertcmd *ac = arg;
@@ -423,15 +444,12 @@ void alertcmd_hook(void *arg, const struct alert *a, const char *json, size_t le
                 return;
         }
         item = xmalloc(sizeof(*item) + len);
-        item->next = NULL;
         snprintf(item->sid, sizeof(item->sid), "%s", a->session ? a->session : "");
         item->event = a->event;
         item->severity = a->severity;
         item->len = len;
         memcpy(item->json, json, len);
-        *ac->tail = item;
-        ac->tail = &item->next;
-        ac->queued++;
+        alertcmd_enqueue(ac, item);
         if (!uv_is_active((uv_handle_t *)&ac->kick))
                 uv_timer_start(&ac->kick, alertcmd_on_kick, 0, 0);
 }

@@ -12,7 +12,8 @@
  * Bounded and never blocking: at most ALERTCMD_RUNNING programs at once and
  * ALERTCMD_QUEUED alerts waiting; past that an alert is dropped from this
  * sink (it still reached every other sink) with one warning line
- * "event=alert_command_dropped". A program still running after
+ * "event=alert_command_dropped". A critical alert waits ahead of the others
+ * and, the queue full, takes the place of the oldest one. A program still running after
  * ALERTCMD_TIMEOUT_MS is killed with SIGKILL, with its process group; that,
  * a non-zero exit status, a signal and a failure to start are each logged
  * at warning level.

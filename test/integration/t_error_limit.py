@@ -21,8 +21,9 @@ lets it go):
      plaintext MAIL each fill the 64 places; then a STARTTLS with a command
      pipelined behind it (starttls_injection, critical). It takes the
      place of the oldest warning (alert_command_dropped
-     reason=queue_full_for_critical), and once the runs are let go, the
-     command receives it.
+     reason=queue_full_for_critical) and goes ahead of every warning that
+     waits: once the runs are let go, it is the first the command
+     receives after those four, or near it (four run at once).
 """
 
 import json
@@ -114,7 +115,16 @@ def main():
         c.close()
         mwtest.eq(len(be.wait_messages(2, 10)), 2, "messages at the backend")
 
-        # 3. A critical alert is not dropped for warnings.
+        # 3. A critical alert is not dropped for warnings, nor left behind them.
+        def received():
+            try:
+                with open(out) as f:
+                    return [json.loads(x)["event"] for x in f if x.strip()]
+            except FileNotFoundError:
+                return []
+        mwtest.check(mwtest.wait_for(lambda: len(received()) == len(mw.alerts()), 10),
+                     "the alerts of steps 1 and 2 did not all reach the command")
+        before = len(received())
         os.unlink(release)
         for _ in range(70):
             c = Client(port)
@@ -134,15 +144,14 @@ def main():
         c.close()
         open(release, "w").close()
 
-        def received():
-            try:
-                with open(out) as f:
-                    return [json.loads(x)["event"] for x in f if x.strip()]
-            except FileNotFoundError:
-                return []
         mwtest.check(mwtest.wait_for(lambda: "starttls_injection" in received(), 20),
                      "the command never received starttls_injection: %r" % received())
-        print("alert command received %d alerts" % len(received()))
+        got = received()[before:]
+        print("alert command received %d alerts, starttls_injection at %d"
+              % (len(got), got.index("starttls_injection") + 1))
+        # 4 held runs, then the critical alert is the first to start.
+        mwtest.check(got.index("starttls_injection") < 2 * 4,
+                     "the critical alert waited behind the queued warnings: %r" % got)
         mw.stop()
     print("ok")
 
