@@ -12,7 +12,8 @@
  * line, we want all of them); it refuses over-long lines instead of letting
  * inih cut them in two; and it strips leading blanks, so an indented line is
  * never taken as inih's multi-line continuation of the previous value (no key
- * here is multi-line, and indented keys are a common way to write a file).
+ * here is multi-line, and indented keys are a common way to write a file);
+ * and it cuts off inline comments, '#' as well as inih's ';'.
  *
  * Every problem is printed at once as "file:line: message" and counted; the
  * load fails if the count is not zero.
@@ -44,7 +45,7 @@
 #define CONFIG_MAX_KEYS        40
 #define CONFIG_TIMEOUT_MAX     86400
 #define CONFIG_MAX_WORKERS     64
-#define CONFIG_INLINE_COMMENTS ";"
+#define CONFIG_INLINE_COMMENTS ";#"
 
 enum config_type {
         CONFIG_T_STR,      /* any non-empty string */
@@ -862,7 +863,23 @@ static void config_check_line(struct config_parser *p, const char *line)
                 config_error(p, p->line, "syntax error: expected 'key = value'");
 }
 
-/* The ini_reader: one whole line per call, leading blanks stripped. */
+/*
+ * An inline comment (';' or '#' after a blank) cut off before inih sees the
+ * line: Debian's inih knows ';' only, and would take "# ..." into the value.
+ * A line that starts with either is a comment line, which inih skips.
+ */
+static void config_strip_comment(char *line)
+{
+        char *c = (char *)config_find_chars_or_comment(line, NULL);
+
+        if (*c != '\0') {
+                c[0] = '\n';
+                c[1] = '\0';
+        }
+}
+
+/* The ini_reader: one whole line per call, leading blanks stripped, inline
+ * comments cut off. */
 static char *config_reader(char *str, int num, void *stream)
 {
         struct config_parser *p = stream;
@@ -892,6 +909,7 @@ static char *config_reader(char *str, int num, void *stream)
         while (skip < len && (str[skip] == ' ' || str[skip] == '\t'))
                 skip++;
         memmove(str, str + skip, len - skip + 1);
+        config_strip_comment(str);
         config_check_line(p, str);
         return str;
 }

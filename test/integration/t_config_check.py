@@ -3,7 +3,10 @@
 "FILE: configuration OK" on stdout for a good one; exit 1 and exactly one
 "file:line: message" line on stderr per error (the line of the offending key)
 for broken ones (two listeners on one address among them); run as root,
-a user that does not exist.  -V prints "mailward VERSION" and a wolfSSL line, -h the
+a user that does not exist.  The README's example configurations (the
+indented blocks that start with a section header and are not cut short
+with "..."), with their files pointed at the test's, pass -t as they
+stand, inline "# ..." comments and all.  -V prints "mailward VERSION" and a wolfSSL line, -h the
 usage on stdout (exit 0), an unknown option the usage on stderr (exit 2)."""
 
 import os
@@ -78,6 +81,38 @@ BROKEN = [
      ["listens on 0.0.0.0:2525"]),
 ]
 
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README")
+
+
+def readme_examples(env):
+    """The README's whole example configurations, as texts with their
+    files replaced by the test's."""
+    blocks, cur = [], None
+    with open(README) as f:
+        for line in f:
+            if cur is None and line.startswith("    ["):
+                cur = []
+            if cur is not None and (line.startswith("    ") or line.strip() == ""):
+                cur.append(line[4:])
+                continue
+            if cur is not None:
+                blocks.append("".join(cur))
+                cur = None
+    subst = [("/etc/mailward/cert.pem", os.path.join(env.certs, "server.pem")),
+             ("/etc/mailward/key.pem", os.path.join(env.certs, "server.key")),
+             ("/etc/mailward/tls.policy", os.path.join(os.path.dirname(README), "policies",
+                                                       "example.policy")),
+             ("/var/log/mailward/alerts.json", env.path("alerts.json")),
+             ("user = mailward", "user = nobody")]
+    out = []
+    for b in blocks:
+        if re.search(r"^\.\.\.$", b, re.M):
+            continue
+        for a, z in subst:
+            b = b.replace(a, z)
+        out.append(b)
+    return out
+
 
 def main():
     failures = []
@@ -91,6 +126,18 @@ def main():
         if r.returncode != 0 or r.stdout.strip() != "%s: configuration OK" % good:
             failures.append("good configuration: exit %d, stdout %r, stderr %r"
                             % (r.returncode, r.stdout, r.stderr))
+
+        examples = readme_examples(env)
+        mwtest.check(len(examples) >= 2, "README: %d example configurations" % len(examples))
+        for i, text in enumerate(examples):
+            path = env.path("readme-%d.conf" % i)
+            with open(path, "w") as f:
+                f.write(text)
+            r = mwtest.run_mailward(["-t", "-c", path])
+            print("README example %d: exit %d\nstderr: %s" % (i, r.returncode, r.stderr))
+            if r.returncode != 0 or r.stdout.strip() != "%s: configuration OK" % path:
+                failures.append("README example %d: exit %d, stderr %r"
+                                % (i, r.returncode, r.stderr))
 
         for i, (what, text, line, words) in enumerate(BROKEN):
             path = env.path("broken-%d.conf" % i)

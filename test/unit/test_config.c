@@ -748,6 +748,42 @@ static void test_config_rules(void **state)
         assert_string_equal(t->cfg->listeners->forward_ca, "/ca.pem");
 }
 
+/* '#' after a blank starts an inline comment, as ';' does; not inside a word. */
+static void test_config_inline_comments(void **state)
+{
+        struct test_config_state *t = *state;
+        const struct config_listener *l;
+
+        test_config_load(t,
+                         "[mailward]  # the globals\n"
+                         "user = mailward\t# the unprivileged user\n"
+                         "state_dir = /var/lib/mailward       # the learned history\n"
+                         "alert_log = /var/log/x#1.json ; kept: no blank before #\n"
+                         "[smtp] ; a listener\n"
+                         "listen = 127.0.0.1:2525\n"
+                         "accept_tls = starttls           # starttls | implicit | none\n"
+                         "require_tls = yes # no: monitor mode\n"
+                         "cert = /c.pem #\n"
+                         "key = /k.pem\n"
+                         "forward = 127.0.0.1:10025       # your MTA\n"
+                         "client_identity = xclient       # none | xclient | proxy\n");
+        assert_string_equal(t->errs, "");
+        assert_non_null(t->cfg);
+        assert_string_equal(t->cfg->user, "mailward");
+        assert_string_equal(t->cfg->state_dir, "/var/lib/mailward");
+        assert_string_equal(t->cfg->alert_log, "/var/log/x#1.json");
+        l = t->cfg->listeners;
+        assert_string_equal(l->name, "smtp");
+        assert_int_equal(l->accept_tls, CONFIG_TLS_STARTTLS);
+        assert_true(l->require_tls);
+        assert_string_equal(l->cert, "/c.pem");
+        assert_string_equal(l->forward, "127.0.0.1:10025");
+        assert_int_equal(l->client_identity, CONFIG_IDENTITY_XCLIENT);
+        /* Nothing but a comment after the '=': an empty value. */
+        test_config_refused(t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "hostname = # none\n",
+                            "F:6: hostname: empty value\n");
+}
+
 static void test_config_duplicates(void **state)
 {
         struct test_config_state *t = *state;
@@ -965,6 +1001,7 @@ int main(void)
             TEST_CONFIG(test_config_proxy),
             TEST_CONFIG(test_config_forward_cert),
             TEST_CONFIG(test_config_rules),
+            TEST_CONFIG(test_config_inline_comments),
             TEST_CONFIG(test_config_duplicates),
             TEST_CONFIG(test_config_listen_clash),
             TEST_CONFIG(test_config_syntax_errors),
