@@ -969,6 +969,18 @@ static void main_handles(struct main_state *m)
         }
 }
 
+/* Not started as root: `user` is not who mailward runs as, if it differs. */
+static void main_user_ignored(struct main_state *m)
+{
+        uid_t uid;
+
+        if (privdrop_ignored(m->cfg->user, &uid))
+                log_emit(&m->log, LOG_LVL_WARN, NULL,
+                         "event=user_ignored user=%s uid=%d note=\"not started as root: "
+                         "mailward runs as the user that started it, not as user\"",
+                         m->cfg->user, (int)uid);
+}
+
 /* alert_command must be an executable file (-t and start-up, any user). */
 static int main_check_alert_command(const struct config *cfg, FILE *errs)
 {
@@ -1201,6 +1213,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mailward: %s\n", err);
                 goto out_alerts;
         }
+        main_user_ignored(&m);
         main_update_certs(&m, true);
         main_check_reloadable(&m);
         if (m.cfg->workers > 1 && !tls_tickets_shared())

@@ -77,6 +77,17 @@ int privdrop_check(const char *user, bool allow_root, char *err, size_t errlen)
         return privdrop_user(user, allow_root, err, errlen) ? 0 : -1;
 }
 
+bool privdrop_ignored(const char *user, uid_t *uid)
+{
+        struct passwd *pw;
+
+        *uid = geteuid();
+        if (*uid == 0)
+                return false;
+        pw = getpwnam(user);
+        return pw == NULL || pw->pw_uid != *uid;
+}
+
 int privdrop(const char *user, bool allow_root, char *err, size_t errlen)
 {
         struct passwd *pw;

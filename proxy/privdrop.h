@@ -13,9 +13,16 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Before binding: would privdrop() refuse this user? 0, or -1 with err. */
 int privdrop_check(const char *user, bool allow_root, char *err, size_t errlen);
+
+/*
+ * Started as another user than root: true if `user` names someone else (or
+ * no one), whom privdrop() will not become; *uid is the user we run as.
+ */
+bool privdrop_ignored(const char *user, uid_t *uid);
 
 /* 0, or -1 with the reason in err. */
 int privdrop(const char *user, bool allow_root, char *err, size_t errlen);

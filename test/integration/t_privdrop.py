@@ -8,7 +8,10 @@ listening on nothing.  With allow_root = yes it runs as root but still with
 no capability and NoNewPrivs 1.  With a user of its own (made for the test,
 and removed) that is also a member of a group of its own in /etc/group,
 mailward keeps that supplementary group, as mailward(8) says: a key file
-root:that-group, mode 0640, is read again on SIGHUP (event=reload_tls)."""
+root:that-group, mode 0640, is read again on SIGHUP (event=reload_tls).
+Started as nobody (setpriv) with user = daemon, it runs as nobody and logs
+a warning that user is ignored (event=user_ignored user=daemon); with
+user = nobody it logs none."""
 
 import grp
 import os
@@ -119,6 +122,28 @@ def main():
             failures.append("the key root:%s 0640 was not read again: %s" % (
                 group, [x for x in mw.log().splitlines() if "reload_tls" in x]))
         mw.stop()
+
+        # Started as another user than root: user is ignored, with a warning
+        # if it names someone else.
+        os.chmod(env.dir, 0o777)
+        plain = {"smtp": {"accept_tls": "none", "require_tls": False, "forward": fwd}}
+        setpriv = ["setpriv", "--reuid=nobody", "--regid=%d" % nobody.pw_gid,
+                   "--clear-groups"]
+        for user, warned in (("daemon", True), ("nobody", False)):
+            mw = env.mailward(listeners=plain, globals={"user": user}, wrap=setpriv)
+            uid = mwtest.proc_status(mw.pid)["Uid"].split()[0]
+            mw.stop()
+            lines = [x for x in mw.log().splitlines() if "event=user_ignored" in x]
+            print("started as nobody, user = %s: uid %s, %r" % (user, uid, lines))
+            if uid != str(nobody.pw_uid):
+                failures.append("started as nobody, user = %s: uid %s" % (user, uid))
+            if warned and not (len(lines) == 1 and " warning: " in lines[0] and
+                               "user=daemon" in lines[0]):
+                failures.append("started as nobody with user = daemon: no warning "
+                                "that user is ignored: %r" % lines)
+            if not warned and lines:
+                failures.append("started as nobody with user = nobody: %r" % lines)
+
         for f in failures:
             print("FAIL: " + f)
         mwtest.check(not failures, "%d privilege checks failed" % len(failures))
