@@ -743,6 +743,10 @@ static int config_handler(void *user, const char *section, const char *name,
         }
         if (s->seen[i] == 0)
                 s->seen[i] = p->line;
+        if (s->global && strcmp(name, "user") == 0)
+                s->cfg->user_line = p->line;
+        else if (s->global && strcmp(name, "alert_command") == 0)
+                s->cfg->alert_command_line = p->line;
         config_set_value(p, &keys[i], base, value);
         return 1;
 }

@@ -124,6 +124,9 @@ struct config {
         unsigned workers;         /* processes serving the listeners, 1..64; default 1 */
         bool workers_auto;        /* workers = auto: the number of CPUs we may run on */
         struct config_listener *listeners;
+        /* The lines user and alert_command were set on, 0 if not set: for the
+         * problems mailward -t finds beyond the file's own. */
+        int user_line, alert_command_line;
 };
 
 /* NULL on any error (each reported on errs as file:line: message). */

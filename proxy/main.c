@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -981,6 +982,29 @@ static void main_user_ignored(struct main_state *m)
                          m->cfg->user, (int)uid);
 }
 
+/*
+ * A problem with a global key, as mailward -t prints every problem:
+ * "file:line: message" with the key's line, or "file: message" for a key
+ * the file does not set (line 0: its default).
+ */
+static void main_key_problem(FILE *errs, const struct config *cfg, int line,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void main_key_problem(FILE *errs, const struct config *cfg, int line,
+                             const char *fmt, ...)
+{
+        va_list ap;
+
+        if (line > 0)
+                fprintf(errs, "%s:%d: ", cfg->path, line);
+        else
+                fprintf(errs, "%s: ", cfg->path);
+        va_start(ap, fmt);
+        vfprintf(errs, fmt, ap);
+        va_end(ap);
+        fputc('\n', errs);
+}
+
 /* alert_command must be an executable file (-t and start-up, any user). */
 static int main_check_alert_command(const struct config *cfg, FILE *errs)
 {
@@ -989,13 +1013,15 @@ static int main_check_alert_command(const struct config *cfg, FILE *errs)
         if (cfg->alert_command == NULL)
                 return 0;
         if (stat(cfg->alert_command, &st) != 0) {
-                fprintf(errs, "%s: alert_command %s: %s\n", cfg->path, cfg->alert_command,
-                        strerror(errno));
+                main_key_problem(errs, cfg, cfg->alert_command_line,
+                                 "alert_command %s: %s", cfg->alert_command,
+                                 strerror(errno));
                 return -1;
         }
         if (!S_ISREG(st.st_mode) || (st.st_mode & 0111) == 0) {
-                fprintf(errs, "%s: alert_command %s: not an executable file\n", cfg->path,
-                        cfg->alert_command);
+                main_key_problem(errs, cfg, cfg->alert_command_line,
+                                 "alert_command %s: not an executable file",
+                                 cfg->alert_command);
                 return -1;
         }
         return 0;
@@ -1188,7 +1214,10 @@ int main(int argc, char **argv)
                 /* As a start would (as root): the user must be there. */
                 if (privdrop_check(m.cfg->user, m.cfg->allow_root, err, sizeof(err)) !=
                     0) {
-                        fprintf(stderr, "mailward: %s\n", err);
+                        main_key_problem(stderr, m.cfg, m.cfg->user_line, "%s%s", err,
+                                         m.cfg->user_line ? ""
+                                                          : " (the default: the file "
+                                                            "sets no user)");
                         goto out;
                 }
                 printf("%s: configuration OK\n", path);

@@ -2,8 +2,9 @@
 """mailward -t checks a configuration without starting: exit 0 and
 "FILE: configuration OK" on stdout for a good one; exit 1 and exactly one
 "file:line: message" line on stderr per error (the line of the offending key)
-for broken ones (two listeners on one address among them); run as root,
-a user that does not exist.  The README's example configurations (the
+for broken ones (two listeners on one address and an alert_command that
+does not exist among them); run as root, a user that does not exist, at
+the line of user.  The README's example configurations (the
 indented blocks that start with a section header and are not cut short
 with "..."), with their files pointed at the test's, pass -t as they
 stand, inline "# ..." comments and all.  -V prints "mailward VERSION" and a wolfSSL line, -h the
@@ -75,6 +76,10 @@ BROKEN = [
      "key = {certs}/server.key\nforward = 127.0.0.1:10025\n", None, ["cert"]),
     ("not INI", "[smtp]\nlisten = 127.0.0.1:2525\ncert = {certs}/server.pem\n"
      "key = {certs}/server.key\nthis line is not ini\nforward = 127.0.0.1:10025\n", 5, []),
+    ("alert_command that does not exist", "[mailward]\nuser = nobody\n"
+     "alert_command = /nonexistent/hook\n[smtp]\nlisten = 127.0.0.1:2525\n"
+     "cert = {certs}/server.pem\nkey = {certs}/server.key\nforward = 127.0.0.1:10025\n", 3,
+     ["alert_command", "No such file"]),
     ("two listeners on one address", "[a]\nlisten = 0.0.0.0:2525\ncert = {certs}/server.pem\n"
      "key = {certs}/server.key\nforward = 127.0.0.1:10025\n[b]\nlisten = 127.0.0.1:2525\n"
      "cert = {certs}/server.pem\nkey = {certs}/server.key\nforward = 127.0.0.1:10025\n", 7,
@@ -201,7 +206,8 @@ def main():
                 g.write(f.read().replace("user = nobody", "user = mwtest-no-such-user"))
             r = mwtest.run_mailward(["-t", "-c", nouser])
             print("no such user: exit %d stderr %r" % (r.returncode, r.stderr))
-            if r.returncode != 1 or "no such user" not in r.stderr or "OK" in r.stdout:
+            want = "%s:3: user 'mwtest-no-such-user': no such user\n" % nouser
+            if r.returncode != 1 or r.stderr != want or "OK" in r.stdout:
                 failures.append("-t with a user that does not exist: exit %d, %r %r"
                                 % (r.returncode, r.stdout, r.stderr))
 
