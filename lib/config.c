@@ -741,6 +741,16 @@ static int config_handler(void *user, const char *section, const char *name,
                              name, sname, s->seen[i]);
                 return 1;
         }
+        /* A key and its other name (forward_ca, ca_file) set one field. */
+        for (size_t j = 0; j < n; j++) {
+                if (j != i && keys[j].offset == keys[i].offset && s->seen[j] != 0) {
+                        config_error(p, p->line,
+                                     "duplicate key '%s' in [%s] (first on line %d, as "
+                                     "'%s')",
+                                     name, sname, s->seen[j], keys[j].name);
+                        return 1;
+                }
+        }
         if (s->seen[i] == 0)
                 s->seen[i] = p->line;
         if (s->global && strcmp(name, "user") == 0)
@@ -896,13 +906,15 @@ static char *config_reader(char *str, int num, void *stream)
         len = strlen(str);
         if (len > 0 && str[len - 1] != '\n' && len + 1 == (size_t)num) {
                 c = getc(p->in);
+                if (c == '\r') /* a CR LF line end counts no more than LF */
+                        c = getc(p->in);
                 if (c != EOF && c != '\n') {
                         /* inih would cut the line in two: refuse it instead. */
                         while (c != EOF && c != '\n')
                                 c = getc(p->in);
                         config_error(p, p->line,
                                      "line too long (the limit is %d characters)",
-                                     num - 2);
+                                     num - 1);
                         str[0] = '\n';
                         str[1] = '\0';
                         return str;

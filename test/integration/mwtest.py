@@ -409,7 +409,8 @@ def write_config(env, path, listeners, globals, alert_log):
 
     Filled in unless given: listen (127.0.0.1:<free port>), cert and key
     (env.certs/server.pem/.key, unless accept_tls = none), forward_ca
-    (env.certs/ca.pem when forward_tls is not none); in [mailward]: user
+    (env.certs/ca.pem when forward_tls is not none, unless ca_file, its
+    other name, is given); in [mailward]: user
     (nobody when running as root), alert_log (in env.dir), drain_timeout
     (10). A value of None leaves the key out; a list writes the key once
     per item, in order (cert and key may come again)."""
@@ -427,7 +428,7 @@ def write_config(env, path, listeners, globals, alert_log):
         if o.get("accept_tls", "starttls") != "none":
             o.setdefault("cert", os.path.join(env.certs, "server.pem"))
             o.setdefault("key", os.path.join(env.certs, "server.key"))
-        if o.get("forward_tls", "none") != "none":
+        if o.get("forward_tls", "none") != "none" and "ca_file" not in o:
             o.setdefault("forward_ca", os.path.join(env.certs, "ca.pem"))
         o = {k: v for k, v in o.items() if v is not None}
         written[name] = o

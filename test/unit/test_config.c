@@ -798,6 +798,14 @@ static void test_config_duplicates(void **state)
                             "F:7: duplicate section [mailward] (first on line 1)\n");
         test_config_refused(t, "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "listen = :26\n",
                             "F:6: duplicate key 'listen' in [smtp] (first on line 2)\n");
+        /* ca_file is forward_ca's other name: not both. */
+        test_config_refused(t,
+                            "[smtp]\n" TEST_CONFIG_GOOD_LISTENER
+                            "forward_tls = starttls\n"
+                            "forward_ca = /a.pem\n"
+                            "ca_file = /b.pem\n",
+                            "F:8: duplicate key 'ca_file' in [smtp] (first on line 7, as "
+                            "'forward_ca')\n");
 }
 
 /* Two listeners, [a] and [b], on the listen addresses a and b. */
@@ -877,7 +885,32 @@ static void test_config_syntax_errors(void **state)
         snprintf(text, sizeof(text),
                  "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "hostname = %0300d\n", 0);
         test_config_refused(t, text,
-                            "F:6: line too long (the limit is 198 characters)\n");
+                            "F:6: line too long (the limit is 199 characters)\n");
+        /* The limit itself: 199 characters pass whole, and the line after
+         * them is a line of its own; 200 do not. */
+        snprintf(text, sizeof(text),
+                 "[smtp]\n" TEST_CONFIG_GOOD_LISTENER
+                 "hostname = %0188d\nmax_line = 600\n",
+                 0);
+        test_config_load(t, text);
+        assert_string_equal(t->errs, "");
+        assert_non_null(t->cfg);
+        assert_int_equal(strlen(t->cfg->listeners->hostname), 188);
+        assert_int_equal(t->cfg->listeners->max_line, 600);
+        snprintf(text, sizeof(text),
+                 "[smtp]\n" TEST_CONFIG_GOOD_LISTENER
+                 "hostname = %0188d\r\nmax_line = 600\n",
+                 0);
+        test_config_load(t, text);
+        assert_string_equal(t->errs, "");
+        assert_non_null(t->cfg);
+        assert_int_equal(t->cfg->listeners->max_line, 600);
+        snprintf(text, sizeof(text),
+                 "[smtp]\n" TEST_CONFIG_GOOD_LISTENER
+                 "hostname = %0189d\nmax_line = 600\n",
+                 0);
+        test_config_refused(t, text,
+                            "F:6: line too long (the limit is 199 characters)\n");
 }
 
 /* Every error in the file, in file order, then the per-section rules. */
