@@ -16,7 +16,9 @@
  */
 #include "alertcmd.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -262,6 +264,38 @@ static void alertcmd_on_write(uv_write_t *req, int status)
 
 /* ---- starting a job ---- */
 
+/*
+ * Every descriptor above stderr made close-on-exec, just before a spawn:
+ * uv_spawn() closes nothing in the child, and some of ours are not
+ * close-on-exec (LMDB opens learned.mdb and mta-sts.mdb without it), so
+ * the program would inherit them. libuv runs no code of ours in the child,
+ * so the flag is set here, in mailward, which execs nothing else (its
+ * workers are forked, not executed); the child's stdio are dup2() copies,
+ * which do not carry the flag. close_range() does it in one call (Linux
+ * 5.11); older kernels get the loop over /proc/self/fd.
+ */
+static void alertcmd_cloexec_all(void)
+{
+        struct dirent *e;
+        DIR *d;
+
+        if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+                return;
+        d = opendir("/proc/self/fd");
+        if (d == NULL)
+                return;
+        while ((e = readdir(d)) != NULL) {
+                int fd = atoi(e->d_name), flags;
+
+                if (fd < 3 || fd == dirfd(d))
+                        continue;
+                flags = fcntl(fd, F_GETFD);
+                if (flags >= 0 && (flags & FD_CLOEXEC) == 0)
+                        (void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+        closedir(d);
+}
+
 static void alertcmd_spawn(struct alertcmd *ac, struct alertcmd_item *item)
 {
         static char *const env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
@@ -325,6 +359,7 @@ static void alertcmd_spawn(struct alertcmd *ac, struct alertcmd_item *item)
         opts.flags = UV_PROCESS_DETACHED; /* its own process group, killed whole */
         opts.stdio_count = 3;
         opts.stdio = stdio;
+        alertcmd_cloexec_all();
         r = uv_spawn(ac->loop, &job->proc, &opts);
         job->proc_init = true; /* initialised even when uv_spawn fails */
         job->handles++;

@@ -3,7 +3,8 @@
  * with the alert's JSON line on its standard input.
  *
  * The program is run directly (no shell), with argv[0] its path, cwd "/",
- * an environment holding only PATH, in a process group of its own, as the
+ * an environment holding only PATH, no descriptor but its stdin, stdout and
+ * stderr, in a process group of its own, as the
  * user mailward runs as (alertcmd_new() is called after the privilege drop,
  * so the child has no capability and no_new_privs set). Its standard output
  * and error share one pipe; the first ALERTCMD_OUTPUT_MAX bytes are logged,
