@@ -3008,7 +3008,7 @@ static void relay_free(struct relay_session *s)
                 l->probing = false;
                 if (!l->caps_known)
                         log_emit(l->env->log, LOG_LVL_WARN, s->id,
-                                 "event=probe_failed listener=%s server=%s reason=%s",
+                                 "event=probe_failed listener=%s server=%s reason=\"%s\"",
                                  l->conf->name, l->conf->forward, s->reason);
         } else {
                 l->env->stats.sessions_active--;
