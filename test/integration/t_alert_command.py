@@ -113,7 +113,11 @@ def part1(env):
                             "hostname": NAME, "forward": "127.0.0.1:%d" % be.port}},
         globals={"alert_command": cmd, "metrics_file": prom})
 
-    # Written at start-up, before anything happened.
+    # Written at start-up, before anything happened. The sockets listen
+    # (they are bound as root) a moment before the file is first written as
+    # mailward's user: wait for it.
+    mwtest.check(mwtest.wait_for(lambda: os.path.exists(prom), 10),
+                 "no metrics file after the start")
     m = parse_metrics(prom)
     mwtest.eq(alerts_total(m, "plaintext_refused"), 0, "plaintext_refused at start-up")
     mwtest.eq(m.get(("mailward_sessions_total", "")), 0, "sessions_total at start-up")
