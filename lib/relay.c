@@ -2307,17 +2307,22 @@ static size_t relay_tlsa_recs(const struct dane_result *d, struct tls_tlsa *recs
 /*
  * Whether DANE decides for a domain at this level (RFC 7672, RFC 8461
  * section 2): the level uses DANE and the lookup found a record usable for
- * SMTP. Then its MTA-STS policy is not used; otherwise it is, also where
- * TLSA records exist (a level that does not use them, such as encrypt with
- * relayhost's lookup, or only PKIX usages: DANE does not apply).
+ * SMTP, or failed (a bogus answer, a timeout: MTA-STS must not override a
+ * failing DANE validation, and the domain gets dnssec-invalid). Then its
+ * MTA-STS policy is not used; otherwise it is, also where TLSA records
+ * exist (a level that does not use them, such as encrypt with relayhost's
+ * lookup, or only PKIX usages: DANE does not apply).
  */
 static bool relay_out_dane_applies(enum policy_level level, const struct dane_result *d)
 {
         struct tls_tlsa recs[DANE_TLSA_MAX];
         size_t n;
 
-        if (d == NULL || d->state != DANE_TLSA ||
-            (level != POLICY_LEVEL_DANE && level != POLICY_LEVEL_DANE_ONLY))
+        if (d == NULL || (level != POLICY_LEVEL_DANE && level != POLICY_LEVEL_DANE_ONLY))
+                return false;
+        if (d->state == DANE_FAILED)
+                return true;
+        if (d->state != DANE_TLSA)
                 return false;
         n = relay_tlsa_recs(d, recs);
         for (size_t i = 0; i < n; i++)
@@ -2485,10 +2490,12 @@ static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
         memset(&r, 0, sizeof(r));
         r.time = (int64_t)time(NULL);
         r.domain = domain;
-        if (relay_out_dane_applies(e->level, dane))
-                r.dane = dane;
-        else if (sts != NULL && sts->mode != MTASTS_MODE_NONE)
+        if (relay_out_dane_applies(e->level, dane)) {
+                if (dane->state == DANE_TLSA)
+                        r.dane = dane; /* a failed lookup has no records to name */
+        } else if (sts != NULL && sts->mode != MTASTS_MODE_NONE) {
                 r.sts = sts;
+        }
         if (r.sts != NULL && r.sts->mode == MTASTS_MODE_TESTING)
                 v = tv;
         r.result =

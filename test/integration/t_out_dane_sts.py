@@ -11,6 +11,8 @@ The test bed (network namespaces, documentation addresses only):
   192.0.2.10:25   aiosmtpd with STARTTLS and a certificate for mx.ee.test
                   that no CA the sender trusts signed (an attacker's, as far
                   as MTA-STS can tell)
+  192.0.2.11:25   aiosmtpd with STARTTLS and a certificate for mx.bogus.test
+                  from the test CA (trusted: MTA-STS alone would pass it)
   192.0.2.54:53   nsd: the zone test., signed
   192.0.2.53:53   dnsmasq validating test.; the sender's resolver
   192.0.2.44:443  the MTA-STS policy hosts (Python's http.server over ssl)
@@ -19,11 +21,17 @@ The test bed (network namespaces, documentation addresses only):
   ee.test    mx.ee.test    3 1 1 of .10's key          enforce, mx: mx.ee.test
   pkix.test  mx.pkix.test  1 1 1 of .10's key          enforce, mx: mx.pkix.test
                            (PKIX-EE: unusable)
+  bogus.test mx.bogus.test 3 1 1 of .11's key, its     enforce, mx: mx.bogus.test
+             -> .11        signature bogus
 
   mailward                              ee.test            pkix.test
   default_level encrypt, mta_sts yes,   451 certificate-   451 certificate-not-trusted
   relayhost = relay.ee.test             not-trusted
   default_level dane, mta_sts yes       delivered (DANE)   451 certificate-not-trusted
+
+and at default_level dane, bogus.test gets 451 dnssec-invalid, alert
+dnssec_invalid: a failing DANE lookup is not overridden by MTA-STS (RFC
+8461 section 2), which an earlier build let deliver it to .11.
 
 With relayhost set, mailward looks up TLSA records for every domain (to
 tell a relay host from an MX host), and an earlier build then dropped the
@@ -41,6 +49,7 @@ import outcheck  # noqa: E402
 from t_out_dane import tlsa_311  # noqa: E402
 
 DEST, WEB, RES, AUTH, RELAY = "192.0.2.10", "192.0.2.44", "192.0.2.53", "192.0.2.54", "192.0.2.13"
+DEST2 = "192.0.2.11"
 
 
 def sts_body(mx):
@@ -49,7 +58,7 @@ def sts_body(mx):
 
 def main():
     with mwtest.Env("out_dane_sts") as env:
-        net = env.netns(hosts=(DEST, WEB, RES, AUTH, RELAY))
+        net = env.netns(hosts=(DEST, DEST2, WEB, RES, AUTH, RELAY))
         evil = net.cert("mx.ee.test", sans=["mx.ee.test", "mx.pkix.test"], kind="untrusted")
         key = tlsa_311(evil[0])
         records = ["ee.test. MX 10 mx.ee.test.", "mx.ee.test. A " + DEST,
@@ -59,13 +68,20 @@ def main():
                    "_25._tcp.mx.pkix.test. TLSA 1 1 1 " + key,
                    '_mta-sts.pkix.test. TXT "v=STSv1; id=pkix1;"',
                    "mta-sts.pkix.test. A " + WEB,
-                   "relay.ee.test. A " + RELAY]
-        net.dnssec(AUTH, RES, records=records)
+                   "relay.ee.test. A " + RELAY,
+                   "bogus.test. MX 10 mx.bogus.test.", "mx.bogus.test. A " + DEST2,
+                   '_mta-sts.bogus.test. TXT "v=STSv1; id=bogus1;"',
+                   "mta-sts.bogus.test. A " + WEB]
+        good = net.cert("mx.bogus.test")
+        net.dnssec(AUTH, RES, records=records,
+                   bogus=["_25._tcp.mx.bogus.test. TLSA 3 1 1 " + tlsa_311(good[0])])
         net.resolver(RES, options="trust-ad edns0 timeout:3 attempts:1")
         sites = {"mta-sts.ee.test": (200, "text/plain", sts_body("mx.ee.test")),
-                 "mta-sts.pkix.test": (200, "text/plain", sts_body("mx.pkix.test"))}
+                 "mta-sts.pkix.test": (200, "text/plain", sts_body("mx.pkix.test")),
+                 "mta-sts.bogus.test": (200, "text/plain", sts_body("mx.bogus.test"))}
         net.https(WEB, net.cert("mta-sts.ee.test", sans=sorted(sites)), sites)
         dest = net.dest(DEST, tls="starttls", cert=evil, hostname="mx.ee.test")
+        dest2 = net.dest(DEST2, tls="starttls", cert=good, hostname="mx.bogus.test")
 
         def refused(mw, rcpt):
             outcheck.expect_refused(net, mw, dest, rcpt, "certificate-not-trusted",
@@ -81,6 +97,15 @@ def main():
         print("== default_level dane", flush=True)
         mw = net.outbound(default_level="dane", mta_sts="yes")
         refused(mw, "bob@pkix.test")
+        t = outcheck.one_transaction(net, ["bob@bogus.test"], outcheck.message("bogus"),
+                                     host=DEST2)
+        mwtest.check_deferred(t["rcpt"][0], "dnssec-invalid", "RCPT bob@bogus.test")
+        dest2.check_idle()
+        mwtest.eq([dest2.envelope_commands(), dest2.messages], [[], []],
+                  "envelope commands and messages at %s" % DEST2)
+        got = mwtest.wait_alerts(mw, n=1, event="dnssec_invalid", domain="bogus.test")
+        mwtest.eq([(a.get("server"), a.get("expected")) for a in got],
+                  [(DEST2 + ":25", "dane (default)")], "dnssec_invalid alerts for bogus.test")
         msg = outcheck.message("DANE-EE over MTA-STS")
         t = outcheck.one_transaction(net, ["bob@ee.test"], msg)
         mwtest.eq([t["rcpt"][0][0], t["data"][0]], [250, 250],
