@@ -2412,9 +2412,10 @@ static bool relay_out_judge(struct relay_session *s, const char *domain,
         te = *e;
         if (sts != NULL && sts->mode != MTASTS_MODE_NONE)
                 te = policy_mta_sts(e, (const char *const *)sts->mx, sts->nmx);
-        /* DANE first where it applies (RFC 8461 section 2). */
+        /* DANE first where it applies (RFC 8461 section 2); dane-only
+         * wants DANE and nothing else, so MTA-STS does not stand in. */
         if (sts != NULL && sts->mode == MTASTS_MODE_ENFORCE &&
-            !relay_out_dane_applies(e->level, dane))
+            !relay_out_dane_applies(e->level, dane) && e->level != POLICY_LEVEL_DANE_ONLY)
                 *e = te;
         /* Report mail: TLS, and no more (the failure it reports may be ours). */
         if (s->o->report_mail && e->level > POLICY_LEVEL_ENCRYPT) {
@@ -2493,7 +2494,8 @@ static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
         if (relay_out_dane_applies(e->level, dane)) {
                 if (dane->state == DANE_TLSA)
                         r.dane = dane; /* a failed lookup has no records to name */
-        } else if (sts != NULL && sts->mode != MTASTS_MODE_NONE) {
+        } else if (sts != NULL && sts->mode != MTASTS_MODE_NONE &&
+                   e->level != POLICY_LEVEL_DANE_ONLY) {
                 r.sts = sts;
         }
         if (r.sts != NULL && r.sts->mode == MTASTS_MODE_TESTING)

@@ -2,9 +2,9 @@
 """Outbound: a domain with both TLSA records and an MTA-STS policy in mode
 enforce. DANE decides only where it applies: the domain's level uses it
 (dane, dane-only) and a record is usable for SMTP (RFC 7672 section 3.1.3:
-PKIX usages 0 and 1 are not). Then MTA-STS is not used (RFC 8461 section
-2); otherwise MTA-STS enforce is the expectation, whatever TLSA records
-exist.
+PKIX usages 0 and 1 are not), or the lookup failed. Then MTA-STS is not
+used (RFC 8461 section 2); otherwise MTA-STS enforce is the expectation,
+whatever TLSA records exist, except at dane-only.
 
 The test bed (network namespaces, documentation addresses only):
 
@@ -27,11 +27,14 @@ The test bed (network namespaces, documentation addresses only):
   mailward                              ee.test            pkix.test
   default_level encrypt, mta_sts yes,   451 certificate-   451 certificate-not-trusted
   relayhost = relay.ee.test             not-trusted
+  default_level dane-only, mta_sts yes  -                  451 dane-required
   default_level dane, mta_sts yes       delivered (DANE)   451 certificate-not-trusted
 
-and at default_level dane, bogus.test gets 451 dnssec-invalid, alert
-dnssec_invalid: a failing DANE lookup is not overridden by MTA-STS (RFC
-8461 section 2), which an earlier build let deliver it to .11.
+dane-only wants DANE and nothing else: MTA-STS does not stand in for
+records that are not usable. At default_level dane, bogus.test gets 451
+dnssec-invalid, alert dnssec_invalid: a failing DANE lookup is not
+overridden by MTA-STS (RFC 8461 section 2), which an earlier build let
+deliver it to .11.
 
 With relayhost set, mailward looks up TLSA records for every domain (to
 tell a relay host from an MX host), and an earlier build then dropped the
@@ -92,6 +95,12 @@ def main():
                           port=10026)
         for rcpt in ("bob@ee.test", "bob@pkix.test"):
             refused(mw, rcpt)
+        mw.stop()
+
+        print("== default_level dane-only", flush=True)
+        mw = net.outbound(default_level="dane-only", mta_sts="yes", port=10027)
+        outcheck.expect_refused(net, mw, dest, "bob@pkix.test", "dane-required",
+                                "dane_required", "dane-only (default)")
         mw.stop()
 
         print("== default_level dane", flush=True)
