@@ -241,6 +241,8 @@ static char *sts_printable(char *out, size_t outlen, const char *in)
 
 /* The outcome is known (f->error says whether it failed); update the entry,
  * free the fetch, call back the waiting. */
+static bool sts_store_reload(struct sts *s, struct sts_entry *e, int64_t now);
+
 static void sts_fetch_end(struct sts_fetch *f)
 {
         struct sts *s = f->s;
@@ -248,7 +250,7 @@ static void sts_fetch_end(struct sts_fetch *f)
         int64_t now = (int64_t)time(NULL);
 
         if (f->error[0] != '\0' || f->no_record) {
-                bool keep = sts_valid(e, now);
+                bool keep = sts_valid(e, now) || sts_store_reload(s, e, now);
                 char esc[300];
 
                 if (f->error[0] != '\0' && !s->closing)
@@ -326,8 +328,9 @@ static void sts_store_save(struct sts *s, const struct sts_entry *e, const char 
 }
 
 /*
- * The stored policy of a domain first asked for in this process: true with
- * it in e (to be checked again at this use). A record that does not read or
+ * The stored policy of a domain first asked for in this process, or whose
+ * copy could not be had again (sts_store_reload()): true with it in e (to
+ * be checked again at this use). A record that does not read or
  * has expired is removed.
  */
 static bool sts_store_load(struct sts *s, struct sts_entry *e, int64_t now)
@@ -368,6 +371,20 @@ drop:
         free(v);
         learned_forget(s->conf.store, e->domain);
         return false;
+}
+
+/*
+ * Our copy has expired and could not be fetched again: another process
+ * (workers share the store) may have stored a fresher one. true with it.
+ */
+static bool sts_store_reload(struct sts *s, struct sts_entry *e, int64_t now)
+{
+        if (s->conf.store == NULL)
+                return false;
+        if (e->have_policy)
+                mtasts_policy_cleanup(&e->policy);
+        e->have_policy = false;
+        return sts_store_load(s, e, now);
 }
 
 /* The response is all there: take the policy, or say why not. */

@@ -29,8 +29,9 @@
  * policy is STS_REFRESH_SECS old (or half its max_age, if that is less: RFC
  * 8461 section 3.3, refresh before it expires); a refresh that fetches a
  * policy starts its max_age anew, and a failed one keeps the cached policy
- * (as RFC 8461 says). Without a valid cached policy, a domain with no
- * TXT record (or a failed lookup or fetch) is "none" for STS_NEGATIVE_SECS
+ * (as RFC 8461 says), or, if ours has expired, the one in the store that
+ * another process (workers) may have fetched since. Without a valid cached policy, a
+ * domain with no TXT record (or a failed lookup or fetch) is "none" for STS_NEGATIVE_SECS
  * (no record) or STS_RETRY_SECS (a failure): mail goes on as if the domain
  * had no policy, as the RFC says, and the failure is logged.
  *

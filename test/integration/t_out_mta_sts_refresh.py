@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Outbound MTA-STS: a policy in use is refreshed before it expires (RFC
 8461 section 3.3), so that blocking the one fetch at its expiry cannot take
-it away.
+it away; and a worker whose own copy has expired takes the fresher one
+another worker stored.
 
 The test bed (network namespaces, documentation addresses only):
 
@@ -15,24 +16,34 @@ The test bed (network namespaces, documentation addresses only):
 fresh.test publishes enforce, mx: mx.fresh.test, max_age 60 (mailward's
 shortest lifetime), so it is due for a refresh after 30 s, half its life.
 mailward: mta_sts = yes, default_level may (without the policy, mail to
-fresh.test is delivered: the 451 below shows the policy in force).
+fresh.test is delivered: each 451 below shows the policy in force),
+workers = 2 (they share the policy store, state_dir/mta-sts.mdb). Which
+worker serves a session is seen from its id in the log; a session on the
+other one is ended with QUIT before MAIL and the test connects again.
 
-  t=0     RCPT bob@fresh.test: the policy is fetched (GET 1); 451 4.7.5
-          certificate-host-mismatch, expected "secure (mta-sts)".
-  t=32    RCPT again: 451 at once from the cached policy, and in the
-          background the TXT record is looked at again and, its id
-          unchanged, the policy fetched again (GET 2, a second
-          mta_sts_policy line): its 60 s start anew.
-          Then the policy host goes away (connections refused).
-  t=65    past the first fetch's expiry (t=60), before the refreshed one's
-          (t=92): RCPT gets 451 again. The refresh that is tried then
-          fails and says "the cached policy stays". Without the refresh the
-          policy would have expired at t=60, its fetch failed, and the mail
-          gone to the wrong server as at level may.
+  t=0     on worker A: RCPT bob@fresh.test: the policy is fetched (GET 1)
+          and stored; 451 4.7.5 certificate-host-mismatch, expected
+          "secure (mta-sts)".
+  t=1     on worker B: 451 from the policy A stored (no GET; B logs
+          mta_sts_stored). B's copy expires at t=60.
+  t=32    on A: 451 at once from the cached policy, and in the background
+          the TXT record is looked at again and, its id unchanged, the
+          policy fetched again (GET 2, a second mta_sts_policy line) and
+          stored: its 60 s start anew. Then the policy host goes away
+          (connections refused).
+  t=65    on A, past the first fetch's expiry (t=60), before the refreshed
+          one's (t=92): 451. The refresh tried then fails and says "the
+          cached policy stays".
+  t=66    on B, whose own copy has expired and which cannot fetch it: 451,
+          from the policy A refreshed and stored.
 
-Nothing reaches the destination."""
+Without the refresh the policy would have expired at t=60 and its failed
+fetch let the mail go to the wrong server as at level may; without
+reading the store again B would have done so at t=66. Nothing reaches the
+destination."""
 
 import os
+import re
 import sys
 import time
 
@@ -53,40 +64,74 @@ def main():
         web = net.https(WEB, net.cert("mta-sts.fresh.test"),
                         {"mta-sts.fresh.test": (200, "text/plain", POLICY)})
         dest = net.dest(DEST, tls="starttls", cert=net.cert("mx.other.test"))
-        mw = net.outbound(default_level="may", mta_sts="yes")
+        mw = net.outbound(default_level="may", mta_sts="yes", globals={"workers": 2})
 
-        def refused(when):
-            print("== t=%.0f" % (time.monotonic() - t0), flush=True)
-            outcheck.expect_refused(net, mw, dest, "bob@fresh.test",
-                                    "certificate-host-mismatch", "certificate_invalid",
-                                    "secure (mta-sts)")
-            print("%s: refused" % when, flush=True)
+        def worker_of(port):
+            pat = re.compile(r" ([0-9a-f]{5}w(\d+)[0-9a-f]{6}) event=connect listener=out "
+                             r"client=%s:%d$" % (re.escape(mwtest.NetEnv.SENDER_ADDR), port),
+                             re.M)
+            got = mwtest.wait_for(lambda: pat.search(mw.log()), 5)
+            mwtest.check(got, "no connect line for port %d:\n%s" % (port, mw.log()[-3000:]))
+            return int(got.group(2))
+
+        def session_on(want):
+            """An smtplib session (EHLO done) served by worker want (None: any)."""
+            for _ in range(50):
+                s = net.smtp(DEST)
+                w = worker_of(s.sock.getsockname()[1])
+                if want is None or w == want:
+                    s.ehlo("client.sender.test")
+                    return s, w
+                s.quit()
+            mwtest.fail("50 sessions and none on worker %d" % want)
+
+        def refused_on(want, when):
+            before = len(mwtest.find_alerts(mw, event="certificate_invalid"))
+            s, w = session_on(want)
+            print("== t=%.0f, worker %d: %s" % (time.monotonic() - t0, w, when), flush=True)
+            t = mwtest.transaction(s, outcheck.FROM, ["bob@fresh.test"],
+                                   outcheck.message(when))
+            s.close()
+            mwtest.check_deferred(t["rcpt"][0], "certificate-host-mismatch",
+                                  "RCPT on worker %d (%s)" % (w, when))
+            got = mwtest.wait_alerts(mw, n=before + 1, event="certificate_invalid")
+            mwtest.eq(got[-1].get("expected"), "secure (mta-sts)", "expected (%s)" % when)
+            return w
 
         def policy_lines():
             return [line for line in mw.log().splitlines()
                     if "event=mta_sts_policy" in line and "domain=fresh.test" in line]
 
         t0 = time.monotonic()
-        refused("first RCPT")
+        a = refused_on(None, "first RCPT")
+        b = 1 - a
         mwtest.eq(len(web.gets("mta-sts.fresh.test")), 1, "GETs after the first RCPT")
+        refused_on(b, "the other worker's first RCPT")
+        mwtest.eq(len(web.gets("mta-sts.fresh.test")), 1, "GETs after worker %d's" % b)
+        pid = re.search(r"mailward\[(\d+)\]: info: - event=worker_start worker=%d " % b,
+                        mw.log())
+        mwtest.check(pid, "no worker_start line for worker %d" % b)
+        mwtest.check(re.search(r"mailward\[%s\]: info: - event=mta_sts_stored listener=out "
+                               r"domain=fresh.test" % pid.group(1), mw.log()),
+                     "worker %d did not take the stored policy:\n%s" % (b, mw.log()[-3000:]))
 
         time.sleep(max(0.0, t0 + 32 - time.monotonic()))
-        refused("RCPT at 32 s")
+        refused_on(a, "RCPT at 32 s")
         got = mwtest.wait_for(lambda: len(web.gets("mta-sts.fresh.test")) >= 2, 10)
         mwtest.check(got, "no second GET: the policy was not refreshed (requests %r; log:\n%s)"
                      % (web.requests, mw.log()[-4000:]))
         mwtest.check(mwtest.wait_for(lambda: len(policy_lines()) >= 2, 10),
                      "no second mta_sts_policy line: %r" % policy_lines())
-        mwtest.eq(dns.count("TXT", "_mta-sts.fresh.test"), 2, "TXT queries by then")
+        print("TXT queries by then: %d" % dns.count("TXT", "_mta-sts.fresh.test"), flush=True)
         web.stop()
 
         time.sleep(max(0.0, t0 + 65 - time.monotonic()))
-        refused("RCPT at 65 s, after the first fetch's expiry")
-        failed = mwtest.wait_for(lambda: [line for line in mw.log().splitlines()
-                                          if "event=mta_sts_failed" in line], 35)
-        print("then: %r" % failed, flush=True)
+        refused_on(a, "RCPT at 65 s, after the first fetch's expiry")
+        refused_on(b, "RCPT on the worker whose own copy expired")
+        failed = [line for line in mw.log().splitlines() if "event=mta_sts_failed" in line]
+        print("fetches that failed: %r" % failed, flush=True)
         mwtest.check(failed and all("the cached policy stays" in line for line in failed),
-                     "the failed refresh did not keep the cached policy: %r" % failed)
+                     "a failed fetch did not keep the policy: %r" % failed)
         mwtest.eq(dest.messages, [], "messages at the destination")
         mw.stop()
     print("ok")
