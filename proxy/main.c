@@ -823,7 +823,8 @@ static void main_reload_serving(struct main_state *m)
 
         if (m->loop == NULL)
                 return;
-        if (uv_timer_get_repeat(&m->probe_timer) != ival)
+        /* Draining: the probes stopped with the listeners, and stay so. */
+        if (!m->draining && uv_timer_get_repeat(&m->probe_timer) != ival)
                 uv_timer_start(&m->probe_timer, main_on_probe, ival, ival);
         main_open_learned(m);
 }
