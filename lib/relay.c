@@ -2985,8 +2985,13 @@ static void relay_out_start(struct relay_session *s)
         s->o = xcalloc(1, sizeof(*s->o));
         if (s->l->original_dst) {
                 r = conn_original_dst(s->client, &s->o->dst);
-                /* No NAT entry: TPROXY leaves the destination as our local address. */
-                if (r == 1 && !relay_out_is_listen_addr(s, &s->o->dst))
+                /* No NAT entry: TPROXY leaves the destination as our local
+                 * address. Either way, one of our own listen addresses means
+                 * the connection came to mailward itself (with conntrack on,
+                 * a NAT entry exists for it too): relaying it would loop. */
+                if (r >= 0 && relay_out_is_listen_addr(s, &s->o->dst))
+                        r = 1;
+                else if (r == 1)
                         r = 0;
         } else {
                 s->o->dst = s->l->fwd_addr;
