@@ -1394,13 +1394,15 @@ class NetEnv:
 
     # -- a LAN behind the sender (TPROXY) --------------------------------------------
     LAN_ADDR, LAN_ROUTER = "203.0.113.2", "203.0.113.1"
+    LAN_ADDR6, LAN_ROUTER6 = "2001:db8:200::2", "2001:db8:200::1"
     LAN_IF = "lan0"
 
     def add_lan(self):
-        """A namespace <prefix>-lan with LAN_ADDR/24, joined to the sender
-        (LAN_ROUTER/24 on its LAN_IF) and routed through it: the sender
-        becomes a router (net.ipv4.ip_forward=1 inside it). TPROXY only sees
-        forwarded traffic, so its client must live here. Sets net.lan."""
+        """A namespace <prefix>-lan with LAN_ADDR/24 and LAN_ADDR6/64, joined
+        to the sender (LAN_ROUTER/24 and LAN_ROUTER6/64 on its LAN_IF) and
+        routed through it: the sender becomes a router (IPv4 and IPv6
+        forwarding on inside it). TPROXY only sees forwarded traffic, so its
+        client must live here. Sets net.lan."""
         self.lan = self.prefix + "-lan"
         self._add_ns(self.lan)
         self._ip(self.lan, "link", "set", "lo", "up")
@@ -1411,20 +1413,30 @@ class NetEnv:
         self._ip(self.lan, "addr", "add", self.LAN_ADDR + "/24", "dev", "eth0")
         self._ip(self.lan, "link", "set", "eth0", "up")
         self._ip(self.lan, "route", "add", "default", "via", self.LAN_ROUTER)
-        r = self.run(self.sender, ["sysctl", "-w", "net.ipv4.ip_forward=1"])
-        check(r.returncode == 0, "sysctl ip_forward in %s: %s" % (self.sender, r.stderr))
+        self._ip(self.sender, "addr", "add", self.LAN_ROUTER6 + "/64", "dev", self.LAN_IF,
+                 "nodad")
+        self._ip(self.lan, "addr", "add", self.LAN_ADDR6 + "/64", "dev", "eth0", "nodad")
+        self._ip(self.lan, "-6", "route", "add", "default", "via", self.LAN_ROUTER6)
+        for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+            r = self.run(self.sender, ["sysctl", "-w", key + "=1"])
+            check(r.returncode == 0, "sysctl %s in %s: %s" % (key, self.sender, r.stderr))
         return self.lan
 
     def tproxy(self, port, mark=1, table=100):
-        """In the sender: TCP to port 25 arriving from the lan goes, by
-        TPROXY, to mailward's socket on port (nftables table ip mw), with the
-        policy routing that delivers marked packets locally. Skips the test
-        when the kernel cannot do TPROXY here."""
+        """In the sender, README's TPROXY recipe: TCP to port 25 arriving
+        from the lan, IPv4 and IPv6, goes by TPROXY to mailward's socket on
+        port (nftables table inet mw), with the policy routing that delivers
+        marked packets locally for both families, and the lan's port 25
+        that would be forwarded instead is dropped (so that nothing passes
+        mailward by). Skips the test when the kernel cannot do TPROXY here."""
         nft = [
-            ["nft", "add", "table", "ip", "mw"],
-            ["nft", "add chain ip mw pre { type filter hook prerouting priority mangle; }"],
-            ["nft", "add", "rule", "ip", "mw", "pre", "iif", self.LAN_IF, "tcp", "dport", "25",
-             "tproxy", "to", ":%d" % port, "meta", "mark", "set", str(mark), "accept"],
+            ["nft", "add", "table", "inet", "mw"],
+            ["nft", "add chain inet mw pre { type filter hook prerouting priority mangle; }"],
+            ["nft", "add", "rule", "inet", "mw", "pre", "iif", self.LAN_IF, "tcp", "dport",
+             "25", "tproxy", "to", ":%d" % port, "meta", "mark", "set", str(mark), "accept"],
+            ["nft", "add chain inet mw passby { type filter hook forward priority filter; }"],
+            ["nft", "add", "rule", "inet", "mw", "passby", "iif", self.LAN_IF, "tcp", "dport",
+             "25", "drop"],
         ]
         for argv in nft:
             r = self.run(self.sender, argv)
@@ -1433,9 +1445,11 @@ class NetEnv:
                     skip("the kernel cannot do nftables TPROXY in a namespace here: %s"
                          % r.stderr.strip())
                 fail("%s in %s: %s" % (" ".join(argv), self.sender, r.stderr.strip()))
-        self._ip(self.sender, "rule", "add", "fwmark", str(mark), "lookup", str(table))
-        self._ip(self.sender, "route", "add", "local", "0.0.0.0/0", "dev", "lo",
-                 "table", str(table))
+        for family, everything in (("-4", "0.0.0.0/0"), ("-6", "::/0")):
+            self._ip(self.sender, family, "rule", "add", "fwmark", str(mark), "lookup",
+                     str(table))
+            self._ip(self.sender, family, "route", "add", "local", everything, "dev", "lo",
+                     "table", str(table))
         r = self.run(self.sender, ["nft", "list", "ruleset"])
         self.ruleset = r.stdout
         return r.stdout

@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """Outbound, transparent by TPROXY instead of a redirect: the sender namespace
-is a router between a "lan" namespace (203.0.113.2, default route through the
-router) and the destinations; nftables in the router hands the lan's TCP to
-port 25 to mailward's outbound listener (0.0.0.0:10025, forward = original-dst,
+is a router between a "lan" namespace (203.0.113.2 and 2001:db8:200::2,
+default routes through the router) and the destinations; nftables in the
+router (README's recipe, net.tproxy(): an inet table, so IPv4 and IPv6, the
+policy routing for both, and the lan's port 25 dropped where it would be
+forwarded) hands the lan's TCP to port 25 to mailward's outbound listener
+([::]:10025, one socket for both families, forward = original-dst,
 forward_tls = policy) with `tproxy to :10025`. There is no NAT entry: the
 destination is the accepted socket's local address (IP_TRANSPARENT listener).
 
@@ -10,8 +13,11 @@ Checked: smtplib in the lan connecting to 192.0.2.10:25 gets the destination's
 own banner through mailward (log: event=outbound server=192.0.2.10:25); the
 message arrives there over TLS, byte-exact; a `secure` domain at 192.0.2.11,
 whose certificate nobody trusts, gets 451 4.7.5 with no envelope byte at that
-destination; a client connecting to mailward's own address (no TPROXY, no
-redirect) still gets 421 4.3.0; mailward exits cleanly. Skipped (77) when the
+destination; the same delivery to 2001:db8::10 over IPv6 goes through
+mailward too (event=outbound server=[2001:db8::10]:25), where a recipe for
+IPv4 alone let it pass in clear text; a client connecting to mailward's own
+address (no TPROXY, no redirect) still gets 421 4.3.0; mailward exits
+cleanly. Skipped (77) when the
 kernel cannot do nftables TPROXY in a namespace."""
 
 import os
@@ -29,7 +35,7 @@ MSG = (b"From: alice@lan.test\r\nTo: bob@secure.test\r\nSubject: through TPROXY\
 
 def main():
     with mwtest.Env("out_tproxy") as env:
-        net = env.netns(hosts=("192.0.2.10", "192.0.2.11"))
+        net = env.netns(hosts=("192.0.2.10", "192.0.2.11", "2001:db8::10"))
         lan = net.add_lan()
         ruleset = net.tproxy(PORT)
         mwtest.check("tproxy" in ruleset, "tproxy rule: %s" % ruleset)
@@ -37,8 +43,9 @@ def main():
         bad = net.cert("mx.secure.test", kind="untrusted")
         dest = net.dest("192.0.2.10", tls="starttls", cert=good, hostname="mx.dest.test")
         dest_bad = net.dest("192.0.2.11", tls="starttls", cert=bad, hostname="mx.bad.test")
+        dest6 = net.dest("2001:db8::10", tls="starttls", cert=good, hostname="mx6.dest.test")
         mw = net.outbound(policy=POLICY, default_level="encrypt", port=PORT,
-                          redirect=False, listen="0.0.0.0:%d" % PORT)
+                          redirect=False, listen="[::]:%d" % PORT)
         mwtest.check("event=no_transparent" not in mw.log(),
                      "IP_TRANSPARENT was not set: %s" % mw.log())
 
@@ -64,6 +71,21 @@ def main():
         mwtest.eq(msgs[0].tls, True, "message arrived over TLS")
         mwtest.eq(msgs[0].helo, CLIENT, "EHLO name the destination saw")
         dest.check_idle()
+
+        # 1b. The same over IPv6.
+        s = net.smtp("2001:db8::10", 25, local_hostname=CLIENT, ns=lan)
+        mwtest.check(s.banner[1].startswith(b"mx6.dest.test "),
+                     "greeting is not 2001:db8::10's own: %r" % (s.banner,))
+        s.ehlo()
+        t = mwtest.transaction(s, "alice@lan.test", ["bob@secure.test"], MSG)
+        mwtest.eq([t["mail"][0], t["rcpt"][0][0], t["data"][0]], [250, 250, 250],
+                  "MAIL, RCPT, end of data over IPv6 (%r)" % (t,))
+        s.quit()
+        mwtest.check("event=outbound server=[2001:db8::10]:25" in mw.log(),
+                     "IPv6 did not go through mailward:\n%s" % mw.log()[-3000:])
+        msgs = dest6.wait_messages(1, 10)
+        mwtest.eq([(m.data, m.tls) for m in msgs], [(MSG, True)],
+                  "messages at 2001:db8::10 (bytes, TLS)")
 
         # 2. A secure domain behind an untrusted certificate: refused, nothing sent.
         s = net.smtp("192.0.2.11", 25, local_hostname=CLIENT, ns=lan)
