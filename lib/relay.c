@@ -2478,9 +2478,13 @@ static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
         size_t klen;
         int ret;
 
-        /* Report mail is left out of the reports (RFC 8460 section 5.3). */
+        /* Report mail is left out of the reports (RFC 8460 section 5.3); so
+         * are sessions that do not try TLS (level none: nothing to count as
+         * a TLS session, successful or not) and address literals (no
+         * policy domain to report to). */
         if (s->l->env->tlsrpt == NULL || !s->l->conf->tlsrpt || domain[0] == '\0' ||
-            s->o->report_mail || s->o->to_relay)
+            domain[0] == '[' || e->level == POLICY_LEVEL_NONE || s->o->report_mail ||
+            s->o->to_relay)
                 return;
         klen = (size_t)snprintf(key, sizeof(key), "\n%s\n", domain);
         if ((buf_len(done) > 0 &&
