@@ -1320,10 +1320,16 @@ static void relay_send_proxy(struct relay_session *s)
         conn_write(s->server, h, n);
 }
 
+/* The server a log line names: outbound, the destination, not "original-dst". */
+static const char *relay_server_name(const struct relay_session *s)
+{
+        return s->out && s->o->dst_str[0] != '\0' ? s->o->dst_str : s->l->conf->forward;
+}
+
 static void relay_backend_failed(struct relay_session *s, const char *why)
 {
         relay_log(s, LOG_LVL_WARN, "event=backend_failed server=%s reason=\"%s\"",
-                  s->l->conf->forward, why);
+                  relay_server_name(s), why);
         if (s->probe) {
                 relay_close(s, why);
                 return;
@@ -1904,7 +1910,7 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                         break;
                 }
                 relay_log(s, LOG_LVL_WARN, "event=backend_timeout server=%s",
-                          lc->forward);
+                          relay_server_name(s));
                 if (s->probe)
                         relay_close(s, "backend_timeout");
                 else
