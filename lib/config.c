@@ -402,13 +402,6 @@ static bool config_valid_name(const char *v)
         return config_valid_hostname(v) && strlen(v) <= CONFIG_MAX_SECTION;
 }
 
-static bool config_is_address(const char *v)
-{
-        struct in6_addr a;
-
-        return inet_pton(AF_INET, v, &a) == 1 || inet_pton(AF_INET6, v, &a) == 1;
-}
-
 static bool config_valid_hostport(const char *v, bool need_host)
 {
         char host[CONFIG_MAX_HOST];
@@ -516,7 +509,7 @@ static void config_set_value(struct config_parser *p, const struct config_key *k
                 return;
         }
         case CONFIG_T_ADDRESS:
-                if (!config_is_address(v)) {
+                if (!util_is_address(v)) {
                         config_error(p, p->line,
                                      "%s: expected an IPv4 or IPv6 address, got '%s'",
                                      k->name, v);
@@ -1021,7 +1014,7 @@ static void config_check_listener(struct config_parser *p, const struct config_s
                 else if (l->forward != NULL &&
                          util_split_hostport(l->forward, host, sizeof(host), &port) ==
                              0 &&
-                         config_is_address(host))
+                         util_is_address(host))
                         config_error(p, config_seen(s, "forward_verify"),
                                      "forward_verify = %s needs forward to name a host "
                                      "(its TLSA records are looked up by name), got '%s'",
@@ -1052,7 +1045,7 @@ static void config_check_listener(struct config_parser *p, const struct config_s
         if (l->relayhost != NULL && l->forward_tls != CONFIG_TLS_POLICY)
                 config_error(p, config_seen(s, "relayhost"),
                              "relayhost is used only with forward_tls = policy");
-        else if (l->relayhost != NULL && config_is_address(l->relayhost))
+        else if (l->relayhost != NULL && util_is_address(l->relayhost))
                 config_error(p, config_seen(s, "relayhost"),
                              "relayhost: a host name, not an address (DANE and verify "
                              "need the name), got '%s'",

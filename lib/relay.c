@@ -1726,13 +1726,6 @@ static void relay_reason_of_setting(struct policy_verdict *v)
                 *cut = '\0';
 }
 
-static bool relay_host_is_address(const char *h)
-{
-        struct in6_addr a;
-
-        return inet_pton(AF_INET, h, &a) == 1 || inet_pton(AF_INET6, h, &a) == 1;
-}
-
 /*
  * forward_verify = dane or dane-only, once TLS is up with the smarthost:
  * its certificate against the host's TLSA records (_PORT._tcp.HOST, with
@@ -1866,8 +1859,7 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 if (lc->forward_verify >= CONFIG_VERIFY_DANE)
                         relay_wrap_dane(s);
                 else if (lc->forward_verify == CONFIG_VERIFY_NO ||
-                         relay_host_is_address(s->l->fwd_host) ||
-                         relay_wrap_judge(s, NULL))
+                         util_is_address(s->l->fwd_host) || relay_wrap_judge(s, NULL))
                         relay_server_tls_up(s);
                 break;
         case CONN_EV_TLS_FAILED:

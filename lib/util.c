@@ -180,6 +180,13 @@ bool util_net_match(const struct util_net *n, const struct sockaddr *sa)
         return true;
 }
 
+bool util_is_address(const char *s)
+{
+        struct in6_addr a;
+
+        return inet_pton(AF_INET, s, &a) == 1 || inet_pton(AF_INET6, s, &a) == 1;
+}
+
 int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port)
 {
         const char *colon, *h = s, *hend;

@@ -45,6 +45,9 @@ void util_rfc3339(char out[32], const struct timespec *t);
 /* Parse "host:port", "[v6]:port"; host may be empty for "any". 0 or -1. */
 int util_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port);
 
+/* Whether s is an IPv4 or IPv6 address (not a host name). */
+bool util_is_address(const char *s);
+
 /*
  * The next word of a list separated by blanks or commas ("127.0.0.1:25
  * [::1]:25"): 1 with it in out and *p past it, 0 at the end, -1 when it is
