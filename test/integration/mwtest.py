@@ -467,6 +467,7 @@ class Mailward:
             self.drain_timeout = float(g.get("drain_timeout") or 30)
         except ValueError:
             self.drain_timeout = 30
+        self.logs_here = g.get("log", "stderr") != "syslog"
 
     def start(self, wait=True):
         if not os.access(self.binary, os.X_OK):
@@ -493,6 +494,13 @@ class Mailward:
                  % (self.returncode, self.log()))
         check(not missing, "mailward not listening on %r after 30 s; its log:\n%s"
               % (missing, self.log()))
+        # The sockets listen once bound, as root; the privilege drop, the
+        # signal handlers and the metrics file come a moment later. Wait for
+        # the start line (a worker's, with workers), unless the log goes to
+        # syslog: then there is none here to wait for.
+        if self.logs_here:
+            wait_for(lambda: self.proc.poll() is not None or
+                     re.search(r" event=(worker_)?start ", self.log()), 10)
 
     def port(self, name):
         return self.addr(name)[1]
