@@ -634,6 +634,9 @@ def confined_run(env, root, unit, failures):
         logn = env.path("mailward-without-%s.log" % cap)
         p = mw.spawn(["-c", conf], logn, caps=caps - {cap})
         missing = mwtest.wait_listening(listen, 30, alive=lambda: p.poll() is None, pid=p.pid)
+        # The sockets listen before the privilege drop: the start line or
+        # the exit says which it came to.
+        mwtest.wait_for(lambda: p.poll() is not None or "event=start " in read(logn), 10)
         if p.poll() is None:
             mwtest.kill_group(p)
             failures.append("mailward starts without CAP_%s (listening: %s): the unit's "
