@@ -71,13 +71,8 @@ def main():
     cert = (a.cert, a.key) if a.cert else None
     kw = {}
     if a.auth:
-        from aiosmtpd.smtp import AuthResult
         user, _, password = a.auth.partition(":")
-
-        def authenticator(server, session, envelope, mechanism, data):
-            return AuthResult(success=(data.login == user.encode() and
-                                       data.password == password.encode()))
-        kw = {"authenticator": authenticator, "auth_require_tls": True}
+        kw = {"authenticator": mwtest.login_checker(user, password), "auth_require_tls": True}
     rec = mwtest.Recorder(_NoEnv(), port=a.port, tls=a.tls, host=a.addr, cert=cert,
                           hostname=a.hostname, tls_max=a.tls_max, no_ehlo=a.no_ehlo, **kw)
     stop = []

@@ -2465,6 +2465,16 @@ def transaction(s, mail_from, rcpts, msg):
     return out
 
 
+def login_checker(user, password):
+    """An authenticator for aiosmtpd's AUTH (Recorder(authenticator=...))
+    that takes user:password and nothing else."""
+    def authenticator(server, session, envelope, mechanism, data):
+        from aiosmtpd.smtp import AuthResult
+        return AuthResult(success=data.login == user.encode() and
+                          data.password == password.encode())
+    return authenticator
+
+
 def aiosmtpd_version():
     """aiosmtpd's version: its greeting is "<hostname> Python SMTP <version>"."""
     return _aiosmtpd().__version__

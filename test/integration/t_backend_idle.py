@@ -30,12 +30,6 @@ RCPT = "user@test.example"
 MSG = b"From: a@sender.test\r\nTo: user@test.example\r\nSubject: idle\r\n\r\nhi\r\n.\r\n"
 
 
-def login(server, session, envelope, mechanism, data):
-    """aiosmtpd's authenticator: user:secret."""
-    from aiosmtpd.smtp import AuthResult
-    return AuthResult(success=data.login == b"user" and data.password == b"secret")
-
-
 def tls_client(env, port):
     c = Client(port, timeout=20)
     c.reply()
@@ -83,7 +77,8 @@ def main():
         mw.stop()
 
         # 3. After a login.
-        be = env.recorder(authenticator=login, auth_require_tls=False)
+        be = env.recorder(authenticator=mwtest.login_checker("user", "secret"),
+                          auth_require_tls=False)
         mw = env.mailward(listeners={"smtp": {"forward": "127.0.0.1:%d" % be.port}})
         c = tls_client(env, mw.port("smtp"))
         r = c.cmd("AUTH PLAIN AHVzZXIAc2VjcmV0")

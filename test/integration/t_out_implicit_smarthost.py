@@ -28,12 +28,6 @@ import mwtest  # noqa: E402
 MSG = b"From: legacy@lan.test\r\nSubject: wrapped in TLS\r\n\r\n.dot\r\nbody\r\n"
 
 
-def login(server, session, envelope, mechanism, data):
-    """aiosmtpd's authenticator: user:secret."""
-    from aiosmtpd.smtp import AuthResult
-    return AuthResult(success=data.login == b"user" and data.password == b"secret")
-
-
 def refused_session(port):
     """MAIL, RCPT, DATA as far as they get; the replies seen."""
     replies = []
@@ -64,7 +58,8 @@ def main():
                                    os.path.join(env.certs, "wrongname.key")))
         ipcert = env.recorder(tls="implicit", hostname="smarthost.test",
                               cert=mwtest.make_leaf_cert(env, "127.0.0.1", ["127.0.0.1"]))
-        authhost = env.recorder(tls="implicit", hostname="smarthost.test", authenticator=login,
+        authhost = env.recorder(tls="implicit", hostname="smarthost.test",
+                                authenticator=mwtest.login_checker("user", "secret"),
                                 auth_require_tls=False, auth_required=True)
         common = {"accept_tls": "none", "require_tls": "no", "forward_tls": "implicit",
                   "forward_ca": os.path.join(env.certs, "ca.pem"), "hostname": "mw.lan.test"}
