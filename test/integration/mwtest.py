@@ -468,6 +468,10 @@ class Mailward:
         except ValueError:
             self.drain_timeout = 30
         self.logs_here = g.get("log", "stderr") != "syslog"
+        try:
+            self.workers = int(g.get("workers") or 0)
+        except ValueError:
+            self.workers = 0
 
     def start(self, wait=True):
         if not os.access(self.binary, os.X_OK):
@@ -496,11 +500,12 @@ class Mailward:
               % (missing, self.log()))
         # The sockets listen once bound, as root; the privilege drop, the
         # signal handlers and the metrics file come a moment later. Wait for
-        # the start line (a worker's, with workers), unless the log goes to
-        # syslog: then there is none here to wait for.
+        # the start line (every worker's, with workers), unless the log goes
+        # to syslog: then there is none here to wait for.
         if self.logs_here:
             wait_for(lambda: self.proc.poll() is not None or
-                     re.search(r" event=(worker_)?start ", self.log()), 10)
+                     len(re.findall(r" event=(?:worker_)?start ", self.log())) >=
+                     max(1, self.workers), 10)
 
     def port(self, name):
         return self.addr(name)[1]

@@ -45,7 +45,10 @@ def main():
         workers = mwtest.wait_for(lambda: len(mwtest.children(mw.pid)) == 2 and
                                   mwtest.children(mw.pid), 10)
         mwtest.check(workers, "two workers did not start")
-        mwtest.wait_for(lambda: "event=worker_start worker=1" in mw.log(), 10)
+        # Each worker opens its stores before it logs worker_start.
+        started = mwtest.wait_for(lambda: all("event=worker_start worker=%d" % i in mw.log()
+                                              for i in (0, 1)), 10)
+        mwtest.check(started, "the two workers did not log worker_start:\n" + mw.log())
 
         print("== 1. learned_max_age = 0: the MTA-STS store only", flush=True)
         for pid in workers:
