@@ -4,9 +4,10 @@ implicit one, both at once (testssl takes minutes).  The implicit listener
 serves two certificates, ECDSA and RSA (testssl's many client hellos then
 meet both), and testssl must count two there, one on the other.  From its
 JSON report:
-SSLv2, SSLv3, TLS 1.0 and 1.1 are not offered, TLS 1.2 and 1.3 are, and no
-finding about protocols, ciphers or vulnerabilities has severity MEDIUM, HIGH
-or CRITICAL.  Findings about the certificate (a private test CA, no OCSP, no
+SSLv2, SSLv3, TLS 1.0 and 1.1 are not offered, TLS 1.2 and 1.3 are, every
+suite in the server's cipher order is forward-secret AEAD, and no finding
+about protocols, ciphers or vulnerabilities has severity MEDIUM, HIGH or
+CRITICAL.  Findings about the certificate (a private test CA, no OCSP, no
 CAA) are printed but not judged.  testssl only connects to 127.0.0.1
 (--ip 127.0.0.1, --nodns none).
 
@@ -19,6 +20,7 @@ run).  Such a finding is checked again with s_client's input held open
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,18 @@ BAD = ("MEDIUM", "HIGH", "CRITICAL")
 # vulnerabilities.
 NOT_JUDGED = ("cert", "intermediate_cert", "DNS_CAArecord", "OCSP", "CAA", "scanTime",
               "service", "pre_", "engine_problem", "optimal_proto", "chain_of_trust")
+# testssl's default run without client simulation (-c: some 40 simulated
+# browsers and libraries, 40 % of the time, nothing judged here) and HTTP
+# headers (-h): protocols, cipher categories, forward secrecy (with the DH
+# groups), server defaults (with the certificates), server preferences (with
+# the cipher order per protocol) and vulnerabilities.
+SECTIONS = ["-p", "-s", "-f", "-S", "-P", "-U"]
+# What a TLS 1.2 suite offered here must be: ephemeral key exchange and an
+# AEAD cipher (OpenSSL's names, as testssl prints them).
+FS_AEAD_12 = re.compile(r"^(ECDHE|DHE)-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|"
+                        r"CHACHA20-POLY1305|AES(128|256)-CCM8?)$")
+TLS13 = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+         "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256")
 
 
 def testssl(env, port, starttls, tag):
@@ -40,7 +54,7 @@ def testssl(env, port, starttls, tag):
     log = env.path("testssl-%s.log" % tag)
     argv = ["testssl", "--quiet", "--warnings", "off", "--color", "0", "--nodns", "none",
             "--ip", "127.0.0.1", "--add-ca", os.path.join(env.certs, "ca.pem"),
-            "--jsonfile", jf]
+            "--jsonfile", jf] + SECTIONS
     if starttls:
         argv += ["-t", "smtp"]
     argv.append("127.0.0.1:%d" % port)
@@ -118,6 +132,15 @@ def judge(tag, jf, failures, port, starttls, ncerts):
         print("%s: %s -> %s" % (tag, proto, got))
         if not got.startswith("offered"):
             failures.append("%s: %s is not offered: %r" % (tag, proto, got))
+    for fid, good in (("cipherorder_TLSv1_2", FS_AEAD_12.match),
+                      ("cipherorder_TLSv1_3", lambda c: c in TLS13)):
+        suites = " ".join(str(f.get("finding")) for f in byid.get(fid, [])).split()
+        print("%s: %s -> %s" % (tag, fid, " ".join(suites)))
+        if not suites:
+            failures.append("%s: testssl reported no %s" % (tag, fid))
+        for c in suites:
+            if not good(c):
+                failures.append("%s: %s offers %s, not forward-secret AEAD" % (tag, fid, c))
 
 
 def main():
@@ -143,7 +166,7 @@ def main():
         t0 = time.monotonic()
         for tag, port, starttls, argv, jf, log, p in runs:
             try:
-                rc = p.wait(max(1, 270 - (time.monotonic() - t0)))
+                rc = p.wait(max(1, 400 - (time.monotonic() - t0)))
             except subprocess.TimeoutExpired:
                 mwtest.fail("%s: testssl still running after %.0f s" % (tag, time.monotonic() - t0))
             print("%s: testssl exit %d after %.0f s" % (tag, rc, time.monotonic() - t0))
