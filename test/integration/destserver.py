@@ -4,7 +4,7 @@ own, for the outbound tests' destination namespaces (mwtest.NetEnv.dest()).
 
     destserver.py --state FILE --addr ADDR --port PORT [--tls starttls|implicit
                   --cert PEM --key KEY] [--hostname NAME] [--auth USER:PASSWORD]
-                  [--no-ehlo]
+                  [--no-ehlo] [--defer-once ADDR]...
 
 Not a test (no t_ prefix). Runs until killed. Whenever what it recorded
 changes, and every 0.1 s, it rewrites FILE (atomically, by rename) as JSON:
@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--auth", metavar="USER:PASSWORD",
                     help="offer AUTH (aiosmtpd's, after STARTTLS) and take this login")
     ap.add_argument("--no-ehlo", action="store_true", help="answer EHLO with 502")
+    ap.add_argument("--defer-once", action="append", default=[], metavar="ADDR",
+                    help="answer the first RCPT TO this address with 450")
     a = ap.parse_args()
     cert = (a.cert, a.key) if a.cert else None
     kw = {}
@@ -74,7 +76,8 @@ def main():
         user, _, password = a.auth.partition(":")
         kw = {"authenticator": mwtest.login_checker(user, password), "auth_require_tls": True}
     rec = mwtest.Recorder(_NoEnv(), port=a.port, tls=a.tls, host=a.addr, cert=cert,
-                          hostname=a.hostname, tls_max=a.tls_max, no_ehlo=a.no_ehlo, **kw)
+                          hostname=a.hostname, tls_max=a.tls_max, no_ehlo=a.no_ehlo,
+                          defer_once=a.defer_once, **kw)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("destserver: %s:%d tls=%s cert=%s" % (a.addr, a.port, a.tls, a.cert), flush=True)

@@ -667,14 +667,15 @@ class Recorder:
     header (aiosmtpd's own support, v1 and v2); hostname (greeting name,
     default "recorder.test"); reply: the reply to the end of data; no_ehlo:
     EHLO gets 502, as from a server that knows only HELO (a fixture: aiosmtpd
-    answers EHLO); host:
+    answers EHLO); defer_once: addresses whose first RCPT gets 450 (later
+    ones are taken), as from a mailbox that is busy for a while; host:
     the address to listen on (default 127.0.0.1); cert: (certfile, keyfile)
     instead of the test server certificate; other keywords go to aiosmtpd's
     SMTP class (e.g. data_size_limit)."""
 
     def __init__(self, env, port=None, tls=None, xclient=False, proxy=False,
                  hostname="recorder.test", reply=None, host="127.0.0.1", cert=None,
-                 tls_max=None, no_ehlo=False, **smtp_kw):
+                 tls_max=None, no_ehlo=False, defer_once=(), **smtp_kw):
         aio = _aiosmtpd()
         self.env = env
         self.port = port or free_port()
@@ -687,6 +688,7 @@ class Recorder:
         self.lock = threading.Lock()
         self._reply = reply
         self._no_ehlo = no_ehlo
+        self._defer_once = {a.lower() for a in defer_once}
         kw = dict(smtp_kw)
         if proxy:
             kw["proxy_protocol_timeout"] = 10
@@ -757,6 +759,15 @@ class _RecordingHandler:
 
     async def handle_PROXY(self, server, session, envelope, proxy_data):
         return True
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.rec.lock:
+            if address.lower() in self.rec._defer_once:
+                self.rec._defer_once.discard(address.lower())
+                return "450 4.2.1 <%s>: mailbox busy, try again later" % address
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         m = Message(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content),
@@ -1525,15 +1536,15 @@ class NetEnv:
 
     # -- destinations -----------------------------------------------------------------
     def dest(self, addr="192.0.2.10", port=25, tls="starttls", cert=None, listen=None,
-             hostname=None, tls_max=None, auth=None, no_ehlo=False):
+             hostname=None, tls_max=None, auth=None, no_ehlo=False, defer_once=()):
         """An aiosmtpd recorder (real software, see Recorder) inside addr's
         namespace, listening on addr:port (or listen="127.0.0.1" for one
         behind a stripper). tls: None, "starttls" or "implicit"; cert:
         (certfile, keyfile), default the test server certificate; auth:
         "user:password", aiosmtpd's AUTH offered after STARTTLS, taking
-        that login; no_ehlo: see Recorder."""
+        that login; no_ehlo, defer_once: see Recorder."""
         return DestServer(self, self.ns_of(addr), listen or addr, port, tls, cert,
-                          hostname or "mx.dest.test", tls_max, auth, no_ehlo)
+                          hostname or "mx.dest.test", tls_max, auth, no_ehlo, defer_once)
 
     def stripper(self, addr="192.0.2.10", port=25, to=("127.0.0.1", 2525), mode="mask"):
         """test/integration/stripper.py (a fixture) at addr:port inside
@@ -1777,7 +1788,7 @@ class DestServer:
     Attributes: ns, addr, port, tls, log (its output)."""
 
     def __init__(self, net, ns, addr, port, tls, cert, hostname, tls_max=None, auth=None,
-                 no_ehlo=False):
+                 no_ehlo=False, defer_once=()):
         self.net, self.ns, self.addr, self.port, self.tls = net, ns, addr, port, tls
         n = net.env._next("dest")
         self.state = net.env.path("dest-%d.json" % n)
@@ -1794,6 +1805,8 @@ class DestServer:
             argv += ["--auth", auth]
         if no_ehlo:
             argv += ["--no-ehlo"]
+        for a in defer_once:
+            argv += ["--defer-once", a]
         if cert:
             argv += ["--cert", cert[0], "--key", cert[1]]
         elif tls:

@@ -35,8 +35,10 @@ tlsrpt-report runs in the sender namespace as nobody, with --now
 The TLSRPT records: https.test, retry.test (503, then 200) and gone.test
 (404) an https rua each; mailto.test a mailto rua in two strings, beside a
 "v=spf1" and a "v=TLSRPTv10;" record that must be ignored; both.test a
-mailto and an https rua (and an unknown field); two.test two TLSRPT records
-(= none); none.test nothing (NXDOMAIN); servfail.test SERVFAIL.
+mailto rua with two addresses and an https rua (and an unknown field), and
+the MTA defers one of the two addresses (busy@both.test) once; two.test two
+TLSRPT records (= none); none.test nothing (NXDOMAIN); servfail.test
+SERVFAIL.
 
 Runs, in this order:
 
@@ -50,10 +52,12 @@ Runs, in this order:
      TLS-Report-Domain, TLS-Report-Submitter and the RFC's Subject naming
      the report-id; a log line per report sent or failed, one for the bad
      lines and one for the SERVFAIL; nothing for none.test and two.test;
-     retry.test's 503 and servfail.test wait (exit 1); 2026-12-08 and the
-     given-up 2026-12-05 move to done/, the 41-day-old done day is deleted.
+     retry.test's 503, busy@both.test's 450 and servfail.test wait (exit
+     1); 2026-12-08 and the given-up 2026-12-05 move to done/, the
+     41-day-old done day is deleted.
   3. Again: retry.test's POST is made again and answered 200 with the same
-     report; nothing else is sent; servfail.test still waits (exit 1).
+     report; both.test's mail goes again, to busy@both.test alone; nothing
+     else is sent; servfail.test still waits (exit 1).
   4. servfail.test now has a record: its report is mailed; 2026-12-09 moves
      to done/ (exit 0).
   5. Again: nothing is sent, nothing changes (exit 0), and --dry-run prints
@@ -100,7 +104,8 @@ RUA = {
     "retry.test": ["https://reports.retry.test/tlsrpt"],
     "gone.test": ["https://reports.gone.test/missing"],
     "mailto.test": ["mailto:tlsrpt@mailto.test"],
-    "both.test": ["mailto:reports@both.test", "https://reports.both.test/tlsrpt"],
+    "both.test": ["mailto:reports@both.test%2Cbusy@both.test",
+                  "https://reports.both.test/tlsrpt"],
     "servfail.test": ["mailto:tlsrpt@servfail.test"],
 }
 
@@ -225,7 +230,8 @@ def start_dns(env, net, servfail):
     extra = env.path("dnsmasq-extra.conf")
     with open(extra, "w") as f:
         f.write('txt-record=_smtp._tls.mailto.test,"v=TLSRPTv1; rua=mailto:tls","rpt@mailto.test"\n'
-                'txt-record=_smtp._tls.both.test,"v=TLSRPTv1; rua=mailto:reports@both.test ,'
+                'txt-record=_smtp._tls.both.test,"v=TLSRPTv1; rua=mailto:reports@both.test%2C'
+                'busy@both.test ,'
                 ' https://reports.both.test/tlsrpt; ext=yes;"\n')
     txt = {
         "_smtp._tls.https.test": "v=TLSRPTv1;rua=https://reports.https.test/v1/tlsrpt",
@@ -333,14 +339,16 @@ def gunzip_json(data, what):
     return json.loads(gzip.decompress(data).decode("utf-8"))
 
 
-def check_mail(m, day, domain, rcpts, expected):
-    """One report message as the MTA got it (RFC 8460 5.3): envelope,
-    headers, MIME structure, file name; the report inside. Returns the report."""
+def check_mail(m, day, domain, rcpts, expected, to=None):
+    """One report message as the MTA got it (RFC 8460 5.3): envelope (rcpts),
+    headers (To: every address of the URI, to, by default rcpts), MIME
+    structure, file name; the report inside. Returns the report."""
     what = "mail for %s (%s)" % (domain, day)
     mwtest.eq([m.mail_from, sorted(m.rcpt_tos)], [FROM, sorted(rcpts)], "%s: envelope" % what)
     msg = email.message_from_bytes(m.data, policy=email.policy.default)
     mwtest.eq(msg["From"], FROM, "%s: From" % what)
-    mwtest.eq(sorted(a.strip() for a in msg["To"].split(",")), sorted(rcpts), "%s: To" % what)
+    mwtest.eq(sorted(a.strip() for a in msg["To"].split(",")), sorted(to or rcpts),
+              "%s: To" % what)
     mwtest.eq(msg["TLS-Report-Domain"], domain, "%s: TLS-Report-Domain" % what)
     mwtest.eq(msg["TLS-Report-Submitter"], SUBMITTER, "%s: TLS-Report-Submitter" % what)
     mwtest.check(msg["Message-ID"] and msg["Date"], "%s: no Message-ID or Date" % what)
@@ -395,7 +403,11 @@ def main():
         web = net.https(WEB, net.cert(sites[0], sans=sites), {},
                         post_status={"reports.retry.test": [503, 200],
                                      "reports.gone.test": [404]})
-        mta = net.dest(MTA, tls=None, hostname="mta.sender.test")
+        # busy@both.test, one of both.test's two report addresses, is
+        # deferred the first time: the report goes to reports@both.test,
+        # and to busy@both.test (only) by the next run.
+        mta = net.dest(MTA, tls=None, hostname="mta.sender.test",
+                       defer_once=["busy@both.test"])
 
         # The state directory, as mailward's user (nobody here) has it.
         state = env.path("state")
@@ -459,12 +471,18 @@ def main():
         mwtest.eq([(b.get("day"), b.get("count")) for b in bad], [(D1, str(BAD_LINES_D1))],
                   "bad_lines lines (day, count)")
         want_sent = sorted([(D1, d, u) for d, us in RUA.items() for u in us
-                            if d not in ("servfail.test", "retry.test", "gone.test")]
+                            if d not in ("servfail.test", "retry.test", "gone.test")
+                            and u != RUA["both.test"][0]]
                            + [(D2, "mailto.test", RUA["mailto.test"][0])])
         mwtest.eq(sent_lines(logs), want_sent, "report_sent lines (day, domain, rua)")
         failed = sorted((x.get("domain"), x.get("action")) for x in events(logs, "report_failed"))
-        mwtest.eq(failed, [("gone.test", "dropped"), ("retry.test", "retry")],
-                  "report_failed lines (domain, action)")
+        mwtest.eq(failed, [("both.test", "retry"), ("gone.test", "dropped"),
+                           ("retry.test", "retry")], "report_failed lines (domain, action)")
+        busy = [x for x in events(logs, "report_failed") if x.get("domain") == "both.test"]
+        mwtest.check(re.search(r"deferred: busy@both\.test 450 .*accepted by .* for "
+                               r"reports@both\.test$", busy[0].get("reason", "")),
+                     "both.test's report_failed line does not say who had it and who "
+                     "did not: %r" % busy[0])
         lf = events(logs, "lookup_failed")
         mwtest.eq([(x.get("domain"), x.get("action")) for x in lf], [("servfail.test", "retry")],
                   "lookup_failed lines")
@@ -504,16 +522,17 @@ def main():
                    EXPECTED_D1["mailto.test"])
         check_mail(by[(D2, "mailto.test")], D2, "mailto.test", ["tlsrpt@mailto.test"],
                    EXPECTED_D2["mailto.test"])
+        both_to = ["reports@both.test", "busy@both.test"]
         rb = check_mail(by[(D1, "both.test")], D1, "both.test", ["reports@both.test"],
-                        EXPECTED_D1["both.test"])
+                        EXPECTED_D1["both.test"], to=both_to)
         mwtest.eq(rb, reports["both.test"], "both.test: the mailed and the POSTed report")
         mwtest.check(by[(D1, "mailto.test")].data.count(b"TLS-Required: No") == 1,
                      "mailto.test's mail has no TLS-Required: No")
         for (d, dom), m in by.items():
-            sub = [x for x in events(logs, "report_sent") if (x["day"], x["domain"]) == (d, dom)
-                   and x["rua"].startswith("mailto:")]
+            sub = [x for x in events(logs, "report_sent") + busy
+                   if (x["day"], x["domain"]) == (d, dom) and x["rua"].startswith("mailto:")]
             mwtest.check(sub and sub[0]["report_id"] in m.data.decode(),
-                         "report_sent line for %s %s without its report_id" % (d, dom))
+                         "log line for %s %s without its report_id" % (d, dom))
 
         # Files: D2 and the given-up OLD done, D1 waits, the old done day gone.
         mwtest.eq(sorted(os.listdir(tdir)), sorted([".tlsrpt-report.lock", D1 + ".jsonl",
@@ -530,10 +549,12 @@ def main():
                   "the given-up day's state")
         check_today()
 
-        # 3. Again: retry.test's POST is retried and delivered; nothing else.
+        # 3. Again: retry.test's POST is retried and delivered, both.test's
+        # mail goes to busy@both.test alone; nothing else.
         print("== 3. the second run", flush=True)
         rc, _, logs, _ = run(net, state, expect=1)
-        mwtest.eq(sent_lines(logs), [(D1, "retry.test", RUA["retry.test"][0])],
+        mwtest.eq(sent_lines(logs), sorted([(D1, "retry.test", RUA["retry.test"][0]),
+                                            (D1, "both.test", RUA["both.test"][0])]),
                   "report_sent lines of the second run")
         mwtest.eq(events(logs, "report_failed"), [], "report_failed lines of the second run")
         mwtest.eq([x.get("domain") for x in events(logs, "lookup_failed")], ["servfail.test"],
@@ -545,8 +566,13 @@ def main():
         mwtest.eq(again, reports["retry.test"], "the retried report (same report-id and all)")
         mwtest.eq(web.posts[4]["body"], posts["reports.retry.test"]["body"],
                   "the retried POST's body, byte for byte")
+        msgs = mta.wait_messages(4, 10)
         mta.wait_idle()
-        mwtest.eq(len(mta.messages), 3, "messages at the MTA after the second run")
+        mwtest.eq(len(mta.messages), 4, "messages at the MTA after the second run")
+        rb2 = check_mail(mta.messages[3], D1, "both.test", ["busy@both.test"],
+                         EXPECTED_D1["both.test"], to=both_to)
+        mwtest.eq(rb2, rb, "both.test: the report mailed again to busy@both.test (same "
+                  "report-id and all)")
         check_today()
 
         # 4. servfail.test now answers: its report is mailed, D1 is done.
@@ -558,9 +584,9 @@ def main():
                   "report_sent lines of the third run")
         mwtest.eq([x for x in logs if x.get("event") != "report_sent"], [],
                   "other log lines of the third run")
-        msgs = mta.wait_messages(4, 10)
-        mwtest.eq(len(msgs), 4, "messages at the MTA after the third run")
-        check_mail(msgs[3], D1, "servfail.test", ["tlsrpt@servfail.test"],
+        msgs = mta.wait_messages(5, 10)
+        mwtest.eq(len(msgs), 5, "messages at the MTA after the third run")
+        check_mail(msgs[4], D1, "servfail.test", ["tlsrpt@servfail.test"],
                    EXPECTED_D1["servfail.test"])
         mwtest.eq(len(web.posts), 5, "POSTs after the third run")
         mwtest.eq(sorted(os.listdir(tdir)), sorted([".tlsrpt-report.lock", TODAY + ".jsonl",
@@ -578,7 +604,7 @@ def main():
         mwtest.eq([out.strip(), logs], ["", []], "--dry-run output with nothing to do")
         mwtest.eq(snapshot(state), before, "the state directory after runs with nothing to do")
         mta.wait_idle()
-        mwtest.eq([len(web.posts), len(mta.messages)], [5, 4], "POSTs and mail in all")
+        mwtest.eq([len(web.posts), len(mta.messages)], [5, 5], "POSTs and mail in all")
 
         # 6. A line for D1 written late: kept, not reported.
         print("== 6. a late line for a done day", flush=True)
@@ -591,7 +617,7 @@ def main():
         mwtest.check(not os.path.exists(os.path.join(tdir, D1 + ".jsonl")),
                      "the late file is still in tlsrpt/")
         mta.wait_idle()
-        mwtest.eq([len(web.posts), len(mta.messages)], [5, 4], "POSTs and mail after the late "
+        mwtest.eq([len(web.posts), len(mta.messages)], [5, 5], "POSTs and mail after the late "
                   "line")
         check_today()
 
@@ -613,7 +639,7 @@ def main():
         with open(kept) as f:
             mwtest.eq(f.read(), late + late2, "done/%s.late.jsonl at the end" % D1)
         mta.wait_idle()
-        mwtest.eq([len(web.posts), len(mta.messages)], [5, 4], "POSTs and mail in the end")
+        mwtest.eq([len(web.posts), len(mta.messages)], [5, 5], "POSTs and mail in the end")
         web.stop()
     print("ok")
 
