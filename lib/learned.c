@@ -486,6 +486,39 @@ int learned_iterate(struct learned *l, learned_iterate_cb cb, void *arg)
         return rc == MDB_NOTFOUND ? 0 : learned_errno(rc);
 }
 
+int learned_keys(struct learned *l, char (*names)[LEARNED_NAME_SIZE], size_t max)
+{
+        MDB_cursor *cur;
+        MDB_val k, v;
+        MDB_txn *txn;
+        size_t n = 0;
+        int rc;
+
+        rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn);
+        if (rc != 0)
+                return learned_errno(rc);
+        rc = mdb_cursor_open(txn, l->dbi, &cur);
+        if (rc != 0) {
+                mdb_txn_abort(txn);
+                return learned_errno(rc);
+        }
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                if (k.mv_size > LEARNED_DOMAIN_MAX)
+                        continue;
+                if (n < max) {
+                        memcpy(names[n], k.mv_data, k.mv_size);
+                        names[n][k.mv_size] = '\0';
+                }
+                n++;
+        }
+        mdb_cursor_close(cur);
+        mdb_txn_abort(txn);
+        if (rc != MDB_NOTFOUND)
+                return learned_errno(rc);
+        return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
 struct policy_expectation learned_expectation(const struct policy_expectation *base,
                                               const struct learned_tls *fresh)
 {

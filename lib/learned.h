@@ -157,6 +157,15 @@ int learned_prune(struct learned *l, int64_t now, int64_t max_age);
 int learned_iterate(struct learned *l, learned_iterate_cb cb, void *arg);
 
 /*
+ * Every key (domain) of any handle, learned_open_file()'s too, in domain
+ * order and one read transaction, whatever its value: at most max names
+ * into names (each of LEARNED_NAME_SIZE bytes). The number of keys (which
+ * may exceed max), or negative.
+ */
+#define LEARNED_NAME_SIZE 254
+int learned_keys(struct learned *l, char (*names)[LEARNED_NAME_SIZE], size_t max);
+
+/*
  * How a learned record combines with the policy table. base is
  * policy_lookup()'s answer; fresh is the domain's record when
  * learned_lookup() returned 1, else NULL. An entry of the table (source

@@ -3638,6 +3638,8 @@ void relay_listener_probe(struct relay_listener *l)
 {
         struct relay_session *s;
 
+        if (l->outbound && l->conf->mta_sts && !l->draining)
+                sts_sweep(relay_sts(l), l->env->sts_sweeper);
         if (l->probing || l->draining || l->outbound)
                 return;
         l->probing = true;

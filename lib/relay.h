@@ -82,6 +82,9 @@ struct relay_env {
         struct learned *learned;   /* outbound: TLS seen per domain; NULL: not kept */
         struct learned *sts_store; /* mta_sts: policies fetched (sts.h); NULL: none */
         struct tlsrpt *tlsrpt;     /* tlsrpt: TLS-RPT results (tlsrpt.h); NULL: none */
+        /* This process reads every stored MTA-STS policy in to keep it
+         * fresh (sts_sweep()): the single process, or the first worker. */
+        bool sts_sweeper;
         struct relay_stats stats;
         /* RLIMIT_NOFILE (0: unknown): a connection accepted with one of the
          * last RELAY_FD_SPARE descriptors is refused with a 421, so that
@@ -154,7 +157,11 @@ int relay_listener_check_tls(const struct relay_listener *l,
 bool relay_listener_cert(const struct relay_listener *l, unsigned i,
                          struct tls_cert_desc *out, bool *client);
 
-/* Ask the backend for its EHLO capabilities (start-up and periodic refresh). */
+/*
+ * Ask the backend for its EHLO capabilities (start-up and periodic refresh);
+ * an outbound listener with mta_sts looks for MTA-STS policies to refresh
+ * instead (sts_sweep()).
+ */
 void relay_listener_probe(struct relay_listener *l);
 
 /* Refuse new sessions from now on (SIGTERM). */

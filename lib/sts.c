@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uv.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -71,7 +72,10 @@ struct sts {
         struct sts_conf conf;
         struct sts_entry *buckets[STS_BUCKETS];
         unsigned count;
+        unsigned fetches; /* under way */
         bool closing;
+        bool sweeping;    /* sts_sweep() was called: the timer keeps it going */
+        uv_timer_t timer; /* the next refresh due (sts_sweep_arm()) */
 };
 
 static uint64_t sts_now_ms(void)
@@ -96,6 +100,8 @@ struct sts *sts_new(const struct sts_conf *conf)
         struct sts *s = xcalloc(1, sizeof(*s));
 
         s->conf = *conf;
+        uv_timer_init(s->conf.loop, &s->timer);
+        s->timer.data = s;
         return s;
 }
 
@@ -115,6 +121,8 @@ void sts_free(struct sts *s)
 {
         if (s == NULL)
                 return;
+        if (!uv_is_closing((uv_handle_t *)&s->timer))
+                fatalx("sts_free: before sts_shutdown()");
         for (unsigned i = 0; i < STS_BUCKETS; i++) {
                 struct sts_entry *e, *next;
 
@@ -242,6 +250,7 @@ static char *sts_printable(char *out, size_t outlen, const char *in)
 /* The outcome is known (f->error says whether it failed); update the entry,
  * free the fetch, call back the waiting. */
 static bool sts_store_reload(struct sts *s, struct sts_entry *e, int64_t now);
+static void sts_sweep_arm(struct sts *s, int64_t now);
 
 static void sts_fetch_end(struct sts_fetch *f)
 {
@@ -273,10 +282,13 @@ static void sts_fetch_end(struct sts_fetch *f)
         }
         e->checked = now;
         e->fetch = NULL;
+        s->fetches--;
         f->magic = 0;
         free(f);
-        if (!s->closing)
+        if (!s->closing) {
                 pending_deliver(&e->waits);
+                sts_sweep_arm(s, now);
+        }
 }
 
 static void sts_fail(struct sts_fetch *f, const char *fmt, ...)
@@ -333,7 +345,7 @@ static void sts_store_save(struct sts *s, const struct sts_entry *e, const char 
  * be checked again at this use). A record that does not read or
  * has expired is removed.
  */
-static bool sts_store_load(struct sts *s, struct sts_entry *e, int64_t now)
+static bool sts_store_load(struct sts *s, struct sts_entry *e, int64_t now, bool quiet)
 {
         unsigned char *rec;
         struct mtasts_policy pol;
@@ -361,11 +373,12 @@ static bool sts_store_load(struct sts *s, struct sts_entry *e, int64_t now)
         e->expires = (int64_t)t;
         e->checked = 0;
         free(v);
-        log_emit(
-            s->conf.log, LOG_LVL_INFO, NULL,
-            "event=mta_sts_stored listener=%s domain=%s mode=%s id=%s expires_in=%lld",
-            s->conf.listener, e->domain, mtasts_mode_str(e->policy.mode), e->id,
-            (long long)(e->expires - now));
+        if (!quiet)
+                log_emit(s->conf.log, LOG_LVL_INFO, NULL,
+                         "event=mta_sts_stored listener=%s domain=%s mode=%s id=%s "
+                         "expires_in=%lld",
+                         s->conf.listener, e->domain, mtasts_mode_str(e->policy.mode),
+                         e->id, (long long)(e->expires - now));
         return true;
 drop:
         free(v);
@@ -384,7 +397,7 @@ static bool sts_store_reload(struct sts *s, struct sts_entry *e, int64_t now)
         if (e->have_policy)
                 mtasts_policy_cleanup(&e->policy);
         e->have_policy = false;
-        return sts_store_load(s, e, now);
+        return sts_store_load(s, e, now, false);
 }
 
 /* The response is all there: take the policy, or say why not. */
@@ -613,6 +626,7 @@ static void sts_fetch_start(struct sts *s, struct sts_entry *e)
         snprintf(f->host, sizeof(f->host), "mta-sts.%s", e->domain);
         snprintf(name, sizeof(name), "_mta-sts.%s", e->domain);
         e->fetch = f;
+        s->fetches++;
         f->dns = dns_txt(s->conf.loop, name, sts_txt_cb, f);
         if (f->dns == NULL) {
                 /* Too long a name for a record: the domain cannot have one. */
@@ -634,7 +648,7 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
         e = sts_find(s, domain);
         if (e == NULL) {
                 e = sts_insert(s, domain, now);
-                sts_store_load(s, e, now);
+                sts_store_load(s, e, now, false);
         }
         if (sts_valid(e, now)) {
                 /* Look for a new id now and then, and refresh the policy when
@@ -685,6 +699,115 @@ enum sts_failure sts_failure(struct sts *s, const char *domain, const char **why
         return e->failure;
 }
 
+/*
+ * When the sweep refreshes e next (INT64_MAX: not before it expires; the
+ * next use fetches it then): once due (sts_refresh_due()), and after a
+ * failed try not again for STS_RETRY_SECS, or half the refresh period if
+ * that is shorter.
+ */
+static int64_t sts_sweep_next(const struct sts_entry *e)
+{
+        int64_t every = sts_refresh_every(e);
+        int64_t gap = every / 2 < STS_RETRY_SECS ? every / 2 : STS_RETRY_SECS;
+        int64_t t = e->expires - sts_life(e) + every;
+
+        if (e->checked + gap > t)
+                t = e->checked + gap;
+        return t < e->expires ? t : INT64_MAX;
+}
+
+static void sts_sweep_run(struct sts *s, int64_t now)
+{
+        for (unsigned i = 0; i < STS_BUCKETS && s->fetches < STS_SWEEP_FETCHES; i++) {
+                for (struct sts_entry *e = s->buckets[i];
+                     e != NULL && s->fetches < STS_SWEEP_FETCHES; e = e->next) {
+                        if (e->fetch == NULL && sts_valid(e, now) &&
+                            sts_sweep_next(e) <= now)
+                                sts_fetch_start(s, e);
+                }
+        }
+        sts_sweep_arm(s, now);
+}
+
+static void sts_sweep_timer_cb(uv_timer_t *t)
+{
+        struct sts *s = t->data;
+
+        if (!s->closing)
+                sts_sweep_run(s, (int64_t)time(NULL));
+}
+
+/* Set the timer for the earliest refresh due; none while the fetches
+ * already under way are at the limit (the end of one sets it again). */
+static void sts_sweep_arm(struct sts *s, int64_t now)
+{
+        int64_t next = INT64_MAX;
+
+        if (!s->sweeping || s->closing)
+                return;
+        if (s->fetches < STS_SWEEP_FETCHES) {
+                for (unsigned i = 0; i < STS_BUCKETS; i++) {
+                        for (struct sts_entry *e = s->buckets[i]; e != NULL;
+                             e = e->next) {
+                                if (e->fetch == NULL && sts_valid(e, now) &&
+                                    sts_sweep_next(e) < next)
+                                        next = sts_sweep_next(e);
+                        }
+                }
+        }
+        if (next == INT64_MAX) {
+                uv_timer_stop(&s->timer);
+                return;
+        }
+        next = next > now ? next - now : 0;
+        uv_timer_start(
+            &s->timer, sts_sweep_timer_cb,
+            (uint64_t)(next < STS_REFRESH_SECS ? next : STS_REFRESH_SECS) * 1000 + 1, 0);
+}
+
+/* The stored policies this process does not hold yet, read in (quietly). */
+static unsigned sts_sweep_load(struct sts *s, int64_t now)
+{
+        char(*names)[LEARNED_NAME_SIZE] = xmalloc(STS_CACHE_MAX * sizeof(*names));
+        int n = learned_keys(s->conf.store, names, STS_CACHE_MAX);
+        unsigned loaded = 0;
+
+        if (n < 0)
+                log_emit(s->conf.log, LOG_LVL_WARN, NULL,
+                         "event=mta_sts_store_failed listener=%s error=%d",
+                         s->conf.listener, n);
+        for (int i = 0; i < n && i < STS_CACHE_MAX && s->count < STS_CACHE_MAX; i++) {
+                struct sts_entry *e;
+
+                if (sts_find(s, names[i]) != NULL)
+                        continue;
+                e = sts_insert(s, names[i], now);
+                if (sts_store_load(s, e, now, true))
+                        loaded++;
+        }
+        free(names);
+        return loaded;
+}
+
+unsigned sts_sweep(struct sts *s, bool sweeper)
+{
+        int64_t now = (int64_t)time(NULL);
+        unsigned loaded = 0;
+
+        if (s->closing || (!sweeper && s->conf.store != NULL))
+                return 0;
+        s->sweeping = true;
+        if (s->conf.store != NULL)
+                loaded = sts_sweep_load(s, now);
+        if (loaded > 0)
+                log_emit(s->conf.log, LOG_LVL_INFO, NULL,
+                         "event=mta_sts_store_loaded listener=%s domains=%u "
+                         "note=\"kept and refreshed before they expire\"",
+                         s->conf.listener, loaded);
+        sts_sweep_run(s, now);
+        return loaded;
+}
+
 unsigned sts_recheck(struct sts *s)
 {
         for (unsigned i = 0; i < STS_BUCKETS; i++) {
@@ -699,6 +822,8 @@ unsigned sts_recheck(struct sts *s)
 void sts_shutdown(struct sts *s)
 {
         s->closing = true;
+        if (!uv_is_closing((uv_handle_t *)&s->timer))
+                uv_close((uv_handle_t *)&s->timer, NULL);
         for (unsigned i = 0; i < STS_BUCKETS; i++) {
                 for (struct sts_entry *e = s->buckets[i]; e != NULL; e = e->next) {
                         struct sts_fetch *f = e->fetch;

@@ -24,7 +24,8 @@
  * has expired, is removed.
  *
  * While a policy is valid, its TXT record is looked at again in the
- * background at most every STS_RECHECK_SECS when the domain is used, and a
+ * background at most every STS_RECHECK_SECS when the domain is used (and
+ * when the refresh is due even if it is not: sts_sweep()), and a
  * changed id fetches the policy again, as does an unchanged one once the
  * policy is STS_REFRESH_SECS old (or half its max_age, if that is less: RFC
  * 8461 section 3.3, refresh before it expires); a refresh that fetches a
@@ -70,6 +71,7 @@ struct sts;
 #define STS_STORE_MAP_SIZE   ((size_t)256 << 20)
 #define STS_STORE_FORMAT     1
 #define STS_FETCH_TIMEOUT_MS 30000
+#define STS_SWEEP_FETCHES    16 /* the sweep starts no more while as many run */
 
 /* Why a domain whose TXT record announced a policy has none (RFC 8460 4.3.2.3). */
 enum sts_failure {
@@ -132,5 +134,20 @@ enum sts_failure sts_failure(struct sts *s, const char *domain, const char **why
  * judged. Returns the number of domains in the cache.
  */
 unsigned sts_recheck(struct sts *s);
+
+/*
+ * Keep every policy fresh, whether or not it is used (RFC 8461 section
+ * 3.3: refresh cached policies, about daily): from this call on, each
+ * valid policy is fetched again when due (as at a use, above), at most
+ * STS_SWEEP_FETCHES at a time, on a timer of its own; a failed try keeps
+ * the policy and is tried again after STS_RETRY_SECS (or half the refresh
+ * period). With a store, every policy in it that this process does not
+ * hold is read in first, and only the sweeper does the sweep (workers
+ * share the store: one of them keeps it fresh, the others take from it
+ * what they cannot fetch, above); without a store, each process sweeps
+ * its own cache. Call it now and then: it picks up what other processes
+ * stored. Returns the number of policies read in.
+ */
+unsigned sts_sweep(struct sts *s, bool sweeper);
 
 #endif

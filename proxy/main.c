@@ -1134,6 +1134,7 @@ static int main_serve(struct main_state *m)
         m->loop = uv_default_loop();
         m->env.loop = m->loop;
         main_id_prefix(&m->env, m->worker);
+        m->env.sts_sweeper = m->worker <= 0;
         if (main_listen(m) != 0)
                 return -1;
         main_start_alertcmd(m);

@@ -684,8 +684,22 @@ static void test_raw_file(void **state)
         assert_int_equal(learned_get(r, "example.com", &v, &n), 1);
         assert_int_equal(n, biglen);
         free(v);
+        /* every key, whatever its value, in order; at most max of them */
+        {
+                char names[2][LEARNED_NAME_SIZE];
+
+                assert_int_equal(learned_put(r, "a.example", "x", 1), 0);
+                assert_int_equal(learned_put(r, "z.example", "", 0), 0);
+                assert_int_equal(learned_keys(r, names, 2), 3);
+                assert_string_equal(names[0], "a.example");
+                assert_string_equal(names[1], "example.com");
+                assert_int_equal(learned_keys(r, names, 0), 3);
+                assert_int_equal(learned_forget(r, "a.example"), 0);
+                assert_int_equal(learned_forget(r, "z.example"), 0);
+        }
         assert_int_equal(learned_forget(r, "example.com"), 0);
         assert_int_equal(learned_get(r, "example.com", &v, &n), 0);
+        assert_int_equal(learned_keys(r, NULL, 0), 0);
         learned_close(r);
         free(big);
         test_path(s, "mta-sts.mdb", p, sizeof(p));

@@ -1,0 +1,112 @@
+#!/usr/bin/python3
+"""Outbound MTA-STS: every cached policy is refreshed before it expires,
+also one nobody mails to (RFC 8461 section 3.3, "proactively refresh cached
+policies"), and also one that a restart read back from the store; with
+workers, one of them does it.
+
+The test bed (network namespaces, documentation addresses only):
+
+  192.0.2.10:25   aiosmtpd with STARTTLS, certificate for mx.other.test (the
+                  test CA): trusted, but not a name the policy allows
+  192.0.2.44:443  the policy host mta-sts.fresh.test (Python's http.server
+                  over ssl)
+  192.0.2.53:53   dnsmasq: _mta-sts.fresh.test TXT and the policy host's
+                  address; the sender's resolver
+
+fresh.test publishes enforce, mx: mx.fresh.test, max_age 60 (mailward's
+shortest lifetime), so it is due for a refresh 30 s after a fetch.
+mailward: mta_sts = yes, default_level may (without the policy, mail to
+fresh.test is delivered: each 451 below shows the policy in force).
+
+  t=0     mailward 1 (one process): RCPT bob@fresh.test: the policy is
+          fetched (GET 1) and stored; 451 4.7.5. mailward 1 stops.
+          mailward 2 starts on the same state_dir with workers = 2: one
+          worker (only one) reads the stored policy in
+          (mta_sts_store_loaded domains=1).
+  t=30    with no session at all on mailward 2, its stored policy is
+          fetched again (GET 2, one only). Then the policy host goes away.
+  t=60    the refreshed policy is due again: the try fails, and "the
+          cached policy stays".
+  t=65    past the first fetch's expiry (t=60): RCPT bob@fresh.test on
+          mailward 2 gets 451, from the refreshed policy.
+
+Without the refresh of an unused policy, the policy would have expired at
+t=60, its fetch failed, and the mail gone to the wrong server as at level
+may. Nothing reaches the destination."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+import outcheck  # noqa: E402
+
+DEST, WEB, DNS = "192.0.2.10", "192.0.2.44", "192.0.2.53"
+POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mx.fresh.test\r\nmax_age: 60\r\n"
+
+
+def refused(net, mw, when, t0):
+    before = len(mwtest.find_alerts(mw, event="certificate_invalid"))
+    print("== t=%.0f: %s" % (time.monotonic() - t0, when), flush=True)
+    s = net.smtp(DEST)
+    s.ehlo("client.sender.test")
+    t = mwtest.transaction(s, outcheck.FROM, ["bob@fresh.test"], outcheck.message(when))
+    s.close()
+    mwtest.check_deferred(t["rcpt"][0], "certificate-host-mismatch", "RCPT (%s)" % when)
+    got = mwtest.wait_alerts(mw, n=before + 1, event="certificate_invalid")
+    mwtest.eq(got[-1].get("expected"), "secure (mta-sts)", "expected (%s)" % when)
+
+
+def main():
+    with mwtest.Env("out_mta_sts_sweep") as env:
+        net = env.netns(hosts=(DEST, WEB, DNS))
+        net.dnsmasq(DNS, txt={"_mta-sts.fresh.test": "v=STSv1; id=fresh1;"},
+                    hosts={"mta-sts.fresh.test": WEB})
+        net.resolver(DNS)
+        web = net.https(WEB, net.cert("mta-sts.fresh.test"),
+                        {"mta-sts.fresh.test": (200, "text/plain", POLICY)})
+        dest = net.dest(DEST, tls="starttls", cert=net.cert("mx.other.test"))
+
+        def gets():
+            return len(web.gets("mta-sts.fresh.test"))
+
+        mw1 = net.outbound(default_level="may", mta_sts="yes")
+        state = net.state_dir
+        t0 = time.monotonic()
+        refused(net, mw1, "first RCPT, mailward 1", t0)
+        mwtest.eq(gets(), 1, "GETs after the first RCPT")
+        mw1.stop()
+
+        mw = net.outbound(default_level="may", mta_sts="yes", redirect=False,
+                          globals={"workers": 2, "state_dir": state})
+        loaded = mwtest.wait_for(lambda: [ln for ln in mw.log().splitlines()
+                                          if "event=mta_sts_store_loaded listener=out " in ln],
+                                 5)
+        mwtest.check(len(loaded) == 1 and "domains=1 " in loaded[0],
+                     "not one mta_sts_store_loaded domains=1 line at start: %r\n%s"
+                     % (loaded, mw.log()[-3000:]))
+
+        got = mwtest.wait_for(lambda: gets() >= 2, max(1.0, t0 + 45 - time.monotonic()))
+        print("== t=%.0f: GETs %d" % (time.monotonic() - t0, gets()), flush=True)
+        mwtest.check(got, "no second GET by t=45: the unused policy was not refreshed "
+                     "(requests %r; log:\n%s)" % (web.requests, mw.log()[-4000:]))
+        mwtest.check(not [ln for ln in mw.log().splitlines() if " event=connect " in ln],
+                     "a session on mailward 2 before the refresh: %s" % mw.log()[-3000:])
+        time.sleep(1)
+        mwtest.eq(gets(), 2, "GETs after the refresh (one worker refreshes)")
+        web.stop()
+
+        time.sleep(max(0.0, t0 + 65 - time.monotonic()))
+        refused(net, mw, "RCPT at 65 s, after the first fetch's expiry", t0)
+        failed = [ln for ln in mw.log().splitlines() if "event=mta_sts_failed" in ln]
+        print("fetches that failed: %r" % failed, flush=True)
+        mwtest.check(failed and all("the cached policy stays" in ln for ln in failed),
+                     "the policy host's absence did not keep the policy: %r" % failed)
+        mwtest.eq(dest.messages, [], "messages at the destination")
+        mw.stop()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
