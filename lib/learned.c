@@ -454,6 +454,21 @@ int learned_prune(struct learned *l, int64_t now, int64_t max_age)
         return rc != 0 ? learned_errno(rc) : n;
 }
 
+/* A read transaction and a cursor on it: 0, or a negative code (nothing open). */
+static int learned_read_cursor(struct learned *l, MDB_txn **txn, MDB_cursor **cur)
+{
+        int rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, txn);
+
+        if (rc != 0)
+                return learned_errno(rc);
+        rc = mdb_cursor_open(*txn, l->dbi, cur);
+        if (rc != 0) {
+                mdb_txn_abort(*txn);
+                return learned_errno(rc);
+        }
+        return 0;
+}
+
 int learned_iterate(struct learned *l, learned_iterate_cb cb, void *arg)
 {
         char domain[LEARNED_DOMAIN_MAX + 1];
@@ -463,14 +478,9 @@ int learned_iterate(struct learned *l, learned_iterate_cb cb, void *arg)
         MDB_txn *txn;
         int rc, stop = 0;
 
-        rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn);
+        rc = learned_read_cursor(l, &txn, &cur);
         if (rc != 0)
-                return learned_errno(rc);
-        rc = mdb_cursor_open(txn, l->dbi, &cur);
-        if (rc != 0) {
-                mdb_txn_abort(txn);
-                return learned_errno(rc);
-        }
+                return rc;
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && stop == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
                 if (k.mv_size > LEARNED_DOMAIN_MAX || learned_decode(&v, &rec) != 0)
@@ -494,14 +504,9 @@ int learned_keys(struct learned *l, char (*names)[LEARNED_NAME_SIZE], size_t max
         size_t n = 0;
         int rc;
 
-        rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn);
+        rc = learned_read_cursor(l, &txn, &cur);
         if (rc != 0)
-                return learned_errno(rc);
-        rc = mdb_cursor_open(txn, l->dbi, &cur);
-        if (rc != 0) {
-                mdb_txn_abort(txn);
-                return learned_errno(rc);
-        }
+                return rc;
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
                 if (k.mv_size > LEARNED_DOMAIN_MAX)

@@ -55,15 +55,30 @@ DEST, WEB, DNS = "192.0.2.10", "192.0.2.44", "192.0.2.53"
 POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mx.fresh.test\r\nmax_age: 60\r\n"
 
 
+def fresh_bed(env):
+    """The test bed above: (net, dns, web, dest)."""
+    net = env.netns(hosts=(DEST, WEB, DNS))
+    dns = net.dnsmasq(DNS, txt={"_mta-sts.fresh.test": "v=STSv1; id=fresh1;"},
+                      hosts={"mta-sts.fresh.test": WEB})
+    net.resolver(DNS)
+    web = net.https(WEB, net.cert("mta-sts.fresh.test"),
+                    {"mta-sts.fresh.test": (200, "text/plain", POLICY)})
+    dest = net.dest(DEST, tls="starttls", cert=net.cert("mx.other.test"))
+    return net, dns, web, dest
+
+
+def policy_kept(mw, dest):
+    """Every fetch that failed kept the cached policy; nothing was delivered."""
+    failed = [line for line in mw.log().splitlines() if "event=mta_sts_failed" in line]
+    print("fetches that failed: %r" % failed, flush=True)
+    mwtest.check(failed and all("the cached policy stays" in line for line in failed),
+                 "a failed fetch did not keep the policy: %r" % failed)
+    mwtest.eq(dest.messages, [], "messages at the destination")
+
+
 def main():
     with mwtest.Env("out_mta_sts_refresh") as env:
-        net = env.netns(hosts=(DEST, WEB, DNS))
-        dns = net.dnsmasq(DNS, txt={"_mta-sts.fresh.test": "v=STSv1; id=fresh1;"},
-                          hosts={"mta-sts.fresh.test": WEB})
-        net.resolver(DNS)
-        web = net.https(WEB, net.cert("mta-sts.fresh.test"),
-                        {"mta-sts.fresh.test": (200, "text/plain", POLICY)})
-        dest = net.dest(DEST, tls="starttls", cert=net.cert("mx.other.test"))
+        net, dns, web, dest = fresh_bed(env)
         mw = net.outbound(default_level="may", mta_sts="yes", globals={"workers": 2})
 
         def worker_of(port):
@@ -128,11 +143,7 @@ def main():
         time.sleep(max(0.0, t0 + 65 - time.monotonic()))
         refused_on(a, "RCPT at 65 s, after the first fetch's expiry")
         refused_on(b, "RCPT on the worker whose own copy expired")
-        failed = [line for line in mw.log().splitlines() if "event=mta_sts_failed" in line]
-        print("fetches that failed: %r" % failed, flush=True)
-        mwtest.check(failed and all("the cached policy stays" in line for line in failed),
-                     "a failed fetch did not keep the policy: %r" % failed)
-        mwtest.eq(dest.messages, [], "messages at the destination")
+        policy_kept(mw, dest)
         mw.stop()
     print("ok")
 

@@ -4,15 +4,8 @@ also one nobody mails to (RFC 8461 section 3.3, "proactively refresh cached
 policies"), and also one that a restart read back from the store; with
 workers, one of them does it.
 
-The test bed (network namespaces, documentation addresses only):
-
-  192.0.2.10:25   aiosmtpd with STARTTLS, certificate for mx.other.test (the
-                  test CA): trusted, but not a name the policy allows
-  192.0.2.44:443  the policy host mta-sts.fresh.test (Python's http.server
-                  over ssl)
-  192.0.2.53:53   dnsmasq: _mta-sts.fresh.test TXT and the policy host's
-                  address; the sender's resolver
-
+The test bed is t_out_mta_sts_refresh's: an MX whose certificate (for
+mx.other.test) the policy does not allow, the policy host, dnsmasq.
 fresh.test publishes enforce, mx: mx.fresh.test, max_age 60 (mailward's
 shortest lifetime), so it is due for a refresh 30 s after a fetch.
 mailward: mta_sts = yes, default_level may (without the policy, mail to
@@ -41,9 +34,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
 import outcheck  # noqa: E402
-
-DEST, WEB, DNS = "192.0.2.10", "192.0.2.44", "192.0.2.53"
-POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mx.fresh.test\r\nmax_age: 60\r\n"
+from t_out_mta_sts_refresh import DEST, fresh_bed, policy_kept  # noqa: E402
 
 
 def refused(net, mw, when, t0):
@@ -60,13 +51,7 @@ def refused(net, mw, when, t0):
 
 def main():
     with mwtest.Env("out_mta_sts_sweep") as env:
-        net = env.netns(hosts=(DEST, WEB, DNS))
-        net.dnsmasq(DNS, txt={"_mta-sts.fresh.test": "v=STSv1; id=fresh1;"},
-                    hosts={"mta-sts.fresh.test": WEB})
-        net.resolver(DNS)
-        web = net.https(WEB, net.cert("mta-sts.fresh.test"),
-                        {"mta-sts.fresh.test": (200, "text/plain", POLICY)})
-        dest = net.dest(DEST, tls="starttls", cert=net.cert("mx.other.test"))
+        net, _, web, dest = fresh_bed(env)
 
         def gets():
             return len(web.gets("mta-sts.fresh.test"))
@@ -99,11 +84,7 @@ def main():
 
         time.sleep(max(0.0, t0 + 65 - time.monotonic()))
         refused(net, mw, "RCPT at 65 s, after the first fetch's expiry", t0)
-        failed = [ln for ln in mw.log().splitlines() if "event=mta_sts_failed" in ln]
-        print("fetches that failed: %r" % failed, flush=True)
-        mwtest.check(failed and all("the cached policy stays" in ln for ln in failed),
-                     "the policy host's absence did not keep the policy: %r" % failed)
-        mwtest.eq(dest.messages, [], "messages at the destination")
+        policy_kept(mw, dest)
         mw.stop()
     print("ok")
 
