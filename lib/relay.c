@@ -39,8 +39,16 @@
 #define RELAY_REPLY_MAX     (64 * 1024)  /* one backend reply, all lines */
 #define RELAY_FIFO_MAX      100          /* pipelined commands awaiting replies */
 #define RELAY_HELO_MAX      255          /* the longest EHLO name taken */
-#define RELAY_NAME_LOOKUPS  16           /* client name lookups at once, a process */
-#define RELAY_NAME_WAIT_MS  5000         /* how long XCLIENT waits for one */
+/* An XCLIENT value, as sent (xtext): Postfix refuses a longer one with
+ * "501 5.5.4 Error: attribute value too long". */
+#define RELAY_XCLIENT_VALUE 255
+/* The longest line mailward itself sends a server: XCLIENT with its NAME
+ * and HELO at RELAY_XCLIENT_VALUE and an IPv6 ADDR. */
+#define RELAY_SERVER_LINE                                                                \
+        (sizeof("XCLIENT NAME= ADDR=IPV6: PORT=65535 PROTO=ESMTP HELO=\r\n") +           \
+         2 * RELAY_XCLIENT_VALUE + INET6_ADDRSTRLEN)
+#define RELAY_NAME_LOOKUPS 16   /* client name lookups at once, a process */
+#define RELAY_NAME_WAIT_MS 5000 /* how long XCLIENT waits for one */
 /* Errors mailward answers itself before it hangs up: Postfix's
  * smtpd_hard_error_limit and its default. */
 #define RELAY_ERROR_LIMIT 20
@@ -1175,7 +1183,7 @@ static void relay_server_send(struct relay_session *s, const char *fmt, ...)
 
 static void relay_server_send(struct relay_session *s, const char *fmt, ...)
 {
-        char line[1024]; /* XCLIENT with a RELAY_HELO_MAX name, all xtext: < 900 */
+        char line[RELAY_SERVER_LINE];
         va_list ap;
         int n;
 
@@ -1188,16 +1196,26 @@ static void relay_server_send(struct relay_session *s, const char *fmt, ...)
         conn_write(s->server, line, (size_t)n + 2);
 }
 
-/* xtext (RFC 3461) for XCLIENT values. */
-static void relay_xtext(char *out, size_t outlen, const char *in)
+/*
+ * An XCLIENT value in xtext (RFC 3461) into out (RELAY_XCLIENT_VALUE + 1
+ * bytes): in, or "[UNAVAILABLE]" when in does not fit once encoded (an EHLO
+ * name of many bytes that xtext triples; the client's own EHLO, replayed
+ * after XCLIENT, still gives the backend the name).
+ */
+static void relay_xtext(char *out, const char *in)
 {
         static const char hex[] = "0123456789ABCDEF";
         size_t o = 0;
 
-        for (; *in != '\0' && o + 4 < outlen; in++) {
+        for (; *in != '\0'; in++) {
                 unsigned char c = (unsigned char)*in;
+                bool enc = c < 33 || c > 126 || c == '+' || c == '=';
 
-                if (c < 33 || c > 126 || c == '+' || c == '=') {
+                if (o + (enc ? 3 : 1) > RELAY_XCLIENT_VALUE) {
+                        snprintf(out, RELAY_XCLIENT_VALUE + 1, "[UNAVAILABLE]");
+                        return;
+                }
+                if (enc) {
                         out[o++] = '+';
                         out[o++] = hex[c >> 4];
                         out[o++] = hex[c & 15];
@@ -1211,11 +1229,13 @@ static void relay_xtext(char *out, size_t outlen, const char *in)
 static void relay_send_xclient(struct relay_session *s)
 {
         const struct sockaddr_storage *pa = conn_peer_addr(s->client);
-        char helo[3 * RELAY_HELO_MAX + 4]; /* relay_xtext() keeps room for one more */
+        char helo[RELAY_XCLIENT_VALUE + 1], name[RELAY_XCLIENT_VALUE + 1];
 
-        relay_xtext(helo, sizeof(helo), s->helo);
-        relay_server_send(s, "XCLIENT NAME=%s ADDR=%s%s PORT=%u PROTO=%s HELO=%s",
-                          s->client_name != NULL ? s->client_name : "[UNAVAILABLE]",
+        relay_xtext(helo, s->helo);
+        /* A name that passed relay_name_valid() needs no encoding; xtext all
+         * the same, as XCLIENT_README asks of every value. */
+        relay_xtext(name, s->client_name != NULL ? s->client_name : "[UNAVAILABLE]");
+        relay_server_send(s, "XCLIENT NAME=%s ADDR=%s%s PORT=%u PROTO=%s HELO=%s", name,
                           pa->ss_family == AF_INET6 ? "IPV6:" : "",
                           conn_peer_ip(s->client), conn_peer_port(s->client),
                           s->helo_verb == SMTP_VERB_EHLO ? "ESMTP" : "SMTP", helo);
