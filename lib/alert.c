@@ -81,16 +81,32 @@ int alert_format_json(const struct alert *a, const char *when, char *out, size_t
         return (int)o.len;
 }
 
+/*
+ * The file opened for appending, or -errno. Never through a symbolic link:
+ * the first open is root's, and whoever may write in the file's directory
+ * (mailward's own user, with the file in state_dir) could otherwise make
+ * root create or append to any file (-ELOOP then).
+ */
+static int alert_open(const char *path)
+{
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+
+        return fd < 0 ? -errno : fd;
+}
+
 int alert_sink_init(struct alert_sink *s, const struct log *log, const char *path)
 {
+        int fd;
+
         memset(s, 0, sizeof(*s));
         s->log = log;
         s->fd = -1;
         if (path == NULL)
                 return 0;
-        s->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (s->fd < 0)
-                return -errno;
+        fd = alert_open(path);
+        if (fd < 0)
+                return fd;
+        s->fd = fd;
         return 0;
 }
 
@@ -105,9 +121,9 @@ int alert_sink_reopen(struct alert_sink *s, const char *path)
         if (stat(path, &now) == 0 && fstat(s->fd, &open_one) == 0 &&
             now.st_dev == open_one.st_dev && now.st_ino == open_one.st_ino)
                 return 0;
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        fd = alert_open(path);
         if (fd < 0)
-                return -errno;
+                return fd;
         close(s->fd);
         s->fd = fd;
         return 1;

@@ -1169,7 +1169,7 @@ int main(int argc, char **argv)
         const char *path = MAIN_DEFAULT_CONFIG;
         bool check = false, debug = false;
         char err[512];
-        int opt, rc = 1;
+        int opt, r, rc = 1;
 
         memset(&m, 0, sizeof(m));
         m.worker = -1;
@@ -1228,9 +1228,12 @@ int main(int argc, char **argv)
         }
         if (m.cfg->syslog)
                 log_use_syslog(&m.log, "mailward");
-        if (alert_sink_init(&m.alerts, &m.log, m.cfg->alert_log) != 0) {
+        r = alert_sink_init(&m.alerts, &m.log, m.cfg->alert_log);
+        if (r != 0) {
                 fprintf(stderr, "mailward: alert_log %s: %s\n", m.cfg->alert_log,
-                        strerror(errno));
+                        r == -ELOOP ? "a symbolic link (not followed: it is opened "
+                                      "as root)"
+                                    : strerror(-r));
                 goto out;
         }
         if (privdrop_check(m.cfg->user, m.cfg->allow_root, err, sizeof(err)) != 0) {

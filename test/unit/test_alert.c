@@ -349,6 +349,34 @@ static void test_alert_sink_errors(void **state)
         alert_emit(NULL, &(struct alert){.event = ALERT_TLS_ABSENT}); /* no sink: no-op */
 }
 
+/* Never through a symbolic link (opened as root): neither the target made
+ * nor an existing one appended to, at start or at a reopen. */
+static void test_alert_sink_symlink(void **state)
+{
+        const struct log lg = {.level = LOG_LVL_ERR};
+        char dir[] = "/tmp/test_alert_link_XXXXXX", link[64], target[64], plain[64];
+        struct alert_sink s;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(link, sizeof(link), "%s/alerts.json", dir);
+        snprintf(target, sizeof(target), "%s/target", dir);
+        snprintf(plain, sizeof(plain), "%s/plain.json", dir);
+        assert_int_equal(symlink(target, link), 0);
+        assert_int_equal(alert_sink_init(&s, &lg, link), -ELOOP);
+        assert_int_equal(s.fd, -1);
+        assert_int_equal(access(target, F_OK), -1);
+
+        assert_int_equal(alert_sink_init(&s, &lg, plain), 0);
+        assert_true(s.fd >= 0);
+        assert_int_equal(alert_sink_reopen(&s, link), -ELOOP);
+        assert_int_equal(access(target, F_OK), -1);
+        alert_sink_cleanup(&s);
+        unlink(link);
+        unlink(plain);
+        rmdir(dir);
+}
+
 static void test_alert_counters(void **state)
 {
         const struct log lg = {.level = LOG_LVL_ERR};
@@ -517,6 +545,7 @@ int main(void)
             cmocka_unit_test(test_alert_json_too_small),
             cmocka_unit_test(test_alert_file_sink),
             cmocka_unit_test(test_alert_sink_errors),
+            cmocka_unit_test(test_alert_sink_symlink),
             cmocka_unit_test(test_alert_counters),
             cmocka_unit_test(test_alert_log_line),
             cmocka_unit_test(test_alert_hook),
