@@ -952,6 +952,13 @@ static bool relay_client_commands(struct relay_session *s)
                                 relay_reply(s, "500 5.5.2 Error: line too long");
                                 break;
                         }
+                        /* Cut short at the NUL, a name or an address would
+                         * be another than the client sent; refused whole. */
+                        if (memchr(ln.p, '\0', ln.len) != NULL) {
+                                relay_reply(s,
+                                            "500 5.5.2 Error: NUL character in command");
+                                break;
+                        }
                         line = xstrndup(ln.p, ln.len);
 
                         buf_consume(in, ln.consumed);

@@ -17,6 +17,10 @@ EHLO names: 255 characters are taken, 256 get "501 5.5.4" (a domain has
 backend in XCLIENT's HELO= (xtext, up to three times as long), and the
 message is delivered. (A 600-character name used to abort mailward when it
 built that XCLIENT line.)
+
+A NUL byte in a command line gets "500 5.5.2" and the line goes no
+further (an EHLO name with one used to be cut short at it); the session
+goes on, and XCLIENT names the EHLO name given before.
 """
 
 import os
@@ -113,6 +117,26 @@ def main():
         if len(got) != 1 or (got[0].xclient or {}).get("HELO") != longest:
             failures.append("XCLIENT HELO for the 255-character name: %r"
                             % [m.xclient for m in got])
+
+        # NUL in a command line: refused, never passed on.
+        c = tls_session(env, mw.port("xcl"))
+        for line in ("EHLO n\x00ul.client.test", "MAIL FROM:<a\x00b@sender.test>",
+                     "NOOP \x00"):
+            r = c.cmd(line)
+            print("%r: %r" % (line, r))
+            if not r.starts("500 5.5.2"):
+                failures.append("%r: expected 500 5.5.2, got %r" % (line, r))
+        r = send_msg(c, msg_with_line(10, "after NUL"))
+        if r.code != 250:
+            failures.append("message after the lines with NUL: %r" % r)
+        c.close()
+        got = bx.wait_messages(2, 10)
+        if len(got) != 2 or (got[1].xclient or {}).get("HELO") != "client.test":
+            failures.append("XCLIENT HELO after an EHLO with NUL: %r"
+                            % [m.xclient for m in got])
+        if any(b"\x00" in cmd for cmd in bx.commands):
+            failures.append("a NUL reached the backend: %r"
+                            % [cmd for cmd in bx.commands if b"\x00" in cmd])
 
         c = session(env, mw.port("smtp"))
         r = c.cmd(noop_of(512).rstrip("\r\n"))
