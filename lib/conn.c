@@ -58,6 +58,7 @@ struct conn {
         bool tls_done;
         bool tls_plaintext;
         bool tls_seen_input;
+        bool tls_closed; /* the peer's close_notify was read */
         char tls_err[160];
 
         bool reading;
@@ -611,6 +612,7 @@ static void conn_tls_pump_events(struct conn *c)
                         return;
         }
         if (r == TLS_CLOSED) {
+                c->tls_closed = true;
                 conn_flush_now(c);
                 conn_emit(c, CONN_EV_EOF);
         } else if (r == TLS_ERROR) {
@@ -814,6 +816,11 @@ const char *conn_tls_error(const struct conn *c)
 bool conn_tls_plaintext(const struct conn *c)
 {
         return c->tls_plaintext;
+}
+
+bool conn_tls_closed(const struct conn *c)
+{
+        return c->tls_closed;
 }
 
 /* Arm the timer for the earlier of the deadline and the trim, if any. */

@@ -126,6 +126,11 @@ bool conn_tls_active(const struct conn *c);
 struct tls *conn_tls(const struct conn *c);
 const char *conn_tls_error(const struct conn *c);
 bool conn_tls_plaintext(const struct conn *c);
+/*
+ * The peer ended its TLS session with a close_notify (CONN_EV_EOF then came
+ * from it, not from a bare TCP FIN, which anyone on the path can forge).
+ */
+bool conn_tls_closed(const struct conn *c);
 
 /* CONN_EV_TIMEOUT after ms (ms == 0: none). The conn's one timer serves this,
  * the close flush and the idle trim above. */

@@ -774,8 +774,8 @@ static int mtasts_http_status(const char *s, size_t n, int *status)
         return 0;
 }
 
-int mtasts_http_parse(const char *buf, size_t len, const char **body, size_t *body_len,
-                      char *err, size_t errlen)
+int mtasts_http_parse(const char *buf, size_t len, bool close_notify, const char **body,
+                      size_t *body_len, char *err, size_t errlen)
 {
         struct mtasts_http h = {0};
         const char *status_line = NULL;
@@ -862,6 +862,13 @@ int mtasts_http_parse(const char *buf, size_t len, const char **body, size_t *bo
         if (h.have_clen && avail > h.clen) {
                 mtasts_err(err, errlen, "%zu bytes after the body (Content-Length %zu)",
                            avail - h.clen, h.clen);
+                return -EINVAL;
+        }
+        if (!h.have_clen && !close_notify) {
+                mtasts_err(err, errlen,
+                           "no Content-Length and no TLS close_notify: the body (%zu "
+                           "bytes) may have been cut short",
+                           avail);
                 return -EINVAL;
         }
         *body = buf + head_end;

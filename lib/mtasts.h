@@ -56,8 +56,10 @@
  *
  * HTTP. mtasts_http_parse() takes one whole response as read until the server
  * closed; it never follows redirects (3.3: "MUST NOT"), needs status 200,
- * media type text/plain (3.2: senders SHOULD check it) and refuses bodies over
- * MTASTS_BODY_MAX (3.3).
+ * media type text/plain (3.2: senders SHOULD check it), refuses bodies over
+ * MTASTS_BODY_MAX (3.3), and a body whose end nothing authenticates (no
+ * Content-Length, no close_notify): the policy's integrity is the HTTPS
+ * fetch's, and a policy cut after "max_age: 6" would be cached for a minute.
  */
 #ifndef MAILWARD_MTASTS_H
 #define MAILWARD_MTASTS_H
@@ -148,8 +150,14 @@ bool mtasts_name_allowed(const char *certname, const char *pattern);
  * set, or -EINVAL with *body NULL, *body_len 0 and a reason such as
  * "HTTP status 404", "HTTP status 301: redirects are not followed",
  * "Content-Type text/html", "truncated body (10 of 20 bytes)", "no header end".
+ *
+ * close_notify: the server ended its TLS session with a close_notify. Without
+ * Content-Length the body ends where the connection does, and only that
+ * alert says it was not cut short on the path (a TCP FIN is not
+ * authenticated; RFC 9112 section 9.8): without either the response is
+ * refused ("no Content-Length and no TLS close_notify: ...").
  */
-int mtasts_http_parse(const char *buf, size_t len, const char **body, size_t *body_len,
-                      char *err, size_t errlen);
+int mtasts_http_parse(const char *buf, size_t len, bool close_notify, const char **body,
+                      size_t *body_len, char *err, size_t errlen);
 
 #endif

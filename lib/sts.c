@@ -410,8 +410,8 @@ static void sts_take(struct sts_fetch *f)
         size_t blen;
         char err[200];
 
-        if (mtasts_http_parse(buf_data(in), buf_len(in), &body, &blen, err,
-                              sizeof(err)) != 0) {
+        if (mtasts_http_parse(buf_data(in), buf_len(in), conn_tls_closed(f->c), &body,
+                              &blen, err, sizeof(err)) != 0) {
                 sts_fail(f, "https://%s%s: %s", f->host, STS_PATH, err);
                 return;
         }

@@ -49,7 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_CHECK(id[0] != '\0' && strlen(id) <= MTASTS_ID_MAX);
         fuzz_mtasts_printable(err);
 
-        if (mtasts_http_parse(in, size, &body, &blen, err, sizeof(err)) == 0)
+        if (mtasts_http_parse(in, size, size % 2 == 0, &body, &blen, err, sizeof(err)) ==
+            0)
                 FUZZ_CHECK(body >= in && blen <= size &&
                            (size_t)(body - in) <= size - blen);
         fuzz_mtasts_printable(err);

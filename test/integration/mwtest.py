@@ -1608,15 +1608,17 @@ class NetEnv:
         DnssecZone."""
         return DnssecZone(self, auth_addr, resolver_addr, records, insecure_records, bogus)
 
-    def https(self, addr, cert, sites, port=443, delays=None, post_status=None):
+    def https(self, addr, cert, sites, port=443, delays=None, post_status=None,
+              framing=None):
         """An HTTPS server inside addr's namespace at addr:port: Python's
         http.server (ThreadingHTTPServer) over ssl, with the certificate
         cert (certfile, keyfile), answering each GET by its Host header
         from sites {host: (status, content_type, body)}, after delays
-        {host: seconds} if given, and each POST with post_status. See
+        {host: seconds} if given, framed as framing {host: how} says
+        (default Content-Length), and each POST with post_status. See
         HttpsServer."""
         return HttpsServer(self, self.ns_of(addr), addr, port, cert, sites, delays,
-                           post_status)
+                           post_status, framing)
 
     # -- certificates -----------------------------------------------------------------
     def cert(self, name, sans=None, kind="valid"):
@@ -2312,8 +2314,13 @@ class HttpsServer:
     test itself (its listening socket is made inside the namespace and stays
     there). One certificate for every site; each GET is answered by its Host
     header (":port" dropped) from sites {host: (status, content_type, body)},
-    with Content-Length, then the connection is closed (HTTP/1.0); a host not
-    in sites gets 404. delays {host: seconds} (optional) holds the answer
+    with Content-Length, then the connection is closed (HTTP/1.0) without a
+    TLS close_notify, as Python's ssl closes; a host not in sites gets 404.
+    framing {host: how} (optional) frames a host's answer otherwise: "eof"
+    leaves Content-Length out and closes the same way (the end of the body
+    is then only the TCP FIN: what a path that cuts the connection short
+    leaves), "close_notify" leaves it out and ends the TLS session with a
+    close_notify first (a complete answer without a length). delays {host: seconds} (optional) holds the answer
     to a GET for host back that long once the request is read (each request
     in its own thread: other hosts, and other requests, are not held up);
     stop() sends held answers at once. A POST is read and answered by its
@@ -2331,12 +2338,14 @@ class HttpsServer:
       stop()      close the listening socket: later connections are refused
     Attributes: ns, addr, port, delays (may be changed while it runs)."""
 
-    def __init__(self, net, ns, addr, port, cert, sites, delays=None, post_status=None):
+    def __init__(self, net, ns, addr, port, cert, sites, delays=None, post_status=None,
+                 framing=None):
         import http.server
         import socketserver
         self.ns, self.addr, self.port = ns, addr, port
         self.sites = dict(sites)
         self.delays = dict(delays or {})
+        self.framing = dict(framing or {})
         self.post_status = {h: list(s) for h, s in (post_status or {}).items()}
         self.requests = []
         self.posts = []
@@ -2382,6 +2391,7 @@ class HttpsServer:
                     status, ctype, body = owner.sites.get(
                         host, (404, "text/plain", b"no such site\n"))
                     delay = owner.delays.get(host, 0)
+                    framing = owner.framing.get(host, "length")
                 if isinstance(body, str):
                     body = body.encode()
                 held = 0.0
@@ -2391,10 +2401,16 @@ class HttpsServer:
                     held = time.monotonic() - start
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
+                if framing == "length":
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
                 self.wfile.flush()
+                if framing == "close_notify":
+                    try:
+                        self.request.unwrap()   # close_notify (then the peer's, or EOF)
+                    except (OSError, ValueError):
+                        pass
                 with owner.lock:
                     owner.answered.append({"host": host, "status": status, "held": held})
 

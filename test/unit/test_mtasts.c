@@ -819,7 +819,7 @@ static void test_http_ok_n(const char *resp, size_t len, const char *want_body,
         const char *body = NULL;
         size_t body_len = 99;
         char err[TEST_ERRLEN];
-        int rc = mtasts_http_parse(resp, len, &body, &body_len, err, sizeof(err));
+        int rc = mtasts_http_parse(resp, len, true, &body, &body_len, err, sizeof(err));
 
         if (rc != 0)
                 print_error("response \"%.*s\": rc=%d err=\"%s\"\n",
@@ -841,7 +841,7 @@ static void test_http_fails_n(const char *resp, size_t len, const char *want)
         const char *body = resp;
         size_t body_len = 99;
         char err[TEST_ERRLEN];
-        int rc = mtasts_http_parse(resp, len, &body, &body_len, err, sizeof(err));
+        int rc = mtasts_http_parse(resp, len, true, &body, &body_len, err, sizeof(err));
 
         if (rc != -EINVAL || strcmp(err, want) != 0)
                 print_error("response \"%.*s\": rc=%d err=\"%s\"\n",
@@ -875,7 +875,8 @@ static void test_http_good(void **state)
                      "Content-Length: %zu\r\n\r\n%s",
                      sizeof(TEST_RFC_POLICY) - 1, TEST_RFC_POLICY);
         assert_int_equal(
-            mtasts_http_parse(full, (size_t)n, &body, &body_len, err, sizeof(err)), 0);
+            mtasts_http_parse(full, (size_t)n, false, &body, &body_len, err, sizeof(err)),
+            0);
         assert_int_equal(body_len, sizeof(TEST_RFC_POLICY) - 1);
         assert_int_equal(mtasts_policy_parse(body, body_len, &p, err, sizeof(err)), 0);
         test_policy_check_rfc(&p);
@@ -1018,6 +1019,51 @@ static void test_http_length(void **state)
         test_http_fails_n(NULL, 0, "no header end");
 }
 
+/*
+ * A body without Content-Length ends where the connection does: taken only
+ * when a close_notify says so, for a bare TCP FIN may come from the path
+ * (here after "max_age: 6" of "max_age: 604800").
+ */
+static void test_http_close_notify(void **state)
+{
+        static const char cut[] = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+                                  "version: STSv1\nmode: enforce\nmx: mx.example.net\n"
+                                  "max_age: 6";
+        static const char sized[] = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
+                                    "Content-Length: 4\r\n\r\nbody";
+        static const char empty[] = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n";
+        const char *body = cut;
+        size_t body_len = 99;
+        char err[TEST_ERRLEN];
+
+        (void)state;
+        assert_int_equal(mtasts_http_parse(cut, sizeof(cut) - 1, false, &body, &body_len,
+                                           err, sizeof(err)),
+                         -EINVAL);
+        assert_string_equal(err, "no Content-Length and no TLS close_notify: the body "
+                                 "(58 bytes) may have been cut short");
+        assert_null(body);
+        assert_int_equal(body_len, 0);
+        assert_int_equal(mtasts_http_parse(empty, sizeof(empty) - 1, false, &body,
+                                           &body_len, err, sizeof(err)),
+                         -EINVAL);
+        /* the same with close_notify: all there */
+        assert_int_equal(mtasts_http_parse(cut, sizeof(cut) - 1, true, &body, &body_len,
+                                           err, sizeof(err)),
+                         0);
+        assert_int_equal(body_len, 58);
+        /* Content-Length says where the body ends, close_notify or not */
+        assert_int_equal(mtasts_http_parse(sized, sizeof(sized) - 1, false, &body,
+                                           &body_len, err, sizeof(err)),
+                         0);
+        assert_int_equal(body_len, 4);
+        assert_memory_equal(body, "body", 4);
+        assert_int_equal(mtasts_http_parse(sized, sizeof(sized) - 3, false, &body,
+                                           &body_len, err, sizeof(err)),
+                         -EINVAL);
+        assert_string_equal(err, "truncated body (2 of 4 bytes)");
+}
+
 /* Headers up to MTASTS_HEADER_MAX bytes, bodies up to MTASTS_BODY_MAX. */
 static void test_http_sizes(void **state)
 {
@@ -1074,9 +1120,9 @@ static void test_err_short(void **state)
 
         (void)state;
         memset(err, 'z', sizeof(err));
-        assert_int_equal(
-            mtasts_http_parse(resp, sizeof(resp) - 1, &body, &body_len, err, sizeof(err)),
-            -EINVAL);
+        assert_int_equal(mtasts_http_parse(resp, sizeof(resp) - 1, true, &body, &body_len,
+                                           err, sizeof(err)),
+                         -EINVAL);
         assert_string_equal(err, "HTTP st");
         assert_int_equal(mtasts_policy_parse("x", 1, &p, NULL, 0), -EINVAL);
 }
@@ -1109,6 +1155,7 @@ int main(void)
             cmocka_unit_test(test_http_status),
             cmocka_unit_test(test_http_headers),
             cmocka_unit_test(test_http_length),
+            cmocka_unit_test(test_http_close_notify),
             cmocka_unit_test(test_http_sizes),
             cmocka_unit_test(test_err_short),
         };
