@@ -916,11 +916,14 @@ static bool policy_judge_names(const struct policy_expectation *e,
         char q[160], q2[160];
         size_t nmatch = e->nmatch;
         const char *const *match = e->match;
+        /* MTA-STS's mx patterns are host names, never Postfix's keywords
+         * ("mx: nexthop" is the host nexthop, not the recipient domain). */
+        bool sts = e->source == POLICY_SOURCE_MTA_STS;
 
         if (nmatch == 0)
                 match = policy_default_match(e->level, &nmatch);
         for (size_t i = 0; i < nmatch; i++) {
-                bool sub, one = match[i][0] == '*' && match[i][1] == '.';
+                bool sub, one = sts || (match[i][0] == '*' && match[i][1] == '.');
                 const char *domain =
                     one ? match[i] : policy_pattern_domain(match[i], o, &sub);
 

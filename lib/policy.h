@@ -63,6 +63,8 @@
  * "*.example.com" stands for any name one label below example.com, and a
  * certificate name matches it when the two can name the same host
  * ("mx1.example.com", or "*.example.com" itself): mtasts_name_allowed().
+ * With source mta-sts every pattern is read so, as a host name: "mx: nexthop"
+ * names the host "nexthop", not the recipient domain.
  */
 #ifndef MAILWARD_POLICY_H
 #define MAILWARD_POLICY_H

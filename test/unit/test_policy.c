@@ -946,6 +946,45 @@ static void test_mta_sts(void **state)
                         "FILE:1: bad match= pattern \"*.example.com\"\n");
 }
 
+/*
+ * An MTA-STS mx pattern is a host name and nothing else (RFC 8461 section
+ * 4.1): "mx: nexthop", "mx: dot-nexthop" or "mx: hostname" name single-label
+ * hosts, not Postfix's match= keywords, which would allow the recipient
+ * domain, any name below it, or whatever MX host DNS names.
+ */
+static void test_mta_sts_keywords(void **state)
+{
+        static const char *const dot_nexthop[] = {"dot-nexthop"};
+        static const char *const nexthop[] = {"nexthop"};
+        static const char *const hostname[] = {"hostname"};
+        static const char *const bare[] = {"example.com"};
+        static const char *const literal[] = {"nexthop"};
+        struct policy_expectation base = policy_lookup(NULL, "example.com"), x;
+        struct policy_observation o = test_observe(OBS_GOOD);
+        struct policy_verdict v;
+
+        (void)state;
+        /* mx1.example.com is below the recipient domain, not the host "dot-nexthop" */
+        x = policy_mta_sts(&base, dot_nexthop, 1);
+        assert_false(policy_judge(&x, &o, &v));
+        assert_int_equal(v.result, POLICY_RESULT_CERT_HOST_MISMATCH);
+        /* the MX host DNS gave is not what the policy allows */
+        o.mx_host = "mx1.example.com";
+        x = policy_mta_sts(&base, hostname, 1);
+        assert_false(policy_judge(&x, &o, &v));
+        assert_int_equal(v.result, POLICY_RESULT_CERT_HOST_MISMATCH);
+        /* a certificate for the recipient domain is not one for host "nexthop" */
+        o.cert_names = bare;
+        o.ncert_names = 1;
+        x = policy_mta_sts(&base, nexthop, 1);
+        assert_false(policy_judge(&x, &o, &v));
+        assert_int_equal(v.result, POLICY_RESULT_CERT_HOST_MISMATCH);
+        /* ... while a certificate that names it does match */
+        o.cert_names = literal;
+        assert_true(policy_judge(&x, &o, &v));
+        assert_string_equal(v.matched_pattern, "nexthop");
+}
+
 /* dane and dane-only against every DANE outcome (RFC 7672). */
 static void test_dane_judge(void **state)
 {
@@ -1127,6 +1166,7 @@ int main(void)
             cmocka_unit_test(test_judge_matched),
             cmocka_unit_test(test_judge_covers_tls_rpt),
             cmocka_unit_test(test_mta_sts),
+            cmocka_unit_test(test_mta_sts_keywords),
             cmocka_unit_test(test_shipped_eff_table),
             cmocka_unit_test(test_shipped_example_table),
         };
