@@ -1708,7 +1708,7 @@ static void relay_observe_cert(struct policy_observation *o, const char *version
         o->cert_trusted = peer->chain_trusted;
         o->cert_expired = peer->expired;
         for (i = 0; i < peer->nnames && i < TLS_PEER_NAMES; i++)
-                names[i] = peer->names[i];
+                names[i] = tls_peer_name(peer, i);
         o->cert_names = names;
         o->ncert_names = i;
 }

@@ -450,11 +450,11 @@ static bool sts_check_cert(struct sts_fetch *f)
                          peer.verify_reason[0] ? peer.verify_reason : "no trust anchor");
         } else {
                 for (unsigned i = 0; i < peer.nnames; i++) {
-                        if (mtasts_name_allowed(peer.names[i], f->host))
+                        if (mtasts_name_allowed(tls_peer_name(&peer, i), f->host))
                                 return true;
                 }
                 snprintf(why, sizeof(why), "certificate does not name the host (%s%s)",
-                         peer.nnames ? peer.names[0] : "no names",
+                         peer.nnames ? tls_peer_name(&peer, 0) : "no names",
                          peer.nnames > 1 ? ", ..." : "");
         }
         if (!f->done)

@@ -1696,13 +1696,25 @@ static bool tls_copy_name(const char *p, int n, char out[256])
 }
 
 /* A peer's names for tls_dc_names(): copied while there is room. */
-static void tls_peer_name(const char *name, int len, void *arg)
+static void tls_peer_add_name(const char *name, int len, void *arg)
 {
         struct tls_peer *out = arg;
+        size_t used = out->nnames > 0
+                          ? out->name_at[out->nnames - 1] +
+                                strlen(tls_peer_name(out, out->nnames - 1)) + 1
+                          : 0;
+        char one[256];
 
-        if (out->nnames < UTIL_ARRAY_LEN(out->names) &&
-            tls_copy_name(name, len, out->names[out->nnames]))
-                out->nnames++;
+        if (out->nnames < TLS_PEER_NAMES && tls_copy_name(name, len, one) &&
+            (size_t)len + 1 <= sizeof(out->name_text) - used) {
+                memcpy(out->name_text + used, one, (size_t)len + 1);
+                out->name_at[out->nnames++] = (uint16_t)used;
+        }
+}
+
+const char *tls_peer_name(const struct tls_peer *p, unsigned i)
+{
+        return i < p->nnames ? p->name_text + p->name_at[i] : "";
 }
 
 /* The leaf's names (tls_dc_names()). */
@@ -1711,7 +1723,7 @@ static void tls_peer_names(const unsigned char *der, int len, struct tls_peer *o
         DecodedCert *dc = tls_cert_parse(der, len);
 
         if (dc != NULL)
-                tls_dc_names(dc, tls_peer_name, out);
+                tls_dc_names(dc, tls_peer_add_name, out);
         tls_cert_free(dc);
 }
 

@@ -193,11 +193,15 @@ int tls_cipher_bits(const struct tls *t);
  * The peer's certificate as the handshake saw it. Names and reason are
  * NUL-terminated; names hold only printable ASCII without spaces (a name with
  * any other byte, an embedded NUL included, or longer than 255 bytes is left
- * out, as are names past the 16th). Client role: the leaf is the first
- * certificate the server sent in this handshake, whatever its size (wolfSSL's
- * own copy of the chain leaves out certificates of 2 KB or more).
+ * out). Every name is kept up to TLS_PEER_NAMES of them or TLS_PEER_NAME_BYTES
+ * of text, whichever comes first: a provider's certificate may list dozens of
+ * hosts, and the one a policy allows may be any of them. Read them with
+ * tls_peer_name(). Client role: the leaf is the first certificate the server
+ * sent in this handshake, whatever its size (wolfSSL's own copy of the chain
+ * leaves out certificates of 2 KB or more).
  */
-#define TLS_PEER_NAMES 16 /* certificate names kept */
+#define TLS_PEER_NAMES      256  /* certificate names kept at most */
+#define TLS_PEER_NAME_BYTES 8192 /* their text at most, each with its NUL */
 
 struct tls_peer {
         bool has_cert;           /* the server sent a certificate */
@@ -207,7 +211,8 @@ struct tls_peer {
         int verify_error;        /* wolfSSL's first verification error, 0 if none */
         char verify_reason[128]; /* its words and the chain depth; "" if none */
         unsigned nnames; /* subjectAltName dNSNames, or the CN if there are none */
-        char names[TLS_PEER_NAMES][256];
+        uint16_t name_at[TLS_PEER_NAMES];    /* where each starts in name_text */
+        char name_text[TLS_PEER_NAME_BYTES]; /* the names, NUL-terminated */
         char sha256[65]; /* hex SHA-256 of the leaf certificate's DER; "" if none */
 };
 
@@ -219,6 +224,8 @@ struct tls_peer {
  * verification) it is false.
  */
 int tls_peer_info(const struct tls *t, struct tls_peer *out);
+/* The peer's name i (i < p->nnames), NUL-terminated; "" past the last. */
+const char *tls_peer_name(const struct tls_peer *p, unsigned i);
 
 /* Why the last call failed, for a log line ("" if it did not). */
 const char *tls_error(const struct tls *t);

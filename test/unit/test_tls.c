@@ -641,7 +641,7 @@ static bool test_has_name(const struct tls_peer *peer, const char *name)
         unsigned i;
 
         for (i = 0; i < peer->nnames; i++)
-                if (strcmp(peer->names[i], name) == 0)
+                if (strcmp(tls_peer_name(peer, i), name) == 0)
                         return true;
         return false;
 }
@@ -711,7 +711,7 @@ static void test_record_wrongname(void **state)
         assert_false(peer.expired);
         assert_int_equal(peer.verify_error, 0);
         assert_int_equal(peer.nnames, 1);
-        assert_string_equal(peer.names[0], "wrong.test");
+        assert_string_equal(tls_peer_name(&peer, 0), "wrong.test");
 }
 
 static void test_record_no_ca(void **state)
@@ -746,8 +746,8 @@ static void test_peer_info_verify_peer(void **state)
         assert_int_equal(peer.verify_error, 0);
         /* Its dNSNames in the certificate's order (scripts/mkcert), not its IPs. */
         assert_int_equal(peer.nnames, 2);
-        assert_string_equal(peer.names[0], "localhost");
-        assert_string_equal(peer.names[1], "mx.test");
+        assert_string_equal(tls_peer_name(&peer, 0), "localhost");
+        assert_string_equal(tls_peer_name(&peer, 1), "mx.test");
         assert_int_equal(strlen(peer.sha256), 64);
         /* The server asked for no client certificate. */
         assert_int_equal(tls_peer_info(s, &peer), 0);
@@ -2138,7 +2138,12 @@ static void test_dane_big_leaf(void **state)
                 assert_true(peer.has_cert);
                 assert_string_equal(peer.sha256, sha);
                 assert_true(peer.nnames > 0);
-                assert_string_equal(peer.names[0], "big.test");
+                assert_string_equal(tls_peer_name(&peer, 0), "big.test");
+                /* every one of its 121 names, not the first 16 */
+                assert_int_equal(peer.nnames, 121);
+                assert_string_equal(tls_peer_name(&peer, 120), "h119.big.test");
+                assert_true(test_has_name(&peer, "h16.big.test"));
+                assert_string_equal(tls_peer_name(&peer, 121), "");
                 assert_false(test_has_name(&peer, "localhost"));
                 assert_false(test_has_name(&peer, "mx.test"));
                 assert_int_equal(tls_dane_match(c, &victim, 1, why, sizeof(why)),
