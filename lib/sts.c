@@ -643,7 +643,9 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
 
         *policy = NULL;
         *w = NULL;
-        if (s->closing || domain[0] == '\0' || strlen(domain) > STS_DOMAIN_MAX)
+        /* An address literal ("[192.0.2.1]") is no domain: it has no policy. */
+        if (s->closing || domain[0] == '\0' || domain[0] == '[' ||
+            strlen(domain) > STS_DOMAIN_MAX)
                 return STS_NONE;
         e = sts_find(s, domain);
         if (e == NULL) {

@@ -112,7 +112,8 @@ void sts_shutdown(struct sts *s);
 void sts_free(struct sts *s);
 
 /*
- * domain: lower case, no trailing dot. now: unix seconds. On STS_PENDING,
+ * domain: lower case, no trailing dot; an address literal ("[192.0.2.1]")
+ * has no policy (STS_NONE, nothing looked up). now: unix seconds. On STS_PENDING,
  * *w is the caller's wait (cb(arg) comes once, then *w is gone; see
  * pending.h).
  */
