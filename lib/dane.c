@@ -44,11 +44,12 @@ struct dane_job {
         struct dns_req *dns;
         char hosts[DANE_MX_HOSTS][256];
         size_t nhosts, next;
-        bool addr_failed; /* a host's addresses could not be looked up */
-        bool mx_insecure; /* the MX answer was not validated: no TLSA lookup */
-        bool alias_tried; /* TLSA at the CNAME's target had none: now the host's */
-        unsigned port;    /* of the TLSA name: 25, or the relay host's */
-        int mx_error;     /* the MX lookup failed with it (a relay host is asked next) */
+        bool addr_failed;   /* a host's addresses could not be looked up */
+        bool mx_insecure;   /* the MX answer was not validated: no TLSA lookup */
+        bool mx_ad_ignored; /* ... because the resolver's AD bit was not believed */
+        bool alias_tried;   /* TLSA at the CNAME's target had none: now the host's */
+        unsigned port;      /* of the TLSA name: 25, or the relay host's */
+        int mx_error; /* the MX lookup failed with it (a relay host is asked next) */
         struct dane_result res;
 };
 
@@ -245,6 +246,14 @@ static void dane_job_end(struct dane_job *j)
 
 static bool dane_tlsa_query(struct dane_job *j, const char *host);
 
+/* Why an answer is not validated, when the resolver said it was (dns.h). */
+static const char *dane_insecure(bool ad_ignored)
+{
+        return ad_ignored ? "(insecure: the AD bit of a resolver not on this host "
+                            "is believed only with options trust-ad)"
+                          : "(insecure)";
+}
+
 static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
 {
         struct dane_job *j = arg;
@@ -267,8 +276,8 @@ static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
                 dane_set(j, DANE_FAILED, "TLSA lookup for _%u._tcp.%s: %s", j->port,
                          r->tlsa_host, dns_strerror(status));
         } else if (!set->secure) {
-                dane_set(j, DANE_NONE, "TLSA records of %s not validated (insecure)",
-                         r->tlsa_host);
+                dane_set(j, DANE_NONE, "TLSA records of %s not validated %s",
+                         r->tlsa_host, dane_insecure(set->ad_ignored));
         } else {
                 for (size_t i = 0; i < set->n && r->ntlsa < DANE_TLSA_MAX; i++) {
                         struct dane_tlsa *t = &r->tlsa[r->ntlsa];
@@ -362,10 +371,12 @@ static bool dane_host_found(struct dane_job *j, const struct dns_rrset *set,
                 return false;
         snprintf(j->res.mx_host, sizeof(j->res.mx_host), "%s", host);
         if (j->mx_insecure && !j->res.relay)
-                dane_set(j, DANE_NONE, "MX records of %s not validated (insecure)",
-                         j->e->domain);
+                dane_set(j, DANE_NONE, "MX records of %s not validated %s", j->e->domain,
+                         dane_insecure(j->mx_ad_ignored));
         else if (!set->secure)
-                dane_set(j, DANE_NONE, "addresses of %s %s not validated", what, host);
+                dane_set(j, DANE_NONE, "addresses of %s %s not validated%s%s", what, host,
+                         set->ad_ignored ? " " : "",
+                         set->ad_ignored ? dane_insecure(true) : "");
         else if (dane_tlsa_query(j, set->name[0] != '\0' ? set->name : host))
                 return true;
         else
@@ -457,6 +468,7 @@ static void dane_mx_cb(void *arg, int status, const struct dns_rrset *set)
          * verify, whose "hostname" trusts DNS as Postfix's does).
          */
         j->mx_insecure = !set->secure;
+        j->mx_ad_ignored = set->ad_ignored;
         if (status == -ENOENT) {
                 /* No MX: the domain is its own host (RFC 5321 section 5.1). */
                 snprintf(j->hosts[0], sizeof(j->hosts[0]), "%s", domain);

@@ -52,6 +52,7 @@ struct dns_req {
         struct sockaddr_storage addr[DNS_ADDR_MAX];
         /* dns_query() */
         bool secure;
+        bool ad_ignored;
         char owner[256];
         size_t nrr;
         struct dns_rr *rr; /* DNS_RR_MAX of them */
@@ -339,6 +340,29 @@ static int dns_rr_parse(struct dns_req *r, const unsigned char *ans, int len, in
         return r->nrr == before ? -ENOENT : 0;
 }
 
+/*
+ * Whether the AD bit of res's nameservers may be believed (dns.h): all of
+ * them on this host, or "options trust-ad" in resolv.conf.
+ */
+static bool dns_trust_ad(const struct __res_state *res)
+{
+        if (res->options & RES_TRUSTAD)
+                return true;
+        for (int i = 0; i < res->nscount && i < MAXNS; i++) {
+                const struct sockaddr_in *in = &res->nsaddr_list[i];
+                const struct sockaddr_in6 *in6 = res->_u._ext.nsaddrs[i];
+
+                if (in->sin_family == AF_INET) {
+                        if ((ntohl(in->sin_addr.s_addr) >> 24) != 127)
+                                return false;
+                } else if (in6 == NULL || in6->sin6_family != AF_INET6 ||
+                           !IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) {
+                        return false;
+                }
+        }
+        return true;
+}
+
 static int dns_rr_query(struct dns_req *r, res_state res, int qtype, bool *secure)
 {
         unsigned char *ans = xcalloc(1, DNS_ANSWER_MAX);
@@ -368,7 +392,7 @@ static int dns_mx_order(const void *a, const void *b)
 static void dns_rr_work(struct dns_req *r)
 {
         struct __res_state rs;
-        bool sec4, sec6;
+        bool sec4, sec6, trust;
         int st4, st6;
 
         r->rr = xcalloc(DNS_RR_MAX, sizeof(*r->rr));
@@ -377,6 +401,7 @@ static void dns_rr_work(struct dns_req *r)
                 r->status = -EAGAIN;
                 return;
         }
+        trust = dns_trust_ad(&rs);
         rs.options |= RES_USE_EDNS0 | RES_USE_DNSSEC | RES_TRUSTAD;
         switch (r->rtype) {
         case DNS_T_MX:
@@ -402,6 +427,10 @@ static void dns_rr_work(struct dns_req *r)
                         r->secure = sec4 && sec6;
                 }
                 break;
+        }
+        if (!trust) {
+                r->ad_ignored = r->secure;
+                r->secure = false;
         }
         res_nclose(&rs);
 }
@@ -434,6 +463,7 @@ static void dns_after_cb(uv_work_t *w, int status)
                         r->txt_cb(r->arg, r->status, &t);
                 } else if (r->kind == DNS_KIND_RR) {
                         struct dns_rrset set = {.secure = r->secure,
+                                                .ad_ignored = r->ad_ignored,
                                                 .name = r->owner,
                                                 .n = r->nrr,
                                                 .rr = r->rr};

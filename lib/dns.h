@@ -54,11 +54,14 @@ struct dns_req *dns_addr(struct uv_loop_s *loop, const char *name, unsigned port
                          dns_addr_cb cb, void *arg);
 /*
  * DNSSEC-aware lookups (DANE): the query asks for DNSSEC records (EDNS0, the
- * DO bit) and for the AD bit, and the AD bit of the answer is kept
- * (RES_TRUSTAD, as "options trust-ad" in resolv.conf would): `secure` is
- * true when the resolver says it validated the answer. That is only as
- * good as the path to the resolver: like Postfix, mailward expects a
- * validating resolver on the same host (nameserver 127.0.0.1).
+ * DO bit) and for the AD bit: `secure` is true when the resolver says it
+ * validated the answer. That is only as good as the path to the resolver,
+ * which nothing authenticates: anyone on it can set the AD bit on records
+ * of their own. So the AD bit is believed only when every nameserver in
+ * resolv.conf is on this host (127.0.0.0/8, ::1; also glibc's default when
+ * none is named), or when resolv.conf says "options trust-ad", by which
+ * the administrator vouches for the path (glibc's own option); otherwise
+ * every answer is insecure (ad_ignored says so).
  *
  * DNS_T_ADDR asks for A and AAAA in one request: the answer holds both, and
  * is secure only when every part that has records is. A negative answer
@@ -81,6 +84,8 @@ struct dns_rr {
 
 struct dns_rrset {
         bool secure;
+        /* the resolver's AD bit was not believed (see above): secure is false */
+        bool ad_ignored;
         /* the records' owner: not the name asked when the resolver followed a
          * CNAME (lower case, no trailing dot); "" without records */
         const char *name;
