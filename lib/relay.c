@@ -779,8 +779,12 @@ static void relay_cmd_bdat(struct relay_session *s, const struct smtp_cmd *cmd,
                 s->bdat_discard = true;
         } else {
                 relay_forward(s, line, len, last ? RELAY_A_MESSAGE : RELAY_A_FORWARD);
+                /* As at the end of DATA: a MAIL pipelined behind the chunk
+                 * begins the next transaction. */
+                if (last)
+                        s->txn = false;
                 if (last && s->out)
-                        relay_out_reset(s); /* as at the end of DATA */
+                        relay_out_reset(s);
         }
         if (s->bdat_left > 0)
                 relay_enter_state(s, RELAY_S_BDAT);
@@ -1033,10 +1037,16 @@ static bool relay_client_data(struct relay_session *s)
                 if (s->poison != NULL) {
                         relay_reply(s, "%s", s->poison);
                         s->poison = NULL;
-                        s->txn = false;
                 } else {
                         relay_fifo_push(s, RELAY_A_MESSAGE);
                 }
+                /* The transaction ends here, not at the reply: a MAIL the
+                 * client pipelines behind the dot (RFC 2920) opens the next
+                 * one before that reply comes, and the reply must not close
+                 * it (relay_backend_closed() would then replace the backend
+                 * session under it). The reply still due keeps the backend
+                 * session's end from passing unnoticed meanwhile. */
+                s->txn = false;
                 /* Outbound, the transaction ends with its data: a MAIL the
                  * client pipelines behind the dot (RFC 2920) is a new one. */
                 if (s->out)
@@ -1595,7 +1605,6 @@ static void relay_backend_reply(struct relay_session *s, int code)
                         s->authed = true;
                 break;
         case RELAY_A_MESSAGE:
-                s->txn = false;
                 if (code / 100 == 2) {
                         s->messages++;
                         s->errors = 0; /* "without delivering mail", as Postfix */
