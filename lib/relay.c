@@ -393,6 +393,25 @@ static struct relay_pending *relay_fifo_unanswered(const struct relay_session *s
         return NULL;
 }
 
+/*
+ * The command the server's next reply answers: the oldest entry not yet
+ * answered that went to the server. An entry of our own that is not ready
+ * yet (an EHLO waiting for the listener's first probe, caps_reply) is never
+ * one: a reply given to it would leave its command's entry waiting, shift
+ * every later reply onto the command before it, and let the entry be
+ * written and freed while relay_caps_cb() still holds it.
+ */
+static struct relay_pending *relay_fifo_awaiting(const struct relay_session *s)
+{
+        struct relay_pending *p;
+
+        for (p = s->head; p != NULL; p = p->next) {
+                if (!p->ready && p->action != RELAY_A_LOCAL)
+                        return p;
+        }
+        return NULL;
+}
+
 static void relay_fifo_pop(struct relay_session *s)
 {
         struct relay_pending *p = s->head;
@@ -1537,7 +1556,7 @@ static void relay_setup_reply(struct relay_session *s, int code)
 /* A complete backend reply to a client's command. */
 static void relay_backend_reply(struct relay_session *s, int code)
 {
-        struct relay_pending *p = relay_fifo_unanswered(s);
+        struct relay_pending *p = relay_fifo_awaiting(s);
         struct smtp_caps caps;
         struct buf b;
 
@@ -2127,7 +2146,7 @@ static void relay_out_masked(const struct smtp_caps *c, char *out, size_t outlen
 /* Answer the client's EHLO with the destination's capabilities, less STARTTLS. */
 static void relay_out_ehlo_answer(struct relay_session *s, const struct smtp_caps *from)
 {
-        struct relay_pending *p = relay_fifo_unanswered(s);
+        struct relay_pending *p = relay_fifo_awaiting(s);
         struct smtp_caps c = *from;
         struct buf b;
 
@@ -2187,7 +2206,7 @@ static void relay_out_ehlo_reply(struct relay_session *s, int code)
         }
         if (code != 250 || smtp_caps_parse(&s->o->caps, buf_data(&s->sreply_buf),
                                            buf_len(&s->sreply_buf)) != 0) {
-                relay_pending_set(relay_fifo_unanswered(s), buf_data(&s->sreply_buf),
+                relay_pending_set(relay_fifo_awaiting(s), buf_data(&s->sreply_buf),
                                   buf_len(&s->sreply_buf));
                 relay_enter_state(s, RELAY_S_COMMAND);
                 return;

@@ -2549,17 +2549,19 @@ class MisbehavingBackend:
       "silent"          accepts and never says anything
       "greet_hang"      greets, then never answers
       "slow_greeting"   greets after `delay` seconds
+      "slow_first"      greets its first session (mailward's first probe)
+                        after `delay` seconds, every later one at once
       "drop_after_354"  closes right after its 354 to DATA
       "drop_after_data" reads the message, closes instead of answering it
       "slow_final"      answers the end of data after `delay` seconds
       "reject_data"     answers the end of data with `final`
     Probes (EHLO + QUIT, no MAIL) are answered normally in every mode except
-    refuse, silent, greet_hang and slow_greeting.
+    refuse, silent, greet_hang, slow_greeting and slow_first.
     Attributes: port, commands (raw lines), sessions, delivered (messages
     it answered with 250), data (message bytes it read)."""
 
-    MODES = ("normal", "refuse", "silent", "greet_hang", "slow_greeting", "drop_after_354",
-             "drop_after_data", "slow_final", "reject_data")
+    MODES = ("normal", "refuse", "silent", "greet_hang", "slow_greeting", "slow_first",
+             "drop_after_354", "drop_after_data", "slow_final", "reject_data")
 
     def __init__(self, mode="normal", delay=6.0, final=b"554 5.7.1 rejected by fixture",
                  env=None, port=None, caps=(b"PIPELINING", b"8BITMIME", b"SIZE 10485760")):
@@ -2589,7 +2591,8 @@ class MisbehavingBackend:
                 return
             self.sessions += 1
             self.conns.append(s)
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(s, self.sessions == 1),
+                             daemon=True).start()
 
     def _close(self, s):
         try:
@@ -2598,7 +2601,7 @@ class MisbehavingBackend:
             pass
         s.close()
 
-    def _serve(self, s):
+    def _serve(self, s, first=False):
         mode = self.mode
         try:
             if mode == "refuse":
@@ -2606,7 +2609,7 @@ class MisbehavingBackend:
                 return
             if mode == "silent":
                 return
-            if mode == "slow_greeting":
+            if mode == "slow_greeting" or (mode == "slow_first" and first):
                 time.sleep(self.delay)
             s.sendall(b"220 misbehaving.test ESMTP fixture\r\n")
             if mode == "greet_hang":
