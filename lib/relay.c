@@ -230,6 +230,8 @@ struct relay_session {
         const char *poison; /* DATA refused: the reply due at its end */
         bool data_crlf;     /* the last DATA line ended with CRLF */
         bool cmd_bare_lf;   /* inside a command line that held a bare LF */
+        /* Inbound: mailward's EHLO reply to this client listed CHUNKING. */
+        bool chunking_offered;
         bool plaintext_alerted;
         bool refused_alerted; /* plaintext_refused: one alert a session */
         unsigned errors;      /* 4xx/5xx mailward answered, since the last message */
@@ -476,6 +478,7 @@ static void relay_ehlo_text(struct relay_session *s, const struct smtp_caps *fro
                 smtp_caps_remove(&c, "AUTH");
         if (s->l->conf->accept_tls == CONFIG_TLS_STARTTLS && !s->tls)
                 smtp_caps_add(&c, "STARTTLS");
+        s->chunking_offered = smtp_caps_has(&c, "CHUNKING");
         smtp_caps_print(&c, relay_hostname(s), out);
 }
 
@@ -484,6 +487,7 @@ static void relay_forget_helo(struct relay_session *s)
         free(s->helo);
         s->helo = NULL;
         s->helo_verb = SMTP_VERB_UNKNOWN;
+        s->chunking_offered = false;
 }
 
 static void relay_to_server(struct relay_session *s, const char *p, size_t n)
@@ -794,7 +798,16 @@ static void relay_cmd_bdat(struct relay_session *s, const struct smtp_cmd *cmd,
          * commands. */
         if (s->out ? !smtp_caps_has(&s->o->caps, "CHUNKING")
                    : !s->l->caps_known || !smtp_caps_has(&s->l->caps, "CHUNKING")) {
-                relay_reply(s, "502 5.5.1 Error: BDAT not supported");
+                /* The capabilities changed since this client was told
+                 * CHUNKING (another client's backend session, with its own
+                 * EHLO keywords, or the backend's configuration): a
+                 * permanent error would bounce a message it was invited
+                 * to send so; it tries again and reads the EHLO reply anew. */
+                if (!s->out && s->chunking_offered)
+                        relay_reply(s, "451 4.3.0 Error: BDAT not available now, try "
+                                       "again later");
+                else
+                        relay_reply(s, "502 5.5.1 Error: BDAT not supported");
                 s->bdat_discard = true;
         } else {
                 relay_forward(s, line, len, last ? RELAY_A_MESSAGE : RELAY_A_FORWARD);
