@@ -3255,7 +3255,9 @@ static void relay_run(struct relay_session *s)
         }
         if (s->server != NULL) {
                 conn_timeout(s->server, relay_server_timeout(s));
-                if (s->bstate != RELAY_B_CONNECTING)
+                /* Not while a smarthost's DANE records are looked up: what it
+                 * sends meanwhile would pile up unread (relay_wrap_dane()). */
+                if (s->bstate != RELAY_B_CONNECTING && s->wrap_wait == NULL)
                         conn_read(s->server, true);
         }
 }
