@@ -185,6 +185,20 @@ def ssl_client_context(env):
     return ssl.create_default_context(cafile=os.path.join(env.certs, "ca.pem"))
 
 
+def raw_tls_client(env, port, timeout=20, source=None):
+    """A rawsmtp.Client (the byte-exact test client) on 127.0.0.1:port that
+    had the 220 greeting, EHLO, STARTTLS (the test CA) and EHLO again
+    (250): (client, that last EHLO's reply)."""
+    from rawsmtp import Client
+    c = Client(port, timeout=timeout, source=source)
+    eq(c.reply().code, 220, "greeting")
+    c.cmd("EHLO client.test")
+    c.starttls(ssl_client_context(env))
+    r = c.cmd("EHLO client.test")
+    eq(r.code, 250, "EHLO after TLS")
+    return c, r
+
+
 def ssl_server_context(env, name="server"):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(env.certs, name + ".pem"),

@@ -20,23 +20,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
-from rawsmtp import Client, free_port  # noqa: E402
+from rawsmtp import free_port  # noqa: E402
 
 NAME = "mw.test.example"
 MSG = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: failing backend\r\n\r\nbody\r\n"
 
 
-def tls_client(env, port):
-    c = Client(port, timeout=20)
-    mwtest.eq(c.reply().code, 220, "greeting")
-    c.cmd("EHLO client.test")
-    c.starttls(mwtest.ssl_client_context(env))
-    mwtest.eq(c.cmd("EHLO client.test").code, 250, "EHLO after TLS")
-    return c
-
 
 def envelope_fails(env, mw, listener, failures, max_wait):
-    c = tls_client(env, mw.port(listener))
+    c = mwtest.raw_tls_client(env, mw.port(listener))[0]
     t0 = time.monotonic()
     r = c.cmd("MAIL FROM:<a@sender.test>", timeout=max_wait)
     dt = time.monotonic() - t0
@@ -50,7 +42,7 @@ def envelope_fails(env, mw, listener, failures, max_wait):
 
 
 def data_fails(env, mw, listener, failures, allow_451, max_wait, max_dt=None):
-    c = tls_client(env, mw.port(listener))
+    c = mwtest.raw_tls_client(env, mw.port(listener))[0]
     for line, code in (("MAIL FROM:<a@sender.test>", 250), ("RCPT TO:<b@rcpt.test>", 250),
                        ("DATA", 354)):
         r = c.cmd(line)

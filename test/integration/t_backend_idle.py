@@ -24,19 +24,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
-from rawsmtp import Client  # noqa: E402
 
 RCPT = "user@test.example"
 MSG = b"From: a@sender.test\r\nTo: user@test.example\r\nSubject: idle\r\n\r\nhi\r\n.\r\n"
 
-
-def tls_client(env, port):
-    c = Client(port, timeout=20)
-    c.reply()
-    c.cmd("EHLO client.test")
-    c.starttls(mwtest.ssl_client_context(env))
-    mwtest.eq(c.cmd("EHLO client.test").code, 250, "EHLO after TLS")
-    return c
 
 
 def main():
@@ -47,7 +38,7 @@ def main():
 
         # 1. Between transactions (MAIL and RSET: mailward connects to the
         # backend when a command needs it).
-        c = tls_client(env, mw.port("smtp"))
+        c = mwtest.raw_tls_client(env, mw.port("smtp"))[0]
         mwtest.eq(c.cmd("MAIL FROM:<a@sender.test>").code, 250, "MAIL")
         mwtest.eq(c.cmd("RSET").code, 250, "RSET")
         time.sleep(3)
@@ -61,7 +52,7 @@ def main():
         mwtest.check("event=backend_closed_idle" in mw.log(), "no backend_closed_idle line")
 
         # 2. Inside a transaction.
-        c = tls_client(env, mw.port("smtp"))
+        c = mwtest.raw_tls_client(env, mw.port("smtp"))[0]
         mwtest.eq(c.cmd("MAIL FROM:<a@sender.test>").code, 250, "MAIL")
         mwtest.eq(c.cmd("RCPT TO:<%s>" % RCPT).code, 250, "RCPT")
         r = c.reply(10)
@@ -80,7 +71,7 @@ def main():
         be = env.recorder(authenticator=mwtest.login_checker("user", "secret"),
                           auth_require_tls=False)
         mw = env.mailward(listeners={"smtp": {"forward": "127.0.0.1:%d" % be.port}})
-        c = tls_client(env, mw.port("smtp"))
+        c = mwtest.raw_tls_client(env, mw.port("smtp"))[0]
         r = c.cmd("AUTH PLAIN AHVzZXIAc2VjcmV0")
         mwtest.eq(r.code, 235, "AUTH: %r" % r)
         for line, code in (("MAIL FROM:<a@sender.test>", 250), ("RCPT TO:<b@rcpt.test>", 250),

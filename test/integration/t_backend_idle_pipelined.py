@@ -22,20 +22,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
-from rawsmtp import Client  # noqa: E402
 
 RCPT = "user@test.example"
 HDR = b"From: a@sender.test\r\nTo: user@test.example\r\nSubject: pipelined\r\n\r\n"
 
-
-def tls_client(env, port):
-    c = Client(port, timeout=20)
-    c.reply()
-    c.cmd("EHLO client.test")
-    c.starttls(mwtest.ssl_client_context(env))
-    r = c.cmd("EHLO client.test")
-    mwtest.eq(r.code, 250, "EHLO after TLS")
-    return c, r
 
 
 def after_pause(c, what):
@@ -64,7 +54,7 @@ def main():
                                               "client_identity": "xclient"}})
 
         # 1. DATA, the dot and the next MAIL in one write.
-        c, _ = tls_client(env, mw.port("smtp"))
+        c, _ = mwtest.raw_tls_client(env, mw.port("smtp"))
         for line, code in (("MAIL FROM:<a@sender.test>", 250),
                            ("RCPT TO:<%s>" % RCPT, 250), ("DATA", 354)):
             mwtest.eq(c.cmd(line).code, code, "DATA: %r" % line)
@@ -75,7 +65,7 @@ def main():
         mwtest.eq(len(pf.wait_mailbox(RCPT, 1, 20)), 1, "messages delivered")
 
         # 2. BDAT LAST and the next MAIL in one write.
-        c, ehlo = tls_client(env, mw.port("smtp"))
+        c, ehlo = mwtest.raw_tls_client(env, mw.port("smtp"))
         mwtest.check("CHUNKING" in ehlo.text, "no CHUNKING offered: %r" % ehlo)
         for line, code in (("MAIL FROM:<a@sender.test>", 250),
                            ("RCPT TO:<%s>" % RCPT, 250)):

@@ -23,19 +23,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mwtest  # noqa: E402
-from rawsmtp import Client  # noqa: E402
 
 RCPT = "user@test.example"
 
-
-def tls_client(env, port, source):
-    c = Client(port, timeout=20, source=source)
-    mwtest.eq(c.reply().code, 220, "greeting")
-    c.cmd("EHLO client.test")
-    c.starttls(mwtest.ssl_client_context(env))
-    r = c.cmd("EHLO client.test")
-    mwtest.eq(r.code, 250, "EHLO after TLS")
-    return c, r
 
 
 def main():
@@ -47,9 +37,9 @@ def main():
                          main={"smtpd_discard_ehlo_keyword_address_maps": "cidr:" + cidr})
         mw = env.mailward(listeners={"smtp": {"forward": "127.0.0.1:%d" % pf.port,
                                               "client_identity": "xclient"}})
-        b, ehlo = tls_client(env, mw.port("smtp"), "127.0.0.1")
+        b, ehlo = mwtest.raw_tls_client(env, mw.port("smtp"), source="127.0.0.1")
         mwtest.check("CHUNKING" in ehlo.lines, "B not told CHUNKING: %r" % ehlo)
-        a, _ = tls_client(env, mw.port("smtp"), "127.0.0.2")
+        a, _ = mwtest.raw_tls_client(env, mw.port("smtp"), source="127.0.0.2")
         mwtest.eq(a.cmd("MAIL FROM:<a@sender.test>").code, 250, "A: MAIL")
         mwtest.check(pf.wait_maillog("discarding EHLO keywords: CHUNKING"),
                      "Postfix did not drop CHUNKING for A")

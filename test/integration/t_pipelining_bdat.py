@@ -29,15 +29,6 @@ MSG = (b"From: a@sender.test\r\nTo: b@rcpt.test, c@rcpt.test\r\nSubject: pipelin
        b"pipelined body\r\n")
 
 
-def tls_client(env, port):
-    c = Client(port)
-    mwtest.eq(c.reply().code, 220, "greeting")
-    c.cmd("EHLO client.test")
-    c.starttls(mwtest.ssl_client_context(env))
-    r = c.cmd("EHLO client.test")
-    mwtest.eq(r.code, 250, "EHLO after TLS")
-    return c, r
-
 
 def replies_are(c, codes, what, failures):
     """Read len(codes) replies; True if their codes are codes, else a failure."""
@@ -56,7 +47,7 @@ def pipelining(env, failures):
     # aiosmtpd does not advertise PIPELINING (it handles it all the same), so
     # mailward, which shows the backend's capabilities, does not either; the
     # advertisement is checked against Postfix below.
-    c, ehlo = tls_client(env, mw.port("smtp"))
+    c, ehlo = mwtest.raw_tls_client(env, mw.port("smtp"))
     c.send(b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@rcpt.test>\r\nVRFY someone\r\n"
            b"RCPT TO:<c@rcpt.test>\r\nNOOP\r\nDATA\r\n")
     if not replies_are(c, [250, 250, 252, 250, 250, 354], "pipelined", failures):
@@ -96,7 +87,7 @@ def bdat(env, failures):
     # start: wait until Postfix has seen it end, or a client right behind the
     # start gets mailward's defaults (no CHUNKING).
     mwtest.wait_for(lambda: "disconnect from" in pf.maillog(), 15)
-    c, ehlo = tls_client(env, mw.port("pf"))
+    c, ehlo = mwtest.raw_tls_client(env, mw.port("pf"))
     if "PIPELINING" not in ehlo_keywords(ehlo):
         failures.append("PIPELINING of Postfix not advertised after TLS: %r" % ehlo)
     if "CHUNKING" not in ehlo_keywords(ehlo):
