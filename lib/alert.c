@@ -126,6 +126,7 @@ int alert_sink_reopen(struct alert_sink *s, const char *path)
                 return fd;
         close(s->fd);
         s->fd = fd;
+        s->cut = false;
         return 1;
 }
 
@@ -141,14 +142,26 @@ static void alert_write_file(struct alert_sink *s, const struct alert *a,
 {
         ssize_t w;
 
+        /* A line cut short must not swallow the next one: a reader would
+         * lose both. Its newline first, now or before the next line. */
+        if (s->cut) {
+                if (write(s->fd, "\n", 1) != 1) {
+                        log_emit(s->log, LOG_LVL_ERR, a->session,
+                                 "event=alert_log_failed error=%s", strerror(errno));
+                        return;
+                }
+                s->cut = false;
+        }
         w = write(s->fd, line, len);
-        if (w < 0)
+        if (w < 0) {
                 log_emit(s->log, LOG_LVL_ERR, a->session,
                          "event=alert_log_failed error=%s", strerror(errno));
-        else if ((size_t)w != len)
+        } else if ((size_t)w != len) {
                 log_emit(s->log, LOG_LVL_ERR, a->session,
                          "event=alert_log_failed error=short_write wrote=%zd of=%zu", w,
                          len);
+                s->cut = w > 0 && write(s->fd, "\n", 1) != 1;
+        }
 }
 
 /* The JSON line, once, for the file and the hook. */

@@ -70,7 +70,9 @@ typedef void (*alert_hook_cb)(void *arg, const struct alert *a, const char *json
 /* Members may be read by the daemon (counters); set hook after init. */
 struct alert_sink {
         const struct log *log;
-        int fd; /* JSON-lines file, -1 for none */
+        int fd;   /* JSON-lines file, -1 for none */
+        bool cut; /* a line written there was cut short (disk full): the next
+                   * one starts with the newline that one lacks */
         unsigned long count[ALERT_EVENT_COUNT];
         alert_hook_cb hook; /* NULL for none */
         void *hook_arg;

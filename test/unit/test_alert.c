@@ -11,9 +11,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "alert.h"
@@ -377,6 +379,55 @@ static void test_alert_sink_symlink(void **state)
         rmdir(dir);
 }
 
+/*
+ * A line cut short (the file may grow no further: RLIMIT_FSIZE stands in
+ * for a full disk) does not swallow the next one: once there is room
+ * again, the next line starts on a line of its own.
+ */
+static void test_alert_sink_cut_line(void **state)
+{
+        const struct log lg = {.level = LOG_LVL_ERR};
+        char path[] = "/tmp/test_alert_cut_XXXXXX";
+        struct alert a = {.event = ALERT_PLAINTEXT_REFUSED,
+                          .severity = ALERT_SEV_WARNING,
+                          .session = "s1",
+                          .action = "rejected"};
+        struct rlimit old, small;
+        struct alert_sink s;
+        char *text, *nl;
+        int fd;
+
+        (void)state;
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "old\n", 4), 4);
+        close(fd);
+        assert_int_equal(alert_sink_init(&s, &lg, path), 0);
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, SIG_IGN);
+        small = old;
+        small.rlim_cur = 4 + 40;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+        alert_emit(&s, &a); /* 40 bytes of it fit */
+        assert_true(s.cut);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, SIG_DFL);
+        a.session = "s2";
+        alert_emit(&s, &a);
+        assert_false(s.cut);
+        alert_sink_cleanup(&s);
+
+        text = test_alert_slurp(path);
+        nl = strchr(text + 4, '\n');
+        assert_non_null(nl);
+        assert_int_equal(nl - (text + 4), 40); /* the cut line, then its newline */
+        assert_int_equal(test_alert_json_valid(nl + 1), 5);
+        assert_non_null(strstr(nl + 1, "\"session\":\"s2\""));
+        assert_string_equal(strchr(nl + 1, '\n'), "\n");
+        unlink(path);
+        free(text);
+}
+
 static void test_alert_counters(void **state)
 {
         const struct log lg = {.level = LOG_LVL_ERR};
@@ -546,6 +597,7 @@ int main(void)
             cmocka_unit_test(test_alert_file_sink),
             cmocka_unit_test(test_alert_sink_errors),
             cmocka_unit_test(test_alert_sink_symlink),
+            cmocka_unit_test(test_alert_sink_cut_line),
             cmocka_unit_test(test_alert_counters),
             cmocka_unit_test(test_alert_log_line),
             cmocka_unit_test(test_alert_hook),
