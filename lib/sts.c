@@ -767,7 +767,13 @@ static void sts_sweep_arm(struct sts *s, int64_t now)
             (uint64_t)(next < STS_REFRESH_SECS ? next : STS_REFRESH_SECS) * 1000 + 1, 0);
 }
 
-/* The stored policies this process does not hold yet, read in (quietly). */
+/*
+ * The stored policies this process does not hold yet, read in (quietly):
+ * for a domain it has no entry for, and for one whose entry has no valid
+ * policy (no record or a failure when this process last looked, or
+ * expired) while another process stored one since: passed over, that
+ * policy would be refreshed by nobody.
+ */
 static unsigned sts_sweep_load(struct sts *s, int64_t now)
 {
         char(*names)[LEARNED_NAME_SIZE] = xmalloc(STS_CACHE_MAX * sizeof(*names));
@@ -778,14 +784,24 @@ static unsigned sts_sweep_load(struct sts *s, int64_t now)
                 log_emit(s->conf.log, LOG_LVL_WARN, NULL,
                          "event=mta_sts_store_failed listener=%s error=%d",
                          s->conf.listener, n);
-        for (int i = 0; i < n && i < STS_CACHE_MAX && s->count < STS_CACHE_MAX; i++) {
-                struct sts_entry *e;
+        for (int i = 0; i < n && i < STS_CACHE_MAX; i++) {
+                struct sts_entry *e = sts_find(s, names[i]);
 
-                if (sts_find(s, names[i]) != NULL)
+                if (e == NULL) {
+                        if (s->count >= STS_CACHE_MAX)
+                                continue;
+                        e = sts_insert(s, names[i], now);
+                } else if (e->fetch != NULL || sts_valid(e, now) ||
+                           !pending_empty(&e->waits)) {
                         continue;
-                e = sts_insert(s, names[i], now);
-                if (sts_store_load(s, e, now, true))
+                } else if (e->have_policy) {
+                        mtasts_policy_cleanup(&e->policy);
+                        e->have_policy = false;
+                }
+                if (sts_store_load(s, e, now, true)) {
+                        e->none_until = 0; /* once it expires, the next use fetches */
                         loaded++;
+                }
         }
         free(names);
         return loaded;

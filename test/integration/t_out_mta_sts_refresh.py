@@ -67,6 +67,28 @@ def fresh_bed(env):
     return net, dns, web, dest
 
 
+def worker_of(mw, port):
+    """The index of the worker of mw that serves the session from port."""
+    pat = re.compile(r" ([0-9a-f]{5}w(\d+)[0-9a-f]{6}) event=connect listener=out "
+                     r"client=%s:%d$" % (re.escape(mwtest.NetEnv.SENDER_ADDR), port), re.M)
+    got = mwtest.wait_for(lambda: pat.search(mw.log()), 5)
+    mwtest.check(got, "no connect line for port %d:\n%s" % (port, mw.log()[-3000:]))
+    return int(got.group(2))
+
+
+def session_on(net, mw, want):
+    """An smtplib session (EHLO done) through DEST served by worker want of
+    mw (None: any); a session on another worker is ended with QUIT."""
+    for _ in range(50):
+        s = net.smtp(DEST)
+        w = worker_of(mw, s.sock.getsockname()[1])
+        if want is None or w == want:
+            s.ehlo("client.sender.test")
+            return s, w
+        s.quit()
+    mwtest.fail("50 sessions and none on worker %d" % want)
+
+
 def policy_kept(mw, dest):
     """Every fetch that failed kept the cached policy; nothing was delivered."""
     failed = [line for line in mw.log().splitlines() if "event=mta_sts_failed" in line]
@@ -81,28 +103,9 @@ def main():
         net, dns, web, dest = fresh_bed(env)
         mw = net.outbound(default_level="may", mta_sts="yes", globals={"workers": 2})
 
-        def worker_of(port):
-            pat = re.compile(r" ([0-9a-f]{5}w(\d+)[0-9a-f]{6}) event=connect listener=out "
-                             r"client=%s:%d$" % (re.escape(mwtest.NetEnv.SENDER_ADDR), port),
-                             re.M)
-            got = mwtest.wait_for(lambda: pat.search(mw.log()), 5)
-            mwtest.check(got, "no connect line for port %d:\n%s" % (port, mw.log()[-3000:]))
-            return int(got.group(2))
-
-        def session_on(want):
-            """An smtplib session (EHLO done) served by worker want (None: any)."""
-            for _ in range(50):
-                s = net.smtp(DEST)
-                w = worker_of(s.sock.getsockname()[1])
-                if want is None or w == want:
-                    s.ehlo("client.sender.test")
-                    return s, w
-                s.quit()
-            mwtest.fail("50 sessions and none on worker %d" % want)
-
         def refused_on(want, when):
             before = len(mwtest.find_alerts(mw, event="certificate_invalid"))
-            s, w = session_on(want)
+            s, w = session_on(net, mw, want)
             print("== t=%.0f, worker %d: %s" % (time.monotonic() - t0, w, when), flush=True)
             t = mwtest.transaction(s, outcheck.FROM, ["bob@fresh.test"],
                                    outcheck.message(when))
