@@ -47,6 +47,7 @@ struct dane_job {
         bool addr_failed;   /* a host's addresses could not be looked up */
         bool mx_insecure;   /* the MX answer was not validated: no TLSA lookup */
         bool mx_ad_ignored; /* ... because the resolver's AD bit was not believed */
+        bool ad_ignored;    /* the result is "none" for that reason */
         bool alias_tried;   /* TLSA at the CNAME's target had none: now the host's */
         unsigned port;      /* of the TLSA name: 25, or the relay host's */
         int mx_error; /* the MX lookup failed with it (a relay host is asked next) */
@@ -59,6 +60,7 @@ struct dane {
         struct dane_entry *buckets[DANE_BUCKETS];
         unsigned count;
         bool closing;
+        bool ad_warned; /* dane_ad_ignored logged (again after dane_flush()) */
 };
 
 const char *dane_state_str(enum dane_state s)
@@ -232,6 +234,19 @@ static void dane_job_end(struct dane_job *j)
                     d->conf.listener, e->domain, r->relay ? "relay_host" : "mx",
                     r->mx_host[0] ? r->mx_host : "-", dane_state_str(r->state), r->ntlsa,
                     r->why);
+        /* A lookup line is at level info, and at level dane mail then goes
+         * on with TLS unauthenticated: a resolver elsewhere (one that
+         * served before the AD bit was held to trust-ad) would lose DANE
+         * unseen. Said once, as a warning, until a SIGHUP. */
+        if (!d->closing && j->ad_ignored && !d->ad_warned) {
+                d->ad_warned = true;
+                log_emit(d->conf.log, LOG_LVL_WARN, NULL,
+                         "event=dane_ad_ignored listener=%s note=\"DNSSEC answers are "
+                         "not believed: a nameserver in /etc/resolv.conf is not on this "
+                         "host and it has no options trust-ad, so no TLSA record is used "
+                         "(SIGHUP after changing it)\"",
+                         d->conf.listener);
+        }
         dane_result_cleanup(&e->res);
         e->res = j->res;
         e->have = true;
@@ -247,8 +262,9 @@ static void dane_job_end(struct dane_job *j)
 static bool dane_tlsa_query(struct dane_job *j, const char *host);
 
 /* Why an answer is not validated, when the resolver said it was (dns.h). */
-static const char *dane_insecure(bool ad_ignored)
+static const char *dane_insecure(struct dane_job *j, bool ad_ignored)
 {
+        j->ad_ignored = j->ad_ignored || ad_ignored;
         return ad_ignored ? "(insecure: the AD bit of a resolver not on this host "
                             "is believed only with options trust-ad)"
                           : "(insecure)";
@@ -277,7 +293,7 @@ static void dane_tlsa_cb(void *arg, int status, const struct dns_rrset *set)
                          r->tlsa_host, dns_strerror(status));
         } else if (!set->secure) {
                 dane_set(j, DANE_NONE, "TLSA records of %s not validated %s",
-                         r->tlsa_host, dane_insecure(set->ad_ignored));
+                         r->tlsa_host, dane_insecure(j, set->ad_ignored));
         } else {
                 for (size_t i = 0; i < set->n && r->ntlsa < DANE_TLSA_MAX; i++) {
                         struct dane_tlsa *t = &r->tlsa[r->ntlsa];
@@ -372,11 +388,11 @@ static bool dane_host_found(struct dane_job *j, const struct dns_rrset *set,
         snprintf(j->res.mx_host, sizeof(j->res.mx_host), "%s", host);
         if (j->mx_insecure && !j->res.relay)
                 dane_set(j, DANE_NONE, "MX records of %s not validated %s", j->e->domain,
-                         dane_insecure(j->mx_ad_ignored));
+                         dane_insecure(j, j->mx_ad_ignored));
         else if (!set->secure)
                 dane_set(j, DANE_NONE, "addresses of %s %s not validated%s%s", what, host,
                          set->ad_ignored ? " " : "",
-                         set->ad_ignored ? dane_insecure(true) : "");
+                         set->ad_ignored ? dane_insecure(j, true) : "");
         else if (dane_tlsa_query(j, set->name[0] != '\0' ? set->name : host))
                 return true;
         else
@@ -548,6 +564,7 @@ unsigned dane_flush(struct dane *d)
                 for (struct dane_entry *e = d->buckets[i]; e != NULL; e = e->next)
                         e->expires = 0;
         }
+        d->ad_warned = false;
         return d->count;
 }
 
