@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,7 +127,7 @@ int alert_sink_reopen(struct alert_sink *s, const char *path)
                 return fd;
         close(s->fd);
         s->fd = fd;
-        s->cut = false;
+        s->cut = false; /* a fragment, if any, stays in the old file */
         return 1;
 }
 
@@ -137,31 +138,46 @@ void alert_sink_cleanup(struct alert_sink *s)
         s->fd = -1;
 }
 
+/*
+ * One line, appended with one write(2). On a full disk a write may take the
+ * start of the line only: the next write then begins with the newline that
+ * ends that fragment, so that a reader loses the fragment alone and not
+ * the whole line after it too.
+ */
 static void alert_write_file(struct alert_sink *s, const struct alert *a,
                              const char *line, size_t len)
 {
+        struct iovec iov[2] = {{(void *)"\n", 1}, {(void *)line, len}};
+        size_t total = len + (s->cut ? 1 : 0);
         ssize_t w;
 
-        /* A line cut short must not swallow the next one: a reader would
-         * lose both. Its newline first, now or before the next line. */
-        if (s->cut) {
-                if (write(s->fd, "\n", 1) != 1) {
-                        log_emit(s->log, LOG_LVL_ERR, a->session,
-                                 "event=alert_log_failed error=%s", strerror(errno));
-                        return;
-                }
+        w = writev(s->fd, s->cut ? iov : iov + 1, s->cut ? 2 : 1);
+        if (w >= 0 && (size_t)w == total) {
                 s->cut = false;
+                if (s->failing)
+                        log_emit(s->log, LOG_LVL_INFO, a->session,
+                                 "event=alert_log_written lost=%lu", s->lost);
+                s->failing = false;
+                s->lost = 0;
+                return;
         }
-        w = write(s->fd, line, len);
-        if (w < 0) {
+        /* A fragment of this line is there, which its newline may not end. */
+        if (w > 0)
+                s->cut = true;
+        s->lost++;
+        if (s->failing)
+                return;
+        s->failing = true;
+        if (w < 0)
                 log_emit(s->log, LOG_LVL_ERR, a->session,
-                         "event=alert_log_failed error=%s", strerror(errno));
-        } else if ((size_t)w != len) {
+                         "event=alert_log_failed error=\"%s\" note=\"logged once; the "
+                         "alerts are still logged here\"",
+                         strerror(errno));
+        else
                 log_emit(s->log, LOG_LVL_ERR, a->session,
-                         "event=alert_log_failed error=short_write wrote=%zd of=%zu", w,
-                         len);
-                s->cut = w > 0 && write(s->fd, "\n", 1) != 1;
-        }
+                         "event=alert_log_failed error=short_write wrote=%zd of=%zu "
+                         "note=\"logged once; the alerts are still logged here\"",
+                         w, total);
 }
 
 /* The JSON line, once, for the file and the hook. */

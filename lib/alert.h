@@ -5,7 +5,8 @@
  * and where they apply domain, server, expected, observed, reason). Each is
  * written to every sink configured: the log (one key=value line at warning
  * level), a JSON-lines file (one object per line, appended with a single
- * write(2) so concurrent writers never interleave), a hook (the daemon's
+ * write(2) so concurrent writers never interleave; a line a full disk cut
+ * short is ended by the next one written), a hook (the daemon's
  * external command runner, proxy/alertcmd.c: lib/ runs no processes) and
  * per-event counters.
  *
@@ -70,9 +71,13 @@ typedef void (*alert_hook_cb)(void *arg, const struct alert *a, const char *json
 /* Members may be read by the daemon (counters); set hook after init. */
 struct alert_sink {
         const struct log *log;
-        int fd;   /* JSON-lines file, -1 for none */
-        bool cut; /* a line written there was cut short (disk full): the next
-                   * one starts with the newline that one lacks */
+        int fd; /* JSON-lines file, -1 for none */
+        /* Writing the file failed (a full disk): logged once, with the count
+         * of lines lost until a write succeeds again. A line cut short is
+         * ended by the next write, so the line after it stays whole. */
+        bool failing;
+        bool cut;
+        unsigned long lost;
         unsigned long count[ALERT_EVENT_COUNT];
         alert_hook_cb hook; /* NULL for none */
         void *hook_arg;
