@@ -257,6 +257,9 @@ struct relay_session {
         struct relay_pending *caps_reply;
         unsigned messages;
         uint64_t started_ms;
+        /* Since when the client owes its next command line (relay_run());
+         * 0: it does not now. */
+        uint64_t line_wait_ms;
         char reason[128];
 };
 
@@ -970,6 +973,10 @@ static bool relay_client_commands(struct relay_session *s)
                 if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
                         break;
                 progress = true;
+                /* A whole line came: the wait for the next one starts again.
+                 * Not for bytes of a line still unfinished (relay_run()). */
+                if (r != SMTP_LINE_NEED_MORE && ln.crlf)
+                        s->line_wait_ms = 0;
                 if (r == SMTP_LINE_BARE_LF ||
                     (s->cmd_bare_lf && r != SMTP_LINE_NEED_MORE)) {
                         s->cmd_bare_lf = !ln.crlf;
@@ -1123,6 +1130,7 @@ static bool relay_client_auth(struct relay_session *s)
                 relay_fail(s, "auth_line", "501 5.5.2 Error: bad AUTH response line");
                 return true;
         }
+        s->line_wait_ms = 0;
         relay_fifo_push(s, RELAY_A_AUTH);
         relay_to_server(s, ln.p, ln.len);
         relay_to_server(s, "\r\n", 2);
@@ -3176,6 +3184,31 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
         return 0;
 }
 
+/*
+ * The client's timeout, from now. While it owes the next command line
+ * (timeout_idle, timeout_command), the time counts from when the wait for
+ * that line began, not from its last byte: a client that trickles a byte
+ * now and then, never ending a line, is closed all the same (invariant 5).
+ * Message data is timed between reads (timeout_data), a handshake from its
+ * start (conn: no event comes before it ends).
+ */
+static uint64_t relay_client_deadline(struct relay_session *s)
+{
+        uint64_t ms = relay_client_timeout(s), now, waited;
+
+        if (ms == 0 || (s->state != RELAY_S_COMMAND && s->state != RELAY_S_AUTH)) {
+                s->line_wait_ms = 0;
+                return ms;
+        }
+        now = relay_now_ms();
+        if (s->line_wait_ms == 0) {
+                s->line_wait_ms = now;
+                return ms;
+        }
+        waited = now - s->line_wait_ms;
+        return waited >= ms ? 1 : ms - waited;
+}
+
 /* Can the client's input be taken now (not waiting for a reply, not held
  * back by a slow peer or a full FIFO)? Then it is read. */
 static bool relay_takes_input(struct relay_session *s)
@@ -3249,7 +3282,7 @@ static void relay_run(struct relay_session *s)
         if (s->client != NULL) {
                 reading = !s->client_eof && (relay_takes_input(s) || relay_read_ahead(s));
                 conn_read(s->client, reading);
-                conn_timeout(s->client, relay_client_timeout(s));
+                conn_timeout(s->client, relay_client_deadline(s));
                 if (buf_len(conn_input(s->client)) == 0)
                         buf_shrink(conn_input(s->client));
         }
