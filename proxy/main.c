@@ -1090,6 +1090,17 @@ static int main_check_sinks(struct main_state *m)
         if (m->cfg->metrics_file != NULL) {
                 r = metrics_write(m->cfg->metrics_file, &m->alerts, &m->env.stats,
                                   &m->certs, &step);
+                /* A full disk is no mistake in the set-up, and must not keep
+                 * the mail from flowing: written once there is room. */
+                if (r == -ENOSPC || r == -EDQUOT) {
+                        log_emit(&m->log, LOG_LVL_ERR, NULL,
+                                 "event=metrics_failed file=%s step=%s error=\"%s\" "
+                                 "note=\"mailward starts all the same; the file is "
+                                 "written once there is room\"",
+                                 m->cfg->metrics_file, step, strerror(-r));
+                        m->metrics_failing = true;
+                        r = 0;
+                }
                 if (r != 0) {
                         fprintf(stderr, "mailward: metrics_file %s: %s: %s (as uid %d)\n",
                                 m->cfg->metrics_file, step, strerror(-r), (int)getuid());

@@ -157,11 +157,18 @@ int metrics_write(const char *path, const struct alert_sink *alerts,
                 goto out;
         }
         *step = "write";
-        w = write(fd, text, (size_t)n);
-        if (w < 0)
-                err = -errno;
-        else if (w != n)
-                err = -EIO;
+        /* A short write (the disk filling up) is asked again for its errno. */
+        for (size_t off = 0; off < (size_t)n; off += (size_t)w) {
+                w = write(fd, text + off, (size_t)n - off);
+                if (w < 0 && errno == EINTR) {
+                        w = 0;
+                        continue;
+                }
+                if (w <= 0) {
+                        err = w < 0 ? -errno : -EIO;
+                        break;
+                }
+        }
         if (close(fd) != 0 && err == 0)
                 err = -errno;
         if (err == 0) {
