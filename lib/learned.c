@@ -454,6 +454,21 @@ int learned_prune(struct learned *l, int64_t now, int64_t max_age)
         return rc != 0 ? learned_errno(rc) : n;
 }
 
+int learned_record_room(struct learned *l, const char *domain,
+                        const struct learned_tls *obs, int64_t max_age, int *pruned)
+{
+        int r = learned_record(l, domain, obs), n;
+
+        *pruned = 0;
+        if (r != -ENOSPC)
+                return r;
+        n = learned_prune(l, obs->time, max_age);
+        if (n <= 0)
+                return n < 0 ? n : r;
+        *pruned = n;
+        return learned_record(l, domain, obs);
+}
+
 /* A read transaction and a cursor on it: 0, or a negative code (nothing open). */
 static int learned_read_cursor(struct learned *l, MDB_txn **txn, MDB_cursor **cur)
 {

@@ -38,8 +38,8 @@
  * When it is full, learned_record() returns -ENOSPC and changes nothing; the
  * handle stays usable for lookups. The caller logs a warning and carries on
  * without learning: a full store never fails a session. learned_prune()
- * removes stale records to make room (run it now and then, e.g. daily);
- * learned_forget() removes one domain. The store is only a memory of
+ * removes stale records to make room; learned_record_room() does that when
+ * the store is full. learned_forget() removes one domain. The store is only a memory of
  * observations: deleting the file loses no mail, it only lowers
  * expectations back to the policy table.
  *
@@ -131,6 +131,17 @@ int learned_get(struct learned *l, const char *domain, void **val, size_t *len);
  * negative code.
  */
 int learned_record(struct learned *l, const char *domain, const struct learned_tls *obs);
+
+/*
+ * learned_record(), and when the store is full, learned_prune() of the
+ * records older than max_age at obs->time and learned_record() once more:
+ * what a daemon that runs for months does, so that learning does not stop
+ * for good once its domains have filled the map. *pruned: the number of
+ * records removed (0 when none was needed or none was stale). Returns as
+ * learned_record() does.
+ */
+int learned_record_room(struct learned *l, const char *domain,
+                        const struct learned_tls *obs, int64_t max_age, int *pruned);
 
 /*
  * 1 and *out filled in when domain has a record no older than max_age

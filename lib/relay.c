@@ -59,7 +59,8 @@
 #define RELAY_JUNK_LIMIT     100
 #define RELAY_READ_AHEAD     (64 * 1024) /* client bytes read while a reply is awaited */
 #define RELAY_MS             1000ULL
-#define RELAY_TLSRPT_DOMAINS (16 * 1024) /* bytes of domains with a TLS-RPT result */
+#define RELAY_TLSRPT_DOMAINS (16 * 1024)      /* bytes of domains with a TLS-RPT result */
+#define RELAY_PRUNE_AGAIN_MS (3600 * 1000ULL) /* a full learned store, pruned in vain */
 /* A command this listener does not take (STARTTLS on a plain one, XCLIENT...). */
 #define RELAY_REPLY_UNAVAILABLE "502 5.5.1 Error: command not available"
 #define RELAY_AUTH_LINE_MAX     12288 /* RFC 4954 section 4: AUTH lines may be this long */
@@ -159,6 +160,10 @@ struct relay_listener {
         char fwd_host[256];
         struct sockaddr_storage fwd_src; /* forward_source (port 0); family 0: none */
         struct smtp_caps caps;
+        /* The learned store was full with nothing stale in it: not pruned
+         * again before this time (monotonic ms), so that each message does
+         * not scan it all. */
+        uint64_t learned_prune_ms;
         bool caps_known;
         bool draining;
         bool probing;
@@ -2614,7 +2619,7 @@ static void relay_out_tlsrpt(struct relay_session *s, const char *domain,
 static void relay_out_learn(struct relay_session *s, const char *domain)
 {
         struct learned_tls rec;
-        int r;
+        int r, pruned;
 
         if (s->l->env->learned == NULL || s->l->conf->learned_max_age == 0 ||
             !s->o->obs.tls_reached || domain[0] == '\0' || s->o->to_relay)
@@ -2626,10 +2631,26 @@ static void relay_out_learn(struct relay_session *s, const char *domain)
         snprintf(rec.cert_sha256, sizeof(rec.cert_sha256), "%s", s->o->obs.peer.sha256);
         if (!s->l->original_dst)
                 snprintf(rec.mx_host, sizeof(rec.mx_host), "%s", s->l->fwd_host);
-        r = learned_record(s->l->env->learned, domain, &rec);
+        pruned = 0;
+        if (relay_now_ms() >= s->l->learned_prune_ms)
+                r = learned_record_room(s->l->env->learned, domain, &rec,
+                                        (int64_t)s->l->conf->learned_max_age * 86400,
+                                        &pruned);
+        else
+                r = learned_record(s->l->env->learned, domain, &rec);
+        if (r == -ENOSPC && pruned == 0)
+                s->l->learned_prune_ms = relay_now_ms() + RELAY_PRUNE_AGAIN_MS;
+        if (pruned > 0)
+                relay_log(s, LOG_LVL_INFO,
+                          "event=learned_pruned removed=%d reason=\"the store was full\"",
+                          pruned);
         if (r != 0)
                 relay_log(s, LOG_LVL_WARN,
-                          "event=learned_record_failed domain=%s error=%d", domain, r);
+                          "event=learned_record_failed domain=%s error=\"%s\"%s", domain,
+                          strerror(-r),
+                          r == -ENOSPC ? " note=\"the store is full of records that are "
+                                         "not stale: nothing is learned until some are\""
+                                       : "");
 }
 
 /*

@@ -537,6 +537,56 @@ static void test_map_full(void **state)
                          1);
 }
 
+/*
+ * A daemon that runs for months: once its domains have filled the store,
+ * learned_record_room() prunes the stale ones and records the new one; a
+ * store full of fresh records stays full, and nothing is pruned.
+ */
+static void test_record_room(void **state)
+{
+        struct test_store *s = *state;
+        struct learned_tls o = test_obs(TEST_NOW - 40 * TEST_DAY, TEST_CERT, "");
+        char err[256], d[300];
+        int i, n, rc = 0, pruned = 0;
+
+        learned_close(s->l);
+        s->l = learned_open_size(s->dir, 64 * 1024, err, sizeof(err));
+        assert_non_null(s->l);
+        memset(o.mx_host, 'm', sizeof(o.mx_host) - 1);
+        for (n = 0; rc == 0; n++) {
+                assert_true(n < 10000);
+                snprintf(d, sizeof(d), "old%05d.example", n);
+                rc = learned_record(s->l, d, &o);
+        }
+        assert_int_equal(rc, -ENOSPC);
+        n--; /* the old records stored */
+        /* New records: once the store is full again, the stale ones make room,
+         * and the new record is stored all the same. */
+        o.time = TEST_NOW;
+        for (i = 0; pruned == 0; i++) {
+                assert_true(i < 10000);
+                snprintf(d, sizeof(d), "new%05d.example", i);
+                rc = learned_record_room(s->l, d, &o, LEARNED_MAX_AGE_DEFAULT, &pruned);
+                assert_int_equal(rc, 0);
+        }
+        assert_int_equal(pruned, n);
+        assert_int_equal(learned_lookup(s->l, d, TEST_NOW, TEST_DAY, NULL), 1);
+        assert_int_equal(
+            learned_lookup(s->l, "old00000.example", TEST_NOW, 50 * TEST_DAY, NULL), 0);
+        /* Full of fresh records: -ENOSPC, nothing pruned, all of them kept. */
+        for (i = 0, rc = 0; rc == 0; i++) {
+                assert_true(i < 10000);
+                snprintf(d, sizeof(d), "fresh%05d.example", i);
+                rc = learned_record_room(s->l, d, &o, LEARNED_MAX_AGE_DEFAULT, &pruned);
+        }
+        assert_int_equal(rc, -ENOSPC);
+        assert_int_equal(pruned, 0);
+        assert_int_equal(
+            learned_lookup(s->l, "new00000.example", TEST_NOW, TEST_DAY, NULL), 1);
+        assert_int_equal(
+            learned_lookup(s->l, "fresh00000.example", TEST_NOW, TEST_DAY, NULL), 1);
+}
+
 /* A value this version cannot read (a newer format) reads as absent. */
 static void test_other_format(void **state)
 {
@@ -726,6 +776,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_two_processes, test_setup,
                                             test_teardown),
             cmocka_unit_test_setup_teardown(test_map_full, test_setup, test_teardown),
+            cmocka_unit_test_setup_teardown(test_record_room, test_setup, test_teardown),
             cmocka_unit_test_setup_teardown(test_other_format, test_setup, test_teardown),
             cmocka_unit_test_setup_teardown(test_raw_file, test_setup, test_teardown),
             cmocka_unit_test(test_expectation),
