@@ -238,11 +238,13 @@ static void alertcmd_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf
                 memcpy(job->output + job->outlen, buf->base, n);
                 job->outlen += n;
                 job->outtotal += (size_t)nread;
+                if (job->outtotal < ALERTCMD_READ_MAX)
+                        return;
+                /* Enough: the event loop is the mail's, not for a flood. */
+        } else if (nread == 0) {
                 return;
         }
-        if (nread == 0)
-                return;
-        /* End of file or an error: either way the output is over. */
+        /* End of file, an error or enough: either way the output is over. */
         job->out_done = true;
         alertcmd_close_handle((uv_handle_t *)&job->out);
         if (job->exited)

@@ -40,6 +40,10 @@
 #define ALERTCMD_QUEUED     64
 #define ALERTCMD_TIMEOUT_MS 10000
 #define ALERTCMD_OUTPUT_MAX 200
+/* Output read at most (of which the first ALERTCMD_OUTPUT_MAX bytes are
+ * logged): past it the pipe is closed, and a command that goes on writing
+ * gets SIGPIPE, instead of a loop of reads on mailward's event loop. */
+#define ALERTCMD_READ_MAX 65536
 
 struct alertcmd;
 
