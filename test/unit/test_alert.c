@@ -268,6 +268,16 @@ static const char *test_alert_after_time(const char *line)
         return line + 24;
 }
 
+/* path (a mkstemp() template) made, holding the line "old". */
+static void test_alert_old_file(char *path)
+{
+        int fd = mkstemp(path);
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "old\n", 4), 4);
+        close(fd);
+}
+
 static void test_alert_file_sink(void **state)
 {
         char path[] = "/tmp/test_alert_XXXXXX";
@@ -286,13 +296,9 @@ static void test_alert_file_sink(void **state)
             "\"session\":\"s1\",\"action\":\"closed\",\"reason\":\"";
         const char *rest;
         char *text, *line2, *line3;
-        int fd;
 
         (void)state;
-        fd = mkstemp(path);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, "old\n", 4), 4);
-        close(fd);
+        test_alert_old_file(path);
 
         assert_int_equal(alert_sink_init(&s, &lg, path), 0);
         assert_true(s.fd >= 0);
@@ -395,13 +401,9 @@ static void test_alert_sink_cut_line(void **state)
         struct rlimit old, small;
         struct alert_sink s;
         char *text, *nl;
-        int fd;
 
         (void)state;
-        fd = mkstemp(path);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, "old\n", 4), 4);
-        close(fd);
+        test_alert_old_file(path);
         assert_int_equal(alert_sink_init(&s, &lg, path), 0);
         assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
         signal(SIGXFSZ, SIG_IGN);
