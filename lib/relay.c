@@ -235,6 +235,7 @@ struct relay_session {
         const char *poison; /* DATA refused: the reply due at its end */
         bool data_crlf;     /* the last DATA line ended with CRLF */
         bool cmd_bare_lf;   /* inside a command line that held a bare LF */
+        bool cmd_bdat;      /* the command line being read starts with BDAT */
         /* Inbound: mailward's EHLO reply to this client listed CHUNKING. */
         bool chunking_offered;
         bool plaintext_alerted;
@@ -252,6 +253,8 @@ struct relay_session {
         char *client_name;
         bool name_wait;
         bool quit;
+        /* Set, nothing more is read: the session ends after its last reply. */
+        const char *quit_reason;
         bool client_eof; /* the client closed while a reply was awaited */
         bool out;        /* an outbound session: o is set */
         struct relay_out_state *o;
@@ -775,6 +778,35 @@ static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
         buf_cleanup(&b);
 }
 
+/* Whether a command line starting at p[0..n) is a BDAT: its verb and a
+ * space, or the line's end, or a byte no verb has (a NUL). */
+static bool relay_bdat_line(const char *p, size_t n)
+{
+        return n >= 5 && util_prefix_ci(p, n, "BDAT") &&
+               (p[4] == ' ' || p[4] == '\r' || p[4] == '\n' || p[4] == '\0' ||
+                p[4] == '\t');
+}
+
+/*
+ * A BDAT command whose chunk size cannot be read: the bytes after it cannot
+ * be told from commands, so none is read. The session ends with the reply
+ * to it (a 521 of its own, or the refusal already queued), after the
+ * replies owed before it, as after QUIT; a message the backend has not
+ * accepted is not. Postfix, too, hangs up after a malformed BDAT.
+ */
+static void relay_bdat_unreadable(struct relay_session *s, const char *why, bool replied)
+{
+        relay_log(s, LOG_LVL_WARN, "event=bdat_unreadable reason=%s", why);
+        if (!replied)
+                relay_reply(s, "%s",
+                            strcmp(why, "syntax") == 0
+                                ? "521 5.5.4 Syntax: BDAT size [LAST]"
+                                : "521 5.5.2 Error: malformed BDAT command");
+        s->tail->action = RELAY_A_QUIT;
+        s->quit_reason = "bdat_unreadable";
+        relay_enter_state(s, RELAY_S_WAIT);
+}
+
 /* A BDAT refused (its reply given): its chunk, when the size can be read, is
  * read past as data, never taken as commands. */
 static void relay_bdat_skip(struct relay_session *s, const struct smtp_cmd *cmd)
@@ -782,8 +814,13 @@ static void relay_bdat_skip(struct relay_session *s, const struct smtp_cmd *cmd)
         uint64_t size;
         bool last;
 
-        if (cmd->verb != SMTP_VERB_BDAT ||
-            smtp_bdat_parse(cmd->args, cmd->args_len, &size, &last) != 0 || size == 0)
+        if (cmd->verb != SMTP_VERB_BDAT)
+                return;
+        if (smtp_bdat_parse(cmd->args, cmd->args_len, &size, &last) != 0) {
+                relay_bdat_unreadable(s, "syntax", true);
+                return;
+        }
+        if (size == 0)
                 return;
         s->bdat_left = size;
         s->bdat_discard = true;
@@ -797,7 +834,7 @@ static void relay_cmd_bdat(struct relay_session *s, const struct smtp_cmd *cmd,
         bool last;
 
         if (smtp_bdat_parse(cmd->args, cmd->args_len, &size, &last) != 0) {
-                relay_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+                relay_bdat_unreadable(s, "syntax", false);
                 return;
         }
         s->bdat_left = size;
@@ -881,6 +918,7 @@ static void relay_command(struct relay_session *s, const char *line, size_t len)
                         relay_pending_set(s->tail, "221 2.0.0 Bye\r\n", 15);
                 }
                 /* Nothing after QUIT is read: the session ends with its reply. */
+                s->quit_reason = "quit";
                 relay_enter_state(s, RELAY_S_WAIT);
                 return;
         case SMTP_VERB_NOOP:
@@ -958,7 +996,7 @@ static bool relay_client_commands(struct relay_session *s)
         enum smtp_line_result r;
         bool progress = false;
 
-        while (s->state == RELAY_S_COMMAND && !s->quit && buf_len(in) > 0 &&
+        while (s->state == RELAY_S_COMMAND && s->quit_reason == NULL && buf_len(in) > 0 &&
                s->fifo_len < RELAY_FIFO_MAX && !relay_backpressure(s)) {
                 /* Inbound only: outbound, the MTA is ours, and each recipient
                  * of a domain that cannot have TLS is a 451 of mailward's.
@@ -974,10 +1012,28 @@ static bool relay_client_commands(struct relay_session *s)
                                    relay_hostname(s));
                         return true;
                 }
+                /* The input starts a line here, unless a line too long or one
+                 * with a bare LF goes on: what that line is (smtp.h). */
+                if (!smtp_lines_mid(&s->clines) && !s->cmd_bare_lf)
+                        s->cmd_bdat = relay_bdat_line(buf_data(in), buf_len(in));
                 r = smtp_lines_next(&s->clines, buf_data(in), buf_len(in), &ln);
                 if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
                         break;
                 progress = true;
+                /* A BDAT line refused whole: its chunk follows, unknown. */
+                if (s->cmd_bdat && r != SMTP_LINE_NEED_MORE &&
+                    (r != SMTP_LINE_OK || ln.consumed > s->l->conf->max_line ||
+                     memchr(ln.p, '\0', ln.len) != NULL)) {
+                        buf_consume(in, ln.consumed);
+                        s->cmd_bare_lf = false;
+                        relay_bdat_unreadable(s,
+                                              r != SMTP_LINE_OK ? smtp_line_result_str(r)
+                                              : ln.consumed > s->l->conf->max_line
+                                                  ? "line_too_long"
+                                                  : "nul",
+                                              false);
+                        continue;
+                }
                 /* A whole line came: the wait for the next one starts again.
                  * Not for bytes of a line still unfinished (relay_run()). */
                 if (r != SMTP_LINE_NEED_MORE && ln.crlf)
@@ -3279,7 +3335,7 @@ static void relay_run(struct relay_session *s)
                         break;
         }
         if (s->quit && s->state != RELAY_S_CLOSING)
-                relay_close(s, "quit");
+                relay_close(s, s->quit_reason != NULL ? s->quit_reason : "quit");
         /*
          * An end of input read ahead counts once what came before it has been
          * taken as far as it can be, as if it had been read only now; and once

@@ -64,6 +64,12 @@ enum smtp_line_result smtp_lines_next(struct smtp_lines *s, const char *p, size_
                                       struct smtp_line *out);
 const char *smtp_line_result_str(enum smtp_line_result r);
 
+/* The next bytes continue a line already too long (its start is gone). */
+static inline bool smtp_lines_mid(const struct smtp_lines *s)
+{
+        return s->overflow;
+}
+
 /* ---- commands ---- */
 
 enum smtp_verb {
