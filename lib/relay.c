@@ -778,13 +778,30 @@ static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
         buf_cleanup(&b);
 }
 
-/* Whether a command line starting at p[0..n) is a BDAT: its verb and a
- * space, or the line's end, or a byte no verb has (a NUL). */
+/* Whether a command line starting at p[0..n) is a BDAT to some parser: its
+ * verb, then a byte no verb has (a space, the line's end, a tab, which
+ * Postfix takes as a space, a NUL). */
 static bool relay_bdat_line(const char *p, size_t n)
 {
-        return n >= 5 && util_prefix_ci(p, n, "BDAT") &&
-               (p[4] == ' ' || p[4] == '\r' || p[4] == '\n' || p[4] == '\0' ||
-                p[4] == '\t');
+        return n >= 5 && util_prefix_ci(p, n, "BDAT") && !isalnum((unsigned char)p[4]) &&
+               p[4] != '-';
+}
+
+/* What makes a whole BDAT line unreadable (r, ln from the splitter), or NULL:
+ * the line refused whole, or after a tab not even a command to mailward. */
+static const char *relay_bdat_line_fault(const struct relay_session *s,
+                                         enum smtp_line_result r,
+                                         const struct smtp_line *ln)
+{
+        if (r != SMTP_LINE_OK)
+                return smtp_line_result_str(r);
+        if (ln->consumed > s->l->conf->max_line)
+                return "line_too_long";
+        if (memchr(ln->p, '\0', ln->len) != NULL)
+                return "nul";
+        if (ln->len > 4 && ln->p[4] != ' ')
+                return "syntax";
+        return NULL;
 }
 
 /*
@@ -994,6 +1011,7 @@ static bool relay_client_commands(struct relay_session *s)
         struct buf *in = conn_input(s->client);
         struct smtp_line ln;
         enum smtp_line_result r;
+        const char *fault;
         bool progress = false;
 
         while (s->state == RELAY_S_COMMAND && s->quit_reason == NULL && buf_len(in) > 0 &&
@@ -1020,18 +1038,12 @@ static bool relay_client_commands(struct relay_session *s)
                 if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
                         break;
                 progress = true;
-                /* A BDAT line refused whole: its chunk follows, unknown. */
+                /* A BDAT line unreadable: its chunk follows, size unknown. */
                 if (s->cmd_bdat && r != SMTP_LINE_NEED_MORE &&
-                    (r != SMTP_LINE_OK || ln.consumed > s->l->conf->max_line ||
-                     memchr(ln.p, '\0', ln.len) != NULL)) {
+                    (fault = relay_bdat_line_fault(s, r, &ln)) != NULL) {
                         buf_consume(in, ln.consumed);
                         s->cmd_bare_lf = false;
-                        relay_bdat_unreadable(s,
-                                              r != SMTP_LINE_OK ? smtp_line_result_str(r)
-                                              : ln.consumed > s->l->conf->max_line
-                                                  ? "line_too_long"
-                                                  : "nul",
-                                              false);
+                        relay_bdat_unreadable(s, fault, false);
                         continue;
                 }
                 /* A whole line came: the wait for the next one starts again.

@@ -3,10 +3,11 @@
 chunk is never read as commands.
 
 The bytes after "BDAT size" are the chunk, whatever they hold. When the
-BDAT line cannot be read (a syntax error, a NUL, a bare CR or LF, a line
-too long), the size is unknown, and reading on would take the chunk for
-commands: a message inside it would be sent to the backend as if the
-client had meant it. mailward, like Postfix, answers 521 and hangs up.
+BDAT line cannot be read (a syntax error, a tab, where Postfix sees a
+space and mailward no command, a NUL, a bare CR or LF, a line too long),
+the size is unknown, and reading on would take the chunk for commands: a
+message inside it would be sent to the backend as if the client had
+meant it. mailward, like Postfix, answers 521 and hangs up.
 
 Against real Postfix (CHUNKING): each client pipelines, in one write, a
 good message (MAIL, RCPT, BDAT LAST) and a second transaction whose BDAT
@@ -38,6 +39,7 @@ BAD = (
     ("LAST misspelt", b"BDAT %d LASTX\r\n" % len(INNER), "521 5.5.4"),
     ("size too large", b"BDAT 99999999999999999999999 LAST\r\n", "521 5.5.4"),
     ("no size", b"BDAT\r\n", "521 5.5.4"),
+    ("tab", b"BDAT\t%d LAST\r\n" % len(INNER), "521 5.5.4"),
     ("NUL", b"BDAT %d\x00 LAST\r\n" % len(INNER), "521 5.5.2"),
     ("bare CR", b"BDAT %d\r LAST\r\n" % len(INNER), "521 5.5.2"),
     ("bare LF", b"BDAT %d LAST\n" % len(INNER), "521 5.5.2"),
