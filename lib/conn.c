@@ -39,6 +39,7 @@ struct conn_loop {
         unsigned magic;
         uv_loop_t *loop;
         char *readbuf; /* CONN_READ_SIZE bytes, from the first read on */
+        int reserve;   /* conn_loop_reserve(): no connect from this descriptor on */
 };
 
 struct conn {
@@ -202,6 +203,12 @@ struct conn_loop *conn_loop_new(struct uv_loop_s *loop)
         return cl;
 }
 
+void conn_loop_reserve(struct conn_loop *cl, uint64_t from)
+{
+        UTIL_CHECK_MAGIC(cl, CONN_LOOP_MAGIC);
+        cl->reserve = from > INT_MAX ? 0 : (int)from;
+}
+
 void conn_loop_free(struct conn_loop *cl)
 {
         if (cl == NULL)
@@ -328,24 +335,36 @@ static void conn_connect_cb(uv_connect_t *req, int status)
 }
 
 /*
- * The connection's socket, bound to src. IP_BIND_ADDRESS_NO_PORT leaves the
- * port to connect(), which picks it for the whole address pair: a bound
- * source then does not use up the ephemeral ports by itself.
+ * The connection's socket, made here rather than by uv_tcp_connect() so that
+ * its number is known before anything is sent: one from the loop's reserve
+ * is closed again (UV_EMFILE). Bound to src when it is not NULL:
+ * IP_BIND_ADDRESS_NO_PORT leaves the port to connect(), which picks it for
+ * the whole address pair, so a bound source does not use up the ephemeral
+ * ports by itself.
  */
-static int conn_bind_source(struct conn *c, const struct sockaddr *src)
+static int conn_socket(struct conn *c, const struct sockaddr *addr,
+                       const struct sockaddr *src)
 {
-        socklen_t len = src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                   : sizeof(struct sockaddr_in);
+        socklen_t len = src != NULL && src->sa_family == AF_INET6
+                            ? sizeof(struct sockaddr_in6)
+                            : sizeof(struct sockaddr_in);
         int one = 1, r;
-        int fd = socket(src->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
         if (fd < 0)
                 return -errno;
-        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-        if (bind(fd, src, len) != 0) {
-                r = -errno;
+        if (c->cl->reserve > 0 && fd >= c->cl->reserve) {
                 close(fd);
-                return r;
+                return UV_EMFILE;
+        }
+        if (src != NULL) {
+                (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                                 sizeof(one));
+                if (bind(fd, src, len) != 0) {
+                        r = -errno;
+                        close(fd);
+                        return r;
+                }
         }
         r = uv_tcp_open(&c->tcp, fd);
         if (r != 0)
@@ -360,8 +379,7 @@ struct conn *conn_connect(struct conn_loop *cl, const struct sockaddr *addr,
         int r = 0;
 
         conn_addr_str(addr, c->peer, sizeof(c->peer));
-        if (src != NULL)
-                r = conn_bind_source(c, src);
+        r = conn_socket(c, addr, src);
         if (r == 0)
                 r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, conn_connect_cb);
         if (r < 0) {
@@ -909,6 +927,11 @@ void conn_close(struct conn *c, bool flush)
 bool conn_closing(const struct conn *c)
 {
         return c->closing;
+}
+
+int conn_errno(const struct conn *c)
+{
+        return c->err;
 }
 
 const char *conn_error(const struct conn *c)

@@ -76,6 +76,14 @@ const char *conn_event_str(enum conn_event ev);
  */
 struct conn_loop *conn_loop_new(struct uv_loop_s *loop);
 void conn_loop_free(struct conn_loop *cl);
+/*
+ * Keep the descriptors numbered `from` and up for accepted connections (0:
+ * keep none): a conn_connect() whose socket would be one of them fails, with
+ * CONN_EV_ERROR and conn_errno() UV_EMFILE, as if none were left. Accepts
+ * may still take them; their owner decides what to do with such a
+ * connection (conn_fileno()).
+ */
+void conn_loop_reserve(struct conn_loop *cl, uint64_t from);
 
 /* Accept a pending connection on a listening stream of cl's loop. NULL (and
  * errno-style code in *err) if accept fails. */
@@ -141,6 +149,8 @@ bool conn_closing(const struct conn *c);
 
 /* The last libuv error as text (uv_strerror), or "". */
 const char *conn_error(const struct conn *c);
+/* The same as a libuv code (a negative errno: UV_EMFILE), or 0. */
+int conn_errno(const struct conn *c);
 /* "ip:port" of the peer and the local end, and the peer's IP alone. */
 const char *conn_peer(const struct conn *c);
 const char *conn_peer_ip(const struct conn *c);

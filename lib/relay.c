@@ -216,6 +216,7 @@ struct relay_session {
         int open; /* conns not yet CLOSED */
         bool probe;
         bool counted;
+        bool fd_handshake;  /* refused in the reserve, after a TLS handshake */
         const char *refuse; /* why the session is refused at its greeting */
         enum relay_state state;
         enum relay_bstate bstate;
@@ -1484,6 +1485,14 @@ static void relay_backend_failed(struct relay_session *s, const char *why)
                 relay_close(s, why);
                 return;
         }
+        /* No descriptor left outside the reserve (RELAY_FD_SPARE). */
+        if (s->server != NULL && conn_errno(s->server) == UV_EMFILE) {
+                relay_fail(
+                    s, "backend_failed",
+                    "421 4.3.2 %s Error: out of file descriptors, closing connection",
+                    relay_hostname(s));
+                return;
+        }
         relay_fail(s, "backend_failed",
                    "421 4.4.2 %s Error: backend unavailable, closing connection",
                    relay_hostname(s));
@@ -2066,11 +2075,17 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
         relay_run(s);
 }
 
-/* Made at the first connection: listeners exist before the event loop does. */
+/*
+ * Made at the first connection: listeners exist before the event loop does.
+ * Its connects leave the last RELAY_FD_SPARE descriptors to accepts.
+ */
 static struct conn_loop *relay_cloop(struct relay_listener *l)
 {
-        if (l->cloop == NULL)
+        if (l->cloop == NULL) {
                 l->cloop = conn_loop_new(l->env->loop);
+                if (l->env->fd_limit > RELAY_FD_SPARE)
+                        conn_loop_reserve(l->cloop, l->env->fd_limit - RELAY_FD_SPARE);
+        }
         return l->cloop;
 }
 
@@ -3200,6 +3215,8 @@ static void relay_free(struct relay_session *s)
         }
         if (s->counted)
                 l->nsessions--;
+        if (s->fd_handshake)
+                l->env->fd_handshakes--;
         if (s->prev)
                 s->prev->next = s->next;
         else
@@ -3797,15 +3814,36 @@ void relay_accept(struct relay_listener *l, struct uv_stream_s *server)
         fd = conn_fileno(s->client);
         if (l->env->fd_limit > RELAY_FD_SPARE && fd >= 0 &&
             (uint64_t)fd >= l->env->fd_limit - RELAY_FD_SPARE) {
+                /*
+                 * The 421 goes out and the descriptor is closed again before
+                 * the next accept (conn_close() writes what the kernel takes
+                 * at once), so one spare descriptor refuses any number of
+                 * clients. Implicit TLS keeps it for a handshake first: at
+                 * most half the reserve does, the rest are closed unanswered
+                 * (nothing can be said before the handshake), as are
+                 * connections through a balancer, kept until a header comes.
+                 */
+                bool wait = lc->accept_tls == CONFIG_TLS_IMPLICIT;
+
                 s->refuse = "Error: too many connections (out of file descriptors)";
                 l->env->stats.refused[RELAY_REFUSED_FILES]++;
-                if (lc->accept_proxy) {
-                        /* Not kept until a header comes: closed at once. */
-                        relay_log(s, LOG_LVL_WARN, "event=refused reason=\"%s\"",
-                                  s->refuse);
+                if (lc->accept_proxy ||
+                    (wait && l->env->fd_handshakes >= RELAY_FD_SPARE / 2)) {
+                        relay_log(
+                            s, LOG_LVL_WARN,
+                            "event=refused reason=\"%s\" action=\"closed unanswered: "
+                            "%s\"",
+                            s->refuse,
+                            lc->accept_proxy ? "the header would hold the descriptor"
+                                             : "no descriptor to spare for a TLS "
+                                               "handshake");
                         relay_close(s, "refused");
                         relay_run(s);
                         return;
+                }
+                if (wait) {
+                        s->fd_handshake = true;
+                        l->env->fd_handshakes++;
                 }
         } else if (l->nsessions >= lc->max_sessions) {
                 s->refuse = "Error: too many connections";

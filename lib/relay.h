@@ -71,7 +71,7 @@ struct relay_stats {
 /* What every listener of one process shares; owned by the daemon. */
 struct learned;
 
-/* Descriptors kept for the sessions there when new ones are refused (fd_limit). */
+/* The descriptors kept for refusing clients with a reply (fd_limit). */
 #define RELAY_FD_SPARE 16
 
 struct relay_env {
@@ -86,12 +86,17 @@ struct relay_env {
          * fresh (sts_sweep()): the single process, or the first worker. */
         bool sts_sweeper;
         struct relay_stats stats;
-        /* RLIMIT_NOFILE (0: unknown): a connection accepted with one of the
-         * last RELAY_FD_SPARE descriptors is refused with a 421, so that
-         * those are left for the sessions already there. */
+        /* RLIMIT_NOFILE (0: unknown). The last RELAY_FD_SPARE descriptors
+         * are the reserve: backend and outbound connections, and MTA-STS
+         * fetches, never take one (they fail as if none were left, and the
+         * session's client gets a 421 4.3.2), and a connection accepted
+         * with one is refused with a 421 and closed at once. Accepts alone
+         * use the reserve, and only for that long: so a client is refused
+         * with a reply, not closed unanswered, when the process is out. */
         uint64_t fd_limit;
-        uint64_t next_session; /* session id counter */
-        char id_prefix[12];    /* makes ids unique across restarts */
+        unsigned fd_handshakes; /* refused in the reserve, handshaking (implicit TLS) */
+        uint64_t next_session;  /* session id counter */
+        char id_prefix[12];     /* makes ids unique across restarts */
 };
 
 /*

@@ -316,7 +316,7 @@ static void main_free_listeners(struct main_state *m)
 /*
  * A connection that could not be accepted (ENOBUFS, ENOMEM, ...; libuv
  * handles running out of descriptors itself, closing what waits, which
- * fd_limit's 421 is there to make rare). Logged at most every
+ * fd_limit's reserve is there to prevent). Logged at most every
  * MAIN_ACCEPT_LOG_SECS per listener, with the count.
  */
 static void main_accept_failed(struct main_bind *b, int status)
@@ -349,8 +349,8 @@ static void main_on_connection(uv_stream_t *server, int status)
  * RLIMIT_NOFILE: the soft limit is raised to the hard one (a soft 1024 holds
  * some 480 sessions), and compared with what the listeners' max_sessions
  * may take in one process, two descriptors a session. A shortfall is a
- * warning at start: near the limit, new connections get a 421 (relay.h,
- * fd_limit), and past it libuv closes them unanswered.
+ * warning at start: near the limit, new connections get a 421 and
+ * sessions that need a server connection a 421 4.3.2 (relay.h, fd_limit).
  */
 static void main_nofile(struct main_state *m)
 {
