@@ -2784,18 +2784,34 @@ static int relay_out_wait(struct relay_session *s, const char *line, size_t len)
 /*
  * The domain's MTA-STS policy, when the listener applies them and no table
  * entry decides first: 1 with *p set (or NULL: none), or 0 when the RCPT
- * must wait for a lookup (the session is then in RELAY_S_POLICY).
+ * must wait for a lookup (the session is then in RELAY_S_POLICY) or was
+ * answered: the policy could not be fetched for want of a descriptor here,
+ * which says nothing of the domain (451 4.3.2; the MTA tries again).
  */
 static int relay_out_sts(struct relay_session *s, const char *domain,
                          const struct policy_expectation *table, const char *line,
                          size_t len, const struct mtasts_policy **p)
 {
+        enum sts_answer a;
+
         *p = NULL;
         if (!s->l->conf->mta_sts || domain[0] == '\0' ||
             table->source == POLICY_SOURCE_FILE)
                 return 1;
-        if (sts_get(relay_sts(s->l), domain, (int64_t)time(NULL), p, relay_out_lookup_cb,
-                    s, &s->o->lookup_wait) != STS_PENDING)
+        a = sts_get(relay_sts(s->l), domain, (int64_t)time(NULL), p, relay_out_lookup_cb,
+                    s, &s->o->lookup_wait);
+        if (a == STS_TEMPFAIL) {
+                relay_log(s, LOG_LVL_WARN,
+                          "event=rcpt_deferred domain=%s reason=\"MTA-STS policy not "
+                          "fetched: out of file descriptors\"",
+                          domain);
+                relay_reply(s,
+                            "451 4.3.2 %s: MTA-STS policy not fetched (out of file "
+                            "descriptors here), try again later",
+                            domain);
+                return 0;
+        }
+        if (a != STS_PENDING)
                 return 1;
         return relay_out_wait(s, line, len);
 }

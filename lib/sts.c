@@ -43,6 +43,7 @@ struct sts_entry {
         int64_t expires;          /* the policy is valid before this */
         int64_t checked;          /* the last lookup ended then */
         int64_t none_until;       /* without a valid policy: no lookup before this */
+        int64_t local_until;      /* STS_TEMPFAIL before this (STS_LOCAL_SECS) */
         enum sts_failure failure; /* without a policy: why (RFC 8460) */
         char failure_why[256];
         struct sts_fetch *fetch;
@@ -59,6 +60,7 @@ struct sts_fetch {
         bool try_next;  /* once the conn is closed, connect to the next address */
         bool no_record; /* the domain has no MTA-STS record */
         bool done;      /* an outcome is set; what is left is closing the conn */
+        bool local;     /* no descriptor to connect with: not the domain's failure */
         struct sockaddr_storage addr[DNS_ADDR_MAX];
         size_t naddr, next;
         uint64_t deadline_ms;
@@ -268,9 +270,12 @@ static void sts_fetch_end(struct sts_fetch *f)
                                  "reason=\"%s\" action=\"%s\"",
                                  s->conf.listener, e->domain,
                                  sts_printable(esc, sizeof(esc), f->error),
-                                 keep ? "the cached policy stays"
-                                      : "no policy: delivered as without MTA-STS");
-                if (!keep) {
+                                 keep       ? "the cached policy stays"
+                                 : f->local ? "recipients deferred for now"
+                                            : "no policy: delivered as without MTA-STS");
+                if (!keep && f->local) {
+                        e->local_until = now + STS_LOCAL_SECS;
+                } else if (!keep) {
                         if (e->have_policy)
                                 mtasts_policy_cleanup(&e->policy);
                         e->have_policy = false;
@@ -513,6 +518,13 @@ static void sts_conn_cb(struct conn *c, enum conn_event ev, void *arg)
                                  f->host);
                 return;
         case CONN_EV_ERROR:
+                /* The next address would find no descriptor either. */
+                if (!f->connected && conn_errno(c) == UV_EMFILE) {
+                        f->local = true;
+                        sts_fail(f, "%s: no descriptor to connect with: %s", f->host,
+                                 conn_error(c));
+                        return;
+                }
                 if (!f->connected && f->next < f->naddr) {
                         f->try_next = true;
                         conn_close(c, false);
@@ -664,6 +676,8 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
                 *policy = &e->policy;
                 return STS_POLICY;
         }
+        if (e->fetch == NULL && now < e->local_until)
+                return STS_TEMPFAIL;
         if (e->fetch == NULL && now < e->none_until)
                 return STS_NONE;
         if (e->fetch == NULL) {

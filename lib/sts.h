@@ -34,7 +34,11 @@
  * another process (workers) may have fetched since. Without a valid cached policy, a
  * domain with no TXT record (or a failed lookup or fetch) is "none" for STS_NEGATIVE_SECS
  * (no record) or STS_RETRY_SECS (a failure): mail goes on as if the domain
- * had no policy, as the RFC says, and the failure is logged.
+ * had no policy, as the RFC says, and the failure is logged. A fetch that
+ * could not connect because this process was out of descriptors (its conn
+ * loop keeps a reserve: conn_loop_reserve()) says nothing of the domain:
+ * nothing is cached, and for STS_LOCAL_SECS sts_get() answers STS_TEMPFAIL
+ * (a cached policy still serves, as after any failed refresh).
  *
  * Waiting. sts_get() answers at once from the cache when it can. Otherwise
  * it starts a lookup (one per domain, whoever asks) and answers
@@ -67,6 +71,7 @@ struct sts;
 #define STS_NEGATIVE_SECS    3600
 #define STS_RETRY_SECS       300
 #define STS_MIN_SECS         60 /* a policy is kept at least this long */
+#define STS_LOCAL_SECS       2  /* STS_TEMPFAIL after a fetch with no descriptor */
 #define STS_STORE_FILE       "mta-sts.mdb"
 #define STS_STORE_MAP_SIZE   ((size_t)256 << 20)
 #define STS_STORE_FORMAT     1
@@ -85,9 +90,10 @@ enum sts_failure {
 const char *sts_failure_str(enum sts_failure f);
 
 enum sts_answer {
-        STS_NONE,    /* no policy applies: carry on without MTA-STS */
-        STS_POLICY,  /* *policy is the domain's policy (mode none included) */
-        STS_PENDING, /* a lookup runs: the callback comes when it ends */
+        STS_NONE,     /* no policy applies: carry on without MTA-STS */
+        STS_POLICY,   /* *policy is the domain's policy (mode none included) */
+        STS_PENDING,  /* a lookup runs: the callback comes when it ends */
+        STS_TEMPFAIL, /* out of descriptors here: defer (4xx), ask again later */
 };
 
 struct sts_conf {

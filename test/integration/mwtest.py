@@ -1505,13 +1505,15 @@ class NetEnv:
 
     # -- mailward --------------------------------------------------------------------
     def outbound(self, policy=None, default_level="encrypt", port=10025, name="out",
-                 globals=None, redirect=True, wait=True, **listener):
+                 globals=None, redirect=True, wait=True, wrap=(), more=None, **listener):
         """mailward's outbound listener inside the sender on 127.0.0.1:port,
         with the redirect installed: accept_tls = none, require_tls = no,
         forward = original-dst, forward_tls = policy, policy = a file with
         the text policy (if given), ca_file = the test CA, default_level;
         [mailward] state_dir = a new directory owned by nobody. Other
-        keywords are listener keys (None leaves a key out)."""
+        keywords are listener keys (None leaves a key out); more: other
+        listeners (name: keys) of the same mailward; wrap: as in
+        Env.mailward()."""
         n = self.env._next("outbound")
         state = self.env.path("state-%d" % n)
         os.makedirs(state)
@@ -1533,8 +1535,10 @@ class NetEnv:
         g.update(globals or {})
         if redirect:
             self.redirect(port)
-        return self.env.mailward(listeners={name: opts}, globals=g, netns=self.sender,
-                                 wait=wait)
+        ls = {name: opts}
+        ls.update(more or {})
+        return self.env.mailward(listeners=ls, globals=g, netns=self.sender, wait=wait,
+                                 wrap=wrap)
 
     def sending_postfix(self, relayhost="[192.0.2.10]:25", **main):
         """A private Postfix (real software) in the sender, as the sending MTA
