@@ -1031,17 +1031,20 @@ static bool relay_client_commands(struct relay_session *s)
                                    relay_hostname(s));
                         return true;
                 }
-                /* The input starts a line here, unless a line too long or one
-                 * with a bare LF goes on: what that line is (smtp.h). */
-                if (!smtp_lines_mid(&s->clines) && !s->cmd_bare_lf)
-                        s->cmd_bdat = relay_bdat_line(buf_data(in), buf_len(in));
+                /* The input starts a line here, unless a line too long goes
+                 * on (smtp.h); after a bare LF, a part of one to mailward,
+                 * but a line of its own to a server that ends lines there. */
+                if (!smtp_lines_mid(&s->clines))
+                        s->cmd_bdat = (s->cmd_bare_lf && s->cmd_bdat) ||
+                                      relay_bdat_line(buf_data(in), buf_len(in));
                 r = smtp_lines_next(&s->clines, buf_data(in), buf_len(in), &ln);
                 if (r == SMTP_LINE_NEED_MORE && ln.consumed == 0)
                         break;
                 progress = true;
                 /* A BDAT line unreadable: its chunk follows, size unknown. */
                 if (s->cmd_bdat && r != SMTP_LINE_NEED_MORE &&
-                    (fault = relay_bdat_line_fault(s, r, &ln)) != NULL) {
+                    (fault = s->cmd_bare_lf ? "bare_lf"
+                                            : relay_bdat_line_fault(s, r, &ln)) != NULL) {
                         buf_consume(in, ln.consumed);
                         s->cmd_bare_lf = false;
                         relay_bdat_unreadable(s, fault, false);

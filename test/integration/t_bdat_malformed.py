@@ -43,6 +43,7 @@ BAD = (
     ("NUL", b"BDAT %d\x00 LAST\r\n" % len(INNER), "521 5.5.2"),
     ("bare CR", b"BDAT %d\r LAST\r\n" % len(INNER), "521 5.5.2"),
     ("bare LF", b"BDAT %d LAST\n" % len(INNER), "521 5.5.2"),
+    ("after a bare LF", b"NOOP\nBDAT %d LAST\r\n" % len(INNER), "521 5.5.2"),
     ("longer than max_line", b"BDAT %d%s LAST\r\n" % (len(INNER), b" " * 600), "521 5.5.2"),
     ("longer than any line", b"BDAT %d%s LAST\r\n" % (len(INNER), b" " * 20000), "521 5.5.2"),
 )
