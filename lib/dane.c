@@ -27,7 +27,8 @@
 #define DANE_BUCKETS   1024
 
 struct dane_entry {
-        struct dane_entry *next; /* hash chain */
+        struct dane_entry *next;          /* hash chain */
+        struct dane_entry *newer, *older; /* use order (dane_touch()) */
         char domain[256];
         struct sockaddr_storage dst;
         bool have; /* res holds a result */
@@ -58,7 +59,10 @@ struct dane {
         struct dane_conf conf;
         char relay_host[256]; /* "" when none */
         struct dane_entry *buckets[DANE_BUCKETS];
+        struct dane_entry *newest, *oldest; /* the entries, by last use */
         unsigned count;
+        unsigned max;      /* conf.cache_max, or DANE_CACHE_MAX */
+        unsigned evict_at; /* dane_evict() when count reaches it */
         bool closing;
         bool ad_warned; /* dane_ad_ignored logged (again after dane_flush()) */
 };
@@ -133,6 +137,8 @@ struct dane *dane_new(const struct dane_conf *conf)
         struct dane *d = xcalloc(1, sizeof(*d));
 
         d->conf = *conf;
+        d->max = conf->cache_max > 0 ? conf->cache_max : DANE_CACHE_MAX;
+        d->evict_at = d->max;
         if (conf->relay_host != NULL) {
                 size_t n = 0;
 
@@ -185,23 +191,75 @@ static struct dane_entry *dane_find(const struct dane *d, const char *domain,
         return NULL;
 }
 
-/* Drop entries that nobody uses and whose result has run out. */
+/* e becomes the most recently used entry. */
+static void dane_touch(struct dane *d, struct dane_entry *e)
+{
+        if (d->newest == e)
+                return;
+        if (e->older != NULL)
+                e->older->newer = e->newer;
+        if (e->newer != NULL)
+                e->newer->older = e->older;
+        if (d->oldest == e)
+                d->oldest = e->newer;
+        e->newer = NULL;
+        e->older = d->newest;
+        if (d->newest != NULL)
+                d->newest->newer = e;
+        d->newest = e;
+        if (d->oldest == NULL)
+                d->oldest = e;
+}
+
+static void dane_drop(struct dane *d, struct dane_entry *e)
+{
+        struct dane_entry **pp = &d->buckets[dane_hash(e->domain, &e->dst)];
+
+        while (*pp != e)
+                pp = &(*pp)->next;
+        *pp = e->next;
+        if (e->older != NULL)
+                e->older->newer = e->newer;
+        else
+                d->oldest = e->newer;
+        if (e->newer != NULL)
+                e->newer->older = e->older;
+        else
+                d->newest = e->older;
+        dane_entry_free(e);
+        d->count--;
+}
+
+/*
+ * Make room: the cache is full (count reached evict_at). First every
+ * result that has run out goes, then, least recently used first, valid
+ * ones (a new lookup at the next use) until an eighth of the room is free;
+ * never an entry looked up or waited for, nor the one used last (given out
+ * by this dane_get()). The walks are linear, but each frees an eighth of
+ * the cache: constant time per key. When lookups under way hold more than
+ * that, the next try waits until as many more keys came.
+ */
 static void dane_evict(struct dane *d, int64_t now)
 {
-        for (unsigned i = 0; i < DANE_BUCKETS; i++) {
-                struct dane_entry **pp = &d->buckets[i], *e;
+        unsigned low = d->max - (d->max / 8 > 0 ? d->max / 8 : 1);
+        struct dane_entry *e, *newer;
 
-                while ((e = *pp) != NULL) {
-                        if (e->job == NULL && pending_empty(&e->waits) &&
-                            now >= e->expires) {
-                                *pp = e->next;
-                                dane_entry_free(e);
-                                d->count--;
-                        } else {
-                                pp = &e->next;
-                        }
-                }
+        for (e = d->oldest; e != NULL; e = newer) {
+                newer = e->newer;
+                if (e->job == NULL && pending_empty(&e->waits) && now >= e->expires)
+                        dane_drop(d, e);
         }
+        for (e = d->oldest; e != NULL && e != d->newest && d->count > low; e = newer) {
+                newer = e->newer;
+                if (e->job == NULL && pending_empty(&e->waits))
+                        dane_drop(d, e);
+        }
+        d->evict_at = d->count < d->max ? d->max : d->count + (d->max - low);
+}
+
+unsigned dane_count(const struct dane *d)
+{
+        return d->count;
 }
 
 static void dane_set(struct dane_job *j, enum dane_state state, const char *fmt, ...)
@@ -532,12 +590,14 @@ enum dane_answer dane_get(struct dane *d, const char *domain,
         if (d->closing || domain[0] == '\0' || strlen(domain) >= sizeof(e->domain) ||
             (dst->ss_family != AF_INET && dst->ss_family != AF_INET6))
                 return DANE_READY;
-        if (e != NULL && e->have && now < e->expires) {
-                *res = &e->res;
-                return DANE_READY;
-        }
-        if (e == NULL) {
-                if (d->count >= DANE_CACHE_MAX)
+        if (e != NULL) {
+                dane_touch(d, e);
+                if (e->have && now < e->expires) {
+                        *res = &e->res;
+                        return DANE_READY;
+                }
+        } else {
+                if (d->count >= d->evict_at)
                         dane_evict(d, now);
                 e = xcalloc(1, sizeof(*e));
                 snprintf(e->domain, sizeof(e->domain), "%s", domain);
@@ -546,6 +606,7 @@ enum dane_answer dane_get(struct dane *d, const char *domain,
                 e->next = d->buckets[h];
                 d->buckets[h] = e;
                 d->count++;
+                dane_touch(d, e);
         }
         if (e->job == NULL) {
                 dane_job_start(d, e);

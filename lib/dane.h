@@ -39,7 +39,10 @@
  * Postfix's does (DANE uses the host only when everything was validated).
  *
  * Results are cached per (domain, address, port) for DANE_CACHE_SECS, failures
- * for DANE_RETRY_SECS, in memory, at most DANE_CACHE_MAX. One lookup per
+ * for DANE_RETRY_SECS, in memory, at most DANE_CACHE_MAX (dane_conf.cache_max): a full
+ * cache drops the results that ran out, then the least recently used
+ * (looked up again at their next use); only keys whose lookup runs or is
+ * waited for are kept beyond it. One lookup per
  * key runs at a time; callers wait as with sts.h (pending.h), and each
  * lookup is a few DNS queries, each bounded by the resolver's timeouts. A
  * result given out stays valid until control returns to the loop.
@@ -96,6 +99,7 @@ struct dane_conf {
         /* relay_host is the only host (a smarthost mailward itself forwards
          * to): no MX lookup, the domain given to dane_get() is that host */
         bool direct;
+        unsigned cache_max; /* keys held; 0: DANE_CACHE_MAX */
 };
 
 enum dane_answer {
@@ -115,6 +119,9 @@ enum dane_answer dane_get(struct dane *d, const char *domain,
                           const struct sockaddr_storage *dst, int64_t now,
                           const struct dane_result **res, pending_cb cb, void *arg,
                           struct pending_wait **w);
+
+/* The keys held in memory. */
+unsigned dane_count(const struct dane *d);
 
 /* Forget every cached result (SIGHUP): the next use looks up again. */
 unsigned dane_flush(struct dane *d);

@@ -35,9 +35,11 @@
 #define STS_PATH         "/.well-known/mta-sts.txt"
 
 struct sts_entry {
-        struct sts_entry *next; /* hash chain */
+        struct sts_entry *next;          /* hash chain */
+        struct sts_entry *newer, *older; /* use order (sts_touch()) */
         char domain[STS_DOMAIN_MAX + 1];
         bool have_policy;
+        bool stored; /* the store holds the policy as well (sts_evict()) */
         struct mtasts_policy policy;
         char id[MTASTS_ID_MAX + 1];
         int64_t expires;          /* the policy is valid before this */
@@ -73,8 +75,11 @@ struct sts_fetch {
 struct sts {
         struct sts_conf conf;
         struct sts_entry *buckets[STS_BUCKETS];
+        struct sts_entry *newest, *oldest; /* the entries, by last use */
         unsigned count;
-        unsigned fetches; /* under way */
+        unsigned max;      /* conf.cache_max, or STS_CACHE_MAX */
+        unsigned evict_at; /* sts_evict() when count reaches it */
+        unsigned fetches;  /* under way */
         bool closing;
         bool sweeping;    /* sts_sweep() was called: the timer keeps it going */
         uv_timer_t timer; /* the next refresh due (sts_sweep_arm()) */
@@ -102,6 +107,8 @@ struct sts *sts_new(const struct sts_conf *conf)
         struct sts *s = xcalloc(1, sizeof(*s));
 
         s->conf = *conf;
+        s->max = conf->cache_max > 0 ? conf->cache_max : STS_CACHE_MAX;
+        s->evict_at = s->max;
         uv_timer_init(s->conf.loop, &s->timer);
         s->timer.data = s;
         return s;
@@ -178,27 +185,83 @@ static bool sts_refresh_due(const struct sts_entry *e, int64_t now)
         return now - (e->expires - sts_life(e)) >= sts_refresh_every(e);
 }
 
-/* Drop entries nobody uses: first those that say nothing any more, then
- * every one without a valid policy. */
+/* e becomes the most recently used entry. */
+static void sts_touch(struct sts *s, struct sts_entry *e)
+{
+        if (s->newest == e)
+                return;
+        if (e->older != NULL)
+                e->older->newer = e->newer;
+        if (e->newer != NULL)
+                e->newer->older = e->older;
+        if (s->oldest == e)
+                s->oldest = e->newer;
+        e->newer = NULL;
+        e->older = s->newest;
+        if (s->newest != NULL)
+                s->newest->newer = e;
+        s->newest = e;
+        if (s->oldest == NULL)
+                s->oldest = e;
+}
+
+static void sts_drop(struct sts *s, struct sts_entry *e)
+{
+        struct sts_entry **pp = &s->buckets[sts_hash(e->domain)];
+
+        while (*pp != e)
+                pp = &(*pp)->next;
+        *pp = e->next;
+        if (e->older != NULL)
+                e->older->newer = e->newer;
+        else
+                s->oldest = e->newer;
+        if (e->newer != NULL)
+                e->newer->older = e->older;
+        else
+                s->newest = e->older;
+        sts_entry_free(e);
+        s->count--;
+}
+
+/* Neither looked up nor waited for. */
+static bool sts_idle(const struct sts_entry *e)
+{
+        return e->fetch == NULL && pending_empty(&e->waits);
+}
+
+/*
+ * Make room: the cache is full (count reached evict_at). First every entry
+ * that says nothing any more (no valid policy, no "none" running) goes;
+ * then, least recently used first, those that can be had again, until an
+ * eighth of the room is free: a "none" (looked up again at the next use)
+ * and a valid policy that the store holds too (read from it again at the
+ * next use, sts_store_load()). Never one that is looked up or waited for,
+ * nor the one used last (given out by this sts_get()), nor a valid policy
+ * that the store does not hold (there is no store, or writing to it
+ * failed): dropping that would turn the domain's policy into none, which
+ * is what whoever blocks the fetch wants. Those stay beyond the limit, and
+ * the next try waits until as many more domains came as an eviction frees,
+ * so that a cache full of them costs no walk at every new domain. The
+ * walks are linear, but each frees an eighth of the cache: constant time
+ * per domain.
+ */
 static void sts_evict(struct sts *s, int64_t now)
 {
-        for (int pass = 0; pass < 2 && s->count >= STS_CACHE_MAX; pass++) {
-                for (unsigned i = 0; i < STS_BUCKETS; i++) {
-                        struct sts_entry **pp = &s->buckets[i], *e;
+        unsigned low = s->max - (s->max / 8 > 0 ? s->max / 8 : 1);
+        struct sts_entry *e, *newer;
 
-                        while ((e = *pp) != NULL) {
-                                if (e->fetch == NULL && pending_empty(&e->waits) &&
-                                    !sts_valid(e, now) &&
-                                    (pass == 1 || now >= e->none_until)) {
-                                        *pp = e->next;
-                                        sts_entry_free(e);
-                                        s->count--;
-                                } else {
-                                        pp = &e->next;
-                                }
-                        }
-                }
+        for (e = s->oldest; e != NULL; e = newer) {
+                newer = e->newer;
+                if (sts_idle(e) && !sts_valid(e, now) && now >= e->none_until)
+                        sts_drop(s, e);
         }
+        for (e = s->oldest; e != NULL && e != s->newest && s->count > low; e = newer) {
+                newer = e->newer;
+                if (sts_idle(e) && (!sts_valid(e, now) || e->stored))
+                        sts_drop(s, e);
+        }
+        s->evict_at = s->count < s->max ? s->max : s->count + (s->max - low);
 }
 
 static struct sts_entry *sts_insert(struct sts *s, const char *domain, int64_t now)
@@ -206,14 +269,20 @@ static struct sts_entry *sts_insert(struct sts *s, const char *domain, int64_t n
         struct sts_entry *e;
         unsigned h = sts_hash(domain);
 
-        if (s->count >= STS_CACHE_MAX)
+        if (s->count >= s->evict_at)
                 sts_evict(s, now);
         e = xcalloc(1, sizeof(*e));
         snprintf(e->domain, sizeof(e->domain), "%s", domain);
         e->next = s->buckets[h];
         s->buckets[h] = e;
         s->count++;
+        sts_touch(s, e);
         return e;
+}
+
+unsigned sts_count(const struct sts *s)
+{
+        return s->count;
 }
 
 static void sts_log_policy(const struct sts *s, const struct sts_entry *e)
@@ -279,6 +348,7 @@ static void sts_fetch_end(struct sts_fetch *f)
                         if (e->have_policy)
                                 mtasts_policy_cleanup(&e->policy);
                         e->have_policy = false;
+                        e->stored = false;
                         e->failure = f->error[0] != '\0' ? f->kind : STS_FAILURE_NONE;
                         sts_printable(e->failure_why, sizeof(e->failure_why), f->error);
                         e->none_until = now + (f->error[0] != '\0' ? STS_RETRY_SECS
@@ -317,8 +387,9 @@ static void sts_fail(struct sts_fetch *f, const char *fmt, ...)
                 sts_fetch_end(f);
 }
 
-/* Write e's policy, just fetched as body, to the store (see sts.h). */
-static void sts_store_save(struct sts *s, const struct sts_entry *e, const char *body,
+/* Write e's policy, just fetched as body, to the store (see sts.h): true
+ * when the store holds it. */
+static bool sts_store_save(struct sts *s, const struct sts_entry *e, const char *body,
                            size_t blen)
 {
         size_t idlen = strlen(e->id), n = 10 + idlen + blen, o = 0;
@@ -328,7 +399,7 @@ static void sts_store_save(struct sts *s, const struct sts_entry *e, const char 
 
         if (s->conf.store == NULL) {
                 free(rec);
-                return;
+                return false;
         }
         rec[o++] = STS_STORE_FORMAT;
         for (int i = 7; i >= 0; i--)
@@ -342,6 +413,7 @@ static void sts_store_save(struct sts *s, const struct sts_entry *e, const char 
                          "event=mta_sts_store_failed listener=%s domain=%s error=%d",
                          s->conf.listener, e->domain, r);
         free(rec);
+        return r == 0;
 }
 
 /*
@@ -372,6 +444,7 @@ static bool sts_store_load(struct sts *s, struct sts_entry *e, int64_t now, bool
                 goto drop;
         e->policy = pol;
         e->have_policy = true;
+        e->stored = true;
         e->failure = STS_FAILURE_NONE;
         memcpy(e->id, rec + 10, idlen);
         e->id[idlen] = '\0';
@@ -402,6 +475,7 @@ static bool sts_store_reload(struct sts *s, struct sts_entry *e, int64_t now)
         if (e->have_policy)
                 mtasts_policy_cleanup(&e->policy);
         e->have_policy = false;
+        e->stored = false;
         return sts_store_load(s, e, now, false);
 }
 
@@ -434,7 +508,7 @@ static void sts_take(struct sts_fetch *f)
         /* Held a minute at least: the sessions that waited for it must find it. */
         e->expires = (int64_t)time(NULL) + sts_life(e);
         sts_log_policy(f->s, e);
-        sts_store_save(f->s, e, body, blen);
+        e->stored = sts_store_save(f->s, e, body, blen);
         f->done = true;
         conn_close(f->c, false);
 }
@@ -663,6 +737,8 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
         if (e == NULL) {
                 e = sts_insert(s, domain, now);
                 sts_store_load(s, e, now, false);
+        } else {
+                sts_touch(s, e);
         }
         if (sts_valid(e, now)) {
                 /* Look for a new id now and then, and refresh the policy when
@@ -802,7 +878,7 @@ static unsigned sts_sweep_load(struct sts *s, int64_t now)
                 struct sts_entry *e = sts_find(s, names[i]);
 
                 if (e == NULL) {
-                        if (s->count >= STS_CACHE_MAX)
+                        if (s->count >= s->max)
                                 continue;
                         e = sts_insert(s, names[i], now);
                 } else if (e->fetch != NULL || sts_valid(e, now) ||
@@ -811,6 +887,7 @@ static unsigned sts_sweep_load(struct sts *s, int64_t now)
                 } else if (e->have_policy) {
                         mtasts_policy_cleanup(&e->policy);
                         e->have_policy = false;
+                        e->stored = false;
                 }
                 if (sts_store_load(s, e, now, true)) {
                         e->none_until = 0; /* once it expires, the next use fetches */

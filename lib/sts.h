@@ -10,7 +10,7 @@
  * anchors (ca_file), be unexpired, and name mta-sts.D; otherwise the fetch
  * fails, as does anything but "200" with text/plain.
  *
- * Cache (in memory, per listener, at most STS_CACHE_MAX domains). A fetched
+ * Cache (in memory, per listener, STS_CACHE_MAX domains). A fetched
  * policy is used until its max_age runs out (STS_MIN_SECS at least, so that
  * a max_age of 0 still serves the sessions that waited for it). Every
  * policy fetched is also written to the store (state_dir/mta-sts.mdb, see
@@ -21,7 +21,11 @@
  *     byte 0 STS_STORE_FORMAT, bytes 1..8 expiry (unix seconds, big-endian),
  *     a length byte and the id, then the policy as fetched;
  * the policy is parsed again when read, and a record that does not read, or
- * has expired, is removed.
+ * has expired, is removed. A full cache drops, least recently used first,
+ * domains without a policy and those whose policy the store holds (read
+ * again at the next use); a valid policy the store does not hold (no
+ * store, or writing to it failed) is never dropped, so the cache grows
+ * past its size with those rather than forget a policy before its max_age.
  *
  * While a policy is valid, its TXT record is looked at again in the
  * background at most every STS_RECHECK_SECS when the domain is used (and
@@ -49,7 +53,8 @@
  * caller that goes away first cancels its wait with pending_cancel().
  *
  * A policy given out by sts_get() stays valid until control returns to the
- * loop: copy what must live longer.
+ * loop, or until the next sts_get() or sts_sweep() (which may drop it to
+ * make room): copy what must live longer.
  */
 #ifndef MAILWARD_STS_H
 #define MAILWARD_STS_H
@@ -104,9 +109,12 @@ struct sts_conf {
         const struct log *log;
         const char *listener;  /* for log lines */
         struct learned *store; /* STS_STORE_FILE, or NULL: memory only */
+        unsigned cache_max;    /* domains held in memory; 0: STS_CACHE_MAX */
 };
 
 struct sts *sts_new(const struct sts_conf *conf);
+/* The domains held in memory. */
+unsigned sts_count(const struct sts *s);
 /* Fetch policies with this context from now on (its owner reloaded it). */
 void sts_set_tls(struct sts *s, struct tls_ctx *tls);
 /*
