@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dns.h"
 #include "log.h"
@@ -33,7 +32,7 @@ struct dane_entry {
         struct sockaddr_storage dst;
         bool have; /* res holds a result */
         struct dane_result res;
-        int64_t expires;
+        int64_t expires; /* dane_get()'s clock: the result holds before this */
         struct dane_job *job;
         struct pending waits;
 };
@@ -43,6 +42,7 @@ struct dane_job {
         struct dane *d;
         struct dane_entry *e;
         struct dns_req *dns;
+        int64_t started; /* dane_get()'s now: the result's lifetime counts from it */
         char hosts[DANE_MX_HOSTS][256];
         size_t nhosts, next;
         bool addr_failed;   /* a host's addresses could not be looked up */
@@ -308,8 +308,8 @@ static void dane_job_end(struct dane_job *j)
         dane_result_cleanup(&e->res);
         e->res = j->res;
         e->have = true;
-        e->expires = (int64_t)time(NULL) +
-                     (r->state == DANE_FAILED ? DANE_RETRY_SECS : DANE_CACHE_SECS);
+        e->expires =
+            j->started + (r->state == DANE_FAILED ? DANE_RETRY_SECS : DANE_CACHE_SECS);
         e->job = NULL;
         j->magic = 0;
         free(j);
@@ -555,13 +555,14 @@ static void dane_mx_cb(void *arg, int status, const struct dns_rrset *set)
         dane_addr_next(j);
 }
 
-static void dane_job_start(struct dane *d, struct dane_entry *e)
+static void dane_job_start(struct dane *d, struct dane_entry *e, int64_t now)
 {
         struct dane_job *j = xcalloc(1, sizeof(*j));
 
         j->magic = DANE_JOB_MAGIC;
         j->d = d;
         j->e = e;
+        j->started = now;
         j->port = 25;
         e->job = j;
         if (d->conf.direct) {
@@ -609,7 +610,7 @@ enum dane_answer dane_get(struct dane *d, const char *domain,
                 dane_touch(d, e);
         }
         if (e->job == NULL) {
-                dane_job_start(d, e);
+                dane_job_start(d, e, now);
                 if (e->job == NULL) {
                         *res = &e->res;
                         return DANE_READY;

@@ -39,7 +39,8 @@
  * Postfix's does (DANE uses the host only when everything was validated).
  *
  * Results are cached per (domain, address, port) for DANE_CACHE_SECS, failures
- * for DANE_RETRY_SECS, in memory, at most DANE_CACHE_MAX (dane_conf.cache_max): a full
+ * for DANE_RETRY_SECS, counted on dane_get()'s clock from the lookup's
+ * start, in memory, at most DANE_CACHE_MAX (dane_conf.cache_max): a full
  * cache drops the results that ran out, then the least recently used
  * (looked up again at their next use); only keys whose lookup runs or is
  * waited for are kept beyond it. One lookup per
@@ -114,7 +115,12 @@ struct dane *dane_new(const struct dane_conf *conf);
 void dane_shutdown(struct dane *d);
 void dane_free(struct dane *d);
 
-/* domain: lower case, no trailing dot; dst: the server's address and port. */
+/*
+ * domain: lower case, no trailing dot; dst: the server's address and port.
+ * now: seconds on a clock that does not jump (util_mono_secs()): the cache
+ * lifetimes are durations, which a change of the date must not stretch or
+ * cut short.
+ */
 enum dane_answer dane_get(struct dane *d, const char *domain,
                           const struct sockaddr_storage *dst, int64_t now,
                           const struct dane_result **res, pending_cb cb, void *arg,

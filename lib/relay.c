@@ -1952,9 +1952,8 @@ static void relay_wrap_dane(struct relay_session *s)
         const struct dane_result *d;
 
         conn_read(s->server, false);
-        if (dane_get(relay_dane(s->l), s->l->fwd_host, &s->l->fwd_addr,
-                     (int64_t)time(NULL), &d, relay_wrap_dane_cb, s,
-                     &s->wrap_wait) == DANE_PENDING)
+        if (dane_get(relay_dane(s->l), s->l->fwd_host, &s->l->fwd_addr, util_mono_secs(),
+                     &d, relay_wrap_dane_cb, s, &s->wrap_wait) == DANE_PENDING)
                 return;
         if (relay_wrap_judge(s, d))
                 relay_server_tls_up(s);
@@ -2863,7 +2862,7 @@ static int relay_out_dane(struct relay_session *s, const char *domain,
               (level == POLICY_LEVEL_SECURE || s->l->conf->mta_sts ||
                s->l->conf->tlsrpt)))
                 return 1;
-        if (dane_get(relay_dane(s->l), domain, &s->o->dst, (int64_t)time(NULL), d,
+        if (dane_get(relay_dane(s->l), domain, &s->o->dst, util_mono_secs(), d,
                      relay_out_lookup_cb, s, &s->o->lookup_wait) != DANE_PENDING)
                 return 1;
         return relay_out_wait(s, line, len);

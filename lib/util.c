@@ -72,6 +72,14 @@ bool util_prefix_ci(const char *s, size_t n, const char *p)
         return true;
 }
 
+int64_t util_mono_secs(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_BOOTTIME, &ts);
+        return (int64_t)ts.tv_sec;
+}
+
 void util_rfc3339(char out[32], const struct timespec *t)
 {
         struct tm tm;

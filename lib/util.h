@@ -39,6 +39,15 @@ void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 /* Case-insensitive ASCII prefix test; returns true if s (length n) starts with p. */
 bool util_prefix_ci(const char *s, size_t n, const char *p);
 
+/*
+ * Seconds on CLOCK_BOOTTIME: for durations (cache lifetimes), which a
+ * change of the date (an NTP step, an administrator) must neither stretch
+ * nor cut short; it never jumps, and it counts a suspend, unlike
+ * CLOCK_MONOTONIC. Not a date: a time that outlives the process (one
+ * stored) is a date, time(NULL).
+ */
+int64_t util_mono_secs(void);
+
 /* Write t as RFC 3339 UTC with milliseconds ("2026-11-23T19:40:00.123Z"). */
 void util_rfc3339(char out[32], const struct timespec *t);
 

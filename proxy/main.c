@@ -66,7 +66,7 @@ struct main_bind {
         const struct log *log;
         char listen[CONFIG_MAX_HOST_PORT];
         bool open;
-        time_t accept_logged;   /* when accept_failed was last logged */
+        uint64_t accept_logged; /* uv_now() when accept_failed was last logged */
         unsigned accept_failed; /* connections dropped since */
 };
 
@@ -321,10 +321,12 @@ static void main_free_listeners(struct main_state *m)
  */
 static void main_accept_failed(struct main_bind *b, int status)
 {
-        time_t now = time(NULL);
+        /* The loop's monotonic clock: a change of the date must not silence
+         * these lines for as long as it went back. */
+        uint64_t now = uv_now(b->tcp.loop);
 
         b->accept_failed++;
-        if (b->accept_logged != 0 && now - b->accept_logged < MAIN_ACCEPT_LOG_SECS)
+        if (b->accept_logged != 0 && now - b->accept_logged < MAIN_ACCEPT_LOG_SECS * 1000)
                 return;
         log_emit(b->log, LOG_LVL_ERR, NULL,
                  "event=accept_failed listener=%s listen=%s error=\"%s\" dropped=%u "

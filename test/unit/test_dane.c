@@ -1,5 +1,7 @@
 /*
- * Unit tests for lib/dane: the in-memory cache's bound.
+ * Unit tests for lib/dane: the in-memory cache's bound, and its lifetimes
+ * counted on the clock the caller gives (relay.c gives util_mono_secs(), so
+ * a change of the date neither stretches nor cuts them).
  *
  * No lookup leaves the process: every domain here is 254 bytes, longer
  * than a DNS name may be, so dns_query() refuses it before any query and
@@ -101,10 +103,31 @@ static void test_bound(void **state)
         assert_true(dane_count(t->d) >= TEST_MAX - 1);
 }
 
+/*
+ * Results live DANE_CACHE_SECS on the caller's clock, from the lookup: at
+ * 1000 + DANE_CACHE_SECS - 1 nothing has run out (a full cache drops the
+ * least recently used one); from 1000 + DANE_CACHE_SECS on, what was
+ * looked up at 1000 has, and a full cache drops all of it first.
+ */
+static void test_clock(void **state)
+{
+        struct test_dane *t = *state;
+
+        for (unsigned i = 0; i < TEST_MAX; i++)
+                test_get(t, i, 1000);
+        assert_int_equal(dane_count(t->d), TEST_MAX);
+        test_get(t, TEST_MAX, 1000 + DANE_CACHE_SECS - 1);
+        assert_int_equal(dane_count(t->d), TEST_MAX);
+        test_get(t, TEST_MAX + 1, 1000 + DANE_CACHE_SECS);
+        /* left: TEST_MAX (looked up at 1000 + DANE_CACHE_SECS - 1) and TEST_MAX + 1 */
+        assert_int_equal(dane_count(t->d), 2);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_bound, test_setup, test_teardown),
+            cmocka_unit_test_setup_teardown(test_clock, test_setup, test_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
