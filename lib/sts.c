@@ -33,6 +33,7 @@
 #define STS_HEADERS_MAX  16384
 #define STS_RESPONSE_MAX (MTASTS_BODY_MAX + STS_HEADERS_MAX)
 #define STS_PATH         "/.well-known/mta-sts.txt"
+#define STS_NEVER        (INT64_MIN / 4) /* checked: long before any sts_mono() */
 
 struct sts_entry {
         struct sts_entry *next;          /* hash chain */
@@ -42,8 +43,9 @@ struct sts_entry {
         bool stored; /* the store holds the policy as well (sts_evict()) */
         struct mtasts_policy policy;
         char id[MTASTS_ID_MAX + 1];
-        int64_t expires;          /* the policy is valid before this */
-        int64_t checked;          /* the last lookup ended then */
+        int64_t expires; /* the policy is valid before this (a date: stored) */
+        /* On the clock that does not jump (sts_mono()): durations only. */
+        int64_t checked;          /* the last lookup ended then; STS_NEVER: none did */
         int64_t none_until;       /* without a valid policy: no lookup before this */
         int64_t local_until;      /* STS_TEMPFAIL before this (STS_LOCAL_SECS) */
         enum sts_failure failure; /* without a policy: why (RFC 8460) */
@@ -91,6 +93,18 @@ static uint64_t sts_now_ms(void)
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Seconds on a clock that no change of the date moves: when a domain was
+ * last looked up and how long it stays "none" are durations; a date set
+ * back by a day would otherwise hold a failed domain at "none", and every
+ * policy unchecked and unrefreshed, for that day. A policy's expiry is a
+ * date (it is stored, and outlives the process): time(NULL).
+ */
+static int64_t sts_mono(const struct sts *s)
+{
+        return s->conf.mono != NULL ? s->conf.mono() : util_mono_secs();
 }
 
 static unsigned sts_hash(const char *domain)
@@ -249,11 +263,12 @@ static bool sts_idle(const struct sts_entry *e)
 static void sts_evict(struct sts *s, int64_t now)
 {
         unsigned low = s->max - (s->max / 8 > 0 ? s->max / 8 : 1);
+        int64_t mono = sts_mono(s);
         struct sts_entry *e, *newer;
 
         for (e = s->oldest; e != NULL; e = newer) {
                 newer = e->newer;
-                if (sts_idle(e) && !sts_valid(e, now) && now >= e->none_until)
+                if (sts_idle(e) && !sts_valid(e, now) && mono >= e->none_until)
                         sts_drop(s, e);
         }
         for (e = s->oldest; e != NULL && e != s->newest && s->count > low; e = newer) {
@@ -273,6 +288,7 @@ static struct sts_entry *sts_insert(struct sts *s, const char *domain, int64_t n
                 sts_evict(s, now);
         e = xcalloc(1, sizeof(*e));
         snprintf(e->domain, sizeof(e->domain), "%s", domain);
+        e->checked = STS_NEVER;
         e->next = s->buckets[h];
         s->buckets[h] = e;
         s->count++;
@@ -327,7 +343,7 @@ static void sts_fetch_end(struct sts_fetch *f)
 {
         struct sts *s = f->s;
         struct sts_entry *e = f->e;
-        int64_t now = (int64_t)time(NULL);
+        int64_t now = (int64_t)time(NULL), mono = sts_mono(s);
 
         if (f->error[0] != '\0' || f->no_record) {
                 bool keep = sts_valid(e, now) || sts_store_reload(s, e, now);
@@ -343,7 +359,7 @@ static void sts_fetch_end(struct sts_fetch *f)
                                  : f->local ? "recipients deferred for now"
                                             : "no policy: delivered as without MTA-STS");
                 if (!keep && f->local) {
-                        e->local_until = now + STS_LOCAL_SECS;
+                        e->local_until = mono + STS_LOCAL_SECS;
                 } else if (!keep) {
                         if (e->have_policy)
                                 mtasts_policy_cleanup(&e->policy);
@@ -351,11 +367,11 @@ static void sts_fetch_end(struct sts_fetch *f)
                         e->stored = false;
                         e->failure = f->error[0] != '\0' ? f->kind : STS_FAILURE_NONE;
                         sts_printable(e->failure_why, sizeof(e->failure_why), f->error);
-                        e->none_until = now + (f->error[0] != '\0' ? STS_RETRY_SECS
-                                                                   : STS_NEGATIVE_SECS);
+                        e->none_until = mono + (f->error[0] != '\0' ? STS_RETRY_SECS
+                                                                    : STS_NEGATIVE_SECS);
                 }
         }
-        e->checked = now;
+        e->checked = mono;
         e->fetch = NULL;
         s->fetches--;
         f->magic = 0;
@@ -449,7 +465,7 @@ static bool sts_store_load(struct sts *s, struct sts_entry *e, int64_t now, bool
         memcpy(e->id, rec + 10, idlen);
         e->id[idlen] = '\0';
         e->expires = (int64_t)t;
-        e->checked = 0;
+        e->checked = STS_NEVER;
         free(v);
         if (!quiet)
                 log_emit(s->conf.log, LOG_LVL_INFO, NULL,
@@ -726,6 +742,7 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
                         struct pending_wait **w)
 {
         struct sts_entry *e;
+        int64_t mono = sts_mono(s);
 
         *policy = NULL;
         *w = NULL;
@@ -747,14 +764,14 @@ enum sts_answer sts_get(struct sts *s, const char *domain, int64_t now,
 
                 if (every > STS_RECHECK_SECS)
                         every = STS_RECHECK_SECS;
-                if (e->fetch == NULL && now - e->checked >= every)
+                if (e->fetch == NULL && mono - e->checked >= every)
                         sts_fetch_start(s, e);
                 *policy = &e->policy;
                 return STS_POLICY;
         }
-        if (e->fetch == NULL && now < e->local_until)
+        if (e->fetch == NULL && mono < e->local_until)
                 return STS_TEMPFAIL;
-        if (e->fetch == NULL && now < e->none_until)
+        if (e->fetch == NULL && mono < e->none_until)
                 return STS_NONE;
         if (e->fetch == NULL) {
                 sts_fetch_start(s, e);
@@ -797,24 +814,27 @@ enum sts_failure sts_failure(struct sts *s, const char *domain, const char **why
  * failed try not again for STS_RETRY_SECS, or half the refresh period if
  * that is shorter.
  */
-static int64_t sts_sweep_next(const struct sts_entry *e)
+static int64_t sts_sweep_next(const struct sts_entry *e, int64_t now, int64_t mono)
 {
         int64_t every = sts_refresh_every(e);
         int64_t gap = every / 2 < STS_RETRY_SECS ? every / 2 : STS_RETRY_SECS;
         int64_t t = e->expires - sts_life(e) + every;
+        int64_t wait = e->checked + gap - mono; /* since the last try */
 
-        if (e->checked + gap > t)
-                t = e->checked + gap;
+        if (wait > 0 && now + wait > t)
+                t = now + wait;
         return t < e->expires ? t : INT64_MAX;
 }
 
 static void sts_sweep_run(struct sts *s, int64_t now)
 {
+        int64_t mono = sts_mono(s);
+
         for (unsigned i = 0; i < STS_BUCKETS && s->fetches < STS_SWEEP_FETCHES; i++) {
                 for (struct sts_entry *e = s->buckets[i];
                      e != NULL && s->fetches < STS_SWEEP_FETCHES; e = e->next) {
                         if (e->fetch == NULL && sts_valid(e, now) &&
-                            sts_sweep_next(e) <= now)
+                            sts_sweep_next(e, now, mono) <= now)
                                 sts_fetch_start(s, e);
                 }
         }
@@ -833,7 +853,7 @@ static void sts_sweep_timer_cb(uv_timer_t *t)
  * already under way are at the limit (the end of one sets it again). */
 static void sts_sweep_arm(struct sts *s, int64_t now)
 {
-        int64_t next = INT64_MAX;
+        int64_t next = INT64_MAX, mono = sts_mono(s);
 
         if (!s->sweeping || s->closing)
                 return;
@@ -842,8 +862,8 @@ static void sts_sweep_arm(struct sts *s, int64_t now)
                         for (struct sts_entry *e = s->buckets[i]; e != NULL;
                              e = e->next) {
                                 if (e->fetch == NULL && sts_valid(e, now) &&
-                                    sts_sweep_next(e) < next)
-                                        next = sts_sweep_next(e);
+                                    sts_sweep_next(e, now, mono) < next)
+                                        next = sts_sweep_next(e, now, mono);
                         }
                 }
         }
@@ -921,7 +941,7 @@ unsigned sts_recheck(struct sts *s)
 {
         for (unsigned i = 0; i < STS_BUCKETS; i++) {
                 for (struct sts_entry *e = s->buckets[i]; e != NULL; e = e->next) {
-                        e->checked = 0;
+                        e->checked = STS_NEVER;
                         e->none_until = 0;
                 }
         }

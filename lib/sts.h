@@ -44,6 +44,11 @@
  * nothing is cached, and for STS_LOCAL_SECS sts_get() answers STS_TEMPFAIL
  * (a cached policy still serves, as after any failed refresh).
  *
+ * Clocks. A policy's expiry is a date (unix seconds: it is stored and
+ * outlives the process), and so is sts_get()'s now. How long ago a domain
+ * was looked up, and how long it stays "none", are durations, counted on
+ * a clock that no change of the date moves (sts_conf.mono).
+ *
  * Waiting. sts_get() answers at once from the cache when it can. Otherwise
  * it starts a lookup (one per domain, whoever asks) and answers
  * STS_PENDING; the caller's callback comes from the loop when the lookup
@@ -101,6 +106,9 @@ enum sts_answer {
         STS_TEMPFAIL, /* out of descriptors here: defer (4xx), ask again later */
 };
 
+/* Seconds on a clock that does not jump (util.h: util_mono_secs()). */
+typedef int64_t (*sts_clock_cb)(void);
+
 struct sts_conf {
         struct uv_loop_s *loop;
         struct conn_loop *cloop;
@@ -110,6 +118,7 @@ struct sts_conf {
         const char *listener;  /* for log lines */
         struct learned *store; /* STS_STORE_FILE, or NULL: memory only */
         unsigned cache_max;    /* domains held in memory; 0: STS_CACHE_MAX */
+        sts_clock_cb mono;     /* for durations; NULL: util_mono_secs() (tests) */
 };
 
 struct sts *sts_new(const struct sts_conf *conf);

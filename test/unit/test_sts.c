@@ -2,7 +2,8 @@
  * Unit tests for lib/sts: the in-memory cache's bound. A full cache drops
  * domains least recently used first, and a valid policy it drops is read
  * again from the store at its next use: it is still enforced, never turned
- * into "no policy".
+ * into "no policy". And how long a domain stays "none" is counted on the
+ * clock that does not jump (given here), not on the date.
  *
  * No lookup leaves the process: every domain here is longer than 244
  * bytes, so "_mta-sts.DOMAIN" is too long for a DNS name and dns_txt()
@@ -32,6 +33,13 @@
 #define TEST_MANY 100
 #define TEST_POLICY                                                                      \
         "version: STSv1\r\nmode: enforce\r\nmx: mx.example.net\r\nmax_age: 604800\r\n"
+
+static int64_t test_mono_now;
+
+static int64_t test_mono(void)
+{
+        return test_mono_now;
+}
 
 struct test_sts {
         char dir[64];
@@ -118,11 +126,13 @@ static int test_setup(void **state)
         assert_int_equal(uv_loop_init(&t->loop), 0);
         t->log.level = LOG_LVL_ERR;
         t->now = (int64_t)time(NULL);
+        test_mono_now = 1000000;
         struct sts_conf sc = {.loop = &t->loop,
                               .log = &t->log,
                               .listener = "test",
                               .store = t->store,
-                              .cache_max = TEST_MAX};
+                              .cache_max = TEST_MAX,
+                              .mono = test_mono};
         t->s = sts_new(&sc);
         *state = t;
         return 0;
@@ -210,6 +220,30 @@ static void test_lru(void **state)
         test_assert_enforced(test_get(t, 1));
 }
 
+/*
+ * A domain without a TXT record is "none" for STS_NEGATIVE_SECS, not
+ * looked up meanwhile; then the date is set back a day. Once that time has
+ * passed on the clock that does not jump, the domain is looked up again
+ * (and takes the policy stored for it meanwhile, as after a failed fetch):
+ * the date going back does not keep it at "none" for another day.
+ */
+static void test_none_clock(void **state)
+{
+        struct test_sts *t = *state;
+
+        assert_null(test_get(t, 500));
+        test_store_policy(t, 500);
+        test_mono_now += 60;
+        assert_null(test_get(t, 500)); /* "none" holds: no lookup */
+        t->now -= 24 * 60 * 60;
+        test_mono_now += STS_NEGATIVE_SECS;
+        /* The lookup ends at once here (the name is too long for DNS), so
+         * this sts_get() still answers from before it; the next one has
+         * the policy. */
+        test_get(t, 500);
+        test_assert_enforced(test_get(t, 500));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -217,6 +251,7 @@ int main(void)
                                             test_teardown),
             cmocka_unit_test_setup_teardown(test_bound_mixed, test_setup, test_teardown),
             cmocka_unit_test_setup_teardown(test_lru, test_setup, test_teardown),
+            cmocka_unit_test_setup_teardown(test_none_clock, test_setup, test_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
