@@ -539,6 +539,42 @@ int learned_keys(struct learned *l, char (*names)[LEARNED_NAME_SIZE], size_t max
         return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
+int learned_keys_after(struct learned *l, const char *after,
+                       char (*names)[LEARNED_NAME_SIZE], size_t max)
+{
+        size_t n = 0, alen = after != NULL ? strlen(after) : 0;
+        MDB_cursor_op op = MDB_FIRST;
+        MDB_cursor *cur;
+        MDB_val k, v;
+        MDB_txn *txn;
+        int rc;
+
+        if (max > INT32_MAX)
+                max = INT32_MAX;
+        rc = learned_read_cursor(l, &txn, &cur);
+        if (rc != 0)
+                return rc;
+        if (alen > 0) {
+                k.mv_data = (void *)after;
+                k.mv_size = alen;
+                op = MDB_SET_RANGE; /* the first key at or after it */
+        }
+        for (rc = mdb_cursor_get(cur, &k, &v, op); rc == 0 && n < max;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                if (k.mv_size > LEARNED_DOMAIN_MAX ||
+                    (k.mv_size == alen && memcmp(k.mv_data, after, alen) == 0))
+                        continue;
+                memcpy(names[n], k.mv_data, k.mv_size);
+                names[n][k.mv_size] = '\0';
+                n++;
+        }
+        mdb_cursor_close(cur);
+        mdb_txn_abort(txn);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+                return learned_errno(rc);
+        return (int)n;
+}
+
 struct policy_expectation learned_expectation(const struct policy_expectation *base,
                                               const struct learned_tls *fresh)
 {

@@ -175,6 +175,14 @@ int learned_iterate(struct learned *l, learned_iterate_cb cb, void *arg);
  */
 #define LEARNED_NAME_SIZE 254
 int learned_keys(struct learned *l, char (*names)[LEARNED_NAME_SIZE], size_t max);
+/*
+ * The keys after `after` in domain order ("" or NULL: from the first), at
+ * most max (up to INT32_MAX), in one read transaction: a page of them.
+ * The number put into names (fewer than max: there are no more), or
+ * negative. The next page starts after the last name of this one.
+ */
+int learned_keys_after(struct learned *l, const char *after,
+                       char (*names)[LEARNED_NAME_SIZE], size_t max);
 
 /*
  * How a learned record combines with the policy table. base is

@@ -34,6 +34,7 @@
 #define STS_RESPONSE_MAX (MTASTS_BODY_MAX + STS_HEADERS_MAX)
 #define STS_PATH         "/.well-known/mta-sts.txt"
 #define STS_NEVER        (INT64_MIN / 4) /* checked: long before any sts_mono() */
+#define STS_SWEEP_PAGE   1024            /* store keys read at a time */
 
 struct sts_entry {
         struct sts_entry *next;          /* hash chain */
@@ -878,42 +879,81 @@ static void sts_sweep_arm(struct sts *s, int64_t now)
 }
 
 /*
- * The stored policies this process does not hold yet, read in (quietly):
- * for a domain it has no entry for, and for one whose entry has no valid
- * policy (no record or a failure when this process last looked, or
- * expired) while another process stored one since: passed over, that
- * policy would be refreshed by nobody.
+ * Whether the stored policy of a domain that this process does not hold
+ * is due for its refresh (tmp: scratch, left without a policy).
+ */
+static bool sts_sweep_due(struct sts *s, struct sts_entry *tmp, const char *domain,
+                          int64_t now, int64_t mono)
+{
+        bool due;
+
+        snprintf(tmp->domain, sizeof(tmp->domain), "%s", domain);
+        tmp->checked = STS_NEVER;
+        if (!sts_store_load(s, tmp, now, true))
+                return false;
+        due = sts_sweep_next(tmp, now, mono) <= now;
+        mtasts_policy_cleanup(&tmp->policy);
+        tmp->have_policy = false;
+        return due;
+}
+
+/*
+ * The stored policies this process does not hold yet, read in (quietly),
+ * the whole store a page at a time: for a domain it has no entry for, and
+ * for one whose entry has no valid policy (no record or a failure when
+ * this process last looked, or expired) while another process stored one
+ * since: passed over, that policy would be refreshed by nobody. Once the
+ * cache is full, a domain it has no entry for is read in only when its
+ * refresh is due (then the least recently used make room, sts_evict()),
+ * at most half a cache of them at a time: the store may hold more domains
+ * than the cache, and each is looked at again at the next call.
  */
 static unsigned sts_sweep_load(struct sts *s, int64_t now)
 {
-        char(*names)[LEARNED_NAME_SIZE] = xmalloc(STS_CACHE_MAX * sizeof(*names));
-        int n = learned_keys(s->conf.store, names, STS_CACHE_MAX);
-        unsigned loaded = 0;
+        char(*names)[LEARNED_NAME_SIZE] = xmalloc(STS_SWEEP_PAGE * sizeof(*names));
+        struct sts_entry *tmp = xcalloc(1, sizeof(*tmp));
+        char after[LEARNED_NAME_SIZE] = "";
+        unsigned loaded = 0, due = 0;
+        int64_t mono = sts_mono(s);
+        int n;
 
-        if (n < 0)
-                log_emit(s->conf.log, LOG_LVL_WARN, NULL,
-                         "event=mta_sts_store_failed listener=%s error=%d",
-                         s->conf.listener, n);
-        for (int i = 0; i < n && i < STS_CACHE_MAX; i++) {
-                struct sts_entry *e = sts_find(s, names[i]);
+        do {
+                n = learned_keys_after(s->conf.store, after, names, STS_SWEEP_PAGE);
+                if (n < 0) {
+                        log_emit(s->conf.log, LOG_LVL_WARN, NULL,
+                                 "event=mta_sts_store_failed listener=%s error=%d",
+                                 s->conf.listener, n);
+                        break;
+                }
+                for (int i = 0; i < n; i++) {
+                        struct sts_entry *e = sts_find(s, names[i]);
 
-                if (e == NULL) {
-                        if (s->count >= s->max)
+                        if (e == NULL) {
+                                if (s->count >= s->max &&
+                                    (due >= s->max / 2 + 1 ||
+                                     !sts_sweep_due(s, tmp, names[i], now, mono)))
+                                        continue;
+                                if (s->count >= s->max)
+                                        due++;
+                                e = sts_insert(s, names[i], now);
+                        } else if (e->fetch != NULL || sts_valid(e, now) ||
+                                   !pending_empty(&e->waits)) {
                                 continue;
-                        e = sts_insert(s, names[i], now);
-                } else if (e->fetch != NULL || sts_valid(e, now) ||
-                           !pending_empty(&e->waits)) {
-                        continue;
-                } else if (e->have_policy) {
-                        mtasts_policy_cleanup(&e->policy);
-                        e->have_policy = false;
-                        e->stored = false;
+                        } else if (e->have_policy) {
+                                mtasts_policy_cleanup(&e->policy);
+                                e->have_policy = false;
+                                e->stored = false;
+                        }
+                        if (sts_store_load(s, e, now, true)) {
+                                e->none_until =
+                                    0; /* once it expires, the next use fetches */
+                                loaded++;
+                        }
                 }
-                if (sts_store_load(s, e, now, true)) {
-                        e->none_until = 0; /* once it expires, the next use fetches */
-                        loaded++;
-                }
-        }
+                if (n > 0)
+                        memcpy(after, names[n - 1], sizeof(after));
+        } while (n == STS_SWEEP_PAGE);
+        free(tmp);
         free(names);
         return loaded;
 }

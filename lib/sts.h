@@ -166,7 +166,9 @@ unsigned sts_recheck(struct sts *s);
  * STS_SWEEP_FETCHES at a time, on a timer of its own; a failed try keeps
  * the policy and is tried again after STS_RETRY_SECS (or half the refresh
  * period). With a store, every policy in it that this process does not
- * hold is read in first, and only the sweeper does the sweep (workers
+ * hold is read in first (the whole store, a page at a time; once the cache
+ * is full, only those due for their refresh, half a cache at most per
+ * call), and only the sweeper does the sweep (workers
  * share the store: one of them keeps it fresh, the others take from it
  * what they cannot fetch, above); without a store, each process sweeps
  * its own cache. Call it now and then: it picks up what other processes

@@ -744,6 +744,18 @@ static void test_raw_file(void **state)
                 assert_string_equal(names[0], "a.example");
                 assert_string_equal(names[1], "example.com");
                 assert_int_equal(learned_keys(r, names, 0), 3);
+                /* in pages: after a name, stored or not */
+                assert_int_equal(learned_keys_after(r, "", names, 2), 2);
+                assert_string_equal(names[0], "a.example");
+                assert_string_equal(names[1], "example.com");
+                assert_int_equal(learned_keys_after(r, names[1], names, 2), 1);
+                assert_string_equal(names[0], "z.example");
+                assert_int_equal(learned_keys_after(r, "z.example", names, 2), 0);
+                assert_int_equal(learned_keys_after(r, "b.example", names, 2), 2);
+                assert_string_equal(names[0], "example.com");
+                assert_string_equal(names[1], "z.example");
+                assert_int_equal(learned_keys_after(r, NULL, names, 1), 1);
+                assert_string_equal(names[0], "a.example");
                 assert_int_equal(learned_forget(r, "a.example"), 0);
                 assert_int_equal(learned_forget(r, "z.example"), 0);
         }

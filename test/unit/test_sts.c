@@ -62,11 +62,12 @@ static void test_domain(unsigned i, char out[254])
         assert_int_equal(strlen(out), 251);
 }
 
-/* Store a valid policy for domain i as sts_store_save() does. */
-static void test_store_policy(struct test_sts *t, unsigned i)
+/* Store a valid policy for domain i as sts_store_save() does, fetched age
+ * seconds ago (max_age 604800: its refresh is due from a day on). */
+static void test_store_aged(struct test_sts *t, unsigned i, int64_t age)
 {
         unsigned char rec[256];
-        uint64_t exp = (uint64_t)(t->now + 604800);
+        uint64_t exp = (uint64_t)(t->now + 604800 - age);
         size_t o = 0, blen = strlen(TEST_POLICY);
         char domain[254];
 
@@ -80,6 +81,11 @@ static void test_store_policy(struct test_sts *t, unsigned i)
         memcpy(rec + o, TEST_POLICY, blen);
         o += blen;
         assert_int_equal(learned_put(t->store, domain, rec, o), 0);
+}
+
+static void test_store_policy(struct test_sts *t, unsigned i)
+{
+        test_store_aged(t, i, 0);
 }
 
 static void test_never_called(void *arg)
@@ -244,6 +250,32 @@ static void test_none_clock(void **state)
         test_assert_enforced(test_get(t, 500));
 }
 
+/*
+ * The background refresh reaches every stored policy, also when the store
+ * holds more than the cache: past the cache's size, the ones due for a
+ * refresh are read in (and fetched again; here the fetch ends at once,
+ * and the policy is kept). The due ones come last in the store's order.
+ * Their records are then removed, so only memory can answer for them.
+ */
+static void test_sweep_beyond(void **state)
+{
+        struct test_sts *t = *state;
+        char domain[254];
+
+        for (unsigned i = 0; i < 3 * TEST_MAX; i++)
+                test_store_policy(t, i);
+        for (unsigned i = 3 * TEST_MAX; i < 3 * TEST_MAX + 4; i++)
+                test_store_aged(t, i, 24 * 60 * 60 + 10);
+        assert_true(sts_sweep(t->s, true) >= TEST_MAX);
+        assert_true(sts_count(t->s) <= TEST_MAX);
+        for (unsigned i = 3 * TEST_MAX; i < 3 * TEST_MAX + 4; i++) {
+                test_domain(i, domain);
+                assert_int_equal(learned_forget(t->store, domain), 0);
+        }
+        for (unsigned i = 3 * TEST_MAX; i < 3 * TEST_MAX + 4; i++)
+                test_assert_enforced(test_get(t, i));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -252,6 +284,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_bound_mixed, test_setup, test_teardown),
             cmocka_unit_test_setup_teardown(test_lru, test_setup, test_teardown),
             cmocka_unit_test_setup_teardown(test_none_clock, test_setup, test_teardown),
+            cmocka_unit_test_setup_teardown(test_sweep_beyond, test_setup, test_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
