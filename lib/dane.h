@@ -46,7 +46,8 @@
  * waited for are kept beyond it. One lookup per
  * key runs at a time; callers wait as with sts.h (pending.h), and each
  * lookup is a few DNS queries, each bounded by the resolver's timeouts. A
- * result given out stays valid until control returns to the loop.
+ * result given out stays valid until control returns to the loop, or until
+ * the next dane_get() (which may drop it to make room).
  */
 #ifndef MAILWARD_DANE_H
 #define MAILWARD_DANE_H
