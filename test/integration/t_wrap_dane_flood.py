@@ -85,8 +85,8 @@ def main():
         cert = net.cert(NAME, kind="untrusted")
         count = env.path("flood-sent")
         me = os.path.abspath(__file__)
-        net.spawn(net.ns_of(RES), [sys.executable, me, "--silent", RES],
-                  log=env.path("silent.log"))
+        ns = net.spawn(net.ns_of(RES), [sys.executable, me, "--silent", RES],
+                       log=env.path("silent.log"))
         fl = net.spawn(net.ns_of(SH), [sys.executable, me, "--flood", SH, cert[0], cert[1],
                                        count], log=env.path("flood.log"))
         resolv = net.resolver(RES, options="trust-ad edns0 timeout:4 attempts:1")
@@ -94,6 +94,10 @@ def main():
             f.write("127.0.0.1 localhost\n%s %s\n" % (SH, NAME))
         missing = mwtest.wait_listening([465], 10, alive=lambda: fl.poll() is None, pid=fl.pid)
         mwtest.check(not missing, "the smarthost fixture did not start")
+        # Its UDP socket is bound before TCP listens: a first query sent
+        # earlier would fail at once, and that failure is cached.
+        missing = mwtest.wait_listening([53], 10, alive=lambda: ns.poll() is None, pid=ns.pid)
+        mwtest.check(not missing, "the name server fixture did not start")
         mw = env.mailward(listeners={"wrap": {
             "listen": "127.0.0.1:%d" % mwtest.free_port(), "accept_tls": "none",
             "require_tls": "no", "forward": NAME + ":465", "forward_tls": "implicit",
