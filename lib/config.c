@@ -1155,13 +1155,23 @@ static void config_apply_table(const struct config_key *keys, size_t nkeys, void
                         continue;
                 if (!config_field_differs(k, a, b))
                         continue;
-                if (config_is_hot(k->name)) {
+                if (config_is_hot(k->name) ||
+                    (listener != NULL &&
+                     (strcmp(k->name, "forward") == 0 ||
+                      strcmp(k->name, "forward_source") == 0) &&
+                     config_forward_hot(a) && config_forward_hot(b))) {
                         config_field_copy(k, a, b);
                         config_list_add(applied, appliedlen, listener, k->name);
                 } else {
                         config_list_add(restart, restartlen, listener, k->name);
                 }
         }
+}
+
+bool config_forward_hot(const struct config_listener *l)
+{
+        return l->forward_tls == CONFIG_TLS_NONE && l->forward != NULL &&
+               strcmp(l->forward, CONFIG_ORIGINAL_DST) != 0;
 }
 
 void config_apply_hot(struct config *cfg, const struct config *next, char *applied,

@@ -143,6 +143,13 @@ struct config *config_load(const char *path, FILE *errs);
  */
 void config_apply_hot(struct config *cfg, const struct config *next, char *applied,
                       size_t appliedlen, char *restart, size_t restartlen);
+/*
+ * Whether a reload may change l's forward and forward_source (when it may
+ * for the listener before and after): a backend reached in plaintext at a
+ * fixed address. A TLS backend's name is checked in sessions under way,
+ * and an outbound listener's destination is each connection's own.
+ */
+bool config_forward_hot(const struct config_listener *l);
 void config_free(struct config *cfg);
 
 const char *config_tls_str(enum config_tls t);

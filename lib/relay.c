@@ -4109,6 +4109,48 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
         return 1;
 }
 
+int relay_listener_resolve_forward(const struct relay_listener *l,
+                                   const struct config_listener *next,
+                                   struct relay_forward *f, char *err, size_t errlen)
+{
+        struct relay_listener *trial = xmalloc(sizeof(*trial));
+        int r;
+
+        /* As relay_listener_check_tls(): a copy that reads next. */
+        *trial = *l;
+        trial->conf = next;
+        memset(&trial->fwd_src, 0, sizeof(trial->fwd_src));
+        r = relay_source(trial, err, errlen) == 0 &&
+                    relay_resolve(trial, err, errlen) == 0
+                ? 0
+                : -1;
+        if (r == 0) {
+                f->addr = trial->fwd_addr;
+                f->src = trial->fwd_src;
+                memcpy(f->host, trial->fwd_host, sizeof(f->host));
+        }
+        free(trial);
+        return r;
+}
+
+void relay_listener_set_forward(struct relay_listener *l, const struct relay_forward *f)
+{
+        char addr[CONFIG_MAX_HOST_PORT];
+
+        l->fwd_addr = f->addr;
+        l->fwd_src = f->src;
+        memcpy(l->fwd_host, f->host, sizeof(l->fwd_host));
+        conn_addr_str((const struct sockaddr *)&l->fwd_addr, addr, sizeof(addr));
+        log_emit(l->env->log, LOG_LVL_INFO, NULL,
+                 "event=reload_forward listener=%s forward=%s address=%s source=%s "
+                 "action=\"new sessions go there; those under way keep their backend\"",
+                 l->conf->name, l->conf->forward, addr,
+                 l->conf->forward_source != NULL ? l->conf->forward_source : "-");
+        /* The capabilities offered are the new backend's from its first reply. */
+        if (l->env->loop != NULL)
+                relay_listener_probe(l);
+}
+
 int relay_listener_check_tls(const struct relay_listener *l,
                              const struct config_listener *next, char *err, size_t errlen)
 {

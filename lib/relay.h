@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "alert.h"
 #include "config.h"
@@ -144,6 +145,27 @@ int relay_listener_reload(struct relay_listener *l, FILE *errs, size_t *entries)
  * certificates they started with; the next handshake uses the new ones.
  */
 int relay_listener_reload_tls(struct relay_listener *l, char *err, size_t errlen);
+
+/* Where a listener forwards to (config_forward_hot()), resolved. */
+struct relay_forward {
+        struct sockaddr_storage addr;
+        struct sockaddr_storage src; /* forward_source; family 0: none */
+        char host[256];
+};
+
+/*
+ * A reload in two steps, so that nothing changes unless every listener's
+ * new backend resolves: relay_listener_resolve_forward() resolves forward
+ * and forward_source of next (this listener in a configuration read again)
+ * into *f (0, or -1 with the reason in err), and once the configuration is
+ * applied relay_listener_set_forward() makes new sessions use it. Sessions
+ * under way keep the backend connection they have; the capabilities are
+ * probed again at once (in a process that serves).
+ */
+int relay_listener_resolve_forward(const struct relay_listener *l,
+                                   const struct config_listener *next,
+                                   struct relay_forward *f, char *err, size_t errlen);
+void relay_listener_set_forward(struct relay_listener *l, const struct relay_forward *f);
 
 /*
  * Would the TLS files of next (this listener in a configuration read

@@ -779,12 +779,49 @@ static int main_reload_check_tls(struct main_state *m, const struct config *next
         return 0;
 }
 
+/*
+ * Before a configuration read again is applied: each listener whose
+ * backend it moves (config_forward_hot()) must resolve there, or nothing is
+ * applied; fwd[i] and moved[i] say where listener i goes. 0, or -1 (logged).
+ */
+static int main_reload_check_forward(struct main_state *m, const struct config *next,
+                                     struct relay_forward *fwd, bool *moved)
+{
+        char err[512];
+
+        for (size_t i = 0; i < m->nlisteners; i++) {
+                const struct config_listener *cur = m->listeners[i].conf, *n;
+
+                for (n = next->listeners; n != NULL && strcmp(n->name, cur->name) != 0;
+                     n = n->next)
+                        ;
+                if (n == NULL || !config_forward_hot(cur) || !config_forward_hot(n) ||
+                    (strcmp(cur->forward, n->forward) == 0 &&
+                     (cur->forward_source == NULL) == (n->forward_source == NULL) &&
+                     (cur->forward_source == NULL ||
+                      strcmp(cur->forward_source, n->forward_source) == 0)))
+                        continue;
+                if (relay_listener_resolve_forward(m->listeners[i].relay, n, &fwd[i], err,
+                                                   sizeof(err)) != 0) {
+                        log_emit(&m->log, LOG_LVL_ERR, NULL,
+                                 "event=reload_config_failed file=%s listener=%s "
+                                 "reason=\"%s\" action=\"kept the settings in use\"",
+                                 m->cfg->path, cur->name, err);
+                        return -1;
+                }
+                moved[i] = true;
+        }
+        return 0;
+}
+
 static bool main_reload_config(struct main_state *m)
 {
         char *text = NULL, applied[1024], restart[1024];
         size_t len = 0;
         FILE *errs = open_memstream(&text, &len);
         struct config *cfg = config_load(m->cfg->path, errs != NULL ? errs : stderr);
+        struct relay_forward *fwd;
+        bool *moved;
 
         if (errs != NULL)
                 fclose(errs);
@@ -797,12 +834,23 @@ static bool main_reload_config(struct main_state *m)
                          m->cfg->path);
                 return true;
         }
-        if (main_reload_check_tls(m, cfg) != 0) {
+        fwd = xcalloc(m->nlisteners + 1, sizeof(*fwd));
+        moved = xcalloc(m->nlisteners + 1, sizeof(*moved));
+        if (main_reload_check_tls(m, cfg) != 0 ||
+            main_reload_check_forward(m, cfg, fwd, moved) != 0) {
+                free(fwd);
+                free(moved);
                 config_free(cfg);
                 return true;
         }
         config_apply_hot(m->cfg, cfg, applied, sizeof(applied), restart, sizeof(restart));
         config_free(cfg);
+        for (size_t i = 0; i < m->nlisteners; i++) {
+                if (moved[i])
+                        relay_listener_set_forward(m->listeners[i].relay, &fwd[i]);
+        }
+        free(fwd);
+        free(moved);
         if (!m->debug)
                 m->log.level = m->cfg->log_level;
         log_emit(&m->log, restart[0] ? LOG_LVL_WARN : LOG_LVL_INFO, NULL,

@@ -23,6 +23,14 @@ again). The file is rewritten, then SIGHUP:
 3. listen changed (and timeout_command): restart_needed="[smtp] listen",
    applied="[smtp] timeout_command", a warning; the old address still
    serves, the new one was not opened.
+4. forward moved to another backend (a plaintext one: forward_tls none):
+   applied="[smtp] forward" and an event=reload_forward line from each
+   process. A session whose MAIL had opened its backend connection before
+   the reload delivers its message to the old backend; a new session (from
+   127.0.0.2: max_per_client is 1) delivers to the new one.
+4b. forward_source an address this host does not have: the new backend
+   is not used, and nothing else of the file is applied either
+   (event=reload_config_failed listener=smtp naming the source).
 mailward then stops cleanly."""
 
 import os
@@ -143,6 +151,55 @@ def main():
             mwtest.fail("the new listen address was opened by a reload")
         except ConnectionRefusedError:
             pass
+
+        print("== 4. forward moves to another backend", flush=True)
+        be2 = env.recorder()
+        smtp4 = dict(smtp1, timeout_command="100")
+        held, _ = mwtest.raw_tls_client(env, port)
+        mwtest.eq(held.cmd("MAIL FROM:<old@sender.test>").code, 250, "MAIL before the reload")
+        rewrite(dict(smtp4, forward="127.0.0.1:%d" % be2.port), dict(g, log_level="debug"),
+                tls1)
+        got = hup(mw, "reload_config")
+        mwtest.eq([(x.get("applied"), x.get("restart_needed")) for x in got],
+                  [("[smtp] forward", "")] * 3, "event=reload_config lines")
+        moved = outcheck.log_events(mw, "reload_forward")
+        mwtest.eq([(x.get("listener"), x.get("address")) for x in moved],
+                  [("smtp", "127.0.0.1:%d" % be2.port)] * 3, "event=reload_forward lines")
+
+        def send(c, sender):
+            for line, code in (("RCPT TO:<b@rcpt.test>", 250), ("DATA", 354),
+                               ("Subject: %s\r\n\r\nhi\r\n." % sender, 250)):
+                r = c.cmd(line)
+                mwtest.eq(r.code, code, "%s: %s: %r" % (sender, line[:12], r))
+            c.cmd("QUIT")
+            c.close()
+        send(held, "old")
+        new, _ = mwtest.raw_tls_client(env, port, source="127.0.0.2")
+        mwtest.eq(new.cmd("MAIL FROM:<new@sender.test>").code, 250, "MAIL after the reload")
+        send(new, "new")
+        old_got = [m.mail_from for m in be.wait_messages(1)]
+        new_got = [m.mail_from for m in be2.wait_messages(1)]
+        mwtest.eq((old_got, new_got), (["old@sender.test"], ["new@sender.test"]),
+                  "senders at the old and the new backend")
+
+        print("== 4b. a forward_source this host does not have: nothing applied",
+              flush=True)
+        before = len(outcheck.log_events(mw, "reload_config_failed"))
+        rewrite(dict(smtp4, forward="127.0.0.1:%d" % be.port, forward_source="192.0.2.99",
+                     hostname="never.test"), dict(g, log_level="debug"), tls1)
+        got = hup(mw, "reload_config_failed")
+        mwtest.check(len(got) == 3 and all(x.get("listener") == "smtp" and
+                                           "192.0.2.99" in x.get("reason", "") for x in got),
+                     "reload_config_failed lines: %r" % got)
+        mwtest.eq(len(outcheck.log_events(mw, "reload_config_failed")), before + 3,
+                  "event=reload_config_failed lines in all")
+        mwtest.check(re.match(r"(220|421 4\.7\.0) after\.test ", greeting(port)),
+                     "the host name of a file whose forward_source is not here was applied")
+        c, _ = mwtest.raw_tls_client(env, port)
+        mwtest.eq(c.cmd("MAIL FROM:<still@sender.test>").code, 250, "MAIL after 4b")
+        send(c, "still")
+        mwtest.eq([m.mail_from for m in be2.wait_messages(2)][-1], "still@sender.test",
+                  "the backend after a failed reload")
         mw.stop()
     print("ok")
 

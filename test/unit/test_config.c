@@ -973,7 +973,13 @@ static void test_config_apply_hot(void **state)
         test_config_load(t, "[mailward]\n"
                             "log_level = info\n"
                             "[smtp]\n" TEST_CONFIG_GOOD_LISTENER "max_per_client = 5\n"
-                            "[out]\n" TEST_CONFIG_OUTBOUND "ca_file = /a.pem\n");
+                            "[out]\n" TEST_CONFIG_OUTBOUND "ca_file = /a.pem\n"
+                            "[wrap]\n"
+                            "listen = 127.0.0.1:4650\n"
+                            "cert = /c.pem\n"
+                            "key = /k.pem\n"
+                            "forward = 127.0.0.1:10025\n"
+                            "forward_tls = implicit\n");
         assert_non_null(t->cfg);
         running = t->cfg;
         t->cfg = NULL;
@@ -984,20 +990,33 @@ static void test_config_apply_hot(void **state)
                             "listen = 127.0.0.1:2526\n"
                             "cert = /c.pem\n"
                             "key = /k.pem\n"
-                            "forward = 127.0.0.1:10025\n"
+                            "forward = 127.0.0.1:10027\n"
+                            "forward_source = 127.0.0.2\n"
                             "max_per_client = 1\n"
                             "hostname = mx.example.org\n"
                             "[out]\n" TEST_CONFIG_OUTBOUND "ca_file = /b.pem\n"
                             "default_level = dane\n"
                             "tlsrpt_from = r@x.test\n"
+                            "[wrap]\n"
+                            "listen = 127.0.0.1:4650\n"
+                            "cert = /c.pem\n"
+                            "key = /k.pem\n"
+                            "forward = 127.0.0.1:10027\n"
+                            "forward_tls = implicit\n"
                             "[new]\n" TEST_CONFIG_GOOD_LISTENER);
         assert_non_null(t->cfg);
         config_apply_hot(running, t->cfg, applied, sizeof(applied), restart,
                          sizeof(restart));
+        /* A plaintext backend moves; a TLS one's name is its sessions' too. */
         assert_string_equal(
-            applied, "log_level [smtp] hostname [smtp] max_per_client [out] forward_ca "
-                     "[out] default_level [out] tlsrpt_from");
-        assert_string_equal(restart, "drain_timeout [smtp] listen [new] (added)");
+            applied, "log_level [smtp] forward [smtp] forward_source [smtp] hostname "
+                     "[smtp] max_per_client [out] forward_ca [out] default_level "
+                     "[out] tlsrpt_from");
+        assert_string_equal(restart,
+                            "drain_timeout [smtp] listen [wrap] forward [new] (added)");
+        assert_string_equal(running->listeners->forward, "127.0.0.1:10027");
+        assert_string_equal(running->listeners->forward_source, "127.0.0.2");
+        assert_string_equal(running->listeners->next->next->forward, "127.0.0.1:10025");
         assert_int_equal(running->log_level, LOG_LVL_DEBUG);
         assert_int_equal(running->drain_timeout, 30);
         assert_int_equal(running->listeners->max_per_client, 1);
