@@ -34,6 +34,7 @@
 #include "sts.h"
 #include "log.h"
 #include "metrics.h"
+#include "history.h"
 #include "privdrop.h"
 #include "relay.h"
 #include "tls.h"
@@ -175,6 +176,9 @@ static void main_usage(FILE *f)
 {
         fprintf(f, "usage: mailward [-d] [-c FILE]   run in the foreground\n"
                    "       mailward -t [-c FILE]     check the configuration\n"
+                   "       mailward -l [-c FILE]     list the learned TLS history\n"
+                   "       mailward -f DOMAIN [-c FILE]\n"
+                   "                                 forget DOMAIN's learned record\n"
                    "       mailward -V               print the version\n"
                    "       mailward -h               print this help\n"
                    "  -c FILE  configuration file (default " MAIN_DEFAULT_CONFIG ")\n"
@@ -1228,13 +1232,14 @@ int main(int argc, char **argv)
 {
         struct main_state m;
         const char *path = MAIN_DEFAULT_CONFIG;
-        bool check = false, debug = false;
+        bool check = false, debug = false, list = false;
+        const char *forget = NULL;
         char err[512];
         int opt, r, rc = 1;
 
         memset(&m, 0, sizeof(m));
         m.worker = -1;
-        while ((opt = getopt(argc, argv, "c:dhtV")) != -1) {
+        while ((opt = getopt(argc, argv, "c:df:hltV")) != -1) {
                 switch (opt) {
                 case 'c':
                         path = optarg;
@@ -1244,6 +1249,12 @@ int main(int argc, char **argv)
                         break;
                 case 't':
                         check = true;
+                        break;
+                case 'l':
+                        list = true;
+                        break;
+                case 'f':
+                        forget = optarg;
                         break;
                 case 'V':
                         main_version();
@@ -1264,6 +1275,12 @@ int main(int argc, char **argv)
         m.cfg = config_load(path, stderr);
         if (m.cfg == NULL)
                 return 1;
+        if (list || forget != NULL) {
+                rc = forget != NULL ? history_forget(m.cfg, forget, stdout, stderr)
+                                    : history_list(m.cfg, stdout, stderr);
+                config_free(m.cfg);
+                return rc;
+        }
         m.debug = debug;
         m.log.level = debug ? LOG_LVL_DEBUG : m.cfg->log_level;
         if (tls_global_init() != 0)

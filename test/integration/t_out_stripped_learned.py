@@ -13,9 +13,16 @@ mx.learned.test) sits behind the stripper fixture at 192.0.2.10:25.
 3. stripper deletes the STARTTLS line: the same.
 4. control: a domain never delivered to (fresh.test, level may) through the
    masking stripper is delivered in clear text with no starttls_stripped
-   alert: only the learned record made TLS expected."""
+   alert: only the learned record made TLS expected.
+5. the admin's way out, for a domain whose servers stopped offering TLS
+   for good: `mailward -l` lists learned.test (TLSv1.3, its cipher and
+   date); `mailward -f LEARNED.test.` forgets it while mailward runs (a
+   second -f says it is not there, exit 1; a bad name is refused); the
+   next delivery through the masking stripper goes through in clear text,
+   as level may says, with no new alert."""
 
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +107,39 @@ def main():
         mwtest.eq(msgs[1].tls, False, "control delivery in clear text")
         mwtest.eq(mwtest.find_alerts(mw, event="starttls_stripped", domain="fresh.test"), [],
                   "starttls_stripped for a domain nothing expected TLS of")
+
+        # 5. The learned history from the command line.
+        def cli(*args):
+            p = subprocess.run([mwtest.MAILWARD, "-c", mw.conf] + list(args),
+                               capture_output=True, text=True, timeout=30)
+            print("mailward %s: exit %d, %r %r" % (" ".join(args), p.returncode, p.stdout,
+                                                    p.stderr))
+            return p
+        p = cli("-l")
+        mwtest.eq(p.returncode, 0, "mailward -l")
+        lines = p.stdout.splitlines()
+        mwtest.check(len(lines) == 1 and lines[0].startswith("learned.test learned=20") and
+                     " version=TLSv1.3 " in lines[0] and " age_days=0 " in lines[0] and
+                     not lines[0].endswith(" stale"), "mailward -l: %r" % lines)
+        p = cli("-f", "LEARNED.test.")
+        mwtest.eq((p.returncode, p.stdout), (0, "learned.test: forgotten\n"), "mailward -f")
+        p = cli("-f", "learned.test")
+        mwtest.eq(p.returncode, 1, "mailward -f of a domain not there")
+        mwtest.check("not in the learned history" in p.stderr, "-f again: %r" % p.stderr)
+        p = cli("-f", "bad domain")
+        mwtest.check(p.returncode == 1 and "not a domain" in p.stderr, "-f 'bad domain'")
+        mwtest.eq(cli("-l").stdout, "", "mailward -l after -f")
+        before = len(mwtest.find_alerts(mw, event="starttls_stripped"))
+        s = net.smtp("192.0.2.10")
+        s.ehlo()
+        t = mwtest.transaction(s, "alice@sender.test", ["bob@learned.test"], msg(4))
+        s.quit()
+        mwtest.eq([t["rcpt"][0][0], t["data"][0]], [250, 250],
+                  "learned.test once forgotten (RCPT, end of data)")
+        msgs = dest.wait_messages(3, 10)
+        mwtest.eq([len(msgs), msgs[-1].tls], [3, False], "the delivery after -f")
+        mwtest.eq(len(mwtest.find_alerts(mw, event="starttls_stripped")), before,
+                  "starttls_stripped alerts after -f")
         mw.stop()
     print("ok")
 
