@@ -27,7 +27,11 @@
  *                    them; workers still running drain_timeout +
  *                    WORKERS_KILL_GRACE_S seconds later are killed (SIGKILL,
  *                    logged).
- *   SIGHUP           ignored (logged), like a single process does.
+ *   SIGHUP           the supervisor reloads what it holds itself (the
+ *                    configuration, the certificates it reports: the
+ *                    callback of workers_on_hup()), then forwards the
+ *                    signal to every worker, which reloads its own
+ *                    (event=sighup action=forwarded).
  *   SIGCHLD          a worker that exits while the supervisor is not
  *                    draining, for whatever reason, is logged and started
  *                    again with the same index and sockets after a backoff:
