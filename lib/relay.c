@@ -167,6 +167,7 @@ struct relay_listener {
         bool caps_known;
         bool draining;
         bool probing;
+        bool reprobe; /* forward moved while a probe ran: another when it ends */
         struct pending probe_waits; /* EHLOs waiting for the first probe's caps */
         unsigned nsessions;
         struct relay_session *sessions;
@@ -3262,6 +3263,10 @@ static void relay_free(struct relay_session *s)
         /* The EHLOs that waited for it, once it is gone: its caps or none. */
         if (probe)
                 pending_deliver(&l->probe_waits);
+        if (probe && l->reprobe) {
+                l->reprobe = false;
+                relay_listener_probe(l);
+        }
 }
 
 static uint64_t relay_client_timeout(const struct relay_session *s)
@@ -4146,8 +4151,11 @@ void relay_listener_set_forward(struct relay_listener *l, const struct relay_for
                  "action=\"new sessions go there; those under way keep their backend\"",
                  l->conf->name, l->conf->forward, addr,
                  l->conf->forward_source != NULL ? l->conf->forward_source : "-");
-        /* The capabilities offered are the new backend's from its first reply. */
-        if (l->env->loop != NULL)
+        /* The capabilities offered are the new backend's from its first reply;
+         * a probe of the old one under way is followed by one of the new. */
+        if (l->env->loop != NULL && l->probing)
+                l->reprobe = true;
+        else if (l->env->loop != NULL)
                 relay_listener_probe(l);
 }
 
