@@ -270,6 +270,9 @@ struct relay_session {
         /* Since when the client owes its next command line (relay_run());
          * 0: it does not now. */
         uint64_t line_wait_ms;
+        /* Since when the server owes its next complete reply
+         * (relay_server_deadline()); 0: it does not now. */
+        uint64_t reply_wait_ms;
         char reason[128];
 };
 
@@ -1791,6 +1794,7 @@ static void relay_server_process(struct relay_session *s)
                 buf_reset(&s->sreply_buf);
                 buf_shrink(&s->sreply_buf);
                 memset(&s->sreply, 0, sizeof(s->sreply));
+                s->reply_wait_ms = 0; /* the next reply's wait starts now */
         }
         if (s->server != NULL)
                 buf_shrink(conn_input(s->server));
@@ -2099,6 +2103,7 @@ static void relay_backend_connect(struct relay_session *s)
 
         s->bstate = RELAY_B_CONNECTING;
         s->server_tls = false;
+        s->reply_wait_ms = 0;
         memset(&s->slines, 0, sizeof(s->slines));
         s->slines.max = SMTP_REPLY_LINE_MAX;
         /* forward_source binds connections of its own family (see config.h). */
@@ -3314,6 +3319,32 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
 }
 
 /*
+ * The server's timeout, from now. A reply (all its lines) is due within the
+ * timeout from when the wait for it began: after the reply before it, or
+ * once the last bytes of its command (a message, a chunk) have gone out.
+ * A server that drips its reply a byte at a time, or sends lines without
+ * end, is closed all the same (invariant 5); a timer restarted by each byte
+ * would never fire. The client name lookup keeps a wait of its own.
+ */
+static uint64_t relay_server_deadline(struct relay_session *s)
+{
+        uint64_t ms = relay_server_timeout(s), now, waited;
+
+        if (ms == 0 || s->name_wait || s->state == RELAY_S_DATA ||
+            s->state == RELAY_S_BDAT || conn_queued(s->server) > 0) {
+                s->reply_wait_ms = 0;
+                return ms;
+        }
+        now = relay_now_ms();
+        if (s->reply_wait_ms == 0) {
+                s->reply_wait_ms = now;
+                return ms;
+        }
+        waited = now - s->reply_wait_ms;
+        return waited >= ms ? 1 : ms - waited;
+}
+
+/*
  * The client's timeout, from now. While it owes the next command line
  * (timeout_idle, timeout_command), the time counts from when the wait for
  * that line began, not from its last byte: a client that trickles a byte
@@ -3416,7 +3447,7 @@ static void relay_run(struct relay_session *s)
                         buf_shrink(conn_input(s->client));
         }
         if (s->server != NULL) {
-                conn_timeout(s->server, relay_server_timeout(s));
+                conn_timeout(s->server, relay_server_deadline(s));
                 /* Not while a smarthost's DANE records are looked up: what it
                  * sends meanwhile would pile up unread (relay_wrap_dane()). */
                 if (s->bstate != RELAY_B_CONNECTING && s->wrap_wait == NULL)
