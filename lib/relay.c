@@ -1764,6 +1764,13 @@ static void relay_server_process(struct relay_session *s)
                 r = smtp_lines_next(&s->slines, buf_data(in), buf_len(in), &ln);
                 if (r == SMTP_LINE_NEED_MORE) {
                         buf_consume(in, ln.consumed);
+                        /* A reply line already too long fails now, not at
+                         * an LF that a server may never send. */
+                        if (smtp_lines_mid(&s->slines)) {
+                                relay_backend_failed(
+                                    s, smtp_line_result_str(SMTP_LINE_TOO_LONG));
+                                return;
+                        }
                         if (ln.consumed == 0)
                                 break;
                         continue;

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Outbound: a destination that drips its replies a byte at a time is closed
-within the timeouts (invariant 5).
+"""Outbound: a destination that drips its replies a byte at a time, or sends
+a line that never ends, is closed within the timeouts (invariant 5).
 
 The destination is hostilemx (a test fixture: no real server misbehaves so)
 at 192.0.2.10:25; mailward's outbound listener has timeout_greeting,
@@ -13,6 +13,11 @@ byte restarted would wait for ever:
   rcpt     a good banner and EHLO; the reply to RCPT dripped
   final    a message taken (354); the reply to its dot dripped as
            "250-..." (it must never reach the client as a 250)
+
+and, with the default timeouts (60 s for the banner), a banner line that
+never ends, sent as fast as it can be read: mailward gives up on it once it
+is longer than a reply line may be, within 10 seconds (it consumed it for
+ever, reading as fast as the server sent, before).
 """
 
 import os
@@ -30,6 +35,10 @@ def handler(case):
         stop = lambda: p.mx.stopping or p.gone  # noqa: E731
         if case == "banner":
             p.drip(b"220-" + b"x" * 1000, 0.5, stop)
+            return
+        if case == "endless":
+            while not stop() and p.send(b"a" * 4096):
+                time.sleep(0.001)
             return
         p.send(b"220 mx.dest.test ESMTP\r\n")
         p.ehlo()
@@ -49,14 +58,15 @@ def one_case(case):
     with mwtest.Env("out_dest_drip") as env:
         net = env.netns()
         HostileMX(net, handler(case))
-        mw = net.outbound(policy="may.test may\n", default_level="may",
-                          timeout_greeting=3, timeout_command=3, timeout_final=3)
-        limit = 15
+        quick = {} if case == "endless" else {
+            "timeout_greeting": 3, "timeout_command": 3, "timeout_final": 3}
+        mw = net.outbound(policy="may.test may\n", default_level="may", **quick)
+        limit = 10 if case == "endless" else 15
         t0 = time.monotonic()
         with net.inside():
             c = Client(25, host="192.0.2.10", timeout=limit + 5)
         r = c.reply()
-        if case != "banner":
+        if case not in ("banner", "endless"):
             mwtest.eq(r.code, 220, "banner")
             mwtest.eq(c.cmd("EHLO client.sender.test").code, 250, "EHLO")
             mwtest.eq(c.cmd("MAIL FROM:<a@sender.test>").code, 250, "MAIL")
@@ -75,13 +85,14 @@ def one_case(case):
         mwtest.check(closed, "%s: the session did not end (then %r)" % (case, rest))
         took = time.monotonic() - t0
         mwtest.check(took < limit, "%s: the session lasted %.1f s" % (case, took))
-        mwtest.check("event=backend_timeout" in mw.log(), "%s: no backend_timeout:\n%s"
-                     % (case, mw.log()[-2000:]))
+        reason = "line_too_long" if case == "endless" else "event=backend_timeout"
+        mwtest.check(reason in mw.log(), "%s: no %s in the log:\n%s"
+                     % (case, reason, mw.log()[-2000:]))
         mw.stop()
 
 
 def main():
-    for case in ("banner", "rcpt", "final"):
+    for case in ("banner", "rcpt", "final", "endless"):
         one_case(case)
     print("ok")
 
