@@ -441,13 +441,18 @@ static void smtp_caps_store(struct smtp_caps *c, const char *text, size_t n)
 
 /*
  * A keyword seen before is dropped: repeated lines from a hostile server
- * could otherwise fill the list and leave no room for the ones we add.
+ * could otherwise fill the list and leave no room for the ones we add. The
+ * last place is STARTTLS's: a server that lists more keywords than fit must
+ * not lose it (mail that may go in clear text would, though TLS was offered).
  */
 static void smtp_caps_parse_line(struct smtp_caps *c, const char *text, size_t n)
 {
         const char *sp = memchr(text, ' ', n);
         size_t kwlen = sp != NULL ? (size_t)(sp - text) : n;
 
+        if (c->n == SMTP_CAPS_MAX - 1 &&
+            !(kwlen == 8 && smtp_mem_ci(text, "STARTTLS", 8)))
+                return;
         if (smtp_caps_find(c, text, kwlen) < 0)
                 smtp_caps_store(c, text, n);
 }

@@ -181,8 +181,9 @@ struct smtp_caps {
 /*
  * Parse a complete raw EHLO reply (all its lines, each with CRLF). Lines past
  * SMTP_CAPS_MAX or longer than SMTP_CAP_LEN-1 are dropped, and so are lines
- * holding a control character and lines whose keyword came before. -1 if it
- * is not one complete 250 reply (c is then empty).
+ * holding a control character and lines whose keyword came before; the
+ * last place is kept for STARTTLS, wherever it comes. -1 if it is not one
+ * complete 250 reply (c is then empty).
  */
 int smtp_caps_parse(struct smtp_caps *c, const char *reply, size_t len);
 /* Keyword match, case-insensitive, on the first word of each line. */

@@ -17,6 +17,7 @@ speaks just enough SMTP for a test to reach the misbehaviour it is about:
     peer.envelope()                  MAIL, RCPT(s), DATA: 250s, then 354
     peer.message()                   the message text up to its dot
     peer.starttls(cert, key)         read STARTTLS, 220, TLS as the server
+    peer.tls_server(cert, key)       TLS as the server, now
 
 Every byte mailward sent is kept (peer.received, and mx.received() for all
 sessions); mx.sessions counts connections, mx.ended() when each ended.
@@ -132,8 +133,14 @@ class Peer:
     def starttls(self, cert, key):
         self.expect("STARTTLS")
         self.send(b"220 2.0.0 Ready to start TLS\r\n")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
+        self.tls_server(cert, key)
+
+    def tls_server(self, cert, key, ctx=None):
+        """A TLS handshake as the server (Python's ssl), now."""
+        if ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+        self.sock.settimeout(30)
         self.sock = ctx.wrap_socket(self.sock, server_side=True)
         self.buf = b""
 

@@ -822,6 +822,28 @@ static void test_smtp_caps_parse_repeats(void **state)
         buf_cleanup(&b);
 }
 
+/* Found in the outbound review: STARTTLS after SMTP_CAPS_MAX other keywords
+ * was dropped, and mail to a `may` domain went in clear text. */
+static void test_smtp_caps_parse_many(void **state)
+{
+        struct smtp_caps c;
+        struct buf b;
+        unsigned i;
+
+        (void)state;
+        buf_init(&b);
+        buf_appendf(&b, "250-mx\r\n");
+        for (i = 0; i < SMTP_CAPS_MAX + 8; i++)
+                buf_appendf(&b, "250-X-KEYWORD-%u\r\n", i);
+        buf_appendf(&b, "250 starttls\r\n");
+        assert_int_equal(smtp_caps_parse(&c, buf_data(&b), buf_len(&b)), 0);
+        assert_int_equal(c.n, SMTP_CAPS_MAX);
+        assert_true(smtp_caps_has(&c, "STARTTLS"));
+        assert_true(smtp_caps_has(&c, "X-KEYWORD-0"));
+        assert_false(smtp_caps_has(&c, "X-KEYWORD-31"));
+        buf_cleanup(&b);
+}
+
 static void test_smtp_caps_parse_bad(void **state)
 {
         static const char *const bad[] = {
@@ -872,11 +894,12 @@ static void test_smtp_caps_parse_limits(void **state)
                 buf_appendf(&b, "250-K%u\r\n", i);
         buf_appendf(&b, "250 END\r\n");
         assert_int_equal(smtp_caps_parse(&c, buf_data(&b), buf_len(&b)), 0);
-        assert_int_equal(c.n, SMTP_CAPS_MAX);
+        /* The last place is kept for STARTTLS (test_smtp_caps_parse_many). */
+        assert_int_equal(c.n, SMTP_CAPS_MAX - 1);
         assert_int_equal(strlen(c.line[0]), SMTP_CAP_LEN - 1);
         assert_int_equal(c.line[0][0], 'L');
         assert_string_equal(c.line[1], "K0");
-        assert_string_equal(c.line[SMTP_CAPS_MAX - 1], "K30");
+        assert_string_equal(c.line[SMTP_CAPS_MAX - 2], "K29");
         assert_false(smtp_caps_has(&c, "END"));
         buf_cleanup(&b);
 }
@@ -1038,6 +1061,7 @@ int main(void)
             cmocka_unit_test(test_smtp_caps_parse_postfix),
             cmocka_unit_test(test_smtp_caps_parse_edge),
             cmocka_unit_test(test_smtp_caps_parse_repeats),
+            cmocka_unit_test(test_smtp_caps_parse_many),
             cmocka_unit_test(test_smtp_caps_parse_bad),
             cmocka_unit_test(test_smtp_caps_parse_limits),
             cmocka_unit_test(test_smtp_caps_edit),
