@@ -200,7 +200,8 @@ struct relay_out_state {
         /* Transactions are numbered (relay_out_reset() starts the next); a
          * late MAIL's error answers the RCPTs of its own one only. */
         unsigned txn;
-        char *late_mail_error; /* a late MAIL's error, for the RCPTs behind it */
+        char *late_mail_error;      /* a late MAIL's error, for the RCPTs behind it */
+        size_t late_mail_error_len; /* all of it: a NUL the server sent included */
         unsigned late_txn;
         struct pending_wait *lookup_wait; /* RELAY_S_POLICY: the lookup waited for */
         char *lookup_rcpt;                /* RELAY_S_POLICY: the RCPT line that waits */
@@ -1692,6 +1693,7 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 if (code / 100 != 2) {
                         s->o->late_mail_error =
                             xstrndup(buf_data(&s->sreply_buf), buf_len(&s->sreply_buf));
+                        s->o->late_mail_error_len = buf_len(&s->sreply_buf);
                         s->o->late_txn = p->txn;
                         /* A transaction the client has ended since keeps it. */
                         if (p->txn == s->o->txn)
@@ -1702,7 +1704,7 @@ static void relay_backend_reply(struct relay_session *s, int code)
         case RELAY_A_OUT_RCPT:
                 if (s->o->late_mail_error != NULL && s->o->late_txn == p->txn) {
                         relay_pending_set(p, s->o->late_mail_error,
-                                          strlen(s->o->late_mail_error));
+                                          s->o->late_mail_error_len);
                         return;
                 }
                 break;
