@@ -2038,6 +2038,11 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                 break;
         case CONN_EV_TLS_FAILED:
                 if (s->out && s->o->step == RELAY_OUT_TLS) {
+                        /* Plaintext where the server's first TLS record was
+                         * due: injected behind its 220, in a later segment
+                         * than the 220 (the same one is caught on its reply). */
+                        if (conn_tls_plaintext(c))
+                                s->o->obs.injection = true;
                         relay_out_tls_lost(s, conn_tls_error(c));
                 } else {
                         relay_server_tls_alert(s, c);
