@@ -2080,6 +2080,12 @@ static void relay_server_cb(struct conn *c, enum conn_event ev, void *arg)
                         s->step = RELAY_STEP_XCLIENT;
                         break;
                 }
+                /* A handshake that stalls (a path that swallows it) fails as
+                 * any other: judged per recipient, with its alert. */
+                if (s->out && s->o->step == RELAY_OUT_TLS) {
+                        relay_out_tls_lost(s, "TLS handshake timed out");
+                        break;
+                }
                 relay_log(s, LOG_LVL_WARN, "event=backend_timeout server=%s",
                           relay_server_name(s));
                 if (s->probe)
@@ -2427,6 +2433,7 @@ static void relay_out_tls_done(struct relay_session *s)
             s->o->obs.peer.expired ? "yes" : "no");
         relay_server_send(s, "EHLO %s", s->helo);
         s->o->step = RELAY_OUT_EHLO;
+        s->reply_wait_ms = 0; /* the EHLO's reply is waited for from now */
 }
 
 static enum alert_event relay_out_event(const struct relay_session *s,
@@ -3321,6 +3328,9 @@ static uint64_t relay_server_timeout(const struct relay_session *s)
 
         if (s->name_wait)
                 return RELAY_NAME_WAIT_MS;
+        /* Outbound: the handshake with the destination, from its 220. */
+        if (relay_out_step(s) == RELAY_OUT_TLS)
+                return lc->timeout_handshake * RELAY_MS;
         if (s->bstate == RELAY_B_CONNECTING || s->bstate == RELAY_B_SETUP)
                 return lc->timeout_greeting * RELAY_MS;
         for (p = s->head; p != NULL; p = p->next) {
