@@ -1720,6 +1720,12 @@ static void relay_backend_reply(struct relay_session *s, int code)
                 }
                 break;
         case RELAY_A_DATA:
+                /* Neither 354 nor a refusal (a 250, a 1xx): the server is out
+                 * of step, and what became of the transaction is not known. */
+                if (code != 354 && code / 100 != 4 && code / 100 != 5) {
+                        relay_backend_failed(s, "unexpected reply to DATA");
+                        return;
+                }
                 if (code == 354) {
                         memset(&s->dlines, 0, sizeof(s->dlines));
                         s->dlines.max = s->l->conf->max_text_line + 1;
@@ -1736,6 +1742,13 @@ static void relay_backend_reply(struct relay_session *s, int code)
                         s->authed = true;
                 break;
         case RELAY_A_MESSAGE:
+                /* Neither taken nor refused (a 354, a 1xx): the client gets a
+                 * temporary error, never a reply it may read as either. */
+                if (code / 100 != 2 && code / 100 != 4 && code / 100 != 5) {
+                        relay_backend_failed(s,
+                                             "unexpected reply to the end of a message");
+                        return;
+                }
                 if (code / 100 == 2) {
                         s->messages++;
                         s->errors = 0; /* "without delivering mail", as Postfix */

@@ -12,10 +12,16 @@ then, one case each:
               connection (TCP RST) before any reply
   mixed       answers the dot "250-2.0.0 queued" and then "550 5.0.0 ..."
               (a reply whose lines disagree is no reply)
+  dot354      answers the dot "354 2.0.0 ok then": neither taken nor
+              refused
+  data250     answers DATA itself with "250 2.0.0 Ok" instead of 354
 
 Postfix must log status=deferred with mailward's 421 4.4.2 in reply to the
-end of DATA, never status=sent nor status=bounced, and mailward must log
-no event=delivered.
+end of DATA (to DATA for data250), never status=sent nor status=bounced,
+and mailward must log no event=delivered. The last two were passed on as
+they came, and Postfix bounced the message (5.0.0, "Protocol error"),
+though the destination had neither taken nor refused it: invariant 1
+wants a real SMTP error for every outcome but a 250.
 """
 
 import os
@@ -33,6 +39,15 @@ def handler(case):
     def run(p):
         p.send(b"220 mx.dest.test ESMTP\r\n")
         p.ehlo([b"PIPELINING", b"8BITMIME"])
+        if case == "data250":
+            p.expect("MAIL")
+            p.send(b"250 2.1.0 Ok\r\n")
+            p.expect("RCPT")
+            p.send(b"250 2.1.5 Ok\r\n")
+            p.expect("DATA")
+            p.send(b"250 2.0.0 Ok\r\n")
+            p.wait_closed(30)
+            return
         p.envelope()
         if case == "closemid":
             p.line()
@@ -43,7 +58,10 @@ def handler(case):
             p.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             p.sock.close()
             return
-        p.send(b"250-2.0.0 queued as 12345\r\n550 5.0.0 not after all\r\n")
+        if case == "dot354":
+            p.send(b"354 2.0.0 ok then\r\n")
+        else:
+            p.send(b"250-2.0.0 queued as 12345\r\n550 5.0.0 not after all\r\n")
         p.wait_closed(30)
     return run
 
@@ -67,14 +85,15 @@ def one_case(case):
         print("%s: %r" % (case, status))
         mwtest.check(status and all(st.startswith("status=deferred") for st in status),
                      "%s: Postfix logged %r" % (case, status))
-        mwtest.check(any("421 4.4.2" in st and "end of DATA" in st for st in status),
-                     "%s: not 421 4.4.2 in reply to end of DATA: %r" % (case, status))
+        to = "DATA command" if case == "data250" else "end of DATA"
+        mwtest.check(any("421 4.4.2" in st and "in reply to " + to in st for st in status),
+                     "%s: not 421 4.4.2 in reply to %s: %r" % (case, to, status))
         mwtest.check("event=delivered" not in mw.log(), "%s: mailward logged a delivery:\n%s"
                      % (case, mw.log()[-2000:]))
 
 
 def main():
-    for case in ("closemid", "rstdot", "mixed"):
+    for case in ("closemid", "rstdot", "mixed", "dot354", "data250"):
         one_case(case)
     print("ok")
 
