@@ -1829,6 +1829,14 @@ static void relay_server_tls_alert(struct relay_session *s, struct conn *c)
         bool cert = false;
 
         memset(&peer, 0, sizeof(peer));
+        /* Plaintext where its first TLS record was due: injected behind its
+         * 220 to STARTTLS (the same read as the 220 is caught there). */
+        if (conn_tls_plaintext(c) && s->l->conf->forward_tls == CONFIG_TLS_STARTTLS) {
+                relay_alert(s, ALERT_STARTTLS_INJECTION, ALERT_SEV_CRITICAL, "closed",
+                            NULL, "data after the backend's 220 to STARTTLS",
+                            conn_tls_error(c));
+                return;
+        }
         if (conn_tls(c) != NULL) {
                 tls_peer_info(conn_tls(c), &peer);
                 cert = peer.verify_error != 0 || peer.expired;

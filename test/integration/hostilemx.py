@@ -20,7 +20,7 @@ speaks just enough SMTP for a test to reach the misbehaviour it is about:
     peer.tls_server(cert, key)       TLS as the server, now
 
 Every byte mailward sent is kept (peer.received, and mx.received() for all
-sessions); mx.sessions counts connections, mx.ended() when each ended.
+sessions; inside TLS, what was decrypted); mx.sessions counts connections, mx.ended() when each ended.
 Stopped (listener and connections closed) when the environment is left.
 """
 

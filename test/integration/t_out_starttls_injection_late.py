@@ -11,6 +11,11 @@ smtplib (the sending MTA) must get 451 4.7.5 for the recipient, and the
 alert must be starttls_injection (critical), observed "data injected after
 the 220 to STARTTLS"; it was tls_handshake_failed. Nothing of the envelope
 reaches the destination.
+
+The same server as a smarthost that a plaintext client reaches through
+mailward with forward_tls = starttls: the client gets no 250 for its
+message, the alert is starttls_injection (it was tls_handshake_failed) and
+the smarthost sees no envelope.
 """
 
 import os
@@ -34,7 +39,32 @@ def handler(p):
     p.wait_closed(20)
 
 
+def smarthost():
+    """The same behind a smarthost that mailward reaches with mandatory
+    STARTTLS for a plaintext client (forward_tls = starttls)."""
+    with mwtest.Env("out_starttls_injection_late") as env:
+        net = env.netns()
+        mx = HostileMX(net, handler)
+        mw = net.outbound(redirect=False, forward="192.0.2.10:25", forward_tls="starttls",
+                          policy=None, default_level=None)
+        with net.inside():
+            s = smtplib.SMTP("127.0.0.1", 10025, local_hostname="legacy.lan.test",
+                             timeout=20)
+        try:
+            s.sendmail("a@sender.test", ["b@remote.test"], b"Subject: late\r\n\r\nhi\r\n")
+            mwtest.fail("the message was taken")
+        except smtplib.SMTPException as e:
+            print("smarthost: %r" % e)
+        got = wait_alerts(mw, "starttls_injection")
+        print("alerts: %r" % [a.get("event") for a in mw.alerts()])
+        mwtest.check(got, "no starttls_injection alert: %r" % mw.alerts())
+        rec = mx.received()
+        mwtest.check(b"MAIL" not in rec and b"RCPT" not in rec,
+                     "the smarthost saw the envelope: %r" % rec)
+
+
 def main():
+    smarthost()
     with mwtest.Env("out_starttls_injection_late") as env:
         net = env.netns()
         mx = HostileMX(net, handler)
