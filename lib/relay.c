@@ -451,6 +451,9 @@ static void relay_fifo_clear(struct relay_session *s)
 
 /* ---- the client side ---- */
 
+/* poison: the backend went away during the message (relay_backend_failed()). */
+static const char relay_poison_lost[] = "421 4.4.2 backend lost";
+
 static const char *const relay_caps_allowed[] = {
     "SIZE",     "8BITMIME",   "SMTPUTF8", "PIPELINING",
     "CHUNKING", "BINARYMIME", "DSN",      "ENHANCEDSTATUSCODES",
@@ -1154,7 +1157,16 @@ static bool relay_client_data(struct relay_session *s)
                 /* The backend must never see this message end: drop it there. */
                 relay_backend_abort(s);
         }
-        if (end) {
+        if (end && s->poison == relay_poison_lost) {
+                /* The backend went away during the message: as after QUIT. */
+                relay_reply(s,
+                            "421 4.4.2 %s Error: backend unavailable, closing connection",
+                            relay_hostname(s));
+                s->poison = NULL;
+                s->tail->action = RELAY_A_QUIT;
+                s->quit_reason = "backend_failed";
+                relay_enter_state(s, RELAY_S_WAIT);
+        } else if (end) {
                 if (s->poison != NULL) {
                         relay_reply(s, "%s", s->poison);
                         s->poison = NULL;
@@ -1491,6 +1503,17 @@ static void relay_backend_failed(struct relay_session *s, const char *why)
                   relay_server_name(s), why);
         if (s->probe) {
                 relay_close(s, why);
+                return;
+        }
+        /*
+         * In the middle of a message: the rest of its text is read and
+         * dropped, and the 421 answers its end (relay_client_data()). One
+         * written now is often lost: closing while the client still sends
+         * resets the connection, and the client sees only a lost connection.
+         */
+        if (s->state == RELAY_S_DATA && relay_client_writable(s)) {
+                relay_backend_abort(s);
+                s->poison = relay_poison_lost;
                 return;
         }
         /* No descriptor left outside the reserve (RELAY_FD_SPARE). */
