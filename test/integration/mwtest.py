@@ -173,6 +173,21 @@ def wait_listening(ports, timeout, alive=None, pid=None):
         time.sleep(0.05)
 
 
+def first_line(sock):
+    """The first line a server sends on sock (its greeting), b"" when it
+    closes (or resets) first."""
+    data = b""
+    try:
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(512)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return data
+
+
 def split_hostport(s):
     """"127.0.0.1:25" -> ("127.0.0.1", 25); "[::1]:25" -> ("::1", 25)."""
     host, _, port = s.rpartition(":")

@@ -38,19 +38,6 @@ def nofile(pid):
     return None
 
 
-def greeting(sock):
-    """The first line the server sends, b"" when it closes first."""
-    data = b""
-    try:
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(512)
-            if not chunk:
-                break
-            data += chunk
-    except (ConnectionResetError, socket.timeout):
-        pass
-    return data
-
 
 def main():
     with mwtest.Env("fd_limit") as env:
@@ -82,7 +69,7 @@ def main():
             socks.append(s)
         greeted = refused = closed = 0
         for s in socks:
-            g = greeting(s)
+            g = mwtest.first_line(s)
             if g.startswith(b"220 "):
                 greeted += 1
             elif g.startswith(b"421 ") and b"out of file descriptors" in g:

@@ -73,19 +73,6 @@ def fill(env, port):
     mwtest.fail("%d sessions and no 421" % len(sessions))
 
 
-def greeting(sock):
-    """The first line mailward sends, b"" when it closes first."""
-    data = b""
-    try:
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(512)
-            if not chunk:
-                break
-            data += chunk
-    except (ConnectionResetError, socket.timeout):
-        pass
-    return data
-
 
 def main():
     with mwtest.Env("fd_reserve") as env:
@@ -123,7 +110,7 @@ def main():
         for _ in range(5):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             late.append(s)
-            g = greeting(s)
+            g = mwtest.first_line(s)
             print("new client: %r" % g)
             mwtest.check(g != b"", "a new client was closed without a reply (%d sessions "
                          "held %d backend connections)" % (len(sessions) - len(told),
@@ -175,7 +162,7 @@ def main():
         time.sleep(1)
         for _ in range(3):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            g = greeting(s)
+            g = mwtest.first_line(s)
             print("new STARTTLS client: %r" % g)
             mwtest.check(g.startswith(b"421 ") and b"out of file descriptors" in g,
                          "a new client got %r while implicit-TLS clients waited" % g)
@@ -199,7 +186,7 @@ def main():
                 break
         mwtest.check(held is not None, "no implicit-TLS client was kept for a handshake")
         t = mwtest.ssl_client_context(env).wrap_socket(held, server_hostname="localhost")
-        g = greeting(t)
+        g = mwtest.first_line(t)
         print("held implicit-TLS client: %r" % g)
         mwtest.check(g.startswith(b"421 ") and b"out of file descriptors" in g,
                      "implicit-TLS refusal: %r" % g)

@@ -46,19 +46,6 @@ LIMIT = 80
 IN_PORT = 10026
 
 
-def greeting(sock):
-    """The first line mailward sends, b"" when it closes first."""
-    data = b""
-    try:
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(512)
-            if not chunk:
-                break
-            data += chunk
-    except (ConnectionResetError, socket.timeout):
-        pass
-    return data
-
 
 def main():
     with mwtest.Env("out_mta_sts_fds") as env:
@@ -84,7 +71,7 @@ def main():
         with net.inside():
             for _ in range(LIMIT):
                 c = socket.create_connection(("127.0.0.1", IN_PORT), timeout=10)
-                g = greeting(c)
+                g = mwtest.first_line(c)
                 if g.startswith(b"220 "):
                     held.append(c)
                     continue
