@@ -20,14 +20,15 @@
 
 #include "dns.h"
 #include "log.h"
+#include "lru.h"
 #include "util.h"
 
 #define DANE_JOB_MAGIC 0x64616e6aU
 #define DANE_BUCKETS   1024
 
 struct dane_entry {
-        struct dane_entry *next;          /* hash chain */
-        struct dane_entry *newer, *older; /* use order (dane_touch()) */
+        struct dane_entry *next; /* hash chain */
+        struct lru_link use;     /* the order of last use (lru.h) */
         char domain[256];
         struct sockaddr_storage dst;
         bool have; /* res holds a result */
@@ -59,7 +60,7 @@ struct dane {
         struct dane_conf conf;
         char relay_host[256]; /* "" when none */
         struct dane_entry *buckets[DANE_BUCKETS];
-        struct dane_entry *newest, *oldest; /* the entries, by last use */
+        struct lru_list used; /* the entries, by last use */
         unsigned count;
         unsigned max;      /* conf.cache_max, or DANE_CACHE_MAX */
         unsigned evict_at; /* dane_evict() when count reaches it */
@@ -194,21 +195,7 @@ static struct dane_entry *dane_find(const struct dane *d, const char *domain,
 /* e becomes the most recently used entry. */
 static void dane_touch(struct dane *d, struct dane_entry *e)
 {
-        if (d->newest == e)
-                return;
-        if (e->older != NULL)
-                e->older->newer = e->newer;
-        if (e->newer != NULL)
-                e->newer->older = e->older;
-        if (d->oldest == e)
-                d->oldest = e->newer;
-        e->newer = NULL;
-        e->older = d->newest;
-        if (d->newest != NULL)
-                d->newest->newer = e;
-        d->newest = e;
-        if (d->oldest == NULL)
-                d->oldest = e;
+        lru_touch(&d->used, &e->use);
 }
 
 static void dane_drop(struct dane *d, struct dane_entry *e)
@@ -218,14 +205,7 @@ static void dane_drop(struct dane *d, struct dane_entry *e)
         while (*pp != e)
                 pp = &(*pp)->next;
         *pp = e->next;
-        if (e->older != NULL)
-                e->older->newer = e->newer;
-        else
-                d->oldest = e->newer;
-        if (e->newer != NULL)
-                e->newer->older = e->older;
-        else
-                d->newest = e->older;
+        lru_unlink(&d->used, &e->use);
         dane_entry_free(e);
         d->count--;
 }
@@ -242,15 +222,20 @@ static void dane_drop(struct dane *d, struct dane_entry *e)
 static void dane_evict(struct dane *d, int64_t now)
 {
         unsigned low = d->max - (d->max / 8 > 0 ? d->max / 8 : 1);
-        struct dane_entry *e, *newer;
+        struct lru_link *k, *next;
 
-        for (e = d->oldest; e != NULL; e = newer) {
-                newer = e->newer;
+        for (k = d->used.oldest; k != NULL; k = next) {
+                struct dane_entry *e = LRU_ENTRY(k, struct dane_entry, use);
+
+                next = k->newer;
                 if (e->job == NULL && pending_empty(&e->waits) && now >= e->expires)
                         dane_drop(d, e);
         }
-        for (e = d->oldest; e != NULL && e != d->newest && d->count > low; e = newer) {
-                newer = e->newer;
+        for (k = d->used.oldest; k != NULL && k != d->used.newest && d->count > low;
+             k = next) {
+                struct dane_entry *e = LRU_ENTRY(k, struct dane_entry, use);
+
+                next = k->newer;
                 if (e->job == NULL && pending_empty(&e->waits))
                         dane_drop(d, e);
         }

@@ -23,6 +23,7 @@
 #include "dns.h"
 #include "learned.h"
 #include "log.h"
+#include "lru.h"
 #include "pending.h"
 #include "tls.h"
 #include "util.h"
@@ -37,8 +38,8 @@
 #define STS_SWEEP_PAGE   1024            /* store keys read at a time */
 
 struct sts_entry {
-        struct sts_entry *next;          /* hash chain */
-        struct sts_entry *newer, *older; /* use order (sts_touch()) */
+        struct sts_entry *next; /* hash chain */
+        struct lru_link use;    /* the order of last use (lru.h) */
         char domain[STS_DOMAIN_MAX + 1];
         bool have_policy;
         bool stored; /* the store holds the policy as well (sts_evict()) */
@@ -78,7 +79,7 @@ struct sts_fetch {
 struct sts {
         struct sts_conf conf;
         struct sts_entry *buckets[STS_BUCKETS];
-        struct sts_entry *newest, *oldest; /* the entries, by last use */
+        struct lru_list used; /* the entries, by last use */
         unsigned count;
         unsigned max;      /* conf.cache_max, or STS_CACHE_MAX */
         unsigned evict_at; /* sts_evict() when count reaches it */
@@ -203,21 +204,7 @@ static bool sts_refresh_due(const struct sts_entry *e, int64_t now)
 /* e becomes the most recently used entry. */
 static void sts_touch(struct sts *s, struct sts_entry *e)
 {
-        if (s->newest == e)
-                return;
-        if (e->older != NULL)
-                e->older->newer = e->newer;
-        if (e->newer != NULL)
-                e->newer->older = e->older;
-        if (s->oldest == e)
-                s->oldest = e->newer;
-        e->newer = NULL;
-        e->older = s->newest;
-        if (s->newest != NULL)
-                s->newest->newer = e;
-        s->newest = e;
-        if (s->oldest == NULL)
-                s->oldest = e;
+        lru_touch(&s->used, &e->use);
 }
 
 static void sts_drop(struct sts *s, struct sts_entry *e)
@@ -227,14 +214,7 @@ static void sts_drop(struct sts *s, struct sts_entry *e)
         while (*pp != e)
                 pp = &(*pp)->next;
         *pp = e->next;
-        if (e->older != NULL)
-                e->older->newer = e->newer;
-        else
-                s->oldest = e->newer;
-        if (e->newer != NULL)
-                e->newer->older = e->older;
-        else
-                s->newest = e->older;
+        lru_unlink(&s->used, &e->use);
         sts_entry_free(e);
         s->count--;
 }
@@ -265,15 +245,20 @@ static void sts_evict(struct sts *s, int64_t now)
 {
         unsigned low = s->max - (s->max / 8 > 0 ? s->max / 8 : 1);
         int64_t mono = sts_mono(s);
-        struct sts_entry *e, *newer;
+        struct lru_link *k, *next;
 
-        for (e = s->oldest; e != NULL; e = newer) {
-                newer = e->newer;
+        for (k = s->used.oldest; k != NULL; k = next) {
+                struct sts_entry *e = LRU_ENTRY(k, struct sts_entry, use);
+
+                next = k->newer;
                 if (sts_idle(e) && !sts_valid(e, now) && mono >= e->none_until)
                         sts_drop(s, e);
         }
-        for (e = s->oldest; e != NULL && e != s->newest && s->count > low; e = newer) {
-                newer = e->newer;
+        for (k = s->used.oldest; k != NULL && k != s->used.newest && s->count > low;
+             k = next) {
+                struct sts_entry *e = LRU_ENTRY(k, struct sts_entry, use);
+
+                next = k->newer;
                 if (sts_idle(e) && (!sts_valid(e, now) || e->stored))
                         sts_drop(s, e);
         }
