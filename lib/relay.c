@@ -789,15 +789,21 @@ static void relay_cmd_helo(struct relay_session *s, const struct smtp_cmd *cmd,
 
 /* Whether a command line starting at p[0..n) is a BDAT to some parser: its
  * verb, then a byte no verb has (a space, the line's end, a tab, which
- * Postfix takes as a space, a NUL). */
+ * Postfix takes as a space, a NUL); blanks before it too, which Postfix
+ * skips. */
 static bool relay_bdat_line(const char *p, size_t n)
 {
+        while (n > 0 && (*p == ' ' || *p == '\t')) {
+                p++;
+                n--;
+        }
         return n >= 5 && util_prefix_ci(p, n, "BDAT") && !isalnum((unsigned char)p[4]) &&
                p[4] != '-';
 }
 
 /* What makes a whole BDAT line unreadable (r, ln from the splitter), or NULL:
- * the line refused whole, or after a tab not even a command to mailward. */
+ * the line refused whole, or, not "BDAT" and a space (or its end) right at
+ * its start, not even a command to mailward. */
 static const char *relay_bdat_line_fault(const struct relay_session *s,
                                          enum smtp_line_result r,
                                          const struct smtp_line *ln)
@@ -808,7 +814,8 @@ static const char *relay_bdat_line_fault(const struct relay_session *s,
                 return "line_too_long";
         if (memchr(ln->p, '\0', ln->len) != NULL)
                 return "nul";
-        if (ln->len > 4 && ln->p[4] != ' ')
+        if (ln->len < 4 || !util_prefix_ci(ln->p, ln->len, "BDAT") ||
+            (ln->len > 4 && ln->p[4] != ' '))
                 return "syntax";
         return NULL;
 }

@@ -3,8 +3,9 @@
 chunk is never read as commands.
 
 The bytes after "BDAT size" are the chunk, whatever they hold. When the
-BDAT line cannot be read (a syntax error, a tab, where Postfix sees a
-space and mailward no command, a NUL, a bare CR or LF, a line too long),
+BDAT line cannot be read (a syntax error, a tab after the verb or blanks
+before it, where Postfix still sees BDAT and mailward no command, a NUL,
+a bare CR or LF, a line too long),
 the size is unknown, and reading on would take the chunk for commands: a
 message inside it would be sent to the backend as if the client had
 meant it. mailward, like Postfix, answers 521 and hangs up.
@@ -40,6 +41,9 @@ BAD = (
     ("size too large", b"BDAT 99999999999999999999999 LAST\r\n", "521 5.5.4"),
     ("no size", b"BDAT\r\n", "521 5.5.4"),
     ("tab", b"BDAT\t%d LAST\r\n" % len(INNER), "521 5.5.4"),
+    ("blank before BDAT", b" BDAT %d LAST\r\n" % len(INNER), "521 5.5.4"),
+    ("tab before BDAT", b"\tBDAT %d LAST\r\n" % len(INNER), "521 5.5.4"),
+    ("five blanks before BDAT", b"     BDAT %d LAST\r\n" % len(INNER), "521 5.5.4"),
     ("NUL", b"BDAT %d\x00 LAST\r\n" % len(INNER), "521 5.5.2"),
     ("bare CR", b"BDAT %d\r LAST\r\n" % len(INNER), "521 5.5.2"),
     ("bare LF", b"BDAT %d LAST\n" % len(INNER), "521 5.5.2"),
