@@ -675,6 +675,17 @@ static bool relay_starttls_injected(struct relay_session *s)
                     "data pipelined after STARTTLS",
                     "commands after STARTTLS before TLS");
         buf_reset(conn_input(s->client));
+        if (relay_fifo_unanswered(s) != NULL) {
+                /* Replies still due go out first, as after QUIT: a message's
+                 * must not become this 554 (the backend may have taken it,
+                 * and the client would bounce a message delivered). */
+                relay_reply(s, "554 5.7.0 Error: commands pipelined after STARTTLS, "
+                               "closing connection");
+                s->tail->action = RELAY_A_QUIT;
+                s->quit_reason = "starttls_injection";
+                relay_enter_state(s, RELAY_S_WAIT);
+                return true;
+        }
         relay_fail(
             s, "starttls_injection",
             "554 5.7.0 Error: commands pipelined after STARTTLS, closing connection");
