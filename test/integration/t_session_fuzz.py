@@ -409,6 +409,11 @@ class Session:
         wire = m.header(rcpt)
         content = m.header(rcpt)
         nlines = rng.randint(0, 12)
+        if rng.random() < 0.03:
+            # Past the relay's high-water mark (256 KiB): backpressure.
+            big = (b"~" + b"y" * 900 + b"\r\n") * rng.randint(300, 700)
+            wire += big
+            content += big
         for i in range(nlines):
             line, why = self.text_line(blind)
             if line is None:
@@ -588,8 +593,23 @@ class Session:
         m.sent_end = True
         return data, items, ""
 
+    def many_rcpts(self):
+        """A transaction past the relay's limit of replies awaited at once
+        (100): MAIL, up to 150 RCPTs, a message, in one write."""
+        rng = self.rng
+        out = b"MAIL FROM:<a@sender.test>\r\n"
+        items = [Item("mail", "MAIL (many)")]
+        for _ in range(rng.randint(90, 150)):
+            a = "<%s>" % rng.choice(self.rcpt_pool())
+            out += b"RCPT TO:" + a.encode() + b"\r\n"
+            items.append(Item("rcpt", "RCPT " + a, rcpt=unbracket(a)))
+        data, its, flag = self.data_op()
+        return out + data, items + its, flag
+
     def single_op(self):
         rng = self.rng
+        if rng.random() < 0.02:
+            return self.many_rcpts()
         r = rng.random()
         if r < 0.07:
             name = rng.choice((b"client.test", b"client.test", b"", b"h" * 300, b"[127.0.0.1]"))
