@@ -174,6 +174,7 @@ class Session:
         self.tls = False
         self.txn = None          # recipients taken in the open transaction, or None
         self.last = None         # (the last reply, its Item)
+        self.tls_write_failed = False
 
     # -- output --------------------------------------------------------------------
     def transcript(self, limit=None):
@@ -219,6 +220,9 @@ class Session:
                 self.client.send(p)
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError) as e:
                 self.notes.append("send failed: %r" % e)
+                # Python's TLS socket reads nothing more once a write failed
+                # (OpenSSL's fatal state), even replies already received.
+                self.tls_write_failed = self.tls
                 return
             if i + 1 < len(pieces) and rng.random() < 0.3:
                 time.sleep(rng.choice((0, 0.001, 0.005, 0.02)))
@@ -268,6 +272,11 @@ class Session:
             item = self.expect[0]
             r = self.read_reply(item.label)
             if r is None:
+                if self.tls_write_failed:
+                    self.closed_by_server = True
+                    self.notes.append("the server closed; the replies after a TLS write "
+                                      "that failed cannot be read")
+                    return
                 if self.may_close_after(last[0] if last else None, last[1] if last else None):
                     self.closed_by_server = True
                     self.notes.append("closed by the server after %r" % (last[0].raw,))
