@@ -3511,10 +3511,15 @@ static void relay_run(struct relay_session *s)
          * the replies still due have been written: a client that half-closes
          * after its final dot must get the server's answer to its message (it
          * would send the message again). In the middle of a message it ends
-         * the session at once: that message is discarded.
+         * the session without waiting for more: that message is discarded.
+         * Inside a BDAT chunk, not before the replies owed for the commands
+         * before that chunk's: a message pipelined before it may have been
+         * taken, and its answer must not be lost (the chunk's own reply
+         * never comes, the backend waits for the rest of it).
          */
         if (s->client_eof && s->state != RELAY_S_CLOSING && relay_takes_input(s) &&
-            (s->head == NULL || s->state == RELAY_S_DATA || s->state == RELAY_S_BDAT))
+            (s->head == NULL || s->state == RELAY_S_DATA ||
+             (s->state == RELAY_S_BDAT && s->head == s->tail)))
                 relay_close(s, "client_closed");
         if (s->client != NULL)
                 conn_flush(s->client);

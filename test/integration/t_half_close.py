@@ -13,6 +13,13 @@ shutdown(SHUT_WR):
      answer would send it again).
   2. The whole transaction in one write, then the half-close: the same.
   3. A half-close in the middle of a message: closed, nothing delivered.
+  4. A whole message by BDAT LAST, then a second transaction pipelined
+     behind it whose chunk is cut short, then the half-close, in one
+     write (MAIL and RCPT answered first, so that the backend session is
+     up): the client still reads Postfix's 250 to the first message
+     (delivered: without it the client would send it again), and the
+     second is not delivered. Three times: the close used to race the
+     backend's answer and win.
 """
 
 import os
@@ -68,6 +75,29 @@ def main():
         mwtest.check(closed, "not closed after a half-close in the middle of a message")
         time.sleep(1)
         mwtest.eq(len(pf.wait_mailbox(RCPT, 3, 2)), 2, "messages in the mailbox")
+
+        for n in range(3):
+            c = Client(mw.port("smtp"), timeout=20)
+            c.reply()
+            c.cmd("EHLO client.test")
+            mwtest.eq([c.cmd(line + b"\r\n").code for line in envelope.split(b"\r\n")[:2]], [250, 250],
+                      "BDAT %d: MAIL and RCPT" % n)
+            first = b"Subject: chunked %d\r\n\r\nwhole\r\n" % n
+            c.send(b"BDAT %d LAST\r\n%s%sBDAT 100\r\nSubject: cut short\r\n"
+                   % (len(first), first, envelope[:envelope.index(b"DATA")]))
+            c.sock.shutdown(socket.SHUT_WR)
+            closed, data = c.wait_closed(15)
+            c.close()
+            print("BDAT %d: the client read %r" % (n, data))
+            mwtest.check(closed, "BDAT %d: not closed" % n)
+            mwtest.check(data.startswith(b"250 2.0.0 Ok") and b"queued as" in data.split(b"\r\n")[0],
+                         "BDAT %d: no answer to the whole message: %r" % (n, data))
+            got = pf.wait_mailbox(RCPT, 3 + n, 20)
+            mwtest.eq(len(got), 3 + n, "BDAT %d: messages in the mailbox" % n)
+        time.sleep(1)
+        got = pf.wait_mailbox(RCPT, 6, 2)
+        mwtest.eq(len(got), 5, "messages in the mailbox at the end")
+        mwtest.check(not any(b"cut short" in m for m in got), "the message cut short was delivered")
         mw.stop()
     print("ok")
 
