@@ -11,8 +11,9 @@ bodies holding lines that start with a dot, lines at and past the length
 limit, bare CR and LF, NULs and transactions hidden behind a false end of
 data, BDAT chunks (size 0, LAST, "BDAT 0 LAST", the chunk holding a
 transaction after CRLF.CRLF) and BDAT lines that cannot be read, STARTTLS,
-pipelined groups, QUIT early, a half-close or an abrupt close; every byte
-stream is cut at random points across sends.
+pipelined groups, QUIT early, a half-close (between commands, or inside a
+BDAT chunk) or an abrupt close; every byte stream is cut at random points
+across sends.
 
 Listeners, each plaintext-capable so that a client can half-close:
   rec    accept_tls = none, to aiosmtpd (the recorder: no CHUNKING, so BDAT
@@ -37,7 +38,9 @@ What is checked:
      421, a 521 to an unreadable BDAT line (or the 530 that refused it),
      the 554 to commands pipelined behind STARTTLS (or its 220, when they
      came after it), or the 221 to QUIT.
-     After QUIT or a half-close, nothing more comes, then the close.
+     After QUIT or a half-close, nothing more comes, then the close; a
+     half-close inside a chunk still gets every reply owed before that
+     chunk's BDAT (that one may or may not come).
   4. mailward (the sanitizer build) stays up and logs no sanitizer report.
 
 A failing session prints its seed and its byte stream (the sends, as cut)
@@ -149,6 +152,7 @@ class Item:
         self.last = last
         self.blind = blind       # data: the body bytes sent blind behind it
         self.rcpt = rcpt
+        self.chunk_at = (0, 0)   # bdat: where its chunk is in the bytes made with it
 
 
 class Failure(Exception):
@@ -271,6 +275,10 @@ class Session:
         while len(self.expect) > keep and not self.closed_by_server:
             item = self.expect[0]
             r = self.read_reply(item.label)
+            if r is None and item.kind == "opt":
+                self.expect.pop(0)
+                self.closed_by_server = True
+                return
             if r is None:
                 if self.tls_write_failed:
                     self.closed_by_server = True
@@ -471,9 +479,12 @@ class Session:
         out, items = b"", []
         for i, ch in enumerate(chunks):
             last = (i == len(chunks) - 1) and not last_sep
-            out += self.bdat_line(len(ch), last) + ch
-            items.append(Item("bdat", "BDAT %d%s (%s)" % (len(ch), " LAST" if last else "",
-                                                          m.marker), msg=m, last=last))
+            out += self.bdat_line(len(ch), last)
+            it = Item("bdat", "BDAT %d%s (%s)" % (len(ch), " LAST" if last else "", m.marker),
+                      msg=m, last=last)
+            it.chunk_at = (len(out), len(out) + len(ch))   # where its chunk is in out
+            out += ch
+            items.append(it)
         if last_sep:
             out += self.bdat_line(0, True)
             items.append(Item("bdat", "BDAT 0 LAST (%s)" % m.marker, msg=m, last=True))
@@ -552,6 +563,8 @@ class Session:
         rng = self.rng
         if not self.tls and rng.random() < {"pftls": 0.4, "st": 0.1}.get(self.listener, 0.01):
             return b"STARTTLS\r\n", [Item("starttls", "STARTTLS")], "starttls"
+        if not self.tls and rng.random() < 0.03:
+            return self.halfclose_in_chunk()
         if rng.random() < 0.5:
             return self.txn_op()
         return self.single_op()
@@ -573,6 +586,27 @@ class Session:
         else:
             data, its, flag = self.bdat_op()
         return out + data, items + its, flag
+
+    def halfclose_in_chunk(self):
+        """A transaction whose message (BDAT) is cut inside a chunk, then
+        the half-close: every reply before that chunk's comes, its own may
+        (a refusal of mailward's) or may not, then the close."""
+        rng = self.rng
+        m, data, items = self.bdat_message()
+        self.msgs.append(m)
+        m.final = "cut short"
+        out = b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<%s>\r\n" % \
+            rng.choice(self.rcpt_pool()).encode()
+        pre = [Item("mail", "MAIL (cut)"), Item("rcpt", "RCPT (cut)", rcpt="-")]
+        cuttable = [i for i, it in enumerate(items) if it.chunk_at[1] > it.chunk_at[0]]
+        if not cuttable:
+            return out, pre, "halfclose"
+        k = rng.choice(cuttable)
+        start, end = items[k].chunk_at
+        cut = rng.randint(start, end - 1)
+        self.notes.append("half-close %d bytes into the chunk of %s" % (cut - start,
+                                                                        items[k].label))
+        return out + data[:cut], pre + items[:k] + [Item("opt", items[k].label)], "halfclose"
 
     def data_op(self):
         blind = self.rng.random() < 0.4
