@@ -229,7 +229,10 @@ class Session:
                 self.tls_write_failed = self.tls
                 return
             if i + 1 < len(pieces) and rng.random() < 0.3:
-                time.sleep(rng.choice((0, 0.001, 0.005, 0.02)))
+                # Now and then long enough for the backend's replies to
+                # come while a command is still cut in two.
+                time.sleep(rng.choice((0, 0.001, 0.005, 0.02)) if rng.random() < 0.97
+                           else 0.15)
 
     def read_reply(self, label):
         try:
