@@ -31,8 +31,11 @@ What is checked:
   2. Every message that got a 250 reaches the backend exactly once, for
      each recipient that got a 250 in its transaction; the recorder's copy
      is byte-exact (dot-stuffing undone); Postfix's Maildir copy ends with
-     the bytes sent, CRLF stored as LF. A message mailward must refuse
-     (a bare CR or LF, a line too long) never gets a 250.
+     the bytes sent as Postfix stores them (CRLF and the CRs before it as
+     LF, a bare CR as a space): neither real backend keeps a BDAT message
+     byte for byte (aiosmtpd has no CHUNKING), so a BDAT body is checked
+     only that far. A message mailward must refuse (a bare CR or LF, a
+     line too long) never gets a 250.
   3. The client gets exactly one well-formed reply per command that wants
      one, in order; the only early end is the server's close right after a
      421, a 521 to an unreadable BDAT line (or the 530 that refused it),
@@ -40,7 +43,8 @@ What is checked:
      came after it), or the 221 to QUIT.
      After QUIT or a half-close, nothing more comes, then the close; a
      half-close inside a chunk still gets every reply owed before that
-     chunk's BDAT (that one may or may not come).
+     chunk's BDAT (that one may or may not come). Not checked after a
+     TLS write failed: Python's TLS socket reads nothing more then.
   4. mailward (the sanitizer build) stays up and logs no sanitizer report.
 
 A failing session prints its seed and its byte stream (the sends, as cut)
