@@ -920,13 +920,16 @@ class Postfix:
     127.0.0.1:pf.port and trusts XCLIENT (identity="xclient") or requires a
     PROXY header (identity="proxy", haproxy mode, v1 or v2) from 127.0.0.0/8.
 
+    files={"sasl/smtpd.conf": text, ...} writes more files under etc (before
+    Postfix starts), for the options in smtpd_options or main that name them.
+
     pf.wait_mailbox(addr, n) -> list of message bytes (Maildir files, LF line
     ends), pf.maillog() -> text, pf.wait_maillog(text) -> bool."""
 
     USERS = ("user", "alice", "bob", "carol", "dave", "b", "c", "rcpt", "postmaster")
 
     def __init__(self, env, identity="xclient", port=None, hostname="pf.test.example",
-                 smtpd_options=None, main=None, users=USERS, netns=None):
+                 smtpd_options=None, main=None, users=USERS, netns=None, files=None):
         if identity not in ("xclient", "proxy", None):
             raise ValueError("identity must be 'xclient', 'proxy' or None")
         if not shutil.which("postfix") and not os.path.exists("/usr/sbin/postfix"):
@@ -964,6 +967,11 @@ class Postfix:
             f.write(master + POSTFIX_SERVICES)
         with open(os.path.join(self.conf, "vmailbox"), "w") as f:
             f.write("".join("%s@test.example %s/\n" % (u, u) for u in users))
+        for name, text in (files or {}).items():
+            path = os.path.join(self.conf, name)
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
         cfg = {
             "compatibility_level": "3.6",
             "queue_directory": self.queue,
