@@ -3,8 +3,11 @@
 (a sasldb made by saslpasswd2 in the test's directory, PLAIN and LOGIN)
 behind two mailward listeners, STARTTLS ("587") and implicit TLS ("465"),
 client_identity = xclient, on a loopback service with -o
-smtpd_tls_auth_only=no and smtpd_relay_restrictions =
-permit_sasl_authenticated, reject_unauth_destination.  mynetworks is
+smtpd_tls_auth_only=no, -o smtpd_sasl_security_options=
+$smtpd_sasl_tls_security_options (main.cf forbids plaintext mechanisms
+without TLS, as Postfix's SASL_README advises, and Postfix's leg is
+plaintext) and smtpd_relay_restrictions = permit_sasl_authenticated,
+reject_unauth_destination.  mynetworks is
 127.0.0.1/32 (mailward's own address, allowed XCLIENT); the clients come
 from 127.0.0.2, so they may relay only once authenticated.  Mail that
 Postfix relays goes to smtp-sink on loopback (default_transport), nothing
@@ -114,7 +117,8 @@ def start(env):
     sink = env.smtp_sink()
     # README, "Deploying in front of Postfix": the submission service on
     # loopback, trusting mailward's XCLIENT, without TLS (mailward's),
-    # with SASL and smtpd_tls_auth_only=no.
+    # with SASL, smtpd_tls_auth_only=no and, as Postfix's leg is plaintext,
+    # the security options main.cf gives SASL over TLS.
     pf = env.postfix(smtpd_options={
         "smtpd_authorized_xclient_hosts": "127.0.0.1",
         "smtpd_tls_security_level": "none",
@@ -122,12 +126,18 @@ def start(env):
         "smtpd_sasl_type": "cyrus",
         "smtpd_sasl_path": "smtpd",
         "smtpd_sasl_local_domain": REALM,
-        "smtpd_sasl_security_options": "noanonymous",
+        "smtpd_sasl_security_options": "$smtpd_sasl_tls_security_options",
         "smtpd_tls_auth_only": "no",
         "smtpd_relay_restrictions": "permit_sasl_authenticated,reject_unauth_destination",
     }, files={"sasl/smtpd.conf": smtpd_conf}, main={
         # Debian's Postfix looks there whatever this says.
         "cyrus_sasl_config_path": "$config_directory/sasl",
+        # Postfix's SASL_README: no plaintext password without TLS.  Without
+        # the override above, no mechanism is left for the service, and each
+        # of its smtpd processes exits ("fatal: no SASL authentication
+        # mechanisms").
+        "smtpd_sasl_security_options": "noanonymous, noplaintext",
+        "smtpd_sasl_tls_security_options": "noanonymous",
         "mynetworks": "127.0.0.1/32",
         # All that Postfix relays goes to smtp-sink on loopback.
         "default_transport": "smtp:[127.0.0.1]:%d" % sink.port,
