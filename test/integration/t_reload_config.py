@@ -26,8 +26,9 @@ again). The file is rewritten, then SIGHUP:
 4. forward moved to another backend (a plaintext one: forward_tls none):
    applied="[smtp] forward" and an event=reload_forward line from each
    process. A session whose MAIL had opened its backend connection before
-   the reload delivers its message to the old backend; a new session (from
-   127.0.0.2: max_per_client is 1) delivers to the new one.
+   the reload delivers its message to the old backend; a new session
+   delivers to the new one (each from an address of its own: max_per_client
+   is 1, and a session just ended may not be gone yet).
 4b. forward_source an address this host does not have: the new backend
    is not used, and nothing else of the file is applied either
    (event=reload_config_failed listener=smtp naming the source).
@@ -155,7 +156,7 @@ def main():
         print("== 4. forward moves to another backend", flush=True)
         be2 = env.recorder()
         smtp4 = dict(smtp1, timeout_command="100")
-        held, _ = mwtest.raw_tls_client(env, port)
+        held, _ = mwtest.raw_tls_client(env, port, source="127.0.0.4")
         mwtest.eq(held.cmd("MAIL FROM:<old@sender.test>").code, 250, "MAIL before the reload")
         rewrite(dict(smtp4, forward="127.0.0.1:%d" % be2.port), dict(g, log_level="debug"),
                 tls1)
@@ -195,7 +196,9 @@ def main():
                   "event=reload_config_failed lines in all")
         mwtest.check(re.match(r"(220|421 4\.7\.0) after\.test ", greeting(port)),
                      "the host name of a file whose forward_source is not here was applied")
-        c, _ = mwtest.raw_tls_client(env, port)
+        # Another source address: max_per_client is 1, and the session of the
+        # greeting just above may not have ended yet.
+        c, _ = mwtest.raw_tls_client(env, port, source="127.0.0.3")
         mwtest.eq(c.cmd("MAIL FROM:<still@sender.test>").code, 250, "MAIL after 4b")
         send(c, "still")
         mwtest.eq([m.mail_from for m in be2.wait_messages(2)][-1], "still@sender.test",
