@@ -4190,6 +4190,16 @@ void relay_listener_shutdown(struct relay_listener *l)
 
 void relay_listener_stop(struct relay_listener *l)
 {
+        struct relay_session *s, *next;
+
+        /* A probe still waiting on a backend: nobody needs its answer now. */
+        for (s = l->sessions; s != NULL; s = next) {
+                next = s->next;
+                if (s->probe) {
+                        relay_close(s, "shutdown");
+                        relay_run(s);
+                }
+        }
         if (l->sts != NULL)
                 sts_shutdown(l->sts);
         if (l->dane != NULL)
@@ -4357,6 +4367,6 @@ unsigned relay_listener_sessions(const struct relay_listener *l)
         unsigned n = 0;
 
         for (s = l->sessions; s != NULL; s = s->next)
-                n++;
+                n += !s->probe;
         return n;
 }

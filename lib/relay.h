@@ -113,8 +113,9 @@ void relay_listener_free(struct relay_listener *l);
 void relay_accept(struct relay_listener *l, struct uv_stream_s *server);
 
 /*
- * Stop the listener's own work in the background (MTA-STS lookups) once no
- * session is left, so that the loop can run down.
+ * Stop the listener's own work in the background (MTA-STS lookups, a
+ * capability probe still under way) once no session is left, so that the
+ * loop can run down.
  */
 void relay_listener_stop(struct relay_listener *l);
 
@@ -195,7 +196,8 @@ void relay_listener_probe(struct relay_listener *l);
 void relay_listener_drain(struct relay_listener *l);
 /* End every session still running with 421 4.3.2 (drain timeout). */
 void relay_listener_shutdown(struct relay_listener *l);
-/* Sessions (and probes) not yet freed. */
+/* Client sessions not yet freed (capability probes are not counted: the
+ * drain does not wait for them, relay_listener_stop() ends them). */
 unsigned relay_listener_sessions(const struct relay_listener *l);
 
 #endif
