@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+"""Seeded random MTA sessions through mailward's OUTBOUND listener, checked
+against real destinations.
+
+t_session_fuzz.py does this for the inbound relay; this test reuses its
+session generator (t_session_fuzz.Session: EHLO/HELO, MAIL, RCPTs, RSET,
+junk lines, DATA answered or blind, BDAT, STARTTLS, pipelined groups,
+random cuts and pauses, QUIT, half-close, abrupt close) with recipients of
+domains at different TLS levels, from the sender namespace of a
+mwtest.NetEnv to three destinations (each an aiosmtpd recorder, real
+software, which keeps messages byte-exact; none offers CHUNKING, so BDAT is
+refused and its chunk skipped):
+
+  192.0.2.10  STARTTLS, a certificate for mx.dest.test (the test CA)
+  192.0.2.11  no STARTTLS
+  192.0.2.12  STARTTLS, behind the stripper fixture in mask mode (mailward
+              sees XXXXXXXA): clear text only
+
+The policy (default_level may):
+
+  may.test    may
+  none.test   none
+  enc.test    encrypt
+  sec.test    secure match=mx.dest.test   (the right name at .10)
+  bad.test    secure match=mx.other.test  (the wrong name: never passes)
+  other.test  not in the table: may, then what was learned
+
+Each session connects to one destination's port 25 (the redirect takes it
+to mailward, which connects to that destination).
+
+What is checked:
+  1. Nothing reaches a destination in clear text for a domain that needs
+     TLS (enc, sec, bad): no command at .11 or behind the stripper names
+     one, no command anywhere names bad.test, and every message at any destination with such a recipient came
+     over TLS. A RCPT for such a domain never gets a 2xx through .11 or
+     .12, nor one for bad.test anywhere.
+  2. A recipient that did not get a 250 in its transaction is not among
+     the recipients of that message at the destination.
+  3. Every message that got a 250 at its end reaches the destination of
+     its session exactly once, byte-exact, with exactly the recipients
+     that got a 250 (in order); nothing arrives that the client did not
+     send as a message, was told failed, or never finished (a message
+     whose end went unanswered because the client closed may arrive once).
+  4. Reply counts and forms, as in t_session_fuzz (one well-formed reply
+     per command, in order; the only early ends are those it allows).
+  5. mailward (the sanitizer build) stays up and logs no sanitizer report.
+
+A failing session prints its seed and its transcript; every session's
+transcript is written to the test's directory. Environment:
+MAILWARD_FUZZ_SEED=S (the first seed, default 1), MAILWARD_FUZZ_SESSIONS=N
+(how many from S; default DEFAULT_SESSIONS, or 1 when only the seed is
+given). The default run uses fixed seeds.
+"""
+
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mwtest  # noqa: E402
+import t_session_fuzz as fz  # noqa: E402
+from rawsmtp import Client  # noqa: E402
+
+DEFAULT_SESSIONS = 120
+
+DESTS = {"d10": "192.0.2.10", "d11": "192.0.2.11", "d12": "192.0.2.12"}
+CLEAR_DESTS = ("d11", "d12")          # mailward can reach these in clear text only
+POLICY = ("may.test may\n"
+          "none.test none\n"
+          "enc.test encrypt\n"
+          "sec.test secure match=mx.dest.test\n"
+          "bad.test secure match=mx.other.test\n")
+TLS_DOMAINS = ("enc.test", "sec.test", "bad.test")
+RCPTS = ("u1@may.test", "u2@may.test", "u3@none.test", "u4@enc.test", "u5@enc.test",
+         "u6@sec.test", "u7@bad.test", "u8@other.test")
+
+
+def domain(addr):
+    return addr.rpartition("@")[2].strip("<> ").lower()
+
+
+class OutSession(fz.Session):
+    def __init__(self, seed, dest, net):
+        super().__init__(seed, dest, 25)
+        self.net = net
+        self.addr = DESTS[dest]
+        self.rcpt_replies = []      # (address, code, first reply line)
+
+    def connect(self):
+        with self.net.inside():
+            return Client(25, host=self.addr, timeout=fz.REPLY_TIMEOUT)
+
+    def rcpt_pool(self):
+        return RCPTS
+
+    def bad_rcpts(self):
+        return fz.REC_BAD_RCPTS
+
+    def on_reply(self, item, r):
+        if item.kind == "rcpt":
+            self.rcpt_replies.append((item.rcpt, r.code, r.raw[0]))
+        super().on_reply(item, r)
+
+
+def dest_for(seed):
+    r = random.Random(seed * 7919 + 3).random()
+    return "d10" if r < 0.5 else "d11" if r < 0.75 else "d12"
+
+
+def main():
+    run = fz.seeds(DEFAULT_SESSIONS)
+    failures = []
+    sessions = {}
+    with mwtest.Env("out_session_fuzz") as env:
+        net = env.netns(hosts=tuple(DESTS.values()))
+        cert = net.cert("mx.dest.test")
+        dests = {
+            "d10": net.dest("192.0.2.10", tls="starttls", cert=cert),
+            "d11": net.dest("192.0.2.11", tls=None),
+            "d12": net.dest("192.0.2.12", tls="starttls", cert=cert, listen="127.0.0.1",
+                            port=2525),
+        }
+        net.stripper("192.0.2.12", to=("127.0.0.1", 2525), mode="mask")
+        mw = net.outbound(policy=POLICY, default_level="may")
+        ctx = mwtest.ssl_client_context(env)
+        started = time.monotonic()
+        for seed in run:
+            d = dest_for(seed)
+            s = OutSession(seed, d, net)
+            sessions[seed] = s
+            try:
+                s.run(ctx)
+            except fz.Failure as e:
+                failures.append((seed, str(e)))
+            except (OSError, AssertionError) as e:
+                failures.append((seed, "client error: %r" % e))
+            finally:
+                if s.client is not None:
+                    s.client.close()
+            with open(env.path("session-%d.txt" % seed), "w") as f:
+                f.write(s.transcript())
+            if not mw.alive():
+                failures.append((seed, "mailward is gone after this session"))
+                break
+            rep = mw.sanitizer_report()
+            if rep:
+                failures.append((seed, "sanitizer report:\n" + rep))
+                break
+            # RCPT replies that must not be 2xx.
+            for a, code, line in s.rcpt_replies:
+                dom = domain(a)
+                if code // 100 == 2 and (dom == "bad.test" or
+                                         (dom in TLS_DOMAINS and d in CLEAR_DESTS)):
+                    failures.append((seed, "RCPT %s through %s got %r" % (a, d, line)))
+        print("%d sessions in %.1f s" % (len(sessions), time.monotonic() - started))
+
+        for dd in dests.values():
+            if not dd.wait_idle(20):
+                failures.append((None, "a connection to %s:%d outlived its session"
+                                 % (dd.addr, dd.port)))
+
+        # Invariant 1: clear text; bad.test (which never passes) reaches none.
+        for name, dd in dests.items():
+            for c in dd.command_strings():
+                if any(t in c.lower() for t in (TLS_DOMAINS if name in CLEAR_DESTS
+                                                else ("bad.test",))):
+                    failures.append((None, "%s got: %r" % (name, c)))
+
+        # Invariants 2 and 3: what the destinations hold.
+        by_marker = {}
+        for s in sessions.values():
+            for m in s.msgs + s.hidden:
+                by_marker[m.marker] = (s, m)
+        unknown = {m.marker for s in sessions.values() if s.aborted for m in s.msgs
+                   if m.sent_end and m.final is None}
+        seen = {}
+        for name, dd in dests.items():
+            for rm in dd.messages:
+                found = fz.MARKER_RE.search(rm.data)
+                if not found:
+                    failures.append((None, "%s holds a message without a marker: %r"
+                                     % (name, rm.data[:300])))
+                    continue
+                marker = found.group(1).decode()
+                s, m = by_marker.get(marker, (None, None))
+                seed = s.seed if s else int(marker.split("-")[1])
+                if m is None or m.hidden:
+                    failures.append((seed, "%s holds a message the client never sent as one "
+                                     "(%s): %r" % (name, marker, rm.data[:400])))
+                    continue
+                if s.listener != name:
+                    failures.append((seed, "%s (a session to %s) arrived at %s"
+                                     % (marker, s.listener, name)))
+                if any(domain(a) in TLS_DOMAINS for a in rm.rcpt_tos) and not rm.tls:
+                    failures.append((seed, "%s reached %s in clear text for %r"
+                                     % (marker, name, rm.rcpt_tos)))
+                if m.final != 250 and marker not in unknown:
+                    failures.append((seed, "%s holds %s, whose end got %r"
+                                     % (name, marker, m.final)))
+                    continue
+                seen.setdefault(marker, []).append(rm)
+        accepted = 0
+        for s in sessions.values():
+            for m in s.msgs:
+                got = seen.get(m.marker, [])
+                if m.final == 250 and m.must_refuse:
+                    failures.append((s.seed, "%s got 250, yet holds a %s"
+                                     % (m.marker, m.must_refuse)))
+                if m.final != 250:
+                    if len(got) > 1:
+                        failures.append((s.seed, "%s arrived %d times" % (m.marker, len(got))))
+                    # Its recipients' replies may be unread too: none of
+                    # them may be one that this session only saw refused.
+                    took = {fz.plain(a) for a, code, _ in s.rcpt_replies if code // 100 == 2}
+                    refused = {fz.plain(a) for a, code, _ in s.rcpt_replies} - took
+                    for rm in got:
+                        bad = [a for a in rm.rcpt_tos if fz.plain(a) in refused]
+                        if bad:
+                            failures.append((s.seed, "%s (end unanswered) arrived for %r, "
+                                             "refused in the session" % (m.marker, bad)))
+                    continue
+                accepted += 1
+                if len(got) != 1:
+                    failures.append((s.seed, "%s (250) arrived %d times" % (m.marker, len(got))))
+                    continue
+                rm = got[0]
+                if rm.data != m.content:
+                    failures.append((s.seed, "%s: the destination got %r, sent %r"
+                                     % (m.marker, rm.data[:2000], m.content[:2000])))
+                if [fz.plain(a) for a in rm.rcpt_tos] != [fz.plain(a) for a in m.rcpts]:
+                    failures.append((s.seed, "%s: recipients %r, the client was told %r"
+                                     % (m.marker, rm.rcpt_tos, m.rcpts)))
+        codes = {}
+        for s in sessions.values():
+            for a, code, _ in s.rcpt_replies:
+                k = "%s %s %d" % (s.listener, domain(a) if "@" in a else "-", code)
+                codes[k] = codes.get(k, 0) + 1
+        stats = {"sessions": len(sessions),
+                 "messages": sum(len(s.msgs) for s in sessions.values()),
+                 "accepted": accepted,
+                 "hidden": sum(len(s.hidden) for s in sessions.values()),
+                 "destination copies": sum(len(v) for v in seen.values()),
+                 "aborted": sum(1 for s in sessions.values() if s.aborted)}
+        print("stats: %r" % stats)
+        print("RCPT replies (destination domain code: count): %r" % sorted(codes.items()))
+        if not failures:
+            mw.stop()
+        for seed, why in failures:
+            print("FAIL (seed %s): %s" % (seed, why))
+        for seed in sorted({f[0] for f in failures if f[0] is not None})[:5]:
+            if seed in sessions:
+                print("---- seed %d (MAILWARD_FUZZ_SEED=%d) ----\n%s"
+                      % (seed, seed, sessions[seed].transcript(limit=3000)))
+        mwtest.check(not failures, "%d outbound session fuzz failures" % len(failures))
+    print("t_out_session_fuzz: ok")
+
+
+if __name__ == "__main__":
+    main()
