@@ -7,14 +7,23 @@ session generator (t_session_fuzz.Session: EHLO/HELO, MAIL, RCPTs, RSET,
 junk lines, DATA answered or blind, BDAT, STARTTLS, pipelined groups,
 random cuts and pauses, QUIT, half-close, abrupt close) with recipients of
 domains at different TLS levels, from the sender namespace of a
-mwtest.NetEnv to three destinations (each an aiosmtpd recorder, real
-software, which keeps messages byte-exact; none offers CHUNKING, so BDAT is
-refused and its chunk skipped):
+mwtest.NetEnv to four destinations:
 
-  192.0.2.10  STARTTLS, a certificate for mx.dest.test (the test CA)
-  192.0.2.11  no STARTTLS
-  192.0.2.12  STARTTLS, behind the stripper fixture in mask mode (mailward
-              sees XXXXXXXA): clear text only
+  192.0.2.10  aiosmtpd, STARTTLS, a certificate for mx.dest.test (test CA)
+  192.0.2.11  aiosmtpd, no STARTTLS
+  192.0.2.12  aiosmtpd, STARTTLS, behind the stripper fixture in mask mode
+              (mailward sees XXXXXXXA): clear text only
+  192.0.2.13  Postfix, STARTTLS with the same certificate and CHUNKING
+              (behind the stripper in pass mode, which forwards it
+              unchanged, as in t_out_bdat); its sessions send BDAT more
+              often, and bad recipients of Postfix's kind
+
+aiosmtpd (real software) keeps messages byte-exact; it has no CHUNKING, so
+there BDAT is refused and its chunk skipped. Postfix stores one copy per
+mailbox (u1..u8, one per recipient), CRLF as LF and a bare CR as a space:
+its copies are checked for their mailboxes and for ending with the bytes
+sent, so stored; whether one came over TLS is read from Postfix's own
+Received header (smtpd_tls_received_header).
 
 The policy (default_level may):
 
@@ -31,16 +40,19 @@ to mailward, which connects to that destination).
 What is checked:
   1. Nothing reaches a destination in clear text for a domain that needs
      TLS (enc, sec, bad): no command at .11 or behind the stripper names
-     one, no command anywhere names bad.test, and every message at any destination with such a recipient came
-     over TLS. A RCPT for such a domain never gets a 2xx through .11 or
-     .12, nor one for bad.test anywhere.
+     one, no command at any recorder names bad.test, no copy anywhere is
+     for bad.test, and every copy for such a recipient came over TLS. A
+     RCPT for such a domain never gets a 2xx through .11 or .12, nor one
+     for bad.test anywhere.
   2. A recipient that did not get a 250 in its transaction is not among
      the recipients of that message at the destination.
   3. Every message that got a 250 at its end reaches the destination of
-     its session exactly once, byte-exact, with exactly the recipients
-     that got a 250 (in order); nothing arrives that the client did not
-     send as a message, was told failed, or never finished (a message
-     whose end went unanswered because the client closed may arrive once).
+     its session exactly once (Postfix: once per recipient), byte-exact
+     (Postfix: as it stores bytes), with exactly the recipients that got
+     a 250 (in order); nothing arrives that the client did not send as a
+     message, was told failed, or never finished (a message whose end
+     went unanswered because the client closed may arrive, once per
+     recipient).
   4. Reply counts and forms, as in t_session_fuzz (one well-formed reply
      per command, in order; the only early ends are those it allows).
   5. mailward (the sanitizer build) stays up and logs no sanitizer report.
@@ -54,6 +66,7 @@ given). The default run uses fixed seeds.
 
 import os
 import random
+import re
 import sys
 import time
 
@@ -64,7 +77,7 @@ from rawsmtp import Client  # noqa: E402
 
 DEFAULT_SESSIONS = 120
 
-DESTS = {"d10": "192.0.2.10", "d11": "192.0.2.11", "d12": "192.0.2.12"}
+DESTS = {"d10": "192.0.2.10", "d11": "192.0.2.11", "d12": "192.0.2.12", "pf": "192.0.2.13"}
 CLEAR_DESTS = ("d11", "d12")          # mailward can reach these in clear text only
 POLICY = ("may.test may\n"
           "none.test none\n"
@@ -74,6 +87,10 @@ POLICY = ("may.test may\n"
 TLS_DOMAINS = ("enc.test", "sec.test", "bad.test")
 RCPTS = ("u1@may.test", "u2@may.test", "u3@none.test", "u4@enc.test", "u5@enc.test",
          "u6@sec.test", "u7@bad.test", "u8@other.test")
+# Postfix's mailboxes: one per local part (all distinct), and nosuch@ unknown.
+PF_DOMAINS = "may.test none.test enc.test sec.test bad.test other.test test.example"
+PF_MAILBOXES = "inline:{ %s }" % ", ".join("%s=%s/" % (a, a.split("@")[0]) for a in RCPTS)
+PF_BAD_RCPTS = ("nosuch@test.example", "<bad@test.example", "", "<>")
 
 
 def domain(addr):
@@ -95,7 +112,7 @@ class OutSession(fz.Session):
         return RCPTS
 
     def bad_rcpts(self):
-        return fz.REC_BAD_RCPTS
+        return PF_BAD_RCPTS if self.listener == "pf" else fz.REC_BAD_RCPTS
 
     def on_reply(self, item, r):
         if item.kind == "rcpt":
@@ -105,7 +122,7 @@ class OutSession(fz.Session):
 
 def dest_for(seed):
     r = random.Random(seed * 7919 + 3).random()
-    return "d10" if r < 0.5 else "d11" if r < 0.75 else "d12"
+    return "d10" if r < 0.35 else "d11" if r < 0.55 else "d12" if r < 0.7 else "pf"
 
 
 def main():
@@ -122,6 +139,17 @@ def main():
                             port=2525),
         }
         net.stripper("192.0.2.12", to=("127.0.0.1", 2525), mode="mask")
+        certfile, keyfile = cert
+        pf = env.postfix(identity=None, netns=net.ns_of("192.0.2.13"), hostname="mx.dest.test",
+                         main={"smtpd_tls_security_level": "may",
+                               "smtpd_tls_cert_file": certfile,
+                               "smtpd_tls_key_file": keyfile,
+                               "smtpd_tls_received_header": "yes",
+                               "virtual_mailbox_domains": PF_DOMAINS,
+                               "virtual_mailbox_maps": PF_MAILBOXES,
+                               "smtpd_error_sleep_time": "0",
+                               "smtpd_soft_error_limit": "100"})
+        net.stripper("192.0.2.13", to=("127.0.0.1", pf.port), mode="pass")
         mw = net.outbound(policy=POLICY, default_level="may")
         ctx = mwtest.ssl_client_context(env)
         started = time.monotonic()
@@ -167,39 +195,58 @@ def main():
                                                 else ("bad.test",))):
                     failures.append((None, "%s got: %r" % (name, c)))
 
-        # Invariants 2 and 3: what the destinations hold.
+        # Invariants 2 and 3: what the destinations hold. A recorder's copy
+        # has the envelope's recipients; Postfix stores one copy per
+        # mailbox (the recipient's local part).
         by_marker = {}
         for s in sessions.values():
             for m in s.msgs + s.hidden:
                 by_marker[m.marker] = (s, m)
         unknown = {m.marker for s in sessions.values() if s.aborted for m in s.msgs
                    if m.sent_end and m.final is None}
+        pf_want = sum(len(set(m.rcpts)) for s in sessions.values() if s.listener == "pf"
+                      for m in s.msgs if m.final == 250)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            if len(fz.pf_messages(pf)) >= pf_want and fz.pf_queue_files(pf) == 0:
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+        held = [(name, rm.rcpt_tos, rm.data, rm.tls) for name, dd in dests.items()
+                for rm in dd.messages]
+        for box, data in fz.pf_messages(pf):
+            rcpt = [a for a in RCPTS if a.split("@")[0] == box]
+            # Postfix's own Received header (the first) says how it came.
+            top = re.search(rb"^Received:.*?\n(?=\S)", data, re.M | re.S)
+            held.append(("pf", rcpt or [box], data,
+                         bool(top) and b"(using TLS" in top.group(0)))
         seen = {}
-        for name, dd in dests.items():
-            for rm in dd.messages:
-                found = fz.MARKER_RE.search(rm.data)
-                if not found:
-                    failures.append((None, "%s holds a message without a marker: %r"
-                                     % (name, rm.data[:300])))
-                    continue
-                marker = found.group(1).decode()
-                s, m = by_marker.get(marker, (None, None))
-                seed = s.seed if s else int(marker.split("-")[1])
-                if m is None or m.hidden:
-                    failures.append((seed, "%s holds a message the client never sent as one "
-                                     "(%s): %r" % (name, marker, rm.data[:400])))
-                    continue
-                if s.listener != name:
-                    failures.append((seed, "%s (a session to %s) arrived at %s"
-                                     % (marker, s.listener, name)))
-                if any(domain(a) in TLS_DOMAINS for a in rm.rcpt_tos) and not rm.tls:
-                    failures.append((seed, "%s reached %s in clear text for %r"
-                                     % (marker, name, rm.rcpt_tos)))
-                if m.final != 250 and marker not in unknown:
-                    failures.append((seed, "%s holds %s, whose end got %r"
-                                     % (name, marker, m.final)))
-                    continue
-                seen.setdefault(marker, []).append(rm)
+        for name, rcpts, data, tls in held:
+            found = fz.MARKER_RE.search(data)
+            if not found:
+                failures.append((None, "%s holds a message without a marker: %r"
+                                 % (name, data[:300])))
+                continue
+            marker = found.group(1).decode()
+            s, m = by_marker.get(marker, (None, None))
+            seed = s.seed if s else int(marker.split("-")[1])
+            if m is None or m.hidden:
+                failures.append((seed, "%s holds a message the client never sent as one "
+                                 "(%s): %r" % (name, marker, data[:400])))
+                continue
+            if s.listener != name:
+                failures.append((seed, "%s (a session to %s) arrived at %s"
+                                 % (marker, s.listener, name)))
+            if any(domain(a) in TLS_DOMAINS for a in rcpts) and not tls:
+                failures.append((seed, "%s reached %s in clear text for %r"
+                                 % (marker, name, rcpts)))
+            if any(domain(a) == "bad.test" for a in rcpts):
+                failures.append((seed, "%s reached %s for %r" % (marker, name, rcpts)))
+            if m.final != 250 and marker not in unknown:
+                failures.append((seed, "%s holds %s, whose end got %r"
+                                 % (name, marker, m.final)))
+                continue
+            seen.setdefault(marker, []).append((rcpts, data))
         accepted = 0
         for s in sessions.values():
             for m in s.msgs:
@@ -208,29 +255,43 @@ def main():
                     failures.append((s.seed, "%s got 250, yet holds a %s"
                                      % (m.marker, m.must_refuse)))
                 if m.final != 250:
-                    if len(got) > 1:
+                    if len(got) > (1 if s.listener != "pf" else len(RCPTS)):
                         failures.append((s.seed, "%s arrived %d times" % (m.marker, len(got))))
                     # Its recipients' replies may be unread too: none of
                     # them may be one that this session only saw refused.
                     took = {fz.plain(a) for a, code, _ in s.rcpt_replies if code // 100 == 2}
                     refused = {fz.plain(a) for a, code, _ in s.rcpt_replies} - took
-                    for rm in got:
-                        bad = [a for a in rm.rcpt_tos if fz.plain(a) in refused]
+                    for rcpts, _ in got:
+                        bad = [a for a in rcpts if fz.plain(a) in refused]
                         if bad:
                             failures.append((s.seed, "%s (end unanswered) arrived for %r, "
                                              "refused in the session" % (m.marker, bad)))
                     continue
                 accepted += 1
+                if s.listener == "pf":
+                    boxes = sorted(r[0] for r, _ in got)
+                    want = sorted({fz.plain(r) for r in m.rcpts})
+                    if boxes != want:
+                        failures.append((s.seed, "%s (250) is at Postfix for %r, the client "
+                                         "was told %r" % (m.marker, boxes, m.rcpts)))
+                    # Postfix stores CRLF (and CRs before it) as LF, a bare CR as a space.
+                    want_tail = re.sub(rb"\r+\n", b"\n", m.content).replace(b"\r", b" ")
+                    for _, data in got:
+                        if not (data.endswith(want_tail) or data.endswith(want_tail + b"\n")):
+                            failures.append((s.seed, "%s at Postfix does not end with the "
+                                             "bytes sent: %s"
+                                             % (m.marker, fz.tail_diff(data, want_tail))))
+                    continue
                 if len(got) != 1:
                     failures.append((s.seed, "%s (250) arrived %d times" % (m.marker, len(got))))
                     continue
-                rm = got[0]
-                if rm.data != m.content:
+                rcpts, data = got[0]
+                if data != m.content:
                     failures.append((s.seed, "%s: the destination got %r, sent %r"
-                                     % (m.marker, rm.data[:2000], m.content[:2000])))
-                if [fz.plain(a) for a in rm.rcpt_tos] != [fz.plain(a) for a in m.rcpts]:
+                                     % (m.marker, data[:2000], m.content[:2000])))
+                if [fz.plain(a) for a in rcpts] != [fz.plain(a) for a in m.rcpts]:
                     failures.append((s.seed, "%s: recipients %r, the client was told %r"
-                                     % (m.marker, rm.rcpt_tos, m.rcpts)))
+                                     % (m.marker, rcpts, m.rcpts)))
         codes = {}
         for s in sessions.values():
             for a, code, _ in s.rcpt_replies:
@@ -239,6 +300,8 @@ def main():
         stats = {"sessions": len(sessions),
                  "messages": sum(len(s.msgs) for s in sessions.values()),
                  "accepted": accepted,
+                 "accepted by BDAT": sum(1 for s in sessions.values() for m in s.msgs
+                                         if m.final == 250 and m.kind == "bdat"),
                  "hidden": sum(len(s.hidden) for s in sessions.values()),
                  "destination copies": sum(len(v) for v in seen.values()),
                  "aborted": sum(1 for s in sessions.values() if s.aborted)}
