@@ -11,8 +11,10 @@ mwtest.NetEnv to four destinations:
 
   192.0.2.10  aiosmtpd, STARTTLS, a certificate for mx.dest.test (test CA)
   192.0.2.11  aiosmtpd, no STARTTLS
-  192.0.2.12  aiosmtpd, STARTTLS, behind the stripper fixture in mask mode
-              (mailward sees XXXXXXXA): clear text only
+  192.0.2.12  aiosmtpd, STARTTLS, behind the stripper fixture, its mode
+              mask, strip, refuse or inject by the session's seed: clear
+              text only (mailward sees no STARTTLS, or its STARTTLS is
+              refused, or bytes are injected behind the 220)
   192.0.2.13  Postfix, STARTTLS with the same certificate and CHUNKING
               (behind the stripper in pass mode, which forwards it
               unchanged, as in t_out_bdat); its sessions send BDAT more
@@ -45,7 +47,8 @@ What is checked:
      RCPT for such a domain never gets a 2xx through .11 or .12, nor one
      for bad.test anywhere.
   2. A recipient that did not get a 250 in its transaction is not among
-     the recipients of that message at the destination.
+     the recipients of that message at the destination (for a message
+     whose end went unanswered, as far as the replies were read).
   3. Every message that got a 250 at its end reaches the destination of
      its session exactly once (Postfix: once per recipient), byte-exact
      (Postfix: as it stores bytes), with exactly the recipients that got
@@ -61,9 +64,12 @@ A failing session prints its seed and its transcript; every session's
 transcript is written to the test's directory. Environment:
 MAILWARD_FUZZ_SEED=S (the first seed, default 1), MAILWARD_FUZZ_SESSIONS=N
 (how many from S; default DEFAULT_SESSIONS, or 1 when only the seed is
-given). The default run uses fixed seeds.
+given), MAILWARD_FUZZ_PARALLEL=P (sessions at once, default 1: mailward's
+shared state, such as what it learned, then depends on timing). The
+default run uses fixed seeds, one session at a time.
 """
 
+import concurrent.futures
 import os
 import random
 import re
@@ -76,6 +82,9 @@ import t_session_fuzz as fz  # noqa: E402
 from rawsmtp import Client  # noqa: E402
 
 DEFAULT_SESSIONS = 120
+# Sessions at once (MAILWARD_FUZZ_PARALLEL): one by default, so that a
+# seed's session meets the same state in every run.
+PARALLEL = int(os.environ.get("MAILWARD_FUZZ_PARALLEL") or 1)
 
 DESTS = {"d10": "192.0.2.10", "d11": "192.0.2.11", "d12": "192.0.2.12", "pf": "192.0.2.13"}
 CLEAR_DESTS = ("d11", "d12")          # mailward can reach these in clear text only
@@ -84,6 +93,7 @@ POLICY = ("may.test may\n"
           "enc.test encrypt\n"
           "sec.test secure match=mx.dest.test\n"
           "bad.test secure match=mx.other.test\n")
+STRIP_MODES = ("mask", "strip", "refuse", "inject")
 TLS_DOMAINS = ("enc.test", "sec.test", "bad.test")
 RCPTS = ("u1@may.test", "u2@may.test", "u3@none.test", "u4@enc.test", "u5@enc.test",
          "u6@sec.test", "u7@bad.test", "u8@other.test")
@@ -103,6 +113,7 @@ class OutSession(fz.Session):
         self.net = net
         self.addr = DESTS[dest]
         self.rcpt_replies = []      # (address, code, first reply line)
+        self.txn_refused = set()    # recipients refused in the open transaction
 
     def connect(self):
         with self.net.inside():
@@ -115,8 +126,17 @@ class OutSession(fz.Session):
         return PF_BAD_RCPTS if self.listener == "pf" else fz.REC_BAD_RCPTS
 
     def on_reply(self, item, r):
+        ok = r.code // 100 == 2
         if item.kind == "rcpt":
             self.rcpt_replies.append((item.rcpt, r.code, r.raw[0]))
+            if not ok:
+                self.txn_refused.add(fz.plain(item.rcpt))
+        elif item.kind in ("mail", "reset") and ok:
+            self.txn_refused = set()
+        if item.msg is not None:
+            # The recipients refused in the transaction of a message
+            # whose end may go unanswered (as far as replies were read).
+            item.msg.refused = set(self.txn_refused)
         super().on_reply(item, r)
 
 
@@ -138,7 +158,7 @@ def main():
             "d12": net.dest("192.0.2.12", tls="starttls", cert=cert, listen="127.0.0.1",
                             port=2525),
         }
-        net.stripper("192.0.2.12", to=("127.0.0.1", 2525), mode="mask")
+        strip = net.stripper("192.0.2.12", to=("127.0.0.1", 2525), mode="mask")
         certfile, keyfile = cert
         pf = env.postfix(identity=None, netns=net.ns_of("192.0.2.13"), hostname="mx.dest.test",
                          main={"smtpd_tls_security_level": "may",
@@ -153,10 +173,20 @@ def main():
         mw = net.outbound(policy=POLICY, default_level="may")
         ctx = mwtest.ssl_client_context(env)
         started = time.monotonic()
-        for seed in run:
+        stop = []
+
+        def one(seed):
+            """One session; False when mailward is gone or reported."""
+            if stop:
+                return
             d = dest_for(seed)
             s = OutSession(seed, d, net)
             sessions[seed] = s
+            if d == "d12":
+                # Parallel sessions share the mode: each one is clear text only.
+                mode = STRIP_MODES[seed % len(STRIP_MODES)]
+                strip.set_mode(mode)
+                s.notes.append("stripper mode %s" % mode)
             try:
                 s.run(ctx)
             except fz.Failure as e:
@@ -170,17 +200,26 @@ def main():
                 f.write(s.transcript())
             if not mw.alive():
                 failures.append((seed, "mailward is gone after this session"))
-                break
+                stop.append(seed)
+                return
             rep = mw.sanitizer_report()
             if rep:
                 failures.append((seed, "sanitizer report:\n" + rep))
-                break
+                stop.append(seed)
+                return
             # RCPT replies that must not be 2xx.
             for a, code, line in s.rcpt_replies:
                 dom = domain(a)
                 if code // 100 == 2 and (dom == "bad.test" or
                                          (dom in TLS_DOMAINS and d in CLEAR_DESTS)):
                     failures.append((seed, "RCPT %s through %s got %r" % (a, d, line)))
+
+        if PARALLEL > 1:
+            with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
+                list(pool.map(one, run))
+        else:
+            for seed in run:
+                one(seed)
         print("%d sessions in %.1f s" % (len(sessions), time.monotonic() - started))
 
         for dd in dests.values():
@@ -258,9 +297,8 @@ def main():
                     if len(got) > (1 if s.listener != "pf" else len(RCPTS)):
                         failures.append((s.seed, "%s arrived %d times" % (m.marker, len(got))))
                     # Its recipients' replies may be unread too: none of
-                    # them may be one that this session only saw refused.
-                    took = {fz.plain(a) for a, code, _ in s.rcpt_replies if code // 100 == 2}
-                    refused = {fz.plain(a) for a, code, _ in s.rcpt_replies} - took
+                    # them may be one seen refused in its transaction.
+                    refused = getattr(m, "refused", set())
                     for rcpts, _ in got:
                         bad = [a for a in rcpts if fz.plain(a) in refused]
                         if bad:
@@ -306,6 +344,10 @@ def main():
                  "destination copies": sum(len(v) for v in seen.values()),
                  "aborted": sum(1 for s in sessions.values() if s.aborted)}
         print("stats: %r" % stats)
+        ev = {}
+        for line in strip.events():
+            ev[line.split()[0]] = ev.get(line.split()[0], 0) + 1
+        print("stripper at 192.0.2.12: %r" % sorted(ev.items()))
         print("RCPT replies (destination domain code: count): %r" % sorted(codes.items()))
         if not failures:
             mw.stop()
