@@ -74,6 +74,7 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -174,6 +175,7 @@ def main():
         ctx = mwtest.ssl_client_context(env)
         started = time.monotonic()
         stop = []
+        strip_lock = threading.Lock()
 
         def one(seed):
             """One session; False when mailward is gone or reported."""
@@ -185,7 +187,8 @@ def main():
             if d == "d12":
                 # Parallel sessions share the mode: each one is clear text only.
                 mode = STRIP_MODES[seed % len(STRIP_MODES)]
-                strip.set_mode(mode)
+                with strip_lock:
+                    strip.set_mode(mode)
                 s.notes.append("stripper mode %s" % mode)
             try:
                 s.run(ctx)
