@@ -352,15 +352,7 @@ def main():
             ev[line.split()[0]] = ev.get(line.split()[0], 0) + 1
         print("stripper at 192.0.2.12: %r" % sorted(ev.items()))
         print("RCPT replies (destination domain code: count): %r" % sorted(codes.items()))
-        if not failures:
-            mw.stop()
-        for seed, why in failures:
-            print("FAIL (seed %s): %s" % (seed, why))
-        for seed in sorted({f[0] for f in failures if f[0] is not None})[:5]:
-            if seed in sessions:
-                print("---- seed %d (MAILWARD_FUZZ_SEED=%d) ----\n%s"
-                      % (seed, seed, sessions[seed].transcript(limit=3000)))
-        mwtest.check(not failures, "%d outbound session fuzz failures" % len(failures))
+        fz.report(mw, sessions, failures, "outbound session fuzz")
     print("t_out_session_fuzz: ok")
 
 

@@ -867,6 +867,20 @@ def pf_queue_files(pf):
     return n
 
 
+def report(mw, sessions, failures, what):
+    """Stop mailward if all went well; print each failure, and the
+    transcripts of the first five failing seeds; fail the test if any."""
+    if not failures:
+        mw.stop()
+    for seed, why in failures:
+        print("FAIL (seed %s): %s" % (seed, why))
+    for seed in sorted({f[0] for f in failures if f[0] is not None})[:5]:
+        if seed in sessions:
+            print("---- seed %d (MAILWARD_FUZZ_SEED=%d) ----\n%s"
+                  % (seed, seed, sessions[seed].transcript(limit=3000)))
+    mwtest.check(not failures, "%d %s failures" % (len(failures), what))
+
+
 def main():
     run = seeds()
     failures = []
@@ -985,15 +999,7 @@ def main():
                  "backend copies": sum(len(v) for v in seen.values()),
                  "aborted": sum(1 for s in sessions.values() if s.aborted)}
         print("stats: %r" % stats)
-        if not failures:
-            mw.stop()
-        for seed, why in failures:
-            print("FAIL (seed %s): %s" % (seed, why))
-        for seed in sorted({f[0] for f in failures if f[0] is not None})[:5]:
-            if seed in sessions:
-                print("---- seed %d (MAILWARD_FUZZ_SEED=%d) ----\n%s"
-                      % (seed, seed, sessions[seed].transcript(limit=3000)))
-        mwtest.check(not failures, "%d session fuzz failures" % len(failures))
+        report(mw, sessions, failures, "session fuzz")
     print("t_session_fuzz: ok")
 
 
