@@ -264,18 +264,10 @@ def main():
                          bool(top) and b"(using TLS" in top.group(0)))
         seen = {}
         for name, rcpts, data, tls in held:
-            found = fz.MARKER_RE.search(data)
-            if not found:
-                failures.append((None, "%s holds a message without a marker: %r"
-                                 % (name, data[:300])))
+            got = fz.held_message(name, data, by_marker, failures)
+            if got is None:
                 continue
-            marker = found.group(1).decode()
-            s, m = by_marker.get(marker, (None, None))
-            seed = s.seed if s else int(marker.split("-")[1])
-            if m is None or m.hidden:
-                failures.append((seed, "%s holds a message the client never sent as one "
-                                 "(%s): %r" % (name, marker, data[:400])))
-                continue
+            s, m, marker, seed = got
             if s.listener != name:
                 failures.append((seed, "%s (a session to %s) arrived at %s"
                                  % (marker, s.listener, name)))

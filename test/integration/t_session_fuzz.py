@@ -867,6 +867,24 @@ def pf_queue_files(pf):
     return n
 
 
+def held_message(where, data, by_marker, failures):
+    """The message a backend (where) holds, by its marker: (session,
+    message, marker, seed), or None with a failure added when it has no
+    marker or is no message the client sent as one."""
+    found = MARKER_RE.search(data)
+    if not found:
+        failures.append((None, "%s holds a message without a marker: %r" % (where, data[:300])))
+        return None
+    marker = found.group(1).decode()
+    s, m = by_marker.get(marker, (None, None))
+    seed = s.seed if s else int(marker.split("-")[1])
+    if m is None or m.hidden:
+        failures.append((seed, "%s holds a message the client never sent as one (%s): %r"
+                         % (where, marker, data[:400])))
+        return None
+    return s, m, marker, seed
+
+
 def report(mw, sessions, failures, what):
     """Stop mailward if all went well; print each failure, and the
     transcripts of the first five failing seeds; fail the test if any."""
@@ -944,18 +962,10 @@ def main():
                [("pf", box, data, None) for box, data in pf_messages(pf)]
         seen = {}
         for where, box, data, rm in held:
-            found = MARKER_RE.search(data)
-            if not found:
-                failures.append((None, "%s holds a message without a marker: %r"
-                                 % (where, data[:300])))
+            got = held_message(where, data, by_marker, failures)
+            if got is None:
                 continue
-            marker = found.group(1).decode()
-            s, m = by_marker.get(marker, (None, None))
-            seed = s.seed if s else int(marker.split("-")[1])
-            if m is None or m.hidden:
-                failures.append((seed, "%s holds a message the client never sent as one "
-                                 "(%s): %r" % (where, marker, data[:400])))
-                continue
+            s, m, marker, seed = got
             if m.final != 250 and marker not in unknown:
                 failures.append((seed, "%s holds %s, whose end got %r" % (where, marker, m.final)))
                 continue
